@@ -1,0 +1,40 @@
+# ai-diary: two commands on a fresh machine — `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+UV_VERSION := 0.13.8
+DEMO_OUT ?= demo-output
+export DEMO_OUT
+
+.PHONY: install collector test demo bench lint clean
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip install -q --python $(PY) -r requirements.lock
+	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+collector: install
+	collector/build.sh
+
+test: install collector
+	CI=$${CI:-} bash scripts/pytest.sh
+
+demo: install
+	-collector/build.sh || echo "collector build failed: the demo runs the in-process topology"
+	$(PY) -m app.demo
+
+bench: install collector
+	$(PY) -m bench
+
+lint: install
+	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+
+clean:
+	rm -rf $(VENV) collector/_build $(DEMO_OUT) .pytest_cache
