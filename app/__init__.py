@@ -1,0 +1,58 @@
+"""ai-diary: a JSON API for diary entries with AI summaries, reflections and mood.
+
+``create_app(config=None)`` is the application factory (``gunicorn 'app:create_app()'``). ``config`` overrides
+settings (keys named like the environment variables) and any other Flask config key (e.g. ``TESTING``), plus
+two test seams: ``METER_PROVIDER`` and ``LOGGER_PROVIDER`` (default: the global OpenTelemetry providers).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from flask_openapi3 import Info, OpenAPI
+from opentelemetry import metrics
+
+from app import api, db, errors, privacy, telemetry
+from app.config import Settings, load_settings
+from app.llm import LLMService
+from app.pricing import PriceList
+
+logger = logging.getLogger(__name__)
+OPENAPI_URL = "/api/openapi.json"
+
+
+def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
+    settings = load_settings(config)
+    app = OpenAPI(
+        __name__,
+        info=Info(title="ai-diary", version=settings.APP_VERSION),
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
+        validation_error_status=400,
+        validation_error_callback=errors.validation_error_response,
+        doc_prefix="/api",
+        doc_url="/openapi.json",
+        instance_relative_config=True,
+    )
+    app.config.from_mapping(settings.model_dump())
+    app.config["MAX_CONTENT_LENGTH"] = settings.MAX_CONTENT_LENGTH
+    app.config.update({k: v for k, v in (config or {}).items() if k not in Settings.model_fields})
+    app.extensions["settings"] = settings
+    logging.getLogger("app").setLevel(settings.LOG_LEVEL)
+
+    if settings.PSEUDONYM_SECRET is not None:
+        privacy.configure(settings.PSEUDONYM_SECRET.get_secret_value())
+    else:
+        os.makedirs(app.instance_path, exist_ok=True)
+        privacy.configure(privacy.instance_secret(os.path.join(app.instance_path, "pseudonym.secret")))
+
+    db.init_app(app, settings.DATABASE_URL)
+    meter_provider = app.config.get("METER_PROVIDER")
+    meter = (meter_provider.get_meter("ai-diary") if meter_provider is not None
+             else metrics.get_meter("ai-diary"))
+    app.extensions["llm"] = LLMService(settings, PriceList.load(settings.PRICING_FILE), meter)
+
+    errors.register(app)
+    api.register(app)
+    telemetry.init_app(app)
+    return app

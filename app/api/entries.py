@@ -1,0 +1,128 @@
+"""Diary entries of the authenticated user, and the AI features on one entry.
+
+Another user's entry is indistinguishable from a missing one (404). Lists use keyset pagination on the id,
+newest first; ``next_cursor`` is opaque.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime, timezone
+
+from flask import current_app, g
+from flask_openapi3 import APIBlueprint, Tag
+from sqlalchemy import select
+
+from app.audit import audit
+from app.auth import require_user
+from app.db import get_session
+from app.errors import ApiError
+from app.models import Entry
+from app.schemas import (AIPath, AIResult, EntryCreate, EntryList, EntryOut, EntryPath, EntryUpdate, ErrorBody,
+                         ListQuery)
+
+bp = APIBlueprint("entries", __name__, url_prefix="/api/entries", abp_tags=[Tag(name="entries")],
+                  abp_security=[{"bearer": []}],
+                  abp_responses={400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 413: ErrorBody})
+bp.before_request(require_user)
+
+
+def encode_cursor(entry_id: int) -> str:
+    return base64.urlsafe_b64encode(f"e{entry_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        if raw[:1] != "e" or not raw[1:].isdigit():
+            raise ValueError(raw)
+        return int(raw[1:])
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ApiError(400, "invalid_field", "cursor: not a cursor returned by this API", "cursor") from None
+
+
+def _out(entry: Entry) -> dict:
+    return EntryOut(id=entry.id, text=entry.text, tags=list(entry.tags or []), created_at=entry.created_at,
+                    updated_at=entry.updated_at, ai=dict(entry.ai_results or {})).model_dump(mode="json")
+
+
+def _own(entry_id: int) -> Entry:
+    entry = get_session().scalar(select(Entry).where(Entry.id == entry_id, Entry.user_id == g.user_id))
+    if entry is None:
+        raise ApiError(404, "not_found", f"entry {entry_id} not found")
+    return entry
+
+
+@bp.post("", responses={201: EntryOut})
+def create_entry(body: EntryCreate):
+    """Write a new entry."""
+    session = get_session()
+    entry = Entry(user_id=g.user_id, text=body.text, tags=list(body.tags), ai_results={})
+    session.add(entry)
+    session.commit()
+    audit("entry.create", actor=g.pseudo_id, target=f"entry:{entry.id}")
+    return _out(entry), 201
+
+
+@bp.get("", responses={200: EntryList})
+def list_entries(query: ListQuery):
+    """Own entries, newest first; follow ``next_cursor`` for older ones."""
+    stmt = select(Entry).where(Entry.user_id == g.user_id)
+    if query.cursor is not None:
+        stmt = stmt.where(Entry.id < decode_cursor(query.cursor))
+    rows = list(get_session().scalars(stmt.order_by(Entry.id.desc()).limit(query.limit + 1)))
+    page = rows[: query.limit]
+    nxt = encode_cursor(page[-1].id) if len(rows) > query.limit else None
+    return {"items": [_out(e) for e in page], "next_cursor": nxt}
+
+
+@bp.get("/<int:entry_id>", responses={200: EntryOut})
+def get_entry(path: EntryPath):
+    """One own entry, with its stored AI results."""
+    return _out(_own(path.entry_id))
+
+
+@bp.patch("/<int:entry_id>", responses={200: EntryOut})
+def update_entry(path: EntryPath, body: EntryUpdate):
+    """Change the text and/or the tags. Changing the text keeps earlier AI results (they record their model)."""
+    entry = _own(path.entry_id)
+    if body.text is not None:
+        entry.text = body.text
+    if body.tags is not None:
+        entry.tags = list(body.tags)
+    entry.updated_at = datetime.now(timezone.utc)
+    get_session().commit()
+    audit("entry.update", actor=g.pseudo_id, target=f"entry:{entry.id}")
+    return _out(entry)
+
+
+@bp.delete("/<int:entry_id>", responses={204: None})
+def delete_entry(path: EntryPath):
+    """Delete an own entry."""
+    session = get_session()
+    session.delete(_own(path.entry_id))
+    session.commit()
+    audit("entry.delete", actor=g.pseudo_id, target=f"entry:{path.entry_id}")
+    return "", 204
+
+
+@bp.post("/<int:entry_id>/ai/<feature>", responses={200: AIResult, 502: ErrorBody, 503: ErrorBody,
+                                                      504: ErrorBody})
+def run_feature(path: AIPath):
+    """Run an AI feature (summarize, reflect, mood) on an entry and store the result with it."""
+    session = get_session()
+    text = _own(path.entry_id).text
+    session.rollback()  # no transaction stays open during the LLM call
+    target = f"entry:{path.entry_id}"
+    try:
+        done = current_app.extensions["llm"].run(path.feature, text, pseudo_id=g.pseudo_id)
+    except ApiError:
+        audit(f"ai.{path.feature}", actor=g.pseudo_id, target=target, outcome="failure")
+        raise
+    entry = _own(path.entry_id)  # may have been deleted meanwhile: 404, nothing stored
+    result = done.as_dict()
+    entry.ai_results = {**(entry.ai_results or {}),
+                        path.feature: {**result, "created_at": datetime.now(timezone.utc).isoformat()}}
+    session.commit()
+    audit(f"ai.{path.feature}", actor=g.pseudo_id, target=target)
+    return result

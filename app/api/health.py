@@ -1,0 +1,26 @@
+"""Liveness and readiness probes (no authentication, no database access for liveness)."""
+from __future__ import annotations
+
+from flask import jsonify
+from flask_openapi3 import APIBlueprint, Tag
+
+from app import db
+from app.schemas import ErrorBody, Health
+
+bp = APIBlueprint("health", __name__, abp_tags=[Tag(name="health")])
+
+
+@bp.get("/healthz", responses={200: Health})
+def healthz():
+    """Liveness: the process serves requests."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz", responses={200: Health, 503: ErrorBody})
+def readyz():
+    """Readiness: the database answers ``SELECT 1``."""
+    if db.ping():
+        return jsonify(status="ready")
+    resp = jsonify(error={"code": "database_unavailable", "message": "the database is not reachable"})
+    resp.status_code = 503
+    return resp

@@ -1,0 +1,65 @@
+"""Audit events as OpenTelemetry log records (instrumentation scope ``audit``).
+
+``audit(action, actor=..., target=..., outcome=...)`` is the single entry point: registration, failed
+authentication, entry create/update/delete and AI feature use. Actors are pseudonymous ids, targets are resource
+ids (``entry:42``) — never diary text. The collector routes scope ``audit`` to the audit log file.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flask import current_app, has_app_context, has_request_context, request
+from opentelemetry import context as otel_context
+from opentelemetry._logs import Logger, SeverityNumber, get_logger
+
+logger = logging.getLogger(__name__)
+SCOPE = "audit"
+SUCCESS, FAILURE, DENIED = "success", "failure", "denied"
+
+
+def _otel_logger() -> Logger:
+    if has_app_context():
+        cached = current_app.extensions.get("audit_logger")
+        if cached is not None:
+            return cached
+        provider = current_app.config.get("LOGGER_PROVIDER")  # test seam; default: the global provider
+        cached = get_logger(SCOPE, logger_provider=provider)
+        current_app.extensions["audit_logger"] = cached
+        return cached
+    return get_logger(SCOPE)
+
+
+def audit(action: str, *, actor: str, target: str, outcome: str = SUCCESS) -> None:
+    """Emit one audit record. Never raises into request code."""
+    try:
+        attributes: dict[str, Any] = {
+            "audit.action": action,
+            "audit.actor": actor,
+            "audit.target": target,
+            "audit.outcome": outcome,
+        }
+        if has_request_context():
+            attributes["client.address"] = request.remote_addr or ""
+            attributes["user_agent.original"] = request.user_agent.string or ""
+        ok = outcome == SUCCESS
+        now = time.time_ns()
+        _otel_logger().emit(
+            timestamp=now,
+            context=otel_context.get_current(),  # trace_id/span_id of the request span
+            severity_number=SeverityNumber.INFO if ok else SeverityNumber.WARN,
+            severity_text="INFO" if ok else "WARN",
+            body=f"audit {action}",
+            attributes=attributes,
+            event_name=f"audit.{action}",
+        )
+        # --- tamper-evident chain: app/audit_chain.py appends ``attributes`` (+ timestamp) here. ---
+        _chain_append(now, attributes)
+    except Exception:  # noqa: BLE001 - auditing must never break a request
+        logger.exception("audit record for %s could not be emitted", action)
+
+
+def _chain_append(timestamp_ns: int, attributes: dict[str, Any]) -> None:
+    """Hook for the hash chain (owned by app/audit_chain.py); nothing is chained until that module plugs in."""
+    return None

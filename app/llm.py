@@ -1,0 +1,143 @@
+"""AI features through the official openai SDK, against any OpenAI-compatible endpoint.
+
+``LLMService.run(feature, text, pseudo_id=...)`` builds the prompt from the entry text, calls chat completions
+inside ``telemetry.ai_call_context`` (so the GenAI span gets ``app.feature`` and the pseudonymous user), prices the
+usage and adds it to the ``app.ai.cost`` counter. Failures become :class:`ApiError` 502/503/504; nothing here logs
+the text, the prompt or the completion.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+from opentelemetry.metrics import Meter
+
+from app import telemetry
+from app.config import Settings
+from app.errors import ApiError
+from app.pricing import Cost, PriceList
+
+logger = logging.getLogger(__name__)
+PROVIDER = "openai"
+
+SYSTEM_PROMPTS = {
+    "summarize": "You summarize private diary entries. Reply with a faithful two or three sentence summary in the "
+                 "language of the entry. Do not add advice.",
+    "reflect": "You are a gentle journaling companion. Reply with a short reflection (at most four sentences) on "
+               "the diary entry and one open question that invites further writing.",
+    "mood": "Classify the dominant mood of the diary entry. Reply with only a JSON object: "
+            '{"mood": "<one lowercase word>", "score": <number from 0 (very negative) to 1 (very positive)>}.',
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    result: str | dict[str, Any]
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    cost: Cost
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"result": self.result, "model": self.model,
+                "usage": {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+                          "cached_tokens": self.cached_tokens},
+                "cost_usd": self.cost.usd, "pricing_known": self.cost.known}
+
+
+class LLMService:
+    def __init__(self, settings: Settings, prices: PriceList, meter: Meter) -> None:
+        self.settings = settings
+        self.prices = prices
+        self.cost_counter = meter.create_counter(
+            "app.ai.cost", unit="USD", description="Cost of AI feature calls, from token usage and app/pricing.json")
+        self._client: openai.OpenAI | None = None
+        self._lock = threading.Lock()
+
+    def client(self) -> openai.OpenAI:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    s = self.settings
+                    key = s.OPENAI_API_KEY.get_secret_value() if s.OPENAI_API_KEY else None
+                    if not key and not s.OPENAI_BASE_URL:
+                        raise ApiError(503, "ai_not_configured", "AI is not configured (set OPENAI_API_KEY or "
+                                                                 "OPENAI_BASE_URL)")
+                    self._client = openai.OpenAI(
+                        api_key=key or "no-key", base_url=s.OPENAI_BASE_URL, timeout=s.OPENAI_TIMEOUT,
+                        max_retries=s.OPENAI_MAX_RETRIES)
+        return self._client
+
+    def run(self, feature: str, text: str, *, pseudo_id: str) -> Completion:
+        model = self.settings.model_for(feature)
+        client = self.client()
+        kwargs: dict[str, Any] = {}
+        if feature == "mood":
+            kwargs["response_format"] = {"type": "json_object"}
+        messages = [{"role": "system", "content": SYSTEM_PROMPTS[feature]}, {"role": "user", "content": text}]
+        try:
+            with telemetry.ai_call_context(feature, pseudo_id):
+                response = client.chat.completions.create(
+                    model=model, messages=messages, max_completion_tokens=self.settings.AI_MAX_OUTPUT_TOKENS,
+                    **kwargs)
+        except openai.APIError as exc:
+            raise _map_error(exc, feature, model) from None
+        return self._complete(feature, model, response)
+
+    def _complete(self, feature: str, model: str, response: Any) -> Completion:
+        content = response.choices[0].message.content if response.choices else None
+        if not content or not content.strip():
+            raise ApiError(502, "llm_bad_output", f"the model returned no content for '{feature}'")
+        result: str | dict[str, Any] = content.strip()
+        if feature == "mood":
+            result = _parse_mood(content)
+        usage = response.usage
+        in_tok = int(getattr(usage, "prompt_tokens", 0) or 0)
+        out_tok = int(getattr(usage, "completion_tokens", 0) or 0)
+        details = getattr(usage, "prompt_tokens_details", None)
+        cached = int(getattr(details, "cached_tokens", 0) or 0)
+        cost = self.prices.cost([response.model, model], in_tok, out_tok, cached)
+        attrs: dict[str, Any] = {"gen_ai.provider.name": PROVIDER, "gen_ai.request.model": model,
+                                 "app.feature": feature}
+        if not cost.known:
+            attrs["app.pricing.unknown"] = True
+        try:
+            self.cost_counter.add(cost.usd, attrs)
+        except Exception:  # noqa: BLE001 - telemetry never breaks the request
+            logger.exception("could not record app.ai.cost")
+        return Completion(result, response.model or model, in_tok, out_tok, cached, cost)
+
+
+def _parse_mood(content: str) -> dict[str, Any]:
+    try:
+        data = json.loads(content)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("mood"), str) or not data["mood"].strip():
+        raise ApiError(502, "llm_bad_output", "the model's mood answer was not the expected JSON object")
+    out: dict[str, Any] = {"mood": data["mood"].strip().lower()[:40]}
+    score = data.get("score")
+    if isinstance(score, (int, float)) and not isinstance(score, bool):
+        out["score"] = float(score)
+    return out
+
+
+def _map_error(exc: openai.APIError, feature: str, model: str) -> ApiError:
+    status = getattr(exc, "status_code", None)
+    logger.warning("AI call failed: feature=%s model=%s error=%s status=%s",
+                   feature, model, type(exc).__name__, status)
+    if isinstance(exc, openai.APITimeoutError):
+        return ApiError(504, "llm_timeout", "the AI provider did not answer in time")
+    if isinstance(exc, openai.RateLimitError):
+        return ApiError(503, "llm_rate_limited", "the AI provider is rate limiting; retry later",
+                        headers={"Retry-After": "5"})
+    if isinstance(exc, openai.APIConnectionError):
+        return ApiError(502, "llm_unreachable", "the AI provider could not be reached")
+    if isinstance(exc, openai.APIStatusError) and status is not None and status >= 500:
+        return ApiError(502, "llm_upstream_error", f"the AI provider failed ({status})")
+    return ApiError(502, "llm_error", f"the AI provider rejected the request ({status or type(exc).__name__})")

@@ -1,0 +1,98 @@
+"""Request and response schemas, declared once: flask-openapi3 validates with them and documents them."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+Feature = Literal["summarize", "reflect", "mood"]
+MAX_TEXT = 20_000
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class UserCreate(_Body):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+class UserCreated(BaseModel):
+    id: int
+    token: str = Field(description="Bearer token; shown once, stored only as a hash.")
+
+
+class EntryCreate(_Body):
+    text: Text
+    tags: list[Tag] = Field(default_factory=list, max_length=20)
+
+
+class EntryUpdate(_Body):
+    text: Text | None = None
+    tags: list[Tag] | None = Field(None, max_length=20)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> EntryUpdate:
+        if self.text is None and self.tags is None:
+            raise ValueError("give at least one of 'text' or 'tags'")
+        return self
+
+
+class EntryPath(BaseModel):
+    entry_id: int = Field(ge=1)
+
+
+class AIPath(BaseModel):
+    entry_id: int = Field(ge=1)
+    feature: Feature
+
+
+class ListQuery(BaseModel):
+    limit: int = Field(20, ge=1, le=100)
+    cursor: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")] | None = None
+
+
+class Usage(BaseModel):
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+
+
+class AIResult(BaseModel):
+    result: str | dict[str, Any] = Field(description="Text (summarize, reflect) or {mood, score} (mood).")
+    model: str
+    usage: Usage
+    cost_usd: float
+    pricing_known: bool = True
+    created_at: datetime | None = None
+
+
+class EntryOut(BaseModel):
+    id: int
+    text: str
+    tags: list[str]
+    created_at: datetime
+    updated_at: datetime
+    ai: dict[str, AIResult] = Field(default_factory=dict)
+
+
+class EntryList(BaseModel):
+    items: list[EntryOut]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page.")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: str
