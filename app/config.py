@@ -18,7 +18,8 @@ class ConfigError(ValueError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
+    # env_ignore_empty: an empty VAR= (as docker compose passes for an unset ${VAR:-}) means "use the default".
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True, env_ignore_empty=True)
 
     DATABASE_URL: str | None = Field(
         None, description="Any SQLAlchemy URL. Default: a SQLite file ai-diary.sqlite3 in the Flask instance folder.")
