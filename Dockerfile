@@ -1,0 +1,57 @@
+# syntax=docker/dockerfile:1
+# ai-diary API image. One image, three roles (see docker-compose.yml):
+#   app           gunicorn -c gunicorn.conf.py "app:create_app()"   (default CMD)
+#   wandb-bridge  wandb-bridge                                       (OTLP/HTTP -> W&B)
+#   local-llm     python -m app.local_llm                            (OpenAI-compatible stand-in)
+# No secret is passed at build time: keys arrive only as runtime environment (compose .env, ECS secrets).
+
+# Pinned base (patch release + Debian suite); bump deliberately, together with requirements.lock.
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+
+# ---- build: a self-contained virtualenv from the pinned lock ------------------------------------------------
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    UV_NO_CACHE=1 \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy
+RUN pip install --no-cache-dir uv==0.13.8 \
+    && python -m venv /opt/venv
+WORKDIR /src
+# Dependencies first (cached while only the source changes): the project's runtime dependencies, every version
+# fixed by requirements.lock (the lock also pins the dev extras, which are not installed here).
+COPY pyproject.toml requirements.lock ./
+RUN uv pip install --python /opt/venv/bin/python --constraint requirements.lock -r pyproject.toml
+COPY app ./app
+COPY exporters ./exporters
+RUN uv pip install --python /opt/venv/bin/python --no-deps .
+
+# ---- runtime: the venv, the gunicorn config and a non-root user --------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+ARG APP_VERSION=dev
+LABEL org.opencontainers.image.title="ai-diary" \
+      org.opencontainers.image.description="AI diary API with an OpenTelemetry -> W&B pipeline" \
+      org.opencontainers.image.version="${APP_VERSION}" \
+      org.opencontainers.image.licenses="MIT"
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    APP_VERSION=${APP_VERSION} \
+    PORT=8000 \
+    WANDB_DIR=/var/lib/ai-diary \
+    HOME=/home/app
+# uid/gid 10001, like the collector image, so a shared volume needs one owner.
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /home/app --create-home --shell /usr/sbin/nologin app \
+    && mkdir -p /var/lib/ai-diary /var/log/ai-diary \
+    && chown app:app /var/lib/ai-diary /var/log/ai-diary
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /srv/ai-diary
+COPY gunicorn.conf.py ./
+USER 10001:10001
+EXPOSE 8000
+# Python-based probe (the slim image has no curl); PORT and HEALTH_PATH follow the container's own settings.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os,urllib.request; urllib.request.urlopen('http://127.0.0.1:%s%s' % (os.environ.get('PORT', '8000'), os.environ.get('HEALTH_PATH', '/healthz')), timeout=4)"]
+CMD ["gunicorn", "--config", "/srv/ai-diary/gunicorn.conf.py", "app:create_app()"]

@@ -1,0 +1,76 @@
+"""Gunicorn settings for the ai-diary API (``gunicorn -c gunicorn.conf.py "app:create_app()"``).
+
+Telemetry is pre-fork safe: nothing OpenTelemetry-related runs in the master. Each worker gets a small, stable
+slot number (0..workers-1, reused when a worker is replaced) in ``pre_fork`` and initialises its own providers
+in ``post_fork`` through ``app.telemetry.init_worker(slot)``, which puts the worker id into the resource — so
+every worker's metric series are distinct and W&B keys stay bounded (no pid in keys).
+
+Every value comes from the environment (see .env.example); nothing here is a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+_log = logging.getLogger("gunicorn.error")
+
+# Cloud platforms (ECS, Cloud Run, Heroku-style hosts) hand the port in PORT.
+bind = [f"{os.environ.get('GUNICORN_BIND_HOST', '0.0.0.0')}:{int(os.environ.get('PORT', '8000'))}"]
+# gunicorn's own default already honours WEB_CONCURRENCY; restated so the default here is 2, not 1.
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
+keepalive = 5
+# Providers must be created after the fork, so the app is imported in each worker, never in the master.
+preload_app = False
+# The control socket (gunicorn >= 25.1) defaults to one path per $HOME: two servers on one machine would collide,
+# and a read-only container home cannot hold it.
+control_socket_disable = True
+# /dev/shm avoids heartbeat stalls on container overlay filesystems.
+worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else None)
+accesslog = None  # request telemetry comes from OpenTelemetry, not from access lines
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+_SLOT = "ai_diary_worker_slot"
+
+
+def pre_fork(server, worker) -> None:
+    """In the master: give the new worker the lowest slot no live worker holds."""
+    used = {getattr(w, _SLOT, None) for w in server.WORKERS.values()}
+    slot = 0
+    while slot in used:
+        slot += 1
+    setattr(worker, _SLOT, slot)
+
+
+def post_fork(server, worker) -> None:
+    """In the worker: one set of providers per process, tagged with the worker slot."""
+    worker_id = getattr(worker, _SLOT, 0)
+    os.environ["AI_DIARY_WORKER_ID"] = str(worker_id)
+    try:
+        from app.telemetry import init_worker
+
+        init_worker(worker_id)
+    except Exception:  # telemetry must never keep the API from serving
+        _log.exception("telemetry init failed in worker %s (pid %s)", worker_id, worker.pid)
+    else:
+        _log.info("telemetry initialised in worker %s (pid %s)", worker_id, worker.pid)
+
+
+def worker_exit(server, worker) -> None:
+    """Flush and stop this worker's telemetry with a bounded wait."""
+    try:
+        from app import telemetry
+    except Exception:
+        return
+    shutdown = getattr(telemetry, "shutdown", None)
+    if shutdown is None:
+        return
+    try:
+        shutdown()
+    except Exception:
+        _log.exception("telemetry shutdown failed in worker pid %s", worker.pid)
