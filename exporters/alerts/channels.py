@@ -7,6 +7,7 @@ errors naming the variable. Error texts are scrubbed of the channel's secrets (w
 
 from __future__ import annotations
 
+import logging
 import os
 import smtplib
 import ssl
@@ -53,6 +54,29 @@ def scrub(text: str, secrets: tuple[str, ...]) -> str:
     return text
 
 
+class _ScrubSecrets(logging.Filter):
+    """On the ``httpx`` logger, which logs every request URL at INFO: webhook URLs carry their tokens."""
+
+    secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            clean = scrub(message, tuple(sorted(self.secrets, key=len, reverse=True)))
+            if clean != message:
+                record.msg, record.args = clean, ()
+        return True
+
+
+_SCRUB = _ScrubSecrets()
+
+
+def _register_secrets(*secrets: str) -> None:
+    if not _SCRUB.secrets:
+        logging.getLogger("httpx").addFilter(_SCRUB)
+    _SCRUB.secrets.update(s for s in secrets if s)
+
+
 def _where(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.hostname}{':%d' % parts.port if parts.port else ''}"
@@ -90,6 +114,7 @@ class SlackChannel:
 
     def __init__(self, url: str, timeout: float = 5.0) -> None:
         self.url, self.timeout = url, timeout
+        _register_secrets(url)
         self._client = httpx.Client(timeout=timeout, follow_redirects=False)
 
     def describe(self) -> str:
@@ -143,6 +168,7 @@ class SmsChannel:
         self.url, self.recipients, self.sender = url, recipients, sender
         self._auth = (account_sid, auth_token) if account_sid else None
         self._secrets = (url, auth_token)
+        _register_secrets(url)
         self._client = httpx.Client(timeout=timeout, follow_redirects=False)
 
     def describe(self) -> str:

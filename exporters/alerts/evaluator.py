@@ -83,6 +83,16 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
+def format_value(metric: str, value: float) -> str:
+    if metric == "error_rate":
+        return f"{value:.1%}"
+    if metric.endswith("_response_time"):
+        return f"{value:,.0f} ms"
+    if metric.endswith("_ai_cost"):
+        return f"${value:,.2f}"
+    return f"{value:g}"
+
+
 def _window_label(seconds: float) -> str:
     if seconds >= 60 and seconds % 60 == 0:
         return f"{int(seconds // 60)} min"
@@ -207,7 +217,7 @@ class Evaluator:
     def _event(self, kind: str, rule: Rule, reading: _Reading, now: float, reminder: bool = False) -> AlertEvent:
         cmp = rule.comparison if kind == "fire" else {">": "<=", ">=": "<", "<": ">=", "<=": ">"}[rule.comparison]
         head = {"fire": "still firing" if reminder else "FIRING", "resolve": "RESOLVED"}[kind]
-        text = f"{rule.name} {head}: {reading.detail} {cmp} threshold {rule.threshold:g} ({rule.metric})"
+        text = f"{rule.name} {head}: {reading.detail} {cmp} threshold {format_value(rule.metric, rule.threshold)}"
         return AlertEvent(kind, rule.name, reading.value, rule.threshold, text, rule.level if kind == "fire" else
                           "INFO", rule.channels, rule.wait, now, reminder=reminder)
 
@@ -251,8 +261,11 @@ def _group_text(group: Mapping[str, Any]) -> str:
     traces = ", ".join(str(t) for t in list(group.get("sample_trace_ids") or ())[:3])
     parts = [f"New error group {kind}: {message}" if message else f"New error group {kind}",
              f"fingerprint {fp[:16]}", f"count {group.get('count', 1)}"]
-    if group.get("first_seen") is not None:
-        parts.append(f"first seen {_when(group['first_seen'])}")
+    if group.get("frame"):
+        parts.append(f"at {str(group['frame'])[:120]}")
+    first = group.get("first_seen", group.get("first_seen_ns"))
+    if first is not None:
+        parts.append(f"first seen {_when(first)}")
     if traces:
         parts.append(f"traces {traces}")
     return "; ".join(parts)
