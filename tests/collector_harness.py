@@ -1,0 +1,247 @@
+"""Fixtures and helpers for the collector and bridge tests: OTLP payload builders, an HTTP poster, a reader for the
+collector's file-exporter output, and in-process / subprocess bridges. Process control lives in exporters.topology
+(importable by the demo and the benchmarks too)."""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from exporters import topology
+from exporters.bridge import BridgeServer
+from exporters.bridge_config import BridgeConfig
+
+PROTO = "application/x-protobuf"
+
+
+# -- payloads ------------------------------------------------------------------------------------------------
+
+def _set(kvs: Any, attrs: dict[str, Any]) -> None:
+    for k, v in attrs.items():
+        kv = kvs.add()
+        kv.key = k
+        if isinstance(v, bool):
+            kv.value.bool_value = v
+        elif isinstance(v, int):
+            kv.value.int_value = v
+        elif isinstance(v, float):
+            kv.value.double_value = v
+        else:
+            kv.value.string_value = str(v)
+
+
+def spans_request(n: int, *, start: int = 0, attrs: dict[str, Any] | None = None, error_every: int = 0,
+                  service: str = "ai-diary-test", resource: dict[str, Any] | None = None) -> ExportTraceServiceRequest:
+    """n SERVER spans named 'GET /entries' (ids derived from the index, so they are unique and checkable)."""
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    _set(rs.resource.attributes, {"service.name": service, **(resource or {})})
+    ss = rs.scope_spans.add()
+    ss.scope.name = "test.scope"
+    now = time.time_ns()
+    for i in range(start, start + n):
+        s = ss.spans.add()
+        s.trace_id = (i + 1).to_bytes(16, "big")
+        s.span_id = (i + 1).to_bytes(8, "big")
+        s.name, s.kind = "GET /entries", 2
+        s.start_time_unix_nano, s.end_time_unix_nano = now - 5_000_000, now
+        _set(s.attributes, {"http.request.method": "GET", "http.route": "/entries",
+                            "http.response.status_code": 500 if error_every and i % error_every == 0 else 200,
+                            "test.index": i, **(attrs or {})})
+        if error_every and i % error_every == 0:
+            s.status.code = 2
+    return req
+
+
+def metrics_request(name: str = "test.requests", value: int = 1, *, attrs: dict[str, Any] | None = None,
+                    points: int = 1) -> ExportMetricsServiceRequest:
+    req = ExportMetricsServiceRequest()
+    rm = req.resource_metrics.add()
+    _set(rm.resource.attributes, {"service.name": "ai-diary-test"})
+    m = rm.scope_metrics.add().metrics.add()
+    m.name, m.unit = name, "1"
+    m.sum.aggregation_temporality, m.sum.is_monotonic = 2, True
+    now = time.time_ns()
+    for i in range(points):
+        p = m.sum.data_points.add()
+        p.start_time_unix_nano, p.time_unix_nano, p.as_int = now - 10**9, now, value
+        _set(p.attributes, {"point": i, **(attrs or {})})
+    return req
+
+
+def logs_request(records: list[tuple[str, int, str, dict[str, Any]]]) -> ExportLogsServiceRequest:
+    """records: (scope, severity_number, body, attributes); one ScopeLogs per record."""
+    req = ExportLogsServiceRequest()
+    rl = req.resource_logs.add()
+    _set(rl.resource.attributes, {"service.name": "ai-diary-test"})
+    now = time.time_ns()
+    for scope, sev, body, attrs in records:
+        sl = rl.scope_logs.add()
+        sl.scope.name = scope
+        r = sl.log_records.add()
+        r.time_unix_nano, r.severity_number, r.body.string_value = now, sev, body
+        r.severity_text = {9: "INFO", 13: "WARN", 17: "ERROR", 21: "FATAL"}.get(sev, "")
+        _set(r.attributes, attrs)
+    return req
+
+
+# -- HTTP ----------------------------------------------------------------------------------------------------
+
+def post(base_url: str, path: str, body: bytes, content_type: str = PROTO, *, gzip_body: bool = False,
+         headers: dict[str, str] | None = None, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+    host_port = base_url.split("://", 1)[1].rstrip("/")
+    conn = http.client.HTTPConnection(host_port, timeout=timeout)
+    hdrs = {"Content-Type": content_type, **(headers or {})}
+    if gzip_body:
+        body = gzip.compress(body)
+        hdrs["Content-Encoding"] = "gzip"
+    try:
+        conn.request("POST", path, body=body, headers=hdrs)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def get_json(base_url: str, path: str) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection(base_url.split("://", 1)[1].rstrip("/"), timeout=5)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"null")
+    finally:
+        conn.close()
+
+
+# -- collector file output -----------------------------------------------------------------------------------
+
+def file_set(log_dir: Path, base: str) -> list[Path]:
+    """The live file and its rotated backups (<stem>-<timestamp><ext>) for base like 'combined.log'."""
+    stem, ext = os.path.splitext(base)
+    return sorted(p for p in Path(log_dir).glob(f"{stem}*{ext}") if p.name == base or p.name.startswith(stem + "-"))
+
+
+def read_log_records(log_dir: Path, base: str) -> list[dict[str, Any]]:
+    """Every log record in the file set, flattened from the file exporter's JSON lines (one request per line)."""
+    out = []
+    for path in file_set(log_dir, base):
+        for line in path.read_text().splitlines():
+            if not line.strip():
+                continue
+            for rl in json.loads(line).get("resourceLogs", []):
+                res = {a["key"]: a["value"] for a in rl.get("resource", {}).get("attributes", [])}
+                for sl in rl.get("scopeLogs", []):
+                    scope = sl.get("scope", {}).get("name", "")
+                    for r in sl.get("logRecords", []):
+                        out.append({"scope": scope, "severity": r.get("severityNumber", 0),
+                                    "body": r.get("body", {}).get("stringValue"), "resource": res,
+                                    "attributes": {a["key"]: a["value"] for a in r.get("attributes", [])}})
+    return out
+
+
+def read_file_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+# -- fixtures ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def collector_bin() -> Path:
+    """The real collector binary; built with collector/build.sh when missing. Fails (never skips) if it can't."""
+    if not topology.COLLECTOR_BINARY.exists():
+        topology.build_collector()
+    assert topology.COLLECTOR_BINARY.exists(), "collector/_build/otelcol-ai-diary missing after collector/build.sh"
+    return topology.COLLECTOR_BINARY
+
+
+@pytest.fixture
+def start_collector(collector_bin, tmp_path) -> Iterator[Callable[..., topology.CollectorHandle]]:
+    """start_collector(env=None, name='c') -> a running collector with LOG_DIR=tmp_path/<name>/logs."""
+    started: list[topology.CollectorHandle] = []
+
+    def _start(env: dict[str, str] | None = None, name: str = "c", **kw: Any) -> topology.CollectorHandle:
+        base = tmp_path / name
+        env = {"WANDB_BRIDGE_EXPORTER": "nop", "LOG_FLUSH_INTERVAL": "100ms", "OTEL_COLLECTOR_BATCH_TIMEOUT": "100ms",
+               **(env or {})}
+        handle = topology.start_collector(env, base / "logs", queue_dir=base / "queue", **kw)
+        started.append(handle)
+        return handle
+
+    yield _start
+    for h in reversed(started):
+        h.stop()
+
+
+class RecordingPipeline:
+    """In-memory double with the Pipeline's add_* surface (bridge unit tests only)."""
+
+    def __init__(self) -> None:
+        self.spans: list = []
+        self.metrics: list = []
+        self.logs: list = []
+        self.accept_limit: int | None = None
+        self.fail: Exception | None = None
+        self.shutdown_calls = 0
+        self.lock = threading.Lock()
+
+    def _add(self, target: list, records: list) -> int:
+        if self.fail is not None:
+            raise self.fail
+        taken = records if self.accept_limit is None else records[: self.accept_limit]
+        with self.lock:
+            target.extend(taken)
+        return len(taken)
+
+    def add_spans(self, records: list) -> int:
+        return self._add(self.spans, records)
+
+    def add_metrics(self, records: list) -> int:
+        return self._add(self.metrics, records)
+
+    def add_logs(self, records: list) -> int:
+        return self._add(self.logs, records)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        self.shutdown_calls += 1
+
+
+@pytest.fixture
+def pipeline() -> RecordingPipeline:
+    return RecordingPipeline()
+
+
+@pytest.fixture
+def make_bridge(pipeline) -> Iterator[Callable[..., BridgeServer]]:
+    """make_bridge(token='', max_body_bytes=...) -> an in-process bridge on a free port feeding `pipeline`."""
+    servers: list[BridgeServer] = []
+
+    def _make(**kw: Any) -> BridgeServer:
+        server = BridgeServer(BridgeConfig(host="127.0.0.1", port=0, **kw), pipeline).start()
+        servers.append(server)
+        return server
+
+    yield _make
+    for s in servers:
+        s.stop(5)
