@@ -1,0 +1,183 @@
+"""``python -m app.demo`` (``make demo``): the whole pipeline on a bare machine, with embedded defaults.
+
+Starts the local OpenAI-compatible endpoint (with injected latency and failures), the service under gunicorn and,
+when the collector binary exists, the collector and the W&B bridge; drives DEMO_REQUESTS mixed requests; pushes
+the error rate over the alert threshold and back; stops everything cleanly; writes the HTML report; greps every
+sink for DEMO_CANARY and the API tokens; prints a summary. Everything lands under DEMO_OUT (default demo-output/).
+
+Settings (all optional): DEMO_OUT, DEMO_REQUESTS (600), DEMO_CANARY, DEMO_USERS (4), DEMO_WORKERS,
+DEMO_TOPOLOGY (auto|collector|inprocess), DEMO_ALERTS (1), DEMO_ALERT_WINDOW_S (20), DEMO_ALERT_TIMEOUT_S (75),
+DEMO_EXPORT_INTERVAL_S (5), DEMO_LLM (auto|local|openai), DEMO_LLM_LATENCY_MS (60), DEMO_SEED.
+Exit status: 0 when every phase passed, 1 when a phase failed (the summary says which), 2 on a bad setting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from typing import Iterator
+
+import httpx
+from tqdm import tqdm
+
+from app import demo_alerts, demo_sinks, demo_stack
+from app.demo_config import DemoConfig, DemoConfigError, prepare_out
+from app.demo_procs import DemoError, Procs
+from app.demo_summary import Outcome, banner, canary_line, say, summary
+from app.demo_topology import STEADY_FAULTS, Llm, base_env, start_llm, start_service
+from app.demo_traffic import STEADY_MIX, Traffic
+
+log = logging.getLogger("app.demo")
+
+
+class DemoRun:
+    def __init__(self, cfg: DemoConfig, topology: str) -> None:
+        self.cfg, self.topology = cfg, topology
+        self.procs = Procs(cfg.out, base_env(cfg, os.environ))
+        self.oc = Outcome(topology=topology)
+        self.traffic: Traffic | None = None
+        self.llm: Llm | None = None
+        self.stack: demo_stack.Stack | None = None
+        self.alerts: demo_alerts.AlertPhase | None = None
+        self.base_url = ""
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            self.oc.phase_seconds[name] = self.oc.phase_seconds.get(name, 0.0) + time.monotonic() - t0
+
+    def llm_text(self) -> str:
+        if self.cfg.local_llm:
+            why = "no OPENAI_API_KEY" if not os.environ.get("OPENAI_API_KEY") else "DEMO_LLM=local"
+            return (f"local OpenAI-compatible endpoint (app.local_llm; {why}): ~{self.cfg.llm_latency_ms:g} ms "
+                    f"latency, injected 429/500/timeouts")
+        return f"OpenAI API at {os.environ.get('OPENAI_BASE_URL') or 'https://api.openai.com/v1'} (OPENAI_API_KEY set)"
+
+    # -- phases ------------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        with self.phase("start"):
+            if self.cfg.alerts:
+                self.alerts = demo_alerts.AlertPhase(self.cfg, self.procs)
+                self.procs.base_env.update(self.alerts.start_receivers())
+            if self.cfg.local_llm:
+                self.llm = start_llm(self.procs, self.cfg, STEADY_FAULTS)
+            else:
+                self.llm = Llm(None, os.environ.get("OPENAI_BASE_URL", ""))
+            self.stack = demo_stack.start(self.procs, self.cfg, self.topology)
+            _, self.base_url = start_service(self.procs, self.cfg, self.topology, self.llm, self.stack.otlp_endpoint)
+            say(f"service ready at {self.base_url} ({self.procs.started[-1].log_path.name} has its output)")
+
+    def drive(self) -> None:
+        cfg = self.cfg
+        alert_budget = demo_alerts.budget(cfg) if self.alerts and cfg.local_llm else 0
+        steady = max(1, cfg.requests - cfg.users - alert_budget)
+        with self.phase("traffic"), tqdm(total=cfg.requests, desc="requests", unit="req", disable=None,
+                                         mininterval=0.5, dynamic_ncols=True) as bar:
+            self.traffic = Traffic(self.base_url, users=cfg.users, canary=cfg.canary, seed=cfg.seed)
+            self.traffic.register()
+            bar.update(cfg.users)
+            self.bar = bar
+            n = self.traffic.run(steady, STEADY_MIX, on_request=lambda: bar.update(1))
+            self.oc.phase_requests["register"] = cfg.users
+            self.oc.phase_requests["steady"] = n
+            if alert_budget:
+                with self.phase("alerts"):
+                    self.llm = self.alerts.run(self.traffic, self.llm, bar, self.oc)
+            elif cfg.alerts:
+                self.oc.notes.append("alert phase skipped: it injects failures through the local LLM endpoint "
+                                     "(unset OPENAI_API_KEY or set DEMO_LLM=local)")
+
+    def stop(self) -> None:
+        with self.phase("stop"):
+            if self.llm and self.llm.proc:
+                self.oc.llm_stats.update(llm_stats(self.llm))
+            if self.traffic:
+                self.traffic.close()
+            self.oc.exit_codes = self.procs.stop_all(timeout=30)
+            if self.alerts:
+                self.alerts.stop_receivers(self.oc)
+        for proc in self.procs.started:
+            if proc.killed:
+                self.oc.failures.append(f"{proc.name} did not stop within 30s after SIGTERM and was killed")
+        for name, code in self.oc.exit_codes.items():
+            if code not in (0, None) and not name.startswith("local-llm"):
+                self.oc.failures.append(f"{name} exited with {code} (see {self.cfg.out / 'stdout' / name}.log)")
+
+    def finish(self) -> None:
+        with self.phase("report"):
+            self.oc.run_dirs = demo_stack.run_dirs(self.cfg.out / "wandb")
+            self.oc.run_lines, seen = demo_stack.describe_runs(self.oc.run_dirs)
+            sent = self.traffic.tally.total if self.traffic else 0
+            if seen is not None and seen != sent:
+                self.oc.notes.append(f"the W&B run(s) counted {seen} requests, the demo sent {sent}")
+            self.oc.log_files = demo_stack.log_files(self.cfg.out / "logs")
+            self.oc.stdout_files = sorted((self.cfg.out / "stdout").glob("*.log"))
+            try:
+                self.oc.report = demo_stack.write_report(self.cfg, self.topology, self.oc)
+            except DemoError as exc:
+                self.oc.failures.append(str(exc))
+            if self.topology == "collector" and not self.oc.log_files:
+                self.oc.failures.append(f"the collector wrote no log files under {self.cfg.out / 'logs'}")
+            if not self.oc.run_dirs:
+                self.oc.failures.append(f"no W&B run under {self.cfg.out / 'wandb'}")
+        with self.phase("privacy"):
+            tokens = self.traffic.tokens if self.traffic else []
+            extra = {"HTML report": [self.oc.report]} if self.oc.report else None
+            self.oc.scan = demo_sinks.scan(self.cfg.out, self.cfg.canary, tokens, extra)
+            if self.oc.scan.hits:
+                self.oc.failures.append("privacy: " + canary_line(self.cfg, self.oc.scan).splitlines()[0])
+
+    def execute(self) -> int:
+        say(banner(self.cfg, self.topology, self.llm_text()))
+        self.oc.llm_text = self.llm_text()
+        try:
+            self.start()
+            self.drive()
+        except DemoError as exc:
+            self.oc.failures.append(str(exc))
+        except KeyboardInterrupt:
+            self.oc.failures.append("interrupted (Ctrl-C): stopped everything")
+        finally:
+            self.stop()
+        if self.traffic and self.traffic.tally.unexpected_count:
+            self.oc.failures.append(f"{self.traffic.tally.unexpected_count} unexpected responses (listed above)")
+        self.finish()
+        tally = self.traffic.tally if self.traffic else Traffic("", users=0, canary="", seed=0).tally
+        say(summary(self.cfg, tally, self.oc))
+        return 1 if self.oc.failures else 0
+
+
+def llm_stats(llm: Llm) -> Counter:
+    try:
+        return Counter(httpx.get(llm.base_url[: -len("/v1")] + "/stats", timeout=5).json())
+    except (httpx.HTTPError, ValueError):
+        return Counter()
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] in ("-h", "--help"):
+        say(__doc__ or "")
+        return 0
+    logging.basicConfig(level=os.environ.get("DEMO_LOG_LEVEL", "WARNING").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = DemoConfig.from_env()
+        topology = cfg.resolve_topology()
+        prepare_out(cfg.out)
+    except DemoConfigError as exc:
+        say(f"demo: {exc}", sys.stderr)
+        return 2
+    return DemoRun(cfg, topology).execute()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,103 @@
+"""The telemetry side of the demo: the collector and the W&B bridge (full topology), where their output lands,
+and the HTML report at the end.
+
+The environment of both comes from ``exporters.topology`` (the same settings tests and benchmarks use); the
+processes themselves are started through the demo's own helper so their output is captured under DEMO_OUT/stdout.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.demo_config import DemoConfig
+from app.demo_procs import DemoError, Proc, Procs
+from app.demo_summary import Outcome
+from app.demo_topology import run_dirs
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Stack", "start", "run_dirs", "log_files", "write_report"]
+
+
+@dataclass
+class Stack:
+    otlp_endpoint: str | None = None
+    collector: Proc | None = None
+    bridge: Proc | None = None
+    bridge_url: str = ""
+
+
+def start(procs: Procs, cfg: DemoConfig, topology: str) -> Stack:
+    if topology != "collector":
+        return Stack()
+    from exporters import topology as topo
+
+    bridge = procs.python("wandb-bridge", "exporters.bridge",
+                          env={"WANDB_BRIDGE_HOST": "127.0.0.1", "WANDB_BRIDGE_PORT": "0",
+                               "WANDB_BRIDGE_SHUTDOWN_TIMEOUT_S": "20"})
+    bridge_url = bridge.wait_for_output(r"listening on (http://\S+)", timeout=60).group(1).rstrip("/")
+    bridge.wait_http(bridge_url + "/healthz", timeout=30)
+
+    ports = topo.CollectorPorts()
+    env = topo.collector_env(cfg.out / "logs", ports, cfg.out / "queue", {
+        **procs.base_env,
+        "WANDB_BRIDGE_ENDPOINT": bridge_url,
+        "DEPLOYMENT_ENVIRONMENT": "demo",
+        "OTEL_COLLECTOR_BATCH_TIMEOUT": "1s",
+        "LOG_FLUSH_INTERVAL": "1s",
+        "SPAN_METRICS_FLUSH_INTERVAL": "5s",
+    })
+    collector = procs.start("collector", [str(topo.COLLECTOR_BINARY), f"--config=file:{topo.COLLECTOR_CONFIG}"],
+                            env=env)
+    collector.wait_http(f"http://127.0.0.1:{ports.health}/", timeout=30, ok=lambda r: r.status_code == 200)
+    return Stack(otlp_endpoint=f"http://127.0.0.1:{ports.http}", collector=collector, bridge=bridge,
+                 bridge_url=bridge_url)
+
+
+def log_files(log_dir: Path) -> list[Path]:
+    if not log_dir.exists():
+        return []
+    return sorted(p for p in log_dir.rglob("*") if p.is_file())
+
+
+def write_report(cfg: DemoConfig, topology: str, oc: Outcome) -> Path | None:
+    """The self-contained HTML report from the W&B run(s) and the log files, under DEMO_OUT."""
+    try:
+        report = importlib.import_module("exporters.report")
+    except ImportError as exc:
+        oc.notes.append(f"HTML report skipped: exporters.report is not available ({exc})")
+        return None
+    out_path = cfg.out / "report.html"
+    try:
+        path = Path(report.write_report(cfg.out, out_path))
+    except Exception as exc:  # someone else's module: report it, keep the rest of the summary
+        log.exception("write_report failed")
+        raise DemoError(f"report: write_report failed: {type(exc).__name__}: {exc}") from None
+    if not path.exists() or path.stat().st_size == 0:
+        raise DemoError(f"report: {path} was not written")
+    return path
+
+
+def describe_runs(dirs: list[Path]) -> tuple[list[str], int | None]:
+    """One line per W&B run read back from disk, and the requests the runs counted (None if unreadable)."""
+    try:
+        from exporters import runfile
+    except ImportError:
+        return [], None
+    lines, seen = [], 0
+    for run_dir in dirs:
+        try:
+            run = runfile.read_run(run_dir)
+        except Exception as exc:  # noqa: BLE001 - a reader problem is reported, not fatal
+            lines.append(f"{run_dir.name}: unreadable ({type(exc).__name__}: {exc})")
+            return lines, None
+        totals = run.series("http/requests_total")
+        seen += int(totals[-1]) if totals else 0
+        titles = ", ".join(a["title"] for a in run.alerts[:6]) or "none"
+        lines.append(f"{run_dir.name}: {len(run.history)} history rows, http/requests_total "
+                     f"{int(totals[-1]) if totals else 0}, {len(run.tables)} tables, alerts recorded: {titles}, "
+                     f"exit code {run.exit_code}")
+    return lines, seen

@@ -1,0 +1,162 @@
+"""The demo's console output: the start banner and the end summary (what was sent, where telemetry went)."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence, TextIO
+
+from tqdm import tqdm
+
+from app.demo_config import DemoConfig
+from app.demo_sinks import ScanResult
+from app.demo_traffic import Tally
+
+CLASSES = ("2xx", "4xx", "5xx", "err")
+TOPOLOGY_TEXT = {
+    "collector": "full: service --OTLP--> collector --> log files (combined/error/audit) + W&B bridge --> one W&B run",
+    "inprocess": "in-process: service with OTEL_*_EXPORTER=wandb --> one W&B run per gunicorn worker",
+}
+
+
+def say(text: str = "", out: TextIO | None = None) -> None:
+    """Print a line without breaking a running progress bar."""
+    tqdm.write(text, file=out or sys.stdout)
+
+
+def rel(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def banner(cfg: DemoConfig, topology: str, llm_text: str) -> str:
+    lines = [
+        "=" * 78,
+        "ai-diary demo",
+        f"  topology : {TOPOLOGY_TEXT[topology]}",
+        f"  LLM      : {llm_text}",
+        f"  W&B      : WANDB_MODE={cfg.wandb_mode}" + ("  (no WANDB_API_KEY: offline run, no account, no network)"
+                                                    if cfg.wandb_mode == "offline" else ""),
+        f"  requests : {cfg.requests} from {cfg.users} users   alerts phase: {'on' if cfg.alerts else 'off'}",
+        f"  canary   : {cfg.canary}" + ("" if cfg.canary_given else "  (generated; set DEMO_CANARY to choose)"),
+        f"  output   : {rel(cfg.out)}/",
+        "=" * 78,
+    ]
+    return "\n".join(lines)
+
+
+def traffic_table(tally: Tally) -> str:
+    endpoints = sorted({ep for ep, _ in tally.counts}, key=lambda e: (e.split(" ", 1)[1].replace("{", "~"), e))
+    width = max([len(e) for e in endpoints] + [len("endpoint")])
+    head = f"  {'endpoint':<{width}}" + "".join(f"{c:>7}" for c in CLASSES) + f"{'total':>8}"
+    rows = [head, "  " + "-" * (len(head) - 2)]
+    totals: Counter = Counter()
+    for ep in endpoints:
+        cells = [tally.counts.get((ep, c), 0) for c in CLASSES]
+        totals.update(dict(zip(CLASSES, cells)))
+        rows.append(f"  {ep:<{width}}" + "".join(f"{n:>7}" for n in cells) + f"{sum(cells):>8}")
+    rows.append("  " + "-" * (len(head) - 2))
+    rows.append(f"  {'all':<{width}}" + "".join(f"{totals[c]:>7}" for c in CLASSES) + f"{sum(totals.values()):>8}")
+    statuses = ", ".join(f"{k}: {v}" for k, v in sorted(tally.statuses.items(), key=lambda kv: str(kv[0])))
+    rows.append(f"  statuses: {statuses}")
+    return "\n".join(rows)
+
+
+@dataclass
+class Outcome:
+    """Everything the summary reports; filled in by the phases as they run."""
+
+    topology: str = ""
+    llm_text: str = ""
+    llm_stats: Counter = field(default_factory=Counter)
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    phase_requests: dict[str, int] = field(default_factory=dict)
+    run_dirs: list[Path] = field(default_factory=list)
+    run_lines: list[str] = field(default_factory=list)
+    log_files: list[Path] = field(default_factory=list)
+    stdout_files: list[Path] = field(default_factory=list)
+    report: Path | None = None
+    alert_lines: list[str] = field(default_factory=list)
+    exit_codes: dict[str, int | None] = field(default_factory=dict)
+    scan: ScanResult | None = None
+    failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def summary(cfg: DemoConfig, tally: Tally, oc: Outcome) -> str:
+    total_s = sum(oc.phase_seconds.values())
+    traffic_s = sum(v for k, v in oc.phase_seconds.items() if k.startswith("traffic") or k.startswith("alert"))
+    lines = ["", "=" * 78, "ai-diary demo: summary", "=" * 78,
+             f"topology: {TOPOLOGY_TEXT.get(oc.topology, oc.topology)}",
+             f"LLM: {oc.llm_text}"]
+    if oc.llm_stats:
+        s = oc.llm_stats
+        lines.append(f"  the endpoint served {s['requests']} completions, injected {s['failures_429']} x 429, "
+                     f"{s['failures_500']} x 500, {s['timeouts']} timeouts")
+    lines.append(f"\nrequests sent: {tally.total} ({cfg.requests} asked) in {traffic_s:.1f}s of traffic phases")
+    lines.append("  per phase: " + ", ".join(f"{k} {v}" for k, v in oc.phase_requests.items()))
+    lines.append(traffic_table(tally))
+    if tally.unexpected_count:
+        lines.append(f"  UNEXPECTED responses: {tally.unexpected_count}")
+        lines.extend(f"    - {u}" for u in tally.unexpected)
+    if oc.alert_lines:
+        lines.append("\nalerts:")
+        lines.extend(f"  {a}" for a in oc.alert_lines)
+    lines.append("\nwhere the telemetry went:")
+    if oc.run_dirs:
+        for d in oc.run_dirs:
+            lines.append(f"  W&B run ({cfg.wandb_mode}): {rel(d)}")
+        lines.extend(f"    {d}" for d in oc.run_lines)
+        if cfg.wandb_mode == "offline":
+            lines.append(f"    upload later with: wandb sync {' '.join(rel(d) for d in oc.run_dirs)}")
+    else:
+        lines.append("  W&B run: none found under " + rel(cfg.out / "wandb"))
+    for f in oc.log_files:
+        lines.append(f"  log file: {rel(f)} ({_size(f)})")
+    if oc.stdout_files:
+        lines.append(f"  process output: {', '.join(rel(f) for f in oc.stdout_files)}")
+    lines.append(f"  database (not a sink; holds the entries): {rel(cfg.out / 'db')}")
+    if oc.report:
+        lines.append(f"  HTML report: {rel(oc.report)}")
+    if oc.scan is not None:
+        lines.append("\nprivacy: " + canary_line(cfg, oc.scan))
+    if oc.exit_codes:
+        lines.append("\nprocesses stopped: " + ", ".join(f"{k} exit {v}" for k, v in oc.exit_codes.items()))
+    lines.append("timing: " + ", ".join(f"{k} {v:.1f}s" for k, v in oc.phase_seconds.items())
+                 + f"; total {total_s:.1f}s")
+    lines.extend(f"note: {n}" for n in oc.notes)
+    if oc.failures:
+        lines.append("\nDEMO FAILED:")
+        lines.extend(f"  - {f}" for f in oc.failures)
+    else:
+        lines.append("\ndemo completed: every phase passed")
+    return "\n".join(lines)
+
+
+def canary_line(cfg: DemoConfig, scan: ScanResult) -> str:
+    files = sum(scan.sinks.values())
+    text = (f"canary found in {len(scan.sinks_with_canary)} sinks "
+            f"({len(scan.sinks)} sinks, {files} files, {scan.bytes_scanned / 1e6:.1f} MB scanned"
+            f"{f', {scan.decoded_runs} W&B runs decoded' if scan.decoded_runs else ''}); "
+            f"API tokens found in {len(scan.sinks_with_token)} sinks")
+    for hit in scan.hits[:10]:
+        text += f"\n  LEAK: {hit.secret} in {hit.sink}: {rel(hit.path)}: ...{hit.context}..."
+    return text
+
+
+def _size(path: Path) -> str:
+    try:
+        n = path.stat().st_size
+    except OSError:
+        return "missing"
+    return f"{n / 1024:.1f} KiB"
+
+
+def list_files(root: Path, patterns: Sequence[str] = ("*",)) -> list[Path]:
+    if not root.exists():
+        return []
+    return sorted({p for pat in patterns for p in root.rglob(pat) if p.is_file()})
