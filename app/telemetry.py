@@ -1,0 +1,255 @@
+"""The one place that wires OpenTelemetry into the service: providers, instrumentations, logging.
+
+``init_app(app)`` (called at the end of ``create_app``) configures the process once and instruments the app.
+
+Providers (``configure()``), once per process, unless
+- ``OTEL_SDK_DISABLED=true``: no providers, no instrumentation; only JSON logging on stdout, or
+- an SDK TracerProvider is already the global one (the process runs under ``opentelemetry-instrument``): then the
+  existing providers are used and only what is not instrumented yet gets instrumented (no double spans).
+
+Configuration is the standard ``OTEL_*`` variables first: ``OTEL_SERVICE_NAME`` / ``OTEL_RESOURCE_ATTRIBUTES``
+(win over our defaults: service.name ``ai-diary``, service.version ``APP_VERSION``, deployment.environment(.name)
+``DEPLOYMENT_ENVIRONMENT``, service.instance.id, process.pid), ``OTEL_{TRACES,METRICS,LOGS}_EXPORTER`` (``otlp``,
+``console``, ``none`` and any entry point of the ``opentelemetry_*_exporter`` groups, e.g. ``wandb``; resolved with
+the SDK configurator's own helpers, so ``OTEL_EXPORTER_OTLP_[SIGNAL_]PROTOCOL`` picks grpc/http/protobuf),
+``OTEL_EXPORTER_OTLP_*`` endpoint/headers/timeouts (read by the exporters), ``OTEL_TRACES_SAMPLER[_ARG]``,
+``OTEL_METRIC_EXPORT_INTERVAL``, ``OTEL_BSP_*`` and ``OTEL_BLRP_*`` (read by the batch processors).
+
+Default exporters when an ``OTEL_*_EXPORTER`` variable is unset: ``otlp`` if ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or
+the signal's own endpoint variable) is set, else ``none`` — a bare process never tries to reach localhost:4317.
+
+Defaults we set (``os.environ.setdefault``, so an explicit value wins): ``OTEL_SEMCONV_STABILITY_OPT_IN=http``
+(stable ``http.server.request.duration`` in seconds), base2 exponential histograms
+(``OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION``; applied to every reader through a View),
+``OTEL_PYTHON_FLASK_EXCLUDED_URLS=/healthz,/readyz``. Only batch processors and periodic readers: nothing exports
+on the request thread.
+
+Privacy (app/telemetry_privacy.py): no header capture; GenAI prompt/completion capture is off and its variable
+``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` is removed unless ``AI_DIARY_CAPTURE_GENAI_CONTENT=true``
+(then it defaults to ``span_only``); every span exporter is wrapped in the privacy filter, every log record passes
+it before the batch processors.
+
+``ai_call_context(feature, user_pseudo_id)`` tags spans started inside it (the GenAI and HTTP client spans) with
+``app.feature`` and ``enduser.pseudo.id``. ``init_worker(worker_id)`` is for gunicorn ``post_fork``;
+``shutdown(timeout)`` flushes and stops everything within the timeout.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import os
+import socket
+import threading
+import uuid
+import weakref
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from opentelemetry import _logs, metrics, trace
+from opentelemetry.sdk.trace import SpanProcessor
+
+from app import telemetry_logging, telemetry_setup
+from app.telemetry_privacy import Policy
+
+logger = logging.getLogger(__name__)
+
+ENV_CAPTURE_CONTENT = "AI_DIARY_CAPTURE_GENAI_CONTENT"
+ENV_GENAI_CAPTURE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+ENV_GENAI_HOOK = "OTEL_INSTRUMENTATION_GENAI_COMPLETION_HOOK"
+ENV_FLASK_EXCLUDED = "OTEL_PYTHON_FLASK_EXCLUDED_URLS"
+DEFAULT_EXCLUDED_URLS = "/healthz,/readyz"
+ATTR_FEATURE, ATTR_PSEUDO_ID, ATTR_WORKER = "app.feature", "enduser.pseudo.id", "app.worker.id"
+
+os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+
+_AI_CONTEXT: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("ai_diary_ai_call", default=None)
+_LOCK = threading.RLock()
+_STATE: State | None = None
+_WORKER: dict[str, Any] = {}
+
+
+class TelemetryConfigError(ValueError):
+    """A telemetry setting is invalid; the message names the variable."""
+
+
+@dataclass
+class State:
+    disabled: bool
+    owned: bool  # we created (and will shut down) the providers
+    tracer_provider: Any = None
+    meter_provider: Any = None
+    logger_provider: Any = None
+    policy: Policy = field(default_factory=Policy)
+    global_instrumentors: list[Any] = field(default_factory=list)
+    apps: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet)
+    engines: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet)
+
+
+def _truthy(name: str, default: str = "false") -> bool:
+    raw = os.environ.get(name, default).strip().lower()
+    if raw in ("true", "1", "yes", "on"):
+        return True
+    if raw in ("false", "0", "no", "off", ""):
+        return False
+    raise TelemetryConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+class AiContextSpanProcessor(SpanProcessor):
+    """Copies the ai_call_context attributes onto every span started inside it."""
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        attrs = _AI_CONTEXT.get()
+        if attrs:
+            span.set_attributes(attrs)
+
+
+@contextlib.contextmanager
+def ai_call_context(feature: str, user_pseudo_id: str | None) -> Iterator[dict[str, str]]:
+    """Wrap each LLM call: spans inside get ``app.feature`` and ``enduser.pseudo.id`` (already pseudonymized)."""
+    attrs = {ATTR_FEATURE: str(feature)}
+    if user_pseudo_id:
+        attrs[ATTR_PSEUDO_ID] = str(user_pseudo_id)
+    token = _AI_CONTEXT.set(attrs)
+    try:
+        yield attrs
+    finally:
+        _AI_CONTEXT.reset(token)
+
+
+def current_ai_context() -> dict[str, str]:
+    return dict(_AI_CONTEXT.get() or {})
+
+
+def _content_policy() -> Policy:
+    capture = _truthy(ENV_CAPTURE_CONTENT)
+    if capture:
+        os.environ.setdefault(ENV_GENAI_CAPTURE, "span_only")
+    else:
+        for name in (ENV_GENAI_CAPTURE, ENV_GENAI_HOOK):
+            if os.environ.pop(name, None):
+                logger.warning("%s ignored: GenAI content capture needs %s=true", name, ENV_CAPTURE_CONTENT)
+    return Policy(capture_content=capture)
+
+
+def _static_resource(settings: Any | None) -> dict[str, Any]:
+    def pick(name: str, default: str) -> str:
+        return str(os.environ.get(name) or (getattr(settings, name, None) if settings is not None else None)
+                   or default)
+
+    env = pick("DEPLOYMENT_ENVIRONMENT", "development")
+    attrs: dict[str, Any] = {
+        "service.name": "ai-diary",
+        "service.version": pick("APP_VERSION", "0.1.0"),
+        "deployment.environment.name": env,
+        "deployment.environment": env,
+        "service.instance.id": f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
+        "process.pid": os.getpid(),
+    }
+    if _WORKER:
+        attrs["service.instance.id"] = f"{socket.gethostname()}-w{_WORKER['id']}-{os.getpid()}"
+        attrs[ATTR_WORKER] = _WORKER["id"]
+    return attrs
+
+
+def configure(*, span_exporters: Sequence[Any] = (), metric_readers: Sequence[Any] = (),
+              log_exporters: Sequence[Any] = (), settings: Any | None = None,
+              stdout: TextIO | None = None) -> State:
+    """Sets up telemetry once per process and returns its state; later calls return the same state.
+
+    ``span_exporters`` / ``log_exporters`` (wrapped in the privacy filter and batch processors) and
+    ``metric_readers`` are added to what the environment selects: the seam tests use for in-memory doubles.
+    """
+    global _STATE
+    with _LOCK:
+        if _STATE is not None:
+            return _STATE
+        static = _static_resource(settings)
+        telemetry_logging.install_stdout(
+            str(os.environ.get("LOG_LEVEL") or getattr(settings, "LOG_LEVEL", None) or "INFO"),
+            os.environ.get("OTEL_SERVICE_NAME") or static["service.name"], static["service.version"],
+            static["deployment.environment.name"], stdout)
+        if _truthy("OTEL_SDK_DISABLED"):
+            _STATE = State(disabled=True, owned=False)
+            logger.info("telemetry disabled (OTEL_SDK_DISABLED=true)")
+            return _STATE
+        policy = _content_policy()
+        from opentelemetry.sdk.trace import TracerProvider
+
+        existing = trace.get_tracer_provider()
+        if isinstance(existing, TracerProvider):
+            state = State(disabled=False, owned=False, tracer_provider=existing,
+                          meter_provider=metrics.get_meter_provider(), logger_provider=_logs.get_logger_provider(),
+                          policy=policy)
+            existing.add_span_processor(AiContextSpanProcessor())
+            logger.info("telemetry: providers already set (opentelemetry-instrument?); instrumenting only")
+        else:
+            tp, mp, lp = telemetry_setup.build_providers(
+                static, policy, span_exporters, metric_readers, log_exporters, [AiContextSpanProcessor()])
+            trace.set_tracer_provider(tp)
+            metrics.set_meter_provider(mp)
+            _logs.set_logger_provider(lp)
+            state = State(disabled=False, owned=True, tracer_provider=tp, meter_provider=mp, logger_provider=lp,
+                          policy=policy)
+        telemetry_logging.install_otel_bridge(state.logger_provider)
+        state.global_instrumentors = telemetry_setup.instrument_globals(state)
+        _STATE = state
+        return state
+
+
+def init_app(app: Any) -> State:
+    """Configures telemetry if needed and instruments this Flask app and its engine (app.extensions['db_engine'])."""
+    settings = app.extensions.get("settings") or app.config.get("SETTINGS")
+    state = configure(settings=settings)
+    app.extensions["telemetry"] = state
+    if state.disabled:
+        return state
+    try:
+        telemetry_setup.instrument_app(state, app, os.environ.get(ENV_FLASK_EXCLUDED, DEFAULT_EXCLUDED_URLS))
+    except Exception:  # noqa: BLE001 - telemetry must never stop the app
+        logger.exception("telemetry: instrumenting the app failed; serving without it")
+    return state
+
+
+def init_worker(worker_id: int | str) -> State | None:
+    """For gunicorn ``post_fork(server, worker)``: call with ``worker.age`` (or pid) before the app is loaded."""
+    _WORKER["id"] = worker_id
+    if _STATE is not None and _STATE.owned:
+        logger.warning("telemetry was configured before fork (preload_app?): app.worker.id %s not in the resource",
+                       worker_id)
+        return _STATE
+    return None
+
+
+def state() -> State | None:
+    return _STATE
+
+
+def shutdown(timeout: float = 5.0) -> bool:
+    """Uninstruments, flushes and shuts the providers down; returns False if it did not finish within timeout."""
+    global _STATE
+    with _LOCK:
+        st, _STATE = _STATE, None
+    if st is None or st.disabled:
+        return True
+    telemetry_setup.uninstrument(st)
+    telemetry_logging.remove_otel_bridge()
+    if not st.owned:
+        return True
+    providers = [p for p in (st.tracer_provider, st.meter_provider, st.logger_provider) if p is not None]
+
+    def run() -> None:
+        for p in providers:
+            try:
+                p.shutdown()
+            except Exception:  # noqa: BLE001
+                logger.debug("provider shutdown failed", exc_info=True)
+
+    for p in providers:
+        with contextlib.suppress(Exception):
+            p.force_flush(int(timeout * 1000 / max(1, len(providers))))
+    t = threading.Thread(target=run, name="otel-shutdown", daemon=True)
+    t.start()
+    t.join(timeout)
+    return not t.is_alive()

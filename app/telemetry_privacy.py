@@ -1,0 +1,198 @@
+"""The privacy policy applied to every signal before it leaves the process (see app/telemetry.py).
+
+Diary text, prompts, completions, API tokens and Authorization headers must never reach a sink. The first line of
+defence is not collecting them (no header capture, GenAI content capture off, SQL without parameters); this module
+is the second: a filter no exporter can bypass when app/telemetry.py builds the pipeline.
+
+- Span attributes and event attributes: keys that carry headers (``*.header.authorization|cookie|set-cookie|
+  x-api-key|...``), GenAI message content (``gen_ai.input.messages``, ``gen_ai.output.messages``,
+  ``gen_ai.system_instructions``, ``gen_ai.prompt*``, ``gen_ai.completion*``, ``gen_ai.tool.call.arguments|result``)
+  and SQL parameters (``db.query.parameter.*``, ``db.statement.parameters``) are dropped unless GenAI content
+  capture was opted in (content keys only; headers and parameters are always dropped).
+- Values of ``url.query``, ``url.full``, ``http.target``, ``http.url`` keep their parameter names, not values.
+- ``exception.message`` / ``exception.stacktrace`` / span status descriptions: quoted literals and pydantic
+  ``input_value=...`` fragments are replaced (error messages often quote the offending input).
+- Log records: the same for attributes; bodies get query values and bearer tokens redacted.
+
+Spans are filtered in a SpanExporter wrapper (runs on the batch thread, never on the request thread); logs in a
+LogRecordProcessor placed before the batch processors; Python log records for stdout in a logging.Filter.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry.sdk._logs import LogRecordProcessor
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import Status
+
+logger = logging.getLogger(__name__)
+REDACTED = "REDACTED"
+
+_HEADER_KEY = re.compile(
+    r"(^|\.)header\.(authorization|proxy-authorization|cookie|set-cookie|x-api-key|api-key|openai-api-key|"
+    r"wandb-api-key|x-auth-token)$", re.I)
+_CONTENT_KEY = re.compile(
+    r"^gen_ai\.(input\.messages|output\.messages|system_instructions|prompt|completion|tool\.call\.arguments|"
+    r"tool\.call\.result|tool\.definitions)", re.I)
+_ALWAYS_DROP_KEY = re.compile(r"^(db\.query\.parameter\.|db\.statement\.parameters|http\.request\.body|"
+                              r"http\.response\.body)", re.I)
+_URL_KEYS = frozenset({"url.query", "url.full", "http.target", "http.url", "url.original"})
+_EXC_KEYS = frozenset({"exception.message", "exception.stacktrace"})
+
+_QUERY_VALUE = re.compile(r"([?&;][^=&#\s\"']*=)[^&#\s\"']*")
+_BEARER = re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{4,}")
+_SECRET_LIKE = re.compile(r"\b(sk|pk|rk)-[A-Za-z0-9_-]{8,}")
+_QUOTED = re.compile(r"'(?:[^'\\\n]|\\.){0,2000}'|\"(?:[^\"\\\n]|\\.){0,2000}\"")
+_INPUT_VALUE = re.compile(r"input_value=.*?(?=, input_type=|\]|$)", re.M)
+
+
+def redact_query(query: str) -> str:
+    """``a=1&b`` -> ``a=REDACTED&REDACTED``: parameter names stay, values (and bare words) go."""
+    if not query:
+        return query
+    return "&".join(p.split("=", 1)[0] + "=" + REDACTED if "=" in p else REDACTED for p in query.split("&"))
+
+
+def redact_url(value: str) -> str:
+    if "?" not in value:
+        return value
+    base, _, rest = value.partition("?")
+    query, hash_, fragment = rest.partition("#")
+    return base + "?" + redact_query(query) + (hash_ + REDACTED if fragment else "")
+
+
+def redact_text(value: str) -> str:
+    """For free text we did not write (exception messages, third-party log lines)."""
+    value = _INPUT_VALUE.sub("input_value=" + REDACTED, value)
+    value = _QUOTED.sub(lambda m: m.group(0)[0] + REDACTED + m.group(0)[0], value)
+    value = _BEARER.sub(lambda m: m.group(1) + " " + REDACTED, value)
+    value = _SECRET_LIKE.sub(REDACTED, value)
+    return _QUERY_VALUE.sub(lambda m: m.group(1) + REDACTED, value)
+
+
+def redact_message(value: str) -> str:
+    """For log bodies written by the app: keep the text, strip secrets and query values."""
+    value = _BEARER.sub(lambda m: m.group(1) + " " + REDACTED, value)
+    value = _SECRET_LIKE.sub(REDACTED, value)
+    return _QUERY_VALUE.sub(lambda m: m.group(1) + REDACTED, value)
+
+
+class Policy:
+    def __init__(self, capture_content: bool = False) -> None:
+        self.capture_content = capture_content
+
+    def drop_key(self, key: str) -> bool:
+        if _HEADER_KEY.search(key) or _ALWAYS_DROP_KEY.match(key):
+            return True
+        return not self.capture_content and bool(_CONTENT_KEY.match(key))
+
+    def attributes(self, attrs: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
+        """(clean attributes, changed?) — returns the input untouched when nothing needs redacting."""
+        if not attrs:
+            return None, False
+        out: dict[str, Any] | None = None
+        for key, val in attrs.items():
+            new: Any = val
+            if self.drop_key(key):
+                new = None
+            elif key in _URL_KEYS and isinstance(val, str):
+                new = redact_query(val) if key == "url.query" else redact_url(val)
+                new = val if new == val else new
+            elif key in _EXC_KEYS and isinstance(val, str) and not self.capture_content:
+                new = redact_text(val)
+            if new is not val:
+                if out is None:
+                    out = dict(attrs)
+                if new is None:
+                    del out[key]
+                else:
+                    out[key] = new
+        return (out, True) if out is not None else (dict(attrs), False)
+
+    def span(self, span: ReadableSpan) -> ReadableSpan:
+        attrs, changed = self.attributes(span.attributes)
+        events = []
+        for ev in span.events:
+            ev_attrs, ev_changed = self.attributes(ev.attributes)
+            changed |= ev_changed
+            events.append(Event(ev.name, ev_attrs, ev.timestamp) if ev_changed else ev)
+        status = span.status
+        if status.description and not self.capture_content:
+            desc = redact_text(status.description)
+            if desc != status.description:
+                status, changed = Status(status.status_code, desc), True
+        if not changed:
+            return span
+        return ReadableSpan(
+            name=span.name, context=span.context, parent=span.parent, resource=span.resource, attributes=attrs,
+            events=events, links=span.links, kind=span.kind, status=status, start_time=span.start_time,
+            end_time=span.end_time, instrumentation_scope=span.instrumentation_scope)
+
+
+class PrivacySpanExporter(SpanExporter):
+    """Wraps an exporter; every span passes the policy first. Never raises out of export()."""
+
+    def __init__(self, exporter: SpanExporter, policy: Policy) -> None:
+        self.exporter = exporter
+        self.policy = policy
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            clean = [self.policy.span(s) for s in spans]
+        except Exception:  # noqa: BLE001 - telemetry must never raise; dropping beats leaking
+            logger.exception("privacy filter failed; dropping %d spans", len(spans))
+            return SpanExportResult.FAILURE
+        return self.exporter.export(clean)
+
+    def shutdown(self) -> None:
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.exporter.force_flush(timeout_millis)
+
+
+class PrivacyLogProcessor(LogRecordProcessor):
+    """First log processor: rewrites the record in place before any exporting processor sees it."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    def on_emit(self, log_record: Any) -> None:
+        try:
+            rec = log_record.log_record
+            attrs, changed = self.policy.attributes(rec.attributes)
+            if changed:
+                for key in list(rec.attributes.keys()):
+                    if key not in attrs:
+                        del rec.attributes[key]
+                for key, val in attrs.items():
+                    if rec.attributes.get(key) is not val:
+                        rec.attributes[key] = val
+            if isinstance(rec.body, str):
+                rec.body = redact_message(rec.body)
+        except Exception:  # noqa: BLE001
+            logger.debug("privacy log filter failed", exc_info=True)
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+class RedactingFilter(logging.Filter):
+    """For Python logging handlers (stdout JSON, OTel bridge): query values and tokens out of messages."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            msg = record.getMessage()
+            clean = redact_message(msg)
+            if clean != msg:
+                record.msg, record.args = clean, None
+        except Exception:  # noqa: BLE001
+            pass
+        return True

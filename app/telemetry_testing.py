@@ -1,0 +1,108 @@
+"""Pytest fixtures for telemetry tests: the real app/telemetry.py pipeline with in-memory doubles at the ends.
+
+Import the fixtures into a test module (``from app.telemetry_testing import *``): ``span_exporter``,
+``telemetry`` (configures the process with the doubles, resets the global providers before and after),
+``make_app`` (overrides tests/conftest.py's so the app uses the telemetry providers), ``stdout_lines`` and
+``flush()``. ``metric_reader`` / ``log_exporter`` come from tests/conftest.py.
+"""
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from opentelemetry import _logs, metrics, trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.util._once import Once
+
+from app import telemetry
+
+__all__ = ["span_exporter", "telemetry_stdout", "telemetry_env", "telemetry_state", "make_app", "flush",
+           "reset_globals", "stdout_lines"]
+
+
+def reset_globals() -> None:
+    """Forget the process-wide providers (the API sets them once per process)."""
+    trace._TRACER_PROVIDER_SET_ONCE = Once()  # noqa: SLF001 - test-only reset, as upstream tests do
+    trace._TRACER_PROVIDER = None  # noqa: SLF001
+    metrics._internal._METER_PROVIDER_SET_ONCE = Once()  # noqa: SLF001
+    metrics._internal._METER_PROVIDER = None  # noqa: SLF001
+    _logs._internal._LOGGER_PROVIDER_SET_ONCE = Once()  # noqa: SLF001
+    _logs._internal._LOGGER_PROVIDER = None  # noqa: SLF001
+
+
+def flush(state: telemetry.State | None = None) -> None:
+    st = state or telemetry.state()
+    if st is not None and not st.disabled:
+        for p in (st.tracer_provider, st.logger_provider):
+            p.force_flush()
+
+
+@pytest.fixture
+def span_exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def telemetry_stdout() -> io.StringIO:
+    return io.StringIO()
+
+
+@pytest.fixture
+def telemetry_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No exporters from the environment: only the injected doubles."""
+    for var in ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER"):
+        monkeypatch.setenv(var, "none")
+    for var in ("OTEL_SDK_DISABLED", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_TRACES_SAMPLER",
+                "AI_DIARY_CAPTURE_GENAI_CONTENT", "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LOG_LEVEL", "INFO")
+    return monkeypatch
+
+
+@pytest.fixture
+def telemetry_state(telemetry_env, span_exporter, metric_reader, log_exporter,
+                    telemetry_stdout) -> Iterator[telemetry.State]:
+    telemetry.shutdown(2.0)
+    reset_globals()
+    state = telemetry.configure(span_exporters=[span_exporter], metric_readers=[metric_reader],
+                                log_exporters=[log_exporter], stdout=telemetry_stdout)
+    yield state
+    telemetry.shutdown(5.0)
+    reset_globals()
+
+
+@pytest.fixture
+def make_app(tmp_path, llm_server, telemetry_state) -> Iterator[Callable[..., Any]]:
+    from app import create_app
+
+    made: list[Any] = []
+
+    def factory(**overrides: Any) -> Any:
+        config = {
+            "TESTING": True,
+            "DATABASE_URL": f"sqlite:///{tmp_path / f'diary{len(made)}.sqlite3'}",
+            "PSEUDONYM_SECRET": "test-pseudonym-secret",
+            "OPENAI_BASE_URL": llm_server.base_url,
+            "OPENAI_API_KEY": "test-key",
+            "OPENAI_TIMEOUT": 5.0,
+            "OPENAI_MAX_RETRIES": 2,
+            "AI_MODEL_DEFAULT": "gpt-4o-mini",
+        }
+        if not telemetry_state.disabled:
+            config["METER_PROVIDER"] = telemetry_state.meter_provider
+            config["LOGGER_PROVIDER"] = telemetry_state.logger_provider
+        config.update(overrides)
+        application = create_app(config)
+        made.append(application)
+        return application
+
+    yield factory
+    for application in made:
+        application.extensions["db_engine"].dispose()
+
+
+def stdout_lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
