@@ -1,0 +1,120 @@
+"""Shared fixtures: the ai-diary app on a temporary SQLite file, talking to the real local OpenAI-compatible
+server (app/local_llm.py) through the real openai SDK, with in-memory OpenTelemetry metric and log doubles."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from sqlalchemy import func, select
+
+from app import create_app
+from app.local_llm import Faults, Running, serve_in_thread
+from app.models import Entry, User
+
+TEST_SECRET = "test-pseudonym-secret"
+
+
+@pytest.fixture(scope="session")
+def llm_server() -> Iterator[Running]:
+    """The real local OpenAI-compatible server on a free port, without injected faults (shared: diff its stats)."""
+    running = serve_in_thread(faults=Faults())
+    yield running
+    running.shutdown()
+
+
+@pytest.fixture
+def metric_reader() -> InMemoryMetricReader:
+    return InMemoryMetricReader()
+
+
+@pytest.fixture
+def log_exporter() -> InMemoryLogRecordExporter:
+    return InMemoryLogRecordExporter()
+
+
+@pytest.fixture
+def make_app(tmp_path, llm_server, metric_reader, log_exporter) -> Callable[..., Any]:
+    """Build an app; keyword overrides go into create_app's config (settings or Flask keys)."""
+    meter_provider = MeterProvider(metric_readers=[metric_reader])
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(log_exporter))
+    made: list[Any] = []
+
+    def factory(**overrides: Any) -> Any:
+        config = {
+            "TESTING": True,
+            "DATABASE_URL": f"sqlite:///{tmp_path / f'diary{len(made)}.sqlite3'}",
+            "PSEUDONYM_SECRET": TEST_SECRET,
+            "OPENAI_BASE_URL": llm_server.base_url,
+            "OPENAI_API_KEY": "test-key",
+            "OPENAI_TIMEOUT": 5.0,
+            "OPENAI_MAX_RETRIES": 2,
+            "AI_MODEL_DEFAULT": "gpt-4o-mini",
+            "METER_PROVIDER": meter_provider,
+            "LOGGER_PROVIDER": logger_provider,
+        }
+        config.update(overrides)
+        application = create_app(config)
+        made.append(application)
+        return application
+
+    yield factory
+    for application in made:
+        application.extensions["db_engine"].dispose()
+    meter_provider.shutdown()
+    logger_provider.shutdown()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def register(client) -> Callable[[str], dict[str, str]]:
+    """register(name) -> Authorization headers of a newly registered user."""
+
+    def _register(name: str = "alice") -> dict[str, str]:
+        resp = client.post("/api/users", json={"name": name})
+        assert resp.status_code == 201, resp.json
+        return {"Authorization": f"Bearer {resp.json['token']}"}
+
+    return _register
+
+
+@pytest.fixture
+def auth_headers(register) -> dict[str, str]:
+    return register("alice")
+
+
+@pytest.fixture
+def row_counts(app) -> Callable[[], tuple[int, int]]:
+    """() -> (users, entries) currently stored."""
+
+    def _counts() -> tuple[int, int]:
+        with app.extensions["db_sessionmaker"]() as session:
+            return (session.scalar(select(func.count()).select_from(User)),
+                    session.scalar(select(func.count()).select_from(Entry)))
+
+    return _counts
+
+
+def metric_points(reader: InMemoryMetricReader, name: str) -> list[Any]:
+    data = reader.get_metrics_data()
+    points: list[Any] = []
+    for rm in (data.resource_metrics if data else []):
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                if metric.name == name:
+                    points.extend(metric.data.data_points)
+    return points

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import pytest
+
+
+def create(client, headers, text="Dear diary", tags=None):
+    body = {"text": text} if tags is None else {"text": text, "tags": tags}
+    resp = client.post("/api/entries", json=body, headers=headers)
+    assert resp.status_code == 201, resp.json
+    return resp.json
+
+
+def test_create_get_update_delete(client, auth_headers, row_counts):
+    entry = create(client, auth_headers, "A long day at work.", [" work ", "tired"])
+    assert entry["text"] == "A long day at work." and entry["tags"] == ["work", "tired"] and entry["ai"] == {}
+    assert entry["created_at"].endswith("Z") or entry["created_at"].endswith("+00:00")
+    got = client.get(f"/api/entries/{entry['id']}", headers=auth_headers)
+    assert got.status_code == 200 and got.json == entry
+
+    patched = client.patch(f"/api/entries/{entry['id']}", json={"tags": []}, headers=auth_headers)
+    assert patched.status_code == 200
+    assert patched.json["tags"] == [] and patched.json["text"] == "A long day at work."
+    patched = client.patch(f"/api/entries/{entry['id']}", json={"text": "Better now."}, headers=auth_headers)
+    assert patched.json["text"] == "Better now." and patched.json["updated_at"] >= entry["updated_at"]
+    assert client.get(f"/api/entries/{entry['id']}", headers=auth_headers).json["text"] == "Better now."
+
+    deleted = client.delete(f"/api/entries/{entry['id']}", headers=auth_headers)
+    assert deleted.status_code == 204 and deleted.data == b""
+    assert client.get(f"/api/entries/{entry['id']}", headers=auth_headers).status_code == 404
+    assert client.delete(f"/api/entries/{entry['id']}", headers=auth_headers).status_code == 404
+    assert row_counts() == (1, 0)
+
+
+def test_other_users_entries_are_404(client, register, row_counts):
+    alice, bob = register("alice"), register("bob")
+    entry = create(client, alice, "alice's secret")
+    eid = entry["id"]
+    for method, url, body in [("get", f"/api/entries/{eid}", None),
+                              ("patch", f"/api/entries/{eid}", {"text": "hacked"}),
+                              ("delete", f"/api/entries/{eid}", None),
+                              ("post", f"/api/entries/{eid}/ai/summarize", None)]:
+        resp = getattr(client, method)(url, json=body, headers=bob)
+        assert resp.status_code == 404, (method, url)
+        assert resp.json["error"]["code"] == "not_found"
+        assert "alice" not in resp.get_data(as_text=True)
+    assert client.get(f"/api/entries/{eid}", headers=alice).json["text"] == "alice's secret"
+    assert client.get("/api/entries", headers=bob).json == {"items": [], "next_cursor": None}
+    assert row_counts() == (2, 1)
+
+
+def test_keyset_pagination_newest_first_without_gaps_or_repeats(client, register):
+    alice, bob = register("alice"), register("bob")
+    ids = [create(client, alice, f"entry {i}")["id"] for i in range(23)]
+    create(client, bob, "bob's")  # interleaved rows of another user never show up
+    seen, cursor, pages = [], None, 0
+    while True:
+        url = "/api/entries?limit=10" + (f"&cursor={cursor}" if cursor else "")
+        page = client.get(url, headers=alice).json
+        pages += 1
+        seen += [e["id"] for e in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert seen == sorted(ids, reverse=True)
+    default = client.get("/api/entries", headers=alice).json
+    assert len(default["items"]) == 20 and default["next_cursor"]
+    exact = client.get("/api/entries?limit=23", headers=alice).json
+    assert len(exact["items"]) == 23 and exact["next_cursor"] is None
+
+
+def test_pagination_is_stable_when_new_entries_arrive(client, auth_headers):
+    first = [create(client, auth_headers, f"e{i}")["id"] for i in range(5)]
+    page1 = client.get("/api/entries?limit=2", headers=auth_headers).json
+    create(client, auth_headers, "newer")
+    page2 = client.get(f"/api/entries?limit=2&cursor={page1['next_cursor']}", headers=auth_headers).json
+    assert [e["id"] for e in page2["items"]] == sorted(first, reverse=True)[2:4]
+
+
+@pytest.mark.parametrize("qs, field", [
+    ("limit=0", "limit"), ("limit=101", "limit"), ("limit=abc", "limit"), ("limit=-1", "limit"),
+    ("limit=1.5", "limit"), ("cursor=", "cursor"), ("cursor=!!!", "cursor"), ("cursor=abc", "cursor"),
+    ("cursor=ZTE", "cursor_ok"), ("cursor=" + "A" * 65, "cursor"), ("cursor=eDEy", "cursor"),
+])
+def test_bad_list_parameters_are_400_naming_the_field(client, auth_headers, qs, field):
+    create(client, auth_headers)
+    resp = client.get(f"/api/entries?{qs}", headers=auth_headers)
+    if field == "cursor_ok":  # a well-formed cursor ("e1") is accepted
+        assert resp.status_code == 200
+        return
+    assert resp.status_code == 400, resp.json
+    assert resp.json["error"]["field"] == field
+
+
+@pytest.mark.parametrize("body, field", [
+    ({}, "text"), ({"text": ""}, "text"), ({"text": None}, "text"), ({"text": 7}, "text"),
+    ({"text": ["a"]}, "text"), ({"text": "x" * 20_001}, "text"), ({"text": "ok", "tags": "work"}, "tags"),
+    ({"text": "ok", "tags": [1]}, "tags.0"), ({"text": "ok", "tags": ["ok", ""]}, "tags.1"),
+    ({"text": "ok", "tags": ["t"] * 21}, "tags"), ({"text": "ok", "tags": ["x" * 41]}, "tags.0"),
+    ({"text": "ok", "mood": "happy"}, "mood"), ([], "body"), ("just a string", "body"),
+])
+def test_bad_entry_bodies_are_400_and_store_nothing(client, auth_headers, row_counts, body, field):
+    before = row_counts()
+    resp = client.post("/api/entries", json=body, headers=auth_headers)
+    assert resp.status_code == 400, resp.json
+    assert resp.json["error"]["field"] == field
+    assert row_counts() == before
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"data": b"{\"text\": ", "content_type": "application/json"},
+    {"data": b"\xff\xfe\x00", "content_type": "application/json"},
+    {"data": "text=hello", "content_type": "application/x-www-form-urlencoded"},
+    {"data": "hello", "content_type": "text/plain"},
+    {},
+])
+def test_non_json_bodies_are_400_body(client, auth_headers, row_counts, kwargs):
+    before = row_counts()
+    resp = client.post("/api/entries", headers=auth_headers, **kwargs)
+    assert resp.status_code == 400
+    assert resp.json["error"]["field"] == "body" and resp.json["error"]["code"] == "invalid_body"
+    assert row_counts() == before
+
+
+@pytest.mark.parametrize("body, field", [
+    ({}, "body"), ({"text": ""}, "text"), ({"text": None, "tags": None}, "body"), ({"tags": "x"}, "tags"),
+    ({"id": 5, "text": "x"}, "id"), ({"text": 3}, "text"),
+])
+def test_bad_updates_are_400_and_change_nothing(client, auth_headers, body, field):
+    entry = create(client, auth_headers, "original", ["a"])
+    resp = client.patch(f"/api/entries/{entry['id']}", json=body, headers=auth_headers)
+    assert resp.status_code == 400, resp.json
+    assert resp.json["error"]["field"] == field
+    assert client.get(f"/api/entries/{entry['id']}", headers=auth_headers).json == entry
+
+
+def test_body_over_the_limit_is_413_and_stores_nothing(make_app, row_counts):
+    app = make_app(MAX_CONTENT_LENGTH=4096)
+    client = app.test_client()
+    token = client.post("/api/users", json={"name": "a"}).json["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    resp = client.post("/api/entries", json={"text": "x" * 5000}, headers=headers)
+    assert resp.status_code == 413
+    assert resp.json["error"]["code"] == "request_entity_too_large" and "4096" in resp.json["error"]["message"]
+    assert client.post("/api/users", json={"name": "n" * 5000}).status_code == 413
+    assert client.get("/api/entries", headers=headers).json["items"] == []
+    assert client.post("/api/entries", json={"text": "x" * 3000}, headers=headers).status_code == 201
+
+
+def test_unknown_routes_and_methods_are_json(client, auth_headers):
+    resp = client.get("/api/nothing-here", headers=auth_headers)
+    assert resp.status_code == 404 and resp.json["error"]["code"] == "not_found"
+    resp = client.put("/api/entries", json={"text": "x"}, headers=auth_headers)
+    assert resp.status_code == 405 and resp.json["error"]["code"] == "method_not_allowed"
+    assert "POST" in resp.headers["Allow"]
+    assert client.get("/api/entries/abc", headers=auth_headers).status_code == 404
+    assert client.get("/api/entries/0", headers=auth_headers).status_code in (400, 404)
