@@ -14,6 +14,8 @@ from flask import current_app, has_app_context, has_request_context, request
 from opentelemetry import context as otel_context
 from opentelemetry._logs import Logger, SeverityNumber, get_logger
 
+from app import audit_chain  # registers the audit_chain table on the app's metadata before create_all
+
 logger = logging.getLogger(__name__)
 SCOPE = "audit"
 SUCCESS, FAILURE, DENIED = "success", "failure", "denied"
@@ -45,6 +47,7 @@ def audit(action: str, *, actor: str, target: str, outcome: str = SUCCESS) -> No
             attributes["user_agent.original"] = request.user_agent.string or ""
         ok = outcome == SUCCESS
         now = time.time_ns()
+        _chain_append(now, attributes)  # stamps audit.seq / audit.hash (tamper-evident chain) first
         _otel_logger().emit(
             timestamp=now,
             context=otel_context.get_current(),  # trace_id/span_id of the request span
@@ -54,12 +57,16 @@ def audit(action: str, *, actor: str, target: str, outcome: str = SUCCESS) -> No
             attributes=attributes,
             event_name=f"audit.{action}",
         )
-        # --- tamper-evident chain: app/audit_chain.py appends ``attributes`` (+ timestamp) here. ---
-        _chain_append(now, attributes)
     except Exception:  # noqa: BLE001 - auditing must never break a request
         logger.exception("audit record for %s could not be emitted", action)
 
 
 def _chain_append(timestamp_ns: int, attributes: dict[str, Any]) -> None:
-    """Hook for the hash chain (owned by app/audit_chain.py); nothing is chained until that module plugs in."""
-    return None
+    """Append to the hash chain (app/audit_chain.py) and add ``audit.seq`` / ``audit.hash`` to ``attributes``."""
+    try:
+        engine = current_app.extensions.get("db_engine") if has_app_context() else None
+        if engine is not None:
+            link = audit_chain.append_attributes(engine, timestamp_ns, attributes)
+            attributes["audit.seq"], attributes["audit.hash"] = link.seq, link.hash
+    except Exception:  # noqa: BLE001 - the log record is still emitted, without seq/hash
+        logger.exception("audit chain append failed for %s", attributes.get("audit.action"))

@@ -1,0 +1,192 @@
+"""Tamper-evident audit trail: an append-only table whose rows form a SHA-256 hash chain.
+
+Each row stores ``seq`` (1, 2, 3, … no gaps), ``prev_hash`` (the previous row's hash; 64 zeros for seq 1) and
+``hash = sha256(canonical JSON of seq, prev_hash, time_ns, action, actor, target, outcome, details)``. Editing,
+deleting or reordering rows breaks a link that ``ai-diary-audit verify`` reports by seq. The audit log record
+(app/audit.py) carries ``audit.seq`` / ``audit.hash`` too, so ``verify --audit-log`` also catches a truncated tail
+or a rewritten chain by comparing the database with the collector's audit log.
+
+Appends are serialized across processes (several gunicorn workers): SQLite takes the write lock up front with
+``BEGIN IMMEDIATE``; every database relies on ``seq`` being the primary key and retries on a conflict.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+from sqlalchemy import BigInteger, Engine, Integer, String, Text, create_engine, insert, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models import Base
+
+if __name__ == "__main__":  # ``python -m app.audit_chain``: use the package module so the table is defined once
+    from app.audit_chain import main as _main
+
+    sys.exit(_main())
+
+logger = logging.getLogger(__name__)
+DATABASE_URL_ENV = "DATABASE_URL"
+GENESIS = "0" * 64
+CORE_KEYS = ("audit.action", "audit.actor", "audit.target", "audit.outcome")
+
+
+class AuditChainRecord(Base):
+    __tablename__ = "audit_chain"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    time_ns: Mapped[int] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(100))
+    actor: Mapped[str] = mapped_column(String(200))
+    target: Mapped[str] = mapped_column(String(200))
+    outcome: Mapped[str] = mapped_column(String(20))
+    details: Mapped[str] = mapped_column(Text, default="{}")  # canonical JSON of the other attributes
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+TABLE = AuditChainRecord.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    seq: int
+    hash: str
+
+
+def canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def record_hash(seq: int, prev_hash: str, time_ns: int, action: str, actor: str, target: str, outcome: str,
+                details: str) -> str:
+    doc = {"seq": seq, "prev_hash": prev_hash, "time_ns": time_ns, "action": action, "actor": actor,
+           "target": target, "outcome": outcome, "details": json.loads(details or "{}")}
+    return hashlib.sha256(canonical(doc).encode("utf-8")).hexdigest()
+
+
+def _head(conn: Any) -> tuple[int, str]:
+    row = conn.execute(select(TABLE.c.seq, TABLE.c.hash).order_by(TABLE.c.seq.desc()).limit(1)).first()
+    return (row.seq, row.hash) if row else (0, GENESIS)
+
+
+def append(engine: Engine, *, action: str, actor: str, target: str, outcome: str, time_ns: int | None = None,
+           details: Mapping[str, Any] | None = None, attempts: int = 100) -> Link:
+    """Append one record as the new head of the chain and return its (seq, hash). Raises after ``attempts``
+    conflicts (the caller, app/audit.py, never lets that reach a request)."""
+    time_ns = time.time_ns() if time_ns is None else time_ns
+    details_json = canonical(dict(details or {}))
+    sqlite = engine.dialect.name == "sqlite"
+    for attempt in range(attempts):
+        try:
+            with engine.connect() as conn:
+                if sqlite:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before reading the head
+                seq, prev = _head(conn)
+                seq += 1
+                digest = record_hash(seq, prev, time_ns, action, actor, target, outcome, details_json)
+                conn.execute(insert(TABLE).values(seq=seq, time_ns=time_ns, action=action, actor=actor,
+                                                  target=target, outcome=outcome, details=details_json,
+                                                  prev_hash=prev, hash=digest))
+                conn.commit()
+                return Link(seq, digest)
+        except (IntegrityError, OperationalError) as exc:  # another writer took this seq, or the DB was busy
+            if attempt == attempts - 1:
+                raise
+            logger.debug("audit chain append retry %d: %s", attempt + 1, exc.__class__.__name__)
+            time.sleep(random.uniform(0.001, 0.005 * (attempt + 1)))
+    raise RuntimeError("unreachable")
+
+
+def append_attributes(engine: Engine, time_ns: int, attributes: Mapping[str, Any]) -> Link:
+    """Append from an audit log record's attributes (``audit.action`` etc.; the rest goes into ``details``)."""
+    details = {k: v for k, v in attributes.items() if k not in CORE_KEYS and not k.startswith("audit.")}
+    return append(engine, action=str(attributes.get("audit.action", "")), actor=str(attributes.get("audit.actor", "")),
+                  target=str(attributes.get("audit.target", "")), outcome=str(attributes.get("audit.outcome", "")),
+                  time_ns=time_ns, details=details)
+
+
+@dataclass(slots=True)
+class Verdict:
+    ok: bool
+    count: int
+    head: Link | None
+    broken_seq: int | None = None
+    message: str = ""
+
+
+def verify(engine: Engine, expected: Iterable[Link] = ()) -> Verdict:
+    """Walk the chain from seq 1; report the first broken link. ``expected`` (seq, hash) pairs, e.g. from the
+    audit log file, must all be present unchanged (catches a truncated tail or a fully recomputed chain)."""
+    prev, want, count, head = GENESIS, 1, 0, None
+    with engine.connect() as conn:
+        rows = conn.execution_options(yield_per=1000).execute(select(TABLE).order_by(TABLE.c.seq))
+        for r in rows:
+            if r.seq != want:
+                what = "deleted" if r.seq > want else "duplicated or reordered"
+                return Verdict(False, count, head, want,
+                               f"seq {want}: record missing (next stored seq is {r.seq}) - {what}")
+            if r.prev_hash != prev:
+                return Verdict(False, count, head, r.seq,
+                               f"seq {r.seq}: prev_hash does not match the hash of seq {r.seq - 1} "
+                               "(a record was edited, deleted or reordered)")
+            if record_hash(r.seq, r.prev_hash, r.time_ns, r.action, r.actor, r.target, r.outcome,
+                           r.details) != r.hash:
+                return Verdict(False, count, head, r.seq, f"seq {r.seq}: content does not match its hash (edited)")
+            prev, want, count, head = r.hash, want + 1, count + 1, Link(r.seq, r.hash)
+        stored = {row.seq: row.hash for row in conn.execute(select(TABLE.c.seq, TABLE.c.hash))} if expected else {}
+    for link in sorted(set(expected), key=lambda lk: lk.seq):
+        if stored.get(link.seq) != link.hash:
+            state = "missing" if link.seq not in stored else "different from the audit log"
+            return Verdict(False, count, head, link.seq, f"seq {link.seq}: {state} (audit log has hash {link.hash[:12]}…)")
+    return Verdict(True, count, head, None, f"OK: {count} records, chain intact" +
+                   (f", head seq {head.seq} hash {head.hash}" if head else ""))
+
+
+def links_from_log(path: str) -> list[Link]:
+    """(audit.seq, audit.hash) pairs from the collector's audit log (a directory or a file; backups included)."""
+    from pathlib import Path
+
+    from exporters.report_logfiles import entries, read_file
+
+    p = Path(path)
+    items = entries(p, ["audit"]) if p.is_dir() else read_file(p)
+    return [Link(int(e.attributes["audit.seq"]), str(e.attributes["audit.hash"]))
+            for e in items if "audit.seq" in e.attributes and "audit.hash" in e.attributes]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ai-diary-audit", description="Tamper-evident audit trail tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("verify", help="check the hash chain; exit 1 naming the first broken seq")
+    v.add_argument("--database", help=f"SQLAlchemy URL (default ${DATABASE_URL_ENV})")
+    v.add_argument("--audit-log", help="also check against audit.seq/audit.hash in this audit log file or LOG_DIR")
+    args = parser.parse_args(argv)
+    url = args.database or os.environ.get(DATABASE_URL_ENV)
+    if not url:
+        print(f"ai-diary-audit: no database: set {DATABASE_URL_ENV} or pass --database", file=sys.stderr)
+        return 2
+    engine = create_engine(url)
+    try:
+        expected = links_from_log(args.audit_log) if args.audit_log else []
+        verdict = verify(engine, expected)
+    except OperationalError as exc:
+        print(f"ai-diary-audit: cannot read the audit chain from {engine.url!r}: {exc.orig}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    if verdict.ok:
+        print(verdict.message)
+        return 0
+    print(f"BROKEN at seq {verdict.broken_seq}: {verdict.message} ({verdict.count} records verified before it)",
+          file=sys.stderr)
+    return 1
+

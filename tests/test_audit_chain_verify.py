@@ -1,0 +1,146 @@
+"""The tamper-evident audit chain: append, verify, detect edits/deletions/reordering, concurrent writers."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from app import audit_chain
+from app.audit_chain import GENESIS, Link, append, record_hash, verify
+from app.db import create_schema, make_engine
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'audit.sqlite3'}"
+
+
+@pytest.fixture
+def engine(db_url: str):
+    eng = make_engine(db_url)
+    create_schema(eng)
+    yield eng
+    eng.dispose()
+
+
+def fill(engine, n: int) -> list[Link]:
+    return [append(engine, action="entry.create", actor=f"u_{i % 3}", target=f"entry:{i}", outcome="success",
+                   time_ns=1_700_000_000_000_000_000 + i, details={"client.address": "127.0.0.1"})
+            for i in range(n)]
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "app.audit_chain", *args], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, **(env or {})}, timeout=60)
+
+
+def test_chain_links_and_hashes(engine):
+    links = fill(engine, 5)
+    assert [lk.seq for lk in links] == [1, 2, 3, 4, 5]
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT seq, prev_hash, hash, details FROM audit_chain ORDER BY seq")).all()
+    assert rows[0].prev_hash == GENESIS
+    assert all(rows[i].prev_hash == rows[i - 1].hash for i in range(1, 5))
+    assert rows[2].hash == record_hash(3, rows[1].hash, 1_700_000_000_000_000_002, "entry.create", "u_2",
+                                       "entry:2", "success", '{"client.address":"127.0.0.1"}')
+    verdict = verify(engine)
+    assert verdict.ok and verdict.count == 5 and verdict.head == links[-1]
+
+
+@pytest.mark.parametrize("tamper, seq, words", [
+    ("UPDATE audit_chain SET outcome='failure' WHERE seq=3", 3, "edited"),
+    ("UPDATE audit_chain SET details='{\"client.address\":\"10.0.0.1\"}' WHERE seq=4", 4, "edited"),
+    ("DELETE FROM audit_chain WHERE seq=2", 2, "missing"),
+    ("DELETE FROM audit_chain WHERE seq=1", 1, "missing"),
+    # swap two records' contents (reordering) keeping seq, prev_hash and hash in place
+    ("UPDATE audit_chain SET actor = CASE seq WHEN 2 THEN 'u_2' WHEN 3 THEN 'u_1' END, "
+     "target = CASE seq WHEN 2 THEN 'entry:2' WHEN 3 THEN 'entry:1' END, "
+     "time_ns = CASE seq WHEN 2 THEN 1700000000000000002 WHEN 3 THEN 1700000000000000001 END WHERE seq IN (2, 3)",
+     2, "edited"),
+    # renumber: move seq 5 to 9 (a gap) - reported at the first missing seq
+    ("UPDATE audit_chain SET seq=9 WHERE seq=5", 5, "missing"),
+])
+def test_verify_names_first_broken_seq(engine, db_url, tamper, seq, words, capsys):
+    fill(engine, 6)
+    with engine.begin() as conn:
+        conn.execute(text(tamper))
+    verdict = verify(engine)
+    assert not verdict.ok and verdict.broken_seq == seq and words in verdict.message
+    assert audit_chain.main(["verify", "--database", db_url]) == 1
+    assert f"BROKEN at seq {seq}" in capsys.readouterr().err
+
+
+def test_edit_with_recomputed_hash_breaks_the_next_link(engine):
+    fill(engine, 4)
+    with engine.connect() as conn:
+        prev = conn.execute(text("SELECT hash FROM audit_chain WHERE seq=1")).scalar_one()
+    forged = record_hash(2, prev, 1_700_000_000_000_000_001, "entry.create", "someone_else", "entry:1", "success",
+                         '{"client.address":"127.0.0.1"}')
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_chain SET actor='someone_else', hash=:h WHERE seq=2"), {"h": forged})
+    verdict = verify(engine)
+    assert verdict.broken_seq == 3 and "prev_hash" in verdict.message
+
+
+def test_truncated_tail_is_caught_against_the_audit_log(engine):
+    links = fill(engine, 4)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_chain WHERE seq=4"))
+    assert verify(engine).ok  # the chain alone cannot see a cut tail...
+    verdict = verify(engine, expected=links)  # ...the audit log's seq/hash can
+    assert not verdict.ok and verdict.broken_seq == 4 and "missing" in verdict.message
+
+
+def test_cli_ok_and_config_errors(engine, db_url, tmp_path, monkeypatch, capsys):
+    fill(engine, 3)
+    res = cli("verify", env={"DATABASE_URL": db_url})  # the real command line, once
+    assert res.returncode == 0 and res.stdout.startswith("OK: 3 records") and "head seq 3" in res.stdout
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert audit_chain.main(["verify"]) == 2
+    assert "DATABASE_URL" in capsys.readouterr().err
+    assert audit_chain.main(["verify", "--database", f"sqlite:///{tmp_path / 'empty.sqlite3'}"]) == 2
+    assert "cannot read the audit chain" in capsys.readouterr().err
+
+
+def _writer(url: str, worker: int, n: int, barrier) -> None:
+    eng = make_engine(url)
+    barrier.wait()
+    for i in range(n):
+        append(eng, action="entry.update", actor=f"w{worker}", target=f"entry:{i}", outcome="success")
+    eng.dispose()
+
+
+def test_concurrent_processes_keep_one_unbroken_chain(engine, db_url):
+    workers, per_worker = 4, 40
+    ctx = mp.get_context("fork")  # real separate processes, each with its own engine
+    barrier = ctx.Barrier(workers)
+    procs = [ctx.Process(target=_writer, args=(db_url, w, per_worker, barrier)) for w in range(workers)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0] * workers
+    verdict = verify(engine)
+    assert verdict.ok, verdict.message
+    assert verdict.count == workers * per_worker
+    with engine.connect() as conn:
+        per_actor = dict(conn.execute(text("SELECT actor, count(*) FROM audit_chain GROUP BY actor")).all())
+        interleaved = conn.execute(text(
+            "SELECT count(*) FROM audit_chain a JOIN audit_chain b ON b.seq = a.seq + 1 WHERE a.actor != b.actor"
+        )).scalar_one()
+    assert per_actor == {f"w{w}": per_worker for w in range(workers)}
+    assert interleaved > 0  # the writers really ran at the same time
+
+
+def test_table_is_on_the_app_metadata():
+    from app.models import Base
+
+    assert Base.metadata.tables["audit_chain"] is audit_chain.TABLE
