@@ -1,0 +1,128 @@
+"""Environment configuration of the W&B exporters, validated at start with errors that name the variable.
+
+Precedence everywhere: constructor argument -> ecosystem env (WANDB_*, OTEL_*) -> ours -> default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+# ours
+WANDB_EXPORT_INTERVAL = "WANDB_EXPORT_INTERVAL"  # seconds
+WANDB_EXPORT_MAX_SERIES = "WANDB_EXPORT_MAX_SERIES"  # breakdown series per metric
+WANDB_EXPORT_PRICING = "WANDB_EXPORT_PRICING"  # path to a pricing JSON (default app/pricing.json if present)
+WANDB_EXPORT_FINISH_TIMEOUT = "WANDB_EXPORT_FINISH_TIMEOUT"  # seconds
+WANDB_METRICS_TEMPORALITY = "WANDB_METRICS_TEMPORALITY"  # delta | cumulative
+WANDB_METRICS_HISTOGRAM = "WANDB_METRICS_HISTOGRAM"  # exponential | explicit
+# ecosystem
+OTEL_METRIC_EXPORT_INTERVAL = "OTEL_METRIC_EXPORT_INTERVAL"  # milliseconds
+DEFAULT_INTERVAL_S = 60.0
+DEFAULT_PRICING = Path(__file__).resolve().parent.parent / "app" / "pricing.json"
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the variable."""
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not value > minimum:
+        raise ConfigError(f"{name}={raw!r} must be greater than {minimum:g}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip().lower() or default
+    if raw not in choices:
+        raise ConfigError(f"{name}={raw!r} must be one of {', '.join(choices)}")
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class ExportConfig:
+    interval_s: float = DEFAULT_INTERVAL_S
+    max_series: int = 50
+    finish_timeout_s: float = 10.0
+    temporality: str = "delta"
+    histogram: str = "exponential"
+    pricing_path: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "ExportConfig":
+        env = os.environ if env is None else env
+        if env.get(WANDB_EXPORT_INTERVAL, "").strip():
+            interval = _float(env, WANDB_EXPORT_INTERVAL, DEFAULT_INTERVAL_S)
+        elif env.get(OTEL_METRIC_EXPORT_INTERVAL, "").strip():
+            interval = _float(env, OTEL_METRIC_EXPORT_INTERVAL, DEFAULT_INTERVAL_S * 1000) / 1000.0
+        else:
+            interval = DEFAULT_INTERVAL_S
+        series = _float(env, WANDB_EXPORT_MAX_SERIES, 50)
+        if series != int(series):
+            raise ConfigError(f"{WANDB_EXPORT_MAX_SERIES}={env[WANDB_EXPORT_MAX_SERIES]!r} must be an integer")
+        pricing = env.get(WANDB_EXPORT_PRICING, "").strip() or None
+        if pricing and not Path(pricing).is_file():
+            raise ConfigError(f"{WANDB_EXPORT_PRICING}={pricing!r} is not a readable file")
+        if pricing is None and DEFAULT_PRICING.is_file():
+            pricing = str(DEFAULT_PRICING)
+        return cls(
+            interval_s=interval,
+            max_series=int(series),
+            finish_timeout_s=_float(env, WANDB_EXPORT_FINISH_TIMEOUT, 10.0),
+            temporality=_choice(env, WANDB_METRICS_TEMPORALITY, "delta", ("delta", "cumulative")),
+            histogram=_choice(env, WANDB_METRICS_HISTOGRAM, "exponential", ("exponential", "explicit")),
+            pricing_path=pricing,
+        )
+
+
+_IN = ("input", "prompt", "input_tokens", "prompt_tokens")
+_OUT = ("output", "completion", "output_tokens", "completion_tokens")
+_CACHED = ("cached_input", "cached", "cache_read", "cached_input_tokens", "cache_read_input_tokens")
+_UNITS = (("_per_1m", 1e-6), ("_per_million", 1e-6), ("_per_1k", 1e-3), ("_per_token", 1.0), ("", None))
+
+
+def _price(entry: Mapping, names: tuple[str, ...], default_scale: float) -> float | None:
+    for n in names:
+        for suffix, scale in _UNITS:
+            v = entry.get(n + suffix)
+            if isinstance(v, (int, float)):
+                return float(v) * (scale if scale is not None else default_scale)
+    return None
+
+
+def load_pricing(path: str | os.PathLike | None) -> dict[str, tuple[float, float, float]]:
+    """Read a pricing JSON into ``model -> (usd/input token, usd/output token, usd/cached input token)``.
+
+    Accepts ``{"models": {m: {...}}}`` or ``{m: {...}}`` with keys ``input``/``output``/``cached_input``
+    (optionally suffixed ``_per_1m``/``_per_1k``/``_per_token``; a top-level ``"unit": "per_1k_tokens"`` or
+    ``"per_token"`` changes the default of per 1M tokens).
+    """
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{WANDB_EXPORT_PRICING}: cannot read pricing file {path}: {exc}") from None
+    unit = str(data.get("unit", "")).lower() if isinstance(data, dict) else ""
+    scale = 1e-3 if "1k" in unit else 1.0 if unit in ("per_token", "usd_per_token") else 1e-6
+    models = data.get("models", data) if isinstance(data, dict) else {}
+    out: dict[str, tuple[float, float, float]] = {}
+    for model, entry in models.items():
+        if not isinstance(entry, dict):
+            continue
+        inp = _price(entry, _IN, scale)
+        outp = _price(entry, _OUT, scale)
+        if inp is None and outp is None:
+            continue
+        cached = _price(entry, _CACHED, scale)
+        out[model] = (inp or 0.0, outp or 0.0, cached if cached is not None else (inp or 0.0))
+    return out

@@ -1,0 +1,107 @@
+"""Builds one ``IntervalResult`` from an ``Aggregator``'s interval state (pure; see ``core`` for the key grammar)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import records as r
+from .stats import QUANTILES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .core import Aggregator, IntervalResult
+
+
+def _suffix(key: str) -> str:
+    return f"@{key}" if key else ""
+
+
+def build_result(agg: "Aggregator", start_ns: int, now_ns: int) -> "IntervalResult":
+    from .core import ERROR_COLUMNS, GROUP_COLUMNS, SLOW_COLUMNS, IntervalResult, Table
+
+    seconds = max(0.0, (now_ns - start_ns) / 1e9)
+    row: dict = {"interval/time": now_ns / 1e9, "interval/seconds": seconds}
+    tot = agg._totals
+
+    overall = agg._http.get("")
+    requests = overall.count if overall else 0
+    errors = overall.errors if overall else 0
+    tot["http/requests_total"] = tot.get("http/requests_total", 0) + requests
+    tot["http/errors_total"] = tot.get("http/errors_total", 0) + errors
+    row["http/requests"] = requests
+    row["http/errors"] = errors
+    row["http/requests_total"] = tot["http/requests_total"]
+    row["http/errors_total"] = tot["http/errors_total"]
+    p95 = None
+    for key, x in agg._http.items():
+        sfx = _suffix(key)
+        if key:
+            row[f"http/requests{sfx}"] = x.count
+            row[f"http/errors{sfx}"] = x.errors
+        row[f"http/error_rate{sfx}"] = x.errors / x.count if x.count else 0.0
+        for label, q in QUANTILES:
+            v = x.sketch.quantile(q)
+            if v is not None:
+                row[f"http/{label}_ms{sfx}"] = v
+                if not key and label == "p95":
+                    p95 = v
+    for cls, n in agg._status.items():
+        row[f"http/requests@status_class={cls}"] = n
+
+    span_cost = 0.0
+    for key, x in agg._ai.items():
+        sfx = _suffix(key)
+        row[f"ai/calls{sfx}"] = x.calls
+        row[f"ai/errors{sfx}"] = x.errors
+        row[f"ai/input_tokens{sfx}"] = x.inp
+        row[f"ai/output_tokens{sfx}"] = x.out
+        row[f"ai/cached_tokens{sfx}"] = x.cached
+        row[f"ai/cost_usd{sfx}"] = x.cost
+        for label, q in QUANTILES:
+            v = x.sketch.quantile(q)
+            if v is not None:
+                row[f"ai/{label}_ms{sfx}"] = v
+        if not key:
+            span_cost = x.cost
+            for name, val in (("calls", x.calls), ("input_tokens", x.inp), ("output_tokens", x.out),
+                              ("cached_tokens", x.cached), ("cost_usd", x.cost)):
+                tot[f"ai/{name}_total"] = tot.get(f"ai/{name}_total", 0) + val
+                row[f"ai/{name}_total"] = tot[f"ai/{name}_total"]
+
+    for sev, n in agg._logs.items():
+        row[f"logs/count@severity={sev}"] = n
+
+    cost_metric = agg.cfg.cost_metric
+    metric_cost = agg.metrics.sum_deltas.get(cost_metric)
+    if cost_metric in agg.metrics.seen_names:
+        agg._cost_metric_seen = True
+    agg.metrics.flush(seconds, row)
+    ai_cost = (metric_cost or 0.0) if agg._cost_metric_seen else span_cost
+
+    row["errors/occurrences"] = agg._occurrences
+    row["errors/new_groups"] = len(agg._new_groups)
+    row["errors/groups"] = len(agg.groups.groups)
+
+    tables: dict[str, Table] = {}
+    if agg._errors:
+        tables["recent_errors"] = Table(list(ERROR_COLUMNS), agg._errors)
+    if agg._slow:
+        slow = sorted(agg._slow, reverse=True)
+        tables["slowest_traces"] = Table(
+            list(SLOW_COLUMNS), [[t / 1e9, tid, route, m, code, ms] for ms, _, t, tid, route, m, code in slow])
+    if agg._dirty_groups and agg.groups.groups:
+        groups = sorted(agg.groups.groups.values(), key=lambda g: g.count, reverse=True)[: agg.cfg.max_group_rows]
+        tables["error_groups"] = Table(list(GROUP_COLUMNS), [
+            [g.fingerprint, g.type, g.message, g.frame, g.count, g.first_seen_ns / 1e9, g.last_seen_ns / 1e9,
+             ",".join(g.sample_trace_ids)] for g in groups])
+
+    signals = r.Signals(
+        interval_start_ns=start_ns,
+        interval_end_ns=now_ns,
+        requests=requests,
+        errors=errors,
+        latency_ms=tuple(agg._sample),
+        p95_ms=p95,
+        ai_cost_usd=ai_cost,
+        new_error_groups=tuple(agg._new_groups),
+    )
+    return IntervalResult(row, tables, signals)

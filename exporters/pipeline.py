@@ -1,0 +1,189 @@
+"""``Pipeline``: a lock around the pure aggregator, a flusher thread (one ``flush`` and at most one ``sink.log`` per
+interval), listeners (alerts) on every ``IntervalResult``, and a bounded ``shutdown``.
+
+``Pipeline.shared()`` is the process-wide instance of the three SDK exporters (one W&B run per process); it is
+rebuilt after ``os.fork`` (pid check) so each pre-forked worker gets its own run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from typing import Callable, Iterable
+
+from . import records as r
+from .config import ExportConfig, load_pricing
+from .core import Aggregator, CoreConfig, IntervalResult
+
+logger = logging.getLogger(__name__)
+
+Listener = Callable[[IntervalResult], None]
+
+
+class Pipeline:
+    def __init__(self, sink=None, interval_s: float = 60.0, *, core_config: CoreConfig | None = None,
+                 clock: Callable[[], int] = time.time_ns, start_thread: bool = True) -> None:
+        if not interval_s > 0:
+            raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
+        self.sink = sink
+        self.interval_s = float(interval_s)
+        self._clock = clock
+        self._agg = Aggregator(core_config, start_ns=clock())
+        self._lock = threading.Lock()  # guards the aggregator (cheap add_*)
+        self._flush_lock = threading.Lock()  # serializes flush -> sink -> listeners
+        self._listeners: list[Listener] = []
+        self._exit_hooks: list[Callable[[], None]] = []
+        self._stop = threading.Event()
+        self._closed = False
+        self._refs = 0
+        self._added = 0
+        self._atexit_registered = False
+        self.intervals = 0
+        self.log_calls = 0
+        self.last_export_ok = True
+        self._thread: threading.Thread | None = None
+        if start_thread:
+            self._thread = threading.Thread(target=self._run, name="wandb-export-flusher", daemon=True)
+            self._thread.start()
+
+    # -- input (any thread) --------------------------------------------------------------------------------
+    def add_spans(self, spans: Iterable[r.SpanRecord]) -> bool:
+        return self._add(Aggregator.add_spans, spans)
+
+    def add_metrics(self, points: Iterable[r.MetricPoint]) -> bool:
+        return self._add(Aggregator.add_metrics, points)
+
+    def add_logs(self, logs: Iterable[r.LogRecord]) -> bool:
+        return self._add(Aggregator.add_logs, logs)
+
+    def _add(self, fn, items) -> bool:
+        if self._closed:
+            return False
+        with self._lock:
+            fn(self._agg, items)
+            self._added += 1
+        return True
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def add_exit_hook(self, hook: Callable[[], None]) -> None:
+        """Called at interpreter exit before the final flush (the SDK adapters flush the global providers)."""
+        if hook not in self._exit_hooks:
+            self._exit_hooks.append(hook)
+
+    # -- exporter reference counting: the last detach shuts the pipeline down ------------------------------
+    def attach(self) -> None:
+        with self._lock:
+            self._refs += 1
+
+    def detach(self, timeout: float = 10.0) -> None:
+        with self._lock:
+            self._refs -= 1
+            last = self._refs <= 0
+        if last:
+            self.shutdown(timeout)
+
+    # -- flushing ------------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.flush_once()
+            except Exception:  # the flusher must survive anything
+                logger.exception("W&B export interval failed")
+
+    def flush_once(self, timeout: float | None = None) -> bool:
+        """Close the current interval: aggregate, at most one ``sink.log``, then the listeners."""
+        if not self._flush_lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            return False
+        try:
+            with self._lock:
+                had_data = self._added > 0
+                self._added = 0
+                result = self._agg.flush(self._clock())
+            self.intervals += 1
+            ok = True
+            if self.sink is not None and had_data:
+                ok = bool(self.sink.log(result.row, result.tables))
+                self.log_calls += 1
+                self.last_export_ok = ok
+                if ok and not self._atexit_registered:
+                    # registered after wandb.init, so it runs before wandb's own atexit teardown
+                    self._atexit_registered = True
+                    atexit.register(self._atexit)
+            for listener in list(self._listeners):
+                try:
+                    listener(result)
+                except Exception:
+                    logger.exception("W&B export listener %r failed", listener)
+            return ok
+        finally:
+            self._flush_lock.release()
+
+    def force_flush(self, timeout: float = 30.0) -> bool:
+        if self._closed:
+            return True
+        return self.flush_once(timeout)
+
+    def shutdown(self, timeout: float = 10.0) -> bool:
+        """Idempotent: stop the flusher, flush the last interval, finish the sink -- all within ``timeout``."""
+        with self._lock:
+            if self._closed:
+                return True
+            self._closed = True
+        deadline = time.monotonic() + timeout
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        ok = self.flush_once(max(0.0, deadline - time.monotonic()))
+        if self.sink is not None:
+            ok = self.sink.finish(max(0.1, deadline - time.monotonic())) and ok
+        return ok
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _atexit(self) -> None:
+        for hook in list(self._exit_hooks):
+            try:
+                hook()
+            except Exception:
+                logger.debug("exit hook failed", exc_info=True)
+        self.shutdown()
+
+    # -- process-wide instance -----------------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, env=None, sink=None) -> "Pipeline":
+        from .sink import WandbSink
+
+        cfg = ExportConfig.from_env(env)
+        core = CoreConfig(max_series=cfg.max_series, pricing=load_pricing(cfg.pricing_path))
+        if sink is None:
+            sink = WandbSink(finish_timeout=cfg.finish_timeout_s, env=env,
+                             config={"export_interval_s": cfg.interval_s, "pid": os.getpid()})
+        return cls(sink, cfg.interval_s, core_config=core)
+
+    @classmethod
+    def shared(cls) -> "Pipeline":
+        global _shared, _shared_pid
+        with _shared_lock:
+            if _shared is None or _shared_pid != os.getpid() or _shared.closed:
+                _shared = cls.from_env()
+                _shared_pid = os.getpid()
+            return _shared
+
+    @classmethod
+    def reset_shared(cls) -> None:
+        """Tests: forget the process-wide pipeline (after shutting it down)."""
+        global _shared
+        with _shared_lock:
+            _shared = None
+
+
+_shared: Pipeline | None = None
+_shared_pid = 0
+_shared_lock = threading.Lock()

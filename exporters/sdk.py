@@ -1,0 +1,153 @@
+"""OpenTelemetry SDK exporters feeding the W&B pipeline: ``OTEL_{TRACES,METRICS,LOGS}_EXPORTER=wandb``.
+
+Zero-argument construction uses the process-wide ``Pipeline.shared()`` (resolved per call, so a forked worker
+gets its own); ``pipeline=`` injects one. ``export`` never raises: SUCCESS when the records were accepted,
+FAILURE when the pipeline is closed, conversion failed, or the W&B sink is disabled (init failed).
+``shutdown`` is idempotent; the last exporter of a pipeline to shut down finishes the W&B run.
+
+Metric defaults: delta temporality for counters and histograms (``WANDB_METRICS_TEMPORALITY=cumulative`` to
+change -- both are handled) and base2 exponential histograms (``WANDB_METRICS_HISTOGRAM=explicit`` to change).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.metrics import (
+    Counter,
+    Histogram,
+    ObservableCounter,
+    ObservableGauge,
+    ObservableUpDownCounter,
+    UpDownCounter,
+)
+from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter, MetricExportResult
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, ExponentialBucketHistogramAggregation
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from .config import ExportConfig
+from .convert import log_records, metric_records, span_records
+from .pipeline import Pipeline
+
+logger = logging.getLogger(__name__)
+
+
+def _flush_global_providers() -> None:
+    """At exit: push what the global providers still hold into the pipeline before its final flush."""
+    from opentelemetry import _logs, metrics, trace
+
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider(), _logs.get_logger_provider()):
+        flush = getattr(provider, "force_flush", None)
+        if flush is not None:
+            try:
+                flush(5000)
+            except Exception:
+                logger.debug("force_flush of %r failed", provider, exc_info=True)
+
+
+class _Base:
+    _FAIL = _OK = None
+
+    def __init__(self, pipeline: Pipeline | None = None) -> None:
+        self._explicit = pipeline
+        self._pipeline: Pipeline | None = None
+        self._shutdown = False
+        self._warned = False
+
+    def _get(self) -> Pipeline | None:
+        if self._shutdown:
+            return None
+        p = self._explicit if self._explicit is not None else Pipeline.shared()
+        if p is not self._pipeline:  # first use, or a new shared pipeline after fork
+            self._pipeline = p
+            p.attach()
+            p.add_exit_hook(_flush_global_providers)
+        return p
+
+    def _export(self, add, convert, batch):
+        try:
+            p = self._get()
+            if p is None or not add(p, convert(batch)):
+                return self._FAIL
+            return self._OK if p.last_export_ok else self._FAIL
+        except Exception as exc:  # never raise into the SDK's worker thread
+            if not self._warned:
+                self._warned = True
+                logger.warning("W&B %s failed: %s: %s", type(self).__name__, type(exc).__name__, exc)
+            return self._FAIL
+
+    def _force_flush(self, timeout_millis: float) -> bool:
+        p = self._pipeline
+        if p is None or self._shutdown:
+            return True
+        try:
+            return p.force_flush(timeout_millis / 1000.0)
+        except Exception:
+            logger.debug("force_flush failed", exc_info=True)
+            return False
+
+    def _do_shutdown(self, timeout_s: float = 10.0) -> None:
+        if self._shutdown:
+            return
+        self._shutdown = True
+        if self._pipeline is not None:
+            try:
+                self._pipeline.detach(timeout_s)
+            except Exception:
+                logger.debug("shutdown failed", exc_info=True)
+
+
+class WandbSpanExporter(_Base, SpanExporter):
+    _OK, _FAIL = SpanExportResult.SUCCESS, SpanExportResult.FAILURE
+
+    def export(self, spans: Sequence) -> SpanExportResult:
+        return self._export(Pipeline.add_spans, span_records, spans)
+
+    def shutdown(self) -> None:
+        self._do_shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._force_flush(timeout_millis)
+
+
+class WandbMetricExporter(_Base, MetricExporter):
+    _OK, _FAIL = MetricExportResult.SUCCESS, MetricExportResult.FAILURE
+
+    def __init__(self, pipeline: Pipeline | None = None, preferred_temporality: dict | None = None,
+                 preferred_aggregation: dict | None = None) -> None:
+        cfg = ExportConfig.from_env()
+        delta = cfg.temporality == "delta"
+        d, c = AggregationTemporality.DELTA, AggregationTemporality.CUMULATIVE
+        temporality = {Counter: d if delta else c, UpDownCounter: c, Histogram: d if delta else c,
+                       ObservableCounter: d if delta else c, ObservableUpDownCounter: c, ObservableGauge: c}
+        temporality.update(preferred_temporality or {})
+        hist = (ExponentialBucketHistogramAggregation() if cfg.histogram == "exponential"
+                else ExplicitBucketHistogramAggregation())
+        aggregation = {Histogram: hist}
+        aggregation.update(preferred_aggregation or {})
+        MetricExporter.__init__(self, preferred_temporality=temporality, preferred_aggregation=aggregation)
+        _Base.__init__(self, pipeline)
+
+    def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs) -> MetricExportResult:
+        return self._export(Pipeline.add_metrics, lambda d: list(metric_records(d)), metrics_data)
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self._force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
+        self._do_shutdown(timeout_millis / 1000.0)
+
+
+class WandbLogExporter(_Base, LogRecordExporter):
+    _OK, _FAIL = LogRecordExportResult.SUCCESS, LogRecordExportResult.FAILURE
+
+    def export(self, batch: Sequence) -> LogRecordExportResult:
+        return self._export(Pipeline.add_logs, log_records, batch)
+
+    def shutdown(self) -> None:
+        self._do_shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._force_flush(timeout_millis)
