@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+
+from app import create_app
+from app.config import ConfigError, Settings, load_settings
+
+
+@pytest.mark.parametrize("var, value", [("OPENAI_TIMEOUT", "soon"), ("OPENAI_MAX_RETRIES", "-1"),
+                                        ("MAX_CONTENT_LENGTH", "12"), ("LOG_LEVEL", "LOUD")])
+def test_bad_environment_fails_at_start_naming_the_variable(monkeypatch, var, value):
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError, match=var):
+        create_app({"DATABASE_URL": "sqlite://"})
+
+
+def test_overrides_win_over_environment_and_secrets_are_masked(monkeypatch):
+    monkeypatch.setenv("AI_MODEL_DEFAULT", "gpt-4o")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-live-very-secret")
+    s = load_settings({"AI_MODEL_SUMMARIZE": "gpt-4.1-mini", "UNRELATED": 1})
+    assert s.model_for("summarize") == "gpt-4.1-mini" and s.model_for("reflect") == "gpt-4o"
+    assert s.OPENAI_API_KEY.get_secret_value() == "sk-live-very-secret"
+    assert "sk-live-very-secret" not in repr(s) and "sk-live-very-secret" not in str(s.model_dump())
+
+
+def test_every_setting_is_documented():
+    assert all(field.description for field in Settings.model_fields.values())
+
+
+def test_flask_config_gets_settings_and_extra_keys(make_app):
+    app = make_app(MAX_CONTENT_LENGTH=2048, SOMETHING_ELSE="x")
+    assert app.config["MAX_CONTENT_LENGTH"] == 2048 and app.config["SOMETHING_ELSE"] == "x"
+    assert app.extensions["db_engine"].dialect.name == "sqlite"
+    with app.extensions["db_engine"].connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
