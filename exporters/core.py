@@ -101,7 +101,7 @@ def _int(v) -> int:
 
 
 class Aggregator:
-    def __init__(self, config: CoreConfig | None = None, start_ns: int = 0) -> None:
+    def __init__(self, config: CoreConfig | None = None, start_ns: int | None = None) -> None:
         self.cfg = config or CoreConfig()
         self.metrics = MetricState(self.cfg.max_series, self.cfg.breakdown_attrs)
         self.groups = ErrorGroups(self.cfg.max_error_groups)
@@ -109,6 +109,7 @@ class Aggregator:
         self._totals: dict[str, float] = {}
         self._series: dict[str, set[str]] = {}
         self._cost_metric_seen = False
+        self._price_cache: dict[str, tuple | None] = {}
         self._rng = random.Random(0x5EED)
         self._reset()
 
@@ -206,8 +207,7 @@ class Aggregator:
         inp = _int(attrs.get("gen_ai.usage.input_tokens"))
         out = _int(attrs.get("gen_ai.usage.output_tokens"))
         cached = _int(attrs.get("gen_ai.usage.cache_read.input_tokens"))
-        price = self.cfg.pricing.get(model) or self.cfg.pricing.get(
-            str(attrs.get("gen_ai.response.model") or ""))
+        price = self._price(model)
         cost = 0.0
         if price:
             cost = (inp - cached) * price[0] + out * price[1] + cached * price[2]
@@ -223,6 +223,19 @@ class Aggregator:
             x.cached += cached
             x.cost += cost
             x.sketch.add(ms)
+
+    def _price(self, model: str):
+        """Exact model name, else the longest listed name it extends with '-' (dated snapshots)."""
+        cache = self._price_cache
+        if model not in cache:
+            prices = self.cfg.pricing
+            best = model if model in prices else max(
+                (n for n in prices if model.startswith(n + "-")), key=len, default=None)
+            if len(cache) < 1000:
+                cache[model] = prices.get(best) if best else None
+            else:
+                return prices.get(best) if best else None
+        return cache[model]
 
     # -- errors --------------------------------------------------------------------------------------------
     def _error(self, time_ns: int, trace_id: str | None, route: str, etype: str, message: str, stack: str) -> None:
@@ -261,7 +274,7 @@ class Aggregator:
     def flush(self, now_ns: int) -> IntervalResult:
         from .coreflush import build_result  # split to keep modules small
 
-        start = self._start_ns or self._first_ns or now_ns
+        start = self._start_ns if self._start_ns is not None else (self._first_ns or now_ns)
         result = build_result(self, start, now_ns)
         self._start_ns = now_ns
         self._reset()

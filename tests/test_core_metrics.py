@@ -1,0 +1,142 @@
+"""Metric points -> interval rows: histogram quantiles, sums (delta/cumulative/reset), gauges, breakdowns, caps."""
+from __future__ import annotations
+
+import logging
+import math
+import random
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
+from opentelemetry.sdk.metrics import Histogram
+
+from exporters import records as r
+from exporters.convert import metric_records
+from exporters.core import Aggregator, CoreConfig
+from exporters.stats import ExplicitHist
+
+S = 1_000_000_000
+
+
+def exact(values, q):
+    v = sorted(values)
+    return v[min(len(v) - 1, max(0, math.ceil(q * len(v)) - 1))]
+
+
+def sdk_points(values, name="lat"):
+    """Record values through the real SDK (base2 exponential aggregation) and convert the collected points."""
+    reader = InMemoryMetricReader(preferred_temporality={Histogram: AggregationTemporality.DELTA})
+    provider = MeterProvider(metric_readers=[reader], views=[View(instrument_name="*",
+                             aggregation=ExponentialBucketHistogramAggregation())])
+    hist = provider.get_meter("t").create_histogram(name, unit="s")
+    for v in values:
+        hist.record(v)
+    out = list(metric_records(reader.get_metrics_data()))
+    provider.shutdown()
+    return out
+
+
+@pytest.mark.parametrize("dist", ["lognormal", "uniform", "bimodal"])
+def test_exponential_histogram_p95_within_3_percent_of_exact(dist):
+    rng = random.Random(7)
+    gen = {"lognormal": lambda: rng.lognormvariate(-3, 1.0), "uniform": lambda: rng.uniform(0.01, 2.0),
+           "bimodal": lambda: rng.choice([rng.gauss(0.05, 0.005), rng.gauss(0.8, 0.05)])}[dist]
+    values = [abs(gen()) + 1e-4 for _ in range(20_000)]
+    agg = Aggregator(CoreConfig(), start_ns=0)
+    points = sdk_points(values)
+    assert points[0].kind == r.EXP_HISTOGRAM
+    agg.add_metrics(points)
+    row = agg.flush(10 * S).row
+    assert row["lat/count"] == 20_000
+    assert row["lat/rate"] == pytest.approx(2000)
+    assert row["lat/mean"] == pytest.approx(sum(values) / len(values), rel=1e-9)
+    for label, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+        assert row[f"lat/{label}"] == pytest.approx(exact(values, q), rel=0.03), label
+
+
+def test_cumulative_exponential_points_are_diffed_per_interval():
+    rng = random.Random(3)
+    first = [rng.lognormvariate(-4, 0.5) for _ in range(5000)]
+    second = [rng.lognormvariate(-1, 0.3) for _ in range(3000)]  # a slower second interval
+    agg = Aggregator(CoreConfig(), start_ns=0)
+    reader = InMemoryMetricReader(preferred_temporality={Histogram: AggregationTemporality.CUMULATIVE})
+    provider = MeterProvider(metric_readers=[reader], views=[View(instrument_name="*",
+                             aggregation=ExponentialBucketHistogramAggregation())])
+    h = provider.get_meter("t").create_histogram("lat")
+    for v in first:
+        h.record(v)
+    agg.add_metrics(list(metric_records(reader.get_metrics_data())))
+    row1 = agg.flush(1 * S).row
+    for v in second:
+        h.record(v)
+    pts = list(metric_records(reader.get_metrics_data()))
+    assert pts[0].temporality == r.CUMULATIVE and pts[0].count == 8000
+    agg.add_metrics(pts)
+    row2 = agg.flush(2 * S).row
+    assert row1["lat/count"] == 5000 and row2["lat/count"] == 3000
+    assert row2["lat/p95"] == pytest.approx(exact(second, 0.95), rel=0.05)
+    assert row2["lat/mean"] == pytest.approx(sum(second) / 3000, rel=1e-6)
+    provider.shutdown()
+
+
+def test_explicit_histogram_linear_interpolation_clamped_by_min_max():
+    p = r.MetricPoint("d", r.HISTOGRAM, count=10, sum=30, min=1.0, max=9.0, bounds=(0, 5, 10),
+                      bucket_counts=(0, 5, 5, 0), temporality=r.DELTA)
+    h = ExplicitHist.from_point(p)
+    assert h.quantile(0.5) == pytest.approx(5.0)  # rank 5 ends bucket (1, 5]
+    assert h.quantile(0.75) == pytest.approx(7.0)  # halfway through (5, 9]
+    assert h.quantile(0.99) <= 9.0
+    assert h.quantile(0.01) >= 1.0
+
+
+def sum_point(v, start=1, temporality=r.CUMULATIVE, attrs=None, name="reqs"):
+    return r.MetricPoint(name, r.SUM, value=v, start_time_ns=start, temporality=temporality, monotonic=True,
+                         attributes=attrs or {})
+
+
+def test_cumulative_sum_deltas_totals_and_resets():
+    agg = Aggregator(CoreConfig(), start_ns=0)
+    rows = []
+    for pts in ([sum_point(10)], [sum_point(15), sum_point(25)], [sum_point(3)], [sum_point(5, start=2)]):
+        agg.add_metrics(pts)
+        rows.append(agg.flush((len(rows) + 1) * S).row)
+    # first point counts whole; 10->25 = 15; drop to 3 = reset (3); new start_time = reset (5)
+    assert [x["reqs/delta"] for x in rows] == [10, 15, 3, 5]
+    assert [x["reqs/total"] for x in rows] == [10, 25, 28, 33]
+
+
+def test_delta_sum_gauge_and_breakdowns_with_status_class():
+    agg = Aggregator(CoreConfig(), start_ns=0)
+    agg.add_metrics([
+        sum_point(2, temporality=r.DELTA, attrs={"http.route": "/a", "http.response.status_code": 200}),
+        sum_point(3, temporality=r.DELTA, attrs={"http.route": "/b", "http.response.status_code": 503}),
+        sum_point(1, temporality=r.DELTA, attrs={"http.route": "/b", "user.id": "u1"}),
+        r.MetricPoint("queue", r.GAUGE, value=4.0), r.MetricPoint("queue", r.GAUGE, value=7.0),
+    ])
+    row = agg.flush(S).row
+    assert row["reqs/delta"] == 6
+    assert row["reqs/delta@http.route=/a"] == 2 and row["reqs/delta@http.route=/b"] == 4
+    assert row["reqs/delta@status_class=2xx"] == 2 and row["reqs/delta@status_class=5xx"] == 3
+    assert not any("user.id" in k for k in row), "attributes outside the allow-list never become keys"
+    assert row["queue/last"] == 7.0
+
+
+def test_cardinality_cap_overflow_bucket_and_one_warning(caplog):
+    agg = Aggregator(CoreConfig(max_series=5), start_ns=0)
+    with caplog.at_level(logging.WARNING, logger="exporters.metricstate"):
+        for _ in range(2):
+            agg.add_metrics([sum_point(1, temporality=r.DELTA, attrs={"http.route": f"/r{i}"}) for i in range(20)])
+    row = agg.flush(S).row
+    routes = [k for k in row if k.startswith("reqs/delta@http.route=")]
+    assert len(routes) == 6  # 5 series + __overflow__
+    assert row["reqs/delta@http.route=__overflow__"] == 30
+    assert row["reqs/delta"] == 40
+    assert len([m for m in caplog.messages if "reqs" in m]) == 1
+
+
+def test_malformed_point_is_dropped_not_raised():
+    agg = Aggregator(CoreConfig(), start_ns=0)
+    bad = r.MetricPoint("x", r.HISTOGRAM, count=1, bounds=(1,), bucket_counts=None)  # type: ignore[arg-type]
+    agg.add_metrics([bad, sum_point(1, temporality=r.DELTA)])
+    assert agg.flush(S).row["reqs/delta"] == 1
