@@ -154,6 +154,48 @@ def read_file_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()] if path.exists() else []
 
 
+def count_in_file(path: Path) -> dict[str, int]:
+    """Spans, metric data points and log records in a file exporter's output (all signals)."""
+    n = {"spans": 0, "points": 0, "logs": 0}
+    for req in read_file_lines(path):
+        for rs in req.get("resourceSpans", []):
+            n["spans"] += sum(len(ss.get("spans", [])) for ss in rs.get("scopeSpans", []))
+        for rm in req.get("resourceMetrics", []):
+            for sm in rm.get("scopeMetrics", []):
+                for m in sm.get("metrics", []):
+                    for kind in ("sum", "gauge", "histogram", "exponentialHistogram"):
+                        n["points"] += len(m.get(kind, {}).get("dataPoints", []))
+        for rl in req.get("resourceLogs", []):
+            n["logs"] += sum(len(sl.get("logRecords", [])) for sl in rl.get("scopeLogs", []))
+    return n
+
+
+BACKEND_CONFIG = """
+# A stand-in OTLP backend: the same collector binary writing every signal it receives to a file.
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:${env:OTEL_COLLECTOR_HEALTH_PORT}
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:${env:OTEL_COLLECTOR_HTTP_PORT}
+exporters:
+  file/traces: {path: "${env:LOG_DIR}/traces.json", flush_interval: 100ms}
+  file/metrics: {path: "${env:LOG_DIR}/metrics.json", flush_interval: 100ms}
+  file/logs: {path: "${env:LOG_DIR}/logs.json", flush_interval: 100ms}
+service:
+  extensions: [health_check]
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    traces: {receivers: [otlp], exporters: [file/traces]}
+    metrics: {receivers: [otlp], exporters: [file/metrics]}
+    logs: {receivers: [otlp], exporters: [file/logs]}
+"""
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1, what: str = "") -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -238,7 +280,8 @@ def make_bridge(pipeline) -> Iterator[Callable[..., BridgeServer]]:
     servers: list[BridgeServer] = []
 
     def _make(**kw: Any) -> BridgeServer:
-        server = BridgeServer(BridgeConfig(host="127.0.0.1", port=0, **kw), pipeline).start()
+        kw.setdefault("port", 0)
+        server = BridgeServer(BridgeConfig(host="127.0.0.1", **kw), pipeline).start()
         servers.append(server)
         return server
 
