@@ -109,6 +109,7 @@ def install(pipeline: Any, sink: Any = None, **kwargs: Any) -> AlertManager | No
     manager = build(sink, **kwargs)
     if pipeline is not None:
         pipeline.add_listener(manager.on_interval)
+        pipeline.alerts = manager  # the demo and tests reach the manager (events, dispatcher) here
     atexit.register(manager.shutdown, 2.0)
     return manager
 

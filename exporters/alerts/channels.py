@@ -92,21 +92,28 @@ def _post(client: httpx.Client, url: str, secrets: tuple[str, ...], **kwargs: An
 
 
 class WandbChannel:
-    """Records the alert in the W&B run: ``sink.alert(title, text, level, wait_duration)``."""
+    """Records the alert in the W&B run: ``sink.alert(title, text, level, wait_duration)``.
+
+    Offline runs record alerts without delivering them (wandb 0.31); online, W&B throttles per title for
+    ``wait_duration`` seconds. One attempt, no retry: ``run.alert`` is a local call into the wandb service.
+    """
 
     name = "wandb"
+    inline = True  # recorded on the pipeline's flusher thread (like sink.log), so it lands before sink.finish
 
     def __init__(self, sink: Any) -> None:
         self.sink = sink
 
     def describe(self) -> str:
-        return "W&B run"
+        return "W&B run (run.alert on the flusher thread)"
 
     def send(self, event: AlertEvent) -> None:
         try:
-            self.sink.alert(title=event.title, text=event.text, level=event.level, wait_duration=event.wait)
-        except Exception as exc:  # the sink is someone else's code: never let it kill the worker
+            ok = self.sink.alert(title=event.title, text=event.text, level=event.level, wait_duration=event.wait)
+        except Exception as exc:  # the sink is someone else's code: never let it escape
             raise ChannelError(f"{type(exc).__name__}: {exc}") from None
+        if ok is False:
+            raise ChannelError("the W&B sink is disabled or its alert call failed")
 
 
 class SlackChannel:

@@ -1,7 +1,8 @@
-"""Delivery off the telemetry path: one worker thread and one bounded queue per channel.
+"""Delivery off the telemetry path: one worker thread and one bounded queue per network channel.
 
-``Dispatcher.submit(event)`` never blocks and never raises: it fans the event out to the channel workers (W&B first,
-then the rule's channels). A slow or dead channel only delays its own queue. Each attempt is logged; failures are
+``Dispatcher.submit(event)`` never blocks on the network and never raises: it fans the event out to the channel
+workers (Slack, email, SMS). The W&B channel is ``inline``: ``sink.alert`` is recorded right away on the calling
+(pipeline flusher) thread, like ``sink.log``, so the final interval's alerts land before ``sink.finish``. A slow or dead channel only delays its own queue. Each attempt is logged; failures are
 retried with exponential backoff a bounded number of times, then dropped with an error log.
 """
 
@@ -106,8 +107,10 @@ class ChannelWorker:
 class Dispatcher:
     def __init__(self, channels: Mapping[str, Channel], *, retries: int = 3, backoff: float = 1.0,
                  max_backoff: float = 30.0, queue_size: int = 100, unconfigured: Iterable[str] = ()) -> None:
+        self.inline = {name: ch for name, ch in channels.items() if getattr(ch, "inline", False)}
         self.workers = {name: ChannelWorker(ch, retries=retries, backoff=backoff, max_backoff=max_backoff,
-                                            queue_size=queue_size) for name, ch in channels.items()}
+                                            queue_size=queue_size)
+                        for name, ch in channels.items() if name not in self.inline}
         self._skipped: set[str] = set()
         self._closed = False
         for name, ch in channels.items():
@@ -125,10 +128,20 @@ class Dispatcher:
             return
         for name in channels:
             worker = self.workers.get(name)
-            if worker is None:
-                self._skip(name)
-            else:
+            if worker is not None:
                 worker.submit(event)
+            elif name in self.inline:
+                self._send_inline(self.inline[name], event)
+            else:
+                self._skip(name)
+
+    def _send_inline(self, channel: Channel, event: AlertEvent) -> None:
+        try:
+            channel.send(event)
+        except Exception as exc:
+            logger.warning("alert %r (%s) via %s: attempt 1/1 failed: %s", event.title, event.kind, channel.name, exc)
+        else:
+            logger.info("alert %r (%s) via %s: recorded", event.title, event.kind, channel.name)
 
     def shutdown(self, timeout: float = 5.0) -> bool:
         """Deliver what is queued within ``timeout`` seconds; idempotent. True when every worker finished."""
