@@ -165,7 +165,11 @@ class Pipeline:
         if sink is None:
             sink = WandbSink(finish_timeout=cfg.finish_timeout_s, env=env,
                              config={"export_interval_s": cfg.interval_s, "pid": os.getpid()})
-        return cls(sink, cfg.interval_s, core_config=core)
+        pipeline = cls(sink, cfg.interval_s, core_config=core)
+        from .alerts import install as install_alerts  # alerts.yaml + channel env vars; ALERTS_ENABLED=false: off
+
+        install_alerts(pipeline, env=env)
+        return pipeline
 
     @classmethod
     def shared(cls) -> "Pipeline":
