@@ -37,8 +37,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     app.config.from_mapping(settings.model_dump())
     app.config["MAX_CONTENT_LENGTH"] = settings.MAX_CONTENT_LENGTH
     app.config.update({k: v for k, v in (config or {}).items() if k not in Settings.model_fields})
-    app.extensions["settings"] = settings
-    logging.getLogger("app").setLevel(settings.LOG_LEVEL)
+    app.extensions["settings"] = settings  # LOG_LEVEL is applied by app/telemetry.py (the one logging setup)
 
     if settings.PSEUDONYM_SECRET is not None:
         privacy.configure(settings.PSEUDONYM_SECRET.get_secret_value())

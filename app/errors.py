@@ -43,6 +43,9 @@ def validation_error_response(exc: ValidationError) -> Response:
     err = exc.errors(include_url=False, include_input=False)[0] if exc.error_count() else {"loc": (), "msg": ""}
     field = ".".join(str(part) for part in err["loc"])
     if not field:
+        if isinstance(request.get_json(silent=True), dict):  # a model-level rule, e.g. "give text or tags"
+            message = str(err["msg"]).removeprefix("Value error, ")
+            return error_response(400, "invalid_body", message, "body")
         return error_response(400, "invalid_body", _body_problem(), "body")
     msg = str(err["msg"])
     if err.get("type") == "extra_forbidden":
@@ -56,7 +59,9 @@ def _body_problem() -> str:
         return "a JSON object body is required"
     if not request.is_json:
         return "the body must be JSON (Content-Type: application/json)"
-    if request.get_json(silent=True) is None:
+    try:
+        request.get_json(silent=False)
+    except Exception:  # noqa: BLE001 - werkzeug raises BadRequest for undecodable JSON
         return "the body is not valid JSON"
     return "the body must be a JSON object"
 

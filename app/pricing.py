@@ -16,6 +16,8 @@ from typing import Any
 logger = logging.getLogger(__name__)
 DEFAULT_FILE = os.path.join(os.path.dirname(__file__), "pricing.json")
 PER_TOKENS = 1_000_000
+_WARNED: set[str] = set()  # models already warned about, per process
+_WARNED_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +41,6 @@ class PricingError(ValueError):
 class PriceList:
     def __init__(self, prices: dict[str, Price]) -> None:
         self.prices = prices
-        self._warned: set[str] = set()
-        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, path: str | None = None) -> PriceList:
@@ -72,9 +72,9 @@ class PriceList:
                        + output_tokens * p.output) / PER_TOKENS
                 return Cost(round(usd, 12), True, key)
         label = names[0] if names else "<none>"
-        with self._lock:
-            first = label not in self._warned
-            self._warned.add(label)
+        with _WARNED_LOCK:
+            first = label not in _WARNED
+            _WARNED.add(label)
         if first:
             logger.warning("no price for model %s: its cost is counted as 0 and flagged app.pricing.unknown", label)
         return Cost(0.0, False, None)

@@ -155,3 +155,15 @@ def test_unknown_routes_and_methods_are_json(client, auth_headers):
     assert "POST" in resp.headers["Allow"]
     assert client.get("/api/entries/abc", headers=auth_headers).status_code == 404
     assert client.get("/api/entries/0", headers=auth_headers).status_code in (400, 404)
+
+
+def test_body_errors_explain_themselves(client, auth_headers):
+    entry = create(client, auth_headers)
+    resp = client.patch(f"/api/entries/{entry['id']}", json={}, headers=auth_headers)
+    assert "text" in resp.json["error"]["message"] and "tags" in resp.json["error"]["message"]
+    resp = client.post("/api/entries", data="{oops", content_type="application/json", headers=auth_headers)
+    assert resp.json["error"]["message"] == "the body is not valid JSON"
+    resp = client.post("/api/entries", data="null", content_type="application/json", headers=auth_headers)
+    assert resp.json["error"]["message"] == "the body must be a JSON object"
+    resp = client.post("/api/entries", data="hi", content_type="text/plain", headers=auth_headers)
+    assert "Content-Type: application/json" in resp.json["error"]["message"]
