@@ -1,0 +1,119 @@
+"""``ai-diary-report``: one self-contained, offline HTML dashboard from an offline W&B run or the collector's logs.
+
+Python API (used by ``app.demo`` at the end of ``make demo``)::
+
+    from exporters.report import write_report
+    path = write_report(source, out_path)   # -> Path of the written HTML file
+
+``source`` is a W&B run directory (``offline-run-*``), a ``run-*.wandb`` file, a wandb directory (``$WANDB_DIR``
+or its ``wandb/`` child: the newest run is used) or the collector's log directory (``$LOG_DIR`` with
+``combined.log`` and its rotated backups). The page has inline CSS and SVG only: no scripts, no remote resources.
+
+Command line::
+
+    ai-diary-report [SOURCE] [-o report.html]      # SOURCE defaults to the newest run in $WANDB_DIR, else $LOG_DIR
+    ai-diary-report --publish-dashboard            # save the W&B workspace (needs WANDB_API_KEY)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from exporters.report_model import ReportData, from_logs, from_run
+
+logger = logging.getLogger(__name__)
+DEFAULT_OUT = "ai-diary-report.html"
+
+
+def resolve(source: str | os.PathLike[str]) -> tuple[str, Path]:
+    """("run" | "logs", path) for a source path; raises ValueError naming what was expected."""
+    from exporters.runfile import find_runs
+
+    p = Path(source)
+    if p.is_file() and p.suffix == ".wandb":
+        return "run", p.parent
+    if p.is_dir():
+        if any(p.glob("run-*.wandb")):
+            return "run", p
+        runs = find_runs(p)
+        if runs:
+            return "run", runs[-1]
+        if any(p.glob("*.log")) or any(p.glob("*.log.gz")):
+            return "logs", p
+    raise ValueError(f"{source}: not a W&B run (directory with run-*.wandb, a .wandb file, or a wandb dir) nor a "
+                     "collector log directory (combined.log)")
+
+
+def load(source: str | os.PathLike[str]) -> ReportData:
+    kind, path = resolve(source)
+    return from_run(path) if kind == "run" else from_logs(path)
+
+
+def write_report(source: str | os.PathLike[str], out_path: str | os.PathLike[str]) -> Path:
+    """Write the HTML report for ``source`` to ``out_path`` (parent directories created) and return its path."""
+    from exporters.report_html import render
+
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    html = render(load(source))
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(out)
+    logger.info("report written: %s", out)
+    return out
+
+
+def default_source() -> str | None:
+    for env in ("WANDB_DIR", "LOG_DIR"):
+        value = os.environ.get(env)
+        if value:
+            try:
+                resolve(value)
+                return value
+            except ValueError:
+                continue
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ai-diary-report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", nargs="?", help="run dir, .wandb file, wandb dir or log dir "
+                                                  "(default: $WANDB_DIR, then $LOG_DIR)")
+    parser.add_argument("-o", "--out", default=DEFAULT_OUT, help=f"HTML file to write (default {DEFAULT_OUT})")
+    parser.add_argument("--publish-dashboard", action="store_true",
+                        help="save the W&B workspace (exporters/dashboard.py); needs WANDB_API_KEY")
+    parser.add_argument("--entity", help="W&B entity for --publish-dashboard (default $WANDB_ENTITY)")
+    parser.add_argument("--project", help="W&B project for --publish-dashboard (default $WANDB_PROJECT or ai-diary)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.publish_dashboard:
+        from exporters.dashboard import publish
+
+        try:
+            print(f"W&B dashboard: {publish(args.entity, args.project)}")
+        except (RuntimeError, ImportError) as exc:
+            print(f"ai-diary-report: {exc}", file=sys.stderr)
+            return 2
+        if not args.source:
+            return 0
+    source = args.source or default_source()
+    if not source:
+        print("ai-diary-report: no source: pass a run or log directory, or set WANDB_DIR / LOG_DIR", file=sys.stderr)
+        return 2
+    try:
+        out = write_report(source, args.out)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"ai-diary-report: {exc}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
