@@ -20,6 +20,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from exporters import otlp_lite
 from exporters.records import (
     CLIENT, CONSUMER, CUMULATIVE, DELTA, EXP_HISTOGRAM, GAUGE, HISTOGRAM, INTERNAL, PRODUCER, SERVER, SUM,
     ExceptionInfo, LogRecord, MetricPoint, SpanRecord,
@@ -139,34 +140,46 @@ def parse(signal: str, body: bytes, *, json_body: bool = False) -> Any:
 
 # -- conversion ----------------------------------------------------------------------------------------------
 
-def spans(req: ExportTraceServiceRequest) -> Decoded:
+def spans(body: bytes) -> Decoded:
+    """Encoded ExportTraceServiceRequest -> SpanRecords, through the lite schema and the KeyValue cache."""
+    try:
+        req = otlp_lite.LiteTraceRequest.FromString(body)
+    except DecodeError as exc:
+        raise PayloadError(f"invalid OTLP protobuf traces request: {exc}") from None
     out = Decoded()
     append = out.records.append
+    span_attributes = _KV_CACHE.attributes
     for rs in req.resource_spans:
-        resource = attributes(rs.resource.attributes)
+        resource = attributes(otlp_lite.parse_resource(rs.resource))
         for ss in rs.scope_spans:
-            scope = ss.scope.name
+            scope = otlp_lite.parse_scope_name(ss.scope)
             for s in ss.spans:
                 tid, sid = s.trace_id, s.span_id
                 if len(tid) != 16 or len(sid) != 8:
                     out.reject(f"span {s.name!r}: trace_id must be 16 bytes and span_id 8 bytes")
                     continue
-                exceptions = ()
+                exceptions: tuple = ()
                 if s.events:
-                    exc = [
-                        ExceptionInfo(str(a.get("exception.type", "")), str(a.get("exception.message", "")),
-                                      str(a.get("exception.stacktrace", "")))
-                        for a in (attributes(e.attributes) for e in s.events if e.name == "exception")
-                    ]
-                    exceptions = tuple(exc)
+                    exceptions = _exceptions(s.events)
                 kind = s.kind
                 status = s.status
                 append(SpanRecord(
                     s.name, _KINDS[kind] if 0 <= kind < 6 else INTERNAL, s.start_time_unix_nano, s.end_time_unix_nano,
                     tid.hex(), sid.hex(), s.parent_span_id.hex() or None, status.code == _STATUS_ERROR,
-                    status.message, attributes(s.attributes), resource, scope, exceptions,
+                    status.message, span_attributes(s.attributes), resource, scope, exceptions,
                 ))
     return out
+
+
+def _exceptions(raw_events: Any) -> tuple:
+    out = []
+    for raw in raw_events:
+        e = otlp_lite.parse_event(raw)
+        if e.name == "exception":
+            a = attributes(e.attributes)
+            out.append(ExceptionInfo(str(a.get("exception.type", "")), str(a.get("exception.message", "")),
+                                     str(a.get("exception.stacktrace", ""))))
+    return tuple(out)
 
 
 def _number(p: Any) -> float:
@@ -238,9 +251,13 @@ def logs(req: ExportLogsServiceRequest) -> Decoded:
     return out
 
 
-CONVERTERS: dict[str, Callable[[Any], Decoded]] = {TRACES: spans, METRICS: metrics, LOGS: logs}
+_KV_CACHE = otlp_lite.KeyValueCache(is_forbidden_key, _anyvalue)
+
+CONVERTERS: dict[str, Callable[[Any], Decoded]] = {METRICS: metrics, LOGS: logs}
 
 
 def decode(signal: str, body: bytes, *, json_body: bool = False) -> Decoded:
     """Body of an OTLP/HTTP export request -> records (raises PayloadError for a malformed body)."""
+    if signal == TRACES:
+        return spans(parse(signal, body, json_body=True).SerializeToString() if json_body else body)
     return CONVERTERS[signal](parse(signal, body, json_body=json_body))
