@@ -144,3 +144,14 @@ def publish(entity: str | None = None, project: str | None = None, name: str = D
     workspace = build_workspace(entity, project, name).save()
     logger.info("W&B dashboard saved: %s", workspace.url)
     return str(workspace.url)
+
+
+def check_keys(produced: set[str], sections: tuple[SectionSpec, ...] | None = None) -> list[str]:
+    """Problems with the spec against the keys a run produced: exact keys never logged, regexes matching none."""
+    import re
+
+    keys, regexes = referenced_keys(sections)
+    problems = [f"key {k!r} is not produced by the exporters" for k in sorted(keys - produced)]
+    problems += [f"regex {rx!r} matches no produced key" for rx in sorted(regexes)
+                 if not any(re.search(rx, k) for k in produced)]
+    return problems
