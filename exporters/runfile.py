@@ -118,6 +118,8 @@ def read_run(run_dir: str | Path) -> RunData:
                 _set(data.config, item)
         elif kind == "run":
             data.run_id, data.project = rec.run.run_id, rec.run.project
+            for item in rec.run.config.update:
+                _set(data.config, item)
         elif kind == "exit":
             data.exit_code = rec.exit.exit_code
     files_dir = run_dir / "files"
