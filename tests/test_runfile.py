@@ -57,8 +57,11 @@ def test_framing_across_blocks_and_padding(tmp_path):
     run_dir = tmp_path / "offline-run-1"
     run_dir.mkdir()
     # choose the big record's size so that fewer than 7 bytes are left in its last block: padding follows
-    size = next(n for n in range(100_000, 100_100)
-                if BLOCK - len(frame([history(0, a=1), history(1, big="y" * n)])) % BLOCK < 7)
+    def left(n):
+        return BLOCK - len(frame([history(0, a=1), history(1, big="y" * n)])) % BLOCK
+
+    size = 100_000 + (left(100_000) - 3) % BLOCK
+    size = next(n for n in range(size - 20, size + 20) if left(n) < 7)
     payloads = [history(0, a=1), history(1, big="y" * size), history(2, a=3)]
     write_log(run_dir / "run-x.wandb", payloads + [exit_record()])
     assert len(list(iter_payloads(run_dir / "run-x.wandb"))) == 4
