@@ -198,3 +198,12 @@ def test_titles_stay_under_64_chars():
     assert out and all(len(e.title) < 64 for e in out)
     with pytest.raises(Exception, match="name"):
         parse_config({"rules": [{"name": "Y" * 57, "metric": "error_count"}]})
+
+
+def test_p95_weights_reservoir_samples_by_the_requests_they_stand_for():
+    ev = make(["High Response Time"])
+    # 1000 fast requests represented by 10 samples, then 10 slow requests sampled in full: 1 % are slow
+    assert ev.evaluate(sig(1000, latency=[100] * 10), T0) == []
+    assert ev.evaluate(sig(10, latency=[5000] * 10), T0 + 1) == []  # unweighted, 10 of 20 samples would fire
+    assert ev.read(ev.config.rules[0], T0 + 1).value == 100
+    assert kinds(ev.evaluate(sig(100, latency=[5000] * 100), T0 + 2)) == [("fire", "High Response Time")]

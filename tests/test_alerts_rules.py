@@ -24,6 +24,15 @@ def test_default_rules_match_the_ticket():
     assert cfg.timezone == "UTC" and cfg.wandb
 
 
+def test_built_in_defaults_equal_the_top_level_file(monkeypatch, tmp_path):
+    from exporters.alerts import rules as rules_mod
+
+    from_file = load_config(env={})
+    monkeypatch.setattr(rules_mod, "DEFAULT_ALERTS_FILE", tmp_path / "absent.yaml")  # as in an installed wheel
+    assert load_config(env={}) == from_file
+    assert load_config(env={"ALERTS_TIMEZONE": "Asia/Tokyo"}).timezone == "Asia/Tokyo"
+
+
 def _write(tmp_path, text):
     path = tmp_path / "alerts.yaml"
     path.write_text(text)

@@ -16,6 +16,7 @@ Notification policy (per rule):
 from __future__ import annotations
 
 import math
+from array import array
 from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -25,7 +26,8 @@ from exporters.records import Signals
 
 from .rules import PERCENTILE_RE, AlertsConfig, Rule
 
-MAX_INTERVALS = 4096  # window entries kept, whatever the windows say
+MAX_INTERVALS = 2048  # window entries kept, whatever the windows say
+MAX_SAMPLES_PER_INTERVAL = 1000  # latency samples kept per interval (8 bytes each): <= 16 MiB worst case
 MAX_FINGERPRINTS = 2000  # seen error groups remembered
 TITLE_MAX = 63  # W&B: title under 64 characters
 
@@ -65,7 +67,8 @@ class _Entry:
     at: float
     requests: int
     errors: int
-    latency_ms: tuple[float, ...]
+    latency_ms: array  # array('d'), at most MAX_SAMPLES_PER_INTERVAL
+    weight: float  # requests each kept sample stands for (the core sends a bounded reservoir sample)
     p95_ms: float | None
     cost: float
 
@@ -81,6 +84,20 @@ def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     rank = max(1, math.ceil(q / 100.0 * len(ordered)))
     return ordered[rank - 1]
+
+
+def weighted_percentile(groups: list[tuple[array, float]], q: float) -> float:
+    """Nearest-rank percentile over samples that each stand for ``weight`` requests (equal weights: plain)."""
+    if len({w for _, w in groups}) <= 1:
+        return percentile([x for xs, _ in groups for x in xs], q)
+    pairs = sorted((x, w) for xs, w in groups for x in xs)
+    target = q / 100.0 * sum(w for _, w in pairs)
+    acc = 0.0
+    for x, w in pairs:
+        acc += w
+        if acc >= target - 1e-9:
+            return x
+    return pairs[-1][0]
 
 
 def format_value(metric: str, value: float) -> str:
@@ -141,8 +158,9 @@ class Evaluator:
         if day != self.day:
             self.day, self.daily_cost = day, 0.0
         self.daily_cost += max(0.0, float(signals.ai_cost_usd or 0.0))
-        self._window.append(_Entry(now, int(signals.requests), int(signals.errors),
-                                   tuple(float(x) for x in signals.latency_ms), signals.p95_ms,
+        lat = array("d", list(signals.latency_ms)[:MAX_SAMPLES_PER_INTERVAL])
+        weight = max(1.0, int(signals.requests) / len(lat)) if lat else 1.0
+        self._window.append(_Entry(now, int(signals.requests), int(signals.errors), lat, weight, signals.p95_ms,
                                    float(signals.ai_cost_usd or 0.0)))
         horizon = now - self.config.max_window
         while self._window and self._window[0].at <= horizon:
@@ -180,12 +198,14 @@ class Evaluator:
         match = PERCENTILE_RE.match(rule.metric)
         if match:
             q = float(match.group(1))
-            samples = [x for e in entries for x in e.latency_ms]
-            if samples:
-                if len(samples) < rule.min_samples:
+            groups = [(e.latency_ms, e.weight) for e in entries if e.latency_ms]
+            n = sum(len(xs) for xs, _ in groups)
+            if n:
+                if max(n, requests) < rule.min_samples:
                     return _Reading(None)
-                value = percentile(samples, q)
-                return _Reading(value, f"p{q:g} response time {value:,.0f} ms ({len(samples)} samples over {span})")
+                value = weighted_percentile(groups, q)
+                return _Reading(value, f"p{q:g} response time {value:,.0f} ms ({max(n, requests)} requests, "
+                                       f"{n} samples over {span})")
             p95s = [e.p95_ms for e in entries if e.p95_ms is not None]
             if q == 95 and p95s and requests >= rule.min_samples:  # no samples: worst interval p95
                 value = max(p95s)

@@ -5,14 +5,17 @@ An invalid file stops start-up with :class:`AlertsConfigError`, whose message na
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+logger = logging.getLogger(__name__)
 
 ENV_ALERTS_FILE = "ALERTS_FILE"
 ENV_ALERTS_TIMEZONE = "ALERTS_TIMEZONE"
@@ -24,6 +27,21 @@ COMPARISONS = {">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": f
 PERCENTILE_RE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)_response_time$")
 WINDOW_METRICS = ("error_rate", "error_count", "request_count", "window_ai_cost")
 OTHER_METRICS = ("daily_ai_cost", "new_error_group")
+# The ticket's rules (TICKET-020) plus the error-tracking rule; identical to the top-level alerts.yaml (tested).
+DEFAULT_RULES: dict[str, Any] = {
+    "timezone": "UTC",
+    "wandb": True,
+    "rules": [
+        {"name": "High Error Rate", "metric": "error_rate", "comparison": ">", "threshold": 0.05, "window": "5m",
+         "min_samples": 20, "wait": 300, "channels": ["slack", "email"], "level": "ERROR"},
+        {"name": "High Response Time", "metric": "p95_response_time", "comparison": ">", "threshold": 1000,
+         "window": "5m", "min_samples": 20, "wait": 600, "channels": ["slack"], "level": "WARN"},
+        {"name": "AI API Cost Spike", "metric": "daily_ai_cost", "comparison": ">", "threshold": 100, "wait": 0,
+         "channels": ["email", "sms"], "level": "WARN"},
+        {"name": "New Error Group", "metric": "new_error_group", "wait": 0, "channels": ["slack"], "level": "ERROR",
+         "enabled": True},
+    ],
+}
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
@@ -177,9 +195,17 @@ def parse_config(data: Any, source: str = "alerts config", timezone: str | None 
         raise AlertsConfigError(f"{source}: {_describe(exc, data)}") from None
 
 
-def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> AlertsConfig:
-    """Load rules: argument -> ``ALERTS_FILE`` -> the repository's ``alerts.yaml``."""
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> AlertsConfig:
+    """Load rules: argument -> ``ALERTS_FILE`` -> the checkout's ``alerts.yaml`` -> :data:`DEFAULT_RULES`.
+
+    The built-in defaults serve installed packages (a wheel or image without the top-level file); a test keeps
+    them identical to ``alerts.yaml``.
+    """
     env = os.environ if env is None else env
+    tz_override = env.get(ENV_ALERTS_TIMEZONE) or None
+    if not path and not env.get(ENV_ALERTS_FILE) and not DEFAULT_ALERTS_FILE.is_file():
+        logger.info("no %s and no %s: using the built-in default alert rules", ENV_ALERTS_FILE, DEFAULT_ALERTS_FILE)
+        return parse_config(DEFAULT_RULES, source="built-in alert rules", timezone=tz_override)
     chosen = Path(path or env.get(ENV_ALERTS_FILE) or DEFAULT_ALERTS_FILE)
     try:
         text = chosen.read_text(encoding="utf-8")
@@ -190,4 +216,4 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise AlertsConfigError(f"{chosen}: invalid YAML: {exc}") from None
-    return parse_config(data, source=str(chosen), timezone=env.get(ENV_ALERTS_TIMEZONE) or None)
+    return parse_config(data, source=str(chosen), timezone=tz_override)
