@@ -10,6 +10,7 @@ import logging
 import os
 from typing import Any
 
+from flask import jsonify
 from flask_openapi3 import Info, OpenAPI
 from opentelemetry import metrics
 
@@ -19,7 +20,6 @@ from app.llm import LLMService
 from app.pricing import PriceList
 
 logger = logging.getLogger(__name__)
-OPENAPI_URL = "/api/openapi.json"
 
 
 def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
@@ -30,10 +30,13 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
         security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
         validation_error_status=400,
         validation_error_callback=errors.validation_error_response,
+        doc_ui=False,  # no HTML doc UI in a JSON API; only the document, at doc_prefix + doc_url
         doc_prefix="/api",
         doc_url="/openapi.json",
+        static_folder=None,
         instance_relative_config=True,
     )
+    app.add_url_rule(app.doc_prefix + app.doc_url, "openapi_json", lambda: jsonify(app.api_doc))
     app.config.from_mapping(settings.model_dump())
     app.config["MAX_CONTENT_LENGTH"] = settings.MAX_CONTENT_LENGTH
     app.config.update({k: v for k, v in (config or {}).items() if k not in Settings.model_fields})

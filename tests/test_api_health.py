@@ -43,3 +43,8 @@ def test_unhandled_errors_are_500_json_without_a_stack_trace(app, client, caplog
     assert resp.json == {"error": {"code": "internal_error", "message": "internal server error"}}
     assert "Traceback" not in resp.get_data(as_text=True)
     assert "RuntimeError" in caplog.text and "secret detail" not in caplog.text
+
+
+def test_no_html_doc_ui_or_static_routes(client):
+    assert client.get("/api/").status_code == 404
+    assert client.get("/static/x.js").status_code == 404
