@@ -55,7 +55,7 @@ def install_stdout(level: str, service: str, version: str, environment: str, str
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
     # chatty third-party loggers that would otherwise print request lines or payload sizes
-    for name in ("werkzeug", "httpx", "httpx2", "httpcore", "openai", "urllib3"):
+    for name in ("werkzeug", "httpx", "httpx2", "httpcore", "httpcore2", "openai", "urllib3", "sqlalchemy.engine"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 

@@ -9,6 +9,8 @@ is the second: a filter no exporter can bypass when app/telemetry.py builds the 
   ``gen_ai.system_instructions``, ``gen_ai.prompt*``, ``gen_ai.completion*``, ``gen_ai.tool.call.arguments|result``)
   and SQL parameters (``db.query.parameter.*``, ``db.statement.parameters``) are dropped unless GenAI content
   capture was opted in (content keys only; headers and parameters are always dropped).
+- Server spans whose request matched no route: the name becomes the method, ``url.path`` is dropped (raw paths
+  are client-controlled text, and unbounded in cardinality).
 - Values of ``url.query``, ``url.full``, ``http.target``, ``http.url`` keep their parameter names, not values.
 - ``exception.message`` / ``exception.stacktrace`` / span status descriptions: quoted literals and pydantic
   ``input_value=...`` fragments are replaced (error messages often quote the offending input).
@@ -27,7 +29,7 @@ from typing import Any
 from opentelemetry.sdk._logs import LogRecordProcessor
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import Status
+from opentelemetry.trace import SpanKind, Status
 
 logger = logging.getLogger(__name__)
 REDACTED = "REDACTED"
@@ -115,6 +117,14 @@ class Policy:
 
     def span(self, span: ReadableSpan) -> ReadableSpan:
         attrs, changed = self.attributes(span.attributes)
+        name = span.name
+        if span.kind == SpanKind.SERVER and attrs is not None and "http.route" not in attrs:
+            # no route matched: the raw path is client-controlled text (the upstream span name uses it)
+            method = str(attrs.get("http.request.method") or name.split(" ", 1)[0])
+            if name != method:
+                name, changed = method, True
+            if attrs.get("url.path"):
+                attrs["url.path"], changed = REDACTED, True
         events = []
         for ev in span.events:
             ev_attrs, ev_changed = self.attributes(ev.attributes)
@@ -128,7 +138,7 @@ class Policy:
         if not changed:
             return span
         return ReadableSpan(
-            name=span.name, context=span.context, parent=span.parent, resource=span.resource, attributes=attrs,
+            name=name, context=span.context, parent=span.parent, resource=span.resource, attributes=attrs,
             events=events, links=span.links, kind=span.kind, status=status, start_time=span.start_time,
             end_time=span.end_time, instrumentation_scope=span.instrumentation_scope)
 

@@ -20,7 +20,7 @@ from opentelemetry.util._once import Once
 from app import telemetry
 
 __all__ = ["span_exporter", "telemetry_stdout", "telemetry_env", "telemetry_state", "make_app", "flush",
-           "reset_globals", "stdout_lines"]
+           "reset_globals", "stdout_lines", "telemetry_log_level", "telemetry_overrides"]
 
 
 def reset_globals() -> None:
@@ -51,14 +51,28 @@ def telemetry_stdout() -> io.StringIO:
 
 
 @pytest.fixture
-def telemetry_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+def telemetry_log_level() -> str:
+    return "INFO"
+
+
+@pytest.fixture
+def telemetry_overrides() -> dict[str, str]:
+    """Extra environment for one test: ``@pytest.mark.parametrize("telemetry_overrides", [{...}])``."""
+    return {}
+
+
+@pytest.fixture
+def telemetry_env(monkeypatch: pytest.MonkeyPatch, telemetry_log_level: str,
+                  telemetry_overrides: dict[str, str]) -> pytest.MonkeyPatch:
     """No exporters from the environment: only the injected doubles."""
     for var in ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER"):
         monkeypatch.setenv(var, "none")
     for var in ("OTEL_SDK_DISABLED", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_TRACES_SAMPLER",
                 "AI_DIARY_CAPTURE_GENAI_CONTENT", "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("LOG_LEVEL", "INFO")
+    monkeypatch.setenv("LOG_LEVEL", telemetry_log_level)
+    for var, value in telemetry_overrides.items():
+        monkeypatch.setenv(var, value)
     return monkeypatch
 
 

@@ -6,8 +6,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from app import telemetry
 from app.local_llm import FAIL_HEADER
-from app.telemetry_testing import (flush, make_app, span_exporter, telemetry_env, telemetry_state,  # noqa: F401
-                                   telemetry_stdout)
+from app.telemetry_testing import *  # noqa: F401,F403 - the telemetry fixtures
+from app.telemetry_testing import flush, reset_globals, stdout_lines  # noqa: F401
 
 
 def server_spans(exporter):
