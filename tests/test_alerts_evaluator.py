@@ -167,6 +167,7 @@ def test_state_path_precedence(tmp_path):
     assert default_state_path({"ALERTS_STATE_FILE": str(tmp_path / "a.json"), "WANDB_DIR": "/x"}) == tmp_path / "a.json"
     assert default_state_path({"ALERTS_STATE_FILE": "off"}) is None
     assert str(default_state_path({"WANDB_DIR": str(tmp_path)})) == str(tmp_path / "alerts-state.json")
+    assert default_state_path({}) is None  # never an implicit file shared by every process in the cwd
 
 
 def test_new_error_groups_alert_once_per_fingerprint_and_cap():

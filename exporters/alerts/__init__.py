@@ -90,7 +90,7 @@ def build(sink: Any = None, *, config: AlertsConfig | None = None, config_path: 
     manager = AlertManager(config, dispatcher, store=StateStore(path), clock=clock)
     logger.info("alerts: %d rule(s) (%s), time zone %s, state file %s",
                 len(config.enabled_rules), ", ".join(r.name for r in config.enabled_rules), config.timezone,
-                path or "none")
+                path or "none (set ALERTS_STATE_FILE or WANDB_DIR to keep the day's AI cost across restarts)")
     return manager
 
 

@@ -20,14 +20,17 @@ _DISABLED = {"", "none", "off", "false", "0"}
 
 
 def default_state_path(env: Mapping[str, str] | None = None) -> Path | None:
-    """``ALERTS_STATE_FILE`` (``off`` disables) -> ``$WANDB_DIR/alerts-state.json`` -> ``./wandb/alerts-state.json``."""
+    """``ALERTS_STATE_FILE`` (``off`` disables) -> ``$WANDB_DIR/alerts-state.json`` -> None (memory only).
+
+    No implicit path in the working directory: processes sharing a checkout (tests, tools) must not share state.
+    """
     env = os.environ if env is None else env
     if ENV_ALERTS_STATE_FILE in env:
         value = env[ENV_ALERTS_STATE_FILE].strip()
         return None if value.lower() in _DISABLED else Path(value)
     if env.get("WANDB_DIR"):
         return Path(env["WANDB_DIR"]) / "alerts-state.json"
-    return Path("wandb") / "alerts-state.json"  # next to wandb's own default ./wandb run directories
+    return None
 
 
 class StateStore:
