@@ -12,6 +12,7 @@ change -- both are handled) and base2 exponential histograms (``WANDB_METRICS_HI
 from __future__ import annotations
 
 import logging
+import os
 from typing import Sequence
 
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
@@ -53,18 +54,21 @@ class _Base:
     def __init__(self, pipeline: Pipeline | None = None) -> None:
         self._explicit = pipeline
         self._pipeline: Pipeline | None = None
+        self._pid = 0
         self._shutdown = False
         self._warned = False
+        self._get()  # attach now: the last of the exporters to shut down closes the pipeline
 
     def _get(self) -> Pipeline | None:
         if self._shutdown:
             return None
-        p = self._explicit if self._explicit is not None else Pipeline.shared()
-        if p is not self._pipeline:  # first use, or a new shared pipeline after fork
-            self._pipeline = p
+        if self._pipeline is None or (self._explicit is None and self._pid != os.getpid()):
+            # first use, or a forked worker: the shared pipeline of this process
+            p = self._explicit if self._explicit is not None else Pipeline.shared()
+            self._pipeline, self._pid = p, os.getpid()
             p.attach()
             p.add_exit_hook(_flush_global_providers)
-        return p
+        return self._pipeline
 
     def _export(self, add, convert, batch):
         try:
