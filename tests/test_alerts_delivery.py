@@ -249,3 +249,33 @@ def test_wandb_channel_gets_every_alert_through_the_sink_seam(env, manager_facto
     assert [(a["title"], a["level"], a["wait_duration"]) for a in run.alerts] == [
         ("[FIRING] High Error Rate", "ERROR", 30.0), ("[RESOLVED] High Error Rate", "INFO", 30.0)]
     assert "50.0%" in run.alerts[0]["text"]
+
+
+@pytest.fixture
+def tls_cert(tmp_path):
+    """A self-signed certificate for 127.0.0.1, made with the openssl CLI."""
+    import subprocess
+
+    cert, key = tmp_path / "smtp.pem", tmp_path / "smtp.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return str(cert), str(key)
+
+
+def test_email_over_starttls_with_auth(tmp_path, tls_cert, manager_factory):
+    rules = tmp_path / "tls.yaml"
+    rules.write_text("rules:\n  - {name: Spend, metric: daily_ai_cost, threshold: 0.1, channels: [email]}\n")
+    with SmtpReceiver(auth=("alerts", SMTP_PASSWORD), tls_cert=tls_cert) as smtp:
+        base = {"ALERTS_FILE": str(rules), "ALERTS_STATE_FILE": "off", "ALERTS_CHANNEL_RETRIES": "0",
+                "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp.port), "SMTP_USERNAME": "alerts",
+                "SMTP_PASSWORD": SMTP_PASSWORD, "ALERT_EMAIL_TO": "oncall@ai-diary.test"}
+        plain = manager_factory(base, Clock())  # the server demands STARTTLS: plain delivery must fail
+        plain.on_interval(Signals(0, 0, ai_cost_usd=1.0))
+        assert plain.dispatcher.wait_idle(10) and plain.dispatcher.workers["email"].failed == 1
+        secure = manager_factory(dict(base, SMTP_STARTTLS="true", SMTP_CA_FILE=tls_cert[0]), Clock())
+        secure.on_interval(Signals(0, 0, ai_cost_usd=1.0))
+        assert secure.dispatcher.wait_idle(10) and secure.dispatcher.workers["email"].sent == 1
+        mails = smtp.wait_for(1)
+        assert len(mails) == 1 and mails[0].tls and mails[0].auth_user == "alerts"
+        assert mails[0].subject == "[ai-diary] [FIRING] Spend"

@@ -91,6 +91,7 @@ def test_missing_file_and_bad_timezone_name_the_variable(tmp_path):
     ({"SMS_WEBHOOK_URL": "http://sms.local/x"}, "SMS_TO"),
     ({"SMS_WEBHOOK_URL": "http://sms.local/x", "SMS_TO": "+1", "SMS_ACCOUNT_SID": "AC"}, "SMS_AUTH_TOKEN"),
     ({"ALERTS_CHANNEL_TIMEOUT": "0"}, "ALERTS_CHANNEL_TIMEOUT"),
+    ({"SMTP_HOST": "mail", "ALERT_EMAIL_TO": "a@b", "SMTP_CA_FILE": "/nonexistent/ca.pem"}, "SMTP_CA_FILE"),
 ])
 def test_channel_env_errors_name_the_variable(env, variable):
     with pytest.raises(ChannelConfigError, match=variable):

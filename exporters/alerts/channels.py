@@ -24,6 +24,7 @@ from .evaluator import AlertEvent
 ENV_SLACK_WEBHOOK_URL = "SLACK_WEBHOOK_URL"
 ENV_SMTP_HOST, ENV_SMTP_PORT, ENV_SMTP_STARTTLS = "SMTP_HOST", "SMTP_PORT", "SMTP_STARTTLS"
 ENV_SMTP_USERNAME, ENV_SMTP_PASSWORD = "SMTP_USERNAME", "SMTP_PASSWORD"
+ENV_SMTP_CA_FILE = "SMTP_CA_FILE"  # optional PEM bundle to verify the server's STARTTLS certificate
 ENV_EMAIL_FROM, ENV_EMAIL_TO = "ALERT_EMAIL_FROM", "ALERT_EMAIL_TO"
 ENV_SMS_WEBHOOK_URL, ENV_SMS_FROM, ENV_SMS_TO = "SMS_WEBHOOK_URL", "SMS_FROM", "SMS_TO"
 ENV_SMS_ACCOUNT_SID, ENV_SMS_AUTH_TOKEN = "SMS_ACCOUNT_SID", "SMS_AUTH_TOKEN"
@@ -142,6 +143,7 @@ class EmailChannel:
     username: str = ""
     password: str = field(default="", repr=False)
     timeout: float = 5.0
+    ca_file: str = ""
     name: str = "email"
 
     def describe(self) -> str:
@@ -157,7 +159,7 @@ class EmailChannel:
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
                 if self.starttls:
-                    smtp.starttls(context=ssl.create_default_context())
+                    smtp.starttls(context=ssl.create_default_context(cafile=self.ca_file or None))
                 if self.username:
                     smtp.login(self.username, self.password)
                 smtp.send_message(msg)
@@ -245,12 +247,15 @@ def channels_from_env(env: Mapping[str, str] | None = None) -> dict[str, Channel
         username = _get(env, ENV_SMTP_USERNAME)
         if username and not env.get(ENV_SMTP_PASSWORD):
             raise ChannelConfigError(f"{ENV_SMTP_PASSWORD}: required when {ENV_SMTP_USERNAME} is set")
+        ca_file = _get(env, ENV_SMTP_CA_FILE)
+        if ca_file and not os.path.isfile(ca_file):
+            raise ChannelConfigError(f"{ENV_SMTP_CA_FILE}: {ca_file!r} is not a readable file")
         found["email"] = EmailChannel(
             host=_get(env, ENV_SMTP_HOST),
             port=parse_number(env, ENV_SMTP_PORT, 587 if starttls else 25, 1, 65535, int),
             sender=_get(env, ENV_EMAIL_FROM) or "ai-diary-alerts@localhost",
             recipients=_list(env, ENV_EMAIL_TO, ENV_SMTP_HOST), starttls=starttls, username=username,
-            password=env.get(ENV_SMTP_PASSWORD) or "", timeout=timeout)
+            password=env.get(ENV_SMTP_PASSWORD) or "", timeout=timeout, ca_file=ca_file)
     if _get(env, ENV_SMS_WEBHOOK_URL):
         sid, token = _get(env, ENV_SMS_ACCOUNT_SID), env.get(ENV_SMS_AUTH_TOKEN) or ""
         if bool(sid) != bool(token):

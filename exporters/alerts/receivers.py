@@ -17,6 +17,7 @@ import email
 import email.policy
 import json
 import logging
+import ssl
 import threading
 import time
 import warnings
@@ -40,6 +41,7 @@ class ReceivedMail:
     body: str
     headers: dict[str, str]
     auth_user: str | None = None
+    tls: bool = False  # delivered over STARTTLS
 
 
 @dataclass(slots=True)
@@ -83,7 +85,8 @@ class SmtpReceiver:
     """A real SMTP server; ``auth=(user, password)`` requires AUTH LOGIN/PLAIN (without TLS, loopback only)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, auth: tuple[str, str] | None = None,
-                 on_message: Callable[[ReceivedMail], None] | None = None) -> None:
+                 on_message: Callable[[ReceivedMail], None] | None = None,
+                 tls_cert: tuple[str, str] | None = None) -> None:
         self.messages: list[ReceivedMail] = []
         self.on_message = on_message
         self._auth = auth
@@ -92,6 +95,10 @@ class SmtpReceiver:
             logging.getLogger("mail.log").setLevel(logging.ERROR)  # aiosmtpd logs every SMTP verb at INFO
         if auth:
             params = {"authenticator": self._authenticate, "auth_required": True, "auth_require_tls": False}
+        if tls_cert:  # (certfile, keyfile): STARTTLS required before MAIL
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(*tls_cert)
+            params.update(tls_context=ctx, require_starttls=True)
         self._controller = _Controller(self, hostname=host, port=port, ready_timeout=10.0, **params)
 
     @property
@@ -111,10 +118,11 @@ class SmtpReceiver:
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         body = msg.get_body(preferencelist=("plain",))
         login = session.auth_data
+        tls = getattr(session, "ssl", None) is not None
         mail = ReceivedMail(
             sender=envelope.mail_from, recipients=list(envelope.rcpt_tos), subject=str(msg["Subject"] or ""),
             body=body.get_content() if body is not None else "", headers={k: str(v) for k, v in msg.items()},
-            auth_user=login.decode() if isinstance(login, bytes) else login)
+            auth_user=login.decode() if isinstance(login, bytes) else login, tls=tls)
         self.messages.append(mail)
         if self.on_message:
             self.on_message(mail)
