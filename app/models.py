@@ -52,7 +52,13 @@ class Entry(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     text: Mapped[str] = mapped_column(Text)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
-    # {feature: {"result", "model", "usage", "cost_usd", "created_at"}}; reassigned (never mutated in place).
-    ai_results: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # One column per AI feature ({"result", "model", "usage", "cost_usd", "pricing_known", "created_at"}), so
+    # concurrent features on one entry are single-column UPDATEs that cannot overwrite each other.
+    ai_summarize: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    ai_reflect: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    ai_mood: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+AI_COLUMNS = {"summarize": Entry.ai_summarize, "reflect": Entry.ai_reflect, "mood": Entry.ai_mood}

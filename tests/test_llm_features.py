@@ -182,3 +182,23 @@ def test_bad_pricing_file_fails_at_start_naming_the_variable(make_app, tmp_path,
     bad.write_text(content)
     with pytest.raises(ValueError, match="PRICING_FILE|model 'm'"):
         make_app(PRICING_FILE=str(bad))
+
+
+def test_concurrent_features_on_one_entry_all_stored(make_app, faulty):
+    """Overlapping AI calls (slow model) on the same entry must not overwrite each other's stored result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = faulty(latency_ms=300)
+    app = make_app(OPENAI_BASE_URL=server.base_url)
+    client = app.test_client()
+    headers = {"Authorization": "Bearer " + client.post("/api/users", json={"name": "a"}).json["token"]}
+    entry = client.post("/api/entries", json={"text": "hello"}, headers=headers).json
+
+    def run(feature):
+        return app.test_client().post(f"/api/entries/{entry['id']}/ai/{feature}", headers=headers).status_code
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        assert list(pool.map(run, ["summarize", "reflect", "mood"])) == [200, 200, 200]
+    got = client.get(f"/api/entries/{entry['id']}", headers=headers).json
+    assert set(got["ai"]) == {"summarize", "reflect", "mood"}
+    assert got["updated_at"] == entry["updated_at"]  # AI results do not count as edits

@@ -11,13 +11,13 @@ from datetime import datetime, timezone
 
 from flask import current_app, g
 from flask_openapi3 import APIBlueprint, Tag
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.audit import audit
 from app.auth import require_user
 from app.db import get_session
 from app.errors import ApiError
-from app.models import Entry
+from app.models import AI_COLUMNS, Entry
 from app.schemas import (AIPath, AIResult, EntryCreate, EntryList, EntryOut, EntryPath, EntryUpdate, ErrorBody,
                          ListQuery)
 
@@ -42,8 +42,9 @@ def decode_cursor(cursor: str) -> int:
 
 
 def _out(entry: Entry) -> dict:
+    ai = {feature: getattr(entry, col.key) for feature, col in AI_COLUMNS.items() if getattr(entry, col.key)}
     return EntryOut(id=entry.id, text=entry.text, tags=list(entry.tags or []), created_at=entry.created_at,
-                    updated_at=entry.updated_at, ai=dict(entry.ai_results or {})).model_dump(mode="json")
+                    updated_at=entry.updated_at, ai=ai).model_dump(mode="json")
 
 
 def _own(entry_id: int) -> Entry:
@@ -57,7 +58,7 @@ def _own(entry_id: int) -> Entry:
 def create_entry(body: EntryCreate):
     """Write a new entry."""
     session = get_session()
-    entry = Entry(user_id=g.user_id, text=body.text, tags=list(body.tags), ai_results={})
+    entry = Entry(user_id=g.user_id, text=body.text, tags=list(body.tags))
     session.add(entry)
     session.commit()
     audit("entry.create", actor=g.pseudo_id, target=f"entry:{entry.id}")
@@ -119,10 +120,14 @@ def run_feature(path: AIPath):
     except ApiError:
         audit(f"ai.{path.feature}", actor=g.pseudo_id, target=target, outcome="failure")
         raise
-    entry = _own(path.entry_id)  # may have been deleted meanwhile: 404, nothing stored
     result = done.as_dict()
-    entry.ai_results = {**(entry.ai_results or {}),
-                        path.feature: {**result, "created_at": datetime.now(timezone.utc).isoformat()}}
+    stored = {**result, "created_at": datetime.now(timezone.utc).isoformat()}
+    column = AI_COLUMNS[path.feature]
+    # One atomic single-column UPDATE: no lost update when features run concurrently on the same entry.
+    changed = session.execute(update(Entry).where(Entry.id == path.entry_id, Entry.user_id == g.user_id)
+                              .values({column: stored, Entry.updated_at: Entry.updated_at})).rowcount
     session.commit()
+    if changed != 1:  # deleted while the model was answering: nothing stored
+        raise ApiError(404, "not_found", f"entry {path.entry_id} not found")
     audit(f"ai.{path.feature}", actor=g.pseudo_id, target=target)
     return result
