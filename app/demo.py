@@ -78,13 +78,13 @@ class DemoRun:
         cfg = self.cfg
         alert_budget = demo_alerts.budget(cfg) if self.alerts and cfg.local_llm else 0
         steady = max(1, cfg.requests - cfg.users - alert_budget)
-        with self.phase("traffic"), tqdm(total=cfg.requests, desc="requests", unit="req", disable=None,
-                                         mininterval=0.5, dynamic_ncols=True) as bar:
-            self.traffic = Traffic(self.base_url, users=cfg.users, canary=cfg.canary, seed=cfg.seed)
-            self.traffic.register()
-            bar.update(cfg.users)
-            self.bar = bar
-            n = self.traffic.run(steady, STEADY_MIX, on_request=lambda: bar.update(1))
+        with tqdm(total=cfg.requests, desc="requests", unit="req", disable=None, mininterval=0.5,
+                  dynamic_ncols=True) as bar:
+            with self.phase("traffic"):
+                self.traffic = Traffic(self.base_url, users=cfg.users, canary=cfg.canary, seed=cfg.seed)
+                self.traffic.register()
+                bar.update(cfg.users)
+                n = self.traffic.run(steady, STEADY_MIX, on_request=lambda: bar.update(1))
             self.oc.phase_requests["register"] = cfg.users
             self.oc.phase_requests["steady"] = n
             if alert_budget:
@@ -93,6 +93,11 @@ class DemoRun:
             elif cfg.alerts:
                 self.oc.notes.append("alert phase skipped: it injects failures through the local LLM endpoint "
                                      "(unset OPENAI_API_KEY or set DEMO_LLM=local)")
+            left = cfg.requests - self.traffic.tally.total
+            if left > 0:  # the alert resolved before its share was used: send the rest as steady traffic
+                with self.phase("traffic"):
+                    self.oc.phase_requests["steady (rest)"] = self.traffic.run(
+                        left, STEADY_MIX, on_request=lambda: bar.update(1))
 
     def stop(self) -> None:
         with self.phase("stop"):
@@ -100,7 +105,7 @@ class DemoRun:
                 self.oc.llm_stats.update(llm_stats(self.llm))
             if self.traffic:
                 self.traffic.close()
-            self.oc.exit_codes = self.procs.stop_all(timeout=30)
+            self.oc.exit_codes = self.procs.stop_all(timeout=30, first=("service", "collector", "wandb-bridge"))
             if self.alerts:
                 self.alerts.stop_receivers(self.oc)
         for proc in self.procs.started:
@@ -119,8 +124,9 @@ class DemoRun:
                 self.oc.notes.append(f"the W&B run(s) counted {seen} requests, the demo sent {sent}")
             self.oc.log_files = demo_stack.log_files(self.cfg.out / "logs")
             self.oc.stdout_files = sorted((self.cfg.out / "stdout").glob("*.log"))
+            self.oc.notes.extend(demo_stack.child_problems(self.oc.stdout_files))
             try:
-                self.oc.report = demo_stack.write_report(self.cfg, self.topology, self.oc)
+                self.oc.reports = demo_stack.write_report(self.cfg, self.topology, self.oc)
             except DemoError as exc:
                 self.oc.failures.append(str(exc))
             if self.topology == "collector" and not self.oc.log_files:
@@ -129,7 +135,7 @@ class DemoRun:
                 self.oc.failures.append(f"no W&B run under {self.cfg.out / 'wandb'}")
         with self.phase("privacy"):
             tokens = self.traffic.tokens if self.traffic else []
-            extra = {"HTML report": [self.oc.report]} if self.oc.report else None
+            extra = {"HTML reports": self.oc.reports}
             self.oc.scan = demo_sinks.scan(self.cfg.out, self.cfg.canary, tokens, extra)
             if self.oc.scan.hits:
                 self.oc.failures.append("privacy: " + canary_line(self.cfg, self.oc.scan).splitlines()[0])

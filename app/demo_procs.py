@@ -162,5 +162,8 @@ class Procs:
         log.info("stopped %s exit=%s in %.1fs", proc.name, code, proc.stop_seconds)
         return code
 
-    def stop_all(self, timeout: float = 20.0) -> dict[str, int | None]:
-        return {p.name: self.stop(p, timeout) for p in reversed(self.started)}
+    def stop_all(self, timeout: float = 20.0, first: Sequence[str] = ()) -> dict[str, int | None]:
+        """Stop the processes named in ``first`` in that order, then the rest newest first."""
+        rank = {name: i for i, name in enumerate(first)}
+        order = sorted(reversed(self.started), key=lambda p: rank.get(p.name, len(rank)))
+        return {p.name: self.stop(p, timeout) for p in order}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,22 +64,32 @@ def log_files(log_dir: Path) -> list[Path]:
     return sorted(p for p in log_dir.rglob("*") if p.is_file())
 
 
-def write_report(cfg: DemoConfig, topology: str, oc: Outcome) -> Path | None:
-    """The self-contained HTML report from the W&B run(s) and the log files, under DEMO_OUT."""
+def write_report(cfg: DemoConfig, topology: str, oc: Outcome) -> list[Path]:
+    """Self-contained HTML reports under DEMO_OUT: ``report.html`` from the W&B run (with several in-process runs,
+    one ``report-<run>.html`` each as well) and, in the full topology, ``report-logs.html`` from the log files."""
     try:
         report = importlib.import_module("exporters.report")
     except ImportError as exc:
-        oc.notes.append(f"HTML report skipped: exporters.report is not available ({exc})")
-        return None
-    out_path = cfg.out / "report.html"
-    try:
-        path = Path(report.write_report(cfg.out, out_path))
-    except Exception as exc:  # someone else's module: report it, keep the rest of the summary
-        log.exception("write_report failed")
-        raise DemoError(f"report: write_report failed: {type(exc).__name__}: {exc}") from None
-    if not path.exists() or path.stat().st_size == 0:
-        raise DemoError(f"report: {path} was not written")
-    return path
+        raise DemoError(f"report: exporters.report is not available ({exc})") from None
+    jobs: list[tuple[Path, Path]] = []
+    runs = oc.run_dirs
+    if runs:
+        jobs.append((runs[-1], cfg.out / "report.html"))
+        if len(runs) > 1:
+            jobs += [(d, cfg.out / f"report-{d.name.rsplit('-', 1)[-1]}.html") for d in runs]
+    if topology == "collector" and (cfg.out / "logs" / "combined.log").exists():
+        jobs.append((cfg.out / "logs", cfg.out / "report-logs.html"))
+    written = []
+    for source, out_path in jobs:
+        try:
+            path = Path(report.write_report(source, out_path))
+        except Exception as exc:  # someone else's module: report it, keep the rest of the summary
+            log.debug("write_report(%s) failed", source, exc_info=True)
+            raise DemoError(f"report: write_report({source}) failed: {type(exc).__name__}: {exc}") from None
+        if not path.exists() or path.stat().st_size == 0:
+            raise DemoError(f"report: {path} was not written")
+        written.append(path)
+    return written
 
 
 def describe_runs(dirs: list[Path]) -> tuple[list[str], int | None]:
@@ -101,3 +112,20 @@ def describe_runs(dirs: list[Path]) -> tuple[list[str], int | None]:
                      f"{int(totals[-1]) if totals else 0}, {len(run.tables)} tables, alerts recorded: {titles}, "
                      f"exit code {run.exit_code}")
     return lines, seen
+
+
+_PROBLEM = re.compile(r"Traceback \(most recent call last\)|\[ERROR\]|\bERROR\b|\terror\t|\"level\": ?\"(ERROR|CRITICAL)\"")
+
+
+def child_problems(files: list[Path]) -> list[str]:
+    """Tracebacks and error-level lines in the children's output, one note per file (none on a clean run)."""
+    notes = []
+    for path in files:
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        bad = [ln for ln in lines if _PROBLEM.search(ln)]
+        if bad:
+            notes.append(f"{path.name}: {len(bad)} error line(s), first: {bad[0][:160]}")
+    return notes

@@ -79,7 +79,7 @@ class Outcome:
     run_lines: list[str] = field(default_factory=list)
     log_files: list[Path] = field(default_factory=list)
     stdout_files: list[Path] = field(default_factory=list)
-    report: Path | None = None
+    reports: list[Path] = field(default_factory=list)
     alert_lines: list[str] = field(default_factory=list)
     exit_codes: dict[str, int | None] = field(default_factory=dict)
     scan: ScanResult | None = None
@@ -89,7 +89,7 @@ class Outcome:
 
 def summary(cfg: DemoConfig, tally: Tally, oc: Outcome) -> str:
     total_s = sum(oc.phase_seconds.values())
-    traffic_s = sum(v for k, v in oc.phase_seconds.items() if k.startswith("traffic") or k.startswith("alert"))
+    traffic_s = oc.phase_seconds.get("traffic", 0.0) + oc.phase_seconds.get("alerts", 0.0)
     lines = ["", "=" * 78, "ai-diary demo: summary", "=" * 78,
              f"topology: {TOPOLOGY_TEXT.get(oc.topology, oc.topology)}",
              f"LLM: {oc.llm_text}"]
@@ -120,8 +120,8 @@ def summary(cfg: DemoConfig, tally: Tally, oc: Outcome) -> str:
     if oc.stdout_files:
         lines.append(f"  process output: {', '.join(rel(f) for f in oc.stdout_files)}")
     lines.append(f"  database (not a sink; holds the entries): {rel(cfg.out / 'db')}")
-    if oc.report:
-        lines.append(f"  HTML report: {rel(oc.report)}")
+    for report in oc.reports:
+        lines.append(f"  HTML report: {rel(report)}")
     if oc.scan is not None:
         lines.append("\nprivacy: " + canary_line(cfg, oc.scan))
     if oc.exit_codes:
@@ -134,6 +134,8 @@ def summary(cfg: DemoConfig, tally: Tally, oc: Outcome) -> str:
         lines.extend(f"  - {f}" for f in oc.failures)
     else:
         lines.append("\ndemo completed: every phase passed")
+    if oc.reports:
+        lines.append(f"open the report: {rel(oc.reports[0])}")
     return "\n".join(lines)
 
 

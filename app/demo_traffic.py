@@ -192,8 +192,9 @@ def _next_cursor(resp: httpx.Response | None) -> str | None:
 class Traffic:
     """Drives requests against the service from one thread per user."""
 
-    def __init__(self, base_url: str, *, users: int, canary: str, seed: int, timeout: float = 30.0) -> None:
-        self.base_url, self.canary, self.timeout = base_url, canary, timeout
+    def __init__(self, base_url: str, *, users: int, canary: str, seed: int, timeout: float = 30.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.base_url, self.canary, self.timeout, self.transport = base_url, canary, timeout, transport
         self.tally = Tally()
         self.rng = random.Random(seed)
         self.sessions: list[UserSession] = []
@@ -202,7 +203,7 @@ class Traffic:
 
     def register(self) -> None:
         for i in range(self.n_users):
-            client = httpx.Client(base_url=self.base_url, timeout=self.timeout)
+            client = httpx.Client(base_url=self.base_url, timeout=self.timeout, transport=self.transport)
             rng = random.Random(self.rng.random())
             session = UserSession(client, f"Demo Writer {i + 1}", self.tally, self.canary, rng)
             self.sessions.append(session)
