@@ -70,6 +70,16 @@ def _table(head: list[str], rows: list[list[str]], num_cols: set[int] = frozense
     return f'<div class="panel" style="flex:1 1 100%"><table><tr>{th}</tr>{trs}</table></div>'
 
 
+def _sid(section: str) -> str:
+    return section.split('"', 2)[1]
+
+
+def _note_section(section: str) -> str:
+    head = section.split('<div class="grid">', 1)[0]
+    return head + '<p class="notes">not in the log files: see the notes above, or run ai-diary-report on the W&B ' \
+        'run</p></section>'
+
+
 def render(d: ReportData, max_groups: int = 15) -> str:
     t = d.times
     tot = d.totals
@@ -127,6 +137,10 @@ def render(d: ReportData, max_groups: int = 15) -> str:
                             f'{escape(str(a.get("level")))}</span>', escape(str(a.get("title"))),
                             escape(str(a.get("text")))] for a in d.alerts])),
     ]
+    if d.kind == "logs":  # log files rarely hold request / AI figures: say so instead of drawing empty charts
+        missing = {"requests": not any(d.requests), "latency": not any(v is not None for v in d.p50),
+                   "ai": not any(sum(v) for v in d.tokens["model"].values()), "alerts": not d.alerts}
+        sections = [_note_section(s) if missing.get(_sid(s)) else s for s in sections]
     if d.audit_actions:
         sections.append(_section("audit", "Audit events", _panel("Audit actions", svg.bar_chart(
             "audit_actions", "Audit actions", sorted(d.audit_actions.items(), key=lambda kv: (-kv[1], kv[0])),

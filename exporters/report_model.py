@@ -134,21 +134,45 @@ def from_run(run_dir: str | Path) -> ReportData:
     return d
 
 
-def from_logs(log_dir: str | Path, bucket_s: float = 60.0) -> ReportData:
+BUCKETS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400)
+
+
+def _new_bucket() -> dict[str, Any]:
+    return {"sev": defaultdict(float), "req": 0.0, "err": 0.0, "lat": [], "tok": defaultdict(float),
+            "cost": defaultdict(float)}
+
+
+def _rebucket(per_second: dict[int, dict[str, Any]], target_points: int) -> tuple[float, dict[int, dict[str, Any]]]:
+    """Merge one-second buckets into the smallest 'nice' width giving at most ``target_points`` points."""
+    if not per_second:
+        return 1.0, {}
+    span = max(per_second) - min(per_second) + 1
+    width = next((w for w in BUCKETS_S if span / w <= target_points), BUCKETS_S[-1])
+    merged: dict[int, dict[str, Any]] = defaultdict(_new_bucket)
+    for sec, b in per_second.items():
+        m = merged[sec // width]
+        m["req"] += b["req"]
+        m["err"] += b["err"]
+        m["lat"].extend(b["lat"])
+        for k in ("sev", "tok", "cost"):
+            for name, v in b[k].items():
+                m[k][name] += v
+    return float(width), merged
+
+
+def from_logs(log_dir: str | Path, target_points: int = 60) -> ReportData:
     from exporters.logq import error_group_key
     from exporters.report_logfiles import entries
 
     d = ReportData(title="ai-diary - collector logs", source=str(log_dir), kind="logs")
-    buckets: dict[int, dict[str, Any]] = defaultdict(lambda: {"sev": defaultdict(float), "req": 0.0, "err": 0.0,
-                                                              "lat": [], "tok": defaultdict(float),
-                                                              "cost": defaultdict(float)})
+    per_second: dict[int, dict[str, Any]] = defaultdict(_new_bucket)
     groups: dict[str, dict[str, Any]] = {}
     has_http = has_ai = False
     for e in entries(log_dir, ["combined"]):
         if e.scope == "audit" or "audit.action" in e.attributes:
             action = str(e.attributes.get("audit.action", "?"))
             d.audit_actions[action] = d.audit_actions.get(action, 0) + 1
-        b = buckets[int(e.time_ns / 1e9 // bucket_s)]
+        b = per_second[e.time_ns // 10**9]
         b["sev"][e.severity] += 1
         status = e.attributes.get("http.response.status_code")
         if status is not None:
@@ -180,6 +204,7 @@ def from_logs(log_dir: str | Path, bucket_s: float = 60.0) -> ReportData:
         for e in entries(log_dir, ["audit"]):
             action = str(e.attributes.get("audit.action", "?"))
             d.audit_actions[action] = d.audit_actions.get(action, 0) + 1
+    bucket_s, buckets = _rebucket(per_second, target_points)
     keys = list(range(min(buckets), max(buckets) + 1)) if buckets else []
     d.times = [(k + 1) * bucket_s for k in keys]
     d.seconds = [bucket_s] * len(keys)
