@@ -8,8 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 Feature = Literal["summarize", "reflect", "mood"]
 MAX_TEXT = 20_000
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
-Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
+NO_NUL = r"^[^\x00]*$"  # NUL is valid JSON but not storable in every database (PostgreSQL text)
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40, pattern=NO_NUL)]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT, pattern=NO_NUL)]
 
 
 class _Body(BaseModel):
@@ -17,7 +18,7 @@ class _Body(BaseModel):
 
 
 class UserCreate(_Body):
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=NO_NUL)]
 
 
 class UserCreated(BaseModel):

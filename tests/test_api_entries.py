@@ -98,6 +98,7 @@ def test_bad_list_parameters_are_400_naming_the_field(client, auth_headers, qs, 
     ({"text": "ok", "tags": [1]}, "tags.0"), ({"text": "ok", "tags": ["ok", ""]}, "tags.1"),
     ({"text": "ok", "tags": ["t"] * 21}, "tags"), ({"text": "ok", "tags": ["x" * 41]}, "tags.0"),
     ({"text": "ok", "mood": "happy"}, "mood"), ([], "body"), ("just a string", "body"),
+    ({"text": "nul\u0000byte"}, "text"), ({"text": "ok", "tags": ["a\u0000"]}, "tags.0"),
 ])
 def test_bad_entry_bodies_are_400_and_store_nothing(client, auth_headers, row_counts, body, field):
     before = row_counts()
