@@ -208,3 +208,16 @@ def test_p95_weights_reservoir_samples_by_the_requests_they_stand_for():
     assert ev.evaluate(sig(10, latency=[5000] * 10), T0 + 1) == []  # unweighted, 10 of 20 samples would fire
     assert ev.read(ev.config.rules[0], T0 + 1).value == 100
     assert kinds(ev.evaluate(sig(100, latency=[5000] * 100), T0 + 2)) == [("fire", "High Response Time")]
+
+
+def test_restart_after_local_midnight_starts_a_new_day(tmp_path):
+    tokyo = ZoneInfo("Asia/Tokyo")
+    store = StateStore(tmp_path / "s.json")
+    ev = make(["AI API Cost Spike"], timezone="Asia/Tokyo")
+    assert kinds(ev.evaluate(sig(cost=1.5), datetime(2026, 11, 29, 23, 0, tzinfo=tokyo).timestamp())) == [
+        ("fire", "AI API Cost Spike")]
+    store.save(ev.snapshot())
+    again = make(["AI API Cost Spike"], timezone="Asia/Tokyo", state=StateStore(tmp_path / "s.json").load())
+    assert again.daily_cost == pytest.approx(1.5) and again.rules["AI API Cost Spike"].firing
+    out = again.evaluate(sig(cost=0.2), datetime(2026, 11, 30, 0, 1, tzinfo=tokyo).timestamp())
+    assert kinds(out) == [("resolve", "AI API Cost Spike")] and again.daily_cost == pytest.approx(0.2)
