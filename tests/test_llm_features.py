@@ -202,3 +202,15 @@ def test_concurrent_features_on_one_entry_all_stored(make_app, faulty):
     got = client.get(f"/api/entries/{entry['id']}", headers=headers).json
     assert set(got["ai"]) == {"summarize", "reflect", "mood"}
     assert got["updated_at"] == entry["updated_at"]  # AI results do not count as edits
+
+
+@pytest.mark.parametrize("feature", ["translate", "SUMMARIZE", "mood ", ""])
+def test_unknown_feature_is_400_and_calls_no_model(client, auth_headers, entry, llm_server, feature):
+    before = llm_server.stats()["requests"]
+    resp = client.post(f"/api/entries/{entry['id']}/ai/{feature}", headers=auth_headers)
+    if feature == "":
+        assert resp.status_code in (404, 405)  # no such route
+    else:
+        assert resp.status_code == 400 and resp.json["error"]["field"] == "feature"
+    assert llm_server.stats()["requests"] == before
+    assert client.get(f"/api/entries/{entry['id']}", headers=auth_headers).json == entry
