@@ -78,14 +78,25 @@ def _head(conn: Any) -> tuple[int, str]:
     return (row.seq, row.hash) if row else (0, GENESIS)
 
 
+def _transient(exc: Exception) -> bool:
+    if isinstance(exc, IntegrityError):  # another writer took this seq first
+        return True
+    text = str(getattr(exc, "orig", exc)).lower()
+    return any(word in text for word in ("locked", "busy", "deadlock", "serializ", "could not obtain lock"))
+
+
 def append(engine: Engine, *, action: str, actor: str, target: str, outcome: str, time_ns: int | None = None,
-           details: Mapping[str, Any] | None = None, attempts: int = 100) -> Link:
-    """Append one record as the new head of the chain and return its (seq, hash). Raises after ``attempts``
-    conflicts (the caller, app/audit.py, never lets that reach a request)."""
+           details: Mapping[str, Any] | None = None, deadline_s: float = 15.0) -> Link:
+    """Append one record as the new head of the chain and return its (seq, hash). Conflicts with concurrent
+    writers are retried for up to ``deadline_s`` seconds; other errors raise at once (app/audit.py never lets
+    them reach a request)."""
     time_ns = time.time_ns() if time_ns is None else time_ns
     details_json = canonical(dict(details or {}))
     sqlite = engine.dialect.name == "sqlite"
-    for attempt in range(attempts):
+    deadline = time.monotonic() + deadline_s
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             with engine.connect() as conn:
                 if sqlite:
@@ -98,12 +109,11 @@ def append(engine: Engine, *, action: str, actor: str, target: str, outcome: str
                                                   prev_hash=prev, hash=digest))
                 conn.commit()
                 return Link(seq, digest)
-        except (IntegrityError, OperationalError) as exc:  # another writer took this seq, or the DB was busy
-            if attempt == attempts - 1:
+        except (IntegrityError, OperationalError) as exc:
+            if not _transient(exc) or time.monotonic() > deadline:
                 raise
-            logger.debug("audit chain append retry %d: %s", attempt + 1, exc.__class__.__name__)
-            time.sleep(random.uniform(0.001, 0.005 * (attempt + 1)))
-    raise RuntimeError("unreachable")
+            logger.debug("audit chain append retry %d: %s", attempt, exc.__class__.__name__)
+            time.sleep(random.uniform(0.001, min(0.05, 0.002 * attempt)))
 
 
 def append_attributes(engine: Engine, time_ns: int, attributes: Mapping[str, Any]) -> Link:

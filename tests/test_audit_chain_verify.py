@@ -165,3 +165,16 @@ def test_cli_checks_against_the_collectors_audit_log(engine, db_url, tmp_path, c
     capsys.readouterr()
     assert audit_chain.main(["verify", "--database", db_url, "--audit-log", str(log_dir / "audit.log")]) == 1
     assert "BROKEN at seq 4: seq 4: missing" in capsys.readouterr().err
+
+
+def test_non_transient_errors_raise_at_once(tmp_path):
+    import time
+
+    from sqlalchemy.exc import OperationalError
+
+    eng = make_engine(f"sqlite:///{tmp_path / 'no-table.sqlite3'}")  # schema never created
+    t0 = time.monotonic()
+    with pytest.raises(OperationalError, match="no such table"):
+        append(eng, action="a", actor="b", target="c", outcome="success")
+    assert time.monotonic() - t0 < 2  # not retried until the deadline
+    eng.dispose()
