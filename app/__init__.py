@@ -2,7 +2,8 @@
 
 ``create_app(config=None)`` is the application factory (``gunicorn 'app:create_app()'``). ``config`` overrides
 settings (keys named like the environment variables) and any other Flask config key (e.g. ``TESTING``), plus
-two test seams: ``METER_PROVIDER`` and ``LOGGER_PROVIDER`` (default: the global OpenTelemetry providers).
+``INSTANCE_PATH`` (absolute; holds the default SQLite file and the development pseudonym key) and two test seams:
+``METER_PROVIDER`` and ``LOGGER_PROVIDER`` (default: the global OpenTelemetry providers).
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
         doc_url="/openapi.json",
         static_folder=None,
         instance_relative_config=True,
+        instance_path=(config or {}).get("INSTANCE_PATH"),  # default: <project>/instance
     )
     app.add_url_rule(app.doc_prefix + app.doc_url, "openapi_json", lambda: jsonify(app.api_doc))
     app.config.from_mapping(settings.model_dump())

@@ -34,3 +34,20 @@ def test_flask_config_gets_settings_and_extra_keys(make_app):
     with app.extensions["db_engine"].connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+
+
+def test_defaults_keep_database_and_dev_key_in_the_instance_folder(make_app, monkeypatch, tmp_path):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("PSEUDONYM_SECRET", raising=False)
+    instance = tmp_path / "instance"
+    app = make_app(INSTANCE_PATH=str(instance), DATABASE_URL=None, PSEUDONYM_SECRET=None)
+    client = app.test_client()
+    assert client.post("/api/users", json={"name": "a"}).status_code == 201
+    assert (instance / "ai-diary.sqlite3").exists()
+    assert (instance / "pseudonym.secret").stat().st_mode & 0o777 == 0o600
+    again = make_app(INSTANCE_PATH=str(instance), DATABASE_URL=None, PSEUDONYM_SECRET=None)
+    assert again.test_client().get("/readyz").status_code == 200
+    from app.privacy import pseudonymize
+    first = pseudonymize(1)
+    make_app(INSTANCE_PATH=str(instance), DATABASE_URL=None, PSEUDONYM_SECRET=None)
+    assert pseudonymize(1) == first  # the same key across app instances (workers, restarts)
