@@ -131,3 +131,19 @@ def test_ci_gives_the_wandb_key_to_the_report_step_only() -> None:
     assert "--junitxml=junit.xml" in make_test["env"]["PYTEST_ADDOPTS"]
     assert "--cov-report=xml:coverage.xml" in make_test["env"]["PYTEST_ADDOPTS"]
     assert any(s.get("uses", "").startswith("actions/setup-go@") for s in steps)
+
+
+def test_collector_config_loads_from_env_as_on_ecs(tmp_path: Path) -> None:
+    """ECS passes otel-collector.yaml in OTEL_COLLECTOR_CONFIG (--config=env:...); the binary must accept it."""
+    binary = ROOT / "collector" / "_build" / "otelcol-ai-diary"
+    assert binary.exists(), "build the collector first: collector/build.sh (make test does)"
+    env = {"PATH": "/usr/bin:/bin", "OTEL_COLLECTOR_CONFIG": (ROOT / "otel-collector.yaml").read_text(),
+           "OTEL_COLLECTOR_QUEUE_DIR": str(tmp_path / "queue"), "LOG_DIR": str(tmp_path / "logs"),
+           "OTLP_BACKEND_TRACES_EXPORTER": "otlp_http/backend", "OTLP_BACKEND_HEADERS": "[]"}
+    ok = subprocess.run([str(binary), "validate", "--config=env:OTEL_COLLECTOR_CONFIG"], env=env,
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    env["OTLP_BACKEND_TRACES_EXPORTER"] = "otlp_grpc/nosuch"
+    bad = subprocess.run([str(binary), "validate", "--config=env:OTEL_COLLECTOR_CONFIG"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0
