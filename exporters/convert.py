@@ -25,12 +25,35 @@ _EMPTY: dict = {}
 _ERROR = StatusCode.ERROR
 
 
+_SERVER, _CLIENT, _INTERNAL = SpanKind.SERVER, SpanKind.CLIENT, SpanKind.INTERNAL
+
+
+def _kind(k) -> str:
+    # identity checks: hashing an Enum member runs Python code, ``is`` does not
+    if k is _INTERNAL:
+        return r.INTERNAL
+    if k is _SERVER:
+        return r.SERVER
+    if k is _CLIENT:
+        return r.CLIENT
+    return _KIND.get(k, r.INTERNAL)
+
+
 def span_record(span) -> r.SpanRecord:
     ctx = span.context
     parent = span.parent
     status = span.status
     exceptions = ()
-    events = span.events
+    # the SDK's containers are final once a span has ended: read them without the defensive copies that the
+    # public properties make (a tuple of events, a Mapping whose .get() misses raise KeyError internally)
+    events = getattr(span, "_events", None)
+    if events is None:
+        events = span.events
+    attrs = getattr(span, "_attributes", None)
+    if attrs is None:
+        attrs = span.attributes or _EMPTY
+    else:
+        attrs = getattr(attrs, "_dict", attrs)  # BoundedAttributes' plain dict (read only here)
     if events:
         exceptions = tuple(
             r.ExceptionInfo(str(a.get("exception.type", "")), str(a.get("exception.message", "")),
@@ -40,7 +63,7 @@ def span_record(span) -> r.SpanRecord:
     scope = span.instrumentation_scope
     return r.SpanRecord(
         span.name,
-        _KIND.get(span.kind, r.INTERNAL),
+        _kind(span.kind),
         span.start_time or 0,
         span.end_time or 0,
         "%032x" % ctx.trace_id,
@@ -48,7 +71,7 @@ def span_record(span) -> r.SpanRecord:
         "%016x" % parent.span_id if parent is not None else None,
         status.status_code is _ERROR,
         status.description or "",
-        span.attributes or _EMPTY,
+        attrs,
         resource.attributes if resource is not None else _EMPTY,
         scope.name if scope is not None else "",
         exceptions,

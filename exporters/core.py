@@ -34,6 +34,7 @@ from .errors import ErrorGroups
 from .metricstate import BREAKDOWN_ATTRS, OVERFLOW, MetricState, status_class
 from .stats import QUANTILES, LogSketch
 
+_STATUS_CLASS: dict = {}  # status code value -> "2xx"... ("" when not a status), filled lazily
 SEVERITIES = ((4, "TRACE"), (8, "DEBUG"), (12, "INFO"), (16, "WARN"), (20, "ERROR"), (99, "FATAL"))
 ERROR_COLUMNS = ["time", "trace_id", "route", "exception_type", "message", "fingerprint"]
 SLOW_COLUMNS = ["time", "trace_id", "route", "method", "status_code", "duration_ms"]
@@ -111,10 +112,14 @@ class Aggregator:
         self._cost_metric_seen = False
         self._price_cache: dict[str, tuple | None] = {}
         self._rng = random.Random(0x5EED)
+        self._random = self._rng.random
         self._reset()
 
     def _reset(self) -> None:
         self._http: dict[str, _Lat] = {}  # "" = overall, "http.route=/x", "http.request.method=GET"
+        self._overall = self._http[""] = _Lat()
+        self._by_route: dict[str, _Lat] = {}  # raw route -> its (possibly __overflow__) entry of _http
+        self._by_method: dict[str, _Lat] = {}
         self._status: dict[str, int] = {}
         self._ai: dict[str, _Ai] = {}
         self._logs: dict[str, int] = {}
@@ -160,28 +165,41 @@ class Aggregator:
         if ms < 0:
             ms = 0.0
         code = attrs.get("http.response.status_code") or attrs.get("http.status_code")
-        cls = status_class(code)
+        cls = _STATUS_CLASS.get(code)
+        if cls is None and code is not None:
+            cls = status_class(code) or ""
+            if len(_STATUS_CLASS) < 1000:
+                _STATUS_CLASS[code] = cls
         err = s.is_error or (cls == "5xx")
         route = attrs.get("http.route") or s.name
         method = attrs.get("http.request.method") or attrs.get("http.method") or ""
-        http = self._http
-        for key in ("", "http.route=" + route, "http.request.method=" + method if method else None):
-            if key is None:
-                continue
-            if key and key not in http:
-                key = self._capped("http", key)
-            x = self._lat(http, key)
+        overall = self._overall
+        bucket = overall.sketch.key(ms)
+        overall.count += 1
+        overall.errors += err
+        overall.sketch.add_keyed(ms, bucket)
+        x = self._by_route.get(route)
+        if x is None:
+            x = self._by_route[route] = self._lat(self._http, self._capped("http", "http.route=" + route))
+        x.count += 1
+        x.errors += err
+        x.sketch.add_keyed(ms, bucket)
+        if method:
+            x = self._by_method.get(method)
+            if x is None:
+                x = self._by_method[method] = self._lat(
+                    self._http, self._capped("http", "http.request.method=" + method))
             x.count += 1
             x.errors += err
-            x.sketch.add(ms)
+            x.sketch.add_keyed(ms, bucket)
         if cls:
             self._status[cls] = self._status.get(cls, 0) + 1
-        # bounded reservoir of latencies for the alert rules
+        # bounded reservoir (algorithm R) of latencies for the alert rules
         self._seen_requests += 1
         if len(self._sample) < self.cfg.latency_sample:
             self._sample.append(ms)
         else:
-            j = self._rng.randrange(self._seen_requests)
+            j = int(self._random() * self._seen_requests)
             if j < self.cfg.latency_sample:
                 self._sample[j] = ms
         if len(self._slow) < self.cfg.slowest_n or ms > self._slow[0][0]:

@@ -35,6 +35,23 @@ class LogSketch:
         self.max = -math.inf
         self.zeros = 0
 
+    def key(self, value: float) -> int | None:
+        """The bucket of ``value`` (None for zero), to add one value to several sketches with one log()."""
+        return math.ceil(math.log(value) * self._inv_log_gamma) if value > 1e-9 else None
+
+    def add_keyed(self, value: float, key: int | None) -> None:
+        self.count += 1
+        self.total += value
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+        if key is None:
+            self.zeros += 1
+        else:
+            b = self.buckets
+            b[key] = b.get(key, 0) + 1
+
     def add(self, value: float) -> None:
         self.count += 1
         self.total += value
