@@ -85,7 +85,7 @@ class LLMService:
                 response = client.chat.completions.create(
                     model=model, messages=messages, max_completion_tokens=self.settings.AI_MAX_OUTPUT_TOKENS,
                     **kwargs)
-        except openai.APIError as exc:
+        except openai.OpenAIError as exc:
             raise _map_error(exc, feature, model) from None
         return self._complete(feature, model, response)
 
@@ -127,7 +127,7 @@ def _parse_mood(content: str) -> dict[str, Any]:
     return out
 
 
-def _map_error(exc: openai.APIError, feature: str, model: str) -> ApiError:
+def _map_error(exc: openai.OpenAIError, feature: str, model: str) -> ApiError:
     status = getattr(exc, "status_code", None)
     logger.warning("AI call failed: feature=%s model=%s error=%s status=%s",
                    feature, model, type(exc).__name__, status)
