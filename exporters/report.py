@@ -4,6 +4,7 @@ Python API (used by ``app.demo`` at the end of ``make demo``)::
 
     from exporters.report import write_report
     path = write_report(source, out_path)   # -> Path of the written HTML file
+    path = write_report([run_dir_1, run_dir_2], out_path)   # several runs (one per worker) merged
 
 ``source`` is a W&B run directory (``offline-run-*``), a ``run-*.wandb`` file, a wandb directory (``$WANDB_DIR``
 or its ``wandb/`` child: the newest run is used) or the collector's log directory (``$LOG_DIR`` with
@@ -12,6 +13,7 @@ or its ``wandb/`` child: the newest run is used) or the collector's log director
 Command line::
 
     ai-diary-report [SOURCE] [-o report.html]      # SOURCE defaults to the newest run in $WANDB_DIR, else $LOG_DIR
+    ai-diary-report RUN_DIR RUN_DIR ... -o all.html  # several runs merged
     ai-diary-report --publish-dashboard            # save the W&B workspace (needs WANDB_API_KEY)
 """
 
@@ -49,13 +51,29 @@ def resolve(source: str | os.PathLike[str]) -> tuple[str, Path]:
                      "collector log directory (combined.log)")
 
 
-def load(source: str | os.PathLike[str]) -> ReportData:
-    kind, path = resolve(source)
-    return from_run(path) if kind == "run" else from_logs(path)
+Source = str | os.PathLike[str]
 
 
-def write_report(source: str | os.PathLike[str], out_path: str | os.PathLike[str]) -> Path:
-    """Write the HTML report for ``source`` to ``out_path`` (parent directories created) and return its path."""
+def load(source: Source | Sequence[Source]) -> ReportData:
+    """Report data for one source, or several W&B runs merged (e.g. one run per gunicorn worker)."""
+    if isinstance(source, (str, os.PathLike)):
+        kind, path = resolve(source)
+        return from_run(path) if kind == "run" else from_logs(path)
+    from exporters.report_merge import merge
+
+    resolved = [resolve(s) for s in source]
+    if not resolved:
+        raise ValueError("no source given")
+    if len({kind for kind, _ in resolved}) > 1:
+        raise ValueError("cannot merge W&B runs with log directories: give one kind of source")
+    return merge([from_run(p) if kind == "run" else from_logs(p) for kind, p in resolved])
+
+
+def write_report(source: Source | Sequence[Source], out_path: Source) -> Path:
+    """Write the HTML report for ``source`` to ``out_path`` (parent directories created) and return its path.
+
+    ``source``: a run directory, ``.wandb`` file, wandb directory (newest run) or log directory; or a list of
+    run directories, merged into one report (counts, tokens and cost summed over the runs)."""
     from exporters.report_html import render
 
     out = Path(out_path)
@@ -83,8 +101,8 @@ def default_source() -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ai-diary-report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", nargs="?", help="run dir, .wandb file, wandb dir or log dir "
-                                                  "(default: $WANDB_DIR, then $LOG_DIR)")
+    parser.add_argument("source", nargs="*", help="run dir, .wandb file, wandb dir or log dir (default: $WANDB_DIR, "
+                                                  "then $LOG_DIR); several run dirs are merged into one report")
     parser.add_argument("-o", "--out", default=DEFAULT_OUT, help=f"HTML file to write (default {DEFAULT_OUT})")
     parser.add_argument("--publish-dashboard", action="store_true",
                         help="save the W&B workspace (exporters/dashboard.py); needs WANDB_API_KEY")
@@ -102,7 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if not args.source:
             return 0
-    source = args.source or default_source()
+    source: Source | list[Source] | None = args.source if len(args.source) > 1 else (
+        args.source[0] if args.source else default_source())
     if not source:
         print("ai-diary-report: no source: pass a run or log directory, or set WANDB_DIR / LOG_DIR", file=sys.stderr)
         return 2

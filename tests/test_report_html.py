@@ -45,9 +45,10 @@ def _hex(rng: random.Random, n: int) -> str:
     return "".join(rng.choice("0123456789abcdef") for _ in range(n))
 
 
-def make_run(wandb_dir: Path, intervals: int = 8) -> tuple[Path, Truth]:
+def make_run(wandb_dir: Path, intervals: int = 8, seed: int = 7, offset_s: int = 0) -> tuple[Path, Truth]:
     """Drive the real core and the real W&B sink (offline) with known traffic; return the run dir and the truth."""
-    rng = random.Random(7)
+    rng = random.Random(seed)
+    T0 = globals()["T0"] + offset_s * 10**9
     truth = Truth()
     agg = Aggregator(CoreConfig(pricing=PRICING), start_ns=T0)
     sink = WandbSink(project="ai-diary-report-test", mode="offline", dir=str(wandb_dir), name="report-test",
@@ -265,3 +266,19 @@ def test_cli_writes_the_report_and_rejects_bad_sources(offline_run, tmp_path, ca
                          text=True, env={k: v for k, v in os.environ.items() if k != "WANDB_API_KEY"}, timeout=60,
                          cwd=Path(__file__).resolve().parents[1])
     assert res.returncode == 2 and "WANDB_API_KEY" in res.stderr
+
+
+def test_several_runs_merge_into_one_report(offline_run, tmp_path):
+    """One run per worker: the merged report's totals are the sums of both runs' own totals."""
+    other_dir, other = make_run(tmp_path / "w2", intervals=5, seed=11, offset_s=3)
+    first_dir, first = offline_run
+    html = write_report([first_dir, other_dir], tmp_path / "merged.html").read_text()
+    totals = parse(html).totals
+    assert totals["requests"] == first.requests + other.requests
+    assert totals["errors"] == first.errors + other.errors
+    assert totals["tokens"] == first.tokens + other.tokens
+    assert totals["cost_usd"] == pytest.approx(first.cost + other.cost, rel=1e-9)
+    assert totals["alerts"] == len(first.alerts) + len(other.alerts) == 4
+    assert "2 W&amp;B runs merged" in html and "highest run" in html
+    points = dict(re.findall(r'data-chart="([^"]+)" data-points="(\d+)"', html))
+    assert int(points["alerts"]) == 4 and int(points["requests"]) >= 2 * 8
