@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
 import time
 from collections import Counter
@@ -80,6 +81,8 @@ class DemoRun:
         steady = max(1, cfg.requests - cfg.users - alert_budget)
         with tqdm(total=cfg.requests, desc="requests", unit="req", disable=None, mininterval=0.5,
                   dynamic_ncols=True) as bar:
+            say(f"traffic: {cfg.users} users register, then {steady} mixed requests (create/list/get/patch/"
+                "delete entries, summarize/reflect/mood, bad input)")
             with self.phase("traffic"):
                 self.traffic = Traffic(self.base_url, users=cfg.users, canary=cfg.canary, seed=cfg.seed)
                 self.traffic.register()
@@ -149,7 +152,9 @@ class DemoRun:
         except DemoError as exc:
             self.oc.failures.append(str(exc))
         except KeyboardInterrupt:
-            self.oc.failures.append("interrupted (Ctrl-C): stopped everything")
+            if self.traffic:
+                self.traffic.aborted.set()
+            self.oc.failures.append("interrupted (Ctrl-C or SIGTERM): stopped everything")
         finally:
             self.stop()
         if self.traffic and self.traffic.tally.unexpected_count:
@@ -167,6 +172,10 @@ def llm_stats(llm: Llm) -> Counter:
         return Counter()
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
@@ -175,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=os.environ.get("DEMO_LOG_LEVEL", "WARNING").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _terminate)  # a SIGTERM stops the children too, like Ctrl-C
     try:
         cfg = DemoConfig.from_env()
         topology = cfg.resolve_topology()

@@ -51,8 +51,8 @@ class AlertPhase:
         self.counts: Counter = Counter()
         self.smtp: Any = None
         self.hooks: Any = None
-        self.t0 = time.monotonic()
-        self.times: dict[str, float] = {}
+        self.t0 = time.monotonic()  # demo start (receivers start first): the time base of every line
+        self.marks: dict[str, float] = {}  # "burst" / "recovery" start, "fired" / "resolved" arrival
 
     # -- receivers -------------------------------------------------------------------------------------------
     def start_receivers(self) -> dict[str, str]:
@@ -77,10 +77,10 @@ class AlertPhase:
         say(f"  alert received {line}")
         if RULE in title:
             if "RESOLVED" in title.upper():
-                self.times.setdefault("resolved", at)
+                self.marks.setdefault("resolved", at)
                 self.resolved.set()
             else:
-                self.times.setdefault("fired", at)
+                self.marks.setdefault("fired", at)
                 self.fired.set()
 
     def _on_mail(self, mail: Any) -> None:
@@ -103,12 +103,15 @@ class AlertPhase:
         oc.alert_lines = self.describe()
 
     def describe(self) -> list[str]:
-        lines = [f"rule {RULE!r} (error_rate > 5 % over {self.cfg.alert_window_s:g}s): "
-                 f"fired {'yes' if self.fired.is_set() else 'NO'}"
-                 f"{' at +%.1fs' % self.times['fired'] if 'fired' in self.times else ''}, "
-                 f"resolved {'yes' if self.resolved.is_set() else 'NO'}"
-                 f"{' at +%.1fs' % self.times['resolved'] if 'resolved' in self.times else ''} "
-                 "(seconds since the failure burst began)"]
+        m = self.marks
+        fired = (f"yes, {m['fired'] - m['burst']:.1f}s after the failure burst began"
+                 if "fired" in m and "burst" in m else "NO")
+        resolved = (f"yes, {m['resolved'] - m['recovery']:.1f}s after recovery began"
+                    if "resolved" in m and "recovery" in m else "NO")
+        lines = [f"rule {RULE!r} (error_rate > 5 % over {self.cfg.alert_window_s:g}s): fired {fired}; "
+                 f"resolved {resolved}",
+                 f"timeline (seconds since the demo started): burst at +{m.get('burst', 0):.1f}s, "
+                 f"recovery at +{m.get('recovery', 0):.1f}s"]
         lines.append("deliveries: " + (", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())) or "none")
                      + f"; receivers: SMTP 127.0.0.1 (aiosmtpd), webhooks /slack and /sms; rules in "
                        f"{self.cfg.out / 'alerts.yaml'}")
@@ -130,7 +133,7 @@ class AlertPhase:
         say(f"\nalert phase: the LLM endpoint now fails 95 % of calls; AI-heavy traffic until {RULE!r} fires")
         oc.llm_stats.update(llm_stats(llm))
         llm = restart_llm(self.procs, cfg, llm, BURST_FAULTS)
-        self.t0 = time.monotonic()
+        self.marks["burst"] = time.monotonic() - self.t0
         n = traffic.run(burst, AI_HEAVY_MIX, on_request=tick, rate=burst_rate)
         n += traffic.run(None, AI_HEAVY_MIX, on_request=tick, until=self.fired, rate=burst_rate,
                          deadline=time.monotonic() + cfg.alert_timeout_s)
@@ -142,6 +145,7 @@ class AlertPhase:
         say(f"\nalert phase: the LLM endpoint is healthy again; steady traffic until {RULE!r} resolves")
         oc.llm_stats.update(llm_stats(llm))
         llm = restart_llm(self.procs, cfg, llm, STEADY_FAULTS)
+        self.marks["recovery"] = time.monotonic() - self.t0
         n = traffic.run(recovery, HEALTHY_MIX, on_request=tick, rate=recovery_rate, until=self.resolved)
         n += traffic.run(None, HEALTHY_MIX, on_request=tick, until=self.resolved, rate=recovery_rate,
                          deadline=time.monotonic() + cfg.alert_timeout_s)

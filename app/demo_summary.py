@@ -117,6 +117,9 @@ def summary(cfg: DemoConfig, tally: Tally, oc: Outcome) -> str:
         lines.append("  W&B run: none found under " + rel(cfg.out / "wandb"))
     for f in oc.log_files:
         lines.append(f"  log file: {rel(f)} ({_size(f)})")
+    if oc.topology == "collector" and not any(f.name.startswith("error") for f in oc.log_files):
+        lines.append(f"  log file: {rel(cfg.out / 'logs' / 'error.log')} not created: no ERROR-severity record "
+                     "(the LLM failures behind the 502s are logged as WARNING)")
     if oc.stdout_files:
         lines.append(f"  process output: {', '.join(rel(f) for f in oc.stdout_files)}")
     lines.append(f"  database (not a sink; holds the entries): {rel(cfg.out / 'db')}")

@@ -200,6 +200,7 @@ class Traffic:
         self.sessions: list[UserSession] = []
         self.tokens: list[str] = []
         self.n_users = users
+        self.aborted = threading.Event()  # set on Ctrl-C / SIGTERM: every worker stops after its request
 
     def register(self) -> None:
         for i in range(self.n_users):
@@ -220,7 +221,7 @@ class Traffic:
 
         def take() -> bool:
             with lock:
-                if until is not None and until.is_set():
+                if self.aborted.is_set() or (until is not None and until.is_set()):
                     return False
                 if deadline is not None and time.monotonic() > deadline:
                     return False

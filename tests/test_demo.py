@@ -53,7 +53,7 @@ def test_demo_end_to_end(tmp_path, topology):
     sent = int(re.search(r"requests sent: (\d+)", text).group(1))
     assert sent >= 40
     assert re.search(r"POST /api/entries/\{id\}/ai/\w+ +\d+ +\d+ +[1-9]\d*", text), "no 5xx from the LLM burst"
-    assert "fired yes" in text and "resolved yes" in text
+    assert "fired yes, " in text and "resolved yes, " in text
     assert "canary found in 0 sinks" in text and "API tokens found in 0 sinks" in text
 
     # The one W&B run read back from disk counts exactly what the demo sent and recorded the alert both ways.
