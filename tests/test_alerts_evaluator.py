@@ -221,3 +221,14 @@ def test_restart_after_local_midnight_starts_a_new_day(tmp_path):
     assert again.daily_cost == pytest.approx(1.5) and again.rules["AI API Cost Spike"].firing
     out = again.evaluate(sig(cost=0.2), datetime(2026, 11, 30, 0, 1, tzinfo=tokyo).timestamp())
     assert kinds(out) == [("resolve", "AI API Cost Spike")] and again.daily_cost == pytest.approx(0.2)
+
+
+def test_resolve_threshold_adds_hysteresis():
+    rule = dict(RULES["rules"][0], resolve_threshold=0.03)
+    ev = Evaluator(parse_config({"rules": [rule]}), None)
+    assert kinds(ev.evaluate(sig(100, 10), T0)) == [("fire", "High Error Rate")]  # 10 %
+    assert ev.evaluate(sig(400, 10), T0 + 5) == []  # 4 %: under the threshold, not yet clear
+    out = ev.evaluate(sig(1000, 10), T0 + 10)  # 2.0 %: clear
+    assert kinds(out) == [("resolve", "High Error Rate")] and "resolve threshold 3.0%" in out[0].text
+    with pytest.raises(Exception, match="resolve_threshold"):
+        parse_config({"rules": [dict(rule, resolve_threshold=0.2)]})

@@ -7,7 +7,7 @@ Notification policy (per rule):
 - ok -> breach: one ``fire`` event, unless the rule was notified less than ``wait`` seconds ago (flapping): then
   the notification is held back and sent once the wait has passed if the breach still holds.
 - still breaching: a reminder ``fire`` every ``wait`` seconds when ``renotify`` (never when ``wait`` is 0).
-- breach -> clear: one ``resolve`` event if the breach was notified.
+- breach -> clear: one ``resolve`` event if the breach was notified (``resolve_threshold`` adds hysteresis).
 - no data (fewer than ``min_samples`` in the window): no transition either way.
 - daily_ai_cost restarts at local midnight in the configured zone (which clears that rule).
 - new_error_group: one ``fire`` per fingerprint ever seen (bounded memory), capped per interval.
@@ -227,7 +227,7 @@ class Evaluator:
                 st.last_notified = now
                 return [self._event("fire", rule, reading, now, reminder=True)]
             return []
-        if st.firing:
+        if st.firing and rule.cleared(reading.value):
             notified = st.notified
             st.firing, st.notified, st.since = False, False, None
             if notified:
@@ -237,7 +237,9 @@ class Evaluator:
     def _event(self, kind: str, rule: Rule, reading: _Reading, now: float, reminder: bool = False) -> AlertEvent:
         cmp = rule.comparison if kind == "fire" else {">": "<=", ">=": "<", "<": ">=", "<=": ">"}[rule.comparison]
         head = {"fire": "still firing" if reminder else "FIRING", "resolve": "RESOLVED"}[kind]
-        text = f"{rule.name} {head}: {reading.detail} {cmp} threshold {format_value(rule.metric, rule.threshold)}"
+        limit = rule.threshold if kind == "fire" or rule.resolve_threshold is None else rule.resolve_threshold
+        what = "threshold" if limit == rule.threshold else "resolve threshold"
+        text = f"{rule.name} {head}: {reading.detail} {cmp} {what} {format_value(rule.metric, limit)}"
         return AlertEvent(kind, rule.name, reading.value, rule.threshold, text, rule.level if kind == "fire" else
                           "INFO", rule.channels, rule.wait, now, reminder=reminder)
 

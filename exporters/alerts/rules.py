@@ -80,6 +80,7 @@ class Rule(BaseModel):
     metric: str
     comparison: Literal[">", ">=", "<", "<="] = ">"
     threshold: float = 0.0
+    resolve_threshold: float | None = None  # hysteresis: clear only past this value (default: the threshold)
     window: float = 300.0  # seconds
     min_samples: int = Field(default=1, ge=1)
     wait: float = 0.0  # seconds
@@ -108,6 +109,14 @@ class Rule(BaseModel):
         return value.upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
+    def _hysteresis(self) -> "Rule":
+        r = self.resolve_threshold
+        if r is not None and (r > self.threshold if self.comparison in (">", ">=") else r < self.threshold):
+            side = "at or below" if self.comparison in (">", ">=") else "at or above"
+            raise ValueError(f"resolve_threshold: must be {side} the threshold {self.threshold:g}")
+        return self
+
+    @model_validator(mode="after")
     def _window(self) -> "Rule":
         if self.metric in WINDOW_METRICS or PERCENTILE_RE.match(self.metric):
             if self.window <= 0:
@@ -116,6 +125,10 @@ class Rule(BaseModel):
 
     def breached(self, value: float) -> bool:
         return COMPARISONS[self.comparison](float(value), float(self.threshold))
+
+    def cleared(self, value: float) -> bool:
+        limit = self.threshold if self.resolve_threshold is None else self.resolve_threshold
+        return not COMPARISONS[self.comparison](float(value), float(limit))
 
 
 class AlertsConfig(BaseModel):
