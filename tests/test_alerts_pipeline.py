@@ -22,7 +22,8 @@ rules:
 _seq = 0
 
 
-def spans(n: int, *, status: int = 200, ms: float = 20.0, exc: str | None = None) -> list[r.SpanRecord]:
+def spans(n: int, *, status: int = 200, ms: float = 20.0, exc: str | None = None,
+          message: str = "boom") -> list[r.SpanRecord]:
     global _seq
     out = []
     for _ in range(n):
@@ -32,7 +33,7 @@ def spans(n: int, *, status: int = 200, ms: float = 20.0, exc: str | None = None
             name="GET /entries", kind=r.SERVER, start_ns=start, end_ns=start + int(ms * 1e6),
             trace_id=f"{_seq:032x}", span_id=f"{_seq:016x}", is_error=status >= 500,
             attributes={"http.route": "/entries", "http.request.method": "GET", "http.response.status_code": status},
-            exceptions=(r.ExceptionInfo(exc, "boom", f'File "app/api/entries.py", line 9, in list\n{exc}: boom'),)
+            exceptions=(r.ExceptionInfo(exc, message, f'File "app/api/entries.py", line 9, in list\n{exc}: {message}'),)
             if exc else ()))
     return out
 
@@ -123,3 +124,20 @@ def test_alerts_enabled_false_leaves_the_pipeline_alone(env):
         assert pipeline._listeners == [] and getattr(pipeline, "alerts", None) is None
     finally:
         pipeline.shutdown(5)
+
+
+def test_error_group_alerts_carry_no_diary_text(env, receivers):
+    _, hooks = receivers
+    canary = "CANARY-diary-7f3a9c"
+    pipeline = Pipeline.from_env(env=dict(env, WANDB_MODE="disabled"))
+    manager = pipeline.alerts
+    try:
+        pipeline.add_spans(spans(5, status=500, exc="ValueError", message=f"cannot summarize '{canary} my secret day'"))
+        pipeline.flush_once()
+        assert manager.dispatcher.wait_idle(10)
+        texts = [q.json["text"] for q in hooks.wait_for(1)]
+        assert any("New Error Group: ValueError" in t and "cannot summarize <str>" in t for t in texts)
+        assert not any(canary in t for t in texts) and not any(canary in e.text for e in manager.events)
+    finally:
+        pipeline.shutdown(10)
+        manager.shutdown(5)
