@@ -147,7 +147,8 @@ class EmailChannel:
     name: str = "email"
 
     def describe(self) -> str:
-        return f"SMTP {self.host}:{self.port}{' STARTTLS' if self.starttls else ''} to {len(self.recipients)} recipient(s)"
+        tls = " STARTTLS" if self.starttls else ""
+        return f"SMTP {self.host}:{self.port}{tls} to {len(self.recipients)} recipient(s)"
 
     def send(self, event: AlertEvent) -> None:
         msg = EmailMessage()

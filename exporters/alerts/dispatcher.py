@@ -2,8 +2,9 @@
 
 ``Dispatcher.submit(event)`` never blocks on the network and never raises: it fans the event out to the channel
 workers (Slack, email, SMS). The W&B channel is ``inline``: ``sink.alert`` is recorded right away on the calling
-(pipeline flusher) thread, like ``sink.log``, so the final interval's alerts land before ``sink.finish``. A slow or dead channel only delays its own queue. Each attempt is logged; failures are
-retried with exponential backoff a bounded number of times, then dropped with an error log.
+(pipeline flusher) thread, like ``sink.log``, so the final interval's alerts land before ``sink.finish``.
+A slow or dead channel only delays its own queue. Each attempt is logged; failures are retried with exponential
+backoff a bounded number of times, then dropped with an error log.
 """
 
 from __future__ import annotations
