@@ -156,7 +156,8 @@ def verify(engine: Engine, expected: Iterable[Link] = ()) -> Verdict:
     for link in sorted(set(expected), key=lambda lk: lk.seq):
         if stored.get(link.seq) != link.hash:
             state = "missing" if link.seq not in stored else "different from the audit log"
-            return Verdict(False, count, head, link.seq, f"seq {link.seq}: {state} (audit log has hash {link.hash[:12]}…)")
+            return Verdict(False, count, head, link.seq,
+                           f"seq {link.seq}: {state} (audit log has hash {link.hash[:12]}…)")
     return Verdict(True, count, head, None, f"OK: {count} records, chain intact" +
                    (f", head seq {head.seq} hash {head.hash}" if head else ""))
 

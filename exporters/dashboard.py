@@ -58,7 +58,8 @@ def spec() -> tuple[SectionSpec, ...]:
         SectionSpec("Errors", (
             PanelSpec("Error rate", keys=("http/error_rate",)),
             PanelSpec("Error rate per route", regex=_by("http/error_rate", "http.route")),
-            PanelSpec("Error occurrences and groups", keys=("errors/occurrences", "errors/new_groups", "errors/groups")),
+            PanelSpec("Error occurrences and groups",
+                      keys=("errors/occurrences", "errors/new_groups", "errors/groups")),
             PanelSpec("Log records per severity", regex=_by("logs/count", "severity")),
             PanelSpec("Error groups", TABLE, keys=("tables/error_groups",)),
             PanelSpec("Recent errors", TABLE, keys=("tables/recent_errors",)),
@@ -104,7 +105,8 @@ def _import():
         import wandb_workspaces.reports.v2 as wr
         import wandb_workspaces.workspaces as ws
     except ImportError as exc:
-        raise ImportError("publishing the W&B dashboard needs `wandb-workspaces`: pip install wandb-workspaces") from exc
+        raise ImportError("publishing the W&B dashboard needs `wandb-workspaces`: "
+                          "pip install wandb-workspaces") from exc
     return ws, wr
 
 

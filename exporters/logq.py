@@ -205,7 +205,8 @@ def follow(paths: list[Path], poll_s: float = 0.25, stop: Callable[[], bool] = l
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ai-diary-logs", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--log-dir", type=Path, default=None, help=f"collector log directory (default ${LOG_DIR_ENV} or ./logs)")
+    p.add_argument("--log-dir", type=Path, default=None,
+                   help=f"collector log directory (default ${LOG_DIR_ENV} or ./logs)")
     p.add_argument("--stream", "-s", action="append", choices=STREAMS,
                    help="which file(s): combined (default), error, audit; repeatable")
     p.add_argument("--file", action="append", type=Path, default=[], help="read this file instead (repeatable)")
