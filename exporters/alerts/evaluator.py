@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections import OrderedDict, deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
