@@ -250,7 +250,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         source: Iterable[Entry] = (e for f in args.file for e in read_file(f))
     else:
         source = entries(log_dir, streams)
-    selected = [e for e in source if keep(e)]
+    selected = sorted((e for e in source if keep(e)), key=lambda e: e.time_ns)  # stable: file order on ties
     if args.group_by or args.top_errors:
         rows = group_counts(selected, args.group_by) if args.group_by else top_errors(selected, args.top_errors)
         if args.format == "jsonl":

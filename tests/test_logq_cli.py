@@ -56,6 +56,7 @@ def log_dir(tmp_path: Path) -> Path:
          rec(71, 17, "upstream 502 from llm", **{"http.route": "/api/entries/<int:id>/reflect"})]])
     (d / "combined.log").open("a").write("{not json\n")
     write(d / "audit.log", [[
+        rec(5, 9, "audit", "audit", **{"audit.action": "user.register", "audit.actor": "u_ccc", "audit.seq": 6}),
         rec(72, 9, "audit", "audit", **{"audit.action": "entry.delete", "audit.actor": "u_bbb", "audit.seq": 7}),
         rec(73, 9, "audit", "audit", **{"audit.action": "entry.create", "audit.actor": "u_aaa", "audit.seq": 8})]])
     return d
@@ -159,3 +160,10 @@ def test_follow_tails_new_lines_across_rotation(log_dir: Path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_several_streams_come_out_in_time_order(log_dir: Path, capsys):
+    rows = jsonl(["--stream", "combined", "--stream", "audit"], log_dir, capsys)
+    times = [r["time"] for r in rows]
+    assert times == sorted(times) and len(rows) == 9
+    assert [r["scope"] for r in rows][:3] == ["app", "app", "audit"]  # the audit record at 09:05 sits in between
