@@ -158,7 +158,7 @@ class Evaluator:
         if day != self.day:
             self.day, self.daily_cost = day, 0.0
         self.daily_cost += max(0.0, float(signals.ai_cost_usd or 0.0))
-        lat = array("d", list(signals.latency_ms)[:MAX_SAMPLES_PER_INTERVAL])
+        lat = array("d", sorted(list(signals.latency_ms)[:MAX_SAMPLES_PER_INTERVAL]))  # sorted runs: cheap merge
         weight = max(1.0, int(signals.requests) / len(lat)) if lat else 1.0
         self._window.append(_Entry(now, int(signals.requests), int(signals.errors), lat, weight, signals.p95_ms,
                                    float(signals.ai_cost_usd or 0.0)))
