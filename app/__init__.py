@@ -19,6 +19,7 @@ from app import api, db, errors, privacy, telemetry
 from app.config import Settings, load_settings
 from app.llm import LLMService
 from app.pricing import PriceList
+from app.schemas import ErrorBody
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
         info=Info(title="ai-diary", version=settings.APP_VERSION),
         security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
         validation_error_status=400,
+        validation_error_model=ErrorBody,
         validation_error_callback=errors.validation_error_response,
         doc_ui=False,  # no HTML doc UI in a JSON API; only the document, at doc_prefix + doc_url
         doc_prefix="/api",

@@ -26,7 +26,9 @@ def test_openapi_document_describes_the_api(client):
             "/healthz", "/readyz"} <= set(paths)
     assert set(paths["/api/entries/{entry_id}"]) == {"get", "patch", "delete"}
     schemas = doc["components"]["schemas"]
-    assert {"EntryCreate", "AIResult", "ErrorBody"} <= set(schemas)
+    assert {"EntryCreate", "AIResult", "ErrorBody"} <= set(schemas) and "ValidationErrorModel" not in schemas
+    assert paths["/api/entries"]["post"]["responses"]["400"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorBody"}
     feature = [p for p in paths["/api/entries/{entry_id}/ai/{feature}"]["post"]["parameters"]
                if p["name"] == "feature"][0]
     assert set(feature["schema"]["enum"]) == {"summarize", "reflect", "mood"}
