@@ -73,8 +73,12 @@ def record_hash(seq: int, prev_hash: str, time_ns: int, action: str, actor: str,
     return hashlib.sha256(canonical(doc).encode("utf-8")).hexdigest()
 
 
+_HEAD = select(TABLE.c.seq, TABLE.c.hash).order_by(TABLE.c.seq.desc()).limit(1)  # built once: appends are hot
+_INSERT = insert(TABLE)
+
+
 def _head(conn: Any) -> tuple[int, str]:
-    row = conn.execute(select(TABLE.c.seq, TABLE.c.hash).order_by(TABLE.c.seq.desc()).limit(1)).first()
+    row = conn.execute(_HEAD).first()
     return (row.seq, row.hash) if row else (0, GENESIS)
 
 
@@ -104,9 +108,9 @@ def append(engine: Engine, *, action: str, actor: str, target: str, outcome: str
                 seq, prev = _head(conn)
                 seq += 1
                 digest = record_hash(seq, prev, time_ns, action, actor, target, outcome, details_json)
-                conn.execute(insert(TABLE).values(seq=seq, time_ns=time_ns, action=action, actor=actor,
-                                                  target=target, outcome=outcome, details=details_json,
-                                                  prev_hash=prev, hash=digest))
+                conn.execute(_INSERT, {"seq": seq, "time_ns": time_ns, "action": action, "actor": actor,
+                                       "target": target, "outcome": outcome, "details": details_json,
+                                       "prev_hash": prev, "hash": digest})
                 conn.commit()
                 return Link(seq, digest)
         except (IntegrityError, OperationalError) as exc:
