@@ -48,7 +48,8 @@ RUN groupadd --system --gid 10001 app \
     && chown app:app /var/lib/ai-diary /var/log/ai-diary
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /srv/ai-diary
-COPY gunicorn.conf.py ./
+COPY gunicorn.conf.py alerts.yaml ./
+ENV ALERTS_FILE=/srv/ai-diary/alerts.yaml
 USER 10001:10001
 EXPOSE 8000
 # Python-based probe (the slim image has no curl); PORT and HEALTH_PATH follow the container's own settings.

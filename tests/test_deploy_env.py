@@ -50,7 +50,7 @@ def compose_references() -> set[str]:
 
 
 def test_sections(env_example) -> None:
-    assert list(env_example) == ["settings", "ecosystem", "compose"]
+    assert list(env_example) == ["settings", "ecosystem", "compose", "alerts"]
 
 
 def test_settings_fields_and_env_example_agree(env_example) -> None:
@@ -76,7 +76,7 @@ def test_secrets_are_marked_and_empty(env_example) -> None:
     assert secret_fields >= {"OPENAI_API_KEY", "PSEUDONYM_SECRET"}
     for section in env_example.values():
         for name, (value, comment) in section.items():
-            looks_secret = re.search(r"(API_KEY|_TOKEN|_SECRET|PASSWORD|_HEADERS)$", name) is not None
+            looks_secret = re.search(r"(API_KEY|_TOKEN|_SECRET|PASSWORD|_HEADERS|WEBHOOK_URL)$", name) is not None
             if name in secret_fields or looks_secret:
                 assert comment.startswith("(secret)"), f"{name}: mark it (secret)"
                 assert value == "", f"{name}: never ship a value"
