@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 DEMO_OUT ?= demo-output
 export DEMO_OUT
 
-.PHONY: install collector test demo bench lint clean
+.PHONY: install collector test demo bench lint run clean
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ lint: install
 	$(VENV)/bin/hadolint Dockerfile
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+
+run: install
+	$(VENV)/bin/gunicorn -c gunicorn.conf.py -w 2 -b 127.0.0.1:8000 'app:create_app()'
 
 clean:
 	rm -rf $(VENV) collector/_build $(DEMO_OUT) .pytest_cache
