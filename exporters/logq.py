@@ -3,10 +3,10 @@
 Examples::
 
     ai-diary-logs --severity ERROR --since 1h                 # errors of the last hour, as a table
-    ai-diary-logs --stream audit --action diary.delete --format jsonl
+    ai-diary-logs --stream audit --action entry.delete --format jsonl
     ai-diary-logs --trace-id 4bf92f3577b34da6a3ce929d0e0e4736
     ai-diary-logs --group-by http.route --group-by severity   # counts
-    ai-diary-logs --top-errors 10
+    ai-diary-logs --top-errors 10                             # (--severity WARN to include warnings)
     ai-diary-logs --follow --severity WARN                    # tail new lines
 """
 
@@ -102,7 +102,7 @@ def build_filter(args: argparse.Namespace) -> Callable[[Entry], bool]:
     return lambda e: all(t(e) for t in tests)
 
 
-_NORMALIZE = [(re.compile(r"\b[0-9a-f]{8,}\b", re.I), "<hex>"), (re.compile(r"\d+(\.\d+)?"), "<n>"),
+_NORMALIZE = [(re.compile(r"\b[0-9a-f]{8,}\b", re.I), "<hex>"), (re.compile(r"\b\d+(\.\d+)?\b"), "<n>"),
               (re.compile(r"'[^']*'|\"[^\"]*\""), "<s>")]
 
 
@@ -115,10 +115,10 @@ def error_group_key(entry: Entry) -> str:
     return f"{etype}: {message}" if etype else message
 
 
-def top_errors(items: Iterable[Entry], n: int) -> list[dict[str, object]]:
+def top_errors(items: Iterable[Entry], n: int, min_severity: int = SEVERITY_BY_NAME["ERROR"]) -> list[dict[str, object]]:
     groups: dict[str, dict[str, object]] = {}
     for e in items:
-        if e.severity_number < SEVERITY_BY_NAME["ERROR"]:
+        if e.severity_number < min_severity:
             continue
         key = error_group_key(e)
         g = groups.setdefault(key, {"count": 0, "error": key, "first": e.time_iso, "last": e.time_iso,
@@ -252,7 +252,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         source = entries(log_dir, streams)
     selected = sorted((e for e in source if keep(e)), key=lambda e: e.time_ns)  # stable: file order on ties
     if args.group_by or args.top_errors:
-        rows = group_counts(selected, args.group_by) if args.group_by else top_errors(selected, args.top_errors)
+        rows = group_counts(selected, args.group_by) if args.group_by else top_errors(
+            selected, args.top_errors, args.severity or SEVERITY_BY_NAME["ERROR"])
+        if not rows:
+            print("ai-diary-logs: no matching records", file=sys.stderr)
         if args.format == "jsonl":
             for r in rows:
                 out.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")

@@ -167,3 +167,15 @@ def test_several_streams_come_out_in_time_order(log_dir: Path, capsys):
     times = [r["time"] for r in rows]
     assert times == sorted(times) and len(rows) == 9
     assert [r["scope"] for r in rows][:3] == ["app", "app", "audit"]  # the audit record at 09:05 sits in between
+
+
+def test_top_errors_with_warnings_keeps_model_names(log_dir: Path, capsys):
+    with open(log_dir / "combined.log", "a") as fh:
+        fh.write(to_line([rec(90, 13, "AI call failed: model=gpt-4o-mini status=502"),
+                          rec(91, 13, "AI call failed: model=gpt-4o-mini status=503")]) + "\n")
+    rows = jsonl(["--top-errors", "10", "--severity", "WARN"], log_dir, capsys)
+    assert [(r["count"], r["error"]) for r in rows] == [
+        (2, "AI call failed: model=gpt-4o-mini status=<n>"), (2, "TimeoutError: db timeout after <n> ms"),
+        (1, "slow LLM call"), (1, "upstream <n> from llm")]
+    assert logq.main(["--log-dir", str(log_dir), "--top-errors", "3", "--since", "2030-01-01"]) == 0
+    assert "no matching records" in capsys.readouterr().err
