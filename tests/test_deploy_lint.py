@@ -96,7 +96,13 @@ def test_dockerfile_invariants() -> None:
         assert not re.search(r"KEY|TOKEN|SECRET|PASSWORD", line), line
     assert not re.search(r"^COPY\s+\.\s", text, re.M), "copy only what the image needs"
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
-    assert "*" in ignore and "**/.env" in ignore and "!app/" in ignore
+    assert "*" in ignore and "**/.env" in ignore
+    # the context is deny-all: everything the Dockerfile copies from it must be let through
+    for line in re.findall(r"^COPY (?!--from)(.+)$", text, re.M):
+        for source in line.split()[:-1]:
+            assert f"!{source}" in ignore or f"!{source}/" in ignore, f".dockerignore drops {source}"
+    make_uv = re.search(r"^UV_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert make_uv and f"uv=={make_uv.group(1)}" in text, "the image installs with the Makefile's uv"
 
 
 def _workflow(name: str) -> dict:
