@@ -142,6 +142,9 @@ class DemoRun:
             self.oc.scan = demo_sinks.scan(self.cfg.out, self.cfg.canary, tokens, extra)
             if self.oc.scan.hits:
                 self.oc.failures.append("privacy: " + canary_line(self.cfg, self.oc.scan).splitlines()[0])
+            if self.traffic and self.traffic.tally.total and not self.oc.scan.control_hits:
+                self.oc.failures.append("privacy: the canary is not even in the database, so the scan proves "
+                                        "nothing (were entries written?)")
 
     def execute(self) -> int:
         say(banner(self.cfg, self.topology, self.llm_text()))

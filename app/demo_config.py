@@ -123,6 +123,6 @@ def prepare_out(out: Path) -> None:
         if not (out / MARKER).exists():
             raise DemoConfigError(f"DEMO_OUT={out} is not empty and was not made by the demo: choose another folder")
         shutil.rmtree(out)
-    for sub in ("logs", "wandb", "stdout", "queue", "db"):
+    for sub in ("logs", "wandb", "stdout", "queue", "db", "cache", "tmp"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("made by `python -m app.demo`; removed and recreated by the next demo run\n")

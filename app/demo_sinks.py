@@ -34,6 +34,7 @@ class ScanResult:
     bytes_scanned: int = 0
     hits: list[Hit] = field(default_factory=list)
     decoded_runs: int = 0
+    control_hits: int = 0  # canary occurrences in the database: proof the canary was really sent
 
     @property
     def sinks_with_canary(self) -> list[str]:
@@ -71,7 +72,8 @@ def _context(data: bytes, at: int) -> str:
 def sink_files(out_dir: Path, extra: dict[str, Sequence[Path]] | None = None) -> dict[str, list[Path]]:
     """Every file of every sink under ``out_dir``, grouped by sink name."""
     groups = {"collector log files": out_dir / "logs", "collector queue storage": out_dir / "queue",
-              "W&B run files": out_dir / "wandb", "process stdout captures": out_dir / "stdout"}
+              "W&B run files": out_dir / "wandb", "process stdout captures": out_dir / "stdout",
+              "W&B debug logs and staging (cache, tmp)": out_dir / "cache", "temporary files": out_dir / "tmp"}
     found: dict[str, list[Path]] = {}
     for sink, root in groups.items():
         if root.exists():
@@ -114,6 +116,9 @@ def scan(out_dir: Path, canary: str, tokens: Sequence[str] = (),
         result.sinks[sink] = len(paths)
         for path in paths:
             check(sink, path, _read(path))
+    db = out_dir / "db"
+    if db.exists():
+        result.control_hits = sum(_read(p).count(canary.encode()) for p in db.rglob("*") if p.is_file())
     for path, data in _decoded_runs(out_dir / "wandb"):
         result.decoded_runs += 1
         check("W&B run files", path, data)

@@ -108,8 +108,9 @@ def summary(cfg: DemoConfig, tally: Tally, oc: Outcome) -> str:
         lines.extend(f"  {a}" for a in oc.alert_lines)
     lines.append("\nwhere the telemetry went:")
     if oc.run_dirs:
+        writer = "the W&B bridge" if oc.topology == "collector" else "the service's W&B exporters"
         for d in oc.run_dirs:
-            lines.append(f"  W&B run ({cfg.wandb_mode}): {rel(d)}")
+            lines.append(f"  W&B run ({cfg.wandb_mode}, written by {writer}): {rel(d)}")
         lines.extend(f"    {d}" for d in oc.run_lines)
         if cfg.wandb_mode == "offline":
             lines.append(f"    upload later with: wandb sync {' '.join(rel(d) for d in oc.run_dirs)}")
@@ -147,7 +148,8 @@ def canary_line(cfg: DemoConfig, scan: ScanResult) -> str:
     text = (f"canary found in {len(scan.sinks_with_canary)} sinks "
             f"({len(scan.sinks)} sinks, {files} files, {scan.bytes_scanned / 1e6:.1f} MB scanned"
             f"{f', {scan.decoded_runs} W&B runs decoded' if scan.decoded_runs else ''}); "
-            f"API tokens found in {len(scan.sinks_with_token)} sinks")
+            f"API tokens found in {len(scan.sinks_with_token)} sinks; positive control: the canary is in the "
+            f"database {scan.control_hits} times")
     for hit in scan.hits[:10]:
         text += f"\n  LEAK: {hit.secret} in {hit.sink}: {rel(hit.path)}: ...{hit.context}..."
     return text

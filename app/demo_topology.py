@@ -45,7 +45,9 @@ def base_env(cfg: DemoConfig, parent: Mapping[str, str]) -> dict[str, str]:
     env = dict(parent)
     env.setdefault("WANDB_PROJECT", "ai-diary-demo")
     env.update(wandb_env(cfg))
-    env.update({"PYTHONUNBUFFERED": "1", "ALERTS_STATE_FILE": str(cfg.out / "alerts-state.json")})
+    # XDG_CACHE_HOME: wandb-core's debug logs (~/.cache/wandb/logs); TMPDIR: wandb's media and table staging.
+    env.update({"PYTHONUNBUFFERED": "1", "ALERTS_STATE_FILE": str(cfg.out / "alerts-state.json"),
+                "XDG_CACHE_HOME": str(cfg.out / "cache"), "TMPDIR": str(cfg.out / "tmp")})
     if cfg.local_llm:
         env.pop("OPENAI_API_KEY", None)
     return env

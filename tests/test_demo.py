@@ -55,6 +55,7 @@ def test_demo_end_to_end(tmp_path, topology):
     assert re.search(r"POST /api/entries/\{id\}/ai/\w+ +\d+ +\d+ +[1-9]\d*", text), "no 5xx from the LLM burst"
     assert "fired yes, " in text and "resolved yes, " in text
     assert "canary found in 0 sinks" in text and "API tokens found in 0 sinks" in text
+    assert int(re.search(r"the canary is in the database (\d+) times", text).group(1)) > 0
 
     # The one W&B run read back from disk counts exactly what the demo sent and recorded the alert both ways.
     runs = runfile.find_runs(out / "wandb")
