@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 DEMO_OUT ?= demo-output
 export DEMO_OUT
 
-.PHONY: install collector test demo bench lint run clean
+.PHONY: install collector test-deps test demo bench lint run clean
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,10 @@ install: $(VENV)/.installed
 collector: install
 	collector/build.sh
 
-test: install collector
+test-deps:
+	scripts/test-deps.sh
+
+test: install collector test-deps
 	CI=$${CI:-} bash scripts/pytest.sh
 
 demo: install
@@ -32,9 +35,7 @@ bench: install collector
 	$(PY) -m bench
 
 lint: install
-	$(VENV)/bin/hadolint Dockerfile
-	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
-	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	VENV=$(VENV) scripts/lint.sh
 
 run: install
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py -w 2 -b 127.0.0.1:8000 'app:create_app()'
