@@ -42,6 +42,7 @@ _CONTENT_KEY = re.compile(
     r"tool\.call\.result|tool\.definitions)", re.I)
 _ALWAYS_DROP_KEY = re.compile(r"^(db\.query\.parameter\.|db\.statement\.parameters|http\.request\.body|"
                               r"http\.response\.body)", re.I)
+_KEEP, _DROP, _URL, _QUERY, _EXC = range(5)
 _URL_KEYS = frozenset({"url.query", "url.full", "http.target", "http.url", "url.original"})
 _EXC_KEYS = frozenset({"exception.message", "exception.stacktrace"})
 
@@ -86,26 +87,56 @@ def redact_message(value: str) -> str:
 class Policy:
     def __init__(self, capture_content: bool = False) -> None:
         self.capture_content = capture_content
+        self._actions: dict[str, int] = {}  # key -> _KEEP / _DROP / _URL / _QUERY / _EXC (bounded)
 
     def drop_key(self, key: str) -> bool:
         if _HEADER_KEY.search(key) or _ALWAYS_DROP_KEY.match(key):
             return True
         return not self.capture_content and bool(_CONTENT_KEY.match(key))
 
+    def _action(self, key: str) -> int:
+        action = self._actions.get(key)
+        if action is None:
+            if self.drop_key(key):
+                action = _DROP
+            elif key == "url.query":
+                action = _QUERY
+            elif key in _URL_KEYS:
+                action = _URL
+            elif key in _EXC_KEYS and not self.capture_content:
+                action = _EXC
+            else:
+                action = _KEEP
+            if len(self._actions) > 4096:
+                self._actions.clear()
+            self._actions[key] = action
+        return action
+
     def attributes(self, attrs: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
         """(clean attributes, changed?) — returns the input untouched when nothing needs redacting."""
         if not attrs:
             return None, False
         out: dict[str, Any] | None = None
+        actions = self._actions
         for key, val in attrs.items():
+            action = actions.get(key)
+            if action is None:
+                action = self._action(key)
+            if action == _KEEP:
+                continue
             new: Any = val
-            if self.drop_key(key):
+            if action == _DROP:
                 new = None
-            elif key in _URL_KEYS and isinstance(val, str):
-                new = redact_query(val) if key == "url.query" else redact_url(val)
-                new = val if new == val else new
-            elif key in _EXC_KEYS and isinstance(val, str) and not self.capture_content:
+            elif not isinstance(val, str):
+                continue
+            elif action == _QUERY:
+                new = redact_query(val)
+            elif action == _URL:
+                new = redact_url(val)
+            elif action == _EXC:
                 new = redact_text(val)
+            if new is not None and new == val:
+                continue
             if new is not val:
                 if out is None:
                     out = dict(attrs)

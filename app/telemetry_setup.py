@@ -20,6 +20,7 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from app.telemetry_otlp import ENV_FAST_OTLP, FastOTLPSpanExporter
 from app.telemetry_privacy import Policy, PrivacyLogProcessor, PrivacySpanExporter
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,9 @@ def load_exporters(signal: Signal) -> list[Any]:
     except RuntimeError as exc:
         raise ValueError(f"{_EXPORTER_ENV[signal]}={','.join(names)}: {exc}") from None
     classes = found[("traces", "metrics", "logs").index(signal)]
+    if signal == "traces" and "otlp_proto_http" in classes and \
+            os.environ.get(ENV_FAST_OTLP, "true").strip().lower() not in ("false", "0", "no", "off"):
+        classes["otlp_proto_http"] = FastOTLPSpanExporter
     out = []
     for name, cls in classes.items():
         try:
@@ -176,10 +180,17 @@ def instrument_engine(state: Any, engine: Any) -> None:
     if SQLAlchemyInstrumentor().is_instrumented_by_opentelemetry or engine in state.engines:
         return  # auto-instrumentation wraps create_engine: this engine has its EngineTracer already
     tracer = get_tracer("opentelemetry.instrumentation.sqlalchemy", __version__, state.tracer_provider)
-    meter = state.meter_provider.get_meter("opentelemetry.instrumentation.sqlalchemy", __version__)
-    usage = meter.create_up_down_counter("db.client.connections.usage", unit="connections",
-                                         description="The number of connections that are currently in state "
-                                                     "described by the state attribute.")
+    if engine.dialect.name == "sqlite":
+        # SQLite has no server connections worth counting, and the pool checkout/checkin pair costs four counter
+        # adds per request (measured in bench/bench_telemetry.py): no db.client.connections.usage for it
+        from opentelemetry.metrics import NoOpUpDownCounter
+
+        usage: Any = NoOpUpDownCounter("db.client.connections.usage")
+    else:
+        meter = state.meter_provider.get_meter("opentelemetry.instrumentation.sqlalchemy", __version__)
+        usage = meter.create_up_down_counter("db.client.connections.usage", unit="connections",
+                                             description="The number of connections that are currently in state "
+                                                         "described by the state attribute.")
     EngineTracer(tracer, engine, usage, enable_commenter=False)
     state.engines.add(engine)
 

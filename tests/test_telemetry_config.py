@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from opentelemetry import metrics, trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
@@ -72,8 +73,11 @@ def test_exporter_selection_follows_the_sdk(fresh):
     assert telemetry_setup.exporter_names("traces") == ["otlp_proto_http"]
     fresh.setenv("OTEL_TRACES_EXPORTER", "console,otlp")
     exps = telemetry_setup.load_exporters("traces")
-    assert [type(e).__name__ for e in exps] == ["ConsoleSpanExporter", "OTLPSpanExporter"]
-    assert isinstance(exps[0], ConsoleSpanExporter)
+    assert [type(e).__name__ for e in exps] == ["ConsoleSpanExporter", "FastOTLPSpanExporter"]
+    assert isinstance(exps[0], ConsoleSpanExporter) and isinstance(exps[1], OTLPSpanExporter)
+    fresh.setenv("AI_DIARY_FAST_OTLP", "false")
+    exps += telemetry_setup.load_exporters("traces")
+    assert type(exps[-1]) is OTLPSpanExporter
     for e in exps:
         e.shutdown()
 

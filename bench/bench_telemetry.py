@@ -1,0 +1,251 @@
+"""Throughput cost of the service's telemetry: gunicorn (1 sync worker, gunicorn.conf.py) + wrk on loopback.
+
+Variants, interleaved round by round (A, B, C, A, B, C, ...), medians quoted:
+  A. off    — OTEL_SDK_DISABLED=true.
+  B. ours   — app/telemetry.py, 100 % sampling, traces + metrics + logs over OTLP/HTTP protobuf to a local sink
+              (bench/otlp_sink.py, a separate process), base2 histograms, metric export every 10 s.
+  C. stock  — ``opentelemetry-instrument gunicorn ...`` with the same OTLP/HTTP sink (the distro's defaults:
+              every installed instrumentation, its own providers; app/telemetry.py only instruments what is left).
+Load: ``wrk -t1 -c4`` on an authenticated ``GET /api/entries/<id>`` (SQLite, one user, one entry).
+
+``python -m bench.bench_telemetry [--seconds 6] [--rounds 3] [--profile]`` prints the markdown section;
+``--profile`` also prints a cProfile of the request path in process (WSGI calls, no server) for A and B.
+wrk is installed with apt-get when missing (``apt-get update`` first).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+VARIANTS = ("off", "ours", "stock")
+SETUP = """
+import json, sys
+from app import create_app
+app = create_app({"DATABASE_URL": sys.argv[1], "PSEUDONYM_SECRET": "bench", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
+c = app.test_client()
+token = c.post("/api/users", json={"name": "bench"}).json["token"]
+h = {"Authorization": "Bearer " + token}
+eid = c.post("/api/entries", json={"text": "A calm day with a long walk.", "tags": ["walk"]}, headers=h).json["id"]
+print(json.dumps({"token": token, "id": eid}))
+"""
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True, capture_output=True)
+    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "wrk"], check=True, capture_output=True)
+    found = shutil.which("wrk")
+    if not found:
+        raise RuntimeError("wrk could not be installed with apt-get")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def base_env(tmp: Path, db_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "WANDB_"))}
+    env.update(PYTHONPATH=str(ROOT), DATABASE_URL=db_url, PSEUDONYM_SECRET="bench", LOG_LEVEL="WARNING",
+               OPENAI_BASE_URL="http://127.0.0.1:9/v1", WEB_CONCURRENCY="1", GUNICORN_BIND_HOST="127.0.0.1",
+               GUNICORN_LOG_LEVEL="warning")
+    return env
+
+
+def variant_env(name: str, env: dict[str, str], sink_port: int) -> dict[str, str]:
+    env = dict(env)
+    if name == "off":
+        env["OTEL_SDK_DISABLED"] = "true"
+        return env
+    env.update(OTEL_TRACES_EXPORTER="otlp", OTEL_METRICS_EXPORTER="otlp", OTEL_LOGS_EXPORTER="otlp",
+               OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf", OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{sink_port}",
+               OTEL_METRIC_EXPORT_INTERVAL="10000", OTEL_TRACES_SAMPLER="parentbased_always_on",
+               OTEL_SERVICE_NAME="ai-diary")
+    if name == "stock":
+        env["OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED"] = "true"
+    return env
+
+
+def start_server(name: str, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    env = dict(env, PORT=str(port))
+    cmd = [str(VENV_BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "app:create_app()"]
+    if name == "stock":
+        cmd = [str(VENV_BIN / "opentelemetry-instrument"), *cmd]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name}: gunicorn exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"{name}: gunicorn did not become ready")
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def run_wrk(wrk: str, url: str, token: str, seconds: float) -> float:
+    out = subprocess.run([wrk, "-t1", "-c4", f"-d{max(1, round(seconds))}s", "-H", f"Authorization: Bearer {token}", url],
+                         capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out and "read 0" not in out and "timeout 0" not in out:
+        if "Non-2xx" in out:
+            raise RuntimeError(f"wrk saw errors:\n{out}")
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not m:
+        raise RuntimeError(f"no Requests/sec in wrk output:\n{out}")
+    return float(m.group(1))
+
+
+def measure(seconds: float = 6.0, rounds: int = 3) -> dict[str, Any]:
+    wrk = ensure_wrk()
+    with tempfile.TemporaryDirectory(prefix="bench-telemetry-") as d:
+        tmp = Path(d)
+        db_url = f"sqlite:///{tmp / 'bench.sqlite3'}"
+        env = base_env(tmp, db_url)
+        setup = subprocess.run([sys.executable, "-c", SETUP, db_url], cwd=ROOT, capture_output=True, text=True,
+                               env=dict(env, OTEL_SDK_DISABLED="true"), check=True)
+        ids = json.loads(setup.stdout.strip().splitlines()[-1])
+        sink = subprocess.Popen([sys.executable, "-m", "bench.otlp_sink"], cwd=ROOT, stdout=subprocess.PIPE,
+                                text=True, env=env)
+        try:
+            sink_port = json.loads(sink.stdout.readline())["port"]
+            results: dict[str, list[float]] = {v: [] for v in VARIANTS}
+            for _ in range(rounds):
+                for name in VARIANTS:
+                    port = free_port()
+                    proc = start_server(name, variant_env(name, env, sink_port), port)
+                    try:
+                        url = f"http://127.0.0.1:{port}/api/entries/{ids['id']}"
+                        run_wrk(wrk, url, ids["token"], 2)  # warm-up
+                        results[name].append(run_wrk(wrk, url, ids["token"], seconds))
+                    finally:
+                        stop(proc)
+            with urllib.request.urlopen(f"http://127.0.0.1:{sink_port}/stats") as r:
+                sink_stats = json.load(r)
+        finally:
+            sink.terminate()
+            sink.wait(timeout=10)
+    return {"results": results, "sink": sink_stats, "seconds": seconds, "rounds": rounds}
+
+
+def profile(n: int = 3000) -> str:
+    """cProfile of n in-process WSGI requests (GET /api/entries/<id>) for telemetry off and ours."""
+    code = r"""
+import cProfile, io, json, os, pstats, sys, tempfile, time
+from werkzeug.test import EnvironBuilder
+from app import create_app
+d = tempfile.mkdtemp()
+app = create_app({"DATABASE_URL": "sqlite:///" + d + "/p.sqlite3", "PSEUDONYM_SECRET": "p",
+                  "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
+c = app.test_client()
+tok = c.post("/api/users", json={"name": "p"}).json["token"]
+eid = c.post("/api/entries", json={"text": "x"}, headers={"Authorization": "Bearer " + tok}).json["id"]
+env = EnvironBuilder(path="/api/entries/%d" % eid, headers={"Authorization": "Bearer " + tok}).get_environ()
+def call():
+    e = dict(env); out = []
+    body = app(e, lambda s, h, exc=None: out.append(s))
+    b"".join(body); getattr(body, "close", lambda: None)()
+for _ in range(300): call()
+n = int(sys.argv[1]); t0 = time.perf_counter()
+for _ in range(n): call()
+per = (time.perf_counter() - t0) / n * 1e6
+pr = cProfile.Profile(); pr.enable()
+for _ in range(n): call()
+pr.disable(); s = io.StringIO()
+pstats.Stats(pr, stream=s).sort_stats("tottime").print_stats(14)
+print(json.dumps({"us_per_request": per}))
+print(s.getvalue())
+"""
+    out = []
+    for name in ("off", "ours"):
+        with tempfile.TemporaryDirectory() as d:
+            env = variant_env(name, base_env(Path(d), ""), 9)
+            if name == "ours":
+                env.update(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
+            r = subprocess.run([sys.executable, "-c", code, str(n)], cwd=ROOT, env=env, capture_output=True,
+                               text=True, check=True)
+            out.append(f"### {name}\n\n```\n{r.stdout.strip()[:6000]}\n```\n")
+    return "\n".join(out)
+
+
+def section(m: dict[str, Any]) -> str:
+    med = {k: statistics.median(v) for k, v in m["results"].items()}
+    lines = [
+        "## Issue 2 — telemetry overhead on the request path",
+        "",
+        f"gunicorn (gunicorn.conf.py, 1 sync worker) + `wrk -t1 -c4` on loopback, authenticated "
+        f"`GET /api/entries/<id>` (SQLite). {m['rounds']} interleaved rounds × {m['seconds']:g} s per variant "
+        "(after a 2 s warm-up); medians. Full telemetry = 100 % sampling, traces + metrics + logs over "
+        "OTLP/HTTP protobuf to a local sink process (bench/otlp_sink.py), base2 histograms, metric export every "
+        "10 s. Stock = `opentelemetry-instrument gunicorn ...` with the same exporters.",
+        "",
+        "| variant | median req/s | ratio vs off | rounds (req/s) |",
+        "|---|---:|---:|---|",
+    ]
+    labels = {"off": "telemetry off (OTEL_SDK_DISABLED=true)", "ours": "full telemetry (app/telemetry.py)",
+              "stock": "stock opentelemetry-instrument"}
+    for k in VARIANTS:
+        lines.append(f"| {labels[k]} | {med[k]:.0f} | {med[k] / med['off']:.2f}× | "
+                     f"{', '.join(f'{x:.0f}' for x in m['results'][k])} |")
+    lines += ["", f"Ours vs stock: {med['ours'] / med['stock']:.2f}×. The sink received "
+                  f"{m['sink']['requests']} OTLP requests ({m['sink']['bytes'] / 1e6:.1f} MB). Target: full "
+                  "telemetry ≥ 0.60× off.", ""]
+    return "\n".join(lines)
+
+
+def run(seconds: float | None = None, rounds: int | None = None) -> str:
+    seconds = seconds or float(os.environ.get("BENCH_TELEMETRY_SECONDS", "6"))
+    rounds = rounds or int(os.environ.get("BENCH_TELEMETRY_ROUNDS", "3"))
+    return section(measure(seconds, rounds)) + NOTES
+
+
+NOTES = """
+What the profile showed and what was changed (see `python -m bench.bench_telemetry --profile`):
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.bench_telemetry")
+    p.add_argument("--seconds", type=float, default=6.0)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--profile", action="store_true")
+    a = p.parse_args(argv)
+    if a.profile:
+        sys.stdout.write(profile() + "\n")
+        return 0
+    sys.stdout.write(run(a.seconds, a.rounds) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
