@@ -67,8 +67,14 @@ def run_main(server_factory: Callable[[BridgeConfig, Any], Any], argv: list[str]
     """Run the bridge in the foreground until SIGTERM/SIGINT; then stop and finish the W&B run."""
     logging.basicConfig(level=os.environ.get("WANDB_BRIDGE_LOG_LEVEL", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if argv and argv[0] in ("-h", "--help"):
-        sys.stdout.write((sys.modules["exporters.bridge"].__doc__ or "") + (__doc__ or ""))
+    argv = sys.argv[1:] if argv is None else argv
+    if argv:
+        if argv[0] not in ("-h", "--help"):
+            logger.error("wandb-bridge takes no arguments (configure it with WANDB_BRIDGE_* variables): %s", argv)
+            return 2
+        import importlib
+
+        sys.stdout.write((importlib.import_module("exporters.bridge").__doc__ or "") + (__doc__ or ""))
         return 0
     try:
         config = BridgeConfig.from_env()

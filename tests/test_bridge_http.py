@@ -171,6 +171,20 @@ def test_status_proto_encoding():
     assert _status_proto(16, "x" * 200)[:4] == b"\x08\x10\x12\xc8"
 
 
+def test_cli_refuses_bad_settings_naming_the_variable(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "WANDB_BRIDGE_PORT": "http", "WANDB_DIR": str(tmp_path)}
+    res = subprocess.run([sys.executable, "-m", "exporters.bridge"], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 2 and "WANDB_BRIDGE_PORT='http' is not an integer" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "exporters.bridge", "--help"], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0 and "WANDB_BRIDGE_TOKEN" in res.stdout
+
+
 def test_config_errors_name_the_variable():
     assert BridgeConfig.from_env({}) == BridgeConfig()
     cfg = BridgeConfig.from_env({"WANDB_BRIDGE_PORT": "0", "WANDB_BRIDGE_TOKEN": " t ",
