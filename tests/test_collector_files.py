@@ -36,6 +36,19 @@ def test_config_validates_with_defaults_and_overrides(collector_bin):
     assert bad.returncode != 0 and "max_megabytes" in bad.stderr
 
 
+def test_build_script_reuses_the_binary_while_the_manifest_is_unchanged(collector_bin):
+    from exporters.topology import BUILD_SCRIPT
+
+    first = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr  # (re)builds only if the manifest changed since the last build
+    before = collector_bin.stat().st_mtime_ns
+    second = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=60)
+    assert second.returncode == 0 and "up to date" in second.stdout, second.stdout + second.stderr
+    assert collector_bin.stat().st_mtime_ns == before
+    version = subprocess.run([str(collector_bin), "--version"], capture_output=True, text=True, timeout=30).stdout
+    assert "0.161.0" in version
+
+
 def _emit(n: int, endpoint: str) -> list[tuple[str, int, str, dict]]:
     """Mixed records: app INFO/WARN/ERROR/FATAL and audit INFO/ERROR, each body unique."""
     kinds = [("app", 9), ("app", 13), ("app", 17), ("app", 21), ("audit", 9), ("audit", 17), ("app.db", 5)]
