@@ -49,6 +49,16 @@ def test_build_script_reuses_the_binary_while_the_manifest_is_unchanged(collecto
     assert "0.161.0" in version
 
 
+def test_build_script_fails_loudly_without_go(collector_bin):
+    from exporters.topology import BUILD_SCRIPT
+
+    before = collector_bin.stat().st_mtime_ns
+    res = subprocess.run(["bash", str(BUILD_SCRIPT)], env={"PATH": "/usr/bin:/bin", "FORCE": "1"},
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode != 0 and "'go' not found" in res.stderr
+    assert collector_bin.stat().st_mtime_ns == before  # the previous binary is left alone
+
+
 def _emit(n: int, endpoint: str) -> list[tuple[str, int, str, dict]]:
     """Mixed records: app INFO/WARN/ERROR/FATAL and audit INFO/ERROR, each body unique."""
     kinds = [("app", 9), ("app", 13), ("app", 17), ("app", 21), ("audit", 9), ("audit", 17), ("app.db", 5)]
