@@ -2,7 +2,8 @@
 # Build the ai-diary collector with the OpenTelemetry Collector Builder (OCB).
 #   collector/build.sh            -> collector/_build/otelcol-ai-diary (reused while manifest.yaml is unchanged)
 #   FORCE=1 collector/build.sh    -> rebuild anyway
-# Needs Go (>= 1.24) and the Go module proxy. Exits non-zero when it cannot build.
+#   GO=/path/to/go collector/build.sh  -> use that Go toolchain
+# Needs Go (>= 1.24) and the Go module proxy. Exits non-zero when it cannot build (a previous binary is kept).
 set -euo pipefail
 
 BUILDER_VERSION="v0.161.0"
@@ -12,10 +13,12 @@ bin="$out/otelcol-ai-diary"
 stamp="$out/.manifest.sha256"
 export GOBIN="$out/bin"
 
-command -v go >/dev/null || { echo "build.sh: 'go' not found on PATH (install Go >= 1.24)" >&2; exit 2; }
+GO="${GO:-go}"
+command -v "$GO" >/dev/null || { echo "build.sh: '$GO' not found (install Go >= 1.24 or set GO=/path/to/go)" >&2; exit 2; }
+[[ "$GO" == */* ]] && export PATH="$(dirname "$GO"):$PATH"  # the builder runs the first go on PATH
 mkdir -p "$out" "$GOBIN"
 
-want="$(cat "$here/manifest.yaml" "$here/build.sh" | sha256sum | cut -d' ' -f1)"
+want="$( { cat "$here/manifest.yaml"; echo "$BUILDER_VERSION"; } | sha256sum | cut -d' ' -f1)"
 if [[ -z "${FORCE:-}" && -x "$bin" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   echo "build.sh: $bin is up to date (manifest unchanged)"
   exit 0
@@ -24,7 +27,7 @@ fi
 builder="$GOBIN/builder"
 if ! { [[ -x "$builder" ]] && "$builder" version 2>/dev/null | grep -q "$BUILDER_VERSION"; }; then
   echo "build.sh: installing builder $BUILDER_VERSION into $GOBIN"
-  go install "go.opentelemetry.io/collector/cmd/builder@$BUILDER_VERSION"
+  "$GO" install "go.opentelemetry.io/collector/cmd/builder@$BUILDER_VERSION"
 fi
 
 echo "build.sh: building the collector (first build downloads Go modules; takes a few minutes)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections import Counter
@@ -19,8 +20,6 @@ from exporters.topology import COLLECTOR_CONFIG
 
 
 def _validate(collector_bin, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
-    import os
-
     env = {**os.environ, **env_extra}
     return subprocess.run([str(collector_bin), "validate", f"--config=file:{COLLECTOR_CONFIG}"], env=env,
                           capture_output=True, text=True, timeout=60)
@@ -53,9 +52,9 @@ def test_build_script_fails_loudly_without_go(collector_bin):
     from exporters.topology import BUILD_SCRIPT
 
     before = collector_bin.stat().st_mtime_ns
-    res = subprocess.run(["bash", str(BUILD_SCRIPT)], env={"PATH": "/usr/bin:/bin", "FORCE": "1"},
+    res = subprocess.run(["bash", str(BUILD_SCRIPT)], env={**os.environ, "GO": "/nonexistent/go", "FORCE": "1"},
                          capture_output=True, text=True, timeout=60)
-    assert res.returncode != 0 and "'go' not found" in res.stderr
+    assert res.returncode != 0 and "'/nonexistent/go' not found" in res.stderr
     assert collector_bin.stat().st_mtime_ns == before  # the previous binary is left alone
 
 
