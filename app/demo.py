@@ -64,7 +64,7 @@ class DemoRun:
     # -- phases ------------------------------------------------------------------------------------------------
     def start(self) -> None:
         with self.phase("start"):
-            if self.cfg.alerts:
+            if self.cfg.alerts and self.cfg.local_llm:  # failures are injected through the local endpoint
                 self.alerts = demo_alerts.AlertPhase(self.cfg, self.procs)
                 self.procs.base_env.update(self.alerts.start_receivers())
             if self.cfg.local_llm:
@@ -77,7 +77,7 @@ class DemoRun:
 
     def drive(self) -> None:
         cfg = self.cfg
-        alert_budget = demo_alerts.budget(cfg) if self.alerts and cfg.local_llm else 0
+        alert_budget = demo_alerts.budget(cfg) if self.alerts else 0
         steady = max(1, cfg.requests - cfg.users - alert_budget)
         with tqdm(total=cfg.requests, desc="requests", unit="req", disable=None, mininterval=0.5,
                   dynamic_ncols=True) as bar:
@@ -154,6 +154,9 @@ class DemoRun:
             self.drive()
         except DemoError as exc:
             self.oc.failures.append(str(exc))
+        except Exception as exc:  # a bug in a part: report it with the rest of the summary, never hang
+            log.exception("demo phase crashed")
+            self.oc.failures.append(f"unexpected {type(exc).__name__}: {exc} (traceback above)")
         except KeyboardInterrupt:
             if self.traffic:
                 self.traffic.aborted.set()

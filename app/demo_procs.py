@@ -86,6 +86,8 @@ class Proc:
             if not self.alive():
                 break
             time.sleep(0.05)
+        if not self.alive():
+            raise DemoError(self._why(f"exited before printing /{pattern}/"))
         raise DemoError(self._why(f"did not print /{pattern}/ within {timeout:.0f}s"))
 
     def wait_http(self, url: str, timeout: float, ok: Callable[[httpx.Response], bool] | None = None) -> None:
@@ -102,6 +104,8 @@ class Proc:
             except httpx.HTTPError as exc:
                 last = type(exc).__name__
             time.sleep(0.1)
+        if not self.alive():
+            raise DemoError(self._why(f"exited before {url} was ready"))
         raise DemoError(self._why(f"{url} not ready within {timeout:.0f}s ({last})"))
 
     def _why(self, what: str) -> str:

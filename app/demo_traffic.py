@@ -16,6 +16,8 @@ from typing import Any, Callable, Iterable
 
 import httpx
 
+from app.demo_procs import DemoError
+
 FEATURES = ("summarize", "reflect", "mood")
 AI_FAILURE_STATUSES = {429, 502, 503, 504}  # what an LLM failure may legitimately turn into
 
@@ -82,7 +84,8 @@ class UserSession:
         self.cursor: str | None = None
         resp = self._send("POST /api/users", "POST", "/api/users", json={"name": name}, ok=(200, 201))
         if resp is None or resp.status_code not in (200, 201):
-            raise RuntimeError(f"could not register a user: {resp.status_code if resp else 'no answer'}")
+            raise DemoError(f"traffic: could not register a user: {resp.status_code if resp is not None else 'no answer'}"
+                            f"{': ' + resp.text[:200] if resp is not None else ''}")
         body = resp.json()
         self.user_id, self.token = str(body["id"]), str(body["token"])
         self.client.headers["Authorization"] = f"Bearer {self.token}"

@@ -78,6 +78,16 @@ def test_demo_end_to_end(tmp_path, topology):
     assert not (REPO / "wandb").exists() and not (REPO / "instance").exists()
 
 
+def test_a_failing_phase_fails_the_demo_loudly(tmp_path):
+    """The service refuses a bad setting: the demo stops everything, says why and exits 1 (no hang, no traceback
+    of its own)."""
+    res = run_demo(tmp_path / "out", "inprocess", AI_MAX_OUTPUT_TOKENS="0")
+    assert res.returncode == 1
+    assert "DEMO FAILED" in res.stdout and "AI_MAX_OUTPUT_TOKENS" in res.stdout
+    assert "service exited with 3" in res.stdout and "local-llm exit 0" in res.stdout
+    assert "Traceback" not in res.stderr
+
+
 def test_scan_finds_the_canary_in_every_kind_of_sink(tmp_path):
     for sub in ("logs", "wandb/wandb/offline-run-1", "queue", "stdout", "db"):
         (tmp_path / sub).mkdir(parents=True)
