@@ -98,6 +98,13 @@ def test_logs_are_routed_to_combined_error_and_audit(start_collector):
     assert {r["resource"]["deployment.environment.name"]["stringValue"] for r in combined} == {"test-env"}
     assert all(r["severity"] >= 17 for r in read_log_records(log_dir, "error.log"))
     assert {r["scope"] for r in read_log_records(log_dir, "audit.log")} == {"audit"}
+    # the collector's own metrics (service.telemetry) on its Prometheus port
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{col.ports.metrics}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    accepted = [line for line in text.splitlines() if line.startswith("otelcol_receiver_accepted_log_records")]
+    assert accepted and sum(float(line.rsplit(" ", 1)[1]) for line in accepted) == len(bodies)
 
 
 def _load(endpoint: str, total: int, batch: int, pad: int) -> None:
