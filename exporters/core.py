@@ -32,7 +32,7 @@ from typing import Iterable, Mapping
 from . import records as r
 from .errors import ErrorGroups
 from .metricstate import BREAKDOWN_ATTRS, OVERFLOW, MetricState, status_class
-from .stats import QUANTILES, LogSketch
+from .stats import LogSketch
 
 _STATUS_CLASS: dict = {}  # status code value -> "2xx"... ("" when not a status), filled lazily
 SEVERITIES = ((4, "TRACE"), (8, "DEBUG"), (12, "INFO"), (16, "WARN"), (20, "ERROR"), (99, "FATAL"))
@@ -110,6 +110,7 @@ class Aggregator:
         self._totals: dict[str, float] = {}
         self._series: dict[str, set[str]] = {}
         self._cost_metric_seen = False
+        self.dropped = 0  # malformed span records skipped
         self._price_cache: dict[str, tuple | None] = {}
         self._rng = random.Random(0x5EED)
         self._random = self._rng.random
@@ -138,14 +139,18 @@ class Aggregator:
     # -- spans ---------------------------------------------------------------------------------------------
     def add_spans(self, spans: Iterable[r.SpanRecord]) -> None:
         for s in spans:
-            attrs = s.attributes
-            if s.kind == r.SERVER:
-                self._server(s, attrs)
-            elif "gen_ai.operation.name" in attrs or "gen_ai.request.model" in attrs:
-                self._genai(s, attrs)
-            if s.exceptions:
-                for e in s.exceptions:
-                    self._error(s.end_ns, s.trace_id, attrs.get("http.route", ""), e.type, e.message, e.stacktrace)
+            try:
+                attrs = s.attributes
+                if s.kind == r.SERVER:
+                    self._server(s, attrs)
+                elif "gen_ai.operation.name" in attrs or "gen_ai.request.model" in attrs:
+                    self._genai(s, attrs)
+                if s.exceptions:
+                    for e in s.exceptions:
+                        self._error(s.end_ns, s.trace_id, str(attrs.get("http.route") or ""), e.type, e.message,
+                                    e.stacktrace)
+            except Exception:  # one malformed record never poisons the interval (counted, see ``dropped``)
+                self.dropped += 1
 
     def _capped(self, section: str, series: str) -> str:
         seen = self._series.setdefault(section, set())
@@ -172,7 +177,11 @@ class Aggregator:
                 _STATUS_CLASS[code] = cls
         err = s.is_error or (cls == "5xx")
         route = attrs.get("http.route") or s.name
+        if type(route) is not str:
+            route = str(route)
         method = attrs.get("http.request.method") or attrs.get("http.method") or ""
+        if type(method) is not str:
+            method = str(method)
         overall = self._overall
         bucket = overall.sketch.key(ms)
         overall.count += 1
@@ -281,9 +290,10 @@ class Aggregator:
 
     def add_logs(self, logs: Iterable[r.LogRecord]) -> None:
         for rec in logs:
-            sev = severity_name(rec.severity_number or 9)
+            number = rec.severity_number or 0
+            sev = severity_name(number or 9)  # unspecified severity counts as INFO
             self._logs[sev] = self._logs.get(sev, 0) + 1
-            if rec.severity_number >= 17:
+            if number >= 17:
                 body = rec.body if isinstance(rec.body, str) else str(rec.body)
                 self._error(rec.time_ns, rec.trace_id, "", f"log:{rec.scope or 'root'}",
                             body[: self.cfg.message_chars], "")

@@ -16,7 +16,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 logger = logging.getLogger(__name__)
 

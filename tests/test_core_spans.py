@@ -172,3 +172,15 @@ def test_log_sketch_relative_error_and_flat_memory():
     for q in (0.5, 0.95, 0.99):
         assert sk.quantile(q) == pytest.approx(exact(values, q), rel=0.011)
     assert len(sk.buckets) < 1200
+
+
+def test_malformed_records_are_skipped_not_raised():
+    agg = Aggregator(CoreConfig(), start_ns=0)
+    bad = r.SpanRecord("x", r.SERVER, 0, "late", "t" * 32, "s" * 16)  # type: ignore[arg-type]
+    odd = r.SpanRecord("GET", r.SERVER, 0, 10**6, "a" * 32, "b" * 16, attributes={"http.route": 42,
+                                                                                  "http.response.status_code": "x"})
+    agg.add_spans([bad, odd, server(1, 2)])
+    agg.add_logs([r.LogRecord(1, None, body=None)])  # type: ignore[arg-type]
+    row = agg.flush(S).row
+    assert agg.dropped == 1 and row["http/requests"] == 2 and row["http/requests@http.route=42"] == 1
+    assert row["logs/count@severity=INFO"] == 1
