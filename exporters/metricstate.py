@@ -52,7 +52,8 @@ class _Acc:
 
 class MetricState:
     def __init__(self, max_series: int = 50, breakdown_attrs: Iterable[str] = BREAKDOWN_ATTRS,
-                 max_streams: int = 10_000) -> None:
+                 max_streams: int = 10_000, max_metrics: int = 300) -> None:
+        self.max_metrics = max_metrics  # distinct metric names (W&B allows < 10,000 keys per project)
         self.max_series = max_series
         self.breakdown_attrs = tuple(breakdown_attrs)
         self.max_streams = max_streams
@@ -110,7 +111,14 @@ class MetricState:
 
     def _add(self, p: r.MetricPoint) -> None:
         kind = p.kind
-        self.seen_names.add(p.name)
+        if p.name not in self.seen_names:
+            if len(self.seen_names) >= self.max_metrics:
+                if "" not in self._warned:
+                    self._warned.add("")
+                    logger.warning("more than %d metric names: %s and later new names are not exported",
+                                   self.max_metrics, p.name)
+                return
+            self.seen_names.add(p.name)
         cumulative = p.temporality == r.CUMULATIVE
         if kind in (r.HISTOGRAM, r.EXP_HISTOGRAM):
             h = ExpHist.from_point(p) if kind == r.EXP_HISTOGRAM else ExplicitHist.from_point(p)

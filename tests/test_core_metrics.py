@@ -140,3 +140,11 @@ def test_malformed_point_is_dropped_not_raised():
     bad = r.MetricPoint("x", r.HISTOGRAM, count=1, bounds=(1,), bucket_counts=None)  # type: ignore[arg-type]
     agg.add_metrics([bad, sum_point(1, temporality=r.DELTA)])
     assert agg.flush(S).row["reqs/delta"] == 1
+
+
+def test_number_of_metric_names_is_capped():
+    agg = Aggregator(CoreConfig(), start_ns=0)
+    agg.metrics.max_metrics = 3
+    agg.add_metrics([sum_point(1, temporality=r.DELTA, name=f"m{i}") for i in range(5)])
+    row = agg.flush(S).row
+    assert [k for k in row if k.endswith("/delta")] == ["m0/delta", "m1/delta", "m2/delta"]
