@@ -40,6 +40,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
         instance_relative_config=True,
         instance_path=(config or {}).get("INSTANCE_PATH"),  # default: <project>/instance
     )
+    app.json = errors.JSONProvider(app)
     app.add_url_rule(app.doc_prefix + app.doc_url, "openapi_json", lambda: jsonify(app.api_doc))
     app.config.from_mapping(settings.model_dump())
     app.config["MAX_CONTENT_LENGTH"] = settings.MAX_CONTENT_LENGTH

@@ -12,6 +12,7 @@ import traceback
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -24,6 +25,17 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
         self.headers = headers or {}
+
+
+class JSONProvider(DefaultJSONProvider):
+    """Flask's provider, except that JSON nested too deeply for the parser is a ValueError (a 400 "not valid
+    JSON"), not a RecursionError (werkzeug's ``get_json`` only turns ValueError into a client error)."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None,

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 Feature = Literal["summarize", "reflect", "mood"]
 MAX_TEXT = 20_000
+MAX_ID = 2**63 - 1  # the largest id a 64-bit INTEGER column holds; larger ids are 400, not a database error
 NO_NUL = r"^[^\x00]*$"  # NUL is valid JSON but not storable in every database (PostgreSQL text)
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40, pattern=NO_NUL)]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT, pattern=NO_NUL)]
@@ -43,11 +44,10 @@ class EntryUpdate(_Body):
 
 
 class EntryPath(BaseModel):
-    entry_id: int = Field(ge=1)
+    entry_id: int = Field(ge=1, le=MAX_ID)
 
 
-class AIPath(BaseModel):
-    entry_id: int = Field(ge=1)
+class AIPath(EntryPath):
     feature: Feature
 
 

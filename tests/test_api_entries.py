@@ -81,6 +81,7 @@ def test_pagination_is_stable_when_new_entries_arrive(client, auth_headers):
     ("limit=0", "limit"), ("limit=101", "limit"), ("limit=abc", "limit"), ("limit=-1", "limit"),
     ("limit=1.5", "limit"), ("cursor=", "cursor"), ("cursor=!!!", "cursor"), ("cursor=abc", "cursor"),
     ("cursor=ZTE", "cursor_ok"), ("cursor=" + "A" * 65, "cursor"), ("cursor=eDEy", "cursor"),
+    ("cursor=ZTk5OTk5OTk5OTk5OTk5OTk5OTk5", "cursor"),  # "e" + 20 nines: beyond a 64-bit id
 ])
 def test_bad_list_parameters_are_400_naming_the_field(client, auth_headers, qs, field):
     create(client, auth_headers)
@@ -168,3 +169,23 @@ def test_body_errors_explain_themselves(client, auth_headers):
     assert resp.json["error"]["message"] == "the body must be a JSON object"
     resp = client.post("/api/entries", data="hi", content_type="text/plain", headers=auth_headers)
     assert "Content-Type: application/json" in resp.json["error"]["message"]
+
+
+@pytest.mark.parametrize("entry_id", ["9223372036854775808", "9" * 30])
+def test_ids_beyond_64_bits_are_400_naming_the_field(client, auth_headers, entry_id):
+    for method, url in (("GET", ""), ("PATCH", ""), ("DELETE", ""), ("POST", "/ai/summarize")):
+        resp = client.open(f"/api/entries/{entry_id}{url}", method=method, json={"text": "x"}, headers=auth_headers)
+        assert resp.status_code == 400, (method, url, resp.json)
+        assert resp.json["error"]["field"] == "entry_id"
+    assert client.get("/api/entries/9223372036854775807", headers=auth_headers).status_code == 404
+
+
+@pytest.mark.parametrize("path, headers_needed", [("/api/entries", True), ("/api/users", False)])
+def test_json_nested_too_deeply_is_400_body(client, auth_headers, row_counts, path, headers_needed):
+    before = row_counts()
+    deep = b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    resp = client.post(path, data=deep, content_type="application/json",
+                       headers=auth_headers if headers_needed else {})
+    assert resp.status_code == 400, resp.json
+    assert resp.json["error"] == {"code": "invalid_body", "field": "body", "message": "the body is not valid JSON"}
+    assert row_counts() == before

@@ -18,8 +18,8 @@ from app.auth import require_user
 from app.db import get_session
 from app.errors import ApiError
 from app.models import AI_COLUMNS, Entry
-from app.schemas import (AIPath, AIResult, EntryCreate, EntryList, EntryOut, EntryPath, EntryUpdate, ErrorBody,
-                         ListQuery)
+from app.schemas import (MAX_ID, AIPath, AIResult, EntryCreate, EntryList, EntryOut, EntryPath, EntryUpdate,
+                         ErrorBody, ListQuery)
 
 bp = APIBlueprint("entries", __name__, url_prefix="/api/entries", abp_tags=[Tag(name="entries")],
                   abp_security=[{"bearer": []}],
@@ -34,7 +34,7 @@ def encode_cursor(entry_id: int) -> str:
 def decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-        if raw[:1] != "e" or not raw[1:].isdigit():
+        if raw[:1] != "e" or not raw[1:].isdigit() or int(raw[1:]) > MAX_ID:
             raise ValueError(raw)
         return int(raw[1:])
     except (binascii.Error, UnicodeDecodeError, ValueError):
