@@ -113,6 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b'{"code": 5, "message": "not found"}', _JSON)
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        self._body_consumed = False
         signal = _PATHS.get(self.path.split("?", 1)[0])
         ctype = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
         as_json = ctype == _JSON
@@ -131,8 +132,9 @@ class _Handler(BaseHTTPRequestHandler):
             extra = {"WWW-Authenticate": "Bearer"} if err.status == 401 else {}
             if err.status in (503, 429):
                 extra["Retry-After"] = "1"
-            if err.status == 413:
+            if not self._body_consumed:  # an unread body would be parsed as the next request: close instead
                 self.close_connection = True
+                extra["Connection"] = "close"
             if as_json:
                 self._send(err.status, json.dumps({"code": err.rpc_code, "message": err.message}).encode(), _JSON,
                            extra)
@@ -163,6 +165,7 @@ class _Handler(BaseHTTPRequestHandler):
             if length > cap:
                 raise HttpError(413, f"body of {length} bytes exceeds WANDB_BRIDGE_MAX_BODY_BYTES={cap}", 8)
             raw = self.rfile.read(length)
+        self._body_consumed = True
         encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
         if encoding == "gzip":
             d = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -187,10 +190,10 @@ class _Handler(BaseHTTPRequestHandler):
             if size == 0:
                 while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                     pass
+                self._body_consumed = True
                 return b"".join(parts)
             total += size
             if total > cap:
-                self.close_connection = True
                 raise HttpError(413, f"body exceeds WANDB_BRIDGE_MAX_BODY_BYTES={cap}", 8)
             parts.append(self.rfile.read(size))
             self.rfile.readline(8)

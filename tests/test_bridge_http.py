@@ -81,6 +81,39 @@ def test_bearer_token_required_when_configured(make_bridge, pipeline):
     assert status == 200 and len(pipeline.spans) == 1
 
 
+def test_keep_alive_connection_survives_a_rejected_request(make_bridge, pipeline):
+    import http.client
+
+    bridge = make_bridge(token="t")
+    conn = http.client.HTTPConnection(bridge.url.split("://", 1)[1], timeout=5)
+    body = spans_request(2).SerializeToString()
+    try:
+        for headers, want in (({}, 401), ({"Authorization": "Bearer t"}, 200), ({"Authorization": "Bearer t"}, 200)):
+            conn.request("POST", "/v1/traces", body=body, headers={"Content-Type": PROTO, **headers})
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == want
+    finally:
+        conn.close()
+    assert len(pipeline.spans) == 4
+
+
+def test_chunked_body(make_bridge, pipeline):
+    import http.client
+
+    bridge = make_bridge()
+    conn = http.client.HTTPConnection(bridge.url.split("://", 1)[1], timeout=5)
+    body = spans_request(3).SerializeToString()
+    try:
+        conn.request("POST", "/v1/traces", body=iter([body[:10], body[10:]]),
+                     headers={"Content-Type": PROTO}, encode_chunked=True)
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.read()
+    finally:
+        conn.close()
+    assert len(pipeline.spans) == 3
+
+
 @pytest.mark.parametrize("body, ctype, gz, needle", [
     (b"\xff\xff\xff\xff", PROTO, False, "invalid OTLP protobuf traces request"),
     (b"{not json", "application/json", False, "body is not valid JSON"),
