@@ -37,6 +37,10 @@ class Pipeline:
         self._listeners: list[Listener] = []
         self._exit_hooks: list[Callable[[], None]] = []
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._cond = threading.Condition()
+        self._requested = self._completed = 0
+        self._completed_ok = True
         self._closed = False
         self._refs = 0
         self._added = 0
@@ -87,19 +91,29 @@ class Pipeline:
         if last:
             self.shutdown(timeout)
 
-    # -- flushing ------------------------------------------------------------------------------------------
+    # -- flushing: every sink call happens on the flusher thread (wandb.init never on a caller's thread) -----
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while True:
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            with self._cond:
+                requested = self._requested
+                if self._stop.is_set() and requested == self._completed:
+                    return  # shut down: the last interval was flushed on request
             try:
-                self.flush_once()
+                ok = self.flush_once()
             except Exception:  # the flusher must survive anything
                 logger.exception("W&B export interval failed")
+                ok = False
+            with self._cond:
+                self._completed, self._completed_ok = requested, ok
+                self._cond.notify_all()
+            if self._stop.is_set():
+                return
 
-    def flush_once(self, timeout: float | None = None) -> bool:
+    def flush_once(self) -> bool:
         """Close the current interval: aggregate, at most one ``sink.log``, then the listeners."""
-        if not self._flush_lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
-            return False
-        try:
+        with self._flush_lock:
             with self._lock:
                 had_data = self._added > 0
                 self._added = 0
@@ -120,25 +134,43 @@ class Pipeline:
                 except Exception:
                     logger.exception("W&B export listener %r failed", listener)
             return ok
-        finally:
-            self._flush_lock.release()
+
+    def _flush_via_thread(self, timeout: float) -> bool:
+        """Ask the flusher for an interval that starts after this call; wait at most ``timeout`` seconds."""
+        thread = self._thread
+        if thread is None or thread is threading.current_thread() or not thread.is_alive():
+            return self.flush_once()
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._cond:
+            self._requested += 1
+            mine = self._requested
+            self._wake.set()
+            while self._completed < mine:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    logger.warning("W&B export flush did not complete within %.1f s", timeout)
+                    return False
+                self._cond.wait(left)
+            return self._completed_ok
 
     def force_flush(self, timeout: float = 30.0) -> bool:
         if self._closed:
             return True
-        return self.flush_once(timeout)
+        return self._flush_via_thread(timeout)
 
     def shutdown(self, timeout: float = 10.0) -> bool:
-        """Idempotent: stop the flusher, flush the last interval, finish the sink -- all within ``timeout``."""
+        """Idempotent: refuse input, flush the last interval, stop the flusher, finish the sink -- within
+        ``timeout`` seconds in total (a stuck sink is left behind on its daemon thread)."""
         with self._lock:
             if self._closed:
                 return True
             self._closed = True
         deadline = time.monotonic() + timeout
+        ok = self._flush_via_thread(timeout)  # input is refused already: this is the last interval
         self._stop.set()
+        self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(max(0.0, deadline - time.monotonic()))
-        ok = self.flush_once(max(0.0, deadline - time.monotonic()))
         if self.sink is not None:
             ok = self.sink.finish(max(0.1, deadline - time.monotonic())) and ok
         return ok

@@ -175,3 +175,27 @@ def test_shared_pipeline_is_per_process(monkeypatch, tmp_path):
     for p in (a, b):
         p.shutdown(2)
     Pipeline.reset_shared()
+
+
+def test_flush_and_shutdown_are_bounded_when_the_sink_hangs(run):
+    release = threading.Event()
+    run.log = lambda payload: release.wait(30)  # a wandb that never answers
+    p = Pipeline(WandbSink(run=run), interval_s=3600)
+    p.add_spans([span(1)])
+    t0 = time.monotonic()
+    assert not p.force_flush(0.3)
+    p.add_spans([span(2)])
+    assert not p.shutdown(0.5)
+    assert time.monotonic() - t0 < 3
+    release.set()
+
+
+def test_sink_calls_happen_on_the_flusher_thread(run):
+    threads = []
+    run.log = lambda payload: threads.append(threading.current_thread().name)
+    p = Pipeline(WandbSink(run=run), interval_s=3600)
+    p.add_spans([span(1)])
+    assert p.force_flush(5)
+    p.add_spans([span(2)])
+    assert p.shutdown(5)
+    assert threads == ["wandb-export-flusher", "wandb-export-flusher"]
