@@ -3,8 +3,9 @@
 Estimation methods (documented here once, used by ``core``):
 
 - ``LogSketch``: DDSketch-style log buckets ``(gamma^(i-1), gamma^i]`` with ``gamma = 1 + 2*alpha/(1-alpha)``;
-  a quantile is the bucket's log-midpoint ``2*gamma^i/(gamma+1)``, so the relative error is at most ``alpha``
-  (default 1 %), clamped by the exact min/max. Memory is one dict entry per occupied bucket (flat, not per value).
+  a quantile is the log-midpoint ``2*gamma^i/(gamma+1)`` of the bucket holding the nearest rank
+  ``ceil(q*count)``, so the relative error against the exact nearest-rank value is at most ``alpha``
+  (default 1 %); clamped by the exact min/max. Memory is one dict entry per occupied bucket (flat, not per value).
 - Explicit-bucket histograms: find the bucket holding rank ``q*count`` and interpolate linearly between its
   bounds (the first/last bucket use the point's min/max as the open bound), clamped by min/max.
 - Base2 exponential histograms: bucket ``i`` covers ``(base^i, base^(i+1)]`` with ``base = 2^(2^-scale)``; inside the
@@ -69,14 +70,14 @@ class LogSketch:
     def quantile(self, q: float) -> float | None:
         if not self.count:
             return None
-        rank = q * (self.count - 1)
-        if rank < self.zeros:
+        rank = max(1, math.ceil(q * self.count - 1e-9))  # nearest rank: the value at 1-based position rank
+        if rank <= self.zeros:
             return max(0.0, self.min)
         seen = self.zeros
         g = self._gamma
         for key in sorted(self.buckets):
             seen += self.buckets[key]
-            if seen > rank:
+            if seen >= rank:
                 est = 2 * g**key / (g + 1)
                 return min(max(est, self.min), self.max)
         return self.max
