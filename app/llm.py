@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from app.pricing import Cost, PriceList
 
 logger = logging.getLogger(__name__)
 PROVIDER = "openai"
+_ERROR_TYPE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 SYSTEM_PROMPTS = {
     "summarize": "You summarize private diary entries. Reply with a faithful two or three sentence summary in the "
@@ -50,6 +52,22 @@ class Completion:
                 "cost_usd": self.cost.usd, "pricing_known": self.cost.known}
 
 
+class _ContentFreeErrorsClient(openai.OpenAI):
+    """The SDK's client, except that an HTTP error's message is ``Error code: <status> (<type>)`` only.
+
+    The SDK puts the provider's ``error.message`` into the exception text, and providers may quote the prompt
+    there; the GenAI instrumentation copies that text into the span status before our code sees the exception.
+    The full body stays on ``exc.body`` (never recorded)."""
+
+    def _make_status_error(self, err_msg: str, *, body: object, response: Any) -> openai.APIStatusError:
+        data = body.get("error", body) if isinstance(body, dict) else None
+        kind = data.get("type") if isinstance(data, dict) else None
+        safe = f"Error code: {response.status_code}"
+        if isinstance(kind, str) and _ERROR_TYPE.fullmatch(kind):
+            safe += f" ({kind})"
+        return super()._make_status_error(safe, body=body, response=response)
+
+
 class LLMService:
     def __init__(self, settings: Settings, prices: PriceList, meter: Meter) -> None:
         self.settings = settings
@@ -68,7 +86,7 @@ class LLMService:
                     if not key and not s.OPENAI_BASE_URL:
                         raise ApiError(503, "ai_not_configured", "AI is not configured (set OPENAI_API_KEY or "
                                                                  "OPENAI_BASE_URL)")
-                    self._client = openai.OpenAI(
+                    self._client = _ContentFreeErrorsClient(
                         api_key=key or "no-key", base_url=s.OPENAI_BASE_URL, timeout=s.OPENAI_TIMEOUT,
                         max_retries=s.OPENAI_MAX_RETRIES)
         return self._client
