@@ -5,15 +5,20 @@ workers (Slack, email, SMS). The W&B channel is ``inline``: ``sink.alert`` is re
 (pipeline flusher) thread, like ``sink.log``, so the final interval's alerts land before ``sink.finish``.
 A slow or dead channel only delays its own queue. Each attempt is logged; failures are retried with exponential
 backoff a bounded number of times, then dropped with an error log.
+
+Every send runs with OpenTelemetry instrumentation suppressed: in the app process (``OTEL_*_EXPORTER=wandb``) the
+global httpx instrumentation would otherwise record each webhook POST as a span whose ``url.full`` carries the
+webhook's secret path (Slack) back into the telemetry it alerts on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from .channels import Channel, ChannelError
 from .evaluator import AlertEvent
@@ -21,6 +26,18 @@ from .evaluator import AlertEvent
 logger = logging.getLogger(__name__)
 
 _STOP = object()
+
+try:
+    from opentelemetry.instrumentation.utils import suppress_instrumentation as _untraced
+except ImportError:  # pragma: no cover - without OpenTelemetry instrumentation there is nothing to suppress
+    def _untraced() -> Any:
+        return contextlib.nullcontext()
+
+
+def send_untraced(channel: Channel, event: AlertEvent) -> None:
+    """One delivery attempt with no spans of its own (see the module docstring)."""
+    with _untraced():
+        channel.send(event)
 
 
 class ChannelWorker:
@@ -64,7 +81,7 @@ class ChannelWorker:
         for attempt in range(1, attempts + 1):
             started = time.monotonic()
             try:
-                self.channel.send(event)
+                send_untraced(self.channel, event)
             except Exception as exc:  # ChannelError, or a bug in a channel: both are logged, never raised
                 reason = str(exc) if isinstance(exc, ChannelError) else f"{type(exc).__name__}: {exc}"
                 last = attempt == attempts
@@ -138,7 +155,7 @@ class Dispatcher:
 
     def _send_inline(self, channel: Channel, event: AlertEvent) -> None:
         try:
-            channel.send(event)
+            send_untraced(channel, event)
         except Exception as exc:
             logger.warning("alert %r (%s) via %s: attempt 1/1 failed: %s", event.title, event.kind, channel.name, exc)
         else:
