@@ -126,13 +126,21 @@ def test_alerts_enabled_false_leaves_the_pipeline_alone(env):
         pipeline.shutdown(5)
 
 
-def test_error_group_alerts_carry_no_diary_text(env, receivers):
+CANARY = "CANARY-diary-7f3a9c"
+
+
+@pytest.mark.parametrize("message", [
+    f"cannot summarize '{CANARY} my secret day'",
+    # a quoted literal longer than the core reads (2000 characters): the closing quote is cut off
+    f"cannot summarize '{CANARY} my secret day" + " and then" * 300 + "'",
+])
+def test_error_group_alerts_carry_no_diary_text(env, receivers, message):
     _, hooks = receivers
-    canary = "CANARY-diary-7f3a9c"
+    canary = CANARY
     pipeline = Pipeline.from_env(env=dict(env, WANDB_MODE="disabled"))
     manager = pipeline.alerts
     try:
-        pipeline.add_spans(spans(5, status=500, exc="ValueError", message=f"cannot summarize '{canary} my secret day'"))
+        pipeline.add_spans(spans(5, status=500, exc="ValueError", message=message))
         pipeline.flush_once()
         assert manager.dispatcher.wait_idle(10)
         texts = [q.json["text"] for q in hooks.wait_for(1)]
