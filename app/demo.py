@@ -28,7 +28,7 @@ from tqdm import tqdm
 from app import demo_alerts, demo_sinks, demo_stack
 from app.demo_config import DemoConfig, DemoConfigError, prepare_out
 from app.demo_procs import DemoError, Procs
-from app.demo_summary import Outcome, banner, canary_line, say, summary
+from app.demo_summary import Outcome, banner, canary_line, cross_checks, say, summary
 from app.demo_topology import STEADY_FAULTS, Llm, base_env, start_llm, start_service
 from app.demo_traffic import STEADY_MIX, Traffic
 
@@ -122,10 +122,11 @@ class DemoRun:
         with self.phase("report"):
             self.oc.run_dirs = demo_stack.run_dirs(self.cfg.out / "wandb")
             self.oc.run_lines, seen = demo_stack.describe_runs(self.oc.run_dirs)
-            sent = self.traffic.tally.total if self.traffic else 0
-            if seen is not None and seen != sent:
-                self.oc.notes.append(f"the W&B run(s) counted {seen} requests, the demo sent {sent}")
             self.oc.log_files = demo_stack.log_files(self.cfg.out / "logs")
+            if self.traffic:
+                audit = demo_stack.audit_counts(self.cfg.out / "logs")
+                self.oc.checks = cross_checks(self.traffic.tally, audit, seen)
+                self.oc.failures.extend(f"cross-check: {c}" for c in self.oc.checks if c.endswith("MISSING"))
             self.oc.stdout_files = sorted((self.cfg.out / "stdout").glob("*.log"))
             self.oc.notes.extend(demo_stack.child_problems(self.oc.stdout_files))
             try:

@@ -7,9 +7,11 @@ processes themselves are started through the demo's own helper so their output i
 
 from __future__ import annotations
 
+import gzip
 import importlib
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,3 +131,21 @@ def child_problems(files: list[Path]) -> list[str]:
         if bad:
             notes.append(f"{path.name}: {len(bad)} error line(s), first: {bad[0][:160]}")
     return notes
+
+
+def audit_counts(log_dir: Path) -> Counter:
+    """``audit.action`` counts in the collector's audit log (OTLP/JSON lines, rotated backups included)."""
+    counts: Counter = Counter()
+    for path in sorted(log_dir.glob("audit*")):
+        opener = gzip.open if path.suffix == ".gz" else open
+        try:
+            with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    for action in _AUDIT_ACTION.findall(line):
+                        counts[action] += 1
+        except OSError as exc:
+            log.warning("cannot read %s: %s", path, exc)
+    return counts
+
+
+_AUDIT_ACTION = re.compile(r'"audit\.action","value":\{"stringValue":"([^"]+)"')

@@ -77,6 +77,7 @@ class Outcome:
     phase_requests: dict[str, int] = field(default_factory=dict)
     run_dirs: list[Path] = field(default_factory=list)
     run_lines: list[str] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)
     log_files: list[Path] = field(default_factory=list)
     stdout_files: list[Path] = field(default_factory=list)
     reports: list[Path] = field(default_factory=list)
@@ -126,6 +127,9 @@ def summary(cfg: DemoConfig, tally: Tally, oc: Outcome) -> str:
     lines.append(f"  database (not a sink; holds the entries): {rel(cfg.out / 'db')}")
     for report in oc.reports:
         lines.append(f"  HTML report: {rel(report)}")
+    if oc.checks:
+        lines.append("\ncross-checks (sinks vs what was sent):")
+        lines.extend(f"  {c}" for c in oc.checks)
     if oc.scan is not None:
         lines.append("\nprivacy: " + canary_line(cfg, oc.scan))
     if oc.exit_codes:
@@ -167,3 +171,26 @@ def list_files(root: Path, patterns: Sequence[str] = ("*",)) -> list[Path]:
     if not root.exists():
         return []
     return sorted({p for pat in patterns for p in root.rglob(pat) if p.is_file()})
+
+
+def cross_checks(tally: Tally, audit: Counter, wandb_requests: int | None) -> list[str]:
+    """What the sinks recorded against what the demo sent (the collector queue is at-least-once: duplicates are
+    possible, losses are not)."""
+    ok = lambda ep, cls="2xx": tally.counts.get((ep, cls), 0)  # noqa: E731
+    lines = []
+    if wandb_requests is not None:
+        lines.append(_check("W&B http/requests_total", wandb_requests, tally.total))
+    if audit:
+        pairs = [("entry.create", ok("POST /api/entries")), ("entry.update", ok("PATCH /api/entries/{id}")),
+                 ("entry.delete", ok("DELETE /api/entries/{id}")), ("user.register", ok("POST /api/users")),
+                 ("auth.failed", tally.statuses.get(401, 0))]
+        for feature in ("summarize", "reflect", "mood"):
+            ep = f"POST /api/entries/{{id}}/ai/{feature}"
+            pairs.append((f"ai.{feature}", ok(ep) + ok(ep, "5xx")))
+        lines.extend(_check(f"audit.log {action}", audit.get(action, 0), sent) for action, sent in pairs)
+    return lines
+
+
+def _check(what: str, seen: int, sent: int) -> str:
+    verdict = "ok" if seen == sent else ("duplicates (at-least-once)" if seen > sent else "MISSING")
+    return f"{what}: {seen} recorded / {sent} sent: {verdict}"

@@ -68,6 +68,9 @@ def test_demo_end_to_end(tmp_path, topology):
 
     report = out / "report.html"
     assert report.stat().st_size > 1000 and str(report) in text
+    checks = re.findall(r"^  (W&B http/requests_total|audit\.log [a-z._]+): (\d+) recorded / (\d+) sent", text, re.M)
+    assert len(checks) == (9 if topology == "collector" else 1)
+    assert all(int(seen) >= int(sent) for _, seen, sent in checks), checks
     if topology == "collector":
         audit = (out / "logs" / "audit.log").read_text()
         assert "entry.create" in audit and CANARY not in audit
