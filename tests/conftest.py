@@ -2,8 +2,16 @@
 server (app/local_llm.py) through the real openai SDK, with in-memory OpenTelemetry metric and log doubles."""
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
+
+import httpx
 
 import pytest
 from opentelemetry.sdk._logs import LoggerProvider
@@ -17,6 +25,44 @@ from app.local_llm import Faults, Running, serve_in_thread
 from app.models import Entry, User
 
 TEST_SECRET = "test-pseudonym-secret"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def gunicorn_app(tmp_path: Path, llm_base_url: str, *, workers: int, database: Path,
+                 timeout: float = 20.0) -> Iterator[httpx.Client]:
+    """``gunicorn 'app:create_app()'`` with ``workers`` workers on a unix socket, telemetry off; yields a client
+    once ``/readyz`` answers 200 and stops gunicorn (terminate, then kill) on exit."""
+    sock = tmp_path / "g.sock"
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}", "PSEUDONYM_SECRET": "s",
+           "OPENAI_BASE_URL": llm_base_url, "OPENAI_API_KEY": "k", "OTEL_SDK_DISABLED": "true",
+           "LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"unix:{sock}",
+         "--graceful-timeout", "3", "app:create_app()"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE)
+    client = httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://diary", timeout=timeout)
+    try:
+        deadline = time.monotonic() + timeout + 10
+        while True:
+            try:
+                if client.get("/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "gunicorn did not become ready"
+            time.sleep(0.1)
+        yield client
+    finally:
+        client.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,48 +1,18 @@
 """The real deployment shape: ``gunicorn 'app:create_app()'`` with two workers sharing one SQLite file."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import gunicorn_app
 
 
 @pytest.fixture
 def gunicorn_client(tmp_path, llm_server):
-    sock = tmp_path / "g.sock"
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'shared.sqlite3'}",
-           "PSEUDONYM_SECRET": "s", "OPENAI_BASE_URL": llm_server.base_url, "OPENAI_API_KEY": "k",
-           "OTEL_SDK_DISABLED": "true", "LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"unix:{sock}", "--graceful-timeout", "3",
-         "app:create_app()"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    client = httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://diary", timeout=10)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if client.get("/readyz").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        assert time.monotonic() < deadline, "gunicorn did not become ready"
-        time.sleep(0.1)
-    yield client
-    client.close()
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    proc.stderr.close()
+    with gunicorn_app(tmp_path, llm_server.base_url, workers=2, database=tmp_path / "shared.sqlite3",
+                      timeout=10) as client:
+        yield client
 
 
 def test_two_workers_share_one_sqlite_file_under_concurrent_writes(gunicorn_client):
