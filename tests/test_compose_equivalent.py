@@ -258,6 +258,32 @@ def _resource_spans(backend: Path) -> list[tuple[dict[str, Any], dict[str, Any]]
     return out
 
 
+def _requests_per_worker(backend: Path) -> dict[str, int]:
+    """Requests counted by each worker's own http.server.request.duration streams (cumulative: the last point of
+    each stream; delta: the sum), from the backend's OTLP/JSON metric file."""
+    last: dict[tuple[str, str], int] = {}
+    delta: dict[str, int] = {}
+    for doc in _jsonl(backend / "metrics.jsonl"):
+        for rm in doc.get("resourceMetrics", []):
+            res = {a["key"]: next(iter(a["value"].values()), None) for a in rm["resource"].get("attributes", [])}
+            worker = str(res.get("app.worker.id"))
+            for sm in rm.get("scopeMetrics", []):
+                for metric in sm.get("metrics", []):
+                    if metric["name"] != "http.server.request.duration":
+                        continue
+                    data = metric.get("exponentialHistogram") or metric.get("histogram") or {}
+                    cumulative = data.get("aggregationTemporality") in (2, "AGGREGATION_TEMPORALITY_CUMULATIVE")
+                    for point in data.get("dataPoints", []):
+                        if cumulative:
+                            stream = (worker, json.dumps(point.get("attributes", []), sort_keys=True))
+                            last[stream] = max(last.get(stream, 0), int(point.get("count", 0)))
+                        else:
+                            delta[worker] = delta.get(worker, 0) + int(point.get("count", 0))
+    for (worker, _), count in last.items():
+        delta[worker] = delta.get(worker, 0) + count
+    return delta
+
+
 def _drive(base: str, n_entries: int, pause_s: float) -> int:
     """Register, write entries (with the canary), one 400, then AI features concurrently in two rounds separated by
     more than one export interval (so the run gets several rows). Returns the number of requests served."""
@@ -307,7 +333,8 @@ def test_compose_topology_end_to_end(tmp_path: Path) -> None:
     env.update(PSEUDONYM_SECRET=uuid.uuid4().hex, WANDB_BRIDGE_TOKEN=uuid.uuid4().hex, WANDB_MODE="offline",
                WANDB_EXPORT_INTERVAL="2", OTEL_METRIC_EXPORT_INTERVAL="1000", OTEL_BSP_SCHEDULE_DELAY="200",
                WEB_CONCURRENCY="2", GUNICORN_THREADS="1", LOCAL_LLM_LATENCY_MS="150",
-               DEPLOYMENT_ENVIRONMENT="compose-test", COMPOSE_PROFILES="local-llm")
+               DEPLOYMENT_ENVIRONMENT="compose-test", COMPOSE_PROFILES="local-llm",
+               OTLP_BACKEND_METRICS_EXPORTER="otlp_http/backend")  # the backend sees each worker's own streams
     compose = resolve(yaml.safe_load((ROOT / "docker-compose.yml").read_text()), env)
     topo = Topology(compose, env, tmp_path)
     assert set(topo.services) >= {"app", "otel-collector", "wandb-bridge", "jaeger", "local-llm", "init-volumes"}
@@ -361,6 +388,10 @@ def test_compose_topology_end_to_end(tmp_path: Path) -> None:
     per_row = run.series("http.server.request.duration/count")
     assert len([v for v in per_row if v]) >= 2, per_row
     assert sum(per_row) == n_requests
+    # ...and at the source each worker counted only its own share
+    per_worker = _requests_per_worker(backend)
+    assert set(per_worker) == {"0", "1"} and all(per_worker.values()), per_worker
+    assert sum(per_worker.values()) == n_requests, per_worker
 
     # privacy: diary text never reached a sink
     for root in (logs, topo.volumes["wandb-data"], backend):
