@@ -116,7 +116,8 @@ def describe_runs(dirs: list[Path]) -> tuple[list[str], int | None]:
     return lines, seen
 
 
-_PROBLEM = re.compile(r"Traceback \(most recent call last\)|\[ERROR\]|\bERROR\b|\terror\t|\"level\": ?\"(ERROR|CRITICAL)\"")
+_PROBLEM = re.compile(r"Traceback \(most recent call last\)|\[ERROR\]|\bERROR\b|\terror\t"
+                      r"|\"level\": ?\"(ERROR|CRITICAL)\"")
 
 
 def child_problems(files: list[Path]) -> list[str]:

@@ -6,7 +6,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import TextIO
 
 from tqdm import tqdm
 
@@ -57,7 +57,7 @@ def traffic_table(tally: Tally) -> str:
     totals: Counter = Counter()
     for ep in endpoints:
         cells = [tally.counts.get((ep, c), 0) for c in CLASSES]
-        totals.update(dict(zip(CLASSES, cells)))
+        totals.update(dict(zip(CLASSES, cells, strict=True)))
         rows.append(f"  {ep:<{width}}" + "".join(f"{n:>7}" for n in cells) + f"{sum(cells):>8}")
     rows.append("  " + "-" * (len(head) - 2))
     rows.append(f"  {'all':<{width}}" + "".join(f"{totals[c]:>7}" for c in CLASSES) + f"{sum(totals.values()):>8}")
@@ -165,12 +165,6 @@ def _size(path: Path) -> str:
     except OSError:
         return "missing"
     return f"{n / 1024:.1f} KiB"
-
-
-def list_files(root: Path, patterns: Sequence[str] = ("*",)) -> list[Path]:
-    if not root.exists():
-        return []
-    return sorted({p for pat in patterns for p in root.rglob(pat) if p.is_file()})
 
 
 def cross_checks(tally: Tally, audit: Counter, wandb_requests: int | None) -> list[str]:

@@ -84,8 +84,8 @@ class UserSession:
         self.cursor: str | None = None
         resp = self._send("POST /api/users", "POST", "/api/users", json={"name": name}, ok=(200, 201))
         if resp is None or resp.status_code not in (200, 201):
-            raise DemoError(f"traffic: could not register a user: {resp.status_code if resp is not None else 'no answer'}"
-                            f"{': ' + resp.text[:200] if resp is not None else ''}")
+            why = f"{resp.status_code}: {resp.text[:200]}" if resp is not None else "no answer"
+            raise DemoError(f"traffic: could not register a user: {why}")
         body = resp.json()
         self.user_id, self.token = str(body["id"]), str(body["token"])
         self.client.headers["Authorization"] = f"Bearer {self.token}"
