@@ -17,7 +17,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy
 RUN pip install --no-cache-dir uv==0.13.8 \
-    && python -m venv /opt/venv
+    && python -m venv --without-pip /opt/venv
 WORKDIR /src
 # Dependencies first (cached while only the source changes): the project's runtime dependencies, every version
 # fixed by requirements.lock (the lock also pins the dev extras, which are not installed here).
@@ -32,8 +32,7 @@ FROM ${PYTHON_IMAGE} AS runtime
 ARG APP_VERSION=dev
 LABEL org.opencontainers.image.title="ai-diary" \
       org.opencontainers.image.description="AI diary API with an OpenTelemetry -> W&B pipeline" \
-      org.opencontainers.image.version="${APP_VERSION}" \
-      org.opencontainers.image.licenses="MIT"
+      org.opencontainers.image.version="${APP_VERSION}"
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
