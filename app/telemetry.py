@@ -40,6 +40,7 @@ import contextvars
 import logging
 import os
 import socket
+import sys
 import threading
 import uuid
 import weakref
@@ -58,6 +59,7 @@ logger = logging.getLogger(__name__)
 ENV_CAPTURE_CONTENT = "AI_DIARY_CAPTURE_GENAI_CONTENT"
 ENV_GENAI_CAPTURE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 ENV_GENAI_HOOK = "OTEL_INSTRUMENTATION_GENAI_COMPLETION_HOOK"
+ENV_SWITCH_INTERVAL = "AI_DIARY_GIL_SWITCH_INTERVAL_MS"
 ENV_FLASK_EXCLUDED = "OTEL_PYTHON_FLASK_EXCLUDED_URLS"
 DEFAULT_EXCLUDED_URLS = "/healthz,/readyz"
 ATTR_FEATURE, ATTR_PSEUDO_ID, ATTR_WORKER = "app.feature", "enduser.pseudo.id", "app.worker.id"
@@ -133,6 +135,20 @@ def _content_policy() -> Policy:
     return Policy(capture_content=capture)
 
 
+def _switch_interval() -> None:
+    """Exporter threads encode batches while holding the GIL; a request thread returning from I/O then waits up to
+    the switch interval (5 ms) for it. ``AI_DIARY_GIL_SWITCH_INTERVAL_MS`` lowers it (bench/bench_telemetry.py)."""
+    raw = os.environ.get(ENV_SWITCH_INTERVAL, "").strip()
+    if raw:
+        try:
+            ms = float(raw)
+            if not 0.05 <= ms <= 100:
+                raise ValueError(raw)
+        except ValueError:
+            raise TelemetryConfigError(f"{ENV_SWITCH_INTERVAL} must be milliseconds in 0.05..100, got {raw!r}") from None
+        sys.setswitchinterval(ms / 1000.0)
+
+
 def _static_resource(settings: Any | None) -> dict[str, Any]:
     def pick(name: str, default: str) -> str:
         return str(os.environ.get(name) or (getattr(settings, name, None) if settings is not None else None)
@@ -175,6 +191,7 @@ def configure(*, span_exporters: Sequence[Any] = (), metric_readers: Sequence[An
             logger.info("telemetry disabled (OTEL_SDK_DISABLED=true)")
             return _STATE
         policy = _content_policy()
+        _switch_interval()
         from opentelemetry.sdk.trace import TracerProvider
 
         existing = trace.get_tracer_provider()

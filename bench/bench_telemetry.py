@@ -6,6 +6,7 @@ Variants, interleaved round by round (A, B, C, A, B, C, ...), medians quoted:
               (bench/otlp_sink.py, a separate process), base2 histograms, metric export every 10 s.
   C. stock  — ``opentelemetry-instrument gunicorn ...`` with the same OTLP/HTTP sink (the distro's defaults:
               every installed instrumentation, its own providers; app/telemetry.py only instruments what is left).
+  D. ours_sw — B with ``AI_DIARY_GIL_SWITCH_INTERVAL_MS=0.5`` (an experiment: see NOTES).
 Load: ``wrk -t1 -c4`` on an authenticated ``GET /api/entries/<id>`` (SQLite, one user, one entry).
 
 ``python -m bench.bench_telemetry [--seconds 6] [--rounds 3] [--profile]`` prints the markdown section;
@@ -31,7 +32,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-VARIANTS = ("off", "ours", "stock")
+VARIANTS = ("off", "ours", "stock", "ours_sw")
 SETUP = """
 import json, sys
 from app import create_app
@@ -82,6 +83,8 @@ def variant_env(name: str, env: dict[str, str], sink_port: int) -> dict[str, str
                OTEL_SERVICE_NAME="ai-diary")
     if name == "stock":
         env["OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED"] = "true"
+    if name == "ours_sw":
+        env["AI_DIARY_GIL_SWITCH_INTERVAL_MS"] = "0.5"
     return env
 
 
@@ -114,16 +117,34 @@ def stop(proc: subprocess.Popen[Any]) -> None:
         proc.wait()
 
 
-def run_wrk(wrk: str, url: str, token: str, seconds: float) -> float:
+def worker_cpu_s(master_pid: int) -> float:
+    """utime + stime of the gunicorn worker(s): children of the master, from /proc."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    for pid in children:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def run_wrk(wrk: str, url: str, token: str, seconds: float) -> tuple[float, int]:
     out = subprocess.run([wrk, "-t1", "-c4", f"-d{max(1, round(seconds))}s", "-H", f"Authorization: Bearer {token}", url],
                          capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in out or "Socket errors" in out and "read 0" not in out and "timeout 0" not in out:
         if "Non-2xx" in out:
             raise RuntimeError(f"wrk saw errors:\n{out}")
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not m:
+    n = re.search(r"(\d+) requests in", out)
+    if not m or not n:
         raise RuntimeError(f"no Requests/sec in wrk output:\n{out}")
-    return float(m.group(1))
+    return float(m.group(1)), int(n.group(1))
 
 
 def measure(seconds: float = 6.0, rounds: int = 3) -> dict[str, Any]:
@@ -140,6 +161,7 @@ def measure(seconds: float = 6.0, rounds: int = 3) -> dict[str, Any]:
         try:
             sink_port = json.loads(sink.stdout.readline())["port"]
             results: dict[str, list[float]] = {v: [] for v in VARIANTS}
+            cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
             for _ in range(rounds):
                 for name in VARIANTS:
                     port = free_port()
@@ -147,7 +169,10 @@ def measure(seconds: float = 6.0, rounds: int = 3) -> dict[str, Any]:
                     try:
                         url = f"http://127.0.0.1:{port}/api/entries/{ids['id']}"
                         run_wrk(wrk, url, ids["token"], 2)  # warm-up
-                        results[name].append(run_wrk(wrk, url, ids["token"], seconds))
+                        c0 = worker_cpu_s(proc.pid)
+                        rps, n = run_wrk(wrk, url, ids["token"], seconds)
+                        results[name].append(rps)
+                        cpu[name].append((worker_cpu_s(proc.pid) - c0) / max(1, n) * 1e6)
                     finally:
                         stop(proc)
             with urllib.request.urlopen(f"http://127.0.0.1:{sink_port}/stats") as r:
@@ -155,7 +180,7 @@ def measure(seconds: float = 6.0, rounds: int = 3) -> dict[str, Any]:
         finally:
             sink.terminate()
             sink.wait(timeout=10)
-    return {"results": results, "sink": sink_stats, "seconds": seconds, "rounds": rounds}
+    return {"results": results, "cpu_us": cpu, "sink": sink_stats, "seconds": seconds, "rounds": rounds}
 
 
 def profile(n: int = 3000) -> str:
@@ -200,6 +225,8 @@ print(s.getvalue())
 
 def section(m: dict[str, Any]) -> str:
     med = {k: statistics.median(v) for k, v in m["results"].items()}
+    per_round = {k: statistics.median(x / o for x, o in zip(m["results"][k], m["results"]["off"]))
+                 for k in VARIANTS}
     lines = [
         "## Issue 2 — telemetry overhead on the request path",
         "",
@@ -209,13 +236,17 @@ def section(m: dict[str, Any]) -> str:
         "OTLP/HTTP protobuf to a local sink process (bench/otlp_sink.py), base2 histograms, metric export every "
         "10 s. Stock = `opentelemetry-instrument gunicorn ...` with the same exporters.",
         "",
-        "| variant | median req/s | ratio vs off | rounds (req/s) |",
-        "|---|---:|---:|---|",
+        "| variant | median req/s | ratio of medians | median of per-round ratios | worker CPU µs/request | "
+        "CPU ratio off/variant | rounds (req/s) |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
-    labels = {"off": "telemetry off (OTEL_SDK_DISABLED=true)", "ours": "full telemetry (app/telemetry.py)",
-              "stock": "stock opentelemetry-instrument"}
+    labels = {"off": "A. telemetry off (OTEL_SDK_DISABLED=true)", "ours": "B. full telemetry (app/telemetry.py)",
+              "stock": "C. stock opentelemetry-instrument",
+              "ours_sw": "D. B + AI_DIARY_GIL_SWITCH_INTERVAL_MS=0.5"}
+    cpu = {k: statistics.median(v) if v else float("nan") for k, v in m["cpu_us"].items()}
     for k in VARIANTS:
-        lines.append(f"| {labels[k]} | {med[k]:.0f} | {med[k] / med['off']:.2f}× | "
+        lines.append(f"| {labels[k]} | {med[k]:.0f} | {med[k] / med['off']:.2f}× | {per_round[k]:.2f}× | {cpu[k]:.0f} | "
+                     f"{cpu['off'] / cpu[k]:.2f}× | "
                      f"{', '.join(f'{x:.0f}' for x in m['results'][k])} |")
     lines += ["", f"Ours vs stock: {med['ours'] / med['stock']:.2f}×. The sink received "
                   f"{m['sink']['requests']} OTLP requests ({m['sink']['bytes'] / 1e6:.1f} MB). Target: full "
@@ -224,8 +255,8 @@ def section(m: dict[str, Any]) -> str:
 
 
 def run(seconds: float | None = None, rounds: int | None = None) -> str:
-    seconds = seconds or float(os.environ.get("BENCH_TELEMETRY_SECONDS", "6"))
-    rounds = rounds or int(os.environ.get("BENCH_TELEMETRY_ROUNDS", "3"))
+    seconds = seconds or float(os.environ.get("BENCH_TELEMETRY_SECONDS", "4"))
+    rounds = rounds or int(os.environ.get("BENCH_TELEMETRY_ROUNDS", "5"))
     return section(measure(seconds, rounds)) + NOTES
 
 
@@ -236,8 +267,8 @@ What the profile showed and what was changed (see `python -m bench.bench_telemet
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.bench_telemetry")
-    p.add_argument("--seconds", type=float, default=6.0)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=4.0)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--profile", action="store_true")
     a = p.parse_args(argv)
     if a.profile:

@@ -1,0 +1,67 @@
+"""``python -m bench``: runs every benchmark module present and rewrites BENCHMARKS.md from their sections.
+
+Each module exposes ``run() -> str`` (a markdown section). Order: telemetry (issue 2), exporters, bridge.
+A bench that fails gets a section saying so (with the error), and the exit code is 1; the others still run.
+``python -m bench telemetry exporters`` runs a subset (the file then holds only those sections).
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import platform
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = ("bench_telemetry", "bench_exporters", "bench_bridge")
+logger = logging.getLogger("bench")
+
+
+def header() -> str:
+    try:
+        import os
+
+        cores = os.cpu_count()
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):
+        cores, load = None, float("nan")
+    return "\n".join([
+        "# Benchmarks",
+        "",
+        f"Written by `python -m bench` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC — Python "
+        f"{platform.python_version()}, {cores} cores, load average {load:.1f} at start. Machines are noisy: every "
+        "comparison below is interleaved within one run and quoted as medians.",
+        "",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    wanted = [a if a.startswith("bench_") else f"bench_{a}" for a in (argv if argv is not None else sys.argv[1:])]
+    sections, failed = [header()], False
+    for name in MODULES:
+        if wanted and name not in wanted:
+            continue
+        if not (ROOT / "bench" / f"{name}.py").exists():
+            continue
+        t0 = time.monotonic()
+        logger.info("bench: running %s", name)
+        try:
+            mod = importlib.import_module(f"bench.{name}")
+            sections.append(mod.run().rstrip() + "\n")
+        except Exception as exc:  # noqa: BLE001 - one broken bench must not lose the others' figures
+            failed = True
+            logger.error("bench: %s failed: %s", name, exc)
+            sections.append(f"## {name}\n\nFAILED in this run: `{type(exc).__name__}: {exc}`\n\n```\n"
+                            f"{traceback.format_exc()[-2000:]}\n```\n")
+        logger.info("bench: %s took %.0f s", name, time.monotonic() - t0)
+    (ROOT / "BENCHMARKS.md").write_text("\n".join(sections), encoding="utf-8")
+    logger.info("bench: wrote %s", ROOT / "BENCHMARKS.md")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
