@@ -162,16 +162,16 @@ def bench_drain(tmp: Path, total: int = 150_000, per_request: int = 1000) -> dic
         while time.monotonic() < deadline:
             n = bridge.stats()["spans"]
             if start is None and n > 0:
-                start = (time.monotonic(), cpu_seconds(pid), n)
+                start = (time.monotonic(), cpu_seconds(pid), n, cpu_seconds(col.pid))
             if n >= total:
                 break
             time.sleep(0.01)
-        end = (time.monotonic(), cpu_seconds(pid), bridge.stats()["spans"])
+        end = (time.monotonic(), cpu_seconds(pid), bridge.stats()["spans"], cpu_seconds(col.pid))
         assert start is not None and end[2] >= total, f"bridge got {end[2]} of {total} spans"
         spans = end[2] - start[2]
         return {"spans": end[2], "wall_rate": spans / (end[0] - start[0]),
                 "cpu_rate": spans / max(1e-9, end[1] - start[1]), "cpu_share": (end[1] - start[1]) / (end[0] - start[0]),
-                "rss_mib": mem_kib(pid)["VmRSS"] / 1024}
+                "rss_mib": mem_kib(pid)["VmRSS"] / 1024, "collector_share": (end[3] - start[3]) / (end[0] - start[0])}
     finally:
         col.stop()
         if bridge is not None:
@@ -255,7 +255,8 @@ def run() -> str:
         f"| {drain['wall_rate']:,.0f} |",
         f"| same, spans per bridge CPU-second (target >= 30,000) | {drain['cpu_rate']:,.0f} "
         f"({drain['cpu_rate'] / 30000:.2f}x target) |",
-        f"| bridge CPU while draining (cores) / RSS | {drain['cpu_share']:.2f} / {drain['rss_mib']:.0f} MiB |",
+        f"| while draining: bridge CPU (cores) / bridge RSS / collector CPU (cores) | {drain['cpu_share']:.2f} / "
+        f"{drain['rss_mib']:.0f} MiB / {drain['collector_share']:.2f} |",
         f"| collector at the demo's load ({load['rps']} req/s = {load['spans_s']} spans/s + {load['logs_s']} logs/s "
         f"+ 1 metrics export/s): CPU (% of one core) | {100 * load['cpu']:.1f} % (idle {100 * load['idle_cpu']:.1f} %) |",
         f"| collector memory at that load: VmRSS / VmHWM | {load['rss_mib']:.0f} MiB / {load['hwm_mib']:.0f} MiB |",
