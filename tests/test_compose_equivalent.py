@@ -367,8 +367,9 @@ def test_compose_topology_end_to_end(tmp_path: Path) -> None:
     assert {res["deployment.environment.name"] for res, _ in spans} == {"compose-test"}
     assert len({res["service.instance.id"] for res, _ in spans}) == 2
 
-    # rotated log files on the logs volume, written by the collector
+    # rotated log files on the logs volume, written by the collector; init-volumes gave the volumes to uid 10001
     logs = topo.volumes["logs"]
+    assert {topo.volumes[v].stat().st_uid for v in ("logs", "wandb-data", "collector-queue")} == {10001}
     combined, audit = _jsonl(logs / "combined.log"), _jsonl(logs / "audit.log")
     assert combined and audit
     audit_text = json.dumps(audit)
