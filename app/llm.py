@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import threading
 from dataclasses import dataclass
@@ -105,6 +106,11 @@ class LLMService:
                     **kwargs)
         except openai.OpenAIError as exc:
             raise _map_error(exc, feature, model) from None
+        except Exception as exc:  # noqa: BLE001 - a 200 the SDK or its instrumentation could not digest (a body
+            # that is not JSON; usage counts that are not numbers make the GenAI instrumentation raise TypeError)
+            logger.warning("AI call failed: feature=%s model=%s error=%s (unreadable response)",
+                           feature, model, type(exc).__name__)
+            raise ApiError(502, "llm_bad_output", f"the model's answer for '{feature}' was not readable") from None
         return self._complete(feature, model, response)
 
     def _complete(self, feature: str, model: str, response: Any) -> Completion:
@@ -115,10 +121,9 @@ class LLMService:
         if feature == "mood":
             result = _parse_mood(content)
         usage = response.usage
-        in_tok = int(getattr(usage, "prompt_tokens", 0) or 0)
-        out_tok = int(getattr(usage, "completion_tokens", 0) or 0)
-        details = getattr(usage, "prompt_tokens_details", None)
-        cached = int(getattr(details, "cached_tokens", 0) or 0)
+        in_tok = _count(getattr(usage, "prompt_tokens", 0))
+        out_tok = _count(getattr(usage, "completion_tokens", 0))
+        cached = _count(getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", 0))
         cost = self.prices.cost([response.model, model], in_tok, out_tok, cached)
         attrs: dict[str, Any] = {"gen_ai.provider.name": PROVIDER, "gen_ai.request.model": model,
                                  "app.feature": feature}
@@ -141,8 +146,23 @@ def _parse_mood(content: str) -> dict[str, Any]:
     out: dict[str, Any] = {"mood": data["mood"].strip().lower()[:40]}
     score = data.get("score")
     if isinstance(score, (int, float)) and not isinstance(score, bool):
-        out["score"] = float(score)
+        try:
+            value = float(score)
+        except OverflowError:  # an integer too large for a float
+            value = math.nan
+        if math.isfinite(value):  # NaN and Infinity are not JSON: no score rather than an invalid document
+            out["score"] = min(1.0, max(0.0, value))
     return out
+
+
+def _count(value: Any) -> int:
+    """A token count as the provider sent it (the SDK does not validate): non-negative int, else 0."""
+    if isinstance(value, bool):
+        return 0
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError, OverflowError):
+        return 0
 
 
 def _map_error(exc: openai.OpenAIError, feature: str, model: str) -> ApiError:

@@ -3,11 +3,14 @@ server (app/local_llm.py) through the real openai SDK, with in-memory OpenTeleme
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +74,52 @@ def llm_server() -> Iterator[Running]:
     running = serve_in_thread(faults=Faults())
     yield running
     running.shutdown()
+
+
+Script = Callable[[dict[str, Any]], tuple[int, Any]]
+
+
+class _ScriptedHandler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        status, body = self.server.script(request)  # type: ignore[attr-defined]
+        payload = json.dumps(body).encode() if not isinstance(body, bytes) else body
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def scripted_provider() -> Iterator[Callable[[Script], str]]:
+    """scripted_provider(script) -> base URL of a real HTTP server answering every POST with
+    ``script(request_json) -> (status, JSON-able body or raw bytes)``: providers that misbehave on purpose."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(script: Script) -> str:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _ScriptedHandler)
+        server.script = script  # type: ignore[attr-defined]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}/v1"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def chat_reply(content: str, usage: dict[str, Any] | None = None, model: str = "gpt-4o-mini") -> dict[str, Any]:
+    """A chat.completion body with ``content`` and ``usage``."""
+    return {"id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": content}}],
+            "usage": usage if usage is not None else {"prompt_tokens": 10, "completion_tokens": 5,
+                                                       "total_tokens": 15}}
 
 
 @pytest.fixture
