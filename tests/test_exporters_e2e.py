@@ -104,7 +104,10 @@ def test_app_traffic_lands_in_the_offline_run_with_exact_numbers(make_app, telem
     (run_dir,) = find_runs(wandb_dir)
     run = read_run(run_dir)
     rows = [h for h in run.history if "http/requests" in h]
-    assert len(rows) == 1 and pipe.log_calls == 1
+    # one interval holds all the traffic; the sink's own INFO log ("run is offline ...", emitted while the first
+    # interval is written) may land in a second, final interval
+    assert 1 <= len(rows) == pipe.log_calls <= 2
+    assert all(r["http/requests"] == 0 for r in rows[1:])
     row = rows[0]
     assert row["http/requests"] == made
     assert row["http/errors"] == injected
