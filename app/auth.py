@@ -40,7 +40,8 @@ def bind_user(user_id: int) -> str:
 
 
 def _reject(reason: str) -> ApiError:
-    audit("auth.failed", actor=ANONYMOUS, target=f"{request.method} {request.url_rule or request.path}",
+    # the route template, never the raw path (client-controlled text)
+    audit("auth.failed", actor=ANONYMOUS, target=f"{request.method} {request.url_rule or 'unmatched'}",
           outcome=FAILURE)
     return ApiError(401, "unauthorized", reason, headers={"WWW-Authenticate": 'Bearer realm="ai-diary"'})
 

@@ -16,6 +16,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 DEFAULT_FILE = os.path.join(os.path.dirname(__file__), "pricing.json")
 PER_TOKENS = 1_000_000
+MAX_WARNED = 256
 _WARNED: set[str] = set()  # models already warned about, per process
 _WARNED_LOCK = threading.Lock()
 
@@ -72,9 +73,10 @@ class PriceList:
                        + output_tokens * p.output) / PER_TOKENS
                 return Cost(round(usd, 12), True, key)
         label = names[0] if names else "<none>"
-        with _WARNED_LOCK:
-            first = label not in _WARNED
-            _WARNED.add(label)
+        with _WARNED_LOCK:  # bounded: the response's model name comes from the provider
+            first = label not in _WARNED and len(_WARNED) < MAX_WARNED
+            if first:
+                _WARNED.add(label)
         if first:
             logger.warning("no price for model %s: its cost is counted as 0 and flagged app.pricing.unknown", label)
         return Cost(0.0, False, None)
