@@ -61,6 +61,16 @@ def parse_severity(text: str) -> int:
             f"unknown severity {text!r}: one of {', '.join(SEVERITY_BY_NAME)} or 1-24") from None
 
 
+def non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
 def _first(entry: Entry, keys: Sequence[str]) -> object:
     for key in keys:
         value = entry.attributes.get(key)
@@ -220,8 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grep", help="case-insensitive substring of the body")
     p.add_argument("--where", action="append", metavar="KEY=GLOB", help="any field or attribute (repeatable)")
     p.add_argument("--group-by", action="append", metavar="FIELD", help="print counts per value (repeatable)")
-    p.add_argument("--top-errors", type=int, metavar="N", help="print the N most frequent error groups")
-    p.add_argument("--limit", type=int, help="print at most N records (the last N without --follow)")
+    p.add_argument("--top-errors", type=non_negative, metavar="N", help="print the N most frequent error groups")
+    p.add_argument("--limit", type=non_negative, help="print at most N records (the last N without --follow)")
     p.add_argument("--follow", "-F", action="store_true", help="keep printing new records (Ctrl-C to stop)")
     p.add_argument("--format", choices=("table", "jsonl"), default="table")
     return p

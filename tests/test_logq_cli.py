@@ -136,6 +136,11 @@ def test_bad_arguments_get_clear_errors(tmp_path: Path, capsys):
     with pytest.raises(SystemExit):
         logq.main(["--log-dir", str(tmp_path), "--since", "yesterday-ish"])
     assert "not a time" in capsys.readouterr().err
+    for option in ("--limit", "--top-errors"):
+        for value in ("-2", "two"):
+            with pytest.raises(SystemExit):
+                logq.main(["--log-dir", str(tmp_path), option, value])
+            assert f"argument {option}: expected a whole number >= 0" in capsys.readouterr().err
 
 
 def test_follow_tails_new_lines_across_rotation(log_dir: Path):
