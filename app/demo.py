@@ -3,7 +3,8 @@
 Starts the local OpenAI-compatible endpoint (with injected latency and failures), the service under gunicorn and,
 when the collector binary exists, the collector and the W&B bridge; drives DEMO_REQUESTS mixed requests; pushes
 the error rate over the alert threshold and back; stops everything cleanly; writes the HTML report; greps every
-sink for DEMO_CANARY and the API tokens; prints a summary. Everything lands under DEMO_OUT (default demo-output/).
+sink for DEMO_CANARY, the API tokens, user names and secrets; cross-checks the sinks against what was sent; prints
+a summary. Everything lands under DEMO_OUT (default demo-output/).
 
 Settings (all optional): DEMO_OUT, DEMO_REQUESTS (600), DEMO_CANARY, DEMO_USERS (4), DEMO_WORKERS,
 DEMO_TOPOLOGY (auto|collector|inprocess), DEMO_ALERTS (1), DEMO_ALERT_WINDOW_S (20), DEMO_ALERT_TIMEOUT_S (75),
@@ -29,7 +30,7 @@ from app import demo_alerts, demo_sinks, demo_stack
 from app.demo_config import DemoConfig, DemoConfigError, prepare_out
 from app.demo_procs import DemoError, Procs
 from app.demo_summary import Outcome, banner, canary_line, cross_checks, say, summary
-from app.demo_topology import STEADY_FAULTS, Llm, base_env, start_llm, start_service
+from app.demo_topology import STEADY_FAULTS, Llm, base_env, service_secrets, start_llm, start_service
 from app.demo_traffic import STEADY_MIX, Traffic
 
 log = logging.getLogger("app.demo")
@@ -45,6 +46,7 @@ class DemoRun:
         self.stack: demo_stack.Stack | None = None
         self.alerts: demo_alerts.AlertPhase | None = None
         self.base_url = ""
+        self.secrets = service_secrets(cfg, os.environ)
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -76,7 +78,8 @@ class DemoRun:
             else:
                 self.llm = Llm(None, os.environ.get("OPENAI_BASE_URL", ""))
             self.stack = demo_stack.start(self.procs, self.cfg, self.topology)
-            _, self.base_url = start_service(self.procs, self.cfg, self.topology, self.llm, self.stack.otlp_endpoint)
+            _, self.base_url = start_service(self.procs, self.cfg, self.topology, self.llm, self.stack.otlp_endpoint,
+                                             self.secrets)
             say(f"service ready at {self.base_url} ({self.procs.started[-1].log_path.name} has its output)")
 
     def drive(self) -> None:
@@ -142,9 +145,11 @@ class DemoRun:
             if not self.oc.run_dirs:
                 self.oc.failures.append(f"no W&B run under {self.cfg.out / 'wandb'}")
         with self.phase("privacy"):
-            tokens = self.traffic.tokens if self.traffic else []
+            others = {"API token": self.traffic.tokens if self.traffic else [],
+                      "user name": self.traffic.names if self.traffic else [],
+                      "service secret": [v for v in self.secrets.values() if v]}
             extra = {"HTML reports": self.oc.reports}
-            self.oc.scan = demo_sinks.scan(self.cfg.out, self.cfg.canary, tokens, extra)
+            self.oc.scan = demo_sinks.scan(self.cfg.out, self.cfg.canary, others, extra)
             if self.oc.scan.hits:
                 self.oc.failures.append("privacy: " + canary_line(self.cfg, self.oc.scan).splitlines()[0])
             if self.traffic and self.traffic.tally.total and not self.oc.scan.control_hits:

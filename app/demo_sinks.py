@@ -1,4 +1,5 @@
-"""The demo's privacy check: grep every telemetry sink under DEMO_OUT for the canary and the API tokens.
+"""The demo's privacy check: grep every telemetry sink under DEMO_OUT for the canary, the users' API tokens and
+names, and the service's secrets (PSEUDONYM_SECRET, OPENAI_API_KEY).
 
 Sinks are the collector's log files, its queue storage, the W&B run directories (raw bytes, and the records decoded
 with ``exporters.runfile`` when it is available, because a record may straddle a 32 KiB block of the ``.wandb``
@@ -13,7 +14,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ MAX_FILE_BYTES = 512 * 1024 * 1024
 class Hit:
     sink: str
     path: Path
-    secret: str  # "canary" or "token"
+    secret: str  # "canary", or the kind of another secret ("API token", "user name", "service secret")
     context: str
 
 
@@ -41,8 +42,9 @@ class ScanResult:
         return sorted({h.sink for h in self.hits if h.secret == "canary"})
 
     @property
-    def sinks_with_token(self) -> list[str]:
-        return sorted({h.sink for h in self.hits if h.secret == "token"})
+    def sinks_with_other(self) -> list[str]:
+        """Sinks holding a token, a user name or a service secret."""
+        return sorted({h.sink for h in self.hits if h.secret != "canary"})
 
 
 def needles(text: str) -> list[bytes]:
@@ -100,10 +102,12 @@ def _decoded_runs(wandb_dir: Path) -> Iterable[tuple[Path, bytes]]:
         yield run_dir, json.dumps(doc, default=str, ensure_ascii=False).encode()
 
 
-def scan(out_dir: Path, canary: str, tokens: Sequence[str] = (),
+def scan(out_dir: Path, canary: str, others: Mapping[str, Sequence[str]] | None = None,
          extra: dict[str, Sequence[Path]] | None = None) -> ScanResult:
+    """``others`` maps a kind ("API token", ...) to the strings of that kind that must not appear either."""
     result = ScanResult()
-    secrets = [("canary", n) for n in needles(canary)] + [("token", n) for t in tokens for n in needles(t)]
+    secrets = [("canary", n) for n in needles(canary)]
+    secrets += [(kind, n) for kind, values in (others or {}).items() for v in values if v for n in needles(v)]
 
     def check(sink: str, path: Path, data: bytes) -> None:
         result.bytes_scanned += len(data)

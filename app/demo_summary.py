@@ -152,7 +152,8 @@ def canary_line(cfg: DemoConfig, scan: ScanResult) -> str:
     text = (f"canary found in {len(scan.sinks_with_canary)} sinks "
             f"({len(scan.sinks)} sinks, {files} files, {scan.bytes_scanned / 1e6:.1f} MB scanned"
             f"{f', {scan.decoded_runs} W&B runs decoded' if scan.decoded_runs else ''}); "
-            f"API tokens found in {len(scan.sinks_with_token)} sinks; positive control: the canary is in the "
+            f"API tokens, user names and service secrets found in {len(scan.sinks_with_other)} sinks; "
+            f"positive control: the canary is in the "
             f"database {scan.control_hits} times")
     for hit in scan.hits[:10]:
         text += f"\n  LEAK: {hit.secret} in {hit.sink}: {rel(hit.path)}: ...{hit.context}..."

@@ -83,10 +83,18 @@ def restart_llm(procs: Procs, cfg: DemoConfig, llm: Llm, faults: Mapping[str, st
     return new
 
 
-def service_env(cfg: DemoConfig, topology: str, llm: Llm, otlp_endpoint: str | None) -> dict[str, str]:
+def service_secrets(cfg: DemoConfig, parent: Mapping[str, str]) -> dict[str, str]:
+    """Per-run secrets of the service (the privacy scan greps the sinks for them too)."""
+    found = {"PSEUDONYM_SECRET": secrets.token_hex(32)}
+    found["OPENAI_API_KEY"] = f"sk-local-{secrets.token_hex(12)}" if cfg.local_llm else parent.get("OPENAI_API_KEY", "")
+    return found
+
+
+def service_env(cfg: DemoConfig, topology: str, llm: Llm, otlp_endpoint: str | None,
+                secret_env: Mapping[str, str]) -> dict[str, str]:
     env = {
         "DATABASE_URL": f"sqlite:///{cfg.out / 'db' / 'ai-diary.sqlite3'}",
-        "PSEUDONYM_SECRET": secrets.token_hex(32),
+        "PSEUDONYM_SECRET": secret_env["PSEUDONYM_SECRET"],
         "DEPLOYMENT_ENVIRONMENT": "demo",
         "OPENAI_TIMEOUT": OPENAI_TIMEOUT_S,
         "OPENAI_MAX_RETRIES": "1",
@@ -102,7 +110,7 @@ def service_env(cfg: DemoConfig, topology: str, llm: Llm, otlp_endpoint: str | N
         "WEB_CONCURRENCY": str(cfg.workers or (2 if topology == "collector" else 1)),
     }
     if cfg.local_llm:
-        env.update({"OPENAI_BASE_URL": llm.base_url, "OPENAI_API_KEY": "sk-local-demo"})
+        env.update({"OPENAI_BASE_URL": llm.base_url, "OPENAI_API_KEY": secret_env["OPENAI_API_KEY"]})
     signals = ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER")
     if topology == "collector":
         env.update(dict.fromkeys(signals, "otlp"))
@@ -112,10 +120,10 @@ def service_env(cfg: DemoConfig, topology: str, llm: Llm, otlp_endpoint: str | N
     return env
 
 
-def start_service(procs: Procs, cfg: DemoConfig, topology: str, llm: Llm,
-                  otlp_endpoint: str | None = None) -> tuple[Proc, str]:
+def start_service(procs: Procs, cfg: DemoConfig, topology: str, llm: Llm, otlp_endpoint: str | None,
+                  secret_env: Mapping[str, str]) -> tuple[Proc, str]:
     argv = [sys.executable, "-m", "gunicorn", "-c", str(REPO / "gunicorn.conf.py"), "app:create_app()"]
-    proc = procs.start("service", argv, env=service_env(cfg, topology, llm, otlp_endpoint), cwd=REPO)
+    proc = procs.start("service", argv, env=service_env(cfg, topology, llm, otlp_endpoint, secret_env), cwd=REPO)
     port = int(proc.wait_for_output(r"Listening at: http://127\.0\.0\.1:(\d+)", timeout=30).group(1))
     base = f"http://127.0.0.1:{port}"
     proc.wait_http(base + "/readyz", timeout=60)

@@ -202,6 +202,7 @@ class Traffic:
         self.rng = random.Random(seed)
         self.sessions: list[UserSession] = []
         self.tokens: list[str] = []
+        self.names: list[str] = []
         self.n_users = users
         self.aborted = threading.Event()  # set on Ctrl-C / SIGTERM: every worker stops after its request
 
@@ -209,9 +210,11 @@ class Traffic:
         for i in range(self.n_users):
             client = httpx.Client(base_url=self.base_url, timeout=self.timeout, transport=self.transport)
             rng = random.Random(self.rng.random())
-            session = UserSession(client, f"Demo Writer {i + 1}", self.tally, self.canary, rng)
+            name = f"Demo Writer {i + 1} {rng.getrandbits(32):08x}"  # unique, so the privacy scan can grep it
+            session = UserSession(client, name, self.tally, self.canary, rng)
             self.sessions.append(session)
             self.tokens.append(session.token)
+            self.names.append(name)
 
     def run(self, budget: int | None, mix: dict[str, int], *, on_request: Callable[[], None] = lambda: None,
             until: threading.Event | None = None, rate: float | None = None, deadline: float | None = None) -> int:

@@ -56,7 +56,7 @@ def test_demo_end_to_end(tmp_path, topology):
     assert sent >= 40
     assert re.search(r"POST /api/entries/\{id\}/ai/\w+ +\d+ +\d+ +[1-9]\d*", text), "no 5xx from the LLM burst"
     assert "fired yes, " in text and "resolved yes, " in text
-    assert "canary found in 0 sinks" in text and "API tokens found in 0 sinks" in text
+    assert "canary found in 0 sinks" in text and "API tokens, user names and service secrets found in 0 sinks" in text
     assert int(re.search(r"the canary is in the database (\d+) times", text).group(1)) > 0
 
     # The one W&B run read back from disk counts exactly what the demo sent and recorded the alert both ways.
@@ -103,11 +103,13 @@ def test_scan_finds_the_canary_in_every_kind_of_sink(tmp_path):
     (tmp_path / "queue" / "batch.gz").write_bytes(gzip.compress(canary.encode()))
     (tmp_path / "stdout" / "service.log").write_text("clean\n")
     (tmp_path / "db" / "ai-diary.sqlite3").write_text(canary)  # the database stores entries by design
-    result = scan(tmp_path, canary, tokens=["tok-secret-1"])
+    others = {"API token": ["tok-secret-1"], "user name": ["Ada 1f2e"]}
+    result = scan(tmp_path, canary, others)
     assert result.sinks_with_canary == ["W&B run files", "collector log files", "collector queue storage"]
-    assert result.sinks_with_token == []
+    assert result.sinks_with_other == []
     (tmp_path / "stdout" / "service.log").write_text("Authorization: Bearer tok-secret-1\n")
-    assert scan(tmp_path, canary, tokens=["tok-secret-1"]).sinks_with_token == ["process stdout captures"]
+    result = scan(tmp_path, canary, others)
+    assert result.sinks_with_other == ["process stdout captures"] and result.hits[-1].secret == "API token"
 
 
 def test_traffic_against_the_real_app(app):
