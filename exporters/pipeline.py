@@ -3,6 +3,11 @@ interval), listeners (alerts) on every ``IntervalResult``, and a bounded ``shutd
 
 ``Pipeline.shared()`` is the process-wide instance of the three SDK exporters (one W&B run per process); it is
 rebuilt after ``os.fork`` (pid check) so each pre-forked worker gets its own run.
+
+Records are aggregated on arrival under the lock (a few microseconds per span; exporters call from the SDK's batch
+worker threads, never from request threads), so there is no pending buffer to bound: the aggregator's own state
+is bounded by construction. Every ``sink`` call happens on the flusher thread, so ``wandb.init`` (about a second)
+never runs on a caller's thread, and ``force_flush``/``shutdown`` honour their timeouts even if W&B hangs.
 """
 
 from __future__ import annotations
@@ -64,9 +69,9 @@ class Pipeline:
         return self._add(Aggregator.add_logs, logs)
 
     def _add(self, fn, items) -> bool:
-        if self._closed:
-            return False
         with self._lock:
+            if self._closed:
+                return False
             fn(self._agg, items)
             self._added += 1
         return True
