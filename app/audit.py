@@ -18,7 +18,7 @@ from app import audit_chain  # registers the audit_chain table on the app's meta
 
 logger = logging.getLogger(__name__)
 SCOPE = "audit"
-SUCCESS, FAILURE, DENIED = "success", "failure", "denied"
+SUCCESS, FAILURE = "success", "failure"
 
 
 def _otel_logger() -> Logger:

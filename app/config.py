@@ -10,8 +10,6 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-FEATURES = ("summarize", "reflect", "mood")
-
 
 class ConfigError(ValueError):
     """A setting failed validation; the message names the environment variable."""

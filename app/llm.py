@@ -60,7 +60,7 @@ class _ContentFreeErrorsClient(openai.OpenAI):
     there; the GenAI instrumentation copies that text into the span status before our code sees the exception.
     The full body stays on ``exc.body`` (never recorded)."""
 
-    def _make_status_error(self, err_msg: str, *, body: object, response: Any) -> openai.APIStatusError:
+    def _make_status_error(self, _err_msg: str, *, body: object, response: Any) -> openai.APIStatusError:
         data = body.get("error", body) if isinstance(body, dict) else None
         kind = data.get("type") if isinstance(data, dict) else None
         safe = f"Error code: {response.status_code}"

@@ -32,7 +32,6 @@ class Price:
 class Cost:
     usd: float
     known: bool
-    priced_as: str | None  # the price-list key used, None when unknown
 
 
 class PricingError(ValueError):
@@ -67,11 +66,11 @@ class PriceList:
         for name in names:
             found = self.lookup(name)
             if found:
-                key, p = found
+                _, p = found
                 cached = min(max(cached_tokens, 0), input_tokens)
                 usd = ((input_tokens - cached) * p.input + cached * p.cached_input
                        + output_tokens * p.output) / PER_TOKENS
-                return Cost(round(usd, 12), True, key)
+                return Cost(round(usd, 12), True)
         label = names[0] if names else "<none>"
         with _WARNED_LOCK:  # bounded: the response's model name comes from the provider
             first = label not in _WARNED and len(_WARNED) < MAX_WARNED
@@ -79,7 +78,7 @@ class PriceList:
                 _WARNED.add(label)
         if first:
             logger.warning("no price for model %s: its cost is counted as 0 and flagged app.pricing.unknown", label)
-        return Cost(0.0, False, None)
+        return Cost(0.0, False)
 
 
 def _price(name: str, raw: Any) -> Price:

@@ -21,8 +21,6 @@ ENV_ALERTS_FILE = "ALERTS_FILE"
 ENV_ALERTS_TIMEZONE = "ALERTS_TIMEZONE"
 DEFAULT_ALERTS_FILE = Path(__file__).resolve().parents[2] / "alerts.yaml"
 
-CHANNELS = ("slack", "email", "sms")
-LEVELS = ("INFO", "WARN", "ERROR")
 COMPARISONS = {">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": float.__le__}
 PERCENTILE_RE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)_response_time$")
 WINDOW_METRICS = ("error_rate", "error_count", "request_count", "window_ai_cost")
