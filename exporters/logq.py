@@ -125,7 +125,8 @@ def error_group_key(entry: Entry) -> str:
     return f"{etype}: {message}" if etype else message
 
 
-def top_errors(items: Iterable[Entry], n: int, min_severity: int = SEVERITY_BY_NAME["ERROR"]) -> list[dict[str, object]]:
+def top_errors(items: Iterable[Entry], n: int,
+               min_severity: int = SEVERITY_BY_NAME["ERROR"]) -> list[dict[str, object]]:
     groups: dict[str, dict[str, object]] = {}
     for e in items:
         if e.severity_number < min_severity:

@@ -63,8 +63,8 @@ def test_bad_registration_is_400_naming_the_field_and_stores_nothing(client, row
     assert row_counts() == before
 
 
-@pytest.mark.parametrize("header", [None, "Bearer", "Bearer nope-canary-tok", "Basic dXNlcjpwYXNz", "token canary-tok-2",
-                                    "Bearer " + "x" * 300])
+@pytest.mark.parametrize("header", [None, "Bearer", "Bearer nope-canary-tok", "Basic dXNlcjpwYXNz",
+                                    "token canary-tok-2", "Bearer " + "x" * 300])
 def test_protected_routes_need_a_valid_bearer_token(client, auth_headers, log_exporter, header):
     headers = {"Authorization": header} if header else {}
     for method, url in [("get", "/api/entries"), ("post", "/api/entries"), ("get", "/api/entries/1"),
