@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from app.demo_config import DemoConfig
 from app.demo_sinks import ScanResult
+from app.demo_topology import workers
 from app.demo_traffic import Tally
 
 CLASSES = ("2xx", "4xx", "5xx", "err")
@@ -38,6 +39,7 @@ def banner(cfg: DemoConfig, topology: str, llm_text: str) -> str:
         "=" * 78,
         "ai-diary demo",
         f"  topology : {TOPOLOGY_TEXT[topology]}",
+        f"  service  : gunicorn, {workers(cfg, topology)} worker(s) x 4 threads",
         f"  LLM      : {llm_text}",
         f"  W&B      : WANDB_MODE={cfg.wandb_mode}" + ("  (no WANDB_API_KEY: offline run, no account, no network)"
                                                     if cfg.wandb_mode == "offline" else ""),

@@ -83,6 +83,11 @@ def restart_llm(procs: Procs, cfg: DemoConfig, llm: Llm, faults: Mapping[str, st
     return new
 
 
+def workers(cfg: DemoConfig, topology: str) -> int:
+    """gunicorn workers: 2 behind the collector; 1 in-process, where each worker would write its own W&B run."""
+    return cfg.workers or (2 if topology == "collector" else 1)
+
+
 def service_secrets(cfg: DemoConfig, parent: Mapping[str, str]) -> dict[str, str]:
     """Per-run secrets of the service (the privacy scan greps the sinks for them too)."""
     found = {"PSEUDONYM_SECRET": secrets.token_hex(32)}
@@ -107,7 +112,7 @@ def service_env(cfg: DemoConfig, topology: str, llm: Llm, otlp_endpoint: str | N
         "PORT": "0",  # gunicorn binds a free port and logs it
         "GUNICORN_THREADS": "4",
         "GUNICORN_GRACEFUL_TIMEOUT": "20",
-        "WEB_CONCURRENCY": str(cfg.workers or (2 if topology == "collector" else 1)),
+        "WEB_CONCURRENCY": str(workers(cfg, topology)),
     }
     if cfg.local_llm:
         env.update({"OPENAI_BASE_URL": llm.base_url, "OPENAI_API_KEY": secret_env["OPENAI_API_KEY"]})
