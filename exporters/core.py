@@ -1,6 +1,6 @@
 """The pure conversion core: plain records in, one W&B row + tables + alert signals out per export interval.
 
-No threads, no I/O, no ``wandb``, no SDK types. Every per-interval structure is bounded (latency sketches,
+No threads, no I/O (one-off cap warnings go to ``logging``), no ``wandb``, no SDK types. Every per-interval structure is bounded (latency sketches,
 top-N heaps, capped tables and series) and reset on ``flush``; cross-interval state (error groups, cumulative
 metric streams, totals) is capped too.
 
@@ -25,6 +25,7 @@ Tables: ``recent_errors``, ``slowest_traces``, ``error_groups`` (only when non-e
 from __future__ import annotations
 
 import heapq
+import logging
 import random
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
@@ -35,6 +36,7 @@ from .metricstate import BREAKDOWN_ATTRS, OVERFLOW, MetricState, status_class
 from .stats import LogSketch
 
 _STATUS_CLASS: dict = {}  # status code value -> "2xx"... ("" when not a status), filled lazily
+logger = logging.getLogger(__name__)
 SEVERITIES = ((4, "TRACE"), (8, "DEBUG"), (12, "INFO"), (16, "WARN"), (20, "ERROR"), (99, "FATAL"))
 ERROR_COLUMNS = ["time", "trace_id", "route", "exception_type", "message", "fingerprint"]
 SLOW_COLUMNS = ["time", "trace_id", "route", "method", "status_code", "duration_ms"]
@@ -109,6 +111,7 @@ class Aggregator:
         self._start_ns = start_ns
         self._totals: dict[str, float] = {}
         self._series: dict[str, set[str]] = {}
+        self._warned: set[str] = set()
         self._cost_metric_seen = False
         self.dropped = 0  # malformed span records skipped
         self._price_cache: dict[str, tuple | None] = {}
@@ -157,6 +160,10 @@ class Aggregator:
         if series in seen or len(seen) < self.cfg.max_series:
             seen.add(series)
             return series
+        if section not in self._warned:
+            self._warned.add(section)
+            logger.warning("%s/* has more than %d breakdown series; further series are reported as %s "
+                           "(raise WANDB_EXPORT_MAX_SERIES to change)", section, self.cfg.max_series, OVERFLOW)
         return series.split("=", 1)[0] + "=" + OVERFLOW
 
     def _lat(self, table: dict, key: str, cls=_Lat):

@@ -155,10 +155,11 @@ def test_error_on_child_span_gets_route_from_server_span_of_same_trace():
     assert row[2:4] == ["/api/summary", "TimeoutError"]
 
 
-def test_route_cardinality_cap_for_spans():
+def test_route_cardinality_cap_for_spans(caplog):
     agg = Aggregator(CoreConfig(max_series=4), start_ns=0)
     agg.add_spans([server(i, 1, route=f"/r{i}") for i in range(10)])
     row = agg.flush(S).row
+    assert len([m for m in caplog.messages if "http/*" in m]) == 1
     assert row["http/requests@http.route=__overflow__"] == 7  # 3 routes + method=GET fill the 4 series
     assert row["http/requests"] == 10
 
