@@ -1,8 +1,8 @@
 """The pure conversion core: plain records in, one W&B row + tables + alert signals out per export interval.
 
-No threads, no I/O (one-off cap warnings go to ``logging``), no ``wandb``, no SDK types. Every per-interval structure is bounded (latency sketches,
-top-N heaps, capped tables and series) and reset on ``flush``; cross-interval state (error groups, cumulative
-metric streams, totals) is capped too.
+No threads, no I/O (one-off cap warnings go to ``logging``), no ``wandb``, no SDK types. Every per-interval
+structure is bounded (latency sketches, top-N heaps, capped tables and series) and reset on ``flush``;
+cross-interval state (error groups, cumulative metric streams, totals) is capped too.
 
 Key grammar of the row (W&B groups panels by the prefix before the first ``/``)::
 
