@@ -24,6 +24,9 @@ Defaults we set (``os.environ.setdefault``, so an explicit value wins): ``OTEL_S
 ``OTEL_PYTHON_FLASK_EXCLUDED_URLS=/healthz,/readyz``. Only batch processors and periodic readers: nothing exports
 on the request thread.
 
+With our own providers the interpreter's GIL switch interval drops to 0.5 ms (``AI_DIARY_GIL_SWITCH_INTERVAL_MS``):
+the batch exporter threads otherwise make request threads wait up to 5 ms after each I/O (measured in bench/).
+
 Privacy (app/telemetry_privacy.py): no header capture; GenAI prompt/completion capture is off and its variable
 ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` is removed unless ``AI_DIARY_CAPTURE_GENAI_CONTENT=true``
 (then it defaults to ``span_only``); every span exporter is wrapped in the privacy filter, every log record passes
@@ -60,6 +63,7 @@ ENV_CAPTURE_CONTENT = "AI_DIARY_CAPTURE_GENAI_CONTENT"
 ENV_GENAI_CAPTURE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 ENV_GENAI_HOOK = "OTEL_INSTRUMENTATION_GENAI_COMPLETION_HOOK"
 ENV_SWITCH_INTERVAL = "AI_DIARY_GIL_SWITCH_INTERVAL_MS"
+DEFAULT_SWITCH_INTERVAL_MS = "0.5"
 ENV_FLASK_EXCLUDED = "OTEL_PYTHON_FLASK_EXCLUDED_URLS"
 DEFAULT_EXCLUDED_URLS = "/healthz,/readyz"
 ATTR_FEATURE, ATTR_PSEUDO_ID, ATTR_WORKER = "app.feature", "enduser.pseudo.id", "app.worker.id"
@@ -135,10 +139,12 @@ def _content_policy() -> Policy:
     return Policy(capture_content=capture)
 
 
-def _switch_interval() -> None:
+def _switch_interval() -> float:
     """Exporter threads encode batches while holding the GIL; a request thread returning from I/O then waits up to
-    the switch interval (5 ms) for it. ``AI_DIARY_GIL_SWITCH_INTERVAL_MS`` lowers it (bench/bench_telemetry.py)."""
-    raw = os.environ.get(ENV_SWITCH_INTERVAL, "").strip()
+    the interpreter's switch interval (5 ms) to get it back (a convoy). With our providers we lower it to
+    ``AI_DIARY_GIL_SWITCH_INTERVAL_MS`` (default 0.5; 5 restores Python's default): +30 % req/s with full
+    telemetry in bench/bench_telemetry.py."""
+    raw = os.environ.get(ENV_SWITCH_INTERVAL, DEFAULT_SWITCH_INTERVAL_MS).strip()
     if raw:
         try:
             ms = float(raw)
@@ -146,7 +152,8 @@ def _switch_interval() -> None:
                 raise ValueError(raw)
         except ValueError:
             raise TelemetryConfigError(f"{ENV_SWITCH_INTERVAL} must be milliseconds in 0.05..100, got {raw!r}") from None
-        sys.setswitchinterval(ms / 1000.0)
+        return ms / 1000.0
+    return sys.getswitchinterval()
 
 
 def _static_resource(settings: Any | None) -> dict[str, Any]:
@@ -191,7 +198,7 @@ def configure(*, span_exporters: Sequence[Any] = (), metric_readers: Sequence[An
             logger.info("telemetry disabled (OTEL_SDK_DISABLED=true)")
             return _STATE
         policy = _content_policy()
-        _switch_interval()
+        switch_interval = _switch_interval()
         from opentelemetry.sdk.trace import TracerProvider
 
         existing = trace.get_tracer_provider()
@@ -209,6 +216,7 @@ def configure(*, span_exporters: Sequence[Any] = (), metric_readers: Sequence[An
             _logs.set_logger_provider(lp)
             state = State(disabled=False, owned=True, tracer_provider=tp, meter_provider=mp, logger_provider=lp,
                           policy=policy)
+            sys.setswitchinterval(switch_interval)
         telemetry_logging.install_otel_bridge(state.logger_provider)
         state.global_instrumentors = telemetry_setup.instrument_globals(state)
         _STATE = state

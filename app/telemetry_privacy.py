@@ -113,7 +113,7 @@ class Policy:
         return action
 
     def attributes(self, attrs: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
-        """(clean attributes, changed?) — returns the input untouched when nothing needs redacting."""
+        """(clean attributes, changed?) — the input itself (do not modify it) when nothing needs redacting."""
         if not attrs:
             return None, False
         out: dict[str, Any] | None = None
@@ -144,7 +144,7 @@ class Policy:
                     del out[key]
                 else:
                     out[key] = new
-        return (out, True) if out is not None else (dict(attrs), False)
+        return (out, True) if out is not None else (attrs, False)  # type: ignore[return-value]
 
     def span(self, span: ReadableSpan) -> ReadableSpan:
         attrs, changed = self.attributes(span.attributes)
@@ -155,6 +155,7 @@ class Policy:
             if name != method:
                 name, changed = method, True
             if attrs.get("url.path"):
+                attrs = dict(attrs)
                 attrs["url.path"], changed = REDACTED, True
         events = []
         for ev in span.events:

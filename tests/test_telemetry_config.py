@@ -200,3 +200,19 @@ def test_under_opentelemetry_instrument_no_double_instrumentation(tmp_path, clie
     assert out["get_server"] == 1 and out["route"] == ["/api/entries/<int:entry_id>"]
     assert out["get_db"] == own_db
     assert out["ai_server"] == 1 and out["ai_chat"] == 1
+
+
+def test_switch_interval_default_and_validation(fresh):
+    import sys as _sys
+
+    before = _sys.getswitchinterval()
+    try:
+        telemetry.configure()
+        assert abs(_sys.getswitchinterval() - 0.0005) < 1e-9
+        telemetry.shutdown(1.0)
+        reset_globals()
+        fresh.setenv("AI_DIARY_GIL_SWITCH_INTERVAL_MS", "fast")
+        with pytest.raises(ValueError, match="AI_DIARY_GIL_SWITCH_INTERVAL_MS"):
+            telemetry.configure()
+    finally:
+        _sys.setswitchinterval(before)
