@@ -53,6 +53,9 @@ class Pipeline:
         self.intervals = 0
         self.log_calls = 0
         self.last_export_ok = True
+        self.cpu_add_s = 0.0  # CPU seconds spent aggregating records (callers' threads)
+        self.cpu_export_s = 0.0  # CPU seconds in the SDK exporters' export(): conversion + aggregation
+        self.cpu_flush_s = 0.0  # CPU seconds spent closing intervals and in sink.log (flusher thread)
         self._thread: threading.Thread | None = None
         if start_thread:
             self._thread = threading.Thread(target=self._run, name="wandb-export-flusher", daemon=True)
@@ -69,11 +72,13 @@ class Pipeline:
         return self._add(Aggregator.add_logs, logs)
 
     def _add(self, fn, items) -> bool:
+        t0 = time.thread_time()
         with self._lock:
             if self._closed:
                 return False
             fn(self._agg, items)
             self._added += 1
+            self.cpu_add_s += time.thread_time() - t0
         return True
 
     def add_listener(self, listener: Listener) -> None:
@@ -119,6 +124,7 @@ class Pipeline:
     def flush_once(self) -> bool:
         """Close the current interval: aggregate, at most one ``sink.log``, then the listeners."""
         with self._flush_lock:
+            t0 = time.thread_time()
             with self._lock:
                 had_data = self._added > 0
                 self._added = 0
@@ -133,6 +139,7 @@ class Pipeline:
                     # registered after wandb.init, so it runs before wandb's own atexit teardown
                     self._atexit_registered = True
                     atexit.register(self._atexit)
+            self.cpu_flush_s += time.thread_time() - t0
             for listener in list(self._listeners):
                 try:
                     listener(result)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Sequence
 
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
@@ -71,10 +72,12 @@ class _Base:
         return self._pipeline
 
     def _export(self, add, convert, batch):
+        t0 = time.thread_time()
         try:
             p = self._get()
             if p is None or not add(p, convert(batch)):
                 return self._FAIL
+            p.cpu_export_s += time.thread_time() - t0
             return self._OK if p.last_export_ok else self._FAIL
         except Exception as exc:  # never raise into the SDK's worker thread
             if not self._warned:
