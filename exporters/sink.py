@@ -15,6 +15,8 @@ import os
 import threading
 from typing import Any, Mapping
 
+from .config import ConfigError
+
 logger = logging.getLogger(__name__)
 
 STEP_METRIC = "interval/time"
@@ -54,7 +56,10 @@ class WandbSink:
         if not self.init_kwargs["mode"] and not env.get("WANDB_API_KEY"):
             self.init_kwargs["mode"] = "offline"
         if self.init_kwargs["dir"]:
-            os.makedirs(self.init_kwargs["dir"], exist_ok=True)
+            try:
+                os.makedirs(self.init_kwargs["dir"], exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"WANDB_DIR={self.init_kwargs['dir']!r} cannot be created: {exc}") from None
         self.config = dict(config or {})
         self.finish_timeout = finish_timeout
         self.run = run

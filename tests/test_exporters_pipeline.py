@@ -115,6 +115,9 @@ def test_sink_env_precedence_and_offline_default(tmp_path):
     assert WandbSink(env={"WANDB_API_KEY": "k"}).init_kwargs["mode"] is None
     assert WandbSink(env={"WANDB_MODE": "disabled"}).init_kwargs["mode"] == "disabled"
     assert WandbSink(env={}).init_kwargs["project"] == "ai-diary"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="WANDB_DIR"):
+        WandbSink(env={"WANDB_DIR": str(tmp_path / "file" / "sub")})
 
 
 def test_init_failure_disables_sink_once_and_exporter_returns_failure(tmp_path, caplog):
