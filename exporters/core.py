@@ -285,7 +285,8 @@ class Aggregator:
         if trace_id and len(self._err_keys) < 10_000:
             self._err_keys.add(key)
         if len(self._errors) < self.cfg.max_error_rows:
-            row = [time_ns / 1e9, trace_id or "", route or "", etype, (message or "")[: self.cfg.message_chars],
+            # the group's normalized, content-free message: never the raw one (it may quote the user's input)
+            row = [time_ns / 1e9, trace_id or "", route or "", etype, group.message[: self.cfg.message_chars],
                    group.fingerprint]
             self._errors.append(row)
             if trace_id and not route:
@@ -302,8 +303,8 @@ class Aggregator:
             self._logs[sev] = self._logs.get(sev, 0) + 1
             if number >= 17:
                 body = rec.body if isinstance(rec.body, str) else str(rec.body)
-                self._error(rec.time_ns, rec.trace_id, "", f"log:{rec.scope or 'root'}",
-                            body[: self.cfg.message_chars], "")
+                # whole body: the group normalizes it (content-free) before anything is cut
+                self._error(rec.time_ns, rec.trace_id, "", f"log:{rec.scope or 'root'}", body, "")
 
     # -- flush ---------------------------------------------------------------------------------------------
     def flush(self, now_ns: int) -> IntervalResult:

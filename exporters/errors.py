@@ -1,8 +1,20 @@
 """Error fingerprints and bounded error groups (pure).
 
 Fingerprint = sha1 of ``type | normalized message | top in-app frame``:
-- the message is normalized: quoted strings -> ``<str>``, UUIDs -> ``<uuid>``, hex (0x.. or >= 8 hex digits) ->
-  ``<hex>``, numbers -> ``<num>``, whitespace collapsed, truncated to 200 characters;
+- the message is normalized, content-free by construction (error messages quote their input, and this message
+  goes to W&B tables and alerts; the policy, in this order):
+  1. quoted literals (``'...'``/``"..."``, backslash escapes and newlines inside included, any length) ->
+     ``<str>``; then everything from a quote left open (a literal cut off, or a stray apostrophe) -> ``<str>``;
+  2. only the first line is kept: database drivers put the failing row and the statement on later lines
+     (``DETAIL: Failing row contains (...)``, ``[SQL: ...]``, ``[parameters: ...]``), and so do tracebacks;
+  3. everything from ``DETAIL:``/``HINT:``/``[SQL:``/``[parameters:`` on is dropped (same, on one line);
+  4. parenthesized and bracketed literals (``(1, 'x', ...)``, ``[...]``) -> ``<lit>``, innermost first, and
+     everything from a bracket left open -> ``<lit>``;
+  5. UUIDs -> ``<uuid>``, hex (0x.. or >= 8 hex digits) -> ``<hex>``, numbers -> ``<num>``, whitespace
+     collapsed, truncated to 200 characters -- truncation comes LAST, so it can never open a quote.
+  Unquoted free text in the first line (``raise ValueError(f"bad {text}")``) cannot be told apart from a
+  message and is kept: the app must quote (``!r``) what it puts into exception messages.
+  Input is read up to 64 KiB (CPU bound); a literal crossing that bound is an open quote and is cut.
 - the top in-app frame is the innermost ``File "...", line N, in func`` of a Python traceback that is not under
   ``site-packages``/``dist-packages``/the standard library, rendered as ``<file basename>:<func>`` (line numbers
   are left out so that an unrelated edit above the frame keeps the group).
@@ -15,7 +27,9 @@ import re
 from dataclasses import dataclass, field
 
 _UUID = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", re.DOTALL)
+_TAIL = re.compile(r"\b(?:DETAIL|HINT):|\[(?:SQL|parameters):")
+_GROUPED = re.compile(r"\([^()\[\]]+\)|\[[^()\[\]]+\]")
 _HEX = re.compile(r"\b0x[0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}\b")
 _NUM = re.compile(r"(?<![A-Za-z_<])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 _WS = re.compile(r"\s+")
@@ -23,11 +37,36 @@ _FRAME = re.compile(r'File "([^"]+)", line \d+, in (\S+)')
 _NOT_IN_APP = ("site-packages", "dist-packages", "/lib/python", "<frozen", "\\lib\\")
 
 MAX_MESSAGE = 200
+MAX_INPUT = 65536
+
+
+def _cut_open(text: str, openers: str, mark: str) -> str:
+    cut = min((i for i in map(text.find, openers) if i >= 0), default=-1)
+    return text if cut < 0 else text[:cut] + mark
+
+
+def strip_quoted(message: str) -> str:
+    """Quoted literals -> ``<str>``, then everything from a quote left open on (steps 1 of the policy)."""
+    return _cut_open(_QUOTED.sub("<str>", message), "'\"", "<str>")
+
+
+def strip_literals(message: str) -> str:
+    """Steps 1-4 of the policy: what is left names the error, not its input."""
+    m = strip_quoted(message[:MAX_INPUT])
+    m = m.split("\n", 1)[0].split("\r", 1)[0]
+    tail = _TAIL.search(m)
+    if tail:
+        m = m[: tail.start()]
+    m = m.replace("()", "\0").replace("[]", "\1")  # empty calls/indexes (``int()``) are not literals
+    for _ in range(8):  # nested groups, innermost first
+        m, n = _GROUPED.subn("<lit>", m)
+        if not n:
+            break
+    return _cut_open(m, "([", "<lit>").replace("\0", "()").replace("\1", "[]")
 
 
 def normalize_message(message: str) -> str:
-    m = _UUID.sub("<uuid>", message[:2000])
-    m = _QUOTED.sub("<str>", m)
+    m = _UUID.sub("<uuid>", strip_literals(message))
     m = _HEX.sub("<hex>", m)
     m = _NUM.sub("<num>", m)
     return _WS.sub(" ", m).strip()[:MAX_MESSAGE]

@@ -16,13 +16,13 @@ Notification policy (per rule):
 from __future__ import annotations
 
 import math
-import re
 from array import array
 from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
+from exporters.errors import strip_literals
 from exporters.records import Signals
 
 from .rules import PERCENTILE_RE, AlertsConfig, Rule
@@ -31,7 +31,6 @@ MAX_INTERVALS = 2048  # window entries kept, whatever the windows say
 MAX_SAMPLES_PER_INTERVAL = 1000  # latency samples kept per interval (8 bytes each): <= 16 MiB worst case
 MAX_FINGERPRINTS = 2000  # seen error groups remembered
 TITLE_MAX = 63  # W&B: title under 64 characters
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,17 +278,15 @@ def _when(value: Any) -> str:
 
 
 def content_free(message: str) -> str:
-    """Quoted literals -> ``<str>``, and everything from a quote left open (a literal cut by an earlier
-    truncation) on: error messages quote their input, and alerts leave the telemetry system."""
-    text = _QUOTED.sub("<str>", message)
-    cut = min((i for i in (text.find("'"), text.find('"')) if i >= 0), default=-1)
-    return text if cut < 0 else text[:cut] + "<str>"
+    """The core's literal stripping (``exporters.errors``), again: error groups may come from elsewhere, and
+    alerts leave the telemetry system."""
+    return strip_literals(message)
 
 
 def _group_text(group: Mapping[str, Any]) -> str:
     fp = str(group.get("fingerprint"))
     kind = str(group.get("type") or "Error")[:100]
-    message = content_free(" ".join(str(group.get("message") or "").split()))[:200]
+    message = " ".join(content_free(str(group.get("message") or "")).split())[:200]
     traces = ", ".join(str(t) for t in list(group.get("sample_trace_ids") or ())[:3])
     parts = [f"New error group {kind}: {message}" if message else f"New error group {kind}",
              f"fingerprint {fp[:16]}", f"count {group.get('count', 1)}"]
