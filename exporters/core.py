@@ -10,7 +10,9 @@ Key grammar of the row (W&B groups panels by the prefix before the first ``/``):
 
 - ``interval/time`` (unix seconds, the step metric), ``interval/seconds``
 - ``http/requests|errors|error_rate|p50_ms|p95_ms|p99_ms|requests_total|errors_total`` from server spans, with
-  breakdowns ``@http.route=<route>``, ``@http.request.method=<m>``, ``@status_class=2xx`` (requests only)
+  breakdowns ``@http.route=<route>``, ``@http.request.method=<m>``, ``@status_class=2xx`` (requests only) and
+  ``@worker=<id>`` per pre-forked worker (the resource's ``app.worker.id``, a stable gunicorn slot; spans without
+  it get no worker series -- ``service.instance.id`` holds a pid, a new W&B key per restart)
 - ``ai/calls|errors|input_tokens|output_tokens|cached_tokens|cost_usd|p50_ms|p95_ms|p99_ms`` from gen_ai spans with
   ``@gen_ai.request.model=<model>`` and ``@app.feature=<feature>``, plus ``ai/*_total`` running totals
   (``ai/cost_usd`` is priced from the pricing table; the app's own ``app.ai.cost`` metric appears as
@@ -37,6 +39,7 @@ from .stats import LogSketch
 
 _STATUS_CLASS: dict = {}  # status code value -> "2xx"... ("" when not a status), filled lazily
 logger = logging.getLogger(__name__)
+WORKER_ATTR = "app.worker.id"  # resource attribute set by app.telemetry.init_worker (gunicorn post_fork)
 SEVERITIES = ((4, "TRACE"), (8, "DEBUG"), (12, "INFO"), (16, "WARN"), (20, "ERROR"), (99, "FATAL"))
 ERROR_COLUMNS = ["time", "trace_id", "route", "exception_type", "message", "fingerprint"]
 SLOW_COLUMNS = ["time", "trace_id", "route", "method", "status_code", "duration_ms"]
@@ -124,6 +127,7 @@ class Aggregator:
         self._overall = self._http[""] = _Lat()
         self._by_route: dict[str, _Lat] = {}  # raw route -> its (possibly __overflow__) entry of _http
         self._by_method: dict[str, _Lat] = {}
+        self._by_worker: dict = {}  # app.worker.id -> its entry of _http
         self._status: dict[str, int] = {}
         self._ai: dict[str, _Ai] = {}
         self._logs: dict[str, int] = {}
@@ -172,6 +176,15 @@ class Aggregator:
             x = table[key] = cls()
         return x
 
+    def _part(self, index: dict, attr: str, value, ms: float, err: bool, bucket: int) -> None:
+        """One server span into its ``@attr=value`` series (``index`` caches raw value -> capped entry)."""
+        x = index.get(value)
+        if x is None:
+            x = index[value] = self._lat(self._http, self._capped("http", f"{attr}={value}"))
+        x.count += 1
+        x.errors += err
+        x.sketch.add_keyed(ms, bucket)
+
     def _server(self, s: r.SpanRecord, attrs) -> None:
         ms = (s.end_ns - s.start_ns) / 1e6
         if ms < 0:
@@ -194,20 +207,12 @@ class Aggregator:
         overall.count += 1
         overall.errors += err
         overall.sketch.add_keyed(ms, bucket)
-        x = self._by_route.get(route)
-        if x is None:
-            x = self._by_route[route] = self._lat(self._http, self._capped("http", "http.route=" + route))
-        x.count += 1
-        x.errors += err
-        x.sketch.add_keyed(ms, bucket)
+        self._part(self._by_route, "http.route", route, ms, err, bucket)
         if method:
-            x = self._by_method.get(method)
-            if x is None:
-                x = self._by_method[method] = self._lat(
-                    self._http, self._capped("http", "http.request.method=" + method))
-            x.count += 1
-            x.errors += err
-            x.sketch.add_keyed(ms, bucket)
+            self._part(self._by_method, "http.request.method", method, ms, err, bucket)
+        worker = s.resource.get(WORKER_ATTR)
+        if worker is not None:
+            self._part(self._by_worker, "worker", worker, ms, err, bucket)
         if cls:
             self._status[cls] = self._status.get(cls, 0) + 1
         # bounded reservoir (algorithm R) of latencies for the alert rules

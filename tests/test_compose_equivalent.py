@@ -393,6 +393,13 @@ def test_compose_topology_end_to_end(tmp_path: Path) -> None:
     per_worker = _requests_per_worker(backend)
     assert set(per_worker) == {"0", "1"} and all(per_worker.values()), per_worker
     assert sum(per_worker.values()) == n_requests, per_worker
+    # the ONE run keeps the workers apart in the server-span section too: distinct per-worker keys (from the
+    # resource's app.worker.id) whose sum is the total, each equal to what that worker itself counted
+    worker_keys = {k for row in run.history for k in row if k.startswith("http/requests@worker=")}
+    assert worker_keys == {"http/requests@worker=0", "http/requests@worker=1"}, worker_keys
+    in_run = {k.rsplit("=", 1)[1]: sum(run.series(k)) for k in worker_keys}
+    assert sum(in_run.values()) == sum(run.series("http/requests")) == n_requests, in_run
+    assert in_run == per_worker, (in_run, per_worker)
 
     # privacy: diary text never reached a sink
     for root in (logs, topo.volumes["wandb-data"], backend):

@@ -106,6 +106,31 @@ def test_cumulative_sum_deltas_totals_and_resets():
     assert [x["reqs/total"] for x in rows] == [10, 25, 28, 33]
 
 
+def test_two_workers_cumulative_streams_with_equal_attributes_never_collide():
+    """gunicorn workers send equal metric attributes; only the resource (app.worker.id) tells their streams apart.
+    Interleaved, worker 1's smaller counter must not look like a reset of worker 0's (nor its histogram)."""
+    attrs = {"http.route": "/api/entries"}
+
+    def points(worker, value, count):
+        res = {"service.name": "ai-diary", "app.worker.id": worker, "service.instance.id": f"h-w{worker}"}
+        pt = sum_point(value, attrs=attrs)
+        pt.resource = res
+        hist = r.MetricPoint("lat", r.HISTOGRAM, attributes=attrs, resource=res, start_time_ns=1,
+                             temporality=r.CUMULATIVE, count=count, sum=count * 0.01, bounds=(0.1,),
+                             bucket_counts=(count, 0))
+        return [pt, hist]
+
+    agg = Aggregator(CoreConfig(), start_ns=0)
+    rows = []
+    for step in ((100, 10, 3, 1), (130, 12, 5, 2), (160, 20, 9, 4)):  # (w0 counter, w0 hist, w1 counter, w1 hist)
+        agg.add_metrics(points(0, step[0], step[1]) + points(1, step[2], step[3]))
+        rows.append(agg.flush((len(rows) + 1) * S).row)
+    assert [x["reqs/delta"] for x in rows] == [103, 32, 34]
+    assert [x["reqs/delta@http.route=/api/entries"] for x in rows] == [103, 32, 34]
+    assert rows[-1]["reqs/total"] == 160 + 9
+    assert [x["lat/count"] for x in rows] == [11, 3, 10]
+
+
 def test_delta_sum_gauge_and_breakdowns_with_status_class():
     agg = Aggregator(CoreConfig(), start_ns=0)
     agg.add_metrics([

@@ -164,6 +164,37 @@ def test_route_cardinality_cap_for_spans(caplog):
     assert row["http/requests"] == 10
 
 
+def test_per_worker_series_from_the_resource_sum_to_the_total():
+    agg = Aggregator(CoreConfig(), start_ns=0)
+    spans = []
+    for i in range(30):
+        s = server(i, 10 + i, code=500 if i % 10 == 0 else 200)
+        s.resource = {"service.instance.id": f"h-w{i % 3}-{100 + i % 3}", "app.worker.id": i % 3}
+        spans.append(s)
+    spans.append(server(99, 1))  # no worker in the resource (in-process exporter): counted overall only
+    agg.add_spans(spans)
+    row = agg.flush(S).row
+    per_worker = {k: v for k, v in row.items() if k.startswith("http/requests@worker=")}
+    assert per_worker == {"http/requests@worker=0": 10, "http/requests@worker=1": 10, "http/requests@worker=2": 10}
+    assert sum(per_worker.values()) == row["http/requests"] - 1
+    assert [row[f"http/errors@worker={w}"] for w in range(3)] == [1, 1, 1]  # spans 0, 10, 20
+    assert row["http/error_rate@worker=0"] == pytest.approx(0.1)
+    assert row["http/p50_ms@worker=2"] == pytest.approx(exact([10 + i for i in range(2, 30, 3)], 0.5), rel=0.011)
+
+
+def test_worker_series_respect_the_cardinality_cap():
+    agg = Aggregator(CoreConfig(max_series=3), start_ns=0)
+    spans = []
+    for i in range(6):
+        s = server(i, 1)
+        s.resource = {"app.worker.id": i}
+        spans.append(s)
+    agg.add_spans(spans)
+    row = agg.flush(S).row
+    assert row["http/requests@worker=0"] == 1 and row["http/requests@worker=__overflow__"] == 5
+    assert "http/requests@worker=1" not in row
+
+
 def test_log_sketch_relative_error_and_flat_memory():
     rng = random.Random(5)
     sk = LogSketch()
