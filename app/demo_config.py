@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from exporters.config import env_flag, env_number
+
 REPO = Path(__file__).resolve().parents[1]
 COLLECTOR_BINARY = REPO / "collector" / "_build" / "otelcol-ai-diary"
 MARKER = ".ai-diary-demo"  # marks a folder the demo made, so a rerun may wipe it and nothing else
@@ -21,40 +23,15 @@ class DemoConfigError(ValueError):
 
 
 def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise DemoConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise DemoConfigError(f"{name} must be between {lo} and {hi}, got {value}")
-    return value
+    return env_number(env, name, default, lo=lo, hi=hi, kind=int, error=DemoConfigError)
 
 
 def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise DemoConfigError(f"{name} must be a number, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise DemoConfigError(f"{name} must be between {lo} and {hi}, got {value}")
-    return value
+    return env_number(env, name, default, lo=lo, hi=hi, error=DemoConfigError)
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise DemoConfigError(f"{name} must be 1/0 (true/false), got {raw!r}")
+    return env_flag(env, name, default, error=DemoConfigError)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from exporters.config import ConfigError, env_number
+
 logger = logging.getLogger("exporters.bridge")
 
 ENV_HOST, ENV_PORT, ENV_TOKEN = "WANDB_BRIDGE_HOST", "WANDB_BRIDGE_PORT", "WANDB_BRIDGE_TOKEN"
@@ -26,21 +28,11 @@ ENV_MAX_BODY, ENV_SHUTDOWN_TIMEOUT = "WANDB_BRIDGE_MAX_BODY_BYTES", "WANDB_BRIDG
 DEFAULT_HOST, DEFAULT_PORT, DEFAULT_MAX_BODY = "127.0.0.1", 4319, 32 * 1024 * 1024
 
 
-class ConfigError(ValueError):
-    """A bridge setting is invalid; the message names the environment variable."""
+__all__ = ["BridgeConfig", "ConfigError", "run_main"]  # ConfigError: exporters.config's, names the variable
 
 
 def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    if not lo <= value <= hi:
-        raise ConfigError(f"{name}={value} is out of range [{lo}, {hi}]")
-    return value
+    return env_number(env, name, default, lo=lo, hi=hi, kind=int)
 
 
 @dataclass(frozen=True, slots=True)

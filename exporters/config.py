@@ -6,6 +6,7 @@ Precedence everywhere: constructor argument -> ecosystem env (WANDB_*, OTEL_*) -
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,17 +29,51 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the variable."""
 
 
-def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
-    raw = env.get(name, "").strip()
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _fmt(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
+def env_number(env: Mapping[str, str], name: str, default: float | None, *, lo: float | None = None,
+               hi: float | None = None, above: float | None = None, kind: type = float,
+               error: type[Exception] = ConfigError):
+    """``env[name]`` as ``kind`` (``int`` or ``float``), ``default`` when unset or blank.
+
+    Bounds: ``lo <= value <= hi`` (either may be None) and ``value > above``; NaN and infinities are rejected.
+    Raises ``error`` (each caller's own ConfigError class) with a message that names the variable.
+    """
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default if default is None else kind(default)
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise error(f"{name}={raw!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if not math.isfinite(value):
+        raise error(f"{name}={raw!r} is not a finite number")
+    if above is not None and not value > above:
+        raise error(f"{name} must be greater than {_fmt(above)}, got {raw!r}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        if lo is not None and hi is not None:
+            raise error(f"{name} must be between {_fmt(lo)} and {_fmt(hi)}, got {raw!r}")
+        raise error(f"{name} must be {'at least ' + _fmt(lo) if lo is not None else 'at most ' + _fmt(hi)}, "
+                    f"got {raw!r}")
+    return value
+
+
+def env_flag(env: Mapping[str, str], name: str, default: bool = False, *,
+             error: type[Exception] = ConfigError) -> bool:
+    """``env[name]`` as a boolean (1/0, true/false, yes/no, on/off; any case), ``default`` when unset or blank."""
+    raw = (env.get(name) or "").strip().lower()
     if not raw:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if not value > minimum:
-        raise ConfigError(f"{name}={raw!r} must be greater than {minimum:g}")
-    return value
+    if raw in TRUE:
+        return True
+    if raw in FALSE:
+        return False
+    raise error(f"{name} must be true or false (1/0, yes/no, on/off), got {raw!r}")
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -61,14 +96,12 @@ class ExportConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> "ExportConfig":
         env = os.environ if env is None else env
         if env.get(WANDB_EXPORT_INTERVAL, "").strip():
-            interval = _float(env, WANDB_EXPORT_INTERVAL, DEFAULT_INTERVAL_S)
+            interval = env_number(env, WANDB_EXPORT_INTERVAL, DEFAULT_INTERVAL_S, above=0)
         elif env.get(OTEL_METRIC_EXPORT_INTERVAL, "").strip():
-            interval = _float(env, OTEL_METRIC_EXPORT_INTERVAL, DEFAULT_INTERVAL_S * 1000) / 1000.0
+            interval = env_number(env, OTEL_METRIC_EXPORT_INTERVAL, DEFAULT_INTERVAL_S * 1000, above=0) / 1000.0
         else:
             interval = DEFAULT_INTERVAL_S
-        series = _float(env, WANDB_EXPORT_MAX_SERIES, 50)
-        if series != int(series):
-            raise ConfigError(f"{WANDB_EXPORT_MAX_SERIES}={env[WANDB_EXPORT_MAX_SERIES]!r} must be an integer")
+        series = env_number(env, WANDB_EXPORT_MAX_SERIES, 50, lo=1, kind=int)
         pricing = env.get(WANDB_EXPORT_PRICING, "").strip() or None
         if pricing and not Path(pricing).is_file():
             raise ConfigError(f"{WANDB_EXPORT_PRICING}={pricing!r} is not a readable file")
@@ -76,8 +109,8 @@ class ExportConfig:
             pricing = str(DEFAULT_PRICING)
         return cls(
             interval_s=interval,
-            max_series=int(series),
-            finish_timeout_s=_float(env, WANDB_EXPORT_FINISH_TIMEOUT, 10.0),
+            max_series=series,
+            finish_timeout_s=env_number(env, WANDB_EXPORT_FINISH_TIMEOUT, 10.0, above=0),
             temporality=_choice(env, WANDB_METRICS_TEMPORALITY, "delta", ("delta", "cumulative")),
             histogram=_choice(env, WANDB_METRICS_HISTOGRAM, "exponential", ("exponential", "explicit")),
             pricing_path=pricing,

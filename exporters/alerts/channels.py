@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ..config import env_flag, env_number
 from .evaluator import AlertEvent
 
 ENV_SLACK_WEBHOOK_URL = "SLACK_WEBHOOK_URL"
@@ -213,27 +214,11 @@ def _list(env: Mapping[str, str], name: str, required_by: str) -> tuple[str, ...
 
 
 def parse_bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
-    value = _get(env, name).lower()
-    if not value:
-        return default
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ChannelConfigError(f"{name}: expected true or false, got {value!r}")
+    return env_flag(env, name, default, error=ChannelConfigError)
 
 
 def parse_number(env: Mapping[str, str], name: str, default: float, lo: float, hi: float, kind: type = float) -> Any:
-    raw = _get(env, name)
-    if not raw:
-        return kind(default)
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ChannelConfigError(f"{name}: expected a number, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise ChannelConfigError(f"{name}: must be between {lo:g} and {hi:g}, got {raw!r}")
-    return value
+    return env_number(env, name, default, lo=lo, hi=hi, kind=kind, error=ChannelConfigError)
 
 
 def channels_from_env(env: Mapping[str, str] | None = None) -> dict[str, Channel]:
