@@ -14,9 +14,8 @@ Key grammar of the row (W&B groups panels by the prefix before the first ``/``):
   ``@worker=<id>`` per pre-forked worker (the resource's ``app.worker.id``, a stable gunicorn slot; spans without
   it get no worker series -- ``service.instance.id`` holds a pid, a new W&B key per restart)
 - ``ai/calls|errors|input_tokens|output_tokens|cached_tokens|cost_usd|p50_ms|p95_ms|p99_ms`` from gen_ai spans with
-  ``@gen_ai.request.model=<model>`` and ``@app.feature=<feature>``, plus ``ai/*_total`` running totals
-  (``ai/cost_usd`` is priced from the pricing table; the app's own ``app.ai.cost`` metric appears as
-  ``app.ai.cost/delta`` and ``app.ai.cost/total``)
+  ``@gen_ai.request.model=<model>`` and ``@app.feature=<feature>``, plus ``ai/*_total`` running totals (see
+  ``coreai``; the app's own ``app.ai.cost`` metric appears as ``app.ai.cost/delta`` and ``app.ai.cost/total``)
 - ``logs/count@severity=<TRACE|DEBUG|INFO|WARN|ERROR|FATAL>``
 - ``errors/occurrences``, ``errors/new_groups``, ``errors/groups``
 - ``<metric name>/<statistic>[@<attr>=<value>]`` for metric points (see ``metricstate``)
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from . import records as r
+from .coreai import AiSection, as_int
 from .errors import ErrorGroups
 from .metricstate import BREAKDOWN_ATTRS, OVERFLOW, MetricState, status_class
 from .stats import LogSketch
@@ -83,27 +83,11 @@ class _Lat:
         self.sketch = LogSketch()
 
 
-class _Ai:
-    __slots__ = ("calls", "errors", "inp", "out", "cached", "cost", "sketch")
-
-    def __init__(self) -> None:
-        self.calls = self.errors = self.inp = self.out = self.cached = 0
-        self.cost = 0.0
-        self.sketch = LogSketch()
-
-
 def severity_name(number: int) -> str:
     for upper, name in SEVERITIES:
         if number <= upper:
             return name
     return "FATAL"
-
-
-def _int(v) -> int:
-    try:
-        return int(v or 0)
-    except (TypeError, ValueError):
-        return 0
 
 
 class Aggregator:
@@ -117,7 +101,7 @@ class Aggregator:
         self._warned: set[str] = set()
         self._cost_metric_seen = False
         self.dropped = 0  # malformed span records skipped
-        self._price_cache: dict[str, tuple | None] = {}
+        self.ai = AiSection(self.cfg.pricing, self._capped)
         self._rng = random.Random(0x5EED)
         self._random = self._rng.random
         self._reset()
@@ -129,7 +113,7 @@ class Aggregator:
         self._by_method: dict[str, _Lat] = {}
         self._by_worker: dict = {}  # app.worker.id -> its entry of _http
         self._status: dict[str, int] = {}
-        self._ai: dict[str, _Ai] = {}
+        self.ai.reset()
         self._logs: dict[str, int] = {}
         self._sample: list[float] = []
         self._seen_requests = 0
@@ -151,7 +135,7 @@ class Aggregator:
                 if s.kind == r.SERVER:
                     self._server(s, attrs)
                 elif "gen_ai.operation.name" in attrs or "gen_ai.request.model" in attrs:
-                    self._genai(s, attrs)
+                    self.ai.add(s, attrs)
                 if s.exceptions:
                     for e in s.exceptions:
                         self._error(s.end_ns, s.trace_id, str(attrs.get("http.route") or ""), e.type, e.message,
@@ -170,10 +154,10 @@ class Aggregator:
                            "(raise WANDB_EXPORT_MAX_SERIES to change)", section, self.cfg.max_series, OVERFLOW)
         return series.split("=", 1)[0] + "=" + OVERFLOW
 
-    def _lat(self, table: dict, key: str, cls=_Lat):
+    def _lat(self, table: dict, key: str) -> _Lat:
         x = table.get(key)
         if x is None:
-            x = table[key] = cls()
+            x = table[key] = _Lat()
         return x
 
     def _part(self, index: dict, attr: str, value, ms: float, err: bool, bucket: int) -> None:
@@ -225,7 +209,7 @@ class Aggregator:
                 self._sample[j] = ms
         if len(self._slow) < self.cfg.slowest_n or ms > self._slow[0][0]:
             self._seq += 1
-            item = (ms, self._seq, s.end_ns, s.trace_id, route, method, _int(code))
+            item = (ms, self._seq, s.end_ns, s.trace_id, route, method, as_int(code))
             if len(self._slow) < self.cfg.slowest_n:
                 heapq.heappush(self._slow, item)
             else:
@@ -238,43 +222,6 @@ class Aggregator:
             self._error(s.end_ns, s.trace_id, route, etype, s.status_message or f"{method} {route}".strip(), "")
         if not self._first_ns:
             self._first_ns = s.start_ns
-
-    def _genai(self, s: r.SpanRecord, attrs) -> None:
-        ms = max(0.0, (s.end_ns - s.start_ns) / 1e6)
-        model = str(attrs.get("gen_ai.request.model") or attrs.get("gen_ai.response.model") or "unknown")
-        feature = str(attrs.get("app.feature") or "unknown")
-        inp = _int(attrs.get("gen_ai.usage.input_tokens"))
-        out = _int(attrs.get("gen_ai.usage.output_tokens"))
-        cached = _int(attrs.get("gen_ai.usage.cache_read.input_tokens"))
-        price = self._price(model)
-        cost = 0.0
-        if price:
-            cost = (inp - cached) * price[0] + out * price[1] + cached * price[2]
-        err = s.is_error or "error.type" in attrs
-        for key in ("", "gen_ai.request.model=" + model, "app.feature=" + feature):
-            if key and key not in self._ai:
-                key = self._capped("ai", key)
-            x = self._lat(self._ai, key, _Ai)
-            x.calls += 1
-            x.errors += err
-            x.inp += inp
-            x.out += out
-            x.cached += cached
-            x.cost += cost
-            x.sketch.add(ms)
-
-    def _price(self, model: str):
-        """Exact model name, else the longest listed name it extends with '-' (dated snapshots)."""
-        cache = self._price_cache
-        if model not in cache:
-            prices = self.cfg.pricing
-            best = model if model in prices else max(
-                (n for n in prices if model.startswith(n + "-")), key=len, default=None)
-            if len(cache) < 1000:
-                cache[model] = prices.get(best) if best else None
-            else:
-                return prices.get(best) if best else None
-        return cache[model]
 
     # -- errors --------------------------------------------------------------------------------------------
     def _error(self, time_ns: int, trace_id: str | None, route: str, etype: str, message: str, stack: str) -> None:

@@ -47,25 +47,7 @@ def build_result(agg: "Aggregator", start_ns: int, now_ns: int) -> "IntervalResu
     for cls, n in agg._status.items():
         row[f"http/requests@status_class={cls}"] = n
 
-    span_cost = 0.0
-    for key, x in agg._ai.items():
-        sfx = _suffix(key)
-        row[f"ai/calls{sfx}"] = x.calls
-        row[f"ai/errors{sfx}"] = x.errors
-        row[f"ai/input_tokens{sfx}"] = x.inp
-        row[f"ai/output_tokens{sfx}"] = x.out
-        row[f"ai/cached_tokens{sfx}"] = x.cached
-        row[f"ai/cost_usd{sfx}"] = x.cost
-        for label, q in QUANTILES:
-            v = x.sketch.quantile(q)
-            if v is not None:
-                row[f"ai/{label}_ms{sfx}"] = v
-        if not key:
-            span_cost = x.cost
-            for name, val in (("calls", x.calls), ("input_tokens", x.inp), ("output_tokens", x.out),
-                              ("cached_tokens", x.cached), ("cost_usd", x.cost)):
-                tot[f"ai/{name}_total"] = tot.get(f"ai/{name}_total", 0) + val
-                row[f"ai/{name}_total"] = tot[f"ai/{name}_total"]
+    span_cost = agg.ai.flush(row, tot)
 
     for sev, n in agg._logs.items():
         row[f"logs/count@severity={sev}"] = n
