@@ -178,5 +178,5 @@ def test_opentelemetry_instrument_entry_points_produce_a_run(tmp_path):
     assert run.summary["app.ai.cost/total"] == pytest.approx(0.5)
     assert sum(r.get("logs/count@severity=ERROR", 0) for r in rows) >= 1
     logged = [e for e in run.tables["tables/recent_errors"] if e["exception_type"] == "log:script"]
-    assert [e["message"] for e in logged] == ["job 7 failed"]
+    assert [e["message"] for e in logged] == ["job <num> failed"]  # the normalized, content-free message
     assert run.exit_code == 0
