@@ -24,8 +24,8 @@ Defaults we set (``os.environ.setdefault``, so an explicit value wins): ``OTEL_S
 ``OTEL_PYTHON_FLASK_EXCLUDED_URLS=/healthz,/readyz``. Only batch processors and periodic readers: nothing exports
 on the request thread.
 
-With our own providers the interpreter's GIL switch interval drops to 0.5 ms (``AI_DIARY_GIL_SWITCH_INTERVAL_MS``):
-the batch exporter threads otherwise make request threads wait up to 5 ms after each I/O (measured in bench/).
+``AI_DIARY_GIL_SWITCH_INTERVAL_MS`` (opt-in, e.g. 0.5) lowers the interpreter's GIL switch interval when we own the
+providers: batch exporter threads otherwise make request threads wait up to 5 ms after an I/O (see bench/).
 
 Privacy (app/telemetry_privacy.py): no header capture; GenAI prompt/completion capture is off and its variable
 ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` is removed unless ``AI_DIARY_CAPTURE_GENAI_CONTENT=true``
@@ -63,7 +63,7 @@ ENV_CAPTURE_CONTENT = "AI_DIARY_CAPTURE_GENAI_CONTENT"
 ENV_GENAI_CAPTURE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 ENV_GENAI_HOOK = "OTEL_INSTRUMENTATION_GENAI_COMPLETION_HOOK"
 ENV_SWITCH_INTERVAL = "AI_DIARY_GIL_SWITCH_INTERVAL_MS"
-DEFAULT_SWITCH_INTERVAL_MS = "0.5"
+DEFAULT_SWITCH_INTERVAL_MS = ""  # unset: Python's own (5 ms); see _switch_interval
 ENV_FLASK_EXCLUDED = "OTEL_PYTHON_FLASK_EXCLUDED_URLS"
 DEFAULT_EXCLUDED_URLS = "/healthz,/readyz"
 ATTR_FEATURE, ATTR_PSEUDO_ID, ATTR_WORKER = "app.feature", "enduser.pseudo.id", "app.worker.id"
@@ -141,9 +141,9 @@ def _content_policy() -> Policy:
 
 def _switch_interval() -> float:
     """Exporter threads encode batches while holding the GIL; a request thread returning from I/O then waits up to
-    the interpreter's switch interval (5 ms) to get it back (a convoy). With our providers we lower it to
-    ``AI_DIARY_GIL_SWITCH_INTERVAL_MS`` (default 0.5; 5 restores Python's default): +30 % req/s with full
-    telemetry in bench/bench_telemetry.py."""
+    the interpreter's switch interval (5 ms) to get it back. ``AI_DIARY_GIL_SWITCH_INTERVAL_MS`` (e.g. 0.5) lowers
+    it when we own the providers. Opt-in: bench/bench_telemetry.py measured +30 % req/s with it on a loaded
+    machine and no gain (−3 %) on a quiet one."""
     raw = os.environ.get(ENV_SWITCH_INTERVAL, DEFAULT_SWITCH_INTERVAL_MS).strip()
     if raw:
         try:

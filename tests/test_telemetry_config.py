@@ -208,6 +208,11 @@ def test_switch_interval_default_and_validation(fresh):
     before = _sys.getswitchinterval()
     try:
         telemetry.configure()
+        assert _sys.getswitchinterval() == before  # opt-in only
+        telemetry.shutdown(1.0)
+        reset_globals()
+        fresh.setenv("AI_DIARY_GIL_SWITCH_INTERVAL_MS", "0.5")
+        telemetry.configure()
         assert abs(_sys.getswitchinterval() - 0.0005) < 1e-9
         telemetry.shutdown(1.0)
         reset_globals()
