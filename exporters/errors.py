@@ -5,7 +5,7 @@ Fingerprint = sha1 of ``type | normalized message | top in-app frame``:
   goes to W&B tables and alerts; the policy, in this order):
   1. quoted literals (``'...'``/``"..."``, backslash escapes and newlines inside included, any length) ->
      ``<str>``; then everything from a quote left open (a literal cut off, or a stray apostrophe) -> ``<str>``;
-  2. only the first line is kept: database drivers put the failing row and the statement on later lines
+  2. only the first non-blank line is kept: database drivers put the failing row and the statement on later lines
      (``DETAIL: Failing row contains (...)``, ``[SQL: ...]``, ``[parameters: ...]``), and so do tracebacks;
   3. everything from ``DETAIL:``/``HINT:``/``[SQL:``/``[parameters:`` on is dropped (same, on one line);
   4. parenthesized and bracketed literals (``(1, 'x', ...)``, ``[...]``) -> ``<lit>``, innermost first, and
@@ -53,7 +53,7 @@ def strip_quoted(message: str) -> str:
 def strip_literals(message: str) -> str:
     """Steps 1-4 of the policy: what is left names the error, not its input."""
     m = strip_quoted(message[:MAX_INPUT])
-    m = m.split("\n", 1)[0].split("\r", 1)[0]
+    m = m.lstrip().split("\n", 1)[0].split("\r", 1)[0]
     tail = _TAIL.search(m)
     if tail:
         m = m[: tail.start()]

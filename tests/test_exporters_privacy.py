@@ -31,6 +31,7 @@ MESSAGES = [
     f"(sqlite3.IntegrityError) NOT NULL constraint failed: entries.mood\n[SQL: INSERT INTO entries VALUES (?, ?)]\n"
     f"[parameters: (7, '{CANARY} walked by the river')]",  # SQLAlchemy's wrapped form
     f"bad entry\n{CANARY} on the next line",  # newline-containing, unquoted
+    f"\n  \nbad entry\r\n{CANARY} after a CRLF",  # leading blank lines, CRLF
     f"cannot parse 'first line\n{CANARY} second line' here",  # a quoted literal spanning lines
     f"rejected [{CANARY}, tags (nested {CANARY})] and (open {CANARY}",  # bracketed, nested, left open
     f"can't summarize {CANARY}",  # a stray apostrophe opens a quote that never closes
