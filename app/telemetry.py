@@ -30,7 +30,9 @@ providers: batch exporter threads otherwise make request threads wait up to 5 ms
 Privacy (app/telemetry_privacy.py): no header capture; GenAI prompt/completion capture is off and its variable
 ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` is removed unless ``AI_DIARY_CAPTURE_GENAI_CONTENT=true``
 (then it defaults to ``span_only``); every span exporter is wrapped in the privacy filter, every log record passes
-it before the batch processors.
+it before the batch processors. Under ``opentelemetry-instrument`` the existing providers get the same filter
+(app/telemetry_adopt.py: each exporting span processor's exporter is wrapped, the privacy log processor goes
+first); if that is impossible, an ERROR is logged and those providers are shut down (nothing unfiltered leaves).
 
 ``ai_call_context(feature, user_pseudo_id)`` tags spans started inside it (the GenAI and HTTP client spans) with
 ``app.feature`` and ``enduser.pseudo.id``. ``init_worker(worker_id)`` is for gunicorn ``post_fork``;
@@ -54,7 +56,7 @@ from typing import Any, TextIO
 from opentelemetry import _logs, metrics, trace
 from opentelemetry.sdk.trace import SpanProcessor
 
-from app import telemetry_logging, telemetry_setup
+from app import telemetry_adopt, telemetry_logging, telemetry_setup
 from app.telemetry_privacy import Policy
 
 logger = logging.getLogger(__name__)
@@ -206,8 +208,20 @@ def configure(*, span_exporters: Sequence[Any] = (), metric_readers: Sequence[An
             state = State(disabled=False, owned=False, tracer_provider=existing,
                           meter_provider=metrics.get_meter_provider(), logger_provider=_logs.get_logger_provider(),
                           policy=policy)
-            existing.add_span_processor(AiContextSpanProcessor())
-            logger.info("telemetry: providers already set (opentelemetry-instrument?); instrumenting only")
+            if not telemetry_adopt.secure(existing, state.logger_provider, policy):
+                # no filter, no export: privacy is a hard invariant (stopping the providers drops what they hold)
+                logger.error("telemetry: the existing providers could not be given the privacy filter; shutting "
+                             "them down, serving without telemetry")
+                for p in (existing, state.logger_provider):
+                    with contextlib.suppress(Exception):
+                        p.shutdown()
+                _STATE = State(disabled=True, owned=False)
+                return _STATE
+            if not any(isinstance(p, AiContextSpanProcessor)
+                       for p in getattr(existing._active_span_processor, "_span_processors", ())):  # noqa: SLF001
+                existing.add_span_processor(AiContextSpanProcessor())
+            logger.info("telemetry: providers already set (opentelemetry-instrument?); privacy filter added to "
+                        "their exporters; instrumenting only")
         else:
             tp, mp, lp = telemetry_setup.build_providers(
                 static, policy, span_exporters, metric_readers, log_exporters, [AiContextSpanProcessor()])

@@ -1,8 +1,9 @@
 """Python logging for the service: JSON lines on stdout, and the bridge into OTel logs (see app/telemetry.py).
 
 Every stdout line is one JSON object with ``ts``, ``level``, ``logger``, ``message``, ``service``, ``version``,
-``environment`` and, inside a span, ``trace_id`` / ``span_id``; exceptions add ``exception.type`` and a redacted
-``exception.message`` (no stack trace on stdout: it lives on the span's exception event).
+``environment`` and, inside a span, ``trace_id`` / ``span_id``; exceptions add ``exception.type`` and a
+content-free ``exception.message`` (app/telemetry_privacy.redact_error; no stack trace on stdout: it lives on the
+span's exception event).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import IO, Any
 
 from opentelemetry import trace
 
-from app.telemetry_privacy import RedactingFilter, redact_text
+from app.telemetry_privacy import RedactingFilter, redact_error
 
 _MARK = "_ai_diary_handler"
 
@@ -38,7 +39,7 @@ class JsonFormatter(logging.Formatter):
             line["span_id"] = format(ctx.span_id, "016x")
         if record.exc_info and record.exc_info[0] is not None:
             line["exception.type"] = record.exc_info[0].__name__
-            line["exception.message"] = redact_text(str(record.exc_info[1]))
+            line["exception.message"] = redact_error(str(record.exc_info[1]))
         return json.dumps(line, default=str, ensure_ascii=False)
 
 

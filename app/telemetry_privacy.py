@@ -9,11 +9,15 @@ is the second: a filter no exporter can bypass when app/telemetry.py builds the 
   ``gen_ai.system_instructions``, ``gen_ai.prompt*``, ``gen_ai.completion*``, ``gen_ai.tool.call.arguments|result``)
   and SQL parameters (``db.query.parameter.*``, ``db.statement.parameters``) are dropped unless GenAI content
   capture was opted in (content keys only; headers and parameters are always dropped).
-- Server spans whose request matched no route: the name becomes the method, ``url.path`` is dropped (raw paths
-  are client-controlled text, and unbounded in cardinality).
+- Server spans whose request matched no route: the name becomes the method, ``url.path`` (and ``http.target``,
+  ``http.url``, ``url.full`` of the old semconv) become REDACTED (raw paths are client-controlled text, and
+  unbounded in cardinality).
 - Values of ``url.query``, ``url.full``, ``http.target``, ``http.url`` keep their parameter names, not values.
-- ``exception.message`` / ``exception.stacktrace`` / span status descriptions: quoted literals and pydantic
-  ``input_value=...`` fragments are replaced (error messages often quote the offending input).
+- ``exception.message`` and span status descriptions: the content-free normalizer of the W&B error tables
+  (exporters.errors: quoted literals of any length, lines after the first -- e.g. PostgreSQL's ``DETAIL: Failing
+  row contains (...)`` -- ``[SQL: ...]``/``[parameters: ...]``, parenthesized values, numbers), after pydantic
+  ``input_value=...`` fragments and tokens; ``exception.stacktrace``: frames kept, each exception line normalized
+  the same way, further message lines dropped (error messages often quote, or simply contain, the input).
 - Log records: the same for attributes; bodies get query values and bearer tokens redacted.
 
 Spans are filtered in a SpanExporter wrapper (runs on the batch thread, never on the request thread); logs in a
@@ -31,6 +35,8 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, Status
 
+from exporters.errors import MAX_INPUT, normalize_message, strip_quoted
+
 logger = logging.getLogger(__name__)
 REDACTED = "REDACTED"
 
@@ -42,14 +48,18 @@ _CONTENT_KEY = re.compile(
     r"tool\.call\.result|tool\.definitions)", re.I)
 _ALWAYS_DROP_KEY = re.compile(r"^(db\.query\.parameter\.|db\.statement\.parameters|http\.request\.body|"
                               r"http\.response\.body)", re.I)
-_KEEP, _DROP, _URL, _QUERY, _EXC = range(5)
+_KEEP, _DROP, _URL, _QUERY, _EXC, _STACK = range(6)
 _URL_KEYS = frozenset({"url.query", "url.full", "http.target", "http.url", "url.original"})
-_EXC_KEYS = frozenset({"exception.message", "exception.stacktrace"})
+_RAW_PATH_KEYS = ("url.path", "http.target", "http.url", "url.full", "url.original")  # old and new semconv
 
 _QUERY_VALUE = re.compile(r"([?&;][^=&#\s\"']*=)[^&#\s\"']*")
 _BEARER = re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{4,}")
 _SECRET_LIKE = re.compile(r"\b(sk|pk|rk)-[A-Za-z0-9_-]{8,}")
-_QUOTED = re.compile(r"'(?:[^'\\\n]|\\.){0,2000}'|\"(?:[^\"\\\n]|\\.){0,2000}\"")
+_TB_FRAME = re.compile(r'^\s*File "[^"]*", line \d+')
+_TB_HEADERS = frozenset({"Traceback (most recent call last):",
+                         "During handling of the above exception, another exception occurred:",
+                         "The above exception was the direct cause of the following exception:"})
+_EXC_TYPE = re.compile(r"^[A-Za-z_][\w.]*$")
 _INPUT_VALUE = re.compile(r"input_value=.*?(?=, input_type=|\]|$)", re.M)
 
 
@@ -69,12 +79,56 @@ def redact_url(value: str) -> str:
 
 
 def redact_text(value: str) -> str:
-    """For free text we did not write (exception messages, third-party log lines)."""
-    value = _INPUT_VALUE.sub("input_value=" + REDACTED, value)
-    value = _QUOTED.sub(lambda m: m.group(0)[0] + REDACTED + m.group(0)[0], value)
+    """For free text we did not write (third-party log lines): quoted literals of any length (newlines inside
+    included) -> ``<str>``, everything from a quote left open on -> ``<str>`` (exporters.errors.strip_quoted),
+    pydantic ``input_value=...``, tokens and query values -> REDACTED."""
+    value = _INPUT_VALUE.sub("input_value=" + REDACTED, value[:MAX_INPUT])
     value = _BEARER.sub(lambda m: m.group(1) + " " + REDACTED, value)
     value = _SECRET_LIKE.sub(REDACTED, value)
+    value = strip_quoted(value)
     return _QUERY_VALUE.sub(lambda m: m.group(1) + REDACTED, value)
+
+
+def redact_error(value: str) -> str:
+    """Exception messages and span status descriptions: content-free by construction -- the W&B error tables'
+    normalizer (exporters.errors.normalize_message: literals of any length, everything after the first line,
+    ``DETAIL:``/``[SQL:``/``[parameters:`` tails, parenthesized values go), after tokens and pydantic inputs."""
+    value = _INPUT_VALUE.sub("input_value=" + REDACTED, value[:MAX_INPUT])
+    value = _BEARER.sub(lambda m: m.group(1) + " " + REDACTED, value)
+    return normalize_message(_SECRET_LIKE.sub(REDACTED, value))
+
+
+def redact_stacktrace(value: str) -> str:
+    """A Python traceback keeps its frames (``File "...", line N, in f`` and the source line under each) and the
+    headers between chained exceptions; each exception line becomes ``Type: <redact_error(message)>`` and the
+    message's further lines go (they hold DB rows, SQL, parameters)."""
+    out: list[str] = []
+    after_frame, expect_exc = False, True  # an exception line comes first, or right after the frames
+    for line in value[:MAX_INPUT].splitlines():
+        if _TB_FRAME.match(line):
+            out.append(line)
+            after_frame = expect_exc = True
+        elif line.startswith("  ") and expect_exc:
+            if after_frame or set(line.strip()) <= set("^~ "):
+                out.append(line)  # the frame's source line, or the 3.11 caret markers under it
+            after_frame = False
+        elif line in _TB_HEADERS:
+            out.append(line)
+            after_frame, expect_exc = False, line.startswith("Traceback")
+        elif not line.strip():
+            out.append(line)
+            after_frame = False
+        elif expect_exc and not line.startswith(" "):
+            kind, sep, msg = line.partition(": ")
+            if _EXC_TYPE.match(kind):
+                out.append(kind + (sep + redact_error(msg) if sep else ""))
+            elif _EXC_TYPE.match(line):
+                out.append(line)  # a bare type (no message)
+            else:
+                out.append(redact_error(line))
+            after_frame = expect_exc = False
+        # anything else: a further line of an exception message -> dropped
+    return "\n".join(out)
 
 
 def redact_message(value: str) -> str:
@@ -103,8 +157,10 @@ class Policy:
                 action = _QUERY
             elif key in _URL_KEYS:
                 action = _URL
-            elif key in _EXC_KEYS and not self.capture_content:
+            elif key == "exception.message" and not self.capture_content:
                 action = _EXC
+            elif key == "exception.stacktrace" and not self.capture_content:
+                action = _STACK
             else:
                 action = _KEEP
             if len(self._actions) > 4096:
@@ -134,7 +190,9 @@ class Policy:
             elif action == _URL:
                 new = redact_url(val)
             elif action == _EXC:
-                new = redact_text(val)
+                new = redact_error(val)
+            elif action == _STACK:
+                new = redact_stacktrace(val)
             if new is not None and new == val:
                 continue
             if new is not val:
@@ -154,9 +212,12 @@ class Policy:
             method = str(attrs.get("http.request.method") or name.split(" ", 1)[0])
             if name != method:
                 name, changed = method, True
-            if attrs.get("url.path"):
+            raw_path_keys = [k for k in _RAW_PATH_KEYS if attrs.get(k)]
+            if raw_path_keys:
                 attrs = dict(attrs)
-                attrs["url.path"], changed = REDACTED, True
+                for k in raw_path_keys:
+                    attrs[k] = REDACTED
+                changed = True
         events = []
         for ev in span.events:
             ev_attrs, ev_changed = self.attributes(ev.attributes)
@@ -164,7 +225,7 @@ class Policy:
             events.append(Event(ev.name, ev_attrs, ev.timestamp) if ev_changed else ev)
         status = span.status
         if status.description and not self.capture_content:
-            desc = redact_text(status.description)
+            desc = redact_error(status.description)
             if desc != status.description:
                 status, changed = Status(status.status_code, desc), True
         if not changed:

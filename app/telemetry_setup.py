@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import traceback
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -21,7 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from app.telemetry_otlp import ENV_FAST_OTLP, FastOTLPSpanExporter
-from app.telemetry_privacy import Policy, PrivacyLogProcessor, PrivacySpanExporter
+from app.telemetry_privacy import Policy, PrivacyLogProcessor, PrivacySpanExporter, redact_error
 
 logger = logging.getLogger(__name__)
 Signal = Literal["traces", "metrics", "logs"]
@@ -161,7 +162,7 @@ def _record_unhandled_exceptions(app: Any) -> None:
         try:
             span = trace.get_current_span()
             if span.is_recording():
-                span.record_exception(exc)
+                span.record_exception(exc, attributes=exception_attributes(exc))
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
         except Exception:  # noqa: BLE001
             logger.debug("could not record the exception", exc_info=True)
@@ -169,6 +170,13 @@ def _record_unhandled_exceptions(app: Any) -> None:
 
     recording_handler._otel_wrapped = True  # type: ignore[attr-defined]
     spec[Exception] = recording_handler
+
+
+def exception_attributes(exc: BaseException) -> dict[str, str]:
+    """What we record for an exception: the content-free normalized message (the W&B error tables' normalizer)
+    and the frames only (``format_tb``: file, line, function, source line; no messages, no locals)."""
+    return {"exception.message": redact_error(str(exc)) or type(exc).__name__,
+            "exception.stacktrace": "".join(traceback.format_tb(exc.__traceback__))}
 
 
 def instrument_engine(state: Any, engine: Any) -> None:

@@ -6,7 +6,9 @@ proves the scan finds the canary when it is there.
 """
 from __future__ import annotations
 
+import contextlib
 import secrets
+import sqlite3
 from typing import Any
 
 import pytest
@@ -119,3 +121,41 @@ def test_capture_variable_without_opt_in_is_ignored(monkeypatch, telemetry_env):
     finally:
         telemetry.shutdown(1.0)
         reset_globals()
+
+
+def test_database_error_text_reaches_neither_the_recorded_exception_nor_the_db_span(make_app, telemetry_state,
+                                                                                     span_exporter):
+    """A PostgreSQL-style error (``DETAIL: Failing row contains (...)``, unquoted) raised by the real database
+    through the real SQLAlchemy instrumentation: the DB span's status description and the 500's exception event
+    keep the error's kind, not the row. The exception event is checked as recorded (before the export filter)."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    canary = "cnry" + secrets.token_hex(8)
+    raw = InMemorySpanExporter()  # sees spans as recorded, without the privacy exporter
+    telemetry_state.tracer_provider.add_span_processor(SimpleSpanProcessor(raw))
+    app = make_app()
+    client = app.test_client()
+    token = client.post("/api/users", json={"name": "a"}).json["token"]
+    # the error text as PostgreSQL words it (SQLite's RAISE takes a literal: written by a connection that is not
+    # instrumented, so the DDL itself is no span)
+    with contextlib.closing(sqlite3.connect(app.extensions["db_engine"].url.database)) as conn:
+        conn.execute("CREATE TRIGGER reject_entries BEFORE INSERT ON entries BEGIN SELECT RAISE(ABORT, "
+                     f"'new row violates check constraint\nDETAIL: Failing row contains (7, dear diary {canary})'); "
+                     "END")
+        conn.commit()
+    resp = client.post("/api/entries", json={"text": f"dear diary {canary}"},
+                       headers={"Authorization": f"Bearer {token}"})
+    assert resp.status_code == 500
+    flush()
+    recorded = [ev for s in raw.get_finished_spans() if s.attributes.get("http.route") == "/api/entries"
+                for ev in s.events if ev.name == "exception"]
+    assert recorded and "violates check constraint" in recorded[0].attributes["exception.message"]
+    assert canary not in recorded[0].attributes["exception.message"]
+    assert canary not in recorded[0].attributes["exception.stacktrace"]
+    assert 'File "' in recorded[0].attributes["exception.stacktrace"]  # the frames are kept
+    db_spans = [s for s in span_exporter.get_finished_spans() if s.attributes.get("db.system.name", s.attributes.get(
+        "db.system")) == "sqlite" and s.status.description]
+    assert db_spans and all("violates check constraint" in s.status.description for s in db_spans)
+    assert [s.status.description for s in db_spans if canary in s.status.description] == []
+    exported = [ev for s in span_exporter.get_finished_spans() for ev in s.events]
+    assert [ev for ev in exported if canary in str(dict(ev.attributes or {}))] == []

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import logging
+import traceback
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from app.telemetry_privacy import (REDACTED, Policy, PrivacySpanExporter, RedactingFilter, redact_query,
-                                   redact_text, redact_url)
+from app.telemetry_privacy import (REDACTED, Policy, PrivacySpanExporter, RedactingFilter, redact_error,
+                                   redact_query, redact_stacktrace, redact_text, redact_url)
 
 
 def test_query_and_url_values_go_names_stay():
@@ -62,3 +63,41 @@ def test_logging_filter_redacts_messages():
                             None)
     assert RedactingFilter().filter(rec)
     assert "secret" not in rec.getMessage() and "tok123456" not in rec.getMessage()
+
+
+def test_quoted_literals_of_any_length_and_across_lines_and_open_quotes_go():
+    assert "CANARY" not in redact_text("x '" + "CANARY " + "y" * 2100 + "'")  # longer than the old 2000 cap
+    assert "CANARY" not in redact_text('bad value "first line\nCANARY on the second"')
+    assert "CANARY" not in redact_text("cut off 'CANARY " + "z" * 70000)  # open quote (and over the input bound)
+    assert redact_text("plain words stay") == "plain words stay"
+
+
+def test_error_messages_and_status_descriptions_are_content_free():
+    pg = ('new row for relation "entries" violates check constraint "entries_len"\n'
+          "DETAIL:  Failing row contains (7, dear diary CANARY, 2026-11-29).")
+    out = redact_error(pg)
+    assert "CANARY" not in out and "violates check constraint" in out
+    assert "CANARY" not in redact_error("insert failed DETAIL: Failing row contains (1, CANARY)")  # one line
+    assert "tok123456" not in redact_error("auth failed for Bearer tok123456")
+    mem = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(PrivacySpanExporter(mem, Policy())))
+    with tp.get_tracer("t").start_as_current_span("INSERT diary", kind=SpanKind.CLIENT) as span:
+        span.set_status(Status(StatusCode.ERROR, pg))
+    (s,) = mem.get_finished_spans()
+    assert "CANARY" not in s.status.description and "violates" in s.status.description
+
+
+def test_stacktraces_keep_frames_and_lose_messages():
+    secret = "CAN" + "ARY"  # not in the source lines the traceback quotes
+    try:
+        try:
+            raise ValueError(f"bad {secret!r} value\nDETAIL: {secret}")
+        except ValueError as exc:
+            raise KeyError(secret) from exc
+    except KeyError as exc:
+        tb = "".join(traceback.format_exception(exc))
+    out = redact_stacktrace(tb)
+    assert "CANARY" not in out
+    assert "test_stacktraces_keep_frames_and_lose_messages" in out and "ValueError: bad <str> value" in out
+    assert out.count("Traceback (most recent call last):") == 2 and "KeyError" in out
