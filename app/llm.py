@@ -166,9 +166,17 @@ def _count(value: Any) -> int:
 
 
 def _map_error(exc: openai.OpenAIError, feature: str, model: str) -> ApiError:
+    """The API error for a failed AI call, logged once: ERROR when the user gets a 502/504 (the provider failed
+    after the SDK's retries), WARNING for rate limiting (503, the client is told to retry)."""
+    error = _api_error(exc)
+    level = logging.WARNING if error.status == 503 else logging.ERROR
+    logger.log(level, "AI call failed: feature=%s model=%s error=%s status=%s -> %s",
+               feature, model, type(exc).__name__, getattr(exc, "status_code", None), error.status)
+    return error
+
+
+def _api_error(exc: openai.OpenAIError) -> ApiError:
     status = getattr(exc, "status_code", None)
-    logger.warning("AI call failed: feature=%s model=%s error=%s status=%s",
-                   feature, model, type(exc).__name__, status)
     if isinstance(exc, openai.APITimeoutError):
         return ApiError(504, "llm_timeout", "the AI provider did not answer in time")
     if isinstance(exc, openai.RateLimitError):
