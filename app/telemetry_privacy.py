@@ -35,7 +35,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, Status
 
-from exporters.errors import MAX_INPUT, normalize_message, strip_quoted
+from exporters.errors import MAX_INPUT, scrub_message, strip_quoted
 
 logger = logging.getLogger(__name__)
 REDACTED = "REDACTED"
@@ -91,11 +91,12 @@ def redact_text(value: str) -> str:
 
 def redact_error(value: str) -> str:
     """Exception messages and span status descriptions: content-free by construction -- the W&B error tables'
-    normalizer (exporters.errors.normalize_message: literals of any length, everything after the first line,
-    ``DETAIL:``/``[SQL:``/``[parameters:`` tails, parenthesized values go), after tokens and pydantic inputs."""
+    normalizer (exporters.errors.scrub_message: literals of any length, everything after the first line,
+    ``DETAIL:``/``[SQL:``/``[parameters:`` tails, parenthesized values go; numbers stay), after tokens and
+    pydantic inputs."""
     value = _INPUT_VALUE.sub("input_value=" + REDACTED, value[:MAX_INPUT])
     value = _BEARER.sub(lambda m: m.group(1) + " " + REDACTED, value)
-    return normalize_message(_SECRET_LIKE.sub(REDACTED, value))
+    return scrub_message(_SECRET_LIKE.sub(REDACTED, value))
 
 
 def redact_stacktrace(value: str) -> str:

@@ -9,9 +9,11 @@ Fingerprint = sha1 of ``type | normalized message | top in-app frame``:
      (``DETAIL: Failing row contains (...)``, ``[SQL: ...]``, ``[parameters: ...]``), and so do tracebacks;
   3. everything from ``DETAIL:``/``HINT:``/``[SQL:``/``[parameters:`` on is dropped (same, on one line);
   4. parenthesized and bracketed literals (``(1, 'x', ...)``, ``[...]``) -> ``<lit>``, innermost first, and
-     everything from a bracket left open -> ``<lit>``;
-  5. UUIDs -> ``<uuid>``, hex (0x.. or >= 8 hex digits) -> ``<hex>``, numbers -> ``<num>``, whitespace
-     collapsed, truncated to 200 characters -- truncation comes LAST, so it can never open a quote.
+     everything from a bracket left open -> ``<lit>``; a group holding one dotted or snake_case name names a type,
+     not input, and stays (``(sqlite3.IntegrityError)``, ``(invalid_request_error)``);
+  5. UUIDs -> ``<uuid>``, hex (0x.. or >= 8 hex digits) -> ``<hex>``, numbers -> ``<num>`` (fingerprints only:
+     ``scrub_message``, used for span status and exception text, keeps them -- an HTTP status is worth reading),
+     whitespace collapsed, truncated to 200 characters -- truncation comes LAST, so it can never open a quote.
   Unquoted free text in the first line (``raise ValueError(f"bad {text}")``) cannot be told apart from a
   message and is kept: the app must quote (``!r``) what it puts into exception messages.
   Input is read up to 64 KiB (CPU bound); a literal crossing that bound is an open quote and is cut.
@@ -30,6 +32,8 @@ _UUID = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", re.DOTALL)
 _TAIL = re.compile(r"\b(?:DETAIL|HINT):|\[(?:SQL|parameters):")
 _GROUPED = re.compile(r"\([^()\[\]]+\)|\[[^()\[\]]+\]")
+_MARKS = re.compile("[\0-\3]")  # the placeholders strip_literals uses
+_TYPE_NAME = re.compile(r"\(((?:[A-Za-z_]\w*\.)+[A-Za-z_]\w*|[a-z][a-z0-9]*(?:_[a-z0-9]+)+)\)")
 _HEX = re.compile(r"\b0x[0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}\b")
 _NUM = re.compile(r"(?<![A-Za-z_<])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 _WS = re.compile(r"\s+")
@@ -52,24 +56,36 @@ def strip_quoted(message: str) -> str:
 
 def strip_literals(message: str) -> str:
     """Steps 1-4 of the policy: what is left names the error, not its input."""
-    m = strip_quoted(message[:MAX_INPUT])
+    m = strip_quoted(_MARKS.sub("", message[:MAX_INPUT]))
     m = m.lstrip().split("\n", 1)[0].split("\r", 1)[0]
     tail = _TAIL.search(m)
     if tail:
         m = m[: tail.start()]
     m = m.replace("()", "\0").replace("[]", "\1")  # empty calls/indexes (``int()``) are not literals
+    m = _TYPE_NAME.sub("\2\\1\3", m)  # type names: brackets hidden from _GROUPED, restored below
     for _ in range(8):  # nested groups, innermost first
         m, n = _GROUPED.subn("<lit>", m)
         if not n:
             break
-    return _cut_open(m, "([", "<lit>").replace("\0", "()").replace("\1", "[]")
+    m = _cut_open(m, "([", "<lit>")
+    return m.replace("\0", "()").replace("\1", "[]").replace("\2", "(").replace("\3", ")")
+
+
+def _normalize(message: str, numbers: bool) -> str:
+    m = _HEX.sub("<hex>", _UUID.sub("<uuid>", strip_literals(message)))
+    if numbers:
+        m = _NUM.sub("<num>", m)
+    return _WS.sub(" ", m).strip()[:MAX_MESSAGE]
 
 
 def normalize_message(message: str) -> str:
-    m = _UUID.sub("<uuid>", strip_literals(message))
-    m = _HEX.sub("<hex>", m)
-    m = _NUM.sub("<num>", m)
-    return _WS.sub(" ", m).strip()[:MAX_MESSAGE]
+    """The whole policy: the grouping key of an error (and the message of the W&B tables and alerts)."""
+    return _normalize(message, numbers=True)
+
+
+def scrub_message(message: str) -> str:
+    """The policy but numbers: content-free text to show (span status descriptions, exception messages)."""
+    return _normalize(message, numbers=False)
 
 
 def top_app_frame(stacktrace: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 
 from exporters import records as r
 from exporters.core import Aggregator, CoreConfig
-from exporters.errors import normalize_message, strip_literals
+from exporters.errors import normalize_message, scrub_message, strip_literals
 from exporters.pipeline import Pipeline
 from exporters.runfile import find_runs, read_run, wait_complete
 
@@ -71,7 +71,11 @@ def test_normalization_keeps_what_names_the_error():
     assert normalize_message(MESSAGES[0]) == "cannot summarize <str>"
     assert normalize_message(MESSAGES[1]) == "cannot summarize <str> for user"
     assert normalize_message(MESSAGES[3]) == "null value in column <str> of relation <str> violates not-null constraint"
-    assert normalize_message(MESSAGES[5]) == "<lit> NOT NULL constraint failed: entries.mood"
+    assert normalize_message(MESSAGES[5]) == "(sqlite3.IntegrityError) NOT NULL constraint failed: entries.mood"
+    assert normalize_message("Error code: 429 (rate_limit_exceeded)") == "Error code: <num> (rate_limit_exceeded)"
+    assert scrub_message("Error code: 429 (rate_limit_exceeded)") == "Error code: 429 (rate_limit_exceeded)"
+    assert normalize_message(f"rejected ({CANARY}) and (my row)") == "rejected <lit> and <lit>"
+    assert strip_literals("smuggled \x02(a, b)\x03 (x)") == "smuggled <lit> <lit>"  # no forged placeholders
     assert normalize_message("invalid literal for int() with base 10: 'x'") == \
         "invalid literal for int() with base <num>: <str>"
     assert normalize_message("Expecting value: line 1 column 1 (char 0)") == \
