@@ -62,4 +62,5 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     errors.register(app)
     api.register(app)
     telemetry.init_app(app)
+    api.register_guards(app)  # after telemetry: a guard's 4xx still gets its request span
     return app

@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+import io
+
 import pytest
+from sqlalchemy import select
+
+from app.models import User
 
 
 def create(client, headers, text="Dear diary", tags=None):
@@ -147,6 +152,28 @@ def test_body_over_the_limit_is_413_and_stores_nothing(make_app, row_counts):
     assert client.post("/api/users", json={"name": "n" * 5000}).status_code == 413
     assert client.get("/api/entries", headers=headers).json["items"] == []
     assert client.post("/api/entries", json={"text": "x" * 3000}, headers=headers).status_code == 201
+
+
+def chunked_post(client, path, body: bytes, headers=None):
+    """POST as a server that terminates chunked input (gunicorn) hands it over: no Content-Length."""
+    return client.post(path, input_stream=io.BytesIO(body), environ_overrides={"wsgi.input_terminated": True},
+                       headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked",
+                                **(headers or {})})
+
+
+def test_streamed_body_over_the_limit_is_413_not_invalid_json(make_app):
+    app = make_app(MAX_CONTENT_LENGTH=4096)
+    client = app.test_client()
+    resp = chunked_post(client, "/api/users", b'{"name": "' + b"a" * 10_000 + b'"}')
+    assert resp.status_code == 413, resp.json
+    assert resp.json["error"]["code"] == "request_entity_too_large" and "4096" in resp.json["error"]["message"]
+    exact = b'{"name": "' + b"b" * (4096 - 12) + b'"}'  # a name too long, in a body of exactly the limit
+    assert len(exact) == 4096
+    resp = chunked_post(client, "/api/users", exact)
+    assert resp.status_code == 400 and resp.json["error"]["field"] == "name"
+    assert chunked_post(client, "/api/users", b'{"name": "streamed"}').status_code == 201
+    with app.extensions["db_sessionmaker"]() as session:
+        assert session.scalars(select(User.name)).all() == ["streamed"]
 
 
 def test_unknown_routes_and_methods_are_json(client, auth_headers):
