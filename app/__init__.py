@@ -3,7 +3,9 @@
 ``create_app(config=None)`` is the application factory (``gunicorn 'app:create_app()'``). ``config`` overrides
 settings (keys named like the environment variables) and any other Flask config key (e.g. ``TESTING``), plus
 ``INSTANCE_PATH`` (absolute; holds the default SQLite file and the development pseudonym key) and two test seams:
-``METER_PROVIDER`` and ``LOGGER_PROVIDER`` (default: the global OpenTelemetry providers).
+``METER_PROVIDER`` and ``LOGGER_PROVIDER`` (default: the global OpenTelemetry providers). Bad settings, a database
+URL SQLAlchemy cannot use or a database that cannot be opened raise :class:`app.config.ConfigError` naming the
+variable.
 """
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ as init arguments (they win over the environment); a bad value raises :class:`Co
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,6 +48,16 @@ class Settings(BaseSettings):
     DEPLOYMENT_ENVIRONMENT: str = Field(
         "development", description="deployment.environment.name of the telemetry resource (e.g. production).")
 
+    @field_validator("OPENAI_BASE_URL")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:8001/v1")
+        return value
+
     @field_validator("LOG_LEVEL", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
@@ -62,6 +73,13 @@ def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
     try:
         return Settings(**init)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '?'}: {err['msg']}" for err in exc.errors())
+        problems = "; ".join(_problem(err) for err in exc.errors(include_url=False, include_input=False))
         raise ConfigError(f"invalid setting(s): {problems}") from None
+
+
+def _problem(err: Any) -> str:
+    """``VAR: message`` (a model-level rule names its variables in the message itself); the value is never echoed
+    (a secret may have been put in the wrong variable)."""
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    loc = ".".join(str(p) for p in err["loc"])
+    return f"{loc}: {msg}" if loc else msg

@@ -51,3 +51,26 @@ def test_defaults_keep_database_and_dev_key_in_the_instance_folder(make_app, mon
     first = pseudonymize(1)
     make_app(INSTANCE_PATH=str(instance), DATABASE_URL=None, PSEUDONYM_SECRET=None)
     assert pseudonymize(1) == first  # the same key across app instances (workers, restarts)
+
+
+@pytest.mark.parametrize("url, says", [
+    ("bogus://x", "sqlalchemy.dialects:bogus"),
+    ("not a url", "Could not parse"),
+    ("postgresql://u:pw-canary@db:port/x", "malformed host or port"),
+])
+def test_unusable_database_url_fails_at_start_naming_the_variable(make_app, url, says):
+    with pytest.raises(ConfigError, match="DATABASE_URL") as err:
+        make_app(DATABASE_URL=url)
+    assert says in str(err.value) and "pw-canary" not in str(err.value)
+
+
+def test_unopenable_sqlite_file_fails_at_start_naming_the_variable(make_app, tmp_path):
+    with pytest.raises(ConfigError, match="DATABASE_URL") as err:
+        make_app(DATABASE_URL=f"sqlite:///{tmp_path}/no-such-dir/diary.sqlite3")
+    assert "unable to open database file" in str(err.value) and "no-such-dir" not in str(err.value)
+
+
+@pytest.mark.parametrize("value", ["not-a-url", "ftp://host/v1", "http://", "localhost:8001/v1"])
+def test_openai_base_url_must_be_an_http_url(make_app, value):
+    with pytest.raises(ConfigError, match="OPENAI_BASE_URL"):
+        make_app(OPENAI_BASE_URL=value)
