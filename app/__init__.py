@@ -51,7 +51,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
 
     if settings.PSEUDONYM_SECRET is not None:
         privacy.configure(settings.PSEUDONYM_SECRET.get_secret_value())
-    else:
+    else:  # never in production (Settings refuses that)
         os.makedirs(app.instance_path, exist_ok=True)
         privacy.configure(privacy.instance_secret(os.path.join(app.instance_path, "pseudonym.secret")))
 
@@ -63,6 +63,10 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
 
     errors.register(app)
     api.register(app)
-    telemetry.init_app(app)
+    telemetry.init_app(app)  # sets up logging: start-up warnings come after it
+    if settings.PSEUDONYM_SECRET is None:
+        logger.warning("PSEUDONYM_SECRET is not set: pseudonyms use the development key in the instance folder "
+                       "(DEPLOYMENT_ENVIRONMENT=%s); set PSEUDONYM_SECRET for any shared deployment",
+                       settings.DEPLOYMENT_ENVIRONMENT)
     api.register_guards(app)  # after telemetry: a guard's 4xx still gets its request span
     return app

@@ -8,8 +8,11 @@ from __future__ import annotations
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+PRODUCTION = "production"  # DEPLOYMENT_ENVIRONMENT value (any case) that requires every secret to be set
 
 
 class ConfigError(ValueError):
@@ -38,8 +41,9 @@ class Settings(BaseSettings):
     PRICING_FILE: str | None = Field(
         None, description="JSON price list (USD per 1M tokens per model). Default: app/pricing.json.")
     PSEUDONYM_SECRET: SecretStr | None = Field(
-        None, description="HMAC key that pseudonymizes user ids in telemetry. Default: a generated secret kept in "
-                          "the instance folder (development only; a warning is logged).")
+        None, description="HMAC key that pseudonymizes user ids in telemetry. Required when DEPLOYMENT_ENVIRONMENT "
+                          "is production. Default elsewhere: a generated secret kept in the instance folder "
+                          "(development only; a warning is logged at every start).")
     MAX_CONTENT_LENGTH: int = Field(
         256 * 1024, ge=1024, description="Largest accepted request body in bytes (larger: 413).")
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
@@ -57,6 +61,13 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:8001/v1")
         return value
+
+    @model_validator(mode="after")
+    def _production_secrets(self) -> Settings:
+        if self.DEPLOYMENT_ENVIRONMENT.lower() == PRODUCTION and self.PSEUDONYM_SECRET is None:
+            raise ValueError("PSEUDONYM_SECRET is required when DEPLOYMENT_ENVIRONMENT is production (the generated "
+                             "development key would differ per instance); set it, e.g. openssl rand -hex 32")
+        return self
 
     @field_validator("LOG_LEVEL", mode="before")
     @classmethod
