@@ -16,6 +16,7 @@ from typing import Any
 from flask import jsonify
 from flask_openapi3 import Info, OpenAPI
 from opentelemetry import metrics
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import api, db, errors, privacy, telemetry
 from app.config import Settings, load_settings
@@ -69,4 +70,9 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
                        "(DEPLOYMENT_ENVIRONMENT=%s); set PSEUDONYM_SECRET for any shared deployment",
                        settings.DEPLOYMENT_ENVIRONMENT)
     api.register_guards(app)  # after telemetry: a guard's 4xx still gets its request span
+    if settings.TRUSTED_PROXY_COUNT:
+        # outermost, so audit records and the request span both see the forwarded client address
+        proxied = ProxyFix(app.wsgi_app, x_for=settings.TRUSTED_PROXY_COUNT, x_proto=0, x_host=0, x_port=0,
+                           x_prefix=0)
+        app.wsgi_app = proxied  # type: ignore[method-assign]
     return app

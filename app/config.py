@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     APP_VERSION: str = Field("0.1.0", description="Version reported in the OpenAPI document and telemetry.")
     DEPLOYMENT_ENVIRONMENT: str = Field(
         "development", description="deployment.environment.name of the telemetry resource (e.g. production).")
+    TRUSTED_PROXY_COUNT: int = Field(
+        0, ge=0, le=10, description="Proxies in front of the app that append to X-Forwarded-For (1 behind one load "
+                                    "balancer): the client address of audit records and spans is then taken that "
+                                    "many hops back in X-Forwarded-For. 0 = the socket peer (no trusted proxy).")
 
     @field_validator("OPENAI_BASE_URL")
     @classmethod

@@ -80,3 +80,19 @@ def test_protected_routes_need_a_valid_bearer_token(client, auth_headers, log_ex
                for r in failed)
     if header:
         assert not any(header.split(" ", 1)[-1] in str(dict(r.attributes)) for r in failed)
+
+
+@pytest.mark.parametrize("proxies, forwarded, expected", [
+    (0, "203.0.113.7", "10.0.0.5"),  # default: X-Forwarded-For is client-controlled, never trusted
+    (1, "203.0.113.7", "203.0.113.7"),
+    (1, "198.51.100.66, 203.0.113.7", "203.0.113.7"),  # a spoofed first hop is ignored: the ALB appends the peer
+    (2, "198.51.100.66, 203.0.113.7", "198.51.100.66"),
+    (1, None, "10.0.0.5"),
+])
+def test_audit_client_address_follows_trusted_proxies_only(make_app, log_exporter, proxies, forwarded, expected):
+    client = make_app(TRUSTED_PROXY_COUNT=proxies).test_client()
+    headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+    resp = client.post("/api/users", json={"name": "a"}, headers=headers, environ_base={"REMOTE_ADDR": "10.0.0.5"})
+    assert resp.status_code == 201
+    (rec,) = audit_records(log_exporter)
+    assert rec.attributes["client.address"] == expected
