@@ -87,6 +87,8 @@ def test_pagination_is_stable_when_new_entries_arrive(client, auth_headers):
     ("limit=1.5", "limit"), ("cursor=", "cursor"), ("cursor=!!!", "cursor"), ("cursor=abc", "cursor"),
     ("cursor=ZTE", "cursor_ok"), ("cursor=" + "A" * 65, "cursor"), ("cursor=eDEy", "cursor"),
     ("cursor=ZTk5OTk5OTk5OTk5OTk5OTk5OTk5", "cursor"),  # "e" + 20 nines: beyond a 64-bit id
+    ("foo=1", "foo"), ("limit=5&Limit=5", "Limit"),  # unknown parameters (names are case-sensitive)
+    ("limit=1&limit=2", "limit"), ("limit=2&limit=2", "limit"), ("cursor=ZTE&cursor=ZTI", "cursor"),  # repeated
 ])
 def test_bad_list_parameters_are_400_naming_the_field(client, auth_headers, qs, field):
     create(client, auth_headers)
@@ -96,6 +98,10 @@ def test_bad_list_parameters_are_400_naming_the_field(client, auth_headers, qs, 
         return
     assert resp.status_code == 400, resp.json
     assert resp.json["error"]["field"] == field
+    if "&" in qs and field.islower():
+        assert resp.json["error"]["message"] == f"{field}: given more than once"
+    elif field in ("foo", "Limit"):
+        assert resp.json["error"]["message"] == f"{field}: unknown field"
 
 
 @pytest.mark.parametrize("body, field", [

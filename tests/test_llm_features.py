@@ -214,3 +214,22 @@ def test_unknown_feature_is_400_and_calls_no_model(client, auth_headers, entry, 
         assert resp.status_code == 400 and resp.json["error"]["field"] == "feature"
     assert llm_server.stats()["requests"] == before
     assert client.get(f"/api/entries/{entry['id']}", headers=auth_headers).json == entry
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"json": {"model": "gpt-4o"}}, {"json": []}, {"data": "please", "content_type": "text/plain"},
+    {"data": "{}", "content_type": "text/plain"},
+])
+def test_a_request_body_on_an_ai_feature_is_400_and_calls_no_model(client, auth_headers, entry, llm_server, kwargs):
+    before = llm_server.stats()["requests"]
+    resp = client.post(f"/api/entries/{entry['id']}/ai/summarize", headers=auth_headers, **kwargs)
+    assert resp.status_code == 400, resp.json
+    assert resp.json["error"] == {"code": "invalid_body", "field": "body",
+                                  "message": "this endpoint takes no request body"}
+    assert llm_server.stats()["requests"] == before
+    assert client.get(f"/api/entries/{entry['id']}", headers=auth_headers).json == entry
+
+
+def test_an_empty_json_object_on_an_ai_feature_is_accepted(client, auth_headers, entry):
+    resp = client.post(f"/api/entries/{entry['id']}/ai/mood", headers=auth_headers, json={})
+    assert resp.status_code == 200, resp.json
