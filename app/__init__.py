@@ -13,7 +13,6 @@ import logging
 import os
 from typing import Any
 
-from flask import jsonify
 from flask_openapi3 import Info, OpenAPI
 from opentelemetry import metrics
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -44,7 +43,6 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
         instance_path=(config or {}).get("INSTANCE_PATH"),  # default: <project>/instance
     )
     app.json = errors.JSONProvider(app)
-    app.add_url_rule(app.doc_prefix + app.doc_url, "openapi_json", lambda: jsonify(app.api_doc))
     app.config.from_mapping(settings.model_dump())
     app.config["MAX_CONTENT_LENGTH"] = settings.MAX_CONTENT_LENGTH
     app.config.update({k: v for k, v in (config or {}).items() if k not in Settings.model_fields})

@@ -116,5 +116,10 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+def error_responses(*statuses: int) -> dict[int, type[ErrorBody]]:
+    """The OpenAPI ``responses`` for these error statuses, plus the 500 every operation can answer (one place)."""
+    return {status: ErrorBody for status in (*statuses, 500)}
+
+
 class Health(BaseModel):
     status: str

@@ -19,11 +19,11 @@ from app.db import get_session
 from app.errors import ApiError
 from app.models import AI_COLUMNS, Entry
 from app.schemas import (MAX_ID, AIPath, AIResult, EntryCreate, EntryList, EntryOut, EntryPath, EntryUpdate,
-                         ErrorBody, ListQuery)
+                         ListQuery, error_responses)
 
 bp = APIBlueprint("entries", __name__, url_prefix="/api/entries", abp_tags=[Tag(name="entries")],
                   abp_security=[{"bearer": []}],
-                  abp_responses={400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 413: ErrorBody})
+                  abp_responses=error_responses(400, 401, 404, 413))
 bp.before_request(require_user)
 
 
@@ -107,8 +107,7 @@ def delete_entry(path: EntryPath):
     return "", 204
 
 
-@bp.post("/<int:entry_id>/ai/<feature>", responses={200: AIResult, 502: ErrorBody, 503: ErrorBody,
-                                                      504: ErrorBody})
+@bp.post("/<int:entry_id>/ai/<feature>", responses={200: AIResult, **error_responses(502, 503, 504)})
 def run_feature(path: AIPath):
     """Run an AI feature (summarize, reflect, mood) on an entry and store the result with it.
 
