@@ -58,15 +58,25 @@ def test_feature_returns_result_usage_cost_and_stores_it(client, auth_headers, e
     assert {k: stored[k] for k in body} == body and stored["created_at"]
 
 
-def test_cached_tokens_are_priced_at_the_cached_rate(client, auth_headers, entry):
-    first = client.post(f"/api/entries/{entry['id']}/ai/summarize", headers=auth_headers).json
-    second = client.post(f"/api/entries/{entry['id']}/ai/summarize", headers=auth_headers).json
+def test_cached_tokens_are_priced_at_the_cached_rate(client, auth_headers, llm_server):
+    """A long entry (the prompt passes OpenAI's 1024-token caching threshold) analysed twice: the repeat reports
+    the cached prefix in 128-token steps, priced at the cached-input rate; a short entry is never cached."""
+    text = "".join(f"Morning {i}: coffee, a walk by the river and a call home. " for i in range(90))
+    eid = client.post("/api/entries", json={"text": text}, headers=auth_headers).json["id"]
+    before = llm_server.stats()["cached_tokens"]
+    first = client.post(f"/api/entries/{eid}/ai/summarize", headers=auth_headers).json
+    second = client.post(f"/api/entries/{eid}/ai/summarize", headers=auth_headers).json
     u = second["usage"]
-    assert u["cached_tokens"] > 0  # the server has seen this system prompt before
+    assert first["usage"]["cached_tokens"] == 0 and u["input_tokens"] == first["usage"]["input_tokens"] > 1024
+    assert u["cached_tokens"] == 1024 + (u["input_tokens"] - 1024) // 128 * 128
+    assert llm_server.stats()["cached_tokens"] - before == u["cached_tokens"]
     assert second["cost_usd"] == pytest.approx(
         ((u["input_tokens"] - u["cached_tokens"]) * 0.15 + u["cached_tokens"] * 0.075 + u["output_tokens"] * 0.6)
         / 1e6)
-    assert second["cost_usd"] < first["cost_usd"] or first["usage"]["cached_tokens"] > 0
+    assert second["cost_usd"] < first["cost_usd"]
+    short = client.post("/api/entries", json={"text": "short"}, headers=auth_headers).json["id"]
+    repeats = [client.post(f"/api/entries/{short}/ai/summarize", headers=auth_headers).json for _ in range(2)]
+    assert [r["usage"]["cached_tokens"] for r in repeats] == [0, 0]
 
 
 def test_cost_counter_has_the_genai_attributes(make_app, metric_reader):
