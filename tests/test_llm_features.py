@@ -4,10 +4,10 @@ from __future__ import annotations
 import logging
 import socket
 
-import openai
 import pytest
 
-from app.local_llm import Faults, serve_in_thread
+from app.llm import _ContentFreeErrorsClient
+from app.local_llm import FAIL_ATTEMPTS_HEADER, FAIL_HEADER, Faults, serve_in_thread
 from app.pricing import PriceList
 from tests.conftest import metric_points
 
@@ -134,17 +134,29 @@ def test_llm_failures_map_to_5xx_and_store_nothing(make_app, faulty, metric_read
     assert [a["audit.outcome"] for a in audits] == ["failure"]
 
 
-def test_retry_then_success_is_200(client, auth_headers, entry, app, llm_server):
-    """The first two attempts fail with 500 (header-driven fault), the SDK's bounded retries recover."""
-    app.extensions["llm"]._client = openai.OpenAI(
-        base_url=llm_server.base_url, api_key="k", max_retries=2, timeout=5,
-        default_headers={"X-Local-LLM-Fail": "500", "X-Local-LLM-Fail-Attempts": "2"})
+@pytest.mark.parametrize("failing, status", [(2, 200), (3, 502)])
+def test_retries_are_the_app_clients_and_bounded(make_app, llm_server, failing, status):
+    """The first ``failing`` attempts fail with 500 (header-driven fault). The app's own client (the
+    content-free-errors subclass, OPENAI_MAX_RETRIES=2 from the settings) gets the header added the way any
+    caller would (``with_options``): two retries recover, a third failure is 502 and stores nothing."""
+    app = make_app(OPENAI_MAX_RETRIES=2)
+    client = app.test_client()
+    headers = {"Authorization": "Bearer " + client.post("/api/users", json={"name": "a"}).json["token"]}
+    entry = client.post("/api/entries", json={"text": "hello"}, headers=headers).json
+    llm = app.extensions["llm"]
+    real = llm.client()
+    llm._client = real.with_options(default_headers={FAIL_HEADER: "500", FAIL_ATTEMPTS_HEADER: str(failing)})
+    assert type(llm.client()) is type(real) is _ContentFreeErrorsClient and llm.client().max_retries == 2
     before = llm_server.stats()
-    resp = client.post(f"/api/entries/{entry['id']}/ai/reflect", headers=auth_headers)
-    assert resp.status_code == 200, resp.json
+    resp = client.post(f"/api/entries/{entry['id']}/ai/reflect", headers=headers)
+    assert resp.status_code == status, resp.json
     after = llm_server.stats()
-    assert after["failures_500"] - before["failures_500"] == 2 and after["requests"] - before["requests"] == 1
-    assert "reflect" in client.get(f"/api/entries/{entry['id']}", headers=auth_headers).json["ai"]
+    assert after["failures_500"] - before["failures_500"] == min(failing, 3)
+    assert after["requests"] - before["requests"] == (1 if status == 200 else 0)
+    stored = client.get(f"/api/entries/{entry['id']}", headers=headers).json["ai"]
+    assert ("reflect" in stored) is (status == 200)
+    if status == 502:
+        assert resp.json["error"]["code"] == "llm_upstream_error"
 
 
 def test_unreachable_llm_is_502(make_app):
@@ -219,7 +231,7 @@ def test_unknown_feature_is_400_and_calls_no_model(client, auth_headers, entry, 
     before = llm_server.stats()["requests"]
     resp = client.post(f"/api/entries/{entry['id']}/ai/{feature}", headers=auth_headers)
     if feature == "":
-        assert resp.status_code in (404, 405)  # no such route
+        assert resp.status_code == 404 and resp.json["error"]["code"] == "not_found"  # no such route
     else:
         assert resp.status_code == 400 and resp.json["error"]["field"] == "feature"
     assert llm_server.stats()["requests"] == before
