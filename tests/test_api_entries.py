@@ -182,6 +182,16 @@ def test_streamed_body_over_the_limit_is_413_not_invalid_json(make_app):
         assert session.scalars(select(User.name)).all() == ["streamed"]
 
 
+def test_body_cut_short_is_400_invalid_body(client, row_counts):
+    """The client announced 100 bytes and disconnected after 11 (werkzeug raises ClientDisconnected)."""
+    resp = client.post("/api/users", input_stream=io.BytesIO(b'{"name": "a'), content_type="application/json",
+                       environ_overrides={"CONTENT_LENGTH": "100"})
+    assert resp.status_code == 400
+    assert resp.json["error"] == {"code": "invalid_body", "field": "body",
+                                  "message": "the request body could not be read (malformed or incomplete)"}
+    assert row_counts() == (0, 0)
+
+
 def test_unknown_routes_and_methods_are_json(client, auth_headers):
     resp = client.get("/api/nothing-here", headers=auth_headers)
     assert resp.status_code == 404 and resp.json["error"]["code"] == "not_found"
