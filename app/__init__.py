@@ -3,7 +3,9 @@
 ``create_app(config=None)`` is the application factory (``gunicorn 'app:create_app()'``). ``config`` overrides
 settings (keys named like the environment variables) and any other Flask config key (e.g. ``TESTING``), plus
 ``INSTANCE_PATH`` (absolute; holds the default SQLite file and the development pseudonym key) and two test seams:
-``METER_PROVIDER`` and ``LOGGER_PROVIDER`` (default: the global OpenTelemetry providers).
+``METER_PROVIDER`` and ``LOGGER_PROVIDER`` (default: the global OpenTelemetry providers). Bad settings, a database
+URL SQLAlchemy cannot use or a database that cannot be opened raise :class:`app.config.ConfigError` naming the
+variable.
 """
 from __future__ import annotations
 
@@ -11,9 +13,9 @@ import logging
 import os
 from typing import Any
 
-from flask import jsonify
 from flask_openapi3 import Info, OpenAPI
 from opentelemetry import metrics
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import api, db, errors, privacy, telemetry
 from app.config import Settings, load_settings
@@ -41,7 +43,6 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
         instance_path=(config or {}).get("INSTANCE_PATH"),  # default: <project>/instance
     )
     app.json = errors.JSONProvider(app)
-    app.add_url_rule(app.doc_prefix + app.doc_url, "openapi_json", lambda: jsonify(app.api_doc))
     app.config.from_mapping(settings.model_dump())
     app.config["MAX_CONTENT_LENGTH"] = settings.MAX_CONTENT_LENGTH
     app.config.update({k: v for k, v in (config or {}).items() if k not in Settings.model_fields})
@@ -49,7 +50,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
 
     if settings.PSEUDONYM_SECRET is not None:
         privacy.configure(settings.PSEUDONYM_SECRET.get_secret_value())
-    else:
+    else:  # never in production (Settings refuses that)
         os.makedirs(app.instance_path, exist_ok=True)
         privacy.configure(privacy.instance_secret(os.path.join(app.instance_path, "pseudonym.secret")))
 
@@ -61,5 +62,15 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
 
     errors.register(app)
     api.register(app)
-    telemetry.init_app(app)
+    telemetry.init_app(app)  # sets up logging: start-up warnings come after it
+    if settings.PSEUDONYM_SECRET is None:
+        logger.warning("PSEUDONYM_SECRET is not set: pseudonyms use the development key in the instance folder "
+                       "(DEPLOYMENT_ENVIRONMENT=%s); set PSEUDONYM_SECRET for any shared deployment",
+                       settings.DEPLOYMENT_ENVIRONMENT)
+    api.register_guards(app)  # after telemetry: a guard's 4xx still gets its request span
+    if settings.TRUSTED_PROXY_COUNT:
+        # outermost, so audit records and the request span both see the forwarded client address
+        proxied = ProxyFix(app.wsgi_app, x_for=settings.TRUSTED_PROXY_COUNT, x_proto=0, x_host=0, x_port=0,
+                           x_prefix=0)
+        app.wsgi_app = proxied  # type: ignore[method-assign]
     return app

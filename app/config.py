@@ -6,9 +6,13 @@ as init arguments (they win over the environment); a bad value raises :class:`Co
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+PRODUCTION = "production"  # DEPLOYMENT_ENVIRONMENT value (any case) that requires every secret to be set
 
 
 class ConfigError(ValueError):
@@ -37,8 +41,9 @@ class Settings(BaseSettings):
     PRICING_FILE: str | None = Field(
         None, description="JSON price list (USD per 1M tokens per model). Default: app/pricing.json.")
     PSEUDONYM_SECRET: SecretStr | None = Field(
-        None, description="HMAC key that pseudonymizes user ids in telemetry. Default: a generated secret kept in "
-                          "the instance folder (development only; a warning is logged).")
+        None, description="HMAC key that pseudonymizes user ids in telemetry. Required when DEPLOYMENT_ENVIRONMENT "
+                          "is production. Default elsewhere: a generated secret kept in the instance folder "
+                          "(development only; a warning is logged at every start).")
     MAX_CONTENT_LENGTH: int = Field(
         256 * 1024, ge=1024, description="Largest accepted request body in bytes (larger: 413).")
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
@@ -46,6 +51,27 @@ class Settings(BaseSettings):
     APP_VERSION: str = Field("0.1.0", description="Version reported in the OpenAPI document and telemetry.")
     DEPLOYMENT_ENVIRONMENT: str = Field(
         "development", description="deployment.environment.name of the telemetry resource (e.g. production).")
+    TRUSTED_PROXY_COUNT: int = Field(
+        0, ge=0, le=10, description="Proxies in front of the app that append to X-Forwarded-For (1 behind one load "
+                                    "balancer): the client address of audit records and spans is then taken that "
+                                    "many hops back in X-Forwarded-For. 0 = the socket peer (no trusted proxy).")
+
+    @field_validator("OPENAI_BASE_URL")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:8001/v1")
+        return value
+
+    @model_validator(mode="after")
+    def _production_secrets(self) -> Settings:
+        if self.DEPLOYMENT_ENVIRONMENT.lower() == PRODUCTION and self.PSEUDONYM_SECRET is None:
+            raise ValueError("PSEUDONYM_SECRET is required when DEPLOYMENT_ENVIRONMENT is production (the generated "
+                             "development key would differ per instance); set it, e.g. openssl rand -hex 32")
+        return self
 
     @field_validator("LOG_LEVEL", mode="before")
     @classmethod
@@ -62,6 +88,13 @@ def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
     try:
         return Settings(**init)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '?'}: {err['msg']}" for err in exc.errors())
+        problems = "; ".join(_problem(err) for err in exc.errors(include_url=False, include_input=False))
         raise ConfigError(f"invalid setting(s): {problems}") from None
+
+
+def _problem(err: Any) -> str:
+    """``VAR: message`` (a model-level rule names its variables in the message itself); the value is never echoed
+    (a secret may have been put in the wrong variable)."""
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    loc = ".".join(str(p) for p in err["loc"])
+    return f"{loc}: {msg}" if loc else msg

@@ -14,9 +14,10 @@ from typing import Any
 
 from flask import Flask, current_app, g
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.config import ConfigError
 from app.models import Base
 
 logger = logging.getLogger(__name__)
@@ -105,9 +106,27 @@ def ping() -> bool:
 
 
 def init_app(app: Flask, url: str | None) -> Engine:
-    engine = make_engine(url or default_url(app))
-    create_schema(engine)
+    """Engine, schema and per-request sessions. A URL SQLAlchemy cannot use, or a database that cannot be opened at
+    start-up, is a :class:`ConfigError` naming DATABASE_URL (the URL itself is never echoed: it may hold a
+    password)."""
+    try:
+        engine = make_engine(url or default_url(app))
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:  # these name the dialect or driver module
+        raise ConfigError(f"DATABASE_URL: not a usable SQLAlchemy URL ({_first_line(exc)})") from None
+    except ValueError:  # e.g. a non-numeric port; its message quotes a piece of the URL
+        raise ConfigError("DATABASE_URL: not a usable SQLAlchemy URL (malformed host or port)") from None
+    try:
+        create_schema(engine)
+    except DBAPIError as exc:
+        engine.dispose()
+        raise ConfigError(f"DATABASE_URL: the database cannot be opened ({type(exc.orig).__name__}: "
+                          f"{_first_line(exc.orig)})") from None
     app.extensions["db_engine"] = engine
     app.extensions["db_sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
     app.teardown_appcontext(close_session)
     return engine
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:limit]

@@ -6,21 +6,14 @@
 Endpoints: ``POST /v1/chat/completions`` (plain and SSE streaming; ``stream_options.include_usage`` adds the final
 usage chunk), ``GET /v1/models``, ``GET /healthz``, ``GET /stats`` (running totals of usage served).
 
-Output is deterministic: a hash of the model and messages picks canned sentences; the prompt is never echoed.
-Usage is realistic: prompt tokens are estimated from text length (~4 characters a token), and when a system prompt
-was already seen, its tokens are reported as ``prompt_tokens_details.cached_tokens``.
-
-Fault injection (CLI flag, else env var): ``LOCAL_LLM_LATENCY_MS`` (mean, ±50 % uniform jitter),
-``LOCAL_LLM_FAIL_429_RATE``, ``LOCAL_LLM_FAIL_500_RATE``, ``LOCAL_LLM_TIMEOUT_RATE`` (the handler sleeps
-``LOCAL_LLM_TIMEOUT_SLEEP_S``, past any sane client timeout), ``LOCAL_LLM_SEED`` (seeded RNG).
-Per request: header ``X-Local-LLM-Fail: 429|500|timeout`` forces a failure; with ``X-Local-LLM-Fail-Attempts: N``
-only the first N attempts fail (the openai SDK numbers its retries in ``x-stainless-retry-count``), so retry
-behaviour is testable deterministically.
+Output and usage (deterministic; realistic prompt caching: only prompts >= 1024 tokens, in 128-token steps) come
+from app/local_llm_usage.py; fault injection (latency, 429/500/timeout rates, per-request headers, all validated)
+from app/local_llm_faults.py. A request the server cannot understand (body, or a fault header) is a 400 with an
+OpenAI-style error body, never a traceback.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -33,62 +26,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from app import local_llm_faults
+from app.local_llm_faults import FAIL_ATTEMPTS_HEADER, FAIL_HEADER, Faults  # noqa: F401 - re-exported for callers
+from app.local_llm_usage import PromptCache, answer, prompt_token_sequence, usage
+
 logger = logging.getLogger(__name__)
-
-ENV_LATENCY_MS = "LOCAL_LLM_LATENCY_MS"
-ENV_FAIL_429_RATE = "LOCAL_LLM_FAIL_429_RATE"
-ENV_FAIL_500_RATE = "LOCAL_LLM_FAIL_500_RATE"
-ENV_TIMEOUT_RATE = "LOCAL_LLM_TIMEOUT_RATE"
-ENV_TIMEOUT_SLEEP_S = "LOCAL_LLM_TIMEOUT_SLEEP_S"
-ENV_SEED = "LOCAL_LLM_SEED"
-FAIL_HEADER = "X-Local-LLM-Fail"
-FAIL_ATTEMPTS_HEADER = "X-Local-LLM-Fail-Attempts"
 MODELS = ("gpt-4o-mini", "gpt-4.1-nano", "local-diary-1")
-
-SENTENCES = (
-    "It sounds like today asked a lot of you.",
-    "You noticed small moments of calm between the busy parts.",
-    "There is a quiet pride in how you handled the afternoon.",
-    "Some worry remains, and naming it is already a step.",
-    "Rest seems to matter more than usual this week.",
-    "A conversation with someone close lifted the mood.",
-    "You are learning what drains you and what restores you.",
-    "Tomorrow might benefit from one unhurried hour.",
-    "Gratitude shows up in the details you chose to write down.",
-    "Overall the tone is steady, with a hopeful ending.",
-)
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
-
-
-@dataclass
-class Faults:
-    latency_ms: float = 0.0
-    fail_429_rate: float = 0.0
-    fail_500_rate: float = 0.0
-    timeout_rate: float = 0.0
-    timeout_sleep_s: float = 30.0
-    seed: int | None = None
-
-    @classmethod
-    def from_env(cls) -> Faults:
-        seed = os.environ.get(ENV_SEED, "").strip()
-        return cls(
-            latency_ms=_env_float(ENV_LATENCY_MS, 0.0),
-            fail_429_rate=_env_float(ENV_FAIL_429_RATE, 0.0),
-            fail_500_rate=_env_float(ENV_FAIL_500_RATE, 0.0),
-            timeout_rate=_env_float(ENV_TIMEOUT_RATE, 0.0),
-            timeout_sleep_s=_env_float(ENV_TIMEOUT_SLEEP_S, 30.0),
-            seed=int(seed) if seed else None,
-        )
+MAX_BODY = 8 * 1024 * 1024
 
 
 @dataclass
@@ -96,7 +40,7 @@ class State:
     faults: Faults
     rng: random.Random = field(init=False)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    seen_system: set[str] = field(default_factory=set)
+    cache: PromptCache = field(default_factory=PromptCache)
     totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "failures_429", "failures_500",
          "timeouts"), 0))
@@ -105,57 +49,18 @@ class State:
         self.rng = random.Random(self.faults.seed)
 
 
-def estimate_tokens(text: str) -> int:
-    return max(1, (len(text) + 3) // 4) if text else 0
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content parts
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
-
-
 def complete(state: State, body: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     """Returns (text, finish_reason, usage) for a chat request, and adds the usage to the running totals."""
-    messages = body.get("messages") or []
-    model = str(body.get("model", ""))
-    digest = hashlib.sha256(json.dumps([model, messages], sort_keys=True, default=str).encode()).digest()
-    count = 2 + digest[0] % 3
-    text = " ".join(SENTENCES[(digest[1 + i]) % len(SENTENCES)] for i in range(count))
-    if body.get("response_format", {}).get("type") == "json_object":
-        text = json.dumps({"mood": ("calm", "tired", "hopeful", "anxious", "content")[digest[5] % 5],
-                           "score": round((digest[6] % 100) / 100, 2), "summary": SENTENCES[digest[7] % 10]})
-    completion_tokens = estimate_tokens(text)
-    finish = "stop"
-    limit = body.get("max_completion_tokens") or body.get("max_tokens")
-    if isinstance(limit, int) and 0 < limit < completion_tokens:
-        text, completion_tokens, finish = text[: limit * 4], limit, "length"
-    prompt_tokens = 3
-    system_tokens, system_key = 0, ""
-    for msg in messages:
-        text_in = _content_text(msg.get("content")) if isinstance(msg, dict) else ""
-        n = estimate_tokens(text_in) + 4
-        prompt_tokens += n
-        if isinstance(msg, dict) and msg.get("role") in ("system", "developer"):
-            system_tokens += n
-            system_key += hashlib.sha256(text_in.encode()).hexdigest()
+    text, finish, completion_tokens = answer(body)
+    tokens = prompt_token_sequence(body.get("messages") or [])
     with state.lock:
-        cached = system_tokens if system_key and system_key in state.seen_system else 0
-        if system_key:
-            state.seen_system.add(system_key)
+        cached = state.cache.cached_tokens(tokens)
         t = state.totals
         t["requests"] += 1
-        t["prompt_tokens"] += prompt_tokens
+        t["prompt_tokens"] += len(tokens)
         t["completion_tokens"] += completion_tokens
         t["cached_tokens"] += cached
-    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-             "total_tokens": prompt_tokens + completion_tokens,
-             "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
-             "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                           "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
-    return text, finish, usage
+    return text, finish, usage(len(tokens), completion_tokens, cached)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -193,27 +98,17 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._error(404, f"no route {path}", "invalid_request_error")
 
-    def _injected_fault(self) -> str | None:
-        forced = (self.headers.get(FAIL_HEADER) or "").strip().lower()
-        if forced:
-            attempts = self.headers.get(FAIL_ATTEMPTS_HEADER)
-            retry = int(self.headers.get("x-stainless-retry-count") or 0)
-            if attempts is None or retry < int(attempts):
-                return forced
-            return None
-        f = self.state.faults
+    def _draw(self) -> float:
         with self.state.lock:
-            r = self.state.rng.random()
-        if r < f.fail_429_rate:
-            return "429"
-        if r < f.fail_429_rate + f.fail_500_rate:
-            return "500"
-        if r < f.fail_429_rate + f.fail_500_rate + f.timeout_rate:
-            return "timeout"
-        return None
+            return self.state.rng.random()
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
-        length = int(self.headers.get("Content-Length") or 0)
+        raw_length = (self.headers.get("Content-Length") or "0").strip()
+        if not raw_length.isdigit() or int(raw_length) > MAX_BODY:
+            self.close_connection = True  # the body cannot be skipped safely
+            self._error(400, f"invalid Content-Length (at most {MAX_BODY} bytes)", "invalid_request_error")
+            return
+        length = int(raw_length)
         raw = self.rfile.read(length) if length else b""
         path = self.path.split("?", 1)[0].rstrip("/")
         if path not in ("/v1/chat/completions", "/chat/completions"):
@@ -231,7 +126,11 @@ class Handler(BaseHTTPRequestHandler):
             with self.state.lock:
                 jitter = self.state.rng.uniform(0.5, 1.5)
             time.sleep(f.latency_ms * jitter / 1000.0)
-        fault = self._injected_fault()
+        try:
+            fault = local_llm_faults.pick(self.headers, self.state.faults, self._draw)
+        except ValueError as exc:
+            self._error(400, str(exc), "invalid_request_error")
+            return
         if fault is not None:
             self._fail(fault)
             return
@@ -239,8 +138,9 @@ class Handler(BaseHTTPRequestHandler):
         model = str(body.get("model") or MODELS[0])
         cid, created = "chatcmpl-" + uuid.uuid4().hex[:24], int(time.time())
         if body.get("stream"):
+            options = body.get("stream_options")
             self._stream(cid, created, model, text, finish, usage,
-                         bool((body.get("stream_options") or {}).get("include_usage")))
+                         isinstance(options, dict) and bool(options.get("include_usage")))
             return
         self._json(200, {
             "id": cid, "object": "chat.completion", "created": created, "model": model,
@@ -336,17 +236,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port (announced on stdout)")
     p.add_argument("--port-file", help="also write the bound port to this file")
-    p.add_argument("--latency-ms", type=float)
-    p.add_argument("--fail-429-rate", type=float)
-    p.add_argument("--fail-500-rate", type=float)
-    p.add_argument("--timeout-rate", type=float)
-    p.add_argument("--timeout-sleep-s", type=float)
-    p.add_argument("--seed", type=int)
+    for name, env in local_llm_faults.ENV.items():
+        p.add_argument(local_llm_faults.flag(name), type=int if name == "seed" else float,
+                       help=f"default: ${env} (see app/local_llm_faults.py)")
     args = p.parse_args(argv)
-    faults = Faults.from_env()
-    for name in ("latency_ms", "fail_429_rate", "fail_500_rate", "timeout_rate", "timeout_sleep_s", "seed"):
-        if getattr(args, name) is not None:
-            setattr(faults, name, getattr(args, name))
+    try:
+        faults = Faults.from_env({name: getattr(args, name) for name in local_llm_faults.ENV})
+    except ValueError as exc:
+        p.error(str(exc))  # exits 2, naming the flag or variable
     server = make_server(args.host, args.port, faults)
     host, port = server.server_address[:2]
     if args.port_file:

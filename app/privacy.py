@@ -2,7 +2,8 @@
 
 ``configure(secret)`` is called by ``create_app``; without it the key comes from ``PSEUDONYM_SECRET`` or, for
 development only, a random per-process key (one warning). ``instance_secret(path)`` provides a development key
-that is shared by every worker and survives restarts (a 0600 file in the instance folder).
+that is shared by every worker and survives restarts (a 0600 file in the instance folder); ``create_app`` warns at
+every start that uses it, and refuses to start without PSEUDONYM_SECRET in production (app/config.py).
 """
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def instance_secret(path: str) -> str:
     else:
         with os.fdopen(fd, "w", encoding="ascii") as fh:
             fh.write(secrets.token_hex(32))
-        logger.warning("PSEUDONYM_SECRET is not set: generated a development key in the instance folder")
+        logger.info("generated a development pseudonym key in %s", path)
     for _ in range(50):  # another worker may be between O_EXCL and write
         with open(path, encoding="ascii") as fh:
             value = fh.read().strip()

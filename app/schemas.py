@@ -69,6 +69,10 @@ _SCHEMAS: dict[type, dict[str, Any]] = {}
 
 
 class ListQuery(_CachedSchema):
+    """Query of ``GET /api/entries``; an unknown parameter is 400 naming it, a repeated one too (app/api/guard.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
     limit: int = Field(20, ge=1, le=100)
     cursor: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")] | None = None
 
@@ -110,6 +114,11 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
+
+
+def error_responses(*statuses: int) -> dict[int, type[ErrorBody]]:
+    """The OpenAPI ``responses`` for these error statuses, plus the 500 every operation can answer (one place)."""
+    return {status: ErrorBody for status in (*statuses, 500)}
 
 
 class Health(BaseModel):

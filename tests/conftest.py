@@ -33,17 +33,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @contextlib.contextmanager
 def gunicorn_app(tmp_path: Path, llm_base_url: str, *, workers: int, database: Path,
-                 timeout: float = 20.0) -> Iterator[httpx.Client]:
-    """``gunicorn 'app:create_app()'`` with ``workers`` workers on a unix socket, telemetry off; yields a client
-    once ``/readyz`` answers 200 and stops gunicorn (terminate, then kill) on exit."""
+                 timeout: float = 20.0, stdout: Path | None = None) -> Iterator[httpx.Client]:
+    """``gunicorn 'app:create_app()'`` with ``workers`` workers on a unix socket (``tmp_path / "g.sock"``),
+    telemetry off; yields a client once ``/readyz`` answers 200 and stops gunicorn (terminate, then kill) on exit.
+    The app's JSON log lines (stdout) go to the file ``stdout`` if given, else nowhere."""
     sock = tmp_path / "g.sock"
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}", "PSEUDONYM_SECRET": "s",
            "OPENAI_BASE_URL": llm_base_url, "OPENAI_API_KEY": "k", "OTEL_SDK_DISABLED": "true",
            "LOG_LEVEL": "WARNING"}
+    out = open(stdout, "wb") if stdout else subprocess.DEVNULL  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"unix:{sock}",
-         "--graceful-timeout", "3", "app:create_app()"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE)
+         "--graceful-timeout", "3", "app:create_app()"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.PIPE)
     client = httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://diary", timeout=timeout)
     try:
         deadline = time.monotonic() + timeout + 10
@@ -66,6 +67,8 @@ def gunicorn_app(tmp_path: Path, llm_base_url: str, *, workers: int, database: P
             proc.kill()
             proc.wait()
         proc.stderr.close()
+        if stdout:
+            out.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from app import create_app
@@ -51,3 +53,50 @@ def test_defaults_keep_database_and_dev_key_in_the_instance_folder(make_app, mon
     first = pseudonymize(1)
     make_app(INSTANCE_PATH=str(instance), DATABASE_URL=None, PSEUDONYM_SECRET=None)
     assert pseudonymize(1) == first  # the same key across app instances (workers, restarts)
+
+
+@pytest.mark.parametrize("url, says", [
+    ("bogus://x", "sqlalchemy.dialects:bogus"),
+    ("not a url", "Could not parse"),
+    ("postgresql://u:pw-canary@db:port/x", "malformed host or port"),
+])
+def test_unusable_database_url_fails_at_start_naming_the_variable(make_app, url, says):
+    with pytest.raises(ConfigError, match="DATABASE_URL") as err:
+        make_app(DATABASE_URL=url)
+    assert says in str(err.value) and "pw-canary" not in str(err.value)
+
+
+def test_unopenable_sqlite_file_fails_at_start_naming_the_variable(make_app, tmp_path):
+    with pytest.raises(ConfigError, match="DATABASE_URL") as err:
+        make_app(DATABASE_URL=f"sqlite:///{tmp_path}/no-such-dir/diary.sqlite3")
+    assert "unable to open database file" in str(err.value) and "no-such-dir" not in str(err.value)
+
+
+@pytest.mark.parametrize("value", ["not-a-url", "ftp://host/v1", "http://", "localhost:8001/v1"])
+def test_openai_base_url_must_be_an_http_url(make_app, value):
+    with pytest.raises(ConfigError, match="OPENAI_BASE_URL"):
+        make_app(OPENAI_BASE_URL=value)
+
+
+@pytest.mark.parametrize("environment", ["production", "Production"])
+def test_production_refuses_to_start_without_a_pseudonym_secret(make_app, monkeypatch, tmp_path, environment):
+    monkeypatch.delenv("PSEUDONYM_SECRET", raising=False)
+    with pytest.raises(ConfigError, match="PSEUDONYM_SECRET") as err:
+        make_app(DEPLOYMENT_ENVIRONMENT=environment, PSEUDONYM_SECRET=None, INSTANCE_PATH=str(tmp_path / "i"))
+    assert "DEPLOYMENT_ENVIRONMENT" in str(err.value)
+    assert not (tmp_path / "i" / "pseudonym.secret").exists()
+    assert make_app(DEPLOYMENT_ENVIRONMENT=environment, PSEUDONYM_SECRET="set").test_client().get(
+        "/readyz").status_code == 200
+
+
+def test_development_key_warns_at_every_start(make_app, monkeypatch, tmp_path, caplog):
+    monkeypatch.delenv("PSEUDONYM_SECRET", raising=False)
+    caplog.set_level(logging.WARNING, logger="app")
+    for _ in range(2):  # the second start finds the key file already there
+        make_app(PSEUDONYM_SECRET=None, INSTANCE_PATH=str(tmp_path / "i"))
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING and "PSEUDONYM_SECRET is not set" in
+              r.getMessage()]
+    assert len(warned) == 2
+    caplog.clear()
+    make_app()  # with a secret: no warning
+    assert "PSEUDONYM_SECRET" not in caplog.text

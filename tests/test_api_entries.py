@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+import io
+
 import pytest
+from sqlalchemy import select
+
+from app.models import User
 
 
 def create(client, headers, text="Dear diary", tags=None):
@@ -82,6 +87,8 @@ def test_pagination_is_stable_when_new_entries_arrive(client, auth_headers):
     ("limit=1.5", "limit"), ("cursor=", "cursor"), ("cursor=!!!", "cursor"), ("cursor=abc", "cursor"),
     ("cursor=ZTE", "cursor_ok"), ("cursor=" + "A" * 65, "cursor"), ("cursor=eDEy", "cursor"),
     ("cursor=ZTk5OTk5OTk5OTk5OTk5OTk5OTk5", "cursor"),  # "e" + 20 nines: beyond a 64-bit id
+    ("foo=1", "foo"), ("limit=5&Limit=5", "Limit"),  # unknown parameters (names are case-sensitive)
+    ("limit=1&limit=2", "limit"), ("limit=2&limit=2", "limit"), ("cursor=ZTE&cursor=ZTI", "cursor"),  # repeated
 ])
 def test_bad_list_parameters_are_400_naming_the_field(client, auth_headers, qs, field):
     create(client, auth_headers)
@@ -91,6 +98,10 @@ def test_bad_list_parameters_are_400_naming_the_field(client, auth_headers, qs, 
         return
     assert resp.status_code == 400, resp.json
     assert resp.json["error"]["field"] == field
+    if "&" in qs and field.islower():
+        assert resp.json["error"]["message"] == f"{field}: given more than once"
+    elif field in ("foo", "Limit"):
+        assert resp.json["error"]["message"] == f"{field}: unknown field"
 
 
 @pytest.mark.parametrize("body, field", [
@@ -149,14 +160,48 @@ def test_body_over_the_limit_is_413_and_stores_nothing(make_app, row_counts):
     assert client.post("/api/entries", json={"text": "x" * 3000}, headers=headers).status_code == 201
 
 
+def chunked_post(client, path, body: bytes, headers=None):
+    """POST as a server that terminates chunked input (gunicorn) hands it over: no Content-Length."""
+    return client.post(path, input_stream=io.BytesIO(body), environ_overrides={"wsgi.input_terminated": True},
+                       headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked",
+                                **(headers or {})})
+
+
+def test_streamed_body_over_the_limit_is_413_not_invalid_json(make_app):
+    app = make_app(MAX_CONTENT_LENGTH=4096)
+    client = app.test_client()
+    resp = chunked_post(client, "/api/users", b'{"name": "' + b"a" * 10_000 + b'"}')
+    assert resp.status_code == 413, resp.json
+    assert resp.json["error"]["code"] == "request_entity_too_large" and "4096" in resp.json["error"]["message"]
+    exact = b'{"name": "' + b"b" * (4096 - 12) + b'"}'  # a name too long, in a body of exactly the limit
+    assert len(exact) == 4096
+    resp = chunked_post(client, "/api/users", exact)
+    assert resp.status_code == 400 and resp.json["error"]["field"] == "name"
+    assert chunked_post(client, "/api/users", b'{"name": "streamed"}').status_code == 201
+    with app.extensions["db_sessionmaker"]() as session:
+        assert session.scalars(select(User.name)).all() == ["streamed"]
+
+
+def test_body_cut_short_is_400_invalid_body(client, row_counts):
+    """The client announced 100 bytes and disconnected after 11 (werkzeug raises ClientDisconnected)."""
+    resp = client.post("/api/users", input_stream=io.BytesIO(b'{"name": "a'), content_type="application/json",
+                       environ_overrides={"CONTENT_LENGTH": "100"})
+    assert resp.status_code == 400
+    assert resp.json["error"] == {"code": "invalid_body", "field": "body",
+                                  "message": "the request body could not be read (malformed or incomplete)"}
+    assert row_counts() == (0, 0)
+
+
 def test_unknown_routes_and_methods_are_json(client, auth_headers):
     resp = client.get("/api/nothing-here", headers=auth_headers)
     assert resp.status_code == 404 and resp.json["error"]["code"] == "not_found"
     resp = client.put("/api/entries", json={"text": "x"}, headers=auth_headers)
     assert resp.status_code == 405 and resp.json["error"]["code"] == "method_not_allowed"
     assert "POST" in resp.headers["Allow"]
-    assert client.get("/api/entries/abc", headers=auth_headers).status_code == 404
-    assert client.get("/api/entries/0", headers=auth_headers).status_code in (400, 404)
+    resp = client.get("/api/entries/abc", headers=auth_headers)  # not an <int:...>: no route matches
+    assert resp.status_code == 404 and resp.json["error"]["code"] == "not_found"
+    resp = client.get("/api/entries/0", headers=auth_headers)  # the route matches; ids start at 1
+    assert resp.status_code == 400 and resp.json["error"]["field"] == "entry_id"
 
 
 def test_body_errors_explain_themselves(client, auth_headers):

@@ -33,6 +33,17 @@ def test_openapi_document_describes_the_api(client):
                if p["name"] == "feature"][0]
     assert set(feature["schema"]["enum"]) == {"summarize", "reflect", "mood"}
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    error_ref = {"$ref": "#/components/schemas/ErrorBody"}
+    for route, item in paths.items():
+        for method, op in item.items():
+            assert op["responses"]["500"]["content"]["application/json"]["schema"] == error_ref, (route, method)
+            if "400" in op["responses"]:
+                assert op["responses"]["400"]["content"]["application/json"]["schema"] == error_ref
+    assert set(paths["/healthz"]["get"]["responses"]) == {"200", "500"}  # nothing to validate: no 400
+    assert set(paths["/readyz"]["get"]["responses"]) == {"200", "500", "503"}
+    assert {"400", "401", "404", "413", "500", "502", "503", "504"} <= set(
+        paths["/api/entries/{entry_id}/ai/{feature}"]["post"]["responses"])
+    assert not [k for k in doc if k.startswith("x-")]
 
 
 def test_unhandled_errors_are_500_json_without_a_stack_trace(app, client, caplog):

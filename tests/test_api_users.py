@@ -59,7 +59,8 @@ def test_bad_registration_is_400_naming_the_field_and_stores_nothing(client, row
     resp = client.post("/api/users", **kwargs)
     assert resp.status_code == 400
     err = resp.json["error"]
-    assert err["field"] == field and err["code"] in ("invalid_field", "invalid_body") and err["message"]
+    assert err["field"] == field and err["message"]
+    assert err["code"] == ("invalid_body" if field == "body" else "invalid_field")
     assert row_counts() == before
 
 
@@ -80,3 +81,19 @@ def test_protected_routes_need_a_valid_bearer_token(client, auth_headers, log_ex
                for r in failed)
     if header:
         assert not any(header.split(" ", 1)[-1] in str(dict(r.attributes)) for r in failed)
+
+
+@pytest.mark.parametrize("proxies, forwarded, expected", [
+    (0, "203.0.113.7", "10.0.0.5"),  # default: X-Forwarded-For is client-controlled, never trusted
+    (1, "203.0.113.7", "203.0.113.7"),
+    (1, "198.51.100.66, 203.0.113.7", "203.0.113.7"),  # a spoofed first hop is ignored: the ALB appends the peer
+    (2, "198.51.100.66, 203.0.113.7", "198.51.100.66"),
+    (1, None, "10.0.0.5"),
+])
+def test_audit_client_address_follows_trusted_proxies_only(make_app, log_exporter, proxies, forwarded, expected):
+    client = make_app(TRUSTED_PROXY_COUNT=proxies).test_client()
+    headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+    resp = client.post("/api/users", json={"name": "a"}, headers=headers, environ_base={"REMOTE_ADDR": "10.0.0.5"})
+    assert resp.status_code == 201
+    (rec,) = audit_records(log_exporter)
+    assert rec.attributes["client.address"] == expected

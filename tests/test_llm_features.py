@@ -4,10 +4,10 @@ from __future__ import annotations
 import logging
 import socket
 
-import openai
 import pytest
 
-from app.local_llm import Faults, serve_in_thread
+from app.llm import _ContentFreeErrorsClient
+from app.local_llm import FAIL_ATTEMPTS_HEADER, FAIL_HEADER, Faults, serve_in_thread
 from app.pricing import PriceList
 from tests.conftest import metric_points
 
@@ -58,15 +58,25 @@ def test_feature_returns_result_usage_cost_and_stores_it(client, auth_headers, e
     assert {k: stored[k] for k in body} == body and stored["created_at"]
 
 
-def test_cached_tokens_are_priced_at_the_cached_rate(client, auth_headers, entry):
-    first = client.post(f"/api/entries/{entry['id']}/ai/summarize", headers=auth_headers).json
-    second = client.post(f"/api/entries/{entry['id']}/ai/summarize", headers=auth_headers).json
+def test_cached_tokens_are_priced_at_the_cached_rate(client, auth_headers, llm_server):
+    """A long entry (the prompt passes OpenAI's 1024-token caching threshold) analysed twice: the repeat reports
+    the cached prefix in 128-token steps, priced at the cached-input rate; a short entry is never cached."""
+    text = "".join(f"Morning {i}: coffee, a walk by the river and a call home. " for i in range(90))
+    eid = client.post("/api/entries", json={"text": text}, headers=auth_headers).json["id"]
+    before = llm_server.stats()["cached_tokens"]
+    first = client.post(f"/api/entries/{eid}/ai/summarize", headers=auth_headers).json
+    second = client.post(f"/api/entries/{eid}/ai/summarize", headers=auth_headers).json
     u = second["usage"]
-    assert u["cached_tokens"] > 0  # the server has seen this system prompt before
+    assert first["usage"]["cached_tokens"] == 0 and u["input_tokens"] == first["usage"]["input_tokens"] > 1024
+    assert u["cached_tokens"] == 1024 + (u["input_tokens"] - 1024) // 128 * 128
+    assert llm_server.stats()["cached_tokens"] - before == u["cached_tokens"]
     assert second["cost_usd"] == pytest.approx(
         ((u["input_tokens"] - u["cached_tokens"]) * 0.15 + u["cached_tokens"] * 0.075 + u["output_tokens"] * 0.6)
         / 1e6)
-    assert second["cost_usd"] < first["cost_usd"] or first["usage"]["cached_tokens"] > 0
+    assert second["cost_usd"] < first["cost_usd"]
+    short = client.post("/api/entries", json={"text": "short"}, headers=auth_headers).json["id"]
+    repeats = [client.post(f"/api/entries/{short}/ai/summarize", headers=auth_headers).json for _ in range(2)]
+    assert [r["usage"]["cached_tokens"] for r in repeats] == [0, 0]
 
 
 def test_cost_counter_has_the_genai_attributes(make_app, metric_reader):
@@ -124,17 +134,29 @@ def test_llm_failures_map_to_5xx_and_store_nothing(make_app, faulty, metric_read
     assert [a["audit.outcome"] for a in audits] == ["failure"]
 
 
-def test_retry_then_success_is_200(client, auth_headers, entry, app, llm_server):
-    """The first two attempts fail with 500 (header-driven fault), the SDK's bounded retries recover."""
-    app.extensions["llm"]._client = openai.OpenAI(
-        base_url=llm_server.base_url, api_key="k", max_retries=2, timeout=5,
-        default_headers={"X-Local-LLM-Fail": "500", "X-Local-LLM-Fail-Attempts": "2"})
+@pytest.mark.parametrize("failing, status", [(2, 200), (3, 502)])
+def test_retries_are_the_app_clients_and_bounded(make_app, llm_server, failing, status):
+    """The first ``failing`` attempts fail with 500 (header-driven fault). The app's own client (the
+    content-free-errors subclass, OPENAI_MAX_RETRIES=2 from the settings) gets the header added the way any
+    caller would (``with_options``): two retries recover, a third failure is 502 and stores nothing."""
+    app = make_app(OPENAI_MAX_RETRIES=2)
+    client = app.test_client()
+    headers = {"Authorization": "Bearer " + client.post("/api/users", json={"name": "a"}).json["token"]}
+    entry = client.post("/api/entries", json={"text": "hello"}, headers=headers).json
+    llm = app.extensions["llm"]
+    real = llm.client()
+    llm._client = real.with_options(default_headers={FAIL_HEADER: "500", FAIL_ATTEMPTS_HEADER: str(failing)})
+    assert type(llm.client()) is type(real) is _ContentFreeErrorsClient and llm.client().max_retries == 2
     before = llm_server.stats()
-    resp = client.post(f"/api/entries/{entry['id']}/ai/reflect", headers=auth_headers)
-    assert resp.status_code == 200, resp.json
+    resp = client.post(f"/api/entries/{entry['id']}/ai/reflect", headers=headers)
+    assert resp.status_code == status, resp.json
     after = llm_server.stats()
-    assert after["failures_500"] - before["failures_500"] == 2 and after["requests"] - before["requests"] == 1
-    assert "reflect" in client.get(f"/api/entries/{entry['id']}", headers=auth_headers).json["ai"]
+    assert after["failures_500"] - before["failures_500"] == min(failing, 3)
+    assert after["requests"] - before["requests"] == (1 if status == 200 else 0)
+    stored = client.get(f"/api/entries/{entry['id']}", headers=headers).json["ai"]
+    assert ("reflect" in stored) is (status == 200)
+    if status == 502:
+        assert resp.json["error"]["code"] == "llm_upstream_error"
 
 
 def test_unreachable_llm_is_502(make_app):
@@ -209,8 +231,27 @@ def test_unknown_feature_is_400_and_calls_no_model(client, auth_headers, entry, 
     before = llm_server.stats()["requests"]
     resp = client.post(f"/api/entries/{entry['id']}/ai/{feature}", headers=auth_headers)
     if feature == "":
-        assert resp.status_code in (404, 405)  # no such route
+        assert resp.status_code == 404 and resp.json["error"]["code"] == "not_found"  # no such route
     else:
         assert resp.status_code == 400 and resp.json["error"]["field"] == "feature"
     assert llm_server.stats()["requests"] == before
     assert client.get(f"/api/entries/{entry['id']}", headers=auth_headers).json == entry
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"json": {"model": "gpt-4o"}}, {"json": []}, {"data": "please", "content_type": "text/plain"},
+    {"data": "{}", "content_type": "text/plain"},
+])
+def test_a_request_body_on_an_ai_feature_is_400_and_calls_no_model(client, auth_headers, entry, llm_server, kwargs):
+    before = llm_server.stats()["requests"]
+    resp = client.post(f"/api/entries/{entry['id']}/ai/summarize", headers=auth_headers, **kwargs)
+    assert resp.status_code == 400, resp.json
+    assert resp.json["error"] == {"code": "invalid_body", "field": "body",
+                                  "message": "this endpoint takes no request body"}
+    assert llm_server.stats()["requests"] == before
+    assert client.get(f"/api/entries/{entry['id']}", headers=auth_headers).json == entry
+
+
+def test_an_empty_json_object_on_an_ai_feature_is_accepted(client, auth_headers, entry):
+    resp = client.post(f"/api/entries/{entry['id']}/ai/mood", headers=auth_headers, json={})
+    assert resp.status_code == 200, resp.json

@@ -9,7 +9,7 @@ import base64
 import binascii
 from datetime import datetime, timezone
 
-from flask import current_app, g
+from flask import current_app, g, request
 from flask_openapi3 import APIBlueprint, Tag
 from sqlalchemy import select, update
 
@@ -19,11 +19,11 @@ from app.db import get_session
 from app.errors import ApiError
 from app.models import AI_COLUMNS, Entry
 from app.schemas import (MAX_ID, AIPath, AIResult, EntryCreate, EntryList, EntryOut, EntryPath, EntryUpdate,
-                         ErrorBody, ListQuery)
+                         ListQuery, error_responses)
 
 bp = APIBlueprint("entries", __name__, url_prefix="/api/entries", abp_tags=[Tag(name="entries")],
                   abp_security=[{"bearer": []}],
-                  abp_responses={400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 413: ErrorBody})
+                  abp_responses=error_responses(400, 401, 404, 413))
 bp.before_request(require_user)
 
 
@@ -107,10 +107,15 @@ def delete_entry(path: EntryPath):
     return "", 204
 
 
-@bp.post("/<int:entry_id>/ai/<feature>", responses={200: AIResult, 502: ErrorBody, 503: ErrorBody,
-                                                      504: ErrorBody})
+@bp.post("/<int:entry_id>/ai/<feature>", responses={200: AIResult, **error_responses(502, 503, 504)})
 def run_feature(path: AIPath):
-    """Run an AI feature (summarize, reflect, mood) on an entry and store the result with it."""
+    """Run an AI feature (summarize, reflect, mood) on an entry and store the result with it.
+
+    Takes no request body (an empty JSON object ``{}`` is accepted too); any other body is 400 with field ``body``,
+    so that a client expecting options to take effect learns that they do not.
+    """
+    if request.get_data(cache=True).strip() and request.get_json(silent=True) != {}:
+        raise ApiError(400, "invalid_body", "this endpoint takes no request body", "body")
     session = get_session()
     text = _own(path.entry_id).text
     session.rollback()  # no transaction stays open during the LLM call

@@ -5,9 +5,9 @@ from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
 from app import db
-from app.schemas import ErrorBody, Health
+from app.schemas import Health, error_responses
 
-bp = APIBlueprint("health", __name__, abp_tags=[Tag(name="health")])
+bp = APIBlueprint("health", __name__, abp_tags=[Tag(name="health")], abp_responses=error_responses())
 
 
 @bp.get("/healthz", responses={200: Health})
@@ -16,7 +16,7 @@ def healthz():
     return jsonify(status="ok")
 
 
-@bp.get("/readyz", responses={200: Health, 503: ErrorBody})
+@bp.get("/readyz", responses={200: Health, **error_responses(503)})
 def readyz():
     """Readiness: the database answers ``SELECT 1``."""
     if db.ping():

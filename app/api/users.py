@@ -7,10 +7,10 @@ from app.audit import audit
 from app.auth import bind_user, new_token
 from app.db import get_session
 from app.models import User
-from app.schemas import ErrorBody, UserCreate, UserCreated
+from app.schemas import UserCreate, UserCreated, error_responses
 
 bp = APIBlueprint("users", __name__, url_prefix="/api/users", abp_tags=[Tag(name="users")],
-                  abp_responses={400: ErrorBody, 413: ErrorBody})
+                  abp_responses=error_responses(400, 413))
 
 
 @bp.post("", responses={201: UserCreated})
