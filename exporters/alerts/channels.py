@@ -1,7 +1,9 @@
 """Delivery channels: W&B (through the sink), Slack incoming webhook, SMTP email, SMS webhook (Twilio-style form).
 
 Each channel's ``send(event)`` makes one attempt and raises :class:`ChannelError` on failure; retries, backoff and
-threads live in :mod:`exporters.alerts.dispatcher`. Configuration comes from env vars, validated at start-up with
+threads live in :mod:`exporters.alerts.dispatcher`. A channel that makes one request per recipient (SMS) also has
+``recipients`` and ``send_to(event, recipient)``: the dispatcher then retries each recipient on its own, so a
+failure for one never re-sends to the others. Configuration comes from env vars, validated at start-up with
 errors naming the variable. Error texts are scrubbed of the channel's secrets (webhook URLs, tokens, passwords).
 """
 
@@ -186,11 +188,15 @@ class SmsChannel:
         return f"SMS webhook at {_where(self.url)} to {len(self.recipients)} number(s)"
 
     def send(self, event: AlertEvent) -> None:
+        """Every recipient in turn (stops at the first failure); the dispatcher uses :meth:`send_to` instead."""
+        for to in self.recipients:
+            self.send_to(event, to)
+
+    def send_to(self, event: AlertEvent, recipient: str) -> None:
         body = f"{event.title}: {event.text}"
         body = body if len(body) <= SMS_MAX_CHARS else body[: SMS_MAX_CHARS - 1] + "…"
-        for to in self.recipients:
-            form = {"To": to, "Body": body, **({"From": self.sender} if self.sender else {})}
-            _post(self._client, self.url, self._secrets, data=form, auth=self._auth)
+        form = {"To": recipient, "Body": body, **({"From": self.sender} if self.sender else {})}
+        _post(self._client, self.url, self._secrets, data=form, auth=self._auth)
 
 
 # -- configuration from the environment ----------------------------------------------------------------------
