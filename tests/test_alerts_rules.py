@@ -123,6 +123,30 @@ def test_channel_env_errors_name_the_variable(env, variable):
         channels_from_env(env)
 
 
+LOGIN = {"ALERT_EMAIL_TO": "a@b", "SMTP_USERNAME": "u", "SMTP_PASSWORD": "pw-canary-5150"}
+
+
+@pytest.mark.parametrize("host", ["mail.example.com", "10.0.0.25", "2001:db8::25"])
+def test_smtp_login_without_starttls_to_a_remote_host_is_refused(host):
+    with pytest.raises(ChannelConfigError) as err:
+        channels_from_env({**LOGIN, "SMTP_HOST": host})
+    message = str(err.value)
+    assert message.startswith("SMTP_USERNAME: login to") and host in message and "clear text" in message
+    assert "SMTP_STARTTLS=true" in message and "SMTP_ALLOW_PLAINTEXT_LOGIN=true" in message
+    assert "pw-canary-5150" not in message
+    with pytest.raises(ChannelConfigError, match="SMTP_ALLOW_PLAINTEXT_LOGIN"):
+        channels_from_env({**LOGIN, "SMTP_HOST": host, "SMTP_ALLOW_PLAINTEXT_LOGIN": "sure"})
+
+
+@pytest.mark.parametrize("extra", [{"SMTP_HOST": "mail.example.com", "SMTP_STARTTLS": "true"},
+                                   {"SMTP_HOST": "mail.example.com", "SMTP_ALLOW_PLAINTEXT_LOGIN": "true"},
+                                   {"SMTP_HOST": "127.0.0.1"}, {"SMTP_HOST": "localhost"}, {"SMTP_HOST": "::1"}])
+def test_smtp_login_allowed_with_starttls_on_loopback_or_by_opt_in(extra):
+    email = channels_from_env({**LOGIN, **extra})["email"]
+    assert email.username == "u"
+    assert not channels_from_env({"SMTP_HOST": "mail.example.com", "ALERT_EMAIL_TO": "a@b"})["email"].username
+
+
 def test_channel_env_defaults():
     chans = channels_from_env({"SMTP_HOST": "mail", "ALERT_EMAIL_TO": "a@x, b@x", "SMTP_STARTTLS": "true"})
     email = chans["email"]
