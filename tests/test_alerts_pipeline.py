@@ -149,3 +149,50 @@ def test_error_group_alerts_carry_no_diary_text(env, receivers, message):
     finally:
         pipeline.shutdown(10)
         manager.shutdown(5)
+
+
+def _worker_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "exporters.alerts" and r.levelname == "WARNING" and "gunicorn worker" in r.getMessage()]
+
+
+@pytest.mark.parametrize("extra", [{"AI_DIARY_WORKER_ID": "1"},  # gunicorn.conf.py's default: 2 workers
+                                   {"AI_DIARY_WORKER_ID": "0", "WEB_CONCURRENCY": "4"}])
+def test_in_process_alerts_are_off_in_one_of_several_gunicorn_workers(env, caplog, extra):
+    caplog.set_level("INFO", logger="exporters.alerts")
+    pipeline = Pipeline.from_env(env=dict(env, WANDB_MODE="disabled", **extra))
+    try:
+        assert getattr(pipeline, "alerts", None) is None and pipeline._listeners == []
+    finally:
+        pipeline.shutdown(5)
+    [warning] = _worker_warnings(caplog)
+    assert warning.startswith(f"alerts OFF in gunicorn worker {extra['AI_DIARY_WORKER_ID']} of ")
+    assert "W&B bridge" in warning and "ALERTS_ENABLED=true" in warning
+
+
+def test_explicit_alerts_enabled_keeps_per_worker_alerting_with_a_warning(env, receivers, caplog):
+    caplog.set_level("INFO", logger="exporters.alerts")
+    pipeline = Pipeline.from_env(env=dict(env, WANDB_MODE="disabled", AI_DIARY_WORKER_ID="1", WEB_CONCURRENCY="3",
+                                          ALERTS_ENABLED="true"))
+    manager = pipeline.alerts
+    try:
+        assert manager is not None and manager.on_interval in pipeline._listeners
+    finally:
+        pipeline.shutdown(5)
+        manager.shutdown(5)
+    [warning] = _worker_warnings(caplog)
+    assert warning.startswith("alerts ON (ALERTS_ENABLED=true) in gunicorn worker 1 of 3")
+
+
+@pytest.mark.parametrize("extra", [{"AI_DIARY_WORKER_ID": "0", "WEB_CONCURRENCY": "1"},  # the only worker
+                                   {"WEB_CONCURRENCY": "4"}])  # not a gunicorn worker (the bridge, sharing .env)
+def test_alerts_stay_on_for_a_single_worker_and_outside_gunicorn(env, caplog, extra):
+    caplog.set_level("INFO", logger="exporters.alerts")
+    pipeline = Pipeline.from_env(env=dict(env, WANDB_MODE="disabled", **extra))
+    manager = pipeline.alerts
+    try:
+        assert manager is not None and manager.on_interval in pipeline._listeners
+    finally:
+        pipeline.shutdown(5)
+        manager.shutdown(5)
+    assert _worker_warnings(caplog) == []
