@@ -1,11 +1,11 @@
 """Alerts: rules from ``alerts.yaml`` -> pure evaluator over each interval's Signals -> W&B + Slack/email/SMS.
 
 ``install(pipeline, sink=None)`` reads the rules and channel env vars (errors name the file/rule/field or the
-variable), adds a listener to the pipeline and returns the :class:`AlertManager`. Alerts need every request in one
-place: inside one of several gunicorn workers (see :func:`sibling_workers`) each worker would see only its share, so
-``install`` turns alerting off there with one warning pointing at the bridge, unless ``ALERTS_ENABLED=true``. The listener runs on the pipeline's
+variable), adds a listener to the pipeline and returns the :class:`AlertManager`. The listener runs on the pipeline's
 flusher thread, evaluates in microseconds, saves the small state file and hands events to the dispatcher's channel
-workers; it never blocks on the network and never raises.
+workers; it never blocks on the network and never raises. Alerts need every request in one place: inside one of
+several gunicorn workers (see :func:`sibling_workers`) each worker would see only its share, so ``install`` turns
+alerting off there with one warning pointing at the bridge, unless ``ALERTS_ENABLED=true``.
 """
 
 from __future__ import annotations

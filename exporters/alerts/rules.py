@@ -125,8 +125,8 @@ class Rule(BaseModel):
 
     @model_validator(mode="after")
     def _hysteresis(self) -> "Rule":
-        r = self.resolve_threshold
-        if r is not None and self.threshold is not None and (r > self.threshold if self.comparison in (">", ">=") else r < self.threshold):
+        r, t = self.resolve_threshold, self.threshold
+        if r is not None and t is not None and (r > t if self.comparison in (">", ">=") else r < t):
             side = "at or below" if self.comparison in (">", ">=") else "at or above"
             raise ValueError(f"resolve_threshold: must be {side} the threshold {self.threshold:g}")
         return self
