@@ -3,6 +3,11 @@
 ``audit(action, actor=..., target=..., outcome=...)`` is the single entry point: registration, failed
 authentication, entry create/update/delete and AI feature use. Actors are pseudonymous ids, targets are resource
 ids (``entry:42``) — never diary text. The collector routes scope ``audit`` to the audit log file.
+
+A failed append to the hash chain (app/audit_chain.py) never fails the request, but it is never silent either: an
+ERROR log naming the action, ``audit.chain_error`` (the exception type) on the audit record instead of
+``audit.seq``/``audit.hash`` — so ``ai-diary-audit verify --audit-log`` reports the gap — and one more on the
+``app.audit.chain_failures`` counter.
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from typing import Any
 
 from flask import current_app, has_app_context, has_request_context, request
 from opentelemetry import context as otel_context
+from opentelemetry import metrics
 from opentelemetry._logs import Logger, SeverityNumber, get_logger
 
 from app import audit_chain  # registers the audit_chain table on the app's metadata before create_all
@@ -19,6 +25,7 @@ from app import audit_chain  # registers the audit_chain table on the app's meta
 logger = logging.getLogger(__name__)
 SCOPE = "audit"
 SUCCESS, FAILURE = "success", "failure"
+CHAIN_FAILURES = "app.audit.chain_failures"
 
 
 def _otel_logger() -> Logger:
@@ -31,6 +38,17 @@ def _otel_logger() -> Logger:
         current_app.extensions["audit_logger"] = cached
         return cached
     return get_logger(SCOPE)
+
+
+def _chain_failures() -> Any:
+    """The ``app.audit.chain_failures`` counter, on the app's meter (``METER_PROVIDER`` seam, as app/llm.py)."""
+    counter = current_app.extensions.get("audit_chain_failures")
+    if counter is None:
+        meter = metrics.get_meter("ai-diary", meter_provider=current_app.config.get("METER_PROVIDER"))
+        counter = meter.create_counter(CHAIN_FAILURES, unit="{record}",
+                                       description="Audit records whose append to the hash chain failed")
+        current_app.extensions["audit_chain_failures"] = counter
+    return counter
 
 
 def audit(action: str, *, actor: str, target: str, outcome: str = SUCCESS) -> None:
@@ -62,11 +80,20 @@ def audit(action: str, *, actor: str, target: str, outcome: str = SUCCESS) -> No
 
 
 def _chain_append(timestamp_ns: int, attributes: dict[str, Any]) -> None:
-    """Append to the hash chain (app/audit_chain.py) and add ``audit.seq`` / ``audit.hash`` to ``attributes``."""
+    """Append to the hash chain (app/audit_chain.py) and add ``audit.seq`` / ``audit.hash`` to ``attributes``;
+    on failure add ``audit.chain_error``, log at ERROR and count it (never raises)."""
     try:
         engine = current_app.extensions.get("db_engine") if has_app_context() else None
-        if engine is not None:
-            link = audit_chain.append_attributes(engine, timestamp_ns, attributes)
-            attributes["audit.seq"], attributes["audit.hash"] = link.seq, link.hash
-    except Exception:  # noqa: BLE001 - the log record is still emitted, without seq/hash
-        logger.exception("audit chain append failed for %s", attributes.get("audit.action"))
+        if engine is None:
+            return
+        link = audit_chain.append_attributes(engine, timestamp_ns, attributes)
+        attributes["audit.seq"], attributes["audit.hash"] = link.seq, link.hash
+    except Exception as exc:  # noqa: BLE001 - the log record is still emitted, marked as not chained
+        action = attributes.get("audit.action")
+        attributes["audit.chain_error"] = type(exc).__name__
+        logger.error("audit chain append failed for %s (%s): the audit record goes out without audit.seq",
+                     action, type(exc).__name__, exc_info=True)
+        try:
+            _chain_failures().add(1, {"audit.action": str(action)})
+        except Exception:  # noqa: BLE001 - metrics must not break auditing either
+            logger.debug("could not count the chain failure", exc_info=True)

@@ -6,8 +6,14 @@ deleting or reordering rows breaks a link that ``ai-diary-audit verify`` reports
 (app/audit.py) carries ``audit.seq`` / ``audit.hash`` too, so ``verify --audit-log`` also catches a truncated tail
 or a rewritten chain by comparing the database with the collector's audit log.
 
+Append-only is enforced by the database, not only by convention: ``create_all`` (app.db.create_schema) also creates
+triggers that refuse UPDATE and DELETE on ``audit_chain`` (SQLite ``RAISE(ABORT)``; PostgreSQL a trigger function,
+TRUNCATE included). Someone with DDL rights can still drop them — the hash chain and the audit-log cross-check catch
+what follows, and ``verify`` reports the missing triggers.
+
 Appends are serialized across processes (several gunicorn workers): SQLite takes the write lock up front with
-``BEGIN IMMEDIATE``; every database relies on ``seq`` being the primary key and retries on a conflict.
+``BEGIN IMMEDIATE``, PostgreSQL takes ``pg_advisory_xact_lock`` before reading the head. Elsewhere (MySQL) appends
+rely on ``seq`` being the primary key: only a conflict on it is retried, any other error raises at once.
 """
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from sqlalchemy import BigInteger, Engine, Integer, String, Text, create_engine, insert, select
+from sqlalchemy import BigInteger, Engine, Integer, String, Text, create_engine, event, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -54,6 +60,46 @@ class AuditChainRecord(Base):
 
 
 TABLE = AuditChainRecord.__table__
+ADVISORY_LOCK_KEY = 0x61756469745F63  # "audit_c": PostgreSQL advisory lock serializing appends (and the DDL)
+GUARD_TRIGGERS = ("audit_chain_no_update", "audit_chain_no_delete")
+_SQLITE_GUARD = [f"CREATE TRIGGER IF NOT EXISTS audit_chain_no_{op.lower()} BEFORE {op} ON audit_chain "
+                 f"BEGIN SELECT RAISE(ABORT, 'audit_chain is append-only: {op} refused'); END" for op in ("UPDATE",
+                                                                                                       "DELETE")]
+_PG_GUARD = [
+    f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})",  # two workers starting at once: one creates, one sees
+    "CREATE OR REPLACE FUNCTION audit_chain_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "BEGIN RAISE EXCEPTION USING MESSAGE = 'audit_chain is append-only: ' || TG_OP || ' refused'; END $$",
+    *[f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = '{name}' AND tgrelid = "
+      f"'audit_chain'::regclass) THEN CREATE TRIGGER {name} BEFORE {op} ON audit_chain FOR EACH {each} EXECUTE "
+      f"FUNCTION audit_chain_append_only(); END IF; END $$"
+      for name, op, each in (("audit_chain_no_update", "UPDATE", "ROW"), ("audit_chain_no_delete", "DELETE", "ROW"),
+                             ("audit_chain_no_truncate", "TRUNCATE", "STATEMENT"))],
+]
+
+
+@event.listens_for(Base.metadata, "after_create")
+def _guard_after_create(_target: Any, connection: Any, **_kw: Any) -> None:
+    """Runs after every ``create_all`` (also when the table already existed): databases created before the guard
+    get it on the next start."""
+    create_guard(connection)
+
+
+def create_guard(connection: Any) -> None:
+    """Create the append-only triggers if missing (SQLite, PostgreSQL; other dialects: none)."""
+    statements = {"sqlite": _SQLITE_GUARD, "postgresql": _PG_GUARD}.get(connection.dialect.name, [])
+    for statement in statements:
+        connection.exec_driver_sql(statement)
+
+
+def guarded(conn: Any) -> bool | None:
+    """Whether the append-only triggers are in place (None: this dialect has none)."""
+    if conn.dialect.name == "sqlite":
+        sql = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_chain'"
+    elif conn.dialect.name == "postgresql":
+        sql = "SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass('audit_chain') AND NOT tgisinternal"
+    else:
+        return None
+    return set(GUARD_TRIGGERS) <= {row[0] for row in conn.exec_driver_sql(sql)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +121,7 @@ def record_hash(seq: int, prev_hash: str, time_ns: int, action: str, actor: str,
 
 _HEAD = select(TABLE.c.seq, TABLE.c.hash).order_by(TABLE.c.seq.desc()).limit(1)  # built once: appends are hot
 _INSERT = insert(TABLE)
+_PG_LOCK = text(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})")
 
 
 def _head(conn: Any) -> tuple[int, str]:
@@ -83,10 +130,13 @@ def _head(conn: Any) -> tuple[int, str]:
 
 
 def _transient(exc: Exception) -> bool:
-    if isinstance(exc, IntegrityError):  # another writer took this seq first
-        return True
-    text = str(getattr(exc, "orig", exc)).lower()
-    return any(word in text for word in ("locked", "busy", "deadlock", "serializ", "could not obtain lock"))
+    """A conflict with a concurrent writer: worth another attempt. Any other error (a refusing trigger, a missing
+    table, a NOT NULL) is not."""
+    message = str(getattr(exc, "orig", exc)).lower()
+    if isinstance(exc, IntegrityError):  # only "another writer took this seq first"
+        return ("audit_chain.seq" in message or "audit_chain_pkey" in message  # SQLite / PostgreSQL
+                or ("duplicate entry" in message and "primary" in message))  # MySQL / MariaDB
+    return any(word in message for word in ("locked", "busy", "deadlock", "serializ", "could not obtain lock"))
 
 
 def append(engine: Engine, *, action: str, actor: str, target: str, outcome: str, time_ns: int | None = None,
@@ -96,15 +146,17 @@ def append(engine: Engine, *, action: str, actor: str, target: str, outcome: str
     them reach a request)."""
     time_ns = time.time_ns() if time_ns is None else time_ns
     details_json = canonical(dict(details or {}))
-    sqlite = engine.dialect.name == "sqlite"
+    dialect = engine.dialect.name
     deadline = time.monotonic() + deadline_s
     attempt = 0
     while True:
         attempt += 1
         try:
             with engine.connect() as conn:
-                if sqlite:
+                if dialect == "sqlite":
                     conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before reading the head
+                elif dialect == "postgresql":  # held until commit/rollback: appends queue here, no seq conflicts
+                    conn.execute(_PG_LOCK)
                 seq, prev = _head(conn)
                 seq += 1
                 digest = record_hash(seq, prev, time_ns, action, actor, target, outcome, details_json)
@@ -135,28 +187,37 @@ class Verdict:
     head: Link | None
     broken_seq: int | None = None
     message: str = ""
+    guarded: bool | None = None  # the append-only triggers are in place (None: not checked / none for this dialect)
 
 
 def verify(engine: Engine, expected: Iterable[Link] = ()) -> Verdict:
     """Walk the chain from seq 1; report the first broken link. ``expected`` (seq, hash) pairs, e.g. from the
-    audit log file, must all be present unchanged (catches a truncated tail or a fully recomputed chain)."""
-    prev, want, count, head = GENESIS, 1, 0, None
+    audit log file, must all be present unchanged (catches a truncated tail or a fully recomputed chain).
+    ``guarded`` tells whether the append-only triggers are still there."""
     with engine.connect() as conn:
-        rows = conn.execution_options(yield_per=1000).execute(select(TABLE).order_by(TABLE.c.seq))
-        for r in rows:
-            if r.seq != want:
-                what = "deleted" if r.seq > want else "duplicated or reordered"
-                return Verdict(False, count, head, want,
-                               f"seq {want}: record missing (next stored seq is {r.seq}) - {what}")
-            if r.prev_hash != prev:
-                return Verdict(False, count, head, r.seq,
-                               f"seq {r.seq}: prev_hash does not match the hash of seq {r.seq - 1} "
-                               "(a record was edited, deleted or reordered)")
-            if record_hash(r.seq, r.prev_hash, r.time_ns, r.action, r.actor, r.target, r.outcome,
-                           r.details) != r.hash:
-                return Verdict(False, count, head, r.seq, f"seq {r.seq}: content does not match its hash (edited)")
-            prev, want, count, head = r.hash, want + 1, count + 1, Link(r.seq, r.hash)
-        stored = {row.seq: row.hash for row in conn.execute(select(TABLE.c.seq, TABLE.c.hash))} if expected else {}
+        guard = guarded(conn)
+        verdict = _walk(conn, expected)
+    verdict.guarded = guard
+    return verdict
+
+
+def _walk(conn: Any, expected: Iterable[Link]) -> Verdict:
+    prev, want, count, head = GENESIS, 1, 0, None
+    rows = conn.execution_options(yield_per=1000).execute(select(TABLE).order_by(TABLE.c.seq))
+    for r in rows:
+        if r.seq != want:
+            what = "deleted" if r.seq > want else "duplicated or reordered"
+            return Verdict(False, count, head, want,
+                           f"seq {want}: record missing (next stored seq is {r.seq}) - {what}")
+        if r.prev_hash != prev:
+            return Verdict(False, count, head, r.seq,
+                           f"seq {r.seq}: prev_hash does not match the hash of seq {r.seq - 1} "
+                           "(a record was edited, deleted or reordered)")
+        if record_hash(r.seq, r.prev_hash, r.time_ns, r.action, r.actor, r.target, r.outcome,
+                       r.details) != r.hash:
+            return Verdict(False, count, head, r.seq, f"seq {r.seq}: content does not match its hash (edited)")
+        prev, want, count, head = r.hash, want + 1, count + 1, Link(r.seq, r.hash)
+    stored = {row.seq: row.hash for row in conn.execute(select(TABLE.c.seq, TABLE.c.hash))} if expected else {}
     for link in sorted(set(expected), key=lambda lk: lk.seq):
         if stored.get(link.seq) != link.hash:
             state = "missing" if link.seq not in stored else "different from the audit log"
@@ -166,16 +227,19 @@ def verify(engine: Engine, expected: Iterable[Link] = ()) -> Verdict:
                    (f", head seq {head.seq} hash {head.hash}" if head else ""))
 
 
-def links_from_log(path: str) -> list[Link]:
-    """(audit.seq, audit.hash) pairs from the collector's audit log (a directory or a file; backups included)."""
+def read_audit_log(path: str) -> tuple[list[Link], list[Any]]:
+    """From the collector's audit log (a directory or a file; backups included): the (audit.seq, audit.hash)
+    pairs, and the records whose chain append failed (``audit.chain_error``, app/audit.py)."""
     from pathlib import Path
 
     from exporters.report_logfiles import entries, read_file
 
     p = Path(path)
-    items = entries(p, ["audit"]) if p.is_dir() else read_file(p)
-    return [Link(int(e.attributes["audit.seq"]), str(e.attributes["audit.hash"]))
-            for e in items if "audit.seq" in e.attributes and "audit.hash" in e.attributes]
+    items = list(entries(p, ["audit"]) if p.is_dir() else read_file(p))
+    links = [Link(int(e.attributes["audit.seq"]), str(e.attributes["audit.hash"]))
+             for e in items if "audit.seq" in e.attributes and "audit.hash" in e.attributes]
+    return links, [e for e in items if "audit.chain_error" in e.attributes]
+
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -191,13 +255,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     engine = create_engine(url)
     try:
-        expected = links_from_log(args.audit_log) if args.audit_log else []
+        expected, unchained = read_audit_log(args.audit_log) if args.audit_log else ([], [])
         verdict = verify(engine, expected)
     except OperationalError as exc:
         print(f"ai-diary-audit: cannot read the audit chain from {engine.url!r}: {exc.orig}", file=sys.stderr)
         return 2
     finally:
         engine.dispose()
+    if verdict.guarded is False:
+        print("ai-diary-audit: WARNING: the append-only triggers on audit_chain are missing (dropped?); they are "
+              "recreated at the next app start", file=sys.stderr)
+    if verdict.ok and unchained:
+        first = unchained[0]
+        print(f"INCOMPLETE: {verdict.message}, but the audit log holds {len(unchained)} record(s) whose chain append "
+              f"failed (audit.chain_error), first {first.attributes.get('audit.action')!r} at {first.time_ns} ns",
+              file=sys.stderr)
+        return 1
     if verdict.ok:
         print(verdict.message)
         return 0

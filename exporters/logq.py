@@ -17,14 +17,13 @@ import fnmatch
 import json
 import re
 import sys
-import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, TextIO
+from typing import Callable, Iterable, Sequence, TextIO
 
-from exporters.report_logfiles import (LOG_DIR_ENV, SEVERITY_BY_NAME, STREAMS, Entry, default_log_dir, entries,
-                                       parse_line)
+from exporters.logq_follow import follow  # re-exported: ``from exporters.logq import follow``
+from exporters.report_logfiles import LOG_DIR_ENV, SEVERITY_BY_NAME, STREAMS, Entry, default_log_dir, entries
 
 # Attribute keys that may carry the pseudonymous user id, first match wins.
 USER_KEYS = ("enduser.pseudo.id", "enduser.id", "user.pseudo_id", "user.id", "audit.actor", "actor")
@@ -61,14 +60,18 @@ def parse_severity(text: str) -> int:
             f"unknown severity {text!r}: one of {', '.join(SEVERITY_BY_NAME)} or 1-24") from None
 
 
-def non_negative(text: str) -> int:
+def non_negative(text: str, least: int = 0) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+        value = least - 1
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {least}, got {text!r}")
     return value
+
+
+def positive(text: str) -> int:
+    return non_negative(text, least=1)
 
 
 def _first(entry: Entry, keys: Sequence[str]) -> object:
@@ -178,41 +181,6 @@ def emit(e: Entry, fmt: str, out: TextIO) -> None:
     out.flush()
 
 
-def follow(paths: list[Path], poll_s: float = 0.25, stop: Callable[[], bool] = lambda: False) -> Iterator[Entry]:
-    """Yield records appended to ``paths`` from now on; reopens a file when it was rotated or truncated."""
-    state: dict[Path, tuple[int, int, str]] = {}  # path -> (inode, offset, partial line)
-    for p in paths:
-        st = p.stat() if p.exists() else None
-        state[p] = (st.st_ino, st.st_size, "") if st else (0, 0, "")
-    while not stop():
-        got = False
-        for p in paths:
-            ino, offset, partial = state[p]
-            try:
-                st = p.stat()
-            except FileNotFoundError:
-                continue
-            if st.st_ino != ino or st.st_size < offset:  # rotated or truncated: read the new file from its start
-                ino, offset, partial = st.st_ino, 0, ""
-            if st.st_size > offset:
-                with open(p, "rb") as fh:
-                    fh.seek(offset)
-                    chunk = fh.read()
-                offset += len(chunk)
-                lines = (partial + chunk.decode("utf-8", "replace")).split("\n")
-                partial = lines.pop()
-                for line in lines:
-                    if line.strip():
-                        got = True
-                        try:
-                            yield from parse_line(line, p.name)
-                        except (ValueError, TypeError, AttributeError):
-                            pass
-            state[p] = (ino, offset, partial)
-        if not got:
-            time.sleep(poll_s)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ai-diary-logs", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -230,10 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--action", help="audit action (audit.action), exact or glob")
     p.add_argument("--grep", help="case-insensitive substring of the body")
     p.add_argument("--where", action="append", metavar="KEY=GLOB", help="any field or attribute (repeatable)")
-    p.add_argument("--group-by", action="append", metavar="FIELD", help="print counts per value (repeatable)")
-    p.add_argument("--top-errors", type=non_negative, metavar="N", help="print the N most frequent error groups")
+    mode = p.add_mutually_exclusive_group()  # one output mode: records (default), counts, error groups or a tail
+    mode.add_argument("--group-by", action="append", metavar="FIELD", help="print counts per value (repeatable)")
+    mode.add_argument("--top-errors", type=positive, metavar="N", help="print the N (>= 1) most frequent error groups")
     p.add_argument("--limit", type=non_negative, help="print at most N records (the last N without --follow)")
-    p.add_argument("--follow", "-F", action="store_true", help="keep printing new records (Ctrl-C to stop)")
+    mode.add_argument("--follow", "-F", action="store_true", help="keep printing new records (Ctrl-C to stop)")
     p.add_argument("--format", choices=("table", "jsonl"), default="table")
     return p
 
@@ -262,7 +231,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     else:
         source = entries(log_dir, streams)
     selected = sorted((e for e in source if keep(e)), key=lambda e: e.time_ns)  # stable: file order on ties
-    if args.group_by or args.top_errors:
+    if args.group_by or args.top_errors is not None:
         rows = group_counts(selected, args.group_by) if args.group_by else top_errors(
             selected, args.top_errors, args.severity or SEVERITY_BY_NAME["ERROR"])
         if not rows:

@@ -6,12 +6,16 @@ Totals are in ``<span class="total" data-total="<name>" data-value="<exact value
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import datetime, timezone
 from html import escape
 from string import Template
 
 from exporters import report_svg as svg
 from exporters.report_model import ReportData
+
+WIDE = 1320  # px: a chart spanning the page's row (main is at most 1400 px wide)
 
 PAGE = Template("""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -48,8 +52,27 @@ def _card(name: str, label: str, value: float, text: str) -> str:
             f'data-value="{value!r}">{escape(text)}</span></div>')
 
 
-def _panel(title: str, chart: str) -> str:
-    return f'<div class="panel"><h3>{escape(title)}</h3>{chart}</div>'
+def _panel(title: str, chart: str, wide: bool = False) -> str:
+    style = ' style="flex:1 1 100%"' if wide else ""
+    return f'<div class="panel"{style}><h3>{escape(title)}</h3>{chart}</div>'
+
+
+def _latency(d: ReportData) -> str:
+    """Percentiles next to p95 per route; without per-route figures (log source) the one chart spans the row."""
+    wide = not any(v is not None for vals in d.p95_by_route.values() for v in vals)
+    overall = _panel("Server latency p50 / p95 / p99", svg.line_chart(
+        "latency", "Server latency percentiles", d.times, {"p50": d.p50, "p95": d.p95, "p99": d.p99}, "ms",
+        width=WIDE if wide else svg.W), wide=wide)
+    if wide:
+        return overall
+    routes = {_route(rt): vals for rt, vals in d.p95_by_route.items()}
+    return overall + _panel("p95 per route (busiest routes)", svg.line_chart(
+        "latency_by_route", "Server latency p95 per route", d.times, routes, "ms"))
+
+
+def _route(route: str) -> str:
+    """Flask converters out of the way for a legend: ``/api/entries/<int:entry_id>`` -> ``/api/entries/<entry_id>``."""
+    return re.sub(r"<[a-z_]+:", "<", route)
 
 
 def _section(sid: str, title: str, body: str) -> str:
@@ -61,6 +84,8 @@ def _ts(t: object) -> str:
 
 
 def _usd(v: float) -> str:
+    if 0 < abs(v) < 0.0001:  # keep two significant digits rather than print $0.0000
+        return f"${v:.{min(10, 1 - math.floor(math.log10(abs(v))))}f}"
     return f"${v:,.4f}" if v < 100 else f"${v:,.2f}"
 
 
@@ -103,12 +128,10 @@ def render(d: ReportData, max_groups: int = 15) -> str:
                  + _panel("Requests per interval", svg.line_chart(
                      "requests", "Requests and errors per interval", t, {"requests": d.requests,
                                                                          "errors": d.errors}))),
-        _section("latency", "Latency",
-                 _panel("Server latency p50 / p95 / p99", svg.line_chart(
-                     "latency", "Server latency percentiles", t, {"p50": d.p50, "p95": d.p95, "p99": d.p99}, "ms"))),
+        _section("latency", "Latency", _latency(d)),
         _section("errors", "Errors",
                  _panel("Error rate", svg.line_chart("error_rate", "Error rate (5xx / requests)", t,
-                                                     {"error rate": d.error_rate}, "", lambda v: f"{v:.1%}"))
+                                                     {"error rate": d.error_rate}, "", lambda v: f"{v:.1%}", "pct"))
                  + (_panel("Log records by severity", svg.line_chart(
                      "logs_by_severity", "Log records by severity", t, d.logs_by_severity))
                     if d.logs_by_severity else "")
@@ -121,9 +144,9 @@ def render(d: ReportData, max_groups: int = 15) -> str:
                            for g in d.error_groups[:max_groups]], {0})),
         _section("ai", "AI usage & cost", "".join(
             _panel(f"{label} per {dim}", svg.line_chart(f"{key}_by_{dim}", f"{label} per {dim}", t, data[dim], unit,
-                                                        fmt))
-            for key, label, data, unit, fmt in (("tokens", "Tokens", d.tokens, "tokens", svg.fmt_num),
-                                                ("cost", "Cost", d.cost, "USD", lambda v: f"${v:.3g}"))
+                                                        fmt, axis))
+            for key, label, data, unit, fmt, axis in (("tokens", "Tokens", d.tokens, "tokens", svg.fmt_num, "num"),
+                                                      ("cost", "Cost", d.cost, "USD", _usd, "usd"))
             for dim in ("model", "feature"))
             + _table(["model / feature", "tokens", "cost (USD)"],
                      [[escape(f"{dim}: {name}"), f"{sum(d.tokens[dim].get(name, [])):,.0f}",
@@ -132,7 +155,7 @@ def render(d: ReportData, max_groups: int = 15) -> str:
                      {1, 2})),
         _section("alerts", "Alerts",
                  _panel("Alert timeline", svg.timeline("alerts", "Alert timeline", d.alerts,
-                                                       t[0] if t else None, t[-1] if t else None))
+                                                       t[0] if t else None, t[-1] if t else None, WIDE), wide=True)
                  + _table(["time", "level", "title", "text"],
                           [[_ts(a.get("time")), f'<span class="level-{escape(str(a.get("level")))}">'
                             f'{escape(str(a.get("level")))}</span>', escape(str(a.get("title"))),

@@ -45,6 +45,8 @@ def merge(parts: Sequence[ReportData]) -> ReportData:
                 _add(d.errors, c, p.errors[i])
                 for src, dst in ((p.p50, d.p50), (p.p95, d.p95), (p.p99, d.p99)):
                     _max(dst, c, src[i])
+                for route, values in p.p95_by_route.items():
+                    _max(d.p95_by_route.setdefault(route, [None] * cells), c, values[i])
                 for field in ("tokens", "cost"):
                     for dim, series in getattr(p, field).items():
                         for name, values in series.items():

@@ -33,6 +33,7 @@ class ReportData:
     p50: list[float | None] = field(default_factory=list)
     p95: list[float | None] = field(default_factory=list)
     p99: list[float | None] = field(default_factory=list)
+    p95_by_route: dict[str, list[float | None]] = field(default_factory=dict)  # the busiest routes (run source)
     # {"model": {name: [per interval]}, "feature": {...}}
     tokens: dict[str, dict[str, list[float]]] = field(default_factory=lambda: {"model": {}, "feature": {}})
     cost: dict[str, dict[str, list[float]]] = field(default_factory=lambda: {"model": {}, "feature": {}})
@@ -60,6 +61,16 @@ def _breakdowns(rows: list[dict], stat: str, attr: str) -> dict[str, list[float]
     prefix = f"{stat}@{attr}="
     names = sorted({k[len(prefix):] for row in rows for k in row if k.startswith(prefix)})
     return {n: [_num(row.get(prefix + n)) or 0.0 for row in rows] for n in names}
+
+
+ROUTE_P95, ROUTE_REQUESTS, MAX_ROUTES = "http/p95_ms@http.route=", "http/requests@http.route=", 6
+
+
+def _latency_by_route(rows: list[dict]) -> dict[str, list[float | None]]:
+    """p95 per route for the ``MAX_ROUTES`` routes with the most requests (None where a route had none)."""
+    routes = {k[len(ROUTE_P95):] for row in rows for k in row if k.startswith(ROUTE_P95)}
+    busiest = sorted(routes, key=lambda rt: (-sum(_num(row.get(ROUTE_REQUESTS + rt)) or 0.0 for row in rows), rt))
+    return {rt: [_num(row.get(ROUTE_P95 + rt)) for row in rows] for rt in sorted(busiest[:MAX_ROUTES])}
 
 
 def _alert_positions(run_dir: Path) -> list[float | None]:
@@ -102,6 +113,7 @@ def from_run(run_dir: str | Path) -> ReportData:
     d.requests = [_num(r.get("http/requests")) or 0.0 for r in rows]
     d.errors = [_num(r.get("http/errors")) or 0.0 for r in rows]
     d.p50, d.p95, d.p99 = ([_num(r.get(f"http/{q}_ms")) for r in rows] for q in ("p50", "p95", "p99"))
+    d.p95_by_route = _latency_by_route(rows)
     # The app's own cost counter wins over span-based pricing when present (as in the core's alert signals).
     cost_key = APP_COST if any(APP_COST in r for r in rows) else "ai/cost_usd"
     for dim, attr in (("model", MODEL_ATTR), ("feature", FEATURE_ATTR)):

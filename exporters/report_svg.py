@@ -14,7 +14,8 @@ from typing import Callable, Mapping, Sequence
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563")
 LEVEL_COLORS = {"ERROR": "#dc2626", "WARN": "#d97706", "INFO": "#2563eb"}
 W, H = 640, 230
-ML, MR, MT, MB = 56, 12, 14, 44  # margins: left, right, top, bottom
+ML, MR, MT, MB = 56, 12, 14, 44  # margins: left (timeline; line charts size theirs), right, top, bottom
+CHAR_W = 6.6  # px per character of an 11 px label (digits and "$.,%k" in a system sans: ~6.1-6.4)
 
 
 def fmt_num(v: float) -> str:
@@ -33,45 +34,78 @@ def fmt_time(t: float, with_date: bool = False) -> str:
     return ts.strftime("%m-%d %H:%M" if with_date else "%H:%M:%S")
 
 
-def _nice_max(v: float) -> float:
-    if v <= 0:
-        return 1.0
-    exp = 10 ** math.floor(math.log10(v))
-    for m in (1, 2, 2.5, 5, 10):
-        if v <= m * exp:
-            return m * exp
-    return 10 * exp
+def nice_ticks(vmax: float, target: int = 4) -> tuple[list[float], float]:
+    """Axis ticks 0, step, 2·step, ... up to the first multiple >= ``vmax``, with step 1, 2 or 5 × 10^k chosen so
+    about ``target`` intervals cover the data ("nice numbers"). Returns (ticks, step)."""
+    if not math.isfinite(vmax) or vmax <= 0:
+        vmax = 1.0
+    raw = vmax / target
+    exp = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * exp for m in (1, 2, 5, 10) if raw <= m * exp * (1 + 1e-9))
+    count = max(1, math.ceil(vmax / step - 1e-9))
+    return [round(i * step, 12) for i in range(count + 1)], step
 
 
-def _frame(chart_id: str, title: str, points: int, body: str, height: int = H) -> str:
+def _decimals(step: float) -> int:
+    """Digits after the point that tell multiples of ``step`` apart (0.5 -> 1, 0.0005 -> 4, 20 -> 0)."""
+    return max(0, -math.floor(math.log10(step) + 1e-9))
+
+
+def tick_label(v: float, step: float, axis: str = "num") -> str:
+    """One axis label, as precise as the tick step needs (and no more): ``num`` (k / M above 1000), ``pct``
+    (fractions shown as %), ``usd`` (cents for steps from $0.01, more digits below: $0.0005)."""
+    prefix = "$" if axis == "usd" else ""
+    if v == 0:
+        return f"{prefix}0{'%' if axis == 'pct' else ''}"
+    if axis == "pct":
+        return f"{v * 100:.{_decimals(step * 100)}f}%"
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if step >= scale:
+            return f"{prefix}{v / scale:.{_decimals(step / scale)}f}{suffix}"
+    if axis == "usd" and step < 1:
+        return f"${v:.{max(2, _decimals(step))}f}"
+    return f"{prefix}{v:.{_decimals(step)}f}"
+
+
+def left_margin(labels: Sequence[str], unit: str) -> int:
+    """Room for the longest tick label, the gap to the axis and, with a unit, the rotated unit label left of it."""
+    longest = max((len(x) for x in labels), default=1)
+    return int(math.ceil(longest * CHAR_W)) + 8 + (20 if unit else 4)
+
+
+def _frame(chart_id: str, title: str, points: int, body: str, height: int = H, width: int = W) -> str:
     return (f'<svg class="chart" data-chart="{escape(chart_id)}" data-points="{points}" role="img" '
-            f'xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {height}" width="{W}" height="{height}">'
+            f'xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}">'
             f"<title>{escape(title)}</title>{body}</svg>")
 
 
-def empty(chart_id: str, title: str, reason: str) -> str:
-    body = (f'<rect x="0.5" y="0.5" width="{W - 1}" height="{H - 1}" fill="#f8fafc" stroke="#cbd5e1"/>'
-            f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle" fill="#64748b" font-size="13">{escape(reason)}</text>')
-    return _frame(chart_id, title, 0, body)
+def empty(chart_id: str, title: str, reason: str, width: int = W) -> str:
+    body = (f'<rect x="0.5" y="0.5" width="{width - 1}" height="{H - 1}" fill="#f8fafc" stroke="#cbd5e1"/>'
+            f'<text x="{width / 2}" y="{H / 2}" text-anchor="middle" fill="#64748b" font-size="13">'
+            f"{escape(reason)}</text>")
+    return _frame(chart_id, title, 0, body, width=width)
 
 
 def line_chart(chart_id: str, title: str, times: Sequence[float], series: Mapping[str, Sequence[float | None]],
-               unit: str = "", fmt: Callable[[float], str] = fmt_num) -> str:
+               unit: str = "", fmt: Callable[[float], str] = fmt_num, axis: str = "num", width: int = W) -> str:
+    """Lines over time; y ticks are nice numbers labelled per ``axis`` (:func:`tick_label`), ``fmt`` formats the
+    point tooltips; the left margin fits the longest tick label."""
     pts = sum(1 for vals in series.values() for v in vals if v is not None)
     if not times or not pts:
-        return empty(chart_id, title, "no data")
+        return empty(chart_id, title, "no data", width)
     t0, t1 = min(times), max(times)
     span = (t1 - t0) or 1.0
-    ymax = _nice_max(max(v for vals in series.values() for v in vals if v is not None))
-    pw, ph = W - ML - MR, H - MT - MB
-    x = lambda t: ML + (t - t0) / span * pw if t1 > t0 else ML + pw / 2  # noqa: E731
+    ticks, step = nice_ticks(max(v for vals in series.values() for v in vals if v is not None))
+    labels = [tick_label(v, step, axis) for v in ticks]
+    ymax, ml = ticks[-1], left_margin(labels, unit)
+    pw, ph = width - ml - MR, H - MT - MB
+    x = lambda t: ml + (t - t0) / span * pw if t1 > t0 else ml + pw / 2  # noqa: E731
     y = lambda v: MT + ph - v / ymax * ph  # noqa: E731
-    parts = [f'<rect x="{ML}" y="{MT}" width="{pw}" height="{ph}" fill="#fff" stroke="#e2e8f0"/>']
-    for i in range(5):  # y grid and labels
-        v = ymax * i / 4
-        parts.append(f'<line x1="{ML}" x2="{ML + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#e2e8f0"/>'
-                     f'<text x="{ML - 6}" y="{y(v) + 4:.1f}" text-anchor="end" font-size="11" fill="#475569">'
-                     f"{escape(fmt(v))}</text>")
+    parts = [f'<rect x="{ml}" y="{MT}" width="{pw}" height="{ph}" fill="#fff" stroke="#e2e8f0"/>']
+    for v, label in zip(ticks, labels):  # y grid and labels
+        parts.append(f'<line x1="{ml}" x2="{ml + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#e2e8f0"/>'
+                     f'<text class="tick" x="{ml - 6}" y="{y(v) + 4:.1f}" text-anchor="end" font-size="11" '
+                     f'fill="#475569">{escape(label)}</text>')
     with_date = t1 - t0 > 86400
     for i in range(5 if t1 > t0 else 1):  # x labels
         t = t0 + span * i / 4 if t1 > t0 else t0
@@ -79,9 +113,9 @@ def line_chart(chart_id: str, title: str, times: Sequence[float], series: Mappin
         parts.append(f'<text x="{x(t):.1f}" y="{MT + ph + 16}" text-anchor="{anchor}" font-size="11" '
                      f'fill="#475569">{fmt_time(t, with_date)}</text>')
     if unit:
-        parts.append(f'<text x="12" y="{MT + ph / 2}" font-size="11" fill="#475569" '
+        parts.append(f'<text class="unit" x="12" y="{MT + ph / 2}" font-size="11" fill="#475569" '
                      f'transform="rotate(-90 12 {MT + ph / 2})" text-anchor="middle">{escape(unit)}</text>')
-    legend_x = ML
+    legend_x, legend_row = float(ml), 0
     for n, (name, vals) in enumerate(series.items()):
         color = PALETTE[n % len(PALETTE)]
         segs: list[list[str]] = [[]]
@@ -98,11 +132,24 @@ def line_chart(chart_id: str, title: str, times: Sequence[float], series: Mappin
                 parts.append(f'<polyline class="series" data-series="{escape(name)}" fill="none" stroke="{color}" '
                              f'stroke-width="2" points="{" ".join(seg)}"/>')
         parts.extend(dots)
-        label = escape(name[:28])
-        parts.append(f'<rect x="{legend_x}" y="{H - 16}" width="10" height="10" fill="{color}"/>'
-                     f'<text x="{legend_x + 14}" y="{H - 7}" font-size="11" fill="#1e293b">{label}</text>')
-        legend_x += 24 + 7 * len(name[:28])
-    return _frame(chart_id, title, pts, "".join(parts))
+        label = legend_label(name)
+        item_w = 24 + CHAR_W * len(label)
+        if legend_x > ml and legend_x + item_w > width - MR:  # wrap the legend onto another row
+            legend_x, legend_row = ml, legend_row + 1
+        ly = H - 16 + 14 * legend_row
+        parts.append(f'<rect x="{legend_x:.1f}" y="{ly}" width="10" height="10" fill="{color}"/>'
+                     f'<text x="{legend_x + 14:.1f}" y="{ly + 9}" font-size="11" fill="#1e293b">'
+                     f"<title>{escape(name)}</title>{escape(label)}</text>")
+        legend_x += item_w
+    return _frame(chart_id, title, pts, "".join(parts), H + 14 * legend_row, width)
+
+
+def legend_label(name: str, limit: int = 40) -> str:
+    """Short enough for a legend; long names lose their middle (routes differ at the end)."""
+    if len(name) <= limit:
+        return name
+    head = (limit - 1) // 2
+    return name[:head] + "…" + name[len(name) - (limit - 1 - head):]
 
 
 def bar_chart(chart_id: str, title: str, items: Sequence[tuple[str, float]], fmt: Callable[[float], str] = fmt_num,
@@ -127,39 +174,60 @@ def bar_chart(chart_id: str, title: str, items: Sequence[tuple[str, float]], fmt
     return _frame(chart_id, title, len(items), "".join(parts), height)
 
 
+def _short(title: str, limit: int = 30) -> str:
+    """A timeline label: the title without its [FIRING]/[RESOLVED] prefix (resolved: a leading check mark)."""
+    resolved = title.startswith("[RESOLVED]")
+    text = title.split("] ", 1)[1] if title.startswith("[") and "] " in title else title
+    text = ("✓ " if resolved else "") + text
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def timeline(chart_id: str, title: str, events: Sequence[Mapping[str, object]], t0: float | None,
-             t1: float | None) -> str:
-    """Events (``time``, ``title``, ``level``) as markers on a time axis, one lane per level."""
+             t1: float | None, width: int = W) -> str:
+    """Events (``time``, ``title``, ``level``) as labelled markers on a time axis, one lane per level. Labels that
+    would overlap alternate above and below the lane, else are left out (every marker keeps its ``<title>``)."""
     timed = [e for e in events if isinstance(e.get("time"), (int, float))]
     if not timed:
-        return empty(chart_id, title, "no alerts" if not events else "alerts without time")
+        return empty(chart_id, title, "no alerts" if not events else "alerts without time", width)
     times = [float(e["time"]) for e in timed]  # type: ignore[arg-type]
     lo = min(times + ([t0] if t0 is not None else []))
     hi = max(times + ([t1] if t1 is not None else []))
     span = (hi - lo) or 1.0
     lanes = [lv for lv in ("ERROR", "WARN", "INFO") if any(str(e.get("level")).upper() == lv for e in timed)] or \
         ["INFO"]
-    lane_h, height = 34, MT + 34 * 3 + 30
-    pw = W - ML - MR - 20
+    lane_h = 52
+    pw = width - ML - MR - 80  # room on the right for the last label
     x = lambda t: ML + 10 + (t - lo) / span * pw  # noqa: E731
     parts = []
     for i, lv in enumerate(lanes):
         yy = MT + i * lane_h + lane_h / 2
-        parts.append(f'<line x1="{ML}" x2="{W - MR}" y1="{yy}" y2="{yy}" stroke="#e2e8f0"/>'
+        parts.append(f'<line x1="{ML}" x2="{width - MR}" y1="{yy}" y2="{yy}" stroke="#e2e8f0"/>'
                      f'<text x="{ML - 6}" y="{yy + 4}" text-anchor="end" font-size="11" fill="#475569">{lv}</text>')
-    for e in timed:
+    ends: dict[tuple[int, int], float] = {}  # (lane, row above/below) -> x where its last label ends
+    for e in sorted(timed, key=lambda e: float(e["time"])):  # type: ignore[arg-type]
         lv = str(e.get("level")).upper()
         lane = lanes.index(lv) if lv in lanes else 0
         yy = MT + lane * lane_h + lane_h / 2
-        resolved = str(e.get("title", "")).startswith("[RESOLVED]")
-        color = "#16a34a" if resolved else LEVEL_COLORS.get(lv, PALETTE[0])
-        parts.append(f'<circle class="event" cx="{x(float(e["time"])):.1f}" cy="{yy}" r="6" fill="{color}" '  # type: ignore[arg-type]
-                     f'fill-opacity="0.85"><title>{fmt_time(float(e["time"]))} {escape(str(e.get("title")))}'  # type: ignore[arg-type]
-                     f"</title></circle>")
+        name = str(e.get("title", ""))
+        color = "#16a34a" if name.startswith("[RESOLVED]") else LEVEL_COLORS.get(lv, PALETTE[0])
+        cx = x(float(e["time"]))  # type: ignore[arg-type]
+        tip = f"{fmt_time(float(e['time']))} {escape(name)}"  # type: ignore[arg-type]
+        parts.append(f'<circle class="event" cx="{cx:.1f}" cy="{yy}" r="6" fill="{color}" fill-opacity="0.85">'
+                     f"<title>{tip}</title></circle>")
+        label = _short(name)
+        start, end = cx - 4, cx - 4 + len(label) * CHAR_W * 10 / 11
+        if end > width - MR:  # near the right edge: the label ends at the marker instead
+            start, end = cx + 4 - (end - start), cx + 4
+        for row, dy in ((0, -11), (1, 20)):
+            if ends.get((lane, row), -1.0) < start:
+                ends[(lane, row)] = end + 6
+                parts.append(f'<text class="event-label" x="{start:.1f}" y="{yy + dy}" font-size="10" '
+                             f'fill="#334155"><title>{tip}</title>{escape(label)}</text>')
+                break
     axis_y = MT + lane_h * len(lanes) + 14
     for i in range(5):
         t = lo + span * i / 4
         anchor = "start" if i == 0 else "end" if i == 4 else "middle"
         parts.append(f'<text x="{x(t):.1f}" y="{axis_y}" text-anchor="{anchor}" font-size="11" fill="#475569">'
                      f"{fmt_time(t)}</text>")
-    return _frame(chart_id, title, len(timed), "".join(parts), max(height, axis_y + 10))
+    return _frame(chart_id, title, len(timed), "".join(parts), axis_y + 10, width)

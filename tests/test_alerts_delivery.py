@@ -182,6 +182,43 @@ def test_one_channel_down_others_delivered_failure_logged(env, smtp_receiver, we
         assert secret not in caplog.text
 
 
+def test_sms_retries_only_the_recipient_that_failed(env, caplog, manager_factory):
+    caplog.set_level(logging.INFO, logger="exporters.alerts.dispatcher")
+    flaky = {"n": 0}
+
+    def status_for(req):  # the provider rejects +15550102 twice, then accepts it
+        if req.form.get("To") == "+15550102":
+            flaky["n"] += 1
+            return 503 if flaky["n"] <= 2 else 200
+        return 200
+
+    with WebhookReceiver(status_for=status_for) as sms_hooks:
+        env = dict(env, SMS_WEBHOOK_URL=sms_hooks.url("/Messages.json"), SMS_TO="+15550101,+15550102,+15550103")
+        m = manager_factory(env, Clock())
+        m.on_interval(Signals(0, 0, ai_cost_usd=1.0))
+        assert m.dispatcher.wait_idle(15)
+        to = [r.form["To"] for r in sms_hooks.requests]
+    assert to == ["+15550101", "+15550102", "+15550102", "+15550102", "+15550103"]  # no duplicate for 1 or 3
+    sms = m.dispatcher.workers["sms"]
+    assert (sms.sent, sms.failed) == (1, 0)
+    msgs = [r.getMessage() for r in caplog.records if "via sms" in r.getMessage()]
+    assert sum("to recipient 2/3: attempt" in x and "failed" in x and "HTTP 503" in x for x in msgs) == 2
+    assert any("via sms to recipient 2/3: delivered on attempt 3/3" in x for x in msgs)
+    assert not any("+1555" in x for x in msgs)  # phone numbers stay out of the logs
+
+
+def test_sms_recipient_that_keeps_failing_does_not_stop_the_next(env, manager_factory):
+    with WebhookReceiver(status_for=lambda req: 500 if req.form.get("To") == "+15550101" else 200) as sms_hooks:
+        env = dict(env, SMS_WEBHOOK_URL=sms_hooks.url("/Messages.json"), SMS_TO="+15550101,+15550102")
+        m = manager_factory(env, Clock())
+        m.on_interval(Signals(0, 0, ai_cost_usd=1.0))
+        assert m.dispatcher.wait_idle(15)
+        to = [r.form["To"] for r in sms_hooks.requests]
+    assert to == ["+15550101"] * 3 + ["+15550102"]  # 1 attempt + 2 retries for the first, then the second once
+    sms = m.dispatcher.workers["sms"]
+    assert (sms.sent, sms.failed) == (0, 1)
+
+
 def test_hung_channel_does_not_block_the_others(env, smtp_receiver, blackhole, manager_factory):
     env = dict(env, SLACK_WEBHOOK_URL=f"http://127.0.0.1:{blackhole}/services/x", ALERTS_CHANNEL_TIMEOUT="1.5",
                ALERTS_CHANNEL_RETRIES="0")

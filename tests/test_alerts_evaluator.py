@@ -232,3 +232,32 @@ def test_resolve_threshold_adds_hysteresis():
     assert kinds(out) == [("resolve", "High Error Rate")] and "resolve threshold 3.0%" in out[0].text
     with pytest.raises(Exception, match="resolve_threshold"):
         parse_config({"rules": [dict(rule, resolve_threshold=0.2)]})
+
+
+def _group(i: int) -> dict:
+    return {"fingerprint": f"held{i}", "type": "KeyError", "message": f"missing key '{i}-secret'", "count": 1}
+
+
+def test_error_groups_arriving_during_the_wait_are_announced_when_it_ends(tmp_path):
+    rules = {"rules": [{"name": "New Error Group", "metric": "new_error_group", "wait": 300, "channels": ["slack"],
+                        "max_per_interval": 3}]}
+    ev = Evaluator(parse_config(rules), None)
+    assert [e.key for e in ev.evaluate(sig(groups=[_group(0)]), T0)] == ["held0"]
+    assert ev.evaluate(sig(groups=[_group(1)]), T0 + 60) == []  # within the 300 s wait: held, not lost
+    assert ev.evaluate(sig(groups=[_group(1), _group(2)]), T0 + 120) == []  # held1 again is not held twice
+    # a restart while groups are held keeps them (the state file), content-free
+    store = StateStore(tmp_path / "state.json")
+    store.save(ev.snapshot())
+    saved = json.loads((tmp_path / "state.json").read_text())
+    assert [g["fingerprint"] for g in saved["held_groups"]] == ["held1", "held2"]
+    assert "secret" not in json.dumps(saved)
+    ev = Evaluator(parse_config(rules), store.load())
+    out = ev.evaluate(sig(), T0 + 300)  # the wait is over: no new group this interval, the held ones go out
+    assert [e.key for e in out] == ["held1", "held2"] and all(e.kind == "fire" for e in out)
+    assert "missing key <str>" in out[0].text
+    assert ev.evaluate(sig(groups=[_group(1), _group(2)]), T0 + 900) == []  # announced once, ever
+    assert [e.key for e in ev.evaluate(sig(groups=[_group(3)]), T0 + 901)] == ["held3"]  # wait over: at once
+    for i in range(4, 9):  # five more during the wait
+        assert ev.evaluate(sig(groups=[_group(i)]), T0 + 910 + i) == []
+    out = ev.evaluate(sig(groups=[_group(9)]), T0 + 1201)  # held 4..8 plus the new 9, cap 3
+    assert [e.key for e in out] == ["held4", "held5", "held6"] and "3 more new error groups" in out[-1].text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from exporters import records as r
@@ -149,3 +151,88 @@ def test_error_group_alerts_carry_no_diary_text(env, receivers, message):
     finally:
         pipeline.shutdown(10)
         manager.shutdown(5)
+
+
+def _worker_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "exporters.alerts" and r.levelname == "WARNING" and "gunicorn worker" in r.getMessage()]
+
+
+@pytest.mark.parametrize("extra", [{"AI_DIARY_WORKER_ID": "1"},  # gunicorn.conf.py's default: 2 workers
+                                   {"AI_DIARY_WORKER_ID": "0", "WEB_CONCURRENCY": "4"}])
+def test_in_process_alerts_are_off_in_one_of_several_gunicorn_workers(env, caplog, extra):
+    caplog.set_level("INFO", logger="exporters.alerts")
+    pipeline = Pipeline.from_env(env=dict(env, WANDB_MODE="disabled", **extra))
+    try:
+        assert getattr(pipeline, "alerts", None) is None and pipeline._listeners == []
+    finally:
+        pipeline.shutdown(5)
+    [warning] = _worker_warnings(caplog)
+    assert warning.startswith(f"alerts OFF in gunicorn worker {extra['AI_DIARY_WORKER_ID']} of ")
+    assert "W&B bridge" in warning and "ALERTS_ENABLED=true" in warning
+
+
+@pytest.mark.parametrize("extra, warned", [
+    ({"AI_DIARY_WORKER_ID": "1", "WEB_CONCURRENCY": "3", "ALERTS_ENABLED": "true"},  # explicit: on, warned
+     ["alerts ON (ALERTS_ENABLED=true) in gunicorn worker 1 of 3"]),
+    ({"AI_DIARY_WORKER_ID": "0", "WEB_CONCURRENCY": "1"}, []),  # the only worker
+    ({"WEB_CONCURRENCY": "4"}, []),  # not a gunicorn worker (the bridge, sharing .env)
+])
+def test_alerts_stay_on_when_asked_for_a_single_worker_or_outside_gunicorn(env, caplog, extra, warned):
+    caplog.set_level("INFO", logger="exporters.alerts")
+    pipeline = Pipeline.from_env(env=dict(env, WANDB_MODE="disabled", **extra))
+    manager = pipeline.alerts
+    try:
+        assert manager is not None and manager.on_interval in pipeline._listeners
+    finally:
+        pipeline.shutdown(5)
+        manager.shutdown(5)
+    assert [w.split(":")[0] for w in _worker_warnings(caplog)] == warned
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_daily_cost_resets_at_local_midnight_through_the_pipeline(env, receivers, tmp_path):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from exporters.alerts import install
+
+    smtp, _ = receivers
+    tokyo = ZoneInfo("Asia/Tokyo")
+    env = dict(env, WANDB_MODE="disabled", ALERTS_TIMEZONE="Asia/Tokyo")
+    pipeline = Pipeline.from_env(env=dict(env, ALERTS_ENABLED="false"))  # the real pipeline; alerts added below
+    clock = Clock(datetime(2026, 11, 29, 23, 40, tzinfo=tokyo).timestamp())  # 14:40 UTC: still the 29th in UTC
+    manager = install(pipeline, env=env, clock=clock)  # the clock seam: no sleeping until midnight
+
+    def spend(usd: float, hh: int, mm: int, day: int) -> list[tuple[str, str]]:
+        clock.t = datetime(2026, 11, day, hh, mm, tzinfo=tokyo).timestamp()
+        before = len(manager.events)
+        pipeline.add_metrics([r.MetricPoint("app.ai.cost", r.SUM, unit="USD", temporality=r.DELTA, monotonic=True,
+                                            value=usd, time_ns=1)])
+        assert pipeline.flush_once()
+        return [(e.kind, e.rule) for e in manager.events[before:]]
+
+    try:
+        assert spend(0.6, 23, 40, 29) == []
+        assert spend(0.6, 23, 55, 29) == [("fire", "AI API Cost Spike")]  # $1.20 on the 29th (Tokyo)
+        assert spend(0.3, 0, 5, 30) == [("resolve", "AI API Cost Spike")]  # Tokyo midnight: a new day at $0.30
+        assert spend(0.5, 0, 30, 30) == []  # $0.80
+        assert spend(0.4, 1, 0, 30) == [("fire", "AI API Cost Spike")]  # $1.20 on the 30th: fires again
+        assert manager.dispatcher.wait_idle(10)
+    finally:
+        pipeline.shutdown(10)
+        manager.shutdown(5)
+    mails = smtp.wait_for(3)
+    assert [m.subject for m in mails] == ["[ai-diary] [FIRING] AI API Cost Spike",
+                                          "[ai-diary] [RESOLVED] AI API Cost Spike",
+                                          "[ai-diary] [FIRING] AI API Cost Spike"]
+    assert "2026-11-29, Asia/Tokyo" in mails[0].body and "2026-11-30, Asia/Tokyo" in mails[2].body
+    state = json.loads((tmp_path / "alerts-state.json").read_text())
+    assert state["day"] == "2026-11-30" and state["daily_ai_cost"] == pytest.approx(1.2)

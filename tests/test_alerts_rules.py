@@ -6,7 +6,7 @@ import pytest
 
 from exporters.alerts import AlertsConfigError, ChannelConfigError, build, install, load_config
 from exporters.alerts.channels import channels_from_env
-from exporters.alerts.rules import parse_duration
+from exporters.alerts.rules import DEFAULT_MIN_SAMPLES, parse_config, parse_duration
 
 
 def test_default_rules_match_the_ticket():
@@ -37,6 +37,31 @@ def _write(tmp_path, text):
     path = tmp_path / "alerts.yaml"
     path.write_text(text)
     return path
+
+
+@pytest.mark.parametrize("metric", ["error_rate", "p95_response_time", "daily_ai_cost", "error_count",
+                                    "request_count", "window_ai_cost"])
+def test_a_rule_without_threshold_is_refused_naming_rule_and_field(metric):
+    with pytest.raises(AlertsConfigError) as err:
+        parse_config({"rules": [{"name": "Oops", "metric": metric}]}, source="alerts.yaml")
+    assert str(err.value) == (f"alerts.yaml: rule 'Oops': field 'threshold': required for metric {metric!r} "
+                              "(a number to compare against)")
+
+
+def test_min_samples_defaults_per_metric():
+    cfg = parse_config({"rules": [
+        {"name": "Rate", "metric": "error_rate", "threshold": 0.05},
+        {"name": "P99", "metric": "p99_response_time", "threshold": 500},
+        {"name": "Count", "metric": "error_count", "threshold": 3},
+        {"name": "Cost", "metric": "daily_ai_cost", "threshold": 10},
+        {"name": "Rate1", "metric": "error_rate", "threshold": 0.05, "min_samples": 1},  # explicit wins
+        {"name": "Groups", "metric": "new_error_group"},  # needs no threshold
+    ]})
+    assert {r.name: r.min_samples for r in cfg.rules} == {
+        "Rate": DEFAULT_MIN_SAMPLES, "P99": DEFAULT_MIN_SAMPLES, "Count": 1, "Cost": 1, "Rate1": 1, "Groups": 1}
+    assert DEFAULT_MIN_SAMPLES == 20
+    groups = cfg.rules[-1]
+    assert groups.threshold is None
 
 
 def test_alerts_file_env_overrides_path(tmp_path):
@@ -77,8 +102,8 @@ def test_missing_file_and_bad_timezone_name_the_variable(tmp_path):
     with pytest.raises(AlertsConfigError, match="ALERTS_TIMEZONE"):
         load_config(env={"ALERTS_TIMEZONE": "Mars/Olympus_Mons"})
     with pytest.raises(AlertsConfigError, match="duplicate rule name"):
-        load_config(_write(tmp_path, "rules:\n  - {name: A, metric: error_rate}\n  - {name: A, metric: error_count}\n"),
-                    env={})
+        load_config(_write(tmp_path, "rules:\n  - {name: A, metric: error_rate, threshold: 0.1}\n"
+                                     "  - {name: A, metric: error_count, threshold: 5}\n"), env={})
 
 
 @pytest.mark.parametrize("env, variable", [
@@ -96,6 +121,30 @@ def test_missing_file_and_bad_timezone_name_the_variable(tmp_path):
 def test_channel_env_errors_name_the_variable(env, variable):
     with pytest.raises(ChannelConfigError, match=variable):
         channels_from_env(env)
+
+
+LOGIN = {"ALERT_EMAIL_TO": "a@b", "SMTP_USERNAME": "u", "SMTP_PASSWORD": "pw-canary-5150"}
+
+
+@pytest.mark.parametrize("host", ["mail.example.com", "10.0.0.25", "2001:db8::25"])
+def test_smtp_login_without_starttls_to_a_remote_host_is_refused(host):
+    with pytest.raises(ChannelConfigError) as err:
+        channels_from_env({**LOGIN, "SMTP_HOST": host})
+    message = str(err.value)
+    assert message.startswith("SMTP_USERNAME: login to") and host in message and "clear text" in message
+    assert "SMTP_STARTTLS=true" in message and "SMTP_ALLOW_PLAINTEXT_LOGIN=true" in message
+    assert "pw-canary-5150" not in message
+    with pytest.raises(ChannelConfigError, match="SMTP_ALLOW_PLAINTEXT_LOGIN"):
+        channels_from_env({**LOGIN, "SMTP_HOST": host, "SMTP_ALLOW_PLAINTEXT_LOGIN": "sure"})
+
+
+@pytest.mark.parametrize("extra", [{"SMTP_HOST": "mail.example.com", "SMTP_STARTTLS": "true"},
+                                   {"SMTP_HOST": "mail.example.com", "SMTP_ALLOW_PLAINTEXT_LOGIN": "true"},
+                                   {"SMTP_HOST": "127.0.0.1"}, {"SMTP_HOST": "localhost"}, {"SMTP_HOST": "::1"}])
+def test_smtp_login_allowed_with_starttls_on_loopback_or_by_opt_in(extra):
+    email = channels_from_env({**LOGIN, **extra})["email"]
+    assert email.username == "u"
+    assert not channels_from_env({"SMTP_HOST": "mail.example.com", "ALERT_EMAIL_TO": "a@b"})["email"].username
 
 
 def test_channel_env_defaults():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from app import audit_chain
 from app.audit_chain import GENESIS, Link, append, record_hash, verify
@@ -37,6 +38,19 @@ def fill(engine, n: int) -> list[Link]:
             for i in range(n)]
 
 
+def unguard(engine) -> None:
+    """Drop the append-only triggers, as someone with DDL rights could, so a test can tamper."""
+    with engine.begin() as conn:
+        for name in audit_chain.GUARD_TRIGGERS:
+            conn.execute(text(f"DROP TRIGGER {name}"))
+
+
+def tamper(engine, sql: str, params: dict | None = None) -> None:
+    unguard(engine)
+    with engine.begin() as conn:
+        conn.execute(text(sql), params or {})
+
+
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "app.audit_chain", *args], capture_output=True, text=True,
                           cwd=ROOT, env={**os.environ, **(env or {})}, timeout=60)
@@ -55,7 +69,7 @@ def test_chain_links_and_hashes(engine):
     assert verdict.ok and verdict.count == 5 and verdict.head == links[-1]
 
 
-@pytest.mark.parametrize("tamper, seq, words", [
+@pytest.mark.parametrize("tamper_sql, seq, words", [
     ("UPDATE audit_chain SET outcome='failure' WHERE seq=3", 3, "edited"),
     ("UPDATE audit_chain SET details='{\"client.address\":\"10.0.0.1\"}' WHERE seq=4", 4, "edited"),
     ("DELETE FROM audit_chain WHERE seq=2", 2, "missing"),
@@ -68,14 +82,18 @@ def test_chain_links_and_hashes(engine):
     # renumber: move seq 5 to 9 (a gap) - reported at the first missing seq
     ("UPDATE audit_chain SET seq=9 WHERE seq=5", 5, "missing"),
 ])
-def test_verify_names_first_broken_seq(engine, db_url, tamper, seq, words, capsys):
+def test_verify_names_first_broken_seq(engine, db_url, tamper_sql, seq, words, capsys):
     fill(engine, 6)
-    with engine.begin() as conn:
-        conn.execute(text(tamper))
+    with pytest.raises(IntegrityError, match="audit_chain is append-only"):  # the triggers refuse it...
+        with engine.begin() as conn:
+            conn.execute(text(tamper_sql))
+    assert verify(engine).ok and verify(engine).guarded is True
+    tamper(engine, tamper_sql)  # ...so drop them first, as someone with DDL rights could
     verdict = verify(engine)
-    assert not verdict.ok and verdict.broken_seq == seq and words in verdict.message
+    assert not verdict.ok and verdict.broken_seq == seq and words in verdict.message and verdict.guarded is False
     assert audit_chain.main(["verify", "--database", db_url]) == 1
-    assert f"BROKEN at seq {seq}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"BROKEN at seq {seq}" in err and "append-only triggers on audit_chain are missing" in err
 
 
 def test_edit_with_recomputed_hash_breaks_the_next_link(engine):
@@ -84,16 +102,14 @@ def test_edit_with_recomputed_hash_breaks_the_next_link(engine):
         prev = conn.execute(text("SELECT hash FROM audit_chain WHERE seq=1")).scalar_one()
     forged = record_hash(2, prev, 1_700_000_000_000_000_001, "entry.create", "someone_else", "entry:1", "success",
                          '{"client.address":"127.0.0.1"}')
-    with engine.begin() as conn:
-        conn.execute(text("UPDATE audit_chain SET actor='someone_else', hash=:h WHERE seq=2"), {"h": forged})
+    tamper(engine, "UPDATE audit_chain SET actor='someone_else', hash=:h WHERE seq=2", {"h": forged})
     verdict = verify(engine)
     assert verdict.broken_seq == 3 and "prev_hash" in verdict.message
 
 
 def test_truncated_tail_is_caught_against_the_audit_log(engine):
     links = fill(engine, 4)
-    with engine.begin() as conn:
-        conn.execute(text("DELETE FROM audit_chain WHERE seq=4"))
+    tamper(engine, "DELETE FROM audit_chain WHERE seq=4")
     assert verify(engine).ok  # the chain alone cannot see a cut tail...
     verdict = verify(engine, expected=links)  # ...the audit log's seq/hash can
     assert not verdict.ok and verdict.broken_seq == 4 and "missing" in verdict.message
@@ -159,8 +175,7 @@ def test_cli_checks_against_the_collectors_audit_log(engine, db_url, tmp_path, c
     (log_dir / "audit.log").write_text(to_line(recs[3:]) + "\n")
     assert audit_chain.main(["verify", "--database", db_url, "--audit-log", str(log_dir)]) == 0
     assert capsys.readouterr().out.startswith("OK: 5 records")
-    with engine.begin() as conn:  # cut the tail: the chain alone still looks intact
-        conn.execute(text("DELETE FROM audit_chain WHERE seq >= 4"))
+    tamper(engine, "DELETE FROM audit_chain WHERE seq >= 4")  # cut the tail: the chain alone still looks intact
     assert audit_chain.main(["verify", "--database", db_url]) == 0
     capsys.readouterr()
     assert audit_chain.main(["verify", "--database", db_url, "--audit-log", str(log_dir / "audit.log")]) == 1
@@ -178,3 +193,39 @@ def test_non_transient_errors_raise_at_once(tmp_path):
         append(eng, action="a", actor="b", target="c", outcome="success")
     assert time.monotonic() - t0 < 2  # not retried until the deadline
     eng.dispose()
+
+
+def test_append_only_triggers_refuse_update_delete_and_come_back_at_start(engine, db_url, capsys):
+    fill(engine, 3)
+    for sql in ("UPDATE audit_chain SET actor='x' WHERE seq=2", "DELETE FROM audit_chain WHERE seq=3",
+                "DELETE FROM audit_chain"):
+        with pytest.raises(IntegrityError, match="append-only"):
+            with engine.begin() as conn:
+                conn.execute(text(sql))
+    assert verify(engine).count == 3
+    unguard(engine)
+    assert audit_chain.main(["verify", "--database", db_url]) == 0  # intact, but the guard is gone: said so
+    captured = capsys.readouterr()
+    assert captured.out.startswith("OK: 3 records") and "triggers on audit_chain are missing" in captured.err
+    create_schema(engine)  # the next app start puts them back on an existing database
+    assert verify(engine).guarded is True
+    with pytest.raises(IntegrityError, match="append-only"):
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM audit_chain WHERE seq=1"))
+    assert [lk.seq for lk in fill(engine, 1)] == [4]  # appending still works
+
+
+def test_only_a_seq_conflict_is_retried(engine):
+    import time
+
+    with engine.begin() as conn:  # an append that always fails with an IntegrityError that is not a seq conflict
+        conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON audit_chain BEGIN SELECT RAISE(ABORT, 'no'); END"))
+    t0 = time.monotonic()
+    with pytest.raises(IntegrityError, match="no"):
+        append(engine, action="a", actor="b", target="c", outcome="success")
+    assert time.monotonic() - t0 < 2  # raised at once, not retried until the 15 s deadline
+    pk = IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed: audit_chain.seq"))
+    pg = IntegrityError("INSERT", {}, Exception('duplicate key value violates unique constraint "audit_chain_pkey"'))
+    my = IntegrityError("INSERT", {}, Exception("(1062, \"Duplicate entry '7' for key 'audit_chain.PRIMARY'\")"))
+    other = IntegrityError("INSERT", {}, Exception("NOT NULL constraint failed: audit_chain.actor"))
+    assert [audit_chain._transient(e) for e in (pk, pg, my, other)] == [True, True, True, False]

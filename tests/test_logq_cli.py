@@ -136,11 +136,64 @@ def test_bad_arguments_get_clear_errors(tmp_path: Path, capsys):
     with pytest.raises(SystemExit):
         logq.main(["--log-dir", str(tmp_path), "--since", "yesterday-ish"])
     assert "not a time" in capsys.readouterr().err
-    for option in ("--limit", "--top-errors"):
-        for value in ("-2", "two"):
+    for option, least, values in (("--limit", 0, ("-2", "two")), ("--top-errors", 1, ("-2", "two", "0"))):
+        for value in values:
             with pytest.raises(SystemExit):
                 logq.main(["--log-dir", str(tmp_path), option, value])
-            assert f"argument {option}: expected a whole number >= 0" in capsys.readouterr().err
+            assert f"argument {option}: expected a whole number >= {least}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["--group-by", "severity", "--top-errors", "3"],
+                                  ["--top-errors", "3", "--group-by", "severity"],
+                                  ["--follow", "--group-by", "severity"], ["--follow", "--top-errors", "2"]])
+def test_conflicting_output_modes_are_a_usage_error(log_dir: Path, capsys, args):
+    with pytest.raises(SystemExit) as exit_:
+        logq.main(["--log-dir", str(log_dir), *args])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "not allowed with argument" in err and "usage: ai-diary-logs" in err
+
+
+def test_lines_written_just_before_a_rotation_are_not_lost(tmp_path: Path):
+    import queue
+    import threading
+
+    from exporters.logq import follow
+
+    path = tmp_path / "combined.log"
+    write(path, [[rec(0, 9, "before start")]])
+    got: queue.Queue[str] = queue.Queue()
+    stop = threading.Event()
+    reader = threading.Thread(target=lambda: [got.put(e.body) for e in follow([path], 0.02, stop.is_set)],
+                              daemon=True)
+    reader.start()
+    try:
+        body = None
+        for i in range(500):  # until the follower is reading (it starts at the end of the file)
+            with open(path, "a") as fh:
+                fh.write(to_line([rec(1, 9, f"ping {i}")]) + "\n")
+            try:
+                body = got.get(timeout=0.05)
+                break
+            except queue.Empty:
+                continue
+        assert body is not None and body.startswith("ping")
+        time.sleep(0.1)
+        while not got.empty():
+            got.get_nowait()
+        seen = []
+        for n in range(3):  # write, then rename at once (no pause), then a new file: as the collector rotates
+            with open(path, "a") as fh:
+                fh.write(to_line([rec(2, 17, f"last line of file {n}")]) + "\n")
+                fh.write('{"resourceLogs": [')  # and a record cut off by the rotation: skipped, not fatal
+            os.rename(path, tmp_path / f"combined-2026-11-29T10-3{n}-00.000.log")
+            write(path, [[rec(3, 13, f"first line of file {n + 1}")]])
+            seen += [got.get(timeout=10) for _ in range(2)]
+    finally:
+        stop.set()
+        reader.join(5)
+    assert seen == [x for n in range(3) for x in (f"last line of file {n}", f"first line of file {n + 1}")]
+    assert "before start" not in seen
 
 
 def test_follow_tails_new_lines_across_rotation(log_dir: Path):

@@ -171,10 +171,16 @@ def test_page_is_self_contained(report):
     assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", html)
     charts = re.findall(r'<svg class="chart" data-chart="([^"]+)" data-points="(\d+)"', html)
     got = {name: int(n) for name, n in charts}
-    for name in ("request_rate", "requests", "latency", "error_rate", "error_groups", "tokens_by_model",
-                 "tokens_by_feature", "cost_by_model", "cost_by_feature", "alerts"):
+    for name in ("request_rate", "requests", "latency", "latency_by_route", "error_rate", "error_groups",
+                 "tokens_by_model", "tokens_by_feature", "cost_by_model", "cost_by_feature", "alerts"):
         assert got.get(name, 0) > 0, f"chart {name} is empty"
     assert got["alerts"] == 3
+    by_route = html.split('data-chart="latency_by_route"', 1)[1].split("</svg>", 1)[0]
+    assert sorted(re.findall(r'class="series" data-series="([^"]+)"', by_route)) == sorted(
+        {"/api/entries", "/api/entries/&lt;id&gt;/summary", "/api/entries/&lt;id&gt;/reflect"})
+    timeline = html.split('data-chart="alerts"', 1)[1].split("</svg>", 1)[0]
+    labels = re.findall(r'class="event-label"[^>]*><title>[^<]*</title>([^<]+)</text>', timeline)
+    assert labels and all(len(x) <= 30 for x in labels) and any("High Response Time" in x for x in labels)
     assert "TimeoutError" in html and "High Response Time" in html
     for model in MODELS:
         assert model in html

@@ -3,7 +3,9 @@
 ``install(pipeline, sink=None)`` reads the rules and channel env vars (errors name the file/rule/field or the
 variable), adds a listener to the pipeline and returns the :class:`AlertManager`. The listener runs on the pipeline's
 flusher thread, evaluates in microseconds, saves the small state file and hands events to the dispatcher's channel
-workers; it never blocks on the network and never raises.
+workers; it never blocks on the network and never raises. Alerts need every request in one place: inside one of
+several gunicorn workers (see :func:`sibling_workers`) each worker would see only its share, so ``install`` turns
+alerting off there with one warning pointing at the bridge, unless ``ALERTS_ENABLED=true``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ ENV_ALERTS_ENABLED = "ALERTS_ENABLED"
 ENV_CHANNEL_RETRIES = "ALERTS_CHANNEL_RETRIES"
 ENV_CHANNEL_BACKOFF = "ALERTS_CHANNEL_BACKOFF"
 ENV_QUEUE_SIZE = "ALERTS_QUEUE_SIZE"
+ENV_WORKER_ID = "AI_DIARY_WORKER_ID"  # set in each worker by gunicorn.conf.py's post_fork (never in the bridge)
+ENV_WEB_CONCURRENCY = "WEB_CONCURRENCY"  # gunicorn.conf.py's worker count (default 2)
+GUNICORN_CONF_DEFAULT_WORKERS = 2
 
 
 class AlertManager:
@@ -94,16 +99,48 @@ def build(sink: Any = None, *, config: AlertsConfig | None = None, config_path: 
     return manager
 
 
+def sibling_workers(env: Mapping[str, str]) -> int:
+    """How many gunicorn workers serve this app when this process is one of them, else 0.
+
+    The signal: ``AI_DIARY_WORKER_ID``, which only gunicorn.conf.py's ``post_fork`` sets (the W&B bridge, the
+    demo's tools and tests never have it), with the count from ``WEB_CONCURRENCY`` -- what gunicorn.conf.py
+    reads -- defaulting, like it, to 2. A ``--workers`` flag on the command line is not visible here.
+    """
+    if not (env.get(ENV_WORKER_ID) or "").strip():
+        return 0
+    raw = (env.get(ENV_WEB_CONCURRENCY) or "").strip()
+    try:
+        return max(1, int(raw)) if raw else GUNICORN_CONF_DEFAULT_WORKERS
+    except ValueError:
+        return GUNICORN_CONF_DEFAULT_WORKERS  # gunicorn itself would have refused it
+
+
 def install(pipeline: Any, sink: Any = None, **kwargs: Any) -> AlertManager | None:
     """Attach alerting to ``pipeline`` (``add_listener``); ``ALERTS_ENABLED=false`` turns it off (returns None).
+
+    In one of several gunicorn workers (:func:`sibling_workers` > 1) alerting is off unless ``ALERTS_ENABLED`` is
+    explicitly true (then on, with a warning): each worker would evaluate only its share of the traffic (up to one
+    alert per worker per breach, per-worker daily cost) and all would write the same state file. Evaluate alerts in
+    the W&B bridge instead (the collector sends it every worker's telemetry).
 
     ``sink`` defaults to ``pipeline.sink``. Keyword arguments go to :func:`build` (config, config_path, env, clock,
     state_path, backoff). Raises AlertsConfigError / ChannelConfigError on invalid configuration.
     """
     env = kwargs.get("env")
-    if not parse_bool(os.environ if env is None else env, ENV_ALERTS_ENABLED, default=True):
+    env = os.environ if env is None else env
+    if not parse_bool(env, ENV_ALERTS_ENABLED, default=True):
         logger.info("alerts disabled by %s", ENV_ALERTS_ENABLED)
         return None
+    workers = sibling_workers(env)
+    if workers > 1:
+        explicit = bool((env.get(ENV_ALERTS_ENABLED) or "").strip())
+        logger.warning("alerts %s in gunicorn worker %s of %d: each worker sees only its share of the requests "
+                       "(one alert per worker per breach, per-worker daily AI cost, one shared state file). "
+                       "Evaluate alerts in the W&B bridge (OTEL_*_EXPORTER=otlp to the collector, as in compose)%s",
+                       "ON (ALERTS_ENABLED=true)" if explicit else "OFF", env.get(ENV_WORKER_ID), workers,
+                       "" if explicit else ", or set ALERTS_ENABLED=true to evaluate per worker anyway")
+        if not explicit:
+            return None
     if sink is None:
         sink = getattr(pipeline, "sink", None)
     manager = build(sink, **kwargs)
@@ -112,4 +149,3 @@ def install(pipeline: Any, sink: Any = None, **kwargs: Any) -> AlertManager | No
         pipeline.alerts = manager  # the demo and tests reach the manager (events, dispatcher) here
     atexit.register(manager.shutdown, 2.0)
     return manager
-

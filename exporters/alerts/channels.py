@@ -1,12 +1,15 @@
 """Delivery channels: W&B (through the sink), Slack incoming webhook, SMTP email, SMS webhook (Twilio-style form).
 
 Each channel's ``send(event)`` makes one attempt and raises :class:`ChannelError` on failure; retries, backoff and
-threads live in :mod:`exporters.alerts.dispatcher`. Configuration comes from env vars, validated at start-up with
+threads live in :mod:`exporters.alerts.dispatcher`. A channel that makes one request per recipient (SMS) also has
+``recipients`` and ``send_to(event, recipient)``: the dispatcher then retries each recipient on its own, so a
+failure for one never re-sends to the others. Configuration comes from env vars, validated at start-up with
 errors naming the variable. Error texts are scrubbed of the channel's secrets (webhook URLs, tokens, passwords).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import smtplib
@@ -26,6 +29,7 @@ ENV_SLACK_WEBHOOK_URL = "SLACK_WEBHOOK_URL"
 ENV_SMTP_HOST, ENV_SMTP_PORT, ENV_SMTP_STARTTLS = "SMTP_HOST", "SMTP_PORT", "SMTP_STARTTLS"
 ENV_SMTP_USERNAME, ENV_SMTP_PASSWORD = "SMTP_USERNAME", "SMTP_PASSWORD"
 ENV_SMTP_CA_FILE = "SMTP_CA_FILE"  # optional PEM bundle to verify the server's STARTTLS certificate
+ENV_SMTP_ALLOW_PLAINTEXT_LOGIN = "SMTP_ALLOW_PLAINTEXT_LOGIN"  # true: log in without STARTTLS to a remote host
 ENV_EMAIL_FROM, ENV_EMAIL_TO = "ALERT_EMAIL_FROM", "ALERT_EMAIL_TO"
 ENV_SMS_WEBHOOK_URL, ENV_SMS_FROM, ENV_SMS_TO = "SMS_WEBHOOK_URL", "SMS_FROM", "SMS_TO"
 ENV_SMS_ACCOUNT_SID, ENV_SMS_AUTH_TOKEN = "SMS_ACCOUNT_SID", "SMS_AUTH_TOKEN"
@@ -186,11 +190,15 @@ class SmsChannel:
         return f"SMS webhook at {_where(self.url)} to {len(self.recipients)} number(s)"
 
     def send(self, event: AlertEvent) -> None:
+        """Every recipient in turn (stops at the first failure); the dispatcher uses :meth:`send_to` instead."""
+        for to in self.recipients:
+            self.send_to(event, to)
+
+    def send_to(self, event: AlertEvent, recipient: str) -> None:
         body = f"{event.title}: {event.text}"
         body = body if len(body) <= SMS_MAX_CHARS else body[: SMS_MAX_CHARS - 1] + "…"
-        for to in self.recipients:
-            form = {"To": to, "Body": body, **({"From": self.sender} if self.sender else {})}
-            _post(self._client, self.url, self._secrets, data=form, auth=self._auth)
+        form = {"To": recipient, "Body": body, **({"From": self.sender} if self.sender else {})}
+        _post(self._client, self.url, self._secrets, data=form, auth=self._auth)
 
 
 # -- configuration from the environment ----------------------------------------------------------------------
@@ -221,6 +229,26 @@ def parse_number(env: Mapping[str, str], name: str, default: float, lo: float, h
     return env_number(env, name, default, lo=lo, hi=hi, kind=kind, error=ChannelConfigError)
 
 
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1): a login there never crosses a network."""
+    if host.lower().rstrip(".") in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_login_transport(env: Mapping[str, str], host: str, starttls: bool, username: str) -> None:
+    """Refuse an SMTP login without STARTTLS to a remote host (the password would cross the network in clear
+    text) unless ``SMTP_ALLOW_PLAINTEXT_LOGIN=true``."""
+    if not username or starttls or is_loopback(host) or parse_bool(env, ENV_SMTP_ALLOW_PLAINTEXT_LOGIN):
+        return
+    raise ChannelConfigError(
+        f"{ENV_SMTP_USERNAME}: login to {host} without STARTTLS would send the password in clear text; set "
+        f"{ENV_SMTP_STARTTLS}=true (or {ENV_SMTP_ALLOW_PLAINTEXT_LOGIN}=true to accept that)")
+
+
 def channels_from_env(env: Mapping[str, str] | None = None) -> dict[str, Channel]:
     """The external channels whose env vars are set (a partly configured channel is an error)."""
     env = os.environ if env is None else env
@@ -233,6 +261,7 @@ def channels_from_env(env: Mapping[str, str] | None = None) -> dict[str, Channel
         username = _get(env, ENV_SMTP_USERNAME)
         if username and not env.get(ENV_SMTP_PASSWORD):
             raise ChannelConfigError(f"{ENV_SMTP_PASSWORD}: required when {ENV_SMTP_USERNAME} is set")
+        _check_login_transport(env, _get(env, ENV_SMTP_HOST), starttls, username)
         ca_file = _get(env, ENV_SMTP_CA_FILE)
         if ca_file and not os.path.isfile(ca_file):
             raise ChannelConfigError(f"{ENV_SMTP_CA_FILE}: {ca_file!r} is not a readable file")

@@ -4,7 +4,8 @@
 workers (Slack, email, SMS). The W&B channel is ``inline``: ``sink.alert`` is recorded right away on the calling
 (pipeline flusher) thread, like ``sink.log``, so the final interval's alerts land before ``sink.finish``.
 A slow or dead channel only delays its own queue. Each attempt is logged; failures are retried with exponential
-backoff a bounded number of times, then dropped with an error log.
+backoff a bounded number of times, then dropped with an error log. A channel with one request per recipient (SMS,
+``send_to``) is retried per recipient: recipient 1 never gets a duplicate because recipient 2 failed.
 
 Every send runs with OpenTelemetry instrumentation suppressed: in the app process (``OTEL_*_EXPORTER=wandb``) the
 global httpx instrumentation would otherwise record each webhook POST as a span whose ``url.full`` carries the
@@ -18,7 +19,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from .channels import Channel, ChannelError
 from .evaluator import AlertEvent
@@ -34,10 +35,13 @@ except ImportError:  # pragma: no cover - without OpenTelemetry instrumentation 
         return contextlib.nullcontext()
 
 
-def send_untraced(channel: Channel, event: AlertEvent) -> None:
-    """One delivery attempt with no spans of its own (see the module docstring)."""
+def send_untraced(channel: Channel, event: AlertEvent, recipient: str | None = None) -> None:
+    """One delivery attempt with no spans of its own (see the module docstring); ``recipient``: ``send_to``."""
     with _untraced():
-        channel.send(event)
+        if recipient is None:
+            channel.send(event)
+        else:
+            channel.send_to(event, recipient)  # type: ignore[attr-defined]
 
 
 class ChannelWorker:
@@ -77,28 +81,44 @@ class ChannelWorker:
                 self._queue.task_done()
 
     def _deliver(self, event: AlertEvent) -> None:
+        """All attempts for one event. A per-recipient channel (``send_to``) is retried recipient by recipient:
+        the event counts as sent when every recipient got it, else as failed."""
+        ch = self.channel
+        recipients = tuple(getattr(ch, "recipients", ()) or ()) if hasattr(ch, "send_to") else ()
+        if not recipients:
+            ok = self._attempts(event, lambda: send_untraced(ch, event), "")
+        else:
+            n = len(recipients)
+            ok = all([self._attempts(event, lambda to=to: send_untraced(ch, event, to),
+                                     f" to recipient {i}/{n}" if n > 1 else "")
+                      for i, to in enumerate(recipients, 1)])
+        if ok:
+            self.sent += 1
+        else:
+            self.failed += 1
+
+    def _attempts(self, event: AlertEvent, attempt_once: Callable[[], None], who: str) -> bool:
         attempts = self.retries + 1
         for attempt in range(1, attempts + 1):
             started = time.monotonic()
             try:
-                send_untraced(self.channel, event)
+                attempt_once()
             except Exception as exc:  # ChannelError, or a bug in a channel: both are logged, never raised
                 reason = str(exc) if isinstance(exc, ChannelError) else f"{type(exc).__name__}: {exc}"
                 last = attempt == attempts
                 logger.log(logging.ERROR if last else logging.WARNING,
-                           "alert %r (%s) via %s: attempt %d/%d failed after %.2fs: %s%s", event.title, event.kind,
-                           self.channel.name, attempt, attempts, time.monotonic() - started, reason,
+                           "alert %r (%s) via %s%s: attempt %d/%d failed after %.2fs: %s%s", event.title,
+                           event.kind, self.channel.name, who, attempt, attempts, time.monotonic() - started, reason,
                            "; giving up" if last else "")
                 if last:
-                    self.failed += 1
-                    return
+                    return False
                 delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
                 self._closing.wait(delay)  # shutdown cuts the backoff short
                 continue
-            self.sent += 1
-            logger.info("alert %r (%s) via %s: delivered on attempt %d/%d in %.2fs", event.title, event.kind,
-                        self.channel.name, attempt, attempts, time.monotonic() - started)
-            return
+            logger.info("alert %r (%s) via %s%s: delivered on attempt %d/%d in %.2fs", event.title, event.kind,
+                        self.channel.name, who, attempt, attempts, time.monotonic() - started)
+            return True
+        return False
 
     def close(self) -> None:
         """Stop taking events; the worker delivers what is queued (backoff cut short), then exits. Never blocks."""

@@ -10,26 +10,26 @@ Notification policy (per rule):
 - breach -> clear: one ``resolve`` event if the breach was notified (``resolve_threshold`` adds hysteresis).
 - no data (fewer than ``min_samples`` in the window): no transition either way.
 - daily_ai_cost restarts at local midnight in the configured zone (which clears that rule).
-- new_error_group: one ``fire`` per fingerprint ever seen (bounded memory), capped per interval.
+- new_error_group: one ``fire`` per fingerprint ever seen (bounded memory), capped per interval; groups arriving
+  within ``wait`` of the last notification are held and announced once the wait has passed (``groups.py``).
 """
 
 from __future__ import annotations
 
 import math
 from array import array
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Mapping
 
-from exporters.errors import strip_literals
 from exporters.records import Signals
 
+from .groups import ErrorGroupMemory, group_text
 from .rules import PERCENTILE_RE, AlertsConfig, Rule
 
 MAX_INTERVALS = 2048  # window entries kept, whatever the windows say
 MAX_SAMPLES_PER_INTERVAL = 1000  # latency samples kept per interval (8 bytes each): <= 16 MiB worst case
-MAX_FINGERPRINTS = 2000  # seen error groups remembered
 TITLE_MAX = 63  # W&B: title under 64 characters
 
 
@@ -125,7 +125,7 @@ class Evaluator:
         self.rules: dict[str, RuleState] = {r.name: RuleState() for r in config.enabled_rules}
         self.day: str | None = None
         self.daily_cost = 0.0
-        self.fingerprints: OrderedDict[str, None] = OrderedDict()
+        self.groups = ErrorGroupMemory()  # new_error_group: seen fingerprints, groups held during a wait
         if state:
             self._restore(state)
 
@@ -136,7 +136,7 @@ class Evaluator:
             "day": self.day,
             "daily_ai_cost": round(self.daily_cost, 9),
             "rules": {name: asdict(st) for name, st in self.rules.items()},
-            "fingerprints": list(self.fingerprints),
+            **self.groups.snapshot(),
         }
 
     def _restore(self, state: Mapping[str, Any]) -> None:
@@ -146,8 +146,7 @@ class Evaluator:
         for name, saved in (state.get("rules") or {}).items():
             if name in self.rules and isinstance(saved, dict):
                 self.rules[name] = RuleState(**{k: saved[k] for k in RuleState.__slots__ if k in saved})
-        for fp in list(state.get("fingerprints") or [])[-MAX_FINGERPRINTS:]:
-            self.fingerprints[str(fp)] = None
+        self.groups.restore(state)
 
     # -- evaluation -------------------------------------------------------------------------------------------
     def local_day(self, now: float) -> str:
@@ -245,56 +244,19 @@ class Evaluator:
                           "INFO", rule.channels, rule.wait, now, reminder=reminder)
 
     def _error_groups(self, rule: Rule, signals: Signals, now: float) -> list[AlertEvent]:
-        fresh: list[Mapping[str, Any]] = []
-        for group in signals.new_error_groups or ():
-            fp = str(group.get("fingerprint") or "")
-            if not fp or fp in self.fingerprints:
-                continue
-            self.fingerprints[fp] = None
-            while len(self.fingerprints) > MAX_FINGERPRINTS:
-                self.fingerprints.popitem(last=False)
-            fresh.append(group)
         st = self.rules[rule.name]
-        if not fresh or (rule.wait > 0 and st.last_notified is not None and now - st.last_notified < rule.wait):
+        waiting = rule.wait > 0 and st.last_notified is not None and now - st.last_notified < rule.wait
+        groups, more = self.groups.take(signals.new_error_groups or (), waiting=waiting)
+        if not groups:
             return []
         st.last_notified = now
         events = []
-        shown, rest = fresh[: rule.max_per_interval], len(fresh) - rule.max_per_interval
+        shown, rest = groups[: rule.max_per_interval], len(groups) - rule.max_per_interval + more
         for i, group in enumerate(shown):
-            text = _group_text(group)
+            text = group_text(group)
             if rest > 0 and i == len(shown) - 1:
-                text += f" (and {rest} more new error groups this interval)"
+                text += f" (and {rest} more new error groups not listed)"
             events.append(AlertEvent("fire", rule.name, float(group.get("count") or 1), None, text, rule.level,
                                      rule.channels, rule.wait, now, key=str(group["fingerprint"]),
                                      subject=str(group.get("type") or "Error")[:40]))
         return events
-
-
-def _when(value: Any) -> str:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = value / 1e9 if value > 1e14 else float(value)  # nanoseconds or seconds since the epoch
-        return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
-    return str(value)
-
-
-def content_free(message: str) -> str:
-    """The core's literal stripping (``exporters.errors``), again: error groups may come from elsewhere, and
-    alerts leave the telemetry system."""
-    return strip_literals(message)
-
-
-def _group_text(group: Mapping[str, Any]) -> str:
-    fp = str(group.get("fingerprint"))
-    kind = str(group.get("type") or "Error")[:100]
-    message = " ".join(content_free(str(group.get("message") or "")).split())[:200]
-    traces = ", ".join(str(t) for t in list(group.get("sample_trace_ids") or ())[:3])
-    parts = [f"New error group {kind}: {message}" if message else f"New error group {kind}",
-             f"fingerprint {fp[:16]}", f"count {group.get('count', 1)}"]
-    if group.get("frame"):
-        parts.append(f"at {str(group['frame'])[:120]}")
-    first = group.get("first_seen", group.get("first_seen_ns"))
-    if first is not None:
-        parts.append(f"first seen {_when(first)}")
-    if traces:
-        parts.append(f"traces {traces}")
-    return "; ".join(parts)

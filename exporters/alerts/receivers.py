@@ -146,13 +146,16 @@ class SmtpReceiver:
 
 
 class WebhookReceiver:
-    """HTTP server recording every POST; answers ``status`` (settable, e.g. 500 to simulate an outage)."""
+    """HTTP server recording every POST; answers ``status`` (settable, e.g. 500 to simulate an outage), or what
+    ``status_for(request)`` returns (e.g. fail for one SMS recipient only)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, status: int = 200,
-                 on_request: Callable[[ReceivedRequest], None] | None = None) -> None:
+                 on_request: Callable[[ReceivedRequest], None] | None = None,
+                 status_for: Callable[[ReceivedRequest], int] | None = None) -> None:
         self.requests: list[ReceivedRequest] = []
         self.status = status
         self.on_request = on_request
+        self.status_for = status_for
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -171,8 +174,9 @@ class WebhookReceiver:
                 owner.requests.append(req)
                 if owner.on_request:
                     owner.on_request(req)
-                payload = b"ok" if owner.status < 300 else b"receiver configured to fail"
-                self.send_response(owner.status)
+                status = owner.status_for(req) if owner.status_for else owner.status
+                payload = b"ok" if status < 300 else b"receiver configured to fail"
+                self.send_response(status)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)

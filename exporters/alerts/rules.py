@@ -13,7 +13,7 @@ from typing import Any, Literal, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,9 @@ COMPARISONS = {">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": f
 PERCENTILE_RE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)_response_time$")
 WINDOW_METRICS = ("error_rate", "error_count", "request_count", "window_ai_cost")
 OTHER_METRICS = ("daily_ai_cost", "new_error_group")
+# error_rate and percentile rules judge a window of requests: fewer than this many never fire (one failed request
+# is not a 100 % error rate). Other metrics default to 1 (request_count counts intervals, error_count requests).
+DEFAULT_MIN_SAMPLES = 20
 # The ticket's rules (TICKET-020) plus the error-tracking rule; identical to the top-level alerts.yaml (tested).
 DEFAULT_RULES: dict[str, Any] = {
     "timezone": "UTC",
@@ -77,10 +80,10 @@ class Rule(BaseModel):
     name: str = Field(min_length=1, max_length=56)  # W&B titles must stay < 64 chars with a "[RESOLVED] " prefix
     metric: str
     comparison: Literal[">", ">=", "<", "<="] = ">"
-    threshold: float = 0.0
+    threshold: float | None = None  # required for every metric but new_error_group
     resolve_threshold: float | None = None  # hysteresis: clear only past this value (default: the threshold)
     window: float = 300.0  # seconds
-    min_samples: int = Field(default=1, ge=1)
+    min_samples: int = Field(default=None, ge=1, validate_default=True)  # type: ignore[assignment]
     wait: float = 0.0  # seconds
     channels: tuple[Literal["slack", "email", "sms"], ...] = ()
     level: Literal["INFO", "WARN", "ERROR"] = "WARN"
@@ -96,6 +99,14 @@ class Rule(BaseModel):
             raise ValueError(f"unknown metric {value!r} (known: {known})")
         return value
 
+    @field_validator("min_samples", mode="before")
+    @classmethod
+    def _min_samples(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None:
+            return value
+        metric = str(info.data.get("metric") or "")
+        return DEFAULT_MIN_SAMPLES if metric == "error_rate" or PERCENTILE_RE.match(metric) else 1
+
     @field_validator("window", "wait", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
@@ -107,9 +118,15 @@ class Rule(BaseModel):
         return value.upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
+    def _threshold_required(self) -> "Rule":
+        if self.metric != "new_error_group" and self.threshold is None:
+            raise ValueError(f"threshold: required for metric {self.metric!r} (a number to compare against)")
+        return self
+
+    @model_validator(mode="after")
     def _hysteresis(self) -> "Rule":
-        r = self.resolve_threshold
-        if r is not None and (r > self.threshold if self.comparison in (">", ">=") else r < self.threshold):
+        r, t = self.resolve_threshold, self.threshold
+        if r is not None and t is not None and (r > t if self.comparison in (">", ">=") else r < t):
             side = "at or below" if self.comparison in (">", ">=") else "at or above"
             raise ValueError(f"resolve_threshold: must be {side} the threshold {self.threshold:g}")
         return self
@@ -122,10 +139,10 @@ class Rule(BaseModel):
         return self
 
     def breached(self, value: float) -> bool:
-        return COMPARISONS[self.comparison](float(value), float(self.threshold))
+        return COMPARISONS[self.comparison](float(value), float(self.threshold or 0.0))
 
     def cleared(self, value: float) -> bool:
-        limit = self.threshold if self.resolve_threshold is None else self.resolve_threshold
+        limit = (self.threshold or 0.0) if self.resolve_threshold is None else self.resolve_threshold
         return not COMPARISONS[self.comparison](float(value), float(limit))
 
 
@@ -171,10 +188,13 @@ def zone_info(name: str) -> ZoneInfo:
         raise ValueError(f"unknown time zone {name!r}") from exc
 
 
+_FIELD_IN_MESSAGE = re.compile(r"^(?:Value error, )?([a-z_]+): (.*)$", re.S)
+
+
 def _describe(exc: ValidationError, data: Any) -> str:
     parts = []
     for err in exc.errors():
-        loc = list(err["loc"])
+        loc, msg = list(err["loc"]), err["msg"]
         where = ""
         if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
             rules = data.get("rules") if isinstance(data, dict) else None
@@ -183,8 +203,11 @@ def _describe(exc: ValidationError, data: Any) -> str:
                 name = rules[loc[1]].get("name")
             where = f"rule {name!r}" if name else f"rule #{loc[1] + 1}"
             loc = loc[2:]
-        field = ".".join(str(p) for p in loc) or "(rule)"
-        parts.append(f"{where + ': ' if where else ''}field {field!r}: {err['msg']}")
+        field = ".".join(str(p) for p in loc)
+        named = None if field else _FIELD_IN_MESSAGE.match(msg)  # a cross-field check names its field first
+        if named:
+            field, msg = named.group(1), named.group(2)
+        parts.append(f"{where + ': ' if where else ''}field {field or '(rule)'!r}: {msg}")
     return "; ".join(parts)
 
 
