@@ -84,8 +84,9 @@ def test_explicit_histogram_linear_interpolation_clamped_by_min_max():
     p = r.MetricPoint("d", r.HISTOGRAM, count=10, sum=30, min=1.0, max=9.0, bounds=(0, 5, 10),
                       bucket_counts=(0, 5, 5, 0), temporality=r.DELTA)
     h = ExplicitHist.from_point(p)
-    assert h.quantile(0.5) == pytest.approx(5.0)  # rank 5 ends bucket (1, 5]
-    assert h.quantile(0.75) == pytest.approx(7.0)  # halfway through (5, 9]
+    # nearest rank ceil(q*n); the k-th of c values of a bucket sits at k/(c+1) of it (same rule as exponential)
+    assert h.quantile(0.5) == pytest.approx(1 + 4 * 5 / 6)  # rank 5: the 5th of 5 in (1, 5]
+    assert h.quantile(0.75) == pytest.approx(7.0)  # rank 8: the 3rd of 5 in (5, 9], halfway
     assert h.quantile(0.99) <= 9.0
     assert h.quantile(0.01) >= 1.0
 
