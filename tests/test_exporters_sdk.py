@@ -196,6 +196,43 @@ def test_metric_exporter_defaults_delta_and_exponential(monkeypatch):
     assert e._preferred_temporality[Counter] is AggregationTemporality.DELTA
     assert e._preferred_temporality[UpDownCounter] is AggregationTemporality.CUMULATIVE
     assert isinstance(e._preferred_aggregation[Histogram], ExponentialBucketHistogramAggregation)
+    assert e._preferred_aggregation[Histogram]._max_size == sdk.EXP_HISTOGRAM_MAX_SIZE == 320
     monkeypatch.setenv("WANDB_METRICS_TEMPORALITY", "cumulative")
     e2 = sdk.WandbMetricExporter(pipeline=Pipeline(None, 3600, start_thread=False))
     assert e2._preferred_temporality[Histogram] is AggregationTemporality.CUMULATIVE
+
+
+def test_gauges_and_explicit_histograms_through_the_metric_exporter(monkeypatch):
+    """WANDB_METRICS_HISTOGRAM=explicit: the SDK's explicit buckets reach the row (p95 inside the right bucket,
+    same nearest rank); synchronous and observable gauges give their last value."""
+    from opentelemetry.metrics import Observation
+    from opentelemetry.sdk.metrics import Histogram
+    from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation
+
+    from test_exporters_pipeline import RecorderRun
+
+    monkeypatch.setenv("WANDB_METRICS_HISTOGRAM", "explicit")
+    run = RecorderRun()
+    pipe = Pipeline(WandbSink(run=run), interval_s=3600)
+    exporter = sdk.WandbMetricExporter(pipeline=pipe)
+    assert isinstance(exporter._preferred_aggregation[Histogram], ExplicitBucketHistogramAggregation)
+    mp = MeterProvider(metric_readers=[PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)])
+    meter = mp.get_meter("test")
+    hist = meter.create_histogram("db.query.duration", unit="ms")
+    values = [float(v) for v in range(1, 201)]  # 1..200 ms: exact p95 = 190 (nearest rank)
+    for v in values:
+        hist.record(v)
+    depth = meter.create_gauge("queue.depth")
+    for v in (3.0, 9.0, 4.0):
+        depth.set(v)
+    meter.create_observable_gauge("pool.size", callbacks=[lambda options: [Observation(12.0)]])
+    mp.force_flush()
+    assert pipe.force_flush(10)
+    mp.shutdown()
+    row = run.logged[0]
+    assert row["db.query.duration/count"] == 200 and row["db.query.duration/mean"] == pytest.approx(100.5)
+    # SDK default bounds ... 100, 250 ...: rank 190 is the 90th of the 100 values in (100, 200]
+    assert row["db.query.duration/p95"] == pytest.approx(100 + 100 * 90 / 101)
+    assert 100 < row["db.query.duration/p95"] <= 200 and exact(values, 0.95) == 190
+    assert row["queue.depth/last"] == 4.0
+    assert row["pool.size/last"] == 12.0
