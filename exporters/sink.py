@@ -110,13 +110,19 @@ class WandbSink:
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     def start(self) -> bool:
-        """Create the run if needed (the pipeline's flusher thread). False when disabled, finished, or while
-        another thread's ``wandb.init`` is still running."""
+        """Create the run if needed (the pipeline's flusher thread; another caller waits for a running init, at
+        most its timeout). False when disabled or finished."""
         with self._lock:
-            if self.run is not None or self.disabled or self.finished or self._initializing:
+            waiting = self._initializing
+            if not waiting and (self.run is not None or self.disabled or self.finished):
                 return self.run is not None and not self.finished
-            self._initializing = True
-            self._init_started = time.monotonic()
+            if not waiting:
+                self._initializing = True
+                self._init_started = time.monotonic()
+        if waiting:
+            self._init_done.wait(self.init_timeout + 5.0)
+            with self._lock:
+                return self.run is not None and not self.finished
         run, error = None, None
         try:
             run = self._create()
