@@ -12,14 +12,14 @@ Breakdowns are one attribute at a time from an allow-list; ``status_class`` (``2
 
 The first point of a cumulative stream not seen before (a stream is name + attributes + resource) follows the
 collector's ``cumulativetodelta`` ``initial_value: auto``: it counts in full only if its start time is set,
-differs from its timestamp and is at or after ``process_start_ns`` (this process's start, minus
-``START_TOLERANCE_NS`` for clock granularity) or after the start of every evicted stream -- the stream began while
-we were watching, so its whole value is new. Otherwise it is a baseline (delta 0): its value was (or may have
-been) counted by whoever watched it before -- the previous bridge process before a restart (the alerts' daily
-cost is restored from the state file, so counting the app's running total again would double it), or this
-process before the stream was evicted. The trade-off: what a stream gained between the last point before a
-restart (or eviction) and the first point after it is not counted; and a stream that was never seen but started
-before this process (an app started before the bridge) starts counting from its first point.
+differs from its timestamp, is at or after ``process_start_ns`` (this process's start, minus
+``START_TOLERANCE_NS`` for clock granularity) and is later than the start of every stream evicted so far -- the
+stream began while we were watching, so its whole value is new. Otherwise it is a baseline (delta 0): its value
+was (or may have been) counted by whoever watched it before -- the previous bridge process before a restart (the
+alerts' daily cost is restored from the state file, so counting the app's running total again would double it),
+or this process before the stream was evicted. The trade-off: what a stream gained between the last point before
+a restart (or eviction) and the first point after it is not counted; and a stream that was never seen but
+started before this process (an app started before the bridge) starts counting from its first point.
 At most ``max_streams`` previous points are kept (least recently seen evicted first, with one warning).
 
 One-off warnings (caps reached) are not logged here: they go to ``warn(logger, msg, *args)`` (the aggregator
