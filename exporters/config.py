@@ -1,6 +1,10 @@
 """Environment configuration of the W&B exporters, validated at start with errors that name the variable.
 
-Precedence everywhere: constructor argument -> ecosystem env (WANDB_*, OTEL_*) -> ours -> default.
+Precedence: constructor argument -> environment -> default. Where one of our variables and an ecosystem one set
+the same thing, the specific one wins over the generic one: ``WANDB_EXPORT_INTERVAL`` (seconds, ours: the W&B
+export interval) over ``OTEL_METRIC_EXPORT_INTERVAL`` (milliseconds, every metric reader's interval), which is
+the fallback when ours is unset. W&B's own variables (``WANDB_PROJECT``, ``WANDB_MODE``, ``WANDB_INIT_TIMEOUT``...)
+are read by ``sink``.
 """
 
 from __future__ import annotations

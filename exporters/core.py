@@ -1,8 +1,10 @@
 """The pure conversion core: plain records in, one W&B row + tables + alert signals out per export interval.
 
-No threads, no I/O (one-off cap warnings go to ``logging``), no ``wandb``, no SDK types. Every per-interval
-structure is bounded (latency sketches, top-N heaps, capped tables and series) and reset on ``flush``;
-cross-interval state (error groups, cumulative metric streams, totals) is capped too.
+No threads, no I/O, no logging under the caller's lock (one-off cap warnings are collected: ``take_warnings``
+hands them to the caller, which logs them with ``log_warnings`` once its lock is released), no ``wandb``, no SDK
+types. Every per-interval structure is bounded (latency sketches, top-N heaps, capped tables, series and the
+route/method lookup caches) and reset on ``flush``; cross-interval state (error groups, cumulative metric
+streams, totals) is capped too.
 
 Key grammar of the row (W&B groups panels by the prefix before the first ``/``)::
 
@@ -10,7 +12,8 @@ Key grammar of the row (W&B groups panels by the prefix before the first ``/``):
 
 - ``interval/time`` (unix seconds, the step metric), ``interval/seconds``
 - ``http/requests|errors|error_rate|p50_ms|p95_ms|p99_ms|requests_total|errors_total`` from server spans, with
-  breakdowns ``@http.route=<route>``, ``@http.request.method=<m>``, ``@status_class=2xx`` (requests only) and
+  breakdowns ``@http.route=<route>`` (a server span without ``http.route`` counts under its method, e.g.
+  ``@http.route=GET``: never its raw path), ``@http.request.method=<m>``, ``@status_class=2xx`` (requests only) and
   ``@worker=<id>`` per pre-forked worker (the resource's ``app.worker.id``, a stable gunicorn slot; spans without
   it get no worker series -- ``service.instance.id`` holds a pid, a new W&B key per restart)
 - ``ai/calls|errors|input_tokens|output_tokens|cached_tokens|cost_usd|p50_ms|p95_ms|p99_ms`` from gen_ai spans with
@@ -21,6 +24,12 @@ Key grammar of the row (W&B groups panels by the prefix before the first ``/``):
 - ``<metric name>/<statistic>[@<attr>=<value>]`` for metric points (see ``metricstate``)
 
 Tables: ``recent_errors``, ``slowest_traces``, ``error_groups`` (only when non-empty, bounded rows).
+
+Errors: ``exception`` span events, 5xx/ERROR server spans, and logs at ERROR and above. A log that carries
+``exception.type``/``exception.message``/``exception.stacktrace`` (the SDK's LoggingHandler with ``exc_info``) is
+grouped by them, like the span event of the same exception; exception types are grouped by their unqualified
+name (span events carry ``module.Qualname``, log records ``__name__``), so the request span's event and the log
+of one exception share a fingerprint and count once per trace. Other logs group as ``log:<scope>`` + body.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from typing import Iterable, Mapping
 
 from . import records as r
 from .coreai import AiSection, as_int
-from .errors import ErrorGroups
+from .coreerrors import ErrorSection
 from .metricstate import BREAKDOWN_ATTRS, OVERFLOW, MetricState, status_class
 from .stats import LogSketch
 
@@ -83,6 +92,12 @@ class _Lat:
         self.sketch = LogSketch()
 
 
+def log_warnings(warnings: Iterable[tuple]) -> None:
+    """Log what ``Aggregator.take_warnings`` returned (call it without holding the aggregator's lock)."""
+    for log, msg, args in warnings:
+        log.warning(msg, *args)
+
+
 def severity_name(number: int) -> str:
     for upper, name in SEVERITIES:
         if number <= upper:
@@ -91,10 +106,19 @@ def severity_name(number: int) -> str:
 
 
 class Aggregator:
-    def __init__(self, config: CoreConfig | None = None, start_ns: int | None = None) -> None:
+    """``start_ns``: start of the first interval (default: the first span's start). ``process_start_ns``: when
+    this process started watching (default: now), for the first point of cumulative streams (``metricstate``)."""
+
+    MAX_WARNINGS = 100
+
+    def __init__(self, config: CoreConfig | None = None, start_ns: int | None = None, *,
+                 process_start_ns: int | None = None) -> None:
         self.cfg = config or CoreConfig()
-        self.metrics = MetricState(self.cfg.max_series, self.cfg.breakdown_attrs)
-        self.groups = ErrorGroups(self.cfg.max_error_groups)
+        self.warnings: list[tuple] = []  # (logger, msg, args), see take_warnings
+        self.metrics = MetricState(self.cfg.max_series, self.cfg.breakdown_attrs, process_start_ns=process_start_ns,
+                                   warn=self._warn)
+        self.errors = ErrorSection(self.cfg.max_error_groups, self.cfg.max_error_rows, self.cfg.message_chars)
+        self.groups = self.errors.groups
         self._start_ns = start_ns
         self._totals: dict[str, float] = {}
         self._series: dict[str, set[str]] = {}
@@ -105,6 +129,15 @@ class Aggregator:
         self._rng = random.Random(0x5EED)
         self._random = self._rng.random
         self._reset()
+
+    def _warn(self, log: logging.Logger, msg: str, *args) -> None:
+        if len(self.warnings) < self.MAX_WARNINGS:
+            self.warnings.append((log, msg, args))
+
+    def take_warnings(self) -> list[tuple]:
+        """The warnings collected since the last call (for ``log_warnings``)."""
+        out, self.warnings = self.warnings, []
+        return out
 
     def _reset(self) -> None:
         self._http: dict[str, _Lat] = {}  # "" = overall, "http.route=/x", "http.request.method=GET"
@@ -119,12 +152,7 @@ class Aggregator:
         self._seen_requests = 0
         self._slow: list[tuple] = []
         self._seq = 0
-        self._errors: list[list] = []
-        self._err_keys: set[tuple] = set()
-        self._err_traces: dict[str, list[list]] = {}
-        self._occurrences = 0
-        self._new_groups: list[dict] = []
-        self._dirty_groups = False
+        self.errors.reset()
         self._first_ns = 0
 
     # -- spans ---------------------------------------------------------------------------------------------
@@ -138,8 +166,7 @@ class Aggregator:
                     self.ai.add(s, attrs)
                 if s.exceptions:
                     for e in s.exceptions:
-                        self._error(s.end_ns, s.trace_id, str(attrs.get("http.route") or ""), e.type, e.message,
-                                    e.stacktrace)
+                        self.errors.exception(s.end_ns, s.trace_id, str(attrs.get("http.route") or ""), e)
             except Exception:  # one malformed record never poisons the interval (counted, see ``dropped``)
                 self.dropped += 1
 
@@ -150,8 +177,8 @@ class Aggregator:
             return series
         if section not in self._warned:
             self._warned.add(section)
-            logger.warning("%s/* has more than %d breakdown series; further series are reported as %s "
-                           "(raise WANDB_EXPORT_MAX_SERIES to change)", section, self.cfg.max_series, OVERFLOW)
+            self._warn(logger, "%s/* has more than %d breakdown series; further series are reported as %s "
+                       "(raise WANDB_EXPORT_MAX_SERIES to change)", section, self.cfg.max_series, OVERFLOW)
         return series.split("=", 1)[0] + "=" + OVERFLOW
 
     def _lat(self, table: dict, key: str) -> _Lat:
@@ -161,10 +188,13 @@ class Aggregator:
         return x
 
     def _part(self, index: dict, attr: str, value, ms: float, err: bool, bucket: int) -> None:
-        """One server span into its ``@attr=value`` series (``index`` caches raw value -> capped entry)."""
+        """One server span into its ``@attr=value`` series (``index`` caches raw value -> capped entry, for at
+        most ``2 * max_series`` values: beyond, overflowing values are looked up each time, never stored)."""
         x = index.get(value)
         if x is None:
-            x = index[value] = self._lat(self._http, self._capped("http", f"{attr}={value}"))
+            x = self._lat(self._http, self._capped("http", f"{attr}={value}"))
+            if len(index) < 2 * self.cfg.max_series:
+                index[value] = x
         x.count += 1
         x.errors += err
         x.sketch.add_keyed(ms, bucket)
@@ -180,12 +210,14 @@ class Aggregator:
             if len(_STATUS_CLASS) < 1000:
                 _STATUS_CLASS[code] = cls
         err = s.is_error or (cls == "5xx")
-        route = attrs.get("http.route") or s.name
-        if type(route) is not str:
-            route = str(route)
         method = attrs.get("http.request.method") or attrs.get("http.method") or ""
         if type(method) is not str:
             method = str(method)
+        route = attrs.get("http.route")
+        if not route:  # no matched route (a 404 scan, a non-Flask server): the method, never the raw path
+            route = method or "unknown"
+        elif type(route) is not str:
+            route = str(route)
         overall = self._overall
         bucket = overall.sketch.key(ms)
         overall.count += 1
@@ -214,35 +246,13 @@ class Aggregator:
                 heapq.heappush(self._slow, item)
             else:
                 heapq.heapreplace(self._slow, item)
-        if self._err_traces and s.trace_id in self._err_traces:
-            for row in self._err_traces.pop(s.trace_id):
-                row[2] = row[2] or route
+        self.errors.server_span(s.trace_id, route)
         if err and not s.exceptions:
             etype = f"HTTP {code}" if cls == "5xx" else "span status ERROR"
-            self._error(s.end_ns, s.trace_id, route, etype, s.status_message or f"{method} {route}".strip(), "")
+            default = f"{method} {route}" if route != method else route
+            self.errors.record(s.end_ns, s.trace_id, route, etype, s.status_message or default, "")
         if not self._first_ns:
             self._first_ns = s.start_ns
-
-    # -- errors --------------------------------------------------------------------------------------------
-    def _error(self, time_ns: int, trace_id: str | None, route: str, etype: str, message: str, stack: str) -> None:
-        group, new = self.groups.record(etype or "Error", message or "", stack or "", trace_id, time_ns)
-        key = (trace_id, group.fingerprint)
-        if trace_id and key in self._err_keys:
-            group.count -= 1  # the same error seen again on an ancestor span of the same trace
-            return
-        self._occurrences += 1
-        self._dirty_groups = True
-        if new:
-            self._new_groups.append(group.as_dict())
-        if trace_id and len(self._err_keys) < 10_000:
-            self._err_keys.add(key)
-        if len(self._errors) < self.cfg.max_error_rows:
-            # the group's normalized, content-free message: never the raw one (it may quote the user's input)
-            row = [time_ns / 1e9, trace_id or "", route or "", etype, group.message[: self.cfg.message_chars],
-                   group.fingerprint]
-            self._errors.append(row)
-            if trace_id and not route:
-                self._err_traces.setdefault(trace_id, []).append(row)
 
     # -- metrics and logs ----------------------------------------------------------------------------------
     def add_metrics(self, points: Iterable[r.MetricPoint]) -> None:
@@ -254,9 +264,7 @@ class Aggregator:
             sev = severity_name(number or 9)  # unspecified severity counts as INFO
             self._logs[sev] = self._logs.get(sev, 0) + 1
             if number >= 17:
-                body = rec.body if isinstance(rec.body, str) else str(rec.body)
-                # whole body: the group normalizes it (content-free) before anything is cut
-                self._error(rec.time_ns, rec.trace_id, "", f"log:{rec.scope or 'root'}", body, "")
+                self.errors.log(rec)
 
     # -- flush ---------------------------------------------------------------------------------------------
     def flush(self, now_ns: int) -> IntervalResult:

@@ -59,18 +59,19 @@ def build_result(agg: "Aggregator", start_ns: int, now_ns: int) -> "IntervalResu
     agg.metrics.flush(seconds, row)
     ai_cost = (metric_cost or 0.0) if agg._cost_metric_seen else span_cost
 
-    row["errors/occurrences"] = agg._occurrences
-    row["errors/new_groups"] = len(agg._new_groups)
+    errs = agg.errors
+    row["errors/occurrences"] = errs.occurrences
+    row["errors/new_groups"] = len(errs.new_groups)
     row["errors/groups"] = len(agg.groups.groups)
 
     tables: dict[str, Table] = {}
-    if agg._errors:
-        tables["recent_errors"] = Table(list(ERROR_COLUMNS), agg._errors)
+    if errs.rows:
+        tables["recent_errors"] = Table(list(ERROR_COLUMNS), errs.rows)
     if agg._slow:
         slow = sorted(agg._slow, reverse=True)
         tables["slowest_traces"] = Table(
             list(SLOW_COLUMNS), [[t / 1e9, tid, route, m, code, ms] for ms, _, t, tid, route, m, code in slow])
-    if agg._dirty_groups and agg.groups.groups:
+    if errs.dirty and agg.groups.groups:
         groups = sorted(agg.groups.groups.values(), key=lambda g: g.count, reverse=True)[: agg.cfg.max_group_rows]
         tables["error_groups"] = Table(list(GROUP_COLUMNS), [
             [g.fingerprint, g.type, g.message, g.frame, g.count, g.first_seen_ns / 1e9, g.last_seen_ns / 1e9,
@@ -84,6 +85,6 @@ def build_result(agg: "Aggregator", start_ns: int, now_ns: int) -> "IntervalResu
         latency_ms=tuple(agg._sample),
         p95_ms=p95,
         ai_cost_usd=ai_cost,
-        new_error_groups=tuple(agg._new_groups),
+        new_error_groups=tuple(errs.new_groups),
     )
     return IntervalResult(row, tables, signals)

@@ -9,12 +9,29 @@ Per metric name (``<name>/<stat>`` overall, ``<name>/<stat>@<attr>=<value>`` per
 Breakdowns are one attribute at a time from an allow-list; ``status_class`` (``2xx``...) derives from
 ``http.response.status_code``. At most ``max_series`` breakdown series per metric: later ones go to
 ``<attr>=__overflow__`` with one warning per metric.
+
+The first point of a cumulative stream not seen before (a stream is name + attributes + resource) follows the
+collector's ``cumulativetodelta`` ``initial_value: auto``: it counts in full only if its start time is set,
+differs from its timestamp, is at or after ``process_start_ns`` (this process's start, minus
+``START_TOLERANCE_NS`` for clock granularity) and is later than the start of every stream evicted so far -- the
+stream began while we were watching, so its whole value is new. Otherwise it is a baseline (delta 0): its value
+was (or may have been) counted by whoever watched it before -- the previous bridge process before a restart (the
+alerts' daily cost is restored from the state file, so counting the app's running total again would double it),
+or this process before the stream was evicted. The trade-off: what a stream gained between the last point before
+a restart (or eviction) and the first point after it is not counted; and a stream that was never seen but
+started before this process (an app started before the bridge) starts counting from its first point.
+At most ``max_streams`` previous points are kept (least recently seen evicted first, with one warning).
+
+One-off warnings (caps reached) are not logged here: they go to ``warn(logger, msg, *args)`` (the aggregator
+collects them and the pipeline logs them after releasing its lock -- a log handler that exports synchronously
+into the pipeline would otherwise deadlock on it). Without ``warn`` they are logged directly.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+import time
+from typing import Callable, Iterable
 
 from . import records as r
 from .stats import QUANTILES, ExpHist, ExplicitHist
@@ -22,6 +39,8 @@ from .stats import QUANTILES, ExpHist, ExplicitHist
 logger = logging.getLogger(__name__)
 
 OVERFLOW = "__overflow__"
+START_TOLERANCE_NS = 1_000_000_000
+Warn = Callable[..., None]  # (logger, msg, *args)
 BREAKDOWN_ATTRS = ("http.route", "http.request.method", "gen_ai.request.model", "gen_ai.token.type",
                    "app.feature", "error.type")
 STATUS_ATTRS = ("http.response.status_code", "http.status_code")
@@ -52,11 +71,16 @@ class _Acc:
 
 class MetricState:
     def __init__(self, max_series: int = 50, breakdown_attrs: Iterable[str] = BREAKDOWN_ATTRS,
-                 max_streams: int = 10_000, max_metrics: int = 300) -> None:
+                 max_streams: int = 10_000, max_metrics: int = 300, *, process_start_ns: int | None = None,
+                 warn: Warn | None = None) -> None:
         self.max_metrics = max_metrics  # distinct metric names (W&B allows < 10,000 keys per project)
         self.max_series = max_series
         self.breakdown_attrs = tuple(breakdown_attrs)
         self.max_streams = max_streams
+        start = time.time_ns() if process_start_ns is None else process_start_ns
+        self._horizon_ns = start - START_TOLERANCE_NS  # unseen streams that started before this: baselines
+        self._warn = warn or (lambda log, msg, *args: log.warning(msg, *args))
+        self.evicted = 0
         self._prev: dict[tuple, r.MetricPoint | ExpHist | ExplicitHist | float] = {}
         self._acc: dict[tuple[str, str], _Acc] = {}
         self._totals: dict[tuple[str, str], float] = {}
@@ -98,14 +122,29 @@ class MetricState:
             return series
         if name not in self._warned:
             self._warned.add(name)
-            logger.warning("metric %s has more than %d breakdown series; further series are reported as %s "
-                           "(raise WANDB_EXPORT_MAX_SERIES to change)", name, self.max_series, OVERFLOW)
+            self._warn(logger, "metric %s has more than %d breakdown series; further series are reported as %s "
+                       "(raise WANDB_EXPORT_MAX_SERIES to change)", name, self.max_series, OVERFLOW)
         return f"{attr}={OVERFLOW}"
 
-    def _stream_prev(self, key: tuple, value):
+    def _stream_prev(self, p: r.MetricPoint, value):
+        """The stream's previous ``(start, value)``; for an unseen stream ``None`` if its first point counts in
+        full, else ``(start, value)`` itself (a baseline: delta 0). Stores ``(start, value)`` (LRU order)."""
+        key = (p.name, _attrs_key(p.attributes), _attrs_key(p.resource))
         prev = self._prev.pop(key, None)
+        if prev is None:
+            start = p.start_time_ns
+            if not start or start == p.time_ns or start < self._horizon_ns:
+                prev = (start, value[1])  # initial_value auto: not new while we watched -> baseline
         if len(self._prev) >= self.max_streams:
-            del self._prev[next(iter(self._prev))]
+            old = next(iter(self._prev))
+            # a stream coming back after eviction must not count its whole cumulative value again
+            self._horizon_ns = max(self._horizon_ns, self._prev.pop(old)[0] + 1)
+            self.evicted += 1
+            if "streams" not in self._warned:
+                self._warned.add("streams")
+                self._warn(logger, "more than %d cumulative metric streams: the least recently seen are forgotten; "
+                           "one that comes back restarts from a baseline (its increase meanwhile is not counted)",
+                           self.max_streams)
         self._prev[key] = value
         return prev
 
@@ -115,16 +154,15 @@ class MetricState:
             if len(self.seen_names) >= self.max_metrics:
                 if "" not in self._warned:
                     self._warned.add("")
-                    logger.warning("more than %d metric names: %s and later new names are not exported",
-                                   self.max_metrics, p.name)
+                    self._warn(logger, "more than %d metric names: %s and later new names are not exported",
+                               self.max_metrics, p.name)
                 return
             self.seen_names.add(p.name)
         cumulative = p.temporality == r.CUMULATIVE
         if kind in (r.HISTOGRAM, r.EXP_HISTOGRAM):
             h = ExpHist.from_point(p) if kind == r.EXP_HISTOGRAM else ExplicitHist.from_point(p)
             if cumulative:
-                key = (p.name, _attrs_key(p.attributes), _attrs_key(p.resource))
-                prev = self._stream_prev(key, (p.start_time_ns, h))
+                prev = self._stream_prev(p, (p.start_time_ns, h))
                 if prev is not None and prev[0] == p.start_time_ns and h.count >= prev[1].count:
                     h = h.merged(prev[1], -1)
             if h.count <= 0:
@@ -136,8 +174,7 @@ class MetricState:
         if kind == r.SUM:
             v = float(p.value)
             if cumulative:
-                key = (p.name, _attrs_key(p.attributes), _attrs_key(p.resource))
-                prev = self._stream_prev(key, (p.start_time_ns, v))
+                prev = self._stream_prev(p, (p.start_time_ns, v))
                 if prev is not None and prev[0] == p.start_time_ns and not (p.monotonic and v < prev[1]):
                     v = v - prev[1]
             self.sum_deltas[p.name] = self.sum_deltas.get(p.name, 0.0) + v

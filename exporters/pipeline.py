@@ -7,7 +7,15 @@ rebuilt after ``os.fork`` (pid check) so each pre-forked worker gets its own run
 Records are aggregated on arrival under the lock (a few microseconds per span; exporters call from the SDK's batch
 worker threads, never from request threads), so there is no pending buffer to bound: the aggregator's own state
 is bounded by construction. Every ``sink`` call happens on the flusher thread, so ``wandb.init`` (about a second)
-never runs on a caller's thread, and ``force_flush``/``shutdown`` honour their timeouts even if W&B hangs.
+never runs on a caller's thread, and ``force_flush``/``shutdown`` honour their timeouts even if W&B hangs. The
+first record wakes the flusher to start the sink right away (a failing ``wandb.init`` is known, and ``export``
+returns FAILURE, within the init timeout -- not an interval later).
+
+Nothing is logged while the lock is held: the aggregator's warnings are logged after it is released. A log
+handler that exports synchronously into this pipeline (an OTel ``LoggingHandler`` with a
+``SimpleLogRecordProcessor`` and our log exporter) would otherwise re-enter the lock and hang; records that
+re-enter from the thread holding the lock (any library logging inside it) are dropped and counted
+(``reentrant_dropped``) instead.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from typing import Callable, Iterable
 
 from . import records as r
 from .config import ExportConfig, load_pricing
-from .core import Aggregator, CoreConfig, IntervalResult
+from .core import Aggregator, CoreConfig, IntervalResult, log_warnings
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +44,13 @@ class Pipeline:
         self.sink = sink
         self.interval_s = float(interval_s)
         self._clock = clock
-        self._agg = Aggregator(core_config, start_ns=clock())
+        now = clock()
+        self._agg = Aggregator(core_config, start_ns=now, process_start_ns=now)
         self._lock = threading.Lock()  # guards the aggregator (cheap add_*)
+        self._local = threading.local()  # .busy: this thread holds _lock (re-entry from logging is dropped)
+        self._start_sink = threading.Event()  # the first record arrived: the flusher starts the sink
+        self._sink_started = False
+        self.reentrant_dropped = 0
         self._flush_lock = threading.Lock()  # serializes flush -> sink -> listeners
         self._listeners: list[Listener] = []
         self._exit_hooks: list[Callable[[], None]] = []
@@ -72,13 +85,27 @@ class Pipeline:
         return self._add(Aggregator.add_logs, logs)
 
     def _add(self, fn, items) -> bool:
+        local = self._local
+        if getattr(local, "busy", False):  # logging from inside our own locked section: never deadlock
+            self.reentrant_dropped += 1
+            return True
         t0 = time.thread_time()
         with self._lock:
             if self._closed:
                 return False
-            fn(self._agg, items)
+            local.busy = True
+            try:
+                fn(self._agg, items)
+            finally:
+                local.busy = False
             self._added += 1
+            warnings = self._agg.take_warnings() if self._agg.warnings else None
             self.cpu_add_s += time.thread_time() - t0
+        if warnings:
+            log_warnings(warnings)
+        if not self._sink_started:
+            self._start_sink.set()
+            self._wake.set()
         return True
 
     def add_listener(self, listener: Listener) -> None:
@@ -103,13 +130,20 @@ class Pipeline:
 
     # -- flushing: every sink call happens on the flusher thread (wandb.init never on a caller's thread) -----
     def _run(self) -> None:
+        next_flush = time.monotonic() + self.interval_s
         while True:
-            self._wake.wait(self.interval_s)
+            self._wake.wait(max(0.0, next_flush - time.monotonic()))
             self._wake.clear()
+            if self._start_sink.is_set() and not self._sink_started:
+                self._begin_sink()
             with self._cond:
                 requested = self._requested
-                if self._stop.is_set() and requested == self._completed:
+                pending = requested > self._completed
+                if self._stop.is_set() and not pending:
                     return  # shut down: the last interval was flushed on request
+            if not pending and time.monotonic() < next_flush:
+                continue  # woken to start the sink only
+            next_flush = time.monotonic() + self.interval_s
             try:
                 ok = self.flush_once()
             except Exception:  # the flusher must survive anything
@@ -121,6 +155,19 @@ class Pipeline:
             if self._stop.is_set():
                 return
 
+    def _begin_sink(self) -> None:
+        """Start the sink (``wandb.init``) now, on this flusher thread, rather than at the first interval."""
+        self._sink_started = True
+        start = getattr(self.sink, "start", None)
+        if start is None:
+            return
+        try:
+            if not start():
+                self.last_export_ok = False  # export() returns FAILURE from now on
+        except Exception:
+            logger.exception("W&B sink start failed")
+            self.last_export_ok = False
+
     def flush_once(self) -> bool:
         """Close the current interval: aggregate, at most one ``sink.log``, then the listeners."""
         with self._flush_lock:
@@ -128,7 +175,13 @@ class Pipeline:
             with self._lock:
                 had_data = self._added > 0
                 self._added = 0
-                result = self._agg.flush(self._clock())
+                self._local.busy = True
+                try:
+                    result = self._agg.flush(self._clock())
+                finally:
+                    self._local.busy = False
+                warnings = self._agg.take_warnings()
+            log_warnings(warnings)
             self.intervals += 1
             ok = True
             if self.sink is not None and had_data:

@@ -6,7 +6,10 @@ FAILURE when the pipeline is closed, conversion failed, or the W&B sink is disab
 ``shutdown`` is idempotent; the last exporter of a pipeline to shut down finishes the W&B run.
 
 Metric defaults: delta temporality for counters and histograms (``WANDB_METRICS_TEMPORALITY=cumulative`` to
-change -- both are handled) and base2 exponential histograms (``WANDB_METRICS_HISTOGRAM=explicit`` to change).
+change -- both are handled) and base2 exponential histograms (``WANDB_METRICS_HISTOGRAM=explicit`` to change)
+with ``max_size=EXP_HISTOGRAM_MAX_SIZE`` (320) buckets: one scale finer than the SDK's 160, which halves the
+percentile error bound (``stats``: p95 within 3 % at ~100 points per series and interval). This is the exporter's
+preferred aggregation: a View with its own aggregation (the app's, ``app/telemetry_setup.py``) wins over it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from .convert import log_records, metric_records, span_records
 from .pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
+EXP_HISTOGRAM_MAX_SIZE = 320
 
 
 def _flush_global_providers() -> None:
@@ -130,8 +134,8 @@ class WandbMetricExporter(_Base, MetricExporter):
         temporality = {Counter: d if delta else c, UpDownCounter: c, Histogram: d if delta else c,
                        ObservableCounter: d if delta else c, ObservableUpDownCounter: c, ObservableGauge: c}
         temporality.update(preferred_temporality or {})
-        hist = (ExponentialBucketHistogramAggregation() if cfg.histogram == "exponential"
-                else ExplicitBucketHistogramAggregation())
+        hist = (ExponentialBucketHistogramAggregation(max_size=EXP_HISTOGRAM_MAX_SIZE)
+                if cfg.histogram == "exponential" else ExplicitBucketHistogramAggregation())
         aggregation = {Histogram: hist}
         aggregation.update(preferred_aggregation or {})
         MetricExporter.__init__(self, preferred_temporality=temporality, preferred_aggregation=aggregation)

@@ -1,11 +1,19 @@
 """``WandbSink``: the only module that imports ``wandb`` (lazily). Owns init/define_metric/log/alert/finish.
 
 Settings, environment first: ``WANDB_PROJECT`` (default ``ai-diary``), ``WANDB_ENTITY``, ``WANDB_MODE``, ``WANDB_DIR``,
-``WANDB_RUN_GROUP``, ``WANDB_NAME``, ``WANDB_JOB_TYPE``; without ``WANDB_API_KEY`` and ``WANDB_MODE`` the run is
-offline and the ``wandb sync <dir>`` command is logged once. ``wandb.init`` is deferred to the first ``log`` (the
-pipeline's flusher thread), never on a request thread. If init fails the sink warns once and stays disabled:
-``log`` returns False. Summaries (wandb 0.31 has min/max/mean/first/last, no sum): ``max`` for p95/p99 keys,
-``last`` for running totals (``*_total``, ``<metric>/total``) -- sums over the run are those totals.
+``WANDB_RUN_GROUP``, ``WANDB_NAME``, ``WANDB_JOB_TYPE``, ``WANDB_INIT_TIMEOUT`` (seconds; wandb's own variable,
+default 90 there -- ours is ``DEFAULT_INIT_TIMEOUT_S``); without ``WANDB_API_KEY`` and ``WANDB_MODE`` the run is
+offline and the ``wandb sync <dir>`` command is logged once. ``start`` (``wandb.init``) runs on the pipeline's
+flusher thread as soon as the first record arrives, never on a request thread, and never holds the sink's lock:
+``finish`` stays bounded by its timeout while an init hangs (the run is then finished by the init's thread when
+it returns). If init fails the sink warns once and stays disabled: ``log`` returns False.
+
+Summaries (wandb 0.31 has min/max/mean/first/last/none, no sum; see ``summary_for``): ``max`` for p95/p99 and
+error rates, ``last`` for running totals (``*_total``, ``<metric>/total``: sums over the run are those totals)
+and gauges, ``mean`` for per-interval quantities (counts, deltas, rates, costs, p50, means) -- their last value
+means nothing for a run. Keys are defined one by one (``define_metric`` globs are prefixes only) with every
+``.`` escaped as ``\\.``: W&B reads an unescaped dot in a ``define_metric`` name as a nested path, so the
+summary of ``http.server.request.duration/p95`` or ``http/p95_ms@http.route=/v1.2`` was silently the default.
 """
 
 from __future__ import annotations
@@ -13,9 +21,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any, Mapping
+import time
+from typing import Any, Callable, Mapping
 
-from .config import ConfigError
+from .config import ConfigError, env_number
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +33,11 @@ DEFAULT_PROJECT = "ai-diary"
 ENV_KEYS = {"project": "WANDB_PROJECT", "entity": "WANDB_ENTITY", "mode": "WANDB_MODE", "dir": "WANDB_DIR",
             "group": "WANDB_RUN_GROUP", "name": "WANDB_NAME", "job_type": "WANDB_JOB_TYPE"}
 LEVELS = ("INFO", "WARN", "ERROR")
+INIT_TIMEOUT_ENV = "WANDB_INIT_TIMEOUT"
+DEFAULT_INIT_TIMEOUT_S = 15.0  # wandb's default is 90 s: too long to keep the export pipeline in limbo
+_PER_INTERVAL_MEAN = ("/count", "/rate", "/delta", "/mean", "/p50", "/p50_ms", "/requests", "/errors", "/calls",
+                      "/input_tokens", "/output_tokens", "/cached_tokens", "/cost_usd", "/occurrences",
+                      "/new_groups", "/seconds")
 
 
 def _import_wandb():
@@ -34,20 +48,34 @@ def _import_wandb():
     return wandb
 
 
-def _summary_for(key: str) -> str | None:
+def summary_for(key: str) -> str | None:
+    """The run-summary aggregation of a row key (None: W&B's default, the last value)."""
     stat = key.split("@", 1)[0]
-    if "/p95" in stat or "/p99" in stat:
+    if stat == STEP_METRIC:
+        return None
+    if "/p95" in stat or "/p99" in stat or stat.endswith("/error_rate"):
         return "max"
-    if stat.endswith("_total") or stat.endswith("/total"):
+    if stat.endswith(("_total", "/total", "/last")) or stat == "errors/groups":
         return "last"
+    if stat.endswith(_PER_INTERVAL_MEAN) or stat.startswith("logs/count"):
+        return "mean"
     return None
 
 
+def escape_key(key: str) -> str:
+    """A row key as a ``define_metric`` name: dots escaped (W&B splits unescaped dots into a nested path)."""
+    return key.replace(".", "\\.")
+
+
 class WandbSink:
+    """``run=``: an already created run (or a recorder with ``log``/``define_metric``/``alert``/``finish``).
+    ``init_fn=``: called instead of ``wandb.init`` with the same keyword arguments (tests: a hanging init)."""
+
     def __init__(self, run: Any = None, *, project: str | None = None, entity: str | None = None,
                  mode: str | None = None, dir: str | None = None, group: str | None = None,
                  name: str | None = None, job_type: str | None = None, config: Mapping | None = None,
-                 finish_timeout: float = 10.0, env: Mapping[str, str] | None = None) -> None:
+                 finish_timeout: float = 10.0, init_timeout: float | None = None,
+                 init_fn: Callable[..., Any] | None = None, env: Mapping[str, str] | None = None) -> None:
         env = os.environ if env is None else env
         args = {"project": project, "entity": entity, "mode": mode, "dir": dir, "group": group, "name": name,
                 "job_type": job_type}
@@ -60,39 +88,76 @@ class WandbSink:
                 os.makedirs(self.init_kwargs["dir"], exist_ok=True)
             except OSError as exc:
                 raise ConfigError(f"WANDB_DIR={self.init_kwargs['dir']!r} cannot be created: {exc}") from None
+        if init_timeout is None:
+            init_timeout = env_number(env, INIT_TIMEOUT_ENV, DEFAULT_INIT_TIMEOUT_S, above=0)
+        self.init_timeout = float(init_timeout)
         self.config = dict(config or {})
         self.finish_timeout = finish_timeout
         self.run = run
-        self._injected = run is not None
+        self._init_fn = init_fn
+        self._injected = run is not None or init_fn is not None  # plain tables and levels, no offline files
         self.disabled = False
         self.finished = False
         self._defined: set[str] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the state flags below; never held across a wandb call
+        self._initializing = False
+        self._init_started = 0.0
+        self._finish_waiting = False  # finish() waits for a running init (and then finishes the run itself)
+        self._init_done = threading.Event()
         if run is not None:
+            self._init_done.set()
             self._define_axis()
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     def start(self) -> bool:
-        """Create the run if needed (called lazily from the flusher thread). False when disabled."""
+        """Create the run if needed (the pipeline's flusher thread; another caller waits for a running init, at
+        most its timeout). False when disabled or finished."""
         with self._lock:
-            if self.run is not None or self.disabled or self.finished:
+            waiting = self._initializing
+            if not waiting and (self.run is not None or self.disabled or self.finished):
                 return self.run is not None and not self.finished
-            try:
-                wandb = _import_wandb()
-                settings = wandb.Settings(finish_timeout=self.finish_timeout, silent=True, console="off",
-                                          x_disable_stats=True)
-                kwargs = {k: v for k, v in self.init_kwargs.items() if v}
-                self.run = wandb.init(config=self.config or None, settings=settings, reinit="create_new",
-                                      **kwargs)
-            except Exception as exc:  # bad key, no network, broken install: never take the app down
+            if not waiting:
+                self._initializing = True
+                self._init_started = time.monotonic()
+        if waiting:
+            self._init_done.wait(self.init_timeout + 5.0)
+            with self._lock:
+                return self.run is not None and not self.finished
+        run, error = None, None
+        try:
+            run = self._create()
+        except Exception as exc:  # bad key, no network, init timeout, broken install: never take the app down
+            error = exc
+        with self._lock:
+            self._initializing = False
+            if error is not None or run is None:
                 self.disabled = True
-                logger.warning("W&B export disabled: wandb.init failed (%s: %s)", type(exc).__name__, exc)
-                return False
-            if (self.init_kwargs.get("mode") or "").lower() == "offline":
-                logger.info("W&B run is offline; upload it later with: wandb sync %s",
-                            getattr(self.run.settings, "sync_dir", None) or self.run.dir)
-            self._define_axis()
-            return True
+            else:
+                self.run = run
+            orphan = run is not None and self.finished and not self._finish_waiting
+        self._init_done.set()
+        if error is not None:
+            logger.warning("W&B export disabled: wandb.init failed (%s: %s)", type(error).__name__, error)
+            return False
+        if orphan:  # finish() gave up waiting for this init: close the run here, on this background thread
+            self._finish_run(run, self.finish_timeout)
+            return False
+        if self.finished:
+            return False  # finish() is waiting for us and takes the run over
+        if (self.init_kwargs.get("mode") or "").lower() == "offline":
+            logger.info("W&B run is offline; upload it later with: wandb sync %s",
+                        getattr(getattr(run, "settings", None), "sync_dir", None) or getattr(run, "dir", ""))
+        self._define_axis()
+        return True
+
+    def _create(self) -> Any:
+        kwargs = {k: v for k, v in self.init_kwargs.items() if v}
+        if self._init_fn is not None:
+            return self._init_fn(config=self.config or None, **kwargs)
+        wandb = _import_wandb()
+        settings = wandb.Settings(finish_timeout=self.finish_timeout, init_timeout=self.init_timeout, silent=True,
+                                  console="off", x_disable_stats=True)
+        return wandb.init(config=self.config or None, settings=settings, reinit="create_new", **kwargs)
 
     def _define_axis(self) -> None:
         try:
@@ -106,9 +171,9 @@ class WandbSink:
             if key in self._defined:
                 continue
             self._defined.add(key)
-            summary = _summary_for(key)
+            summary = summary_for(key)
             if summary:
-                self.run.define_metric(key, step_metric=STEP_METRIC, summary=summary)
+                self.run.define_metric(escape_key(key), step_metric=STEP_METRIC, summary=summary)
 
     # -- data ----------------------------------------------------------------------------------------------
     def log(self, row: Mapping[str, Any], tables: Mapping[str, Any] | None = None) -> bool:
@@ -152,17 +217,33 @@ class WandbSink:
             return False
 
     def finish(self, timeout: float | None = None) -> bool:
-        """Finish the run within ``timeout`` seconds (wandb's ``finish_timeout`` plus a joined thread)."""
+        """Finish the run within ``timeout`` seconds (default ``finish_timeout``), including the wait for a
+        ``wandb.init`` still running; False when that time was not enough (the files stay on disk)."""
+        timeout = self.finish_timeout if timeout is None else timeout
+        deadline = time.monotonic() + max(0.1, timeout)
         with self._lock:
             if self.finished:
                 return True
             self.finished = True
+            pending = self._initializing
+            self._finish_waiting = pending
+        if pending:
+            self._init_done.wait(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            self._finish_waiting = False
             run = self.run
+            still_starting = self._initializing
+        if still_starting:
+            logger.warning("W&B run not finished: wandb.init still running after %.1f s (init timeout %.0f s); "
+                           "the run is finished as soon as the init returns",
+                           time.monotonic() - self._init_started, self.init_timeout)
+            return False
         if run is None:
             return True
-        timeout = self.finish_timeout if timeout is None else timeout
-        done = threading.Event()
+        return self._finish_run(run, max(0.1, deadline - time.monotonic()))
 
+    def _finish_run(self, run: Any, timeout: float) -> bool:
+        done = threading.Event()
         sync_dir = None if self._injected else getattr(getattr(run, "settings", None), "sync_dir", None)
         offline = (self.init_kwargs.get("mode") or "").lower() == "offline"
 
@@ -180,7 +261,7 @@ class WandbSink:
 
         t = threading.Thread(target=_finish, name="wandb-sink-finish", daemon=True)
         t.start()
-        if not done.wait(max(0.1, timeout)):
+        if not done.wait(timeout):
             logger.warning("W&B run did not finish within %.1f s; the offline files stay on disk", timeout)
             return False
         return True

@@ -13,7 +13,7 @@ from opentelemetry.sdk.metrics import Histogram
 
 from exporters import records as r
 from exporters.convert import metric_records
-from exporters.core import Aggregator, CoreConfig
+from exporters.core import Aggregator, CoreConfig, log_warnings
 from exporters.stats import ExplicitHist
 
 S = 1_000_000_000
@@ -84,8 +84,9 @@ def test_explicit_histogram_linear_interpolation_clamped_by_min_max():
     p = r.MetricPoint("d", r.HISTOGRAM, count=10, sum=30, min=1.0, max=9.0, bounds=(0, 5, 10),
                       bucket_counts=(0, 5, 5, 0), temporality=r.DELTA)
     h = ExplicitHist.from_point(p)
-    assert h.quantile(0.5) == pytest.approx(5.0)  # rank 5 ends bucket (1, 5]
-    assert h.quantile(0.75) == pytest.approx(7.0)  # halfway through (5, 9]
+    # nearest rank ceil(q*n); the k-th of c values of a bucket sits at k/(c+1) of it (same rule as exponential)
+    assert h.quantile(0.5) == pytest.approx(1 + 4 * 5 / 6)  # rank 5: the 5th of 5 in (1, 5]
+    assert h.quantile(0.75) == pytest.approx(7.0)  # rank 8: the 3rd of 5 in (5, 9], halfway
     assert h.quantile(0.99) <= 9.0
     assert h.quantile(0.01) >= 1.0
 
@@ -96,7 +97,7 @@ def sum_point(v, start=1, temporality=r.CUMULATIVE, attrs=None, name="reqs"):
 
 
 def test_cumulative_sum_deltas_totals_and_resets():
-    agg = Aggregator(CoreConfig(), start_ns=0)
+    agg = Aggregator(CoreConfig(), start_ns=0, process_start_ns=0)  # streams started after us: first point counts
     rows = []
     for pts in ([sum_point(10)], [sum_point(15), sum_point(25)], [sum_point(3)], [sum_point(5, start=2)]):
         agg.add_metrics(pts)
@@ -120,7 +121,7 @@ def test_two_workers_cumulative_streams_with_equal_attributes_never_collide():
                              bucket_counts=(count, 0))
         return [pt, hist]
 
-    agg = Aggregator(CoreConfig(), start_ns=0)
+    agg = Aggregator(CoreConfig(), start_ns=0, process_start_ns=0)
     rows = []
     for step in ((100, 10, 3, 1), (130, 12, 5, 2), (160, 20, 9, 4)):  # (w0 counter, w0 hist, w1 counter, w1 hist)
         agg.add_metrics(points(0, step[0], step[1]) + points(1, step[2], step[3]))
@@ -149,9 +150,11 @@ def test_delta_sum_gauge_and_breakdowns_with_status_class():
 
 def test_cardinality_cap_overflow_bucket_and_one_warning(caplog):
     agg = Aggregator(CoreConfig(max_series=5), start_ns=0)
+    for _ in range(2):
+        agg.add_metrics([sum_point(1, temporality=r.DELTA, attrs={"http.route": f"/r{i}"}) for i in range(20)])
+    assert not caplog.messages, "collected, logged by the caller after its lock is released"
     with caplog.at_level(logging.WARNING, logger="exporters.metricstate"):
-        for _ in range(2):
-            agg.add_metrics([sum_point(1, temporality=r.DELTA, attrs={"http.route": f"/r{i}"}) for i in range(20)])
+        log_warnings(agg.take_warnings())
     row = agg.flush(S).row
     routes = [k for k in row if k.startswith("reqs/delta@http.route=")]
     assert len(routes) == 6  # 5 series + __overflow__

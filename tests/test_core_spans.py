@@ -1,13 +1,14 @@
 """Spans and logs -> interval rows, tables, error groups and alert signals (pure core, synthetic records)."""
 from __future__ import annotations
 
+import logging
 import math
 import random
 
 import pytest
 
 from exporters import records as r
-from exporters.core import Aggregator, CoreConfig
+from exporters.core import Aggregator, CoreConfig, log_warnings
 from exporters.errors import ErrorGroups, fingerprint, normalize_message, top_app_frame
 from exporters.stats import LogSketch
 
@@ -158,10 +159,33 @@ def test_error_on_child_span_gets_route_from_server_span_of_same_trace():
 def test_route_cardinality_cap_for_spans(caplog):
     agg = Aggregator(CoreConfig(max_series=4), start_ns=0)
     agg.add_spans([server(i, 1, route=f"/r{i}") for i in range(10)])
-    row = agg.flush(S).row
+    assert not caplog.messages, "nothing is logged inside the core (the caller may hold a lock)"
+    warnings = agg.take_warnings()
+    assert len(warnings) == 1 and agg.take_warnings() == []
+    with caplog.at_level(logging.WARNING, logger="exporters.core"):
+        log_warnings(warnings)
     assert len([m for m in caplog.messages if "http/*" in m]) == 1
+    row = agg.flush(S).row
     assert row["http/requests@http.route=__overflow__"] == 7  # 3 routes + method=GET fill the 4 series
     assert row["http/requests"] == 10
+
+
+def test_route_index_stays_bounded_and_raw_paths_never_become_routes():
+    """A scan of distinct unmatched paths (no http.route; the span name holds the raw path) must not grow memory
+    per path, and with http.route the lookup cache stops at twice the series cap."""
+    agg = Aggregator(CoreConfig(max_series=10), start_ns=0)
+    scan = [r.SpanRecord(f"GET /scan/{i}", r.SERVER, 0, 10**6, f"{i:032x}", f"{i:016x}",
+                         attributes={"http.request.method": "GET", "http.response.status_code": 404})
+            for i in range(3000)]
+    agg.add_spans(scan)
+    agg.add_spans([server(i, 1, route=f"/r{i}") for i in range(3000)])
+    assert len(agg._by_route) <= 20 and len(agg._http) <= 12
+    row = agg.flush(S).row
+    assert row["http/requests"] == 6000
+    assert row["http/requests@http.route=GET"] == 3000, "no route: the method only"
+    assert not any("/scan/" in k for k in row)
+    assert row["http/requests@http.route=__overflow__"] == 3000 - 8  # GET route + GET method + 8 routes
+    assert len(agg._by_route) == 0, "reset every interval"
 
 
 def test_per_worker_series_from_the_resource_sum_to_the_total():

@@ -202,3 +202,77 @@ def test_sink_calls_happen_on_the_flusher_thread(run):
     p.add_spans([span(2)])
     assert p.shutdown(5)
     assert threads == ["wandb-export-flusher", "wandb-export-flusher"]
+
+
+def _wait_for(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+def test_shutdown_is_bounded_while_wandb_init_hangs(caplog):
+    """wandb.init waits up to its init timeout (wandb's default 90 s) for an unreachable server: the sink's lock
+    is not held across it, so shutdown returns within its own timeout, with one warning; the run created when
+    the init finally returns is finished on the init's thread."""
+    release = threading.Event()
+    late_run = RecorderRun()
+    calls = []
+
+    def hanging_init(**kwargs):
+        calls.append(threading.current_thread().name)
+        release.wait(60)
+        return late_run
+
+    sink = WandbSink(init_fn=hanging_init, finish_timeout=10)
+    p = Pipeline(sink, interval_s=3600)
+    p.add_spans([span(1)])
+    _wait_for(lambda: calls)  # the first record starts the init at once, on the flusher thread
+    assert calls == ["wandb-export-flusher"]
+    with caplog.at_level(logging.WARNING, logger="exporters.sink"):
+        t0 = time.monotonic()
+        assert not p.force_flush(0.2)
+        assert not p.shutdown(1.0)
+        assert time.monotonic() - t0 < 1.0 + 0.2 + 3.0, "bounded by the timeouts (generous slack)"
+    assert len([m for m in caplog.messages if "wandb.init still running" in m]) == 1
+    release.set()
+    _wait_for(lambda: late_run.finished == 1)
+    assert late_run.logged == [], "nothing is logged into a run that starts after shutdown"
+
+
+def test_failed_init_is_known_from_the_first_record_not_an_interval_later(caplog):
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    def failing_init(**kwargs):
+        raise TimeoutError("Run initialization has timed out after 15.0 sec")
+
+    p = Pipeline(WandbSink(init_fn=failing_init), interval_s=3600)
+    exporter = WandbSpanExporter(pipeline=p)
+    real = TracerProvider().get_tracer("t").start_span("x")
+    real.end()
+    with caplog.at_level(logging.WARNING, logger="exporters.sink"):
+        exporter.export([real])
+        _wait_for(lambda: p.sink.disabled)  # no force_flush, no interval elapsed
+        assert exporter.export([real]) is SpanExportResult.FAILURE
+        exporter.shutdown()
+    assert len([m for m in caplog.messages if "wandb.init failed" in m]) == 1
+
+
+def test_init_timeout_from_wandbs_variable_bounded_by_default():
+    assert WandbSink(env={}).init_timeout == 15.0, "not wandb's 90 s"
+    assert WandbSink(env={"WANDB_INIT_TIMEOUT": "4.5"}).init_timeout == 4.5
+    with pytest.raises(ConfigError, match="WANDB_INIT_TIMEOUT"):
+        WandbSink(env={"WANDB_INIT_TIMEOUT": "-1"})
+
+
+def test_define_metric_names_escape_dots_and_per_interval_keys_get_a_summary(run):
+    sink = WandbSink(run=run)
+    assert sink.log({"interval/time": 1.0, "http.server.request.duration/p95@http.route=/v1.2": 0.3,
+                     "app.ai.cost/total": 1.0, "ai/cost_usd": 0.1, "http/requests": 3, "queue.depth/last": 2.0})
+    defined = {name: kw.get("summary") for name, kw in run.defined}
+    assert defined["http\\.server\\.request\\.duration/p95@http\\.route=/v1\\.2"] == "max"
+    assert defined["app\\.ai\\.cost/total"] == "last"
+    assert defined["ai/cost_usd"] == "mean" and defined["http/requests"] == "mean"
+    assert defined["queue\\.depth/last"] == "last"
+    assert "interval/time" not in [n for n, kw in run.defined if kw.get("summary")]

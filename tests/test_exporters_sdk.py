@@ -51,7 +51,7 @@ def offline_run(tmp_path_factory):
     hist = mp.get_meter("test").create_histogram("http.server.request.duration", unit="s")
     cost = mp.get_meter("test").create_counter("app.ai.cost", unit="USD")
     rng = random.Random(11)
-    expected: dict = {"durations": [[], []], "hist": []}
+    expected: dict = {"durations": [[], []], "hist": [], "hist1": []}
     t0 = 1_790_000_000 * 1_000_000_000
     for interval in (0, 1):
         n = 300 if interval == 0 else 120
@@ -69,6 +69,9 @@ def offline_run(tmp_path_factory):
             if interval == 0:
                 hist.record(ms / 1000, {"http.route": "/api/entries/<id>", "http.response.status_code": code})
                 expected["hist"].append(ms / 1000)
+            else:  # a faster second interval: the run summary (max) of p95 is the first interval's
+                hist.record(ms / 10_000, {"http.route": "/api/entries/<id>", "http.response.status_code": code})
+                expected["hist1"].append(ms / 10_000)
         g = tracer.start_span("chat gpt-4o-mini", kind=SpanKind.CLIENT, start_time=t0, attributes={
             "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini", "app.feature": "summarize",
             "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 100})
@@ -117,7 +120,27 @@ def test_metric_histogram_and_cost_counter(offline_run):
     assert row[f"{name}/count@status_class=5xx"] == 10
     assert row["app.ai.cost/delta"] == pytest.approx(0.01)
     assert run.history[1]["app.ai.cost/total@app.feature=summarize"] == pytest.approx(0.02)
-    assert run.summary["app.ai.cost/total"] == pytest.approx(0.02)
+    assert run.history[1][f"{name}/p95"] == pytest.approx(exact(exp["hist1"], 0.95), rel=0.03)
+
+
+def test_run_summaries_of_dotted_keys_are_the_defined_aggregations(offline_run):
+    """W&B reads "." in a define_metric name as a nested path: the keys are defined with escaped dots, so the
+    summaries of OTel metric keys (and breakdowns holding dots) are max/last/mean, not the last value."""
+    run, _ = offline_run
+    rows = [h for h in run.history if "http/requests" in h]
+    name = "http.server.request.duration"
+    for key in (f"{name}/p95", f"{name}/p95@http.route=/api/entries/<id>", f"{name}/p99@status_class=2xx"):
+        values = [h[key] for h in rows]
+        assert values[0] > values[1], "max differs from the last value"
+        assert run.summary[key] == {"max": pytest.approx(values[0])}, key
+    assert run.summary["app.ai.cost/total"] == {"last": pytest.approx(0.02)}
+    assert run.summary["app.ai.cost/total@app.feature=summarize"] == {"last": pytest.approx(0.02)}
+    assert run.summary["app.ai.cost/delta"] == {"mean": pytest.approx(0.01)}
+    assert run.summary[f"{name}/count"] == {"mean": pytest.approx((300 + 120) / 2)}
+    # per-interval counts: the mean per interval; running totals: the last value
+    assert run.summary["http/requests"] == {"mean": pytest.approx((300 + 120) / 2)}
+    assert run.summary["http/requests_total"] == {"last": 420}
+    assert run.summary["http/p95_ms"] == {"max": pytest.approx(max(h["http/p95_ms"] for h in rows))}
 
 
 def test_genai_tokens_and_priced_cost(offline_run):
@@ -173,6 +196,43 @@ def test_metric_exporter_defaults_delta_and_exponential(monkeypatch):
     assert e._preferred_temporality[Counter] is AggregationTemporality.DELTA
     assert e._preferred_temporality[UpDownCounter] is AggregationTemporality.CUMULATIVE
     assert isinstance(e._preferred_aggregation[Histogram], ExponentialBucketHistogramAggregation)
+    assert e._preferred_aggregation[Histogram]._max_size == sdk.EXP_HISTOGRAM_MAX_SIZE == 320
     monkeypatch.setenv("WANDB_METRICS_TEMPORALITY", "cumulative")
     e2 = sdk.WandbMetricExporter(pipeline=Pipeline(None, 3600, start_thread=False))
     assert e2._preferred_temporality[Histogram] is AggregationTemporality.CUMULATIVE
+
+
+def test_gauges_and_explicit_histograms_through_the_metric_exporter(monkeypatch):
+    """WANDB_METRICS_HISTOGRAM=explicit: the SDK's explicit buckets reach the row (p95 inside the right bucket,
+    same nearest rank); synchronous and observable gauges give their last value."""
+    from opentelemetry.metrics import Observation
+    from opentelemetry.sdk.metrics import Histogram
+    from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation
+
+    from test_exporters_pipeline import RecorderRun
+
+    monkeypatch.setenv("WANDB_METRICS_HISTOGRAM", "explicit")
+    run = RecorderRun()
+    pipe = Pipeline(WandbSink(run=run), interval_s=3600)
+    exporter = sdk.WandbMetricExporter(pipeline=pipe)
+    assert isinstance(exporter._preferred_aggregation[Histogram], ExplicitBucketHistogramAggregation)
+    mp = MeterProvider(metric_readers=[PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)])
+    meter = mp.get_meter("test")
+    hist = meter.create_histogram("db.query.duration", unit="ms")
+    values = [float(v) for v in range(1, 201)]  # 1..200 ms: exact p95 = 190 (nearest rank)
+    for v in values:
+        hist.record(v)
+    depth = meter.create_gauge("queue.depth")
+    for v in (3.0, 9.0, 4.0):
+        depth.set(v)
+    meter.create_observable_gauge("pool.size", callbacks=[lambda options: [Observation(12.0)]])
+    mp.force_flush()
+    assert pipe.force_flush(10)
+    mp.shutdown()
+    row = run.logged[0]
+    assert row["db.query.duration/count"] == 200 and row["db.query.duration/mean"] == pytest.approx(100.5)
+    # SDK default bounds ... 100, 250 ...: rank 190 is the 90th of the 100 values in (100, 200]
+    assert row["db.query.duration/p95"] == pytest.approx(100 + 100 * 90 / 101)
+    assert 100 < row["db.query.duration/p95"] <= 200 and exact(values, 0.95) == 190
+    assert row["queue.depth/last"] == 4.0
+    assert row["pool.size/last"] == 12.0

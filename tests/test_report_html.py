@@ -50,7 +50,7 @@ def make_run(wandb_dir: Path, intervals: int = 8, seed: int = 7, offset_s: int =
     rng = random.Random(seed)
     T0 = globals()["T0"] + offset_s * 10**9
     truth = Truth()
-    agg = Aggregator(CoreConfig(pricing=PRICING), start_ns=T0)
+    agg = Aggregator(CoreConfig(pricing=PRICING), start_ns=T0, process_start_ns=T0)  # cost streams start with us
     sink = WandbSink(project="ai-diary-report-test", mode="offline", dir=str(wandb_dir), name="report-test",
                      env={})
     cum_cost: dict[tuple, float] = {}
