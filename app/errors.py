@@ -100,5 +100,8 @@ def register(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unhandled(exc: Exception) -> Response:
         frames = "".join(traceback.format_tb(exc.__traceback__))
-        logger.error("unhandled %s in %s %s\n%s", type(exc).__name__, request.method, request.url_rule, frames)
+        # exc_info: the OTel record carries exception.* (redacted by the privacy filter), so the W&B error groups
+        # see the same exception as on the request span; stdout shows the frames, never the message's input
+        logger.error("unhandled %s in %s %s\n%s", type(exc).__name__, request.method, request.url_rule, frames,
+                     exc_info=exc)
         return error_response(500, "internal_error", "internal server error")

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text as sql_text
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -84,6 +85,14 @@ def test_app_traffic_lands_in_the_offline_run_with_exact_numbers(make_app, telem
         assert client.post(f"/api/entries/{eid}/ai/{feature}", headers=headers).status_code == 200
         made += 1
         ok_ai += 1
+    # a long entry (> 1024 prompt tokens) asked twice: the second call reports cached tokens, priced apart
+    long_id = client.post("/api/entries", json={"text": "a long and quiet day by the sea. " * 160},
+                          headers=headers).json["id"]
+    made += 1
+    for _ in range(2):
+        assert client.post(f"/api/entries/{long_id}/ai/reflect", headers=headers).status_code == 200
+        made += 1
+        ok_ai += 1
     assert client.get("/api/entries/999999", headers=headers).status_code == 404  # a 4xx is not an error
     made += 1
     llm = app.extensions["llm"]
@@ -116,7 +125,7 @@ def test_app_traffic_lands_in_the_offline_run_with_exact_numbers(make_app, telem
     tokens_in = after["prompt_tokens"] - before["prompt_tokens"]
     tokens_out = after["completion_tokens"] - before["completion_tokens"]
     cached = after["cached_tokens"] - before["cached_tokens"]
-    assert tokens_in > 0 and tokens_out > 0
+    assert tokens_in > 0 and tokens_out > 0 and cached >= 1024
     assert row["ai/input_tokens_total"] == tokens_in and row["ai/output_tokens_total"] == tokens_out
     assert row["ai/cached_tokens_total"] == cached
     assert row["ai/calls"] == ok_ai + injected and row["ai/errors"] == injected
@@ -140,6 +149,27 @@ def test_app_traffic_lands_in_the_offline_run_with_exact_numbers(make_app, telem
     assert b"a quiet day number" not in blob
     for f in (run_dir / "files").rglob("*.json"):
         assert "a quiet day number" not in f.read_text()
+
+
+def test_an_unhandled_exception_is_one_error_group_in_the_run(make_app, telemetry_state, pipe, wandb_dir):
+    """The request span's exception event and the catch-all handler's ERROR log (exc_info) of the same exception
+    make one group, one occurrence per request, in the real app and a real offline run."""
+    app = make_app()
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {client.post('/api/users', json={'name': 'g'}).json['token']}"}
+    with app.extensions["db_engine"].begin() as conn:
+        conn.execute(sql_text("DROP TABLE entries"))  # a real database failure on every entry route
+    for _ in range(3):
+        assert client.get("/api/entries", headers=headers).status_code == 500
+    flush(telemetry_state)
+    assert pipe.force_flush(60) and pipe.shutdown(20)
+
+    run = read_run(find_runs(wandb_dir)[0])
+    groups = run.tables["tables/error_groups"]
+    assert len(groups) == 1, groups  # not a second "log:app.errors" group for the handler's log line
+    assert groups[0]["type"].endswith("OperationalError")
+    assert groups[0]["count"] == 3
+    assert "no such table" in groups[0]["message"]
 
 
 SCRIPT = textwrap.dedent("""
