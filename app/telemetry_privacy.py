@@ -4,8 +4,8 @@ Diary text, prompts, completions, API tokens and Authorization headers must neve
 defence is not collecting them (no header capture, GenAI content capture off, SQL without parameters); this module
 is the second: a filter no exporter can bypass when app/telemetry.py builds the pipeline.
 
-- Span attributes and event attributes: keys that carry headers (``*.header.authorization|cookie|set-cookie|
-  x-api-key|...``), GenAI message content (``gen_ai.input.messages``, ``gen_ai.output.messages``,
+- Span attributes and event attributes: keys of headers that carry credentials (``*.header.*`` naming
+  authorization, cookie, api-key, token, secret, password, signature or session; ``-`` or ``_``), GenAI message content (``gen_ai.input.messages``, ``gen_ai.output.messages``,
   ``gen_ai.system_instructions``, ``gen_ai.prompt*``, ``gen_ai.completion*``, ``gen_ai.tool.call.arguments|result``)
   and SQL parameters (``db.query.parameter.*``, ``db.statement.parameters``) are dropped. The GenAI content opt-in
   (``AI_DIARY_CAPTURE_GENAI_CONTENT=true``) keeps the content keys only: headers and parameters are always dropped,
@@ -43,9 +43,10 @@ __all__ = ["REDACTED", "Policy", "PrivacyLogProcessor", "PrivacySpanExporter", "
            "redact_message", "redact_query", "redact_stacktrace", "redact_text", "redact_url"]
 logger = logging.getLogger(__name__)
 
-_HEADER_KEY = re.compile(
-    r"(^|\.)header\.(authorization|proxy-authorization|cookie|set-cookie|x-api-key|api-key|openai-api-key|"
-    r"wandb-api-key|x-auth-token)$", re.I)
+# header attributes as instrumentations name them: ``http.request.header.<name>``, lowercase, "-" as "_" (the
+# OTel Python HTTP utilities) or kept: any name that carries credentials or a session
+_HEADER_KEY = re.compile(r"(^|\.)header\.[\w.-]*(authorization|cookie|api[-_]?key|token|secret|password|"
+                         r"signature|session)", re.I)
 _CONTENT_KEY = re.compile(
     r"^gen_ai\.(input\.messages|output\.messages|system_instructions|prompt|completion|tool\.call\.arguments|"
     r"tool\.call\.result|tool\.definitions)", re.I)
