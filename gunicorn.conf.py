@@ -34,8 +34,9 @@ accesslog = None  # request telemetry comes from OpenTelemetry, not from access 
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 # gunicorn's own lines (master and workers) on stderr as the app's JSON lines: service, version, environment;
-# query values and tokens redacted, no traceback (app/telemetry_logging.py). The root logger gets no handler here:
-# each worker's app installs its own JSON handler on stdout.
+# query values and tokens redacted, no traceback (app/telemetry_logging.py). This imports the app's modules in the
+# master, never an app or a provider. The root logger gets no handler here: each worker's app installs its own
+# JSON handler on stdout.
 logconfig_dict = {
     "version": 1,
     "root": {"handlers": []},

@@ -255,4 +255,8 @@ def shutdown(timeout: float = 5.0) -> bool:
     telemetry_logging.remove_otel_bridge()
     if not st.owned:
         return True
-    return telemetry_setup.stop_providers([st.tracer_provider, st.meter_provider, st.logger_provider], timeout)
+    finished = telemetry_setup.stop_providers([st.tracer_provider, st.meter_provider, st.logger_provider], timeout)
+    if not finished:
+        logger.warning("telemetry shutdown did not finish within %.1f s (exporter busy or endpoint unreachable); "
+                       "what was not sent yet is dropped at exit", timeout)
+    return finished
