@@ -33,6 +33,19 @@ worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR", "/dev/shm" if os.path
 accesslog = None  # request telemetry comes from OpenTelemetry, not from access lines
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+# gunicorn's own lines (master and workers) on stderr as the app's JSON lines: service, version, environment;
+# query values and tokens redacted, no traceback (app/telemetry_logging.py). This imports the app's modules in the
+# master, never an app or a provider. The root logger gets no handler here: each worker's app installs its own
+# JSON handler on stdout.
+logconfig_dict = {
+    "version": 1,
+    "root": {"handlers": []},
+    "formatters": {"json": {"()": "app.telemetry_logging.gunicorn_formatter"}},
+    "filters": {"redact": {"()": "app.telemetry_privacy.RedactingFilter"}},
+    "handlers": {"error_console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["redact"],
+                                   "stream": "ext://sys.stderr"}},
+    "loggers": {"gunicorn.error": {"handlers": ["error_console"], "propagate": False}},
+}
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 _SLOT = "ai_diary_worker_slot"

@@ -18,11 +18,14 @@ the SDK configurator's own helpers, so ``OTEL_EXPORTER_OTLP_[SIGNAL_]PROTOCOL`` 
 Default exporters when an ``OTEL_*_EXPORTER`` variable is unset: ``otlp`` if ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or
 the signal's own endpoint variable) is set, else ``none`` — a bare process never tries to reach localhost:4317.
 
-Defaults we set (``os.environ.setdefault``, so an explicit value wins): ``OTEL_SEMCONV_STABILITY_OPT_IN=http``
-(stable ``http.server.request.duration`` in seconds), base2 exponential histograms
-(``OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION``; applied to every reader through a View),
-``OTEL_PYTHON_FLASK_EXCLUDED_URLS=/healthz,/readyz``. Only batch processors and periodic readers: nothing exports
-on the request thread.
+Defaults we set (ai_diary_otel, shared with ``opentelemetry-instrument``; an explicit value wins):
+``OTEL_SEMCONV_STABILITY_OPT_IN=http`` (stable ``http.server.request.duration`` in seconds), base2 exponential
+histograms (``OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION``; applied to every reader through a View),
+Flask excluded URLs ``/healthz,/readyz`` (``OTEL_PYTHON_FLASK_EXCLUDED_URLS``, else ``OTEL_PYTHON_EXCLUDED_URLS``).
+``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` (flask, sqlalchemy, httpx, httpx2, openai, logging, ``*``) is honoured.
+Values the SDK would only warn about (sampler, sampler ratio, OTEL_BSP_*/OTEL_BLRP_*/interval/timeout numbers, OTLP
+protocol, AI_DIARY_FAST_OTLP) raise TelemetryConfigError naming the variable (app/telemetry_env.py). Only batch
+processors and periodic readers: nothing exports on the request thread.
 
 ``AI_DIARY_GIL_SWITCH_INTERVAL_MS`` (opt-in, e.g. 0.5) lowers the interpreter's GIL switch interval when we own the
 providers: batch exporter threads otherwise make request threads wait up to 5 ms after an I/O (see bench/).
@@ -34,9 +37,10 @@ it before the batch processors. Under ``opentelemetry-instrument`` the existing 
 (app/telemetry_adopt.py: each exporting span processor's exporter is wrapped, the privacy log processor goes
 first); if that is impossible, an ERROR is logged and those providers are shut down (nothing unfiltered leaves).
 
-``ai_call_context(feature, user_pseudo_id)`` tags spans started inside it (the GenAI and HTTP client spans) with
-``app.feature`` and ``enduser.pseudo.id``. ``init_worker(worker_id)`` is for gunicorn ``post_fork``;
-``shutdown(timeout)`` flushes and stops everything within the timeout.
+``ai_call_context(feature, user_pseudo_id)`` tags spans started inside it (the GenAI span and the httpx2 client span
+of each attempt) with ``app.feature`` and ``enduser.pseudo.id``. ``init_worker(worker_id)`` is for gunicorn
+``post_fork``; ``shutdown(timeout)`` flushes and stops everything on background threads and returns within the
+timeout (False if an exporter was still busy: what it held is then dropped at exit).
 """
 from __future__ import annotations
 
@@ -56,7 +60,9 @@ from typing import Any, TextIO
 from opentelemetry import _logs, metrics, trace
 from opentelemetry.sdk.trace import SpanProcessor
 
-from app import telemetry_adopt, telemetry_logging, telemetry_setup
+import ai_diary_otel
+from app import telemetry_adopt, telemetry_env, telemetry_logging, telemetry_setup
+from app.telemetry_env import TelemetryConfigError, truthy
 from app.telemetry_privacy import Policy
 
 logger = logging.getLogger(__name__)
@@ -64,22 +70,16 @@ logger = logging.getLogger(__name__)
 ENV_CAPTURE_CONTENT = "AI_DIARY_CAPTURE_GENAI_CONTENT"
 ENV_GENAI_CAPTURE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 ENV_GENAI_HOOK = "OTEL_INSTRUMENTATION_GENAI_COMPLETION_HOOK"
-ENV_SWITCH_INTERVAL = "AI_DIARY_GIL_SWITCH_INTERVAL_MS"
-DEFAULT_SWITCH_INTERVAL_MS = ""  # unset: Python's own (5 ms); see _switch_interval
-ENV_FLASK_EXCLUDED = "OTEL_PYTHON_FLASK_EXCLUDED_URLS"
-DEFAULT_EXCLUDED_URLS = "/healthz,/readyz"
 ATTR_FEATURE, ATTR_PSEUDO_ID, ATTR_WORKER = "app.feature", "enduser.pseudo.id", "app.worker.id"
+__all__ = ["TelemetryConfigError", "State", "configure", "init_app", "init_worker", "shutdown", "ai_call_context"]
 
-os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+for _name, _value in ai_diary_otel.ENV_DEFAULTS.items():
+    os.environ.setdefault(_name, _value)
 
 _AI_CONTEXT: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("ai_diary_ai_call", default=None)
 _LOCK = threading.RLock()
 _STATE: State | None = None
 _WORKER: dict[str, Any] = {}
-
-
-class TelemetryConfigError(ValueError):
-    """A telemetry setting is invalid; the message names the variable."""
 
 
 @dataclass
@@ -93,15 +93,7 @@ class State:
     global_instrumentors: list[Any] = field(default_factory=list)
     apps: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet)
     engines: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet)
-
-
-def _truthy(name: str, default: str = "false") -> bool:
-    raw = os.environ.get(name, default).strip().lower()
-    if raw in ("true", "1", "yes", "on"):
-        return True
-    if raw in ("false", "0", "no", "off", ""):
-        return False
-    raise TelemetryConfigError(f"{name} must be true or false, got {raw!r}")
+    disabled_instrumentations: frozenset[str] = frozenset()  # OTEL_PYTHON_DISABLED_INSTRUMENTATIONS
 
 
 class AiContextSpanProcessor(SpanProcessor):
@@ -131,7 +123,7 @@ def current_ai_context() -> dict[str, str]:
 
 
 def _content_policy() -> Policy:
-    capture = _truthy(ENV_CAPTURE_CONTENT)
+    capture = truthy(ENV_CAPTURE_CONTENT)
     if capture:
         os.environ.setdefault(ENV_GENAI_CAPTURE, "span_only")
     else:
@@ -141,32 +133,15 @@ def _content_policy() -> Policy:
     return Policy(capture_content=capture)
 
 
-def _switch_interval() -> float:
-    """Exporter threads encode batches while holding the GIL; a request thread returning from I/O then waits up to
-    the interpreter's switch interval (5 ms) to get it back. ``AI_DIARY_GIL_SWITCH_INTERVAL_MS`` (e.g. 0.5) lowers
-    it when we own the providers. Opt-in: bench/bench_telemetry.py measured +30 % req/s with it on a loaded
-    machine and no gain (−3 %) on a quiet one."""
-    raw = os.environ.get(ENV_SWITCH_INTERVAL, DEFAULT_SWITCH_INTERVAL_MS).strip()
-    if raw:
-        try:
-            ms = float(raw)
-            if not 0.05 <= ms <= 100:
-                raise ValueError(raw)
-        except ValueError:
-            raise TelemetryConfigError(f"{ENV_SWITCH_INTERVAL} must be milliseconds in 0.05..100, got {raw!r}") from None
-        return ms / 1000.0
-    return sys.getswitchinterval()
-
-
 def _static_resource(settings: Any | None) -> dict[str, Any]:
     def pick(name: str, default: str) -> str:
         return str(os.environ.get(name) or (getattr(settings, name, None) if settings is not None else None)
                    or default)
 
-    env = pick("DEPLOYMENT_ENVIRONMENT", "development")
+    env = pick("DEPLOYMENT_ENVIRONMENT", ai_diary_otel.DEFAULT_ENVIRONMENT)
     attrs: dict[str, Any] = {
-        "service.name": "ai-diary",
-        "service.version": pick("APP_VERSION", "0.1.0"),
+        "service.name": ai_diary_otel.DEFAULT_SERVICE_NAME,
+        "service.version": pick("APP_VERSION", ai_diary_otel.DEFAULT_VERSION),
         "deployment.environment.name": env,
         "deployment.environment": env,
         "service.instance.id": f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
@@ -195,19 +170,21 @@ def configure(*, span_exporters: Sequence[Any] = (), metric_readers: Sequence[An
             str(os.environ.get("LOG_LEVEL") or getattr(settings, "LOG_LEVEL", None) or "INFO"),
             os.environ.get("OTEL_SERVICE_NAME") or static["service.name"], static["service.version"],
             static["deployment.environment.name"], stdout)
-        if _truthy("OTEL_SDK_DISABLED"):
+        if truthy("OTEL_SDK_DISABLED"):
             _STATE = State(disabled=True, owned=False)
             logger.info("telemetry disabled (OTEL_SDK_DISABLED=true)")
             return _STATE
+        telemetry_env.validate()
         policy = _content_policy()
-        switch_interval = _switch_interval()
+        switch_interval = telemetry_env.switch_interval()
+        disabled = telemetry_env.disabled_instrumentations()
         from opentelemetry.sdk.trace import TracerProvider
 
         existing = trace.get_tracer_provider()
         if isinstance(existing, TracerProvider):
             state = State(disabled=False, owned=False, tracer_provider=existing,
                           meter_provider=metrics.get_meter_provider(), logger_provider=_logs.get_logger_provider(),
-                          policy=policy)
+                          policy=policy, disabled_instrumentations=disabled)
             if not telemetry_adopt.secure(existing, state.logger_provider, policy):
                 # no filter, no export: privacy is a hard invariant (stopping the providers drops what they hold)
                 logger.error("telemetry: the existing providers could not be given the privacy filter; shutting "
@@ -229,9 +206,10 @@ def configure(*, span_exporters: Sequence[Any] = (), metric_readers: Sequence[An
             metrics.set_meter_provider(mp)
             _logs.set_logger_provider(lp)
             state = State(disabled=False, owned=True, tracer_provider=tp, meter_provider=mp, logger_provider=lp,
-                          policy=policy)
+                          policy=policy, disabled_instrumentations=disabled)
             sys.setswitchinterval(switch_interval)
-        telemetry_logging.install_otel_bridge(state.logger_provider)
+        if not telemetry_env.is_disabled("logging", disabled):
+            telemetry_logging.install_otel_bridge(state.logger_provider)
         state.global_instrumentors = telemetry_setup.instrument_globals(state)
         _STATE = state
         return state
@@ -245,7 +223,7 @@ def init_app(app: Any) -> State:
     if state.disabled:
         return state
     try:
-        telemetry_setup.instrument_app(state, app, os.environ.get(ENV_FLASK_EXCLUDED, DEFAULT_EXCLUDED_URLS))
+        telemetry_setup.instrument_app(state, app, ai_diary_otel.flask_excluded_urls())
     except Exception:  # noqa: BLE001 - telemetry must never stop the app
         logger.exception("telemetry: instrumenting the app failed; serving without it")
     return state
@@ -266,7 +244,8 @@ def state() -> State | None:
 
 
 def shutdown(timeout: float = 5.0) -> bool:
-    """Uninstruments, flushes and shuts the providers down; returns False if it did not finish within timeout."""
+    """Uninstruments, then flushes and shuts the providers down on daemon threads against one deadline; returns
+    within ``timeout`` (plus thread start-up), False if it did not finish (a hung or dead exporter)."""
     global _STATE
     with _LOCK:
         st, _STATE = _STATE, None
@@ -276,19 +255,8 @@ def shutdown(timeout: float = 5.0) -> bool:
     telemetry_logging.remove_otel_bridge()
     if not st.owned:
         return True
-    providers = [p for p in (st.tracer_provider, st.meter_provider, st.logger_provider) if p is not None]
-
-    def run() -> None:
-        for p in providers:
-            try:
-                p.shutdown()
-            except Exception:  # noqa: BLE001
-                logger.debug("provider shutdown failed", exc_info=True)
-
-    for p in providers:
-        with contextlib.suppress(Exception):
-            p.force_flush(int(timeout * 1000 / max(1, len(providers))))
-    t = threading.Thread(target=run, name="otel-shutdown", daemon=True)
-    t.start()
-    t.join(timeout)
-    return not t.is_alive()
+    finished = telemetry_setup.stop_providers([st.tracer_provider, st.meter_provider, st.logger_provider], timeout)
+    if not finished:
+        logger.warning("telemetry shutdown did not finish within %.1f s (exporter busy or endpoint unreachable); "
+                       "what was not sent yet is dropped at exit", timeout)
+    return finished

@@ -3,18 +3,20 @@
 Every stdout line is one JSON object with ``ts``, ``level``, ``logger``, ``message``, ``service``, ``version``,
 ``environment`` and, inside a span, ``trace_id`` / ``span_id``; exceptions add ``exception.type`` and a
 content-free ``exception.message`` (app/telemetry_privacy.redact_error; no stack trace on stdout: it lives on the
-span's exception event).
+span's exception event). ``gunicorn_formatter()`` gives gunicorn's own loggers the same lines (gunicorn.conf.py).
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import datetime, timezone
 from typing import IO, Any
 
 from opentelemetry import trace
 
+from ai_diary_otel import resource_defaults
 from app.telemetry_privacy import RedactingFilter, redact_error
 
 _MARK = "_ai_diary_handler"
@@ -41,6 +43,14 @@ class JsonFormatter(logging.Formatter):
             line["exception.type"] = record.exc_info[0].__name__
             line["exception.message"] = redact_error(str(record.exc_info[1]))
         return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def gunicorn_formatter() -> JsonFormatter:
+    """The ``()`` factory of a logging dictConfig formatter (gunicorn ``logconfig_dict``, master and workers): the
+    service, version and environment from the environment, as configure() puts them on the app's lines."""
+    res = resource_defaults()
+    return JsonFormatter(os.environ.get("OTEL_SERVICE_NAME") or res["service.name"], res["service.version"],
+                         res["deployment.environment.name"])
 
 
 def install_stdout(level: str, service: str, version: str, environment: str, stream: IO[str] | None = None) -> None:

@@ -4,11 +4,12 @@ Diary text, prompts, completions, API tokens and Authorization headers must neve
 defence is not collecting them (no header capture, GenAI content capture off, SQL without parameters); this module
 is the second: a filter no exporter can bypass when app/telemetry.py builds the pipeline.
 
-- Span attributes and event attributes: keys that carry headers (``*.header.authorization|cookie|set-cookie|
-  x-api-key|...``), GenAI message content (``gen_ai.input.messages``, ``gen_ai.output.messages``,
+- Span attributes and event attributes: keys of headers that carry credentials (``*.header.*`` naming
+  authorization, cookie, api-key, token, secret, password, signature or session; ``-`` or ``_``), GenAI message content (``gen_ai.input.messages``, ``gen_ai.output.messages``,
   ``gen_ai.system_instructions``, ``gen_ai.prompt*``, ``gen_ai.completion*``, ``gen_ai.tool.call.arguments|result``)
-  and SQL parameters (``db.query.parameter.*``, ``db.statement.parameters``) are dropped unless GenAI content
-  capture was opted in (content keys only; headers and parameters are always dropped).
+  and SQL parameters (``db.query.parameter.*``, ``db.statement.parameters``) are dropped. The GenAI content opt-in
+  (``AI_DIARY_CAPTURE_GENAI_CONTENT=true``) keeps the content keys only: headers and parameters are always dropped,
+  and everything below (URLs, exception messages, stack traces, status descriptions) is redacted all the same.
 - Server spans whose request matched no route: the name becomes the method, ``url.path`` (and ``http.target``,
   ``http.url``, ``url.full`` of the old semconv) become REDACTED (raw paths are client-controlled text, and
   unbounded in cardinality).
@@ -35,14 +36,17 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, Status
 
-from exporters.errors import MAX_INPUT, scrub_message, strip_quoted
+from app.telemetry_redact import (REDACTED, redact_error, redact_message, redact_query, redact_stacktrace,
+                                  redact_text, redact_url)
 
+__all__ = ["REDACTED", "Policy", "PrivacyLogProcessor", "PrivacySpanExporter", "RedactingFilter", "redact_error",
+           "redact_message", "redact_query", "redact_stacktrace", "redact_text", "redact_url"]
 logger = logging.getLogger(__name__)
-REDACTED = "REDACTED"
 
-_HEADER_KEY = re.compile(
-    r"(^|\.)header\.(authorization|proxy-authorization|cookie|set-cookie|x-api-key|api-key|openai-api-key|"
-    r"wandb-api-key|x-auth-token)$", re.I)
+# header attributes as instrumentations name them: ``http.request.header.<name>``, lowercase, "-" as "_" (the
+# OTel Python HTTP utilities) or kept: any name that carries credentials or a session
+_HEADER_KEY = re.compile(r"(^|\.)header\.[\w.-]*(authorization|cookie|api[-_]?key|token|secret|password|"
+                         r"signature|session)", re.I)
 _CONTENT_KEY = re.compile(
     r"^gen_ai\.(input\.messages|output\.messages|system_instructions|prompt|completion|tool\.call\.arguments|"
     r"tool\.call\.result|tool\.definitions)", re.I)
@@ -52,94 +56,10 @@ _KEEP, _DROP, _URL, _QUERY, _EXC, _STACK = range(6)
 _URL_KEYS = frozenset({"url.query", "url.full", "http.target", "http.url", "url.original"})
 _RAW_PATH_KEYS = ("url.path", "http.target", "http.url", "url.full", "url.original")  # old and new semconv
 
-_QUERY_VALUE = re.compile(r"([?&;][^=&#\s\"']*=)[^&#\s\"']*")
-_BEARER = re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{4,}")
-_SECRET_LIKE = re.compile(r"\b(sk|pk|rk)-[A-Za-z0-9_-]{8,}")
-_TB_FRAME = re.compile(r'^\s*File "[^"]*", line \d+')
-_TB_HEADERS = frozenset({"Traceback (most recent call last):",
-                         "During handling of the above exception, another exception occurred:",
-                         "The above exception was the direct cause of the following exception:"})
-_EXC_TYPE = re.compile(r"^[A-Za-z_][\w.]*$")
-_INPUT_VALUE = re.compile(r"input_value=.*?(?=, input_type=|\]|$)", re.M)
-
-
-def redact_query(query: str) -> str:
-    """``a=1&b`` -> ``a=REDACTED&REDACTED``: parameter names stay, values (and bare words) go."""
-    if not query:
-        return query
-    return "&".join(p.split("=", 1)[0] + "=" + REDACTED if "=" in p else REDACTED for p in query.split("&"))
-
-
-def redact_url(value: str) -> str:
-    if "?" not in value:
-        return value
-    base, _, rest = value.partition("?")
-    query, hash_, fragment = rest.partition("#")
-    return base + "?" + redact_query(query) + (hash_ + REDACTED if fragment else "")
-
-
-def redact_text(value: str) -> str:
-    """For free text we did not write (third-party log lines): quoted literals of any length (newlines inside
-    included) -> ``<str>``, everything from a quote left open on -> ``<str>`` (exporters.errors.strip_quoted),
-    pydantic ``input_value=...``, tokens and query values -> REDACTED."""
-    value = _INPUT_VALUE.sub("input_value=" + REDACTED, value[:MAX_INPUT])
-    value = _BEARER.sub(lambda m: m.group(1) + " " + REDACTED, value)
-    value = _SECRET_LIKE.sub(REDACTED, value)
-    value = strip_quoted(value)
-    return _QUERY_VALUE.sub(lambda m: m.group(1) + REDACTED, value)
-
-
-def redact_error(value: str) -> str:
-    """Exception messages and span status descriptions: content-free by construction -- the W&B error tables'
-    normalizer (exporters.errors.scrub_message: literals of any length, everything after the first line,
-    ``DETAIL:``/``[SQL:``/``[parameters:`` tails, parenthesized values go; numbers stay), after tokens and
-    pydantic inputs."""
-    value = _INPUT_VALUE.sub("input_value=" + REDACTED, value[:MAX_INPUT])
-    value = _BEARER.sub(lambda m: m.group(1) + " " + REDACTED, value)
-    return scrub_message(_SECRET_LIKE.sub(REDACTED, value))
-
-
-def redact_stacktrace(value: str) -> str:
-    """A Python traceback keeps its frames (``File "...", line N, in f`` and the source line under each) and the
-    headers between chained exceptions; each exception line becomes ``Type: <redact_error(message)>`` and the
-    message's further lines go (they hold DB rows, SQL, parameters)."""
-    out: list[str] = []
-    after_frame, expect_exc = False, True  # an exception line comes first, or right after the frames
-    for line in value[:MAX_INPUT].splitlines():
-        if _TB_FRAME.match(line):
-            out.append(line)
-            after_frame = expect_exc = True
-        elif line.startswith("  ") and expect_exc:
-            if after_frame or set(line.strip()) <= set("^~ "):
-                out.append(line)  # the frame's source line, or the 3.11 caret markers under it
-            after_frame = False
-        elif line in _TB_HEADERS:
-            out.append(line)
-            after_frame, expect_exc = False, line.startswith("Traceback")
-        elif not line.strip():
-            out.append(line)
-            after_frame = False
-        elif expect_exc and not line.startswith(" "):
-            kind, sep, msg = line.partition(": ")
-            if _EXC_TYPE.match(kind):
-                out.append(kind + (sep + redact_error(msg) if sep else ""))
-            elif _EXC_TYPE.match(line):
-                out.append(line)  # a bare type (no message)
-            else:
-                out.append(redact_error(line))
-            after_frame = expect_exc = False
-        # anything else: a further line of an exception message -> dropped
-    return "\n".join(out)
-
-
-def redact_message(value: str) -> str:
-    """For log bodies written by the app: keep the text, strip secrets and query values."""
-    value = _BEARER.sub(lambda m: m.group(1) + " " + REDACTED, value)
-    value = _SECRET_LIKE.sub(REDACTED, value)
-    return _QUERY_VALUE.sub(lambda m: m.group(1) + REDACTED, value)
-
 
 class Policy:
+    """``capture_content`` (the GenAI opt-in) keeps the GenAI content keys; it changes nothing else."""
+
     def __init__(self, capture_content: bool = False) -> None:
         self.capture_content = capture_content
         self._actions: dict[str, int] = {}  # key -> _KEEP / _DROP / _URL / _QUERY / _EXC (bounded)
@@ -158,9 +78,9 @@ class Policy:
                 action = _QUERY
             elif key in _URL_KEYS:
                 action = _URL
-            elif key == "exception.message" and not self.capture_content:
+            elif key == "exception.message":
                 action = _EXC
-            elif key == "exception.stacktrace" and not self.capture_content:
+            elif key == "exception.stacktrace":
                 action = _STACK
             else:
                 action = _KEEP
@@ -225,7 +145,7 @@ class Policy:
             changed |= ev_changed
             events.append(Event(ev.name, ev_attrs, ev.timestamp) if ev_changed else ev)
         status = span.status
-        if status.description and not self.capture_content:
+        if status.description:
             desc = redact_error(status.description)
             if desc != status.description:
                 status, changed = Status(status.status_code, desc), True

@@ -5,13 +5,17 @@ entry-point groups and OTLP protocol resolution as ``opentelemetry-instrument``.
 """
 from __future__ import annotations
 
+import atexit
+import inspect
 import logging
 import os
+import threading
+import time
 import traceback
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from opentelemetry.sdk._configuration import _get_exporter_entry_point, _import_exporters
+from opentelemetry.sdk._configuration import _get_exporter_entry_point, _import_exporters, _import_sampler
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import Histogram, MeterProvider
@@ -20,14 +24,15 @@ from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import _KNOWN_SAMPLERS
 
-from app.telemetry_otlp import ENV_FAST_OTLP, FastOTLPSpanExporter
+from ai_diary_otel import BASE2, ENV_HIST, EXPLICIT
+from app.telemetry_env import ENV_FAST_OTLP, is_disabled, truthy
+from app.telemetry_otlp import FastOTLPSpanExporter
 from app.telemetry_privacy import Policy, PrivacyLogProcessor, PrivacySpanExporter, redact_error
 
 logger = logging.getLogger(__name__)
 Signal = Literal["traces", "metrics", "logs"]
-ENV_HIST = "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION"
-BASE2, EXPLICIT = "base2_exponential_bucket_histogram", "explicit_bucket_histogram"
 _EXPORTER_ENV = {"traces": "OTEL_TRACES_EXPORTER", "metrics": "OTEL_METRICS_EXPORTER", "logs": "OTEL_LOGS_EXPORTER"}
 _ENDPOINT_ENV = {"traces": "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "metrics": "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
                  "logs": "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"}
@@ -58,8 +63,7 @@ def load_exporters(signal: Signal) -> list[Any]:
     except RuntimeError as exc:
         raise ValueError(f"{_EXPORTER_ENV[signal]}={','.join(names)}: {exc}") from None
     classes = found[("traces", "metrics", "logs").index(signal)]
-    if signal == "traces" and "otlp_proto_http" in classes and \
-            os.environ.get(ENV_FAST_OTLP, "true").strip().lower() not in ("false", "0", "no", "off"):
+    if signal == "traces" and "otlp_proto_http" in classes and truthy(ENV_FAST_OTLP, "true"):
         classes["otlp_proto_http"] = FastOTLPSpanExporter
     out = []
     for name, cls in classes.items():
@@ -91,7 +95,10 @@ def build_providers(static: dict[str, Any], policy: Policy, span_exporters: Sequ
                     span_processors: Sequence[Any]) -> tuple[TracerProvider, MeterProvider, LoggerProvider]:
     res = resource(static)
     views = histogram_views()
-    tp = TracerProvider(resource=res)  # sampler from OTEL_TRACES_SAMPLER[_ARG]
+    # the SDK's own samplers come from OTEL_TRACES_SAMPLER[_ARG] inside TracerProvider; a plug-in one (entry point
+    # of opentelemetry_traces_sampler) the way the SDK configurator loads it
+    name = os.environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    tp = TracerProvider(resource=res, sampler=_import_sampler(name) if name and name not in _KNOWN_SAMPLERS else None)
     for proc in span_processors:
         tp.add_span_processor(proc)
     for exp in [*load_exporters("traces"), *span_exporters]:
@@ -112,20 +119,25 @@ def _providers(state: Any) -> dict[str, Any]:
 
 
 def instrument_globals(state: Any) -> list[Any]:
-    """httpx and OpenAI (process-wide patches), unless something instrumented them already."""
+    """httpx, httpx2 (the openai 3.x SDK's transport: one client span per attempt) and OpenAI (process-wide
+    patches), unless disabled (OTEL_PYTHON_DISABLED_INSTRUMENTATIONS) or something instrumented them already."""
     done = []
-    for modname, clsname, extra in (
-        ("opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor", {}),
-        ("opentelemetry.instrumentation.genai.openai", "OpenAIInstrumentor",
+    for name, modname, clsname, extra in (
+        ("httpx", "opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor", {}),
+        ("httpx2", "opentelemetry.instrumentation.httpx", "HTTPX2ClientInstrumentor", {}),
+        ("openai", "opentelemetry.instrumentation.genai.openai", "OpenAIInstrumentor",
          {"logger_provider": state.logger_provider}),
     ):
+        if is_disabled(name, state.disabled_instrumentations):
+            continue
         try:
             mod = __import__(modname, fromlist=[clsname])
             inst = getattr(mod, clsname)()
             if inst.is_instrumented_by_opentelemetry:
                 continue
             inst.instrument(**_providers(state), **extra)
-            done.append(inst)
+            if inst.is_instrumented_by_opentelemetry:  # False after a dependency conflict (logged by the SDK)
+                done.append(inst)
         except ImportError as exc:
             logger.warning("telemetry: %s unavailable (%s); install it for %s spans", modname, exc, clsname)
         except Exception:  # noqa: BLE001
@@ -134,16 +146,19 @@ def instrument_globals(state: Any) -> list[Any]:
 
 
 def instrument_app(state: Any, app: Any, excluded_urls: str) -> None:
+    """Flask (``excluded_urls``: comma-separated regexes) and the app's engine, unless disabled."""
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
-    if not FlaskInstrumentor().is_instrumented_by_opentelemetry and \
-            not getattr(app, "_is_instrumented_by_opentelemetry", False):
-        FlaskInstrumentor.instrument_app(app, excluded_urls=excluded_urls, enable_commenter=False,
-                                         **_providers(state))
-        state.apps.add(app)
-    _record_unhandled_exceptions(app)
+    disabled = state.disabled_instrumentations
+    if not is_disabled("flask", disabled):
+        if not FlaskInstrumentor().is_instrumented_by_opentelemetry and \
+                not getattr(app, "_is_instrumented_by_opentelemetry", False):
+            FlaskInstrumentor.instrument_app(app, excluded_urls=excluded_urls, enable_commenter=False,
+                                             **_providers(state))
+            state.apps.add(app)
+        _record_unhandled_exceptions(app)
     engine = app.extensions.get("db_engine")
-    if engine is not None:
+    if engine is not None and not is_disabled("sqlalchemy", disabled):
         instrument_engine(state, engine)
 
 
@@ -220,3 +235,36 @@ def uninstrument(state: Any) -> None:
             inst.uninstrument()
         except Exception:  # noqa: BLE001
             logger.debug("uninstrument failed", exc_info=True)
+
+
+def _shutdown_one(provider: Any, timeout: float) -> None:
+    try:
+        if "timeout_millis" in inspect.signature(provider.shutdown).parameters:
+            provider.shutdown(timeout_millis=timeout * 1000)  # MeterProvider: its readers' final collect + export
+        else:
+            provider.shutdown()  # batch processors drain their queues, then shut their exporters down
+    except Exception:  # noqa: BLE001
+        logger.debug("provider shutdown failed", exc_info=True)
+
+
+def stop_providers(providers: Sequence[Any], timeout: float) -> bool:
+    """Shuts the providers down in parallel on daemon threads and waits for them until one deadline; True if all
+    finished. Shutting down (not force_flush first) is what flushes: the batch workers export what they hold and
+    the periodic readers collect a last time -- with the exporters' own timeouts and retries (OTLP: 10 s each),
+    which is why none of it runs on the caller's thread. The providers' atexit hooks are dropped: a shutdown still
+    running when the process exits must not be started again, unbounded, by the interpreter."""
+    deadline = time.monotonic() + max(0.0, timeout)
+    threads = []
+    for p in providers:
+        if p is None:
+            continue
+        for attr in ("_atexit_handler", "_at_exit_handler"):  # TracerProvider/MeterProvider, LoggerProvider
+            handler = getattr(p, attr, None)
+            if handler is not None:
+                atexit.unregister(handler)
+        t = threading.Thread(target=_shutdown_one, args=(p, timeout), name="otel-shutdown", daemon=True)
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    return not any(t.is_alive() for t in threads)

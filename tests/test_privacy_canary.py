@@ -123,11 +123,15 @@ def test_capture_variable_without_opt_in_is_ignored(monkeypatch, telemetry_env):
         reset_globals()
 
 
+@pytest.mark.parametrize("telemetry_overrides", [{}, {"AI_DIARY_CAPTURE_GENAI_CONTENT": "true"}],
+                         ids=["default", "genai-content-opted-in"])
 def test_database_error_text_reaches_neither_the_recorded_exception_nor_the_db_span(make_app, telemetry_state,
-                                                                                     span_exporter):
+                                                                                     span_exporter,
+                                                                                     telemetry_overrides):
     """A PostgreSQL-style error (``DETAIL: Failing row contains (...)``, unquoted) raised by the real database
     through the real SQLAlchemy instrumentation: the DB span's status description and the 500's exception event
-    keep the error's kind, not the row. The exception event is checked as recorded (before the export filter)."""
+    keep the error's kind, not the row. The exception event is checked as recorded (before the export filter).
+    The GenAI content opt-in changes none of that (it keeps prompts and completions only)."""
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     canary = "cnry" + secrets.token_hex(8)
@@ -159,3 +163,4 @@ def test_database_error_text_reaches_neither_the_recorded_exception_nor_the_db_s
     assert [s.status.description for s in db_spans if canary in s.status.description] == []
     exported = [ev for s in span_exporter.get_finished_spans() for ev in s.events]
     assert [ev for ev in exported if canary in str(dict(ev.attributes or {}))] == []
+    assert telemetry_state.policy.capture_content is bool(telemetry_overrides)

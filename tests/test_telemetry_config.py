@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -60,6 +61,51 @@ def test_bad_values_name_the_variable(fresh):
     fresh.setenv("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "bogus")
     with pytest.raises(ValueError, match="HISTOGRAM_AGGREGATION"):
         telemetry.configure()
+
+
+BAD_VALUES = [
+    ("OTEL_TRACES_SAMPLER", "bogus"), ("OTEL_BSP_MAX_QUEUE_SIZE", "abc"), ("OTEL_BSP_SCHEDULE_DELAY", "0"),
+    ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1.5"), ("OTEL_BSP_EXPORT_TIMEOUT", "-1"), ("OTEL_BLRP_MAX_QUEUE_SIZE", "abc"),
+    ("OTEL_BLRP_SCHEDULE_DELAY", "soon"), ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "0"), ("OTEL_BLRP_EXPORT_TIMEOUT", "x"),
+    ("OTEL_METRIC_EXPORT_INTERVAL", "abc"), ("OTEL_METRIC_EXPORT_TIMEOUT", "nan"), ("OTEL_EXPORTER_OTLP_TIMEOUT", "ten"),
+    ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "-5"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift"),
+    ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/json"), ("AI_DIARY_FAST_OTLP", "maybe"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_VALUES, ids=[f"{n}={v}" for n, v in BAD_VALUES])
+def test_values_the_sdk_would_only_warn_about_stop_the_start(fresh, name, value):
+    fresh.setenv("OTEL_TRACES_EXPORTER", "otlp")  # the protocol is read where an OTLP exporter is chosen
+    fresh.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    fresh.setenv(name, value)
+    with pytest.raises(telemetry.TelemetryConfigError, match=f"^{name} .*{re.escape(repr(value))}"):
+        telemetry.configure()
+    assert telemetry.state() is None
+
+
+@pytest.mark.parametrize(("sampler", "arg", "message"), [
+    ("traceidratio", "abc", "OTEL_TRACES_SAMPLER_ARG"), ("parentbased_traceidratio", "1.5", "OTEL_TRACES_SAMPLER_ARG"),
+    ("", "", ""), ("parentbased_traceidratio", "0", ""), ("ALWAYS_OFF", "ignored", ""),
+])
+def test_sampler_and_its_ratio(fresh, sampler, arg, message):
+    fresh.setenv("OTEL_TRACES_SAMPLER", sampler)
+    fresh.setenv("OTEL_TRACES_SAMPLER_ARG", arg)
+    if message:
+        with pytest.raises(telemetry.TelemetryConfigError, match=message):
+            telemetry.configure()
+        return
+    st = telemetry.configure()
+    recording = st.tracer_provider.get_tracer("t").start_span("x").is_recording()
+    assert recording is (sampler == "")
+
+
+def test_batch_larger_than_queue_names_both_variables(fresh):
+    fresh.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "100")
+    fresh.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "512")
+    with pytest.raises(telemetry.TelemetryConfigError, match="OTEL_BSP_MAX_EXPORT_BATCH_SIZE.*OTEL_BSP_MAX_QUEUE_SIZE"):
+        telemetry.configure()
+    fresh.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "100")
+    assert telemetry.configure().tracer_provider is not None
 
 
 def test_exporter_selection_follows_the_sdk(fresh):
@@ -164,7 +210,9 @@ SCRIPT = textwrap.dedent("""
     ai_spans = mem.get_finished_spans()
     out = {"owned": telemetry.state().owned,
            "get_server": sum(1 for s in get_spans if s.kind.name == "SERVER"),
-           "get_db": sum(1 for s in get_spans if s.attributes.get("db.system.name") or s.attributes.get("db.system")),
+           # statement spans (auto-instrumentation also wraps Engine.connect: "connect" spans our wiring does not make)
+           "get_db": sum(1 for s in get_spans if (s.attributes.get("db.system.name") or s.attributes.get("db.system"))
+                         and s.name != "connect"),
            "ai_server": sum(1 for s in ai_spans if s.kind.name == "SERVER"),
            "ai_chat": sum(1 for s in ai_spans if s.attributes.get("gen_ai.operation.name") == "chat"),
            "route": [s.attributes.get("http.route") for s in get_spans if s.kind.name == "SERVER"]}

@@ -1,15 +1,19 @@
 """Under ``opentelemetry-instrument`` the providers are not ours: the privacy filter must still sit in front of
-every exporter (app/telemetry_adopt.py). A real ``opentelemetry-instrument python script.py`` subprocess with the
-console exporters (spans and logs printed on stdout), a canary in client-controlled fields, and a positive control
-proving the spans and logs were exported at all."""
+every exporter (app/telemetry_adopt.py), and the service's defaults must still apply (our distro and configurator,
+ai_diary_otel: resource, stable HTTP semantic conventions, base2 histograms). A real ``opentelemetry-instrument
+python script.py`` subprocess with the console exporters (spans, metrics and logs printed on stdout), a canary in
+client-controlled fields, and a positive control proving the spans and logs were exported at all."""
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
 import sys
 import textwrap
+from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.sdk._logs import LoggerProvider
@@ -26,7 +30,7 @@ BIN = Path(sys.executable).parent
 
 SCRIPT = textwrap.dedent("""
     import logging, sys
-    from opentelemetry import _logs, trace
+    from opentelemetry import _logs, metrics, trace
     from app import create_app
 
     canary, db = sys.argv[1], sys.argv[2]
@@ -42,6 +46,7 @@ SCRIPT = textwrap.dedent("""
     logging.getLogger("probe").warning("probe log with Bearer %s and ?q=%s", canary, canary)
     trace.get_tracer_provider().shutdown()
     _logs.get_logger_provider().shutdown()
+    metrics.get_meter_provider().shutdown()
     print("SCRIPT-DONE", flush=True)
 """)
 
@@ -50,8 +55,10 @@ def _run(tmp_path: Path, canary: str, **extra: str) -> subprocess.CompletedProce
     script = tmp_path / "drive.py"
     script.write_text(SCRIPT)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AI_DIARY_"))}
+    env = {k: v for k, v in env.items() if k not in ("APP_VERSION", "DEPLOYMENT_ENVIRONMENT")}
     env.update({"PYTHONPATH": str(ROOT), "OTEL_TRACES_EXPORTER": "console", "OTEL_LOGS_EXPORTER": "console",
-                "OTEL_METRICS_EXPORTER": "none", "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED": "true",
+                "OTEL_METRICS_EXPORTER": "console", "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED": "true",
+                "APP_VERSION": "7.7.7", "DEPLOYMENT_ENVIRONMENT": "instrument-test",
                 "OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_BLRP_SCHEDULE_DELAY": "100", "LOG_LEVEL": "INFO", **extra})
     return subprocess.run([str(BIN / "opentelemetry-instrument"), sys.executable, str(script), canary,
                            str(tmp_path / "d.sqlite3")], cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -66,11 +73,65 @@ def test_opentelemetry_instrument_exports_through_the_privacy_filter(tmp_path):
     assert "SCRIPT-DONE" in out
     # positive control: the console exporters did print the spans (with their query attribute) and the log
     assert '"http.route": "/api/entries/<int:entry_id>"' in out, out[-3000:]
-    # old semconv under opentelemetry-instrument (the distro instruments Flask before app/telemetry.py's opt-in)
-    assert '"url.query": "q=REDACTED"' in out or '?q=REDACTED"' in out
     assert "probe log with Bearer REDACTED" in out
     leaked = [line for line in (out + proc.stderr).splitlines() if canary in line]
     assert leaked == [], leaked[:5]
+    # the service's defaults, set by our distro before the instrumentors and the configurator ran
+    docs = json_documents(out)
+    spans = [d for d in docs if "context" in d and "kind" in d]
+    server = [d for d in spans if d["kind"] == "SpanKind.SERVER"]
+    assert server and all(d["resource"]["attributes"] == spans[0]["resource"]["attributes"] for d in spans)
+    res = spans[0]["resource"]["attributes"]
+    assert res["service.name"] == "ai-diary" and res["service.version"] == "7.7.7"
+    assert res["deployment.environment.name"] == res["deployment.environment"] == "instrument-test"
+    routed = [d["attributes"] for d in server if d["attributes"].get("http.route") == "/api/entries/<int:entry_id>"]
+    assert routed[0]["http.request.method"] == "GET" and routed[0]["url.query"] == "q=REDACTED"
+    assert not [d for d in server if "http.method" in d["attributes"] or "http.target" in d["attributes"]]
+    found = {m["name"]: m for d in docs for rm in d.get("resource_metrics", ()) for sm in rm["scope_metrics"]
+             for m in sm["metrics"]}
+    duration = found["http.server.request.duration"]
+    assert duration["unit"] == "s" and "http.server.duration" not in found
+    assert all("scale" in p and "positive" in p for p in duration["data"]["data_points"])  # base2 exponential
+
+
+def json_documents(text: str) -> list[dict[str, Any]]:
+    """Every JSON object on stdout: the console exporters' (indented, several lines each) and our JSON lines."""
+    decoder, docs, i = json.JSONDecoder(), [], 0
+    while (i := text.find("{", i)) >= 0:
+        try:
+            doc, end = decoder.raw_decode(text, i)
+        except ValueError:
+            i += 1
+            continue
+        docs.append(doc)
+        i = end
+    return docs
+
+
+def test_ours_are_the_only_distro_and_configurator():
+    """opentelemetry-instrument takes the FIRST entry point of each group: with two installed, which one wins is
+    up to the metadata order. opentelemetry-distro is not a dependency; ours must be the only ones."""
+    found = {g: [(e.name, e.value) for e in entry_points(group=g)]
+             for g in ("opentelemetry_distro", "opentelemetry_configurator")}
+    assert found == {"opentelemetry_distro": [("ai_diary", "ai_diary_otel:AiDiaryDistro")],
+                     "opentelemetry_configurator": [("ai_diary", "ai_diary_otel:AiDiaryConfigurator")]}, (
+        f"{found}: reinstall (uv pip sync requirements.lock, then pip install --no-deps -e .)")
+
+
+def test_resource_defaults_never_override_what_is_set(monkeypatch):
+    import ai_diary_otel
+    from opentelemetry.sdk.resources import Resource
+
+    env = {"OTEL_RESOURCE_ATTRIBUTES": "service.version=9.9,team=a%2Cb", "APP_VERSION": "1.0",
+           "OTEL_PYTHON_EXCLUDED_URLS": "/x"}
+    ai_diary_otel.apply_env_defaults(env)
+    assert "OTEL_PYTHON_FLASK_EXCLUDED_URLS" in env and env["OTEL_PYTHON_FLASK_EXCLUDED_URLS"] == "/x"
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", env["OTEL_RESOURCE_ATTRIBUTES"])
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "diary-canary")
+    attrs = Resource.create().attributes
+    assert attrs["service.version"] == "9.9" and attrs["team"] == "a,b"  # set: kept
+    assert attrs["deployment.environment.name"] == "development"  # unset: our default
+    assert attrs["service.name"] == "diary-canary"  # OTEL_SERVICE_NAME beats the default in the attributes
 
 
 class _OpaqueExporting(SpanProcessor):

@@ -40,6 +40,36 @@ def test_policy_drops_headers_content_and_parameters():
     assert "gen_ai.input.messages" in opted_in and "http.request.header.authorization" not in opted_in
 
 
+def test_credential_headers_go_whatever_the_instrumentation_calls_them():
+    """OTel Python's HTTP utilities write ``http.request.header.x_api_key`` ("-" as "_"); others keep the dash."""
+    names = ["authorization", "proxy_authorization", "cookie", "set_cookie", "x_api_key", "x-api-key", "api_key",
+             "openai_api_key", "wandb-api-key", "x_auth_token", "x_goog_api_key", "x_amz_security_token",
+             "x_session_id", "x_hub_signature_256"]
+    attrs = {**{f"http.request.header.{n}": ("v",) for n in names}, "http.response.header.set_cookie": ("v",),
+             "http.request.header.content_type": ("application/json",)}
+    clean, _ = Policy(capture_content=True).attributes(attrs)
+    assert clean == {"http.request.header.content_type": ("application/json",)}
+
+
+def test_genai_content_opt_in_keeps_only_content_keys():
+    """The opt-in is for GenAI content: error text, URLs and status descriptions stay redacted."""
+    row = "new row violates check constraint\nDETAIL: Failing row contains (7, dear diary SECRET)"
+    tb = f'Traceback (most recent call last):\n  File "a.py", line 1, in f\n    g()\nIntegrityError: {row}'
+    clean, changed = Policy(capture_content=True).attributes(
+        {"exception.message": row, "exception.stacktrace": tb, "url.full": "http://h/v1?key=SECRET",
+         "gen_ai.input.messages": "[SECRET-PROMPT]"})
+    assert changed and clean["gen_ai.input.messages"] == "[SECRET-PROMPT]"
+    assert "SECRET" not in clean["exception.message"] and "violates check constraint" in clean["exception.message"]
+    assert "SECRET" not in clean["exception.stacktrace"] and 'File "a.py"' in clean["exception.stacktrace"]
+    assert clean["url.full"] == f"http://h/v1?key={REDACTED}"
+    tp, mem = TracerProvider(), InMemorySpanExporter()
+    tp.add_span_processor(SimpleSpanProcessor(PrivacySpanExporter(mem, Policy(capture_content=True))))
+    with tp.get_tracer("t").start_as_current_span("INSERT") as span:
+        span.set_status(Status(StatusCode.ERROR, row))
+    (exported,) = mem.get_finished_spans()
+    assert "SECRET" not in exported.status.description and "violates" in exported.status.description
+
+
 def test_span_exporter_wrapper_rewrites_only_what_it_must():
     mem = InMemorySpanExporter()
     tp = TracerProvider()

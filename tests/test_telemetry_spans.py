@@ -1,11 +1,13 @@
 """Traces of the real app through app/telemetry.py: server spans per route, DB and GenAI children, errors."""
 from __future__ import annotations
 
+import secrets
+
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 from app import telemetry
-from app.local_llm import FAIL_HEADER
+from app.local_llm import FAIL_ATTEMPTS_HEADER, FAIL_HEADER
 from app.telemetry_testing import *  # noqa: F401,F403 - the telemetry fixtures
 from app.telemetry_testing import flush, reset_globals, stdout_lines  # noqa: F401
 
@@ -93,8 +95,10 @@ def test_db_and_genai_spans_are_children_of_the_request(client, register, span_e
     assert g.attributes["gen_ai.request.model"] == "gpt-4o-mini"
     assert g.attributes["app.feature"] == "reflect"
     assert g.attributes["enduser.pseudo.id"] and g.attributes["enduser.pseudo.id"] != "carol"
-    # openai 3.x talks through httpx2, which the httpx instrumentation does not patch: the GenAI span is the leaf
     assert g.kind == SpanKind.CLIENT
+    # openai 3.x talks through httpx2 (HTTPX2ClientInstrumentor): the HTTP client span of the call sits under it
+    (http,) = [s for s in spans if s.kind == SpanKind.CLIENT and s.attributes.get("http.request.method") == "POST"]
+    assert http.parent.span_id == g.context.span_id and http.attributes["app.feature"] == "reflect"
 
 
 def test_error_path_marks_span_and_metric(client, register, span_exporter, metric_reader):
@@ -169,3 +173,77 @@ def test_ai_call_context_outside_requests(feature, telemetry_state, span_exporte
     assert spans["inside"].attributes["app.feature"] == feature
     assert spans["inside"].attributes["enduser.pseudo.id"] == "p-123"
     assert "app.feature" not in spans["outside"].attributes
+
+
+def llm_client_with(app, monkeypatch, **options):
+    """The app's real openai client, with ``with_options(**options)`` (fault headers, query, retries)."""
+    llm = app.extensions["llm"]
+    llm._client = None
+    orig = llm.client
+    monkeypatch.setattr(llm, "client", lambda: orig().with_options(**options))
+
+
+@pytest.mark.parametrize("telemetry_overrides", [{"OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST": ".*",
+                                                  "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE": ".*"}])
+def test_each_llm_attempt_is_an_http_client_span_under_the_genai_span(client, register, span_exporter, monkeypatch,
+                                                                       telemetry_state):
+    """Two injected 500s, then success (the SDK retries twice): three POST client spans under the one chat span.
+    Header capture is switched on for everything: the Authorization header (the API key) is recorded, and the
+    privacy filter keeps it from every exported span; the query value in url.full is redacted."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    raw = InMemorySpanExporter()  # spans as recorded, before the privacy filter
+    telemetry_state.tracer_provider.add_span_processor(SimpleSpanProcessor(raw))
+    headers = register("fay")
+    eid = client.post("/api/entries", json={"text": "x"}, headers=headers).json["id"]
+    canary = "cnry" + secrets.token_hex(8)
+    llm_client_with(client.application, monkeypatch, default_headers={FAIL_HEADER: "500", FAIL_ATTEMPTS_HEADER: "2"},
+                    default_query={"sig": canary}, max_retries=2)
+    flush()
+    span_exporter.clear()
+    resp = client.post(f"/api/entries/{eid}/ai/summarize", headers=headers)
+    assert resp.status_code == 200, resp.json
+    flush()
+    spans = span_exporter.get_finished_spans()
+    (chat,) = [s for s in spans if s.attributes.get("gen_ai.operation.name") == "chat"]
+    http = [s for s in spans if s.kind == SpanKind.CLIENT and s.attributes.get("http.request.method") == "POST"]
+    assert len(http) == 3 and all(s.parent.span_id == chat.context.span_id for s in http)
+    assert sorted(s.attributes["http.response.status_code"] for s in http) == [200, 500, 500]
+    assert all(s.attributes["app.feature"] == "summarize" and s.attributes["enduser.pseudo.id"] for s in http)
+    assert all(s.attributes["url.full"].endswith("/chat/completions?sig=REDACTED") for s in http)
+    keys = {k for s in http for k in s.attributes}
+    assert "http.request.header.content_type" in keys  # positive control: headers were captured
+    assert [k for k in keys if "authorization" in k or "api_key" in k] == []
+    texts = str([(s.name, dict(s.attributes), [dict(e.attributes or {}) for e in s.events]) for s in spans])
+    assert "test-key" not in texts and canary not in texts
+    recorded = [s.attributes.get("http.request.header.authorization") for s in raw.get_finished_spans()
+                if s.kind == SpanKind.CLIENT and s.attributes.get("http.request.method") == "POST"]
+    assert recorded == [("Bearer test-key",)] * 3  # positive control: it was there to be filtered
+
+
+@pytest.mark.parametrize("telemetry_overrides", [{"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "flask, httpx2"}])
+def test_disabled_instrumentations_are_not_wired(client, register, span_exporter):
+    headers = register("gus")
+    eid = client.post("/api/entries", json={"text": "x"}, headers=headers).json["id"]
+    assert client.post(f"/api/entries/{eid}/ai/mood", headers=headers).status_code == 200
+    flush()
+    spans = span_exporter.get_finished_spans()
+    assert not server_spans(span_exporter)
+    assert [s for s in spans if s.attributes.get("db.system.name") or s.attributes.get("db.system")]  # sqlalchemy
+    assert [s for s in spans if s.attributes.get("gen_ai.operation.name") == "chat"]  # openai stays
+    assert not [s for s in spans if s.attributes.get("http.request.method") == "POST" and s.kind == SpanKind.CLIENT]
+
+
+@pytest.mark.parametrize("telemetry_overrides", [{"OTEL_PYTHON_EXCLUDED_URLS": "/api/openapi"},
+                                                 {"OTEL_PYTHON_FLASK_EXCLUDED_URLS": "/api/openapi",
+                                                  "OTEL_PYTHON_EXCLUDED_URLS": "/api/entries"}])
+def test_excluded_urls_follow_the_flask_instrumentation_precedence(client, register, span_exporter):
+    """The Flask variable, else the generic one, else our default (/healthz,/readyz)."""
+    headers = register("hal")
+    assert client.get("/api/openapi.json").status_code == 200
+    assert client.get("/api/entries", headers=headers).status_code == 200
+    assert client.get("/healthz").status_code == 200
+    routes = {s.attributes.get("http.route") for s in by_route(span_exporter, "GET", "/api/entries") +
+              by_route(span_exporter, "GET", "/healthz") + by_route(span_exporter, "GET", "/api/openapi.json")}
+    assert routes == {"/api/entries", "/healthz"}
