@@ -25,7 +25,6 @@ COPY pyproject.toml requirements.lock ./
 RUN uv pip install --python /opt/venv/bin/python --constraint requirements.lock -r pyproject.toml
 COPY app ./app
 COPY exporters ./exporters
-COPY ai_diary_otel ./ai_diary_otel
 RUN uv pip install --python /opt/venv/bin/python --no-deps .
 
 # ---- runtime: the venv, the gunicorn config and a non-root user --------------------------------------------

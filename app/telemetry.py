@@ -18,7 +18,7 @@ the SDK configurator's own helpers, so ``OTEL_EXPORTER_OTLP_[SIGNAL_]PROTOCOL`` 
 Default exporters when an ``OTEL_*_EXPORTER`` variable is unset: ``otlp`` if ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or
 the signal's own endpoint variable) is set, else ``none`` — a bare process never tries to reach localhost:4317.
 
-Defaults we set (ai_diary_otel, shared with ``opentelemetry-instrument``; an explicit value wins):
+Defaults we set (exporters/distro.py, shared with ``opentelemetry-instrument``; an explicit value wins):
 ``OTEL_SEMCONV_STABILITY_OPT_IN=http`` (stable ``http.server.request.duration`` in seconds), base2 exponential
 histograms (``OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION``; applied to every reader through a View),
 Flask excluded URLs ``/healthz,/readyz`` (``OTEL_PYTHON_FLASK_EXCLUDED_URLS``, else ``OTEL_PYTHON_EXCLUDED_URLS``).
@@ -60,7 +60,7 @@ from typing import Any, TextIO
 from opentelemetry import _logs, metrics, trace
 from opentelemetry.sdk.trace import SpanProcessor
 
-import ai_diary_otel
+from exporters import distro as otel_defaults
 from app import telemetry_adopt, telemetry_env, telemetry_logging, telemetry_setup
 from app.telemetry_env import TelemetryConfigError, truthy
 from app.telemetry_privacy import Policy
@@ -73,7 +73,7 @@ ENV_GENAI_HOOK = "OTEL_INSTRUMENTATION_GENAI_COMPLETION_HOOK"
 ATTR_FEATURE, ATTR_PSEUDO_ID, ATTR_WORKER = "app.feature", "enduser.pseudo.id", "app.worker.id"
 __all__ = ["TelemetryConfigError", "State", "configure", "init_app", "init_worker", "shutdown", "ai_call_context"]
 
-for _name, _value in ai_diary_otel.ENV_DEFAULTS.items():
+for _name, _value in otel_defaults.ENV_DEFAULTS.items():
     os.environ.setdefault(_name, _value)
 
 _AI_CONTEXT: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("ai_diary_ai_call", default=None)
@@ -138,10 +138,10 @@ def _static_resource(settings: Any | None) -> dict[str, Any]:
         return str(os.environ.get(name) or (getattr(settings, name, None) if settings is not None else None)
                    or default)
 
-    env = pick("DEPLOYMENT_ENVIRONMENT", ai_diary_otel.DEFAULT_ENVIRONMENT)
+    env = pick("DEPLOYMENT_ENVIRONMENT", otel_defaults.DEFAULT_ENVIRONMENT)
     attrs: dict[str, Any] = {
-        "service.name": ai_diary_otel.DEFAULT_SERVICE_NAME,
-        "service.version": pick("APP_VERSION", ai_diary_otel.DEFAULT_VERSION),
+        "service.name": otel_defaults.DEFAULT_SERVICE_NAME,
+        "service.version": pick("APP_VERSION", otel_defaults.DEFAULT_VERSION),
         "deployment.environment.name": env,
         "deployment.environment": env,
         "service.instance.id": f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
@@ -223,7 +223,7 @@ def init_app(app: Any) -> State:
     if state.disabled:
         return state
     try:
-        telemetry_setup.instrument_app(state, app, ai_diary_otel.flask_excluded_urls())
+        telemetry_setup.instrument_app(state, app, otel_defaults.flask_excluded_urls())
     except Exception:  # noqa: BLE001 - telemetry must never stop the app
         logger.exception("telemetry: instrumenting the app failed; serving without it")
     return state

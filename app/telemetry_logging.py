@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from opentelemetry import trace
 
-from ai_diary_otel import resource_defaults
+from exporters.distro import resource_defaults
 from app.telemetry_privacy import RedactingFilter, redact_error
 
 _MARK = "_ai_diary_handler"

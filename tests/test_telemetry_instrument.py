@@ -1,6 +1,6 @@
 """Under ``opentelemetry-instrument`` the providers are not ours: the privacy filter must still sit in front of
 every exporter (app/telemetry_adopt.py), and the service's defaults must still apply (our distro and configurator,
-ai_diary_otel: resource, stable HTTP semantic conventions, base2 histograms). A real ``opentelemetry-instrument
+exporters.distro: resource, stable HTTP semantic conventions, base2 histograms). A real ``opentelemetry-instrument
 python script.py`` subprocess with the console exporters (spans, metrics and logs printed on stdout), a canary in
 client-controlled fields, and a positive control proving the spans and logs were exported at all."""
 from __future__ import annotations
@@ -113,18 +113,18 @@ def test_ours_are_the_only_distro_and_configurator():
     up to the metadata order. opentelemetry-distro is not a dependency; ours must be the only ones."""
     found = {g: [(e.name, e.value) for e in entry_points(group=g)]
              for g in ("opentelemetry_distro", "opentelemetry_configurator")}
-    assert found == {"opentelemetry_distro": [("ai_diary", "ai_diary_otel:AiDiaryDistro")],
-                     "opentelemetry_configurator": [("ai_diary", "ai_diary_otel:AiDiaryConfigurator")]}, (
+    assert found == {"opentelemetry_distro": [("ai_diary", "exporters.distro:AiDiaryDistro")],
+                     "opentelemetry_configurator": [("ai_diary", "exporters.distro:AiDiaryConfigurator")]}, (
         f"{found}: reinstall (uv pip sync requirements.lock, then pip install --no-deps -e .)")
 
 
 def test_resource_defaults_never_override_what_is_set(monkeypatch):
-    import ai_diary_otel
+    from exporters import distro as otel_defaults
     from opentelemetry.sdk.resources import Resource
 
     env = {"OTEL_RESOURCE_ATTRIBUTES": "service.version=9.9,team=a%2Cb", "APP_VERSION": "1.0",
            "OTEL_PYTHON_EXCLUDED_URLS": "/x"}
-    ai_diary_otel.apply_env_defaults(env)
+    otel_defaults.apply_env_defaults(env)
     assert "OTEL_PYTHON_FLASK_EXCLUDED_URLS" in env and env["OTEL_PYTHON_FLASK_EXCLUDED_URLS"] == "/x"
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", env["OTEL_RESOURCE_ATTRIBUTES"])
     monkeypatch.setenv("OTEL_SERVICE_NAME", "diary-canary")

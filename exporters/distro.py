@@ -4,8 +4,9 @@
 points it finds (``OTEL_PYTHON_DISTRO`` / ``OTEL_PYTHON_CONFIGURATOR`` pick one by name). The project registers
 ``ai_diary`` for both (pyproject.toml) and does not install ``opentelemetry-distro``, so ours are the only ones and
 the choice is deterministic. The distro runs before the configurator builds the providers and before the
-instrumentors patch flask, sqlalchemy, httpx and openai; this package therefore imports no ``app`` module (that
-would import flask and the rest unpatched: no server spans) — only the OpenTelemetry SDK, like the upstream distro.
+instrumentors patch flask, sqlalchemy, httpx and openai; this module therefore imports no ``app`` module (that
+would import flask and the rest unpatched: no server spans) — only the OpenTelemetry SDK, like the upstream distro
+(``exporters/__init__`` imports nothing).
 
 Defaults, each with ``setdefault`` semantics (an explicit value wins):
 
