@@ -64,6 +64,8 @@ def post_fork(server, worker) -> None:
     """In the worker: one set of providers per process, tagged with the worker slot."""
     worker_id = getattr(worker, _SLOT, 0)
     os.environ["AI_DIARY_WORKER_ID"] = str(worker_id)
+    # the real worker count (a --workers flag included): in-process alerting turns itself off with several
+    os.environ["WEB_CONCURRENCY"] = str(server.cfg.workers)
     try:
         from app.telemetry import init_worker
 

@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import _KNOWN_SAMPLERS
 
-from exporters.distro import BASE2, ENV_HIST, EXPLICIT
+from exporters.distro import BASE2, ENV_HIST, EXP_HISTOGRAM_MAX_SIZE, EXPLICIT
 from app.telemetry_env import ENV_FAST_OTLP, is_disabled, truthy
 from app.telemetry_otlp import FastOTLPSpanExporter
 from app.telemetry_privacy import Policy, PrivacyLogProcessor, PrivacySpanExporter, redact_error
@@ -84,7 +84,9 @@ def resource(static: dict[str, Any]) -> Resource:
 def histogram_views() -> list[View]:
     choice = os.environ.setdefault(ENV_HIST, BASE2).strip().lower()
     if choice == BASE2:
-        return [View(instrument_type=Histogram, aggregation=ExponentialBucketHistogramAggregation())]
+        # every reader (OTLP to the collector and bridge too) gets the finer layout the W&B p95 needs
+        return [View(instrument_type=Histogram,
+                     aggregation=ExponentialBucketHistogramAggregation(max_size=EXP_HISTOGRAM_MAX_SIZE))]
     if choice == EXPLICIT:
         return []
     raise ValueError(f"{ENV_HIST} must be {BASE2} or {EXPLICIT}, got {choice!r}")

@@ -40,6 +40,9 @@ ENV_HIST = "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION"
 BASE2, EXPLICIT = "base2_exponential_bucket_histogram", "explicit_bucket_histogram"
 ENV_FLASK_EXCLUDED, ENV_EXCLUDED = "OTEL_PYTHON_FLASK_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS"
 DEFAULT_EXCLUDED_URLS = "/healthz,/readyz"
+# base2 histograms with 320 buckets (the SDK default is 160): one scale finer, which halves the percentile error
+# bound (exporters/stats.py: p95 within 3 % at ~100 points per series and interval)
+EXP_HISTOGRAM_MAX_SIZE = 320
 ENV_DEFAULTS = {"OTEL_SEMCONV_STABILITY_OPT_IN": "http", ENV_HIST: BASE2}
 
 
@@ -91,7 +94,8 @@ def _histogram_preference() -> dict[type, dict[str, Any]]:
     for cls in classes.values():
         if not issubclass(cls, MetricReader) and \
                 "preferred_aggregation" in inspect.signature(cls.__init__).parameters:
-            args[cls] = {"preferred_aggregation": {Histogram: ExponentialBucketHistogramAggregation()}}
+            args[cls] = {"preferred_aggregation": {
+                Histogram: ExponentialBucketHistogramAggregation(max_size=EXP_HISTOGRAM_MAX_SIZE)}}
     return args
 
 
