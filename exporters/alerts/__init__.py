@@ -103,8 +103,8 @@ def sibling_workers(env: Mapping[str, str]) -> int:
     """How many gunicorn workers serve this app when this process is one of them, else 0.
 
     The signal: ``AI_DIARY_WORKER_ID``, which only gunicorn.conf.py's ``post_fork`` sets (the W&B bridge, the
-    demo's tools and tests never have it), with the count from ``WEB_CONCURRENCY`` -- what gunicorn.conf.py
-    reads -- defaulting, like it, to 2. A ``--workers`` flag on the command line is not visible here.
+    demo's tools and tests never have it), with the count from ``WEB_CONCURRENCY``, which ``post_fork`` sets to
+    the server's real worker count (a ``--workers`` flag included); unset, gunicorn.conf.py's default of 2.
     """
     if not (env.get(ENV_WORKER_ID) or "").strip():
         return 0
