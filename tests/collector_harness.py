@@ -164,6 +164,7 @@ def read_log_records(log_dir: Path, base: str) -> list[dict[str, Any]]:
                     scope = sl.get("scope", {}).get("name", "")
                     for r in sl.get("logRecords", []):
                         out.append({"scope": scope, "severity": r.get("severityNumber", 0),
+                                    "time_ns": int(r.get("timeUnixNano") or 0),
                                     "body": r.get("body", {}).get("stringValue"), "resource": res,
                                     "attributes": {a["key"]: a["value"] for a in r.get("attributes", [])}})
     return out

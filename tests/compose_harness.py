@@ -175,12 +175,16 @@ class Topology:
         if name not in self.order:
             self.order.append(name)
 
-    def restart(self, name: str, *, kill: bool = True) -> None:
-        """SIGKILL (a crash; SIGTERM with kill=False) the service, then start it again: same command, same env."""
+    def kill(self, name: str) -> None:
+        """SIGKILL the service's process group: a crash, no cleanup."""
         proc = self.procs[name]
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(30)
+
+    def relaunch(self, name: str) -> None:
+        """Start a stopped service again: the same command and environment (compose's restart policy)."""
+        assert self.procs[name].poll() is not None, f"{name} is still running"
         self.start(name, *self.launch[name])
 
     def start_backend(self, name: str) -> Path:
