@@ -103,6 +103,7 @@ def test_compose_topology_end_to_end(tmp_path: Path) -> None:
         stats = wait_until(lambda: (s := httpx.get(f"{bridge}/healthz").json())["spans"] >= n_requests
                       and s["metric_points"] > 0 and s, 60, f"the bridge to receive >= {n_requests} spans")
         assert stats["rejected"] == 0 and stats["errors"] == 0, stats
+        assert stats["log_records"] > 0, stats  # compose sends the logs to the bridge too (WANDB_BRIDGE_LOGS_EXPORTER)
 
         def server_spans() -> list[tuple[dict[str, Any], dict[str, Any]]] | None:
             found = [p for p in resource_spans(backend) if p[1].get("kind") == 2]  # SPAN_KIND_SERVER
@@ -142,6 +143,7 @@ def test_compose_topology_end_to_end(tmp_path: Path) -> None:
     assert len(runs) == 1, runs
     run = read_run(runs[0])
     assert run.exit_code == 0
+    assert any(k.startswith("logs/count@severity=") for row in run.history for k in row)  # the log panel has data
     assert run_summary(run, "http/requests_total") == n_requests  # from the server spans
     # The metric streams of the two workers (app.worker.id in the resource) stay apart: their cumulative points are
     # diffed per stream, so the per-interval deltas over several rows add up to exactly the requests served.
