@@ -147,3 +147,23 @@ def test_rotation_keeps_at_most_max_backups(start_collector):
     recs = read_log_records(col.log_dir, "combined.log")
     assert any(r["body"].startswith("load-0011999") for r in recs)
     assert len(recs) < 12_000
+
+
+def test_the_demos_rotation_settings_cut_and_report_backups(start_collector, tmp_path):
+    """make demo's collector (app/demo_stack.py ROTATION_ENV: 1 MB files, 3 backups) rotates, and its summary line
+    lists the backups; below 1 MB it says how many requests would cut the first one."""
+    from app.demo_stack import ROTATE_BACKUPS, ROTATION_ENV, rotation_line
+
+    col = start_collector(ROTATION_ENV)
+    _load(col.http_endpoint, 12_000, 500, 300)  # ~5 MB in combined.log
+    live = col.log_dir / "combined.log"
+    wait_for(lambda: any("load-0011999" in line for line in live.read_text().splitlines()[-3:])
+             if live.exists() else False, 30, what="the last record in the live file")
+    time.sleep(1.0)  # lumberjack removes old backups on its own goroutine
+    backups = [f for f in file_set(col.log_dir, "combined.log") if f.name != "combined.log"]
+    assert len(backups) == ROTATE_BACKUPS, [f.name for f in backups]
+    assert f"combined.log {ROTATE_BACKUPS} backup(s)" in rotation_line(col.log_dir, 12_000)
+    quiet = tmp_path / "quiet"
+    quiet.mkdir()
+    (quiet / "combined.log").write_bytes(b"x" * 256 * 1024)
+    assert "no backup yet: combined.log holds 0.25 MB; about 2401 DEMO_REQUESTS" in rotation_line(quiet, 600)
