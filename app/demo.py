@@ -130,6 +130,9 @@ class DemoRun:
             self.oc.run_dirs = demo_stack.run_dirs(self.cfg.out / "wandb")
             self.oc.run_lines, seen = demo_stack.describe_runs(self.oc.run_dirs)
             self.oc.log_files = demo_stack.log_files(self.cfg.out / "logs")
+            if self.topology == "collector":
+                sent = self.traffic.tally.total if self.traffic else 0
+                self.oc.rotation = demo_stack.rotation_line(self.cfg.out / "logs", sent)
             if self.traffic:
                 audit = demo_stack.audit_counts(self.cfg.out / "logs")
                 self.oc.checks = cross_checks(self.traffic.tally, audit, seen)

@@ -22,7 +22,15 @@ from app.demo_topology import run_dirs
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Stack", "start", "run_dirs", "log_files", "write_report"]
+__all__ = ["Stack", "start", "run_dirs", "log_files", "rotation_line", "write_report"]
+
+# The demo's log files rotate small, so a longer run shows backups: 1 MB per file, 3 backups per log. Batches stay
+# far below 1 MB (a file line is one batch; the rotating writer refuses a line larger than a file), as in the
+# rotation tests (tests/test_collector_files.py).
+ROTATE_MB, ROTATE_BACKUPS = 1, 3
+ROTATION_ENV = {"LOG_MAX_MEGABYTES": str(ROTATE_MB), "LOG_MAX_BACKUPS": str(ROTATE_BACKUPS),
+                "AUDIT_LOG_MAX_MEGABYTES": str(ROTATE_MB), "AUDIT_LOG_MAX_BACKUPS": str(ROTATE_BACKUPS),
+                "OTEL_COLLECTOR_BATCH_SIZE": "200", "OTEL_COLLECTOR_BATCH_MAX_SIZE": "400"}
 
 
 @dataclass
@@ -52,6 +60,7 @@ def start(procs: Procs, cfg: DemoConfig, topology: str) -> Stack:
         "OTEL_COLLECTOR_BATCH_TIMEOUT": "1s",
         "LOG_FLUSH_INTERVAL": "1s",
         "SPAN_METRICS_FLUSH_INTERVAL": "5s",
+        **ROTATION_ENV,
     })
     collector = procs.start("collector", [str(topo.COLLECTOR_BINARY), f"--config=file:{topo.COLLECTOR_CONFIG}"],
                             env=env)
@@ -64,6 +73,23 @@ def log_files(log_dir: Path) -> list[Path]:
     if not log_dir.exists():
         return []
     return sorted(p for p in log_dir.rglob("*") if p.is_file())
+
+
+def rotation_line(log_dir: Path, requests: int) -> str:
+    """What the collector's rotation did in this run: backups per log (``<name>-<timestamp>.log``), or why none."""
+    files = log_files(log_dir)
+    backups = {base: [p for p in files if p.name.startswith(base + "-")] for base in ("combined", "error", "audit")}
+    cut = sum(len(b) for b in backups.values())
+    head = (f"rotation: each log rotates at {ROTATE_MB} MB and keeps {ROTATE_BACKUPS} backups (LOG_MAX_MEGABYTES, "
+            f"LOG_MAX_BACKUPS, AUDIT_LOG_*): ")
+    if cut:
+        return head + ", ".join(f"{base}.log {len(b)} backup(s)" for base, b in backups.items() if b)
+    live = log_dir / "combined.log"
+    size = live.stat().st_size if live.exists() else 0
+    hint = ""
+    if size and requests:
+        hint = f"; about {ROTATE_MB * 1024 * 1024 * requests // size + 1} DEMO_REQUESTS would cut the first one"
+    return head + f"no backup yet: combined.log holds {size / 1024 / 1024:.2f} MB{hint}"
 
 
 def write_report(cfg: DemoConfig, topology: str, oc: Outcome) -> list[Path]:

@@ -81,6 +81,7 @@ class Outcome:
     run_lines: list[str] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
     log_files: list[Path] = field(default_factory=list)
+    rotation: str = ""
     stdout_files: list[Path] = field(default_factory=list)
     reports: list[Path] = field(default_factory=list)
     alert_lines: list[str] = field(default_factory=list)
@@ -121,6 +122,8 @@ def summary(cfg: DemoConfig, tally: Tally, oc: Outcome) -> str:
         lines.append("  W&B run: none found under " + rel(cfg.out / "wandb"))
     for f in oc.log_files:
         lines.append(f"  log file: {rel(f)} ({_size(f)})")
+    if oc.rotation:
+        lines.append(f"  {oc.rotation}")
     if oc.topology == "collector" and not any(f.name.startswith("error") for f in oc.log_files):
         lines.append(f"  log file: {rel(cfg.out / 'logs' / 'error.log')} not created: no ERROR-severity record "
                      "(the LLM failures behind the 502s are logged as WARNING)")

@@ -66,6 +66,28 @@ class HttpError(Exception):
         self.status, self.message, self.rpc_code = status, message, rpc_code
 
 
+def gunzip(raw: bytes, cap: int) -> bytes:
+    """Every member of a gzip body (RFC 1952 allows several; protobuf concatenation merges them), at most cap bytes
+    inflated (413 above); 400 when it is not gzip or the stream is cut off before a member's end."""
+    out: list[bytes] = []
+    total, rest = 0, raw
+    while True:
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            chunk = d.decompress(rest, cap + 1 - total)
+        except zlib.error as exc:
+            raise HttpError(400, f"Content-Encoding gzip: body is not valid gzip ({exc})") from None
+        total += len(chunk)
+        if total > cap:
+            raise HttpError(413, f"decompressed body exceeds WANDB_BRIDGE_MAX_BODY_BYTES={cap}", 8)
+        if not d.eof:
+            raise HttpError(400, "Content-Encoding gzip: body is not valid gzip (the stream is truncated)")
+        out.append(chunk)
+        rest = d.unused_data.lstrip(b"\x00")  # zero padding between/after members, as gzip(1) accepts
+        if not rest:
+            return b"".join(out)
+
+
 class Stats:
     """Counters exposed on /healthz (and read by the benchmarks)."""
 
@@ -168,13 +190,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._body_consumed = True
         encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
         if encoding == "gzip":
-            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            try:
-                raw = d.decompress(raw, cap + 1)
-            except zlib.error as exc:
-                raise HttpError(400, f"Content-Encoding gzip: body is not valid gzip ({exc})") from None
-            if len(raw) > cap:
-                raise HttpError(413, f"decompressed body exceeds WANDB_BRIDGE_MAX_BODY_BYTES={cap}", 8)
+            raw = gunzip(raw, cap)
         elif encoding not in ("identity", ""):
             raise HttpError(415, f"Content-Encoding {encoding!r} not supported: use gzip or identity")
         return raw

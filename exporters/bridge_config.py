@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from exporters.config import ConfigError, env_number
@@ -39,7 +39,7 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> i
 class BridgeConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
-    token: str = ""
+    token: str = field(default="", repr=False)  # a secret: never in a repr or a log line
     max_body_bytes: int = DEFAULT_MAX_BODY
     shutdown_timeout_s: float = 30.0
 

@@ -3,14 +3,15 @@
 Used by the OTLP/HTTP bridge. Pure functions: no I/O, no threads, no wandb. Decoding is flat loops over the
 protobuf messages (upb), with resource and scope attributes converted once per resource/scope and shared.
 
-Privacy: a second wall after the collector's redaction step -- attributes whose key is known to carry
-content or credentials are dropped here too (``is_forbidden_key``).
+Privacy: a third wall after the app's filter and the collector's redaction step -- attributes whose key is known
+to carry content or credentials are dropped here too (``is_forbidden_key``), and GenAI event bodies are replaced.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -29,12 +30,21 @@ from exporters.records import (
 TRACES, METRICS, LOGS = "traces", "metrics", "logs"
 REQUEST_TYPES = {TRACES: ExportTraceServiceRequest, METRICS: ExportMetricsServiceRequest, LOGS: ExportLogsServiceRequest}
 
-FORBIDDEN_KEYS = frozenset({
-    "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions", "gen_ai.prompt",
-    "gen_ai.completion", "http.request.header.authorization", "http.request.header.cookie",
-    "http.request.header.proxy-authorization", "http.request.header.x-api-key", "http.response.header.set-cookie",
-})
-FORBIDDEN_PREFIXES = ("app.content.", "gen_ai.prompt.", "gen_ai.completion.")
+# The key policy, shared with the collector's redaction step (otel-collector.yaml wraps it as "(?i)^(...)\z";
+# tests/test_collector_signals.py checks they agree): a whole key, any case, '-' or '_' in header names (Python's
+# opentelemetry-util-http turns '-' into '_').
+FORBIDDEN_KEY_PATTERN = (
+    r"app[.]content([.].*)?"
+    r"|gen_ai[.](input[.]messages|output[.]messages|system_instructions|prompt|completion"
+    r"|tool[.]call[.](arguments|result)|tool[.]definitions)([.].*)?"
+    r"|http[.](request|response)[.]header[.](authorization|proxy[-_]authorization|cookie|set[-_]cookie|x[-_]api[-_]key"
+    r"|api[-_]key|wandb[-_]api[-_]key|openai[-_]api[-_]key|x[-_]auth[-_]token)"
+)
+_FORBIDDEN = re.compile(FORBIDDEN_KEY_PATTERN, re.IGNORECASE)
+_GENAI_EVENT = re.compile(r"gen_ai[.]")
+REDACTED_BODY = "REDACTED"
+_VERDICTS: dict[str, bool] = {}  # key -> forbidden? (keys repeat: one regex match per distinct key)
+_VERDICTS_MAX = 4096
 
 _KINDS = (INTERNAL, INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER)  # index = proto SpanKind value
 _TEMPORALITY = {1: DELTA, 2: CUMULATIVE}
@@ -46,7 +56,14 @@ class PayloadError(ValueError):
 
 
 def is_forbidden_key(key: str) -> bool:
-    return key in FORBIDDEN_KEYS or key.startswith(FORBIDDEN_PREFIXES)
+    """True when the whole key matches FORBIDDEN_KEY_PATTERN (case-insensitive)."""
+    verdict = _VERDICTS.get(key)
+    if verdict is None:
+        verdict = _FORBIDDEN.fullmatch(key) is not None
+        if len(_VERDICTS) >= _VERDICTS_MAX:
+            _VERDICTS.clear()
+        _VERDICTS[key] = verdict
+    return verdict
 
 
 def _anyvalue(v: Any) -> Any:
@@ -66,7 +83,7 @@ def attributes(kvs: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kv in kvs:
         key = kv.key
-        if key in FORBIDDEN_KEYS or key.startswith(FORBIDDEN_PREFIXES):
+        if is_forbidden_key(key):
             continue
         v = kv.value
         which = v.WhichOneof("value")
@@ -245,9 +262,13 @@ def logs(req: ExportLogsServiceRequest) -> Decoded:
         for sl in rl.scope_logs:
             scope = sl.scope.name
             for r in sl.log_records:
+                attrs = attributes(r.attributes)
+                # GenAI events (gen_ai.user.message, gen_ai.choice...) carry content in the body: never keep it
+                genai = _GENAI_EVENT.match(r.event_name) or _GENAI_EVENT.match(str(attrs.get("event.name", "")))
                 append(LogRecord(
-                    r.time_unix_nano or r.observed_time_unix_nano, r.severity_number, r.severity_text, _body(r.body),
-                    scope, r.trace_id.hex() or None, r.span_id.hex() or None, attributes(r.attributes), resource))
+                    r.time_unix_nano or r.observed_time_unix_nano, r.severity_number, r.severity_text,
+                    REDACTED_BODY if genai else _body(r.body), scope, r.trace_id.hex() or None,
+                    r.span_id.hex() or None, attrs, resource))
     return out
 
 

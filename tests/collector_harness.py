@@ -27,7 +27,26 @@ PROTO = "application/x-protobuf"
 
 # -- payloads ------------------------------------------------------------------------------------------------
 
-def _set(kvs: Any, attrs: dict[str, Any]) -> None:
+# Keys the privacy walls must delete (collector redaction step, bridge decoder): content, tool calls, credentials
+# in captured headers -- in the forms Python's instrumentation writes them ('_' for '-') and in any case.
+FORBIDDEN_KEYS = (
+    "app.content", "app.content.entry", "app.content.summary", "APP.Content.Title",
+    "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions", "gen_ai.prompt",
+    "gen_ai.prompt.0.content", "gen_ai.completion", "gen_ai.completion.0.content", "gen_ai.tool.call.arguments",
+    "gen_ai.tool.call.result", "gen_ai.tool.definitions",
+    "http.request.header.authorization", "http.request.header.Authorization", "http.request.header.cookie",
+    "http.request.header.proxy_authorization", "http.request.header.proxy-authorization",
+    "http.request.header.x_api_key", "http.request.header.x-api-key", "http.request.header.api_key",
+    "http.request.header.wandb_api_key", "http.request.header.openai-api-key", "http.request.header.x_auth_token",
+    "http.response.header.set_cookie", "http.response.header.set-cookie", "http.response.header.Set-Cookie",
+)
+# Their neighbours, which must survive (the positive control).
+ALLOWED_NEIGHBOURS = {"app.contents_length": 42, "app.content_type": "diary", "gen_ai.request.model": "gpt-4o-mini",
+                      "gen_ai.tool.name": "lookup", "gen_ai.usage.input_tokens": 7, "http.route": "/entries",
+                      "http.request.header.content_type": "application/json", "http.request.header.cookie_count": 1}
+
+
+def set_attributes(kvs: Any, attrs: dict[str, Any]) -> None:
     for k, v in attrs.items():
         kv = kvs.add()
         kv.key = k
@@ -46,7 +65,7 @@ def spans_request(n: int, *, start: int = 0, attrs: dict[str, Any] | None = None
     """n SERVER spans named 'GET /entries' (ids derived from the index, so they are unique and checkable)."""
     req = ExportTraceServiceRequest()
     rs = req.resource_spans.add()
-    _set(rs.resource.attributes, {"service.name": service, **(resource or {})})
+    set_attributes(rs.resource.attributes, {"service.name": service, **(resource or {})})
     ss = rs.scope_spans.add()
     ss.scope.name = "test.scope"
     now = time.time_ns()
@@ -56,7 +75,7 @@ def spans_request(n: int, *, start: int = 0, attrs: dict[str, Any] | None = None
         s.span_id = (i + 1).to_bytes(8, "big")
         s.name, s.kind = "GET /entries", 2
         s.start_time_unix_nano, s.end_time_unix_nano = now - 5_000_000, now
-        _set(s.attributes, {"http.request.method": "GET", "http.route": "/entries",
+        set_attributes(s.attributes, {"http.request.method": "GET", "http.route": "/entries",
                             "http.response.status_code": 500 if error_every and i % error_every == 0 else 200,
                             "test.index": i, **(attrs or {})})
         if error_every and i % error_every == 0:
@@ -68,7 +87,7 @@ def metrics_request(name: str = "test.requests", value: int = 1, *, attrs: dict[
                     points: int = 1) -> ExportMetricsServiceRequest:
     req = ExportMetricsServiceRequest()
     rm = req.resource_metrics.add()
-    _set(rm.resource.attributes, {"service.name": "ai-diary-test"})
+    set_attributes(rm.resource.attributes, {"service.name": "ai-diary-test"})
     m = rm.scope_metrics.add().metrics.add()
     m.name, m.unit = name, "1"
     m.sum.aggregation_temporality, m.sum.is_monotonic = 2, True
@@ -76,7 +95,7 @@ def metrics_request(name: str = "test.requests", value: int = 1, *, attrs: dict[
     for i in range(points):
         p = m.sum.data_points.add()
         p.start_time_unix_nano, p.time_unix_nano, p.as_int = now - 10**9, now, value
-        _set(p.attributes, {"point": i, **(attrs or {})})
+        set_attributes(p.attributes, {"point": i, **(attrs or {})})
     return req
 
 
@@ -84,7 +103,7 @@ def logs_request(records: list[tuple[str, int, str, dict[str, Any]]]) -> ExportL
     """records: (scope, severity_number, body, attributes); one ScopeLogs per record."""
     req = ExportLogsServiceRequest()
     rl = req.resource_logs.add()
-    _set(rl.resource.attributes, {"service.name": "ai-diary-test"})
+    set_attributes(rl.resource.attributes, {"service.name": "ai-diary-test"})
     now = time.time_ns()
     for scope, sev, body, attrs in records:
         sl = rl.scope_logs.add()
@@ -92,7 +111,7 @@ def logs_request(records: list[tuple[str, int, str, dict[str, Any]]]) -> ExportL
         r = sl.log_records.add()
         r.time_unix_nano, r.severity_number, r.body.string_value = now, sev, body
         r.severity_text = {9: "INFO", 13: "WARN", 17: "ERROR", 21: "FATAL"}.get(sev, "")
-        _set(r.attributes, attrs)
+        set_attributes(r.attributes, attrs)
     return req
 
 
@@ -145,6 +164,7 @@ def read_log_records(log_dir: Path, base: str) -> list[dict[str, Any]]:
                     scope = sl.get("scope", {}).get("name", "")
                     for r in sl.get("logRecords", []):
                         out.append({"scope": scope, "severity": r.get("severityNumber", 0),
+                                    "time_ns": int(r.get("timeUnixNano") or 0),
                                     "body": r.get("body", {}).get("stringValue"), "resource": res,
                                     "attributes": {a["key"]: a["value"] for a in r.get("attributes", [])}})
     return out

@@ -17,15 +17,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from collector_harness import ALLOWED_NEIGHBOURS, FORBIDDEN_KEYS, metrics_request
 from exporters import otlp_decode
 from exporters.otlp_decode import PayloadError, is_forbidden_key
 
 RESOURCE = Resource.create({"service.name": "diary", "deployment.environment.name": "test"})
 CANARY = "CANARY-diary-text-7f3a"
-FORBIDDEN = {"gen_ai.input.messages": CANARY, "gen_ai.output.messages": CANARY, "gen_ai.prompt": CANARY,
-             "gen_ai.prompt.0.content": CANARY, "gen_ai.system_instructions": CANARY,
-             "http.request.header.authorization": CANARY, "http.request.header.cookie": CANARY,
-             "app.content.entry_text": CANARY}
+FORBIDDEN = {key: CANARY for key in FORBIDDEN_KEYS}
 
 
 def test_sdk_spans_roundtrip():
@@ -93,8 +91,13 @@ def test_sdk_logs_roundtrip():
     provider.get_logger("audit").emit(body="entry.delete", severity_number=SeverityNumber.INFO,
                                       severity_text="INFO", attributes={"actor": "u1", **FORBIDDEN})
     provider.get_logger("app").emit(body={"event": "x", "n": 1}, severity_number=SeverityNumber.ERROR)
+    # GenAI events hold content in the body (event_name field, or the older event.name attribute): replaced
+    genai = provider.get_logger("genai")
+    genai.emit(event_name="gen_ai.user.message", body={"content": CANARY}, severity_number=SeverityNumber.INFO)
+    genai.emit(body=f"{CANARY} answer", attributes={"event.name": "gen_ai.choice"})
     body = encode_logs(exporter.get_finished_logs()).SerializeToString()
-    audit, err = otlp_decode.decode("logs", body).records
+    audit, err, user_msg, choice = otlp_decode.decode("logs", body).records
+    assert (user_msg.body, choice.body, choice.attributes) == ("REDACTED", "REDACTED", {"event.name": "gen_ai.choice"})
     assert (audit.scope, audit.severity_number, audit.body, audit.attributes) == ("audit", 9, "entry.delete",
                                                                                  {"actor": "u1"})
     assert audit.time_ns > 0 and audit.trace_id is None
@@ -102,8 +105,14 @@ def test_sdk_logs_roundtrip():
 
 
 def test_forbidden_keys():
-    assert all(is_forbidden_key(k) for k in FORBIDDEN)
-    assert not any(is_forbidden_key(k) for k in ("gen_ai.usage.input_tokens", "http.route", "app.contents"))
+    """The collector's key policy (FORBIDDEN_KEY_PATTERN): whole keys, any case, '-' or '_' in header names."""
+    assert [k for k in FORBIDDEN_KEYS if not is_forbidden_key(k)] == []
+    assert [k for k in ALLOWED_NEIGHBOURS if is_forbidden_key(k)] == []
+    assert not any(is_forbidden_key(k) for k in ("app.contents", "xapp.content", "http.request.header.authorization2"))
+    assert is_forbidden_key("HTTP.Request.Header.X-Api-Key") and is_forbidden_key("http.request.header.cookie")
+    attrs = otlp_decode.attributes(metrics_request(attrs={**FORBIDDEN, **ALLOWED_NEIGHBOURS})
+                                   .resource_metrics[0].scope_metrics[0].metrics[0].sum.data_points[0].attributes)
+    assert attrs == {"point": 0, **ALLOWED_NEIGHBOURS}
 
 
 def test_payload_errors():

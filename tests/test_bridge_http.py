@@ -139,6 +139,34 @@ def test_bad_gzip_and_unknown_content_type(make_bridge):
     assert status == 415 and b"application/x-protobuf" in resp
 
 
+def test_every_gzip_member_is_decoded_and_a_cut_off_stream_is_400(make_bridge, pipeline):
+    bridge = make_bridge()
+    first, second = spans_request(3).SerializeToString(), spans_request(4, start=3).SerializeToString()
+    # two members (RFC 1952) = the concatenated protobuf = one request with 7 spans; zero padding after a member
+    body = gzip.compress(first) + gzip.compress(second) + b"\x00" * 4
+    status, _, resp = post(bridge.url, "/v1/traces", body, headers={"Content-Encoding": "gzip"})
+    assert status == 200 and not ExportTraceServiceResponse.FromString(resp).HasField("partial_success")
+    assert sorted(s.span_id for s in pipeline.spans) == [f"{i:016x}" for i in range(1, 8)]
+    pipeline.spans.clear()
+    whole = gzip.compress(first + second)
+    for cut in (whole[:-4], whole[:-12], whole[: len(whole) // 2], gzip.compress(first) + whole[:-1]):
+        status, _, resp = post(bridge.url, "/v1/traces", cut, headers={"Content-Encoding": "gzip"})
+        assert status == 400 and b"truncated" in resp, (len(cut), resp)
+    status, _, resp = post(bridge.url, "/v1/traces", gzip.compress(first) + b"trailing junk",
+                           headers={"Content-Encoding": "gzip"})
+    assert status == 400 and b"not valid gzip" in resp
+    assert pipeline.spans == []
+
+
+def test_the_size_cap_counts_every_gzip_member(make_bridge, pipeline):
+    bridge = make_bridge(max_body_bytes=64 * 1024)
+    part = spans_request(1, attrs={"pad": "x" * 40_000}).SerializeToString()
+    assert len(part) < 64 * 1024 < 2 * len(part)
+    status, _, resp = post(bridge.url, "/v1/traces", gzip.compress(part) * 2, headers={"Content-Encoding": "gzip"})
+    assert status == 413 and b"decompressed" in resp
+    assert pipeline.spans == []
+
+
 def test_size_cap_is_413_also_after_decompression(make_bridge, pipeline):
     bridge = make_bridge(max_body_bytes=64 * 1024)
     big = spans_request(1, attrs={"pad": "x" * 100_000}).SerializeToString()
@@ -223,6 +251,8 @@ def test_config_errors_name_the_variable():
     cfg = BridgeConfig.from_env({"WANDB_BRIDGE_PORT": "0", "WANDB_BRIDGE_TOKEN": " t ",
                                  "WANDB_BRIDGE_MAX_BODY_BYTES": "2048"})
     assert (cfg.port, cfg.token, cfg.max_body_bytes) == (0, "t", 2048)
+    secret = BridgeConfig.from_env({"WANDB_BRIDGE_TOKEN": "s3cr3t-bridge-token"})
+    assert "s3cr3t" not in repr(secret) + str(secret) and "max_body_bytes" in repr(secret)
     with pytest.raises(ConfigError, match="WANDB_BRIDGE_PORT"):
         BridgeConfig.from_env({"WANDB_BRIDGE_PORT": "http"})
     with pytest.raises(ConfigError, match="WANDB_BRIDGE_MAX_BODY_BYTES"):

@@ -78,10 +78,18 @@ def test_logs_are_routed_to_combined_error_and_audit(start_collector):
     provider.get_logger("app").emit(body="sdk-error", severity_number=SeverityNumber.ERROR)
     provider.get_logger("app").emit(body="sdk-info", severity_number=SeverityNumber.INFO)
     provider.shutdown()
-    bodies = [b for _, _, b, _ in sent] + ["sdk-audit", "sdk-error", "sdk-info"]
+    # no severity number (0): the text decides, any case; a number, when set, wins over the text
+    texts = {"text-error": (0, "ERROR"), "text-critical": (0, "critical"), "text-fatal": (0, "Fatal"),
+             "text-info": (0, "INFO"), "number-wins": (9, "ERROR")}
+    by_text = logs_request([("app", sev, body, {}) for body, (sev, _) in texts.items()])
+    for sl, (_, text) in zip(by_text.resource_logs[0].scope_logs, texts.values(), strict=True):
+        sl.log_records[0].severity_text = text
+    assert post(col.http_endpoint, "/v1/logs", by_text.SerializeToString())[0] == 200
+    bodies = [b for _, _, b, _ in sent] + ["sdk-audit", "sdk-error", "sdk-info"] + list(texts)
     expect = {
         "combined.log": Counter(bodies),
-        "error.log": Counter([b for _, sev, b, _ in sent if sev >= 17] + ["sdk-error"]),
+        "error.log": Counter([b for _, sev, b, _ in sent if sev >= 17] + ["sdk-error", "text-error", "text-critical",
+                                                                          "text-fatal"]),
         "audit.log": Counter([b for scope, _, b, _ in sent if scope == "audit"] + ["sdk-audit"]),
     }
     log_dir = col.log_dir
@@ -96,7 +104,7 @@ def test_logs_are_routed_to_combined_error_and_audit(start_collector):
         assert Counter(r["body"] for r in got) == want, name
     combined = read_log_records(log_dir, "combined.log")
     assert {r["resource"]["deployment.environment.name"]["stringValue"] for r in combined} == {"test-env"}
-    assert all(r["severity"] >= 17 for r in read_log_records(log_dir, "error.log"))
+    assert all(r["severity"] >= 17 or r["body"].startswith("text-") for r in read_log_records(log_dir, "error.log"))
     assert {r["scope"] for r in read_log_records(log_dir, "audit.log")} == {"audit"}
     # the collector's own metrics (service.telemetry) on its Prometheus port
     import urllib.request
@@ -147,3 +155,23 @@ def test_rotation_keeps_at_most_max_backups(start_collector):
     recs = read_log_records(col.log_dir, "combined.log")
     assert any(r["body"].startswith("load-0011999") for r in recs)
     assert len(recs) < 12_000
+
+
+def test_the_demos_rotation_settings_cut_and_report_backups(start_collector, tmp_path):
+    """make demo's collector (app/demo_stack.py ROTATION_ENV: 1 MB files, 3 backups) rotates, and its summary line
+    lists the backups; below 1 MB it says how many requests would cut the first one."""
+    from app.demo_stack import ROTATE_BACKUPS, ROTATION_ENV, rotation_line
+
+    col = start_collector(ROTATION_ENV)
+    _load(col.http_endpoint, 12_000, 500, 300)  # ~5 MB in combined.log
+    live = col.log_dir / "combined.log"
+    wait_for(lambda: any("load-0011999" in line for line in live.read_text().splitlines()[-3:])
+             if live.exists() else False, 30, what="the last record in the live file")
+    time.sleep(1.0)  # lumberjack removes old backups on its own goroutine
+    backups = [f for f in file_set(col.log_dir, "combined.log") if f.name != "combined.log"]
+    assert len(backups) == ROTATE_BACKUPS, [f.name for f in backups]
+    assert f"combined.log {ROTATE_BACKUPS} backup(s)" in rotation_line(col.log_dir, 12_000)
+    quiet = tmp_path / "quiet"
+    quiet.mkdir()
+    (quiet / "combined.log").write_bytes(b"x" * 256 * 1024)
+    assert "no backup yet: combined.log holds 0.25 MB; about 2401 DEMO_REQUESTS" in rotation_line(quiet, 600)

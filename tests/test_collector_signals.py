@@ -3,6 +3,7 @@ all three signals arrive, the redaction step removes forbidden attributes, and o
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -12,22 +13,68 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
 from collector_harness import (  # noqa: F401 - fixtures
-    BACKEND_CONFIG, collector_bin, count_in_file, logs_request, make_bridge, metrics_request, pipeline, post,
-    read_log_records, spans_request, start_collector, wait_for,
+    ALLOWED_NEIGHBOURS, BACKEND_CONFIG, FORBIDDEN_KEYS, collector_bin, count_in_file, logs_request, make_bridge,
+    metrics_request, pipeline, post, read_log_records, set_attributes, spans_request, start_collector, wait_for,
 )
-from exporters.topology import free_port
+from exporters.otlp_decode import FORBIDDEN_KEY_PATTERN
+from exporters.topology import COLLECTOR_CONFIG, free_port
 
 CANARY = "CANARY-secret-diary-text-91c2"
-FORBIDDEN = {"gen_ai.input.messages": CANARY, "gen_ai.output.messages": CANARY, "gen_ai.system_instructions": CANARY,
-             "gen_ai.prompt": CANARY, "gen_ai.completion": CANARY, "http.request.header.authorization": CANARY,
-             "http.request.header.cookie": CANARY, "app.content.entry": CANARY, "app.content.summary": CANARY}
-ALLOWED = {"app.contents_length": 42, "gen_ai.request.model": "gpt-4o-mini", "http.route": "/entries"}
+FORBIDDEN = {key: f"{CANARY}-{i}" for i, key in enumerate(FORBIDDEN_KEYS)}
+ALLOWED = ALLOWED_NEIGHBOURS
 FAST_RETRY = {"WANDB_BRIDGE_RETRY_INITIAL": "100ms", "WANDB_BRIDGE_RETRY_MAX_INTERVAL": "500ms",
               "OTEL_COLLECTOR_BATCH_TIMEOUT": "100ms"}
 
 
 def _bridge_env(bridge_url: str) -> dict[str, str]:
     return {"WANDB_BRIDGE_EXPORTER": "otlp_http/wandb_bridge", "WANDB_BRIDGE_ENDPOINT": bridge_url, **FAST_RETRY}
+
+
+def test_collector_and_bridge_share_one_key_policy():
+    """otel-collector.yaml's default redaction pattern is the bridge's FORBIDDEN_KEY_PATTERN, anchored (RE2 \\z)."""
+    text = COLLECTOR_CONFIG.read_text()
+    defaults = set(re.findall(r"\$\{env:OTEL_COLLECTOR_REDACT_KEYS:-(.*?)\}\"\)", text))
+    assert defaults == {"(?i)^(" + FORBIDDEN_KEY_PATTERN + ")\\\\z"}, defaults
+    assert text.count("OTEL_COLLECTOR_REDACT_KEYS") >= 2  # attributes everywhere + metric metadata
+
+
+def _forbidden_everywhere_traces():
+    """20 spans with forbidden keys on the resource, the scope, every span, a span event and a span link."""
+    req = spans_request(20, attrs={**FORBIDDEN, **ALLOWED}, resource={**FORBIDDEN, "app.region": "eu"})
+    ss = req.resource_spans[0].scope_spans[0]
+    set_attributes(ss.scope.attributes, {**FORBIDDEN, "scope.kind": "http"})
+    span = ss.spans[0]
+    event = span.events.add()
+    event.name = "gen_ai.content.prompt"
+    set_attributes(event.attributes, {**FORBIDDEN, "event.kept": 1})
+    link = span.links.add()
+    link.trace_id, link.span_id = b"\x01" * 16, b"\x02" * 8
+    set_attributes(link.attributes, FORBIDDEN)
+    return req
+
+
+def _forbidden_everywhere_metrics():
+    req = metrics_request(points=5, attrs={**FORBIDDEN, **ALLOWED})
+    rm = req.resource_metrics[0]
+    set_attributes(rm.resource.attributes, FORBIDDEN)
+    set_attributes(rm.scope_metrics[0].scope.attributes, FORBIDDEN)
+    set_attributes(rm.scope_metrics[0].metrics[0].metadata, FORBIDDEN)
+    return req
+
+
+def _forbidden_everywhere_logs():
+    """An app error, an audit record and two GenAI events (event_name field / event.name attribute) whose bodies
+    hold content; forbidden keys on the resource, the scopes and every record."""
+    records = [("app", 17, "failed", {**FORBIDDEN, **ALLOWED}), ("audit", 9, "entry.create", {**FORBIDDEN, **ALLOWED}),
+               ("genai", 9, f'{{"content": "{CANARY} user prompt"}}', {"event.name": "gen_ai.user.message"}),
+               ("genai", 9, f"{CANARY} assistant answer", {})]
+    req = logs_request(records)
+    rl = req.resource_logs[0]
+    set_attributes(rl.resource.attributes, FORBIDDEN)
+    for sl in rl.scope_logs:
+        set_attributes(sl.scope.attributes, FORBIDDEN)
+    rl.scope_logs[3].log_records[0].event_name = "gen_ai.choice"
+    return req
 
 
 def test_backend_and_bridge_get_all_signals_without_forbidden_attributes(start_collector, make_bridge, pipeline,
@@ -37,23 +84,18 @@ def test_backend_and_bridge_get_all_signals_without_forbidden_attributes(start_c
     backend = start_collector(name="backend", config=cfg)
     bridge = make_bridge()
     col = start_collector({"OTLP_BACKEND_EXPORTER": "otlp_http/backend", "OTLP_BACKEND_ENDPOINT": backend.http_endpoint,
-                           "OTLP_BACKEND_HEADERS": '{"x-tenant": "diary"}', **_bridge_env(bridge.url)})
-    attrs = {**FORBIDDEN, **ALLOWED}
-    req = spans_request(20, attrs=attrs, resource={"app.content.resource_leak": CANARY})
-    event = req.resource_spans[0].scope_spans[0].spans[0].events.add()
-    event.name = "gen_ai.content.prompt"
-    kv = event.attributes.add()
-    kv.key, kv.value.string_value = "gen_ai.prompt", CANARY
-    assert post(col.http_endpoint, "/v1/traces", req.SerializeToString())[0] == 200
-    assert post(col.http_endpoint, "/v1/metrics", metrics_request(points=5, attrs=attrs).SerializeToString())[0] == 200
-    logs = [("app", 17, "failed", attrs), ("audit", 9, "entry.create", attrs)]
-    assert post(col.http_endpoint, "/v1/logs", logs_request(logs).SerializeToString())[0] == 200
+                           "OTLP_BACKEND_HEADERS": '{"x-tenant": "diary"}', **_bridge_env(bridge.url),
+                           "WANDB_BRIDGE_LOGS_EXPORTER": "otlp_http/wandb_bridge"})
+    assert post(col.http_endpoint, "/v1/traces", _forbidden_everywhere_traces().SerializeToString())[0] == 200
+    assert post(col.http_endpoint, "/v1/metrics", _forbidden_everywhere_metrics().SerializeToString())[0] == 200
+    assert post(col.http_endpoint, "/v1/logs", _forbidden_everywhere_logs().SerializeToString())[0] == 200
 
     out = backend.log_dir
-    want = {"traces.json": ("spans", 20), "metrics.json": ("points", 5), "logs.json": ("logs", 2)}
+    want = {"traces.json": ("spans", 20), "metrics.json": ("points", 5), "logs.json": ("logs", 4)}
     for name, (key, n) in want.items():
         wait_for(lambda: count_in_file(out / name)[key] >= n, 20, what=f"{n} {key} at the backend")
-    wait_for(lambda: len(pipeline.spans) >= 20 and len(pipeline.metrics) >= 5, 20, what="the bridge")
+    wait_for(lambda: len(pipeline.spans) >= 20 and len(pipeline.metrics) >= 5 and len(pipeline.logs) >= 4, 20,
+             what="the bridge")
     files = [out / n for n in want] + [col.log_dir / f for f in ("combined.log", "error.log", "audit.log")]
     wait_for(lambda: (col.log_dir / "audit.log").exists() and read_log_records(col.log_dir, "audit.log"), 10)
     for path in files:
@@ -63,11 +105,16 @@ def test_backend_and_bridge_get_all_signals_without_forbidden_attributes(start_c
             assert f'"{key}"' not in text, (path.name, key)
         for key in ALLOWED:  # the positive control: neighbours of the forbidden keys survive
             assert f'"{key}"' in text, (path.name, key)
-    assert count_in_file(out / "traces.json")["spans"] == 20 and count_in_file(out / "logs.json")["logs"] == 2
-    assert '"deployment.environment.name"' in (out / "traces.json").read_text()
+    assert count_in_file(out / "traces.json")["spans"] == 20 and count_in_file(out / "logs.json")["logs"] == 4
+    traces = (out / "traces.json").read_text()
+    for kept in ('"deployment.environment.name"', '"app.region"', '"scope.kind"', '"event.kept"'):
+        assert kept in traces, kept
+    assert '"links"' not in traces and '"droppedLinksCount":1' in traces  # OTTL cannot edit a link: dropped
+    bodies = [r["body"] for r in read_log_records(out, "logs.json")]
+    assert sorted(bodies) == ["REDACTED", "REDACTED", "entry.create", "failed"], bodies
     assert {s.span_id for s in pipeline.spans} == {f"{i:016x}" for i in range(1, 21)}
     assert all(ALLOWED.items() <= s.attributes.items() for s in pipeline.spans)
-    assert CANARY not in repr(pipeline.spans) + repr(pipeline.metrics)
+    assert CANARY not in repr(pipeline.spans) + repr(pipeline.metrics) + repr(pipeline.logs)
 
 
 def test_bridge_outage_and_collector_crash_lose_nothing(start_collector, make_bridge, pipeline):

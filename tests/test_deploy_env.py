@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import SecretStr
 
 from app.config import ConfigError, Settings, load_settings
@@ -46,7 +47,7 @@ def env_example() -> dict[str, dict[str, tuple[str, str]]]:
 
 def compose_references() -> set[str]:
     text = (ROOT / "docker-compose.yml").read_text()
-    return set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)(?::?[-?+][^}]*)?\}", text))
+    return set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", text))  # nested defaults too: ${A:-${B:-x}}
 
 
 def test_sections(env_example) -> None:
@@ -114,3 +115,75 @@ def test_bad_secret_value_is_not_echoed(monkeypatch) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings()
     assert "OPENAI_TIMEOUT" in str(err.value) and CANARY not in str(err.value)
+
+
+# -- the collector and bridge services get every variable their programs read ----------------------------------
+
+def _env_refs(text: str) -> dict[str, str | None]:
+    """NAME -> default (None without one) of every ${env:NAME[:-default]} outside comments; nested defaults kept."""
+    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    out: dict[str, str | None] = {}
+    for m in re.finditer(r"\$\{env:([A-Z][A-Z0-9_]*)", text):
+        i, default = m.end(), None
+        if text.startswith(":-", i):
+            depth, j = 1, i + 2
+            while depth:
+                depth += {"{": 1, "}": -1}.get(text[j], 0)
+                j += 1
+            default = text[i + 2: j - 1]
+        out[m.group(1)] = default
+    return out
+
+
+COLLECTOR_FIXED = {"OTEL_COLLECTOR_HOST": "0.0.0.0", "OTEL_COLLECTOR_GRPC_PORT": "4317",
+                   "OTEL_COLLECTOR_HTTP_PORT": "4318", "OTEL_COLLECTOR_HEALTH_PORT": "13133",
+                   "OTEL_COLLECTOR_METRICS_PORT": "8888", "OTEL_COLLECTOR_QUEUE_DIR": "/var/lib/otelcol/queue",
+                   "LOG_DIR": "/var/log/ai-diary", "WANDB_BRIDGE_ENDPOINT": "http://wandb-bridge:4319"}
+COMPOSE_DEFAULTS = {"DEPLOYMENT_ENVIRONMENT": "compose", "OTLP_BACKEND_ENDPOINT": "http://jaeger:4318",
+                    "OTLP_BACKEND_TRACES_EXPORTER": "otlp_http/backend",  # traces to jaeger
+                    "WANDB_BRIDGE_LOGS_EXPORTER": "otlp_http/wandb_bridge"}  # log panels in the W&B run
+BRIDGE_NOT_PASSED = {"OTEL_METRIC_EXPORT_INTERVAL",  # fallback of WANDB_EXPORT_INTERVAL, which compose always sets
+                     "WANDB_NAME",  # the run's name is left to W&B (an empty value would name it "")
+                     "WANDB_METRICS_TEMPORALITY", "WANDB_METRICS_HISTOGRAM"}  # validated, used by SDK exporters only
+
+
+def _compose_service_env(name: str) -> dict[str, str]:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return {k: str(v) for k, v in compose["services"][name]["environment"].items()}
+
+
+def test_collector_service_passes_every_config_variable_with_its_default(env_example) -> None:
+    config = _env_refs((ROOT / "otel-collector.yaml").read_text())
+    compose = _compose_service_env("otel-collector")
+    assert set(config) == set(compose), "otel-collector.yaml and the otel-collector service disagree"
+    documented = {k: v for section in env_example.values() for k, (v, _) in section.items()}
+    for name, value in compose.items():
+        if name in COLLECTOR_FIXED:
+            assert value == COLLECTOR_FIXED[name], name
+            continue
+        m = re.fullmatch(r"\$\{([A-Z][A-Z0-9_]*)(:-|:\?)(.*)\}", value, re.S)
+        assert m and m.group(1) == name, f"{name}: {value!r} is not ${{{name}:-default}}"
+        if m.group(2) == ":?":
+            assert name == "WANDB_BRIDGE_TOKEN", name  # the one required value
+            continue
+        default = m.group(3)
+        want = COMPOSE_DEFAULTS.get(name, (config[name] or "").replace("${env:", "${"))
+        assert default == want, f"{name}: compose default {default!r}, otel-collector.yaml {config[name]!r}"
+        example = documented[name]  # .env.example: empty, or the compose default (nested ones resolved)
+        assert example in ("", re.sub(r"\$\{[A-Z_]+:-([^{}]*)\}", r"\1", default)), (name, example, default)
+
+
+def _bridge_reads() -> set[str]:
+    cli_only = {"dashboard.py", "logq.py", "runfile.py", "sdk.py", "topology.py"}
+    files = [p for p in sorted((ROOT / "exporters").rglob("*.py"))
+             if p.name not in cli_only and not p.name.startswith("report")]
+    names = r'"((?:WANDB|ALERTS?|SMTP|SMS|SLACK|OTEL)_[A-Z0-9_]+)"'
+    return {n for p in files for n in re.findall(names, p.read_text())}
+
+
+def test_bridge_service_passes_every_variable_the_bridge_reads() -> None:
+    reads = _bridge_reads()
+    assert {"WANDB_BRIDGE_MAX_BODY_BYTES", "ALERTS_STATE_FILE", "SMTP_CA_FILE"} <= reads  # the scan finds them
+    assert BRIDGE_NOT_PASSED <= reads, "an exclusion for a variable the bridge no longer reads"
+    missing = reads - BRIDGE_NOT_PASSED - set(_compose_service_env("wandb-bridge"))
+    assert missing == set(), f"read by the bridge, not passed by the wandb-bridge service: {sorted(missing)}"

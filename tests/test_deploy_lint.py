@@ -153,3 +153,29 @@ def test_collector_config_loads_from_env_as_on_ecs(tmp_path: Path) -> None:
     bad = subprocess.run([str(binary), "validate", "--config=env:OTEL_COLLECTOR_CONFIG"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0
+
+
+def test_manual_deploys_run_from_main_only() -> None:
+    deploy = _workflow("deploy.yml")
+    condition = " ".join(deploy["jobs"]["image"]["if"].split())
+    assert "(github.event_name == 'workflow_dispatch' && github.ref == 'refs/heads/main') ||" in condition
+    assert deploy["jobs"]["deploy"]["needs"] == "image"  # skipped with it
+    assert "--query 'service.deployments[0].id'" in (ROOT / ".github" / "workflows" / "deploy.yml").read_text()
+
+
+SECRET_NAME = re.compile(r"(API_KEY|_TOKEN|_SECRET|PASSWORD|_HEADERS|WEBHOOK_URL)$")
+
+
+def test_deploy_doc_gives_each_task_what_compose_gives_each_service() -> None:
+    """docs/deploy.md 3.7: the env_of lists (app, collector, bridge) hold every non-secret variable compose takes
+    from .env for that service; 3.8: ai-diary is replaced stop-first while it runs on SQLite."""
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    blocks = [set(b.replace("\\", " ").split()) for b in re.findall(r'env_of ([A-Z0-9_ \\\n]+)\)"', doc)]
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for block, service in zip(blocks, ("app", "otel-collector", "wandb-bridge"), strict=True):
+        from_env = {k for k, v in compose[service]["environment"].items()
+                    if str(v).startswith("${") and not SECRET_NAME.search(k)}
+        assert from_env - block == set(), f"{service}: missing in docs/deploy.md env_of"
+    create = re.search(r"create-service --cluster \$CLUSTER --service-name ai-diary (.*?)\n(?!\s)", doc, re.S)
+    assert create and '--deployment-configuration "$SINGLE"' in create.group(1)
+    assert "--subnets ${PUBLIC_SUBNETS//,/ }" in doc
