@@ -16,6 +16,8 @@ from flask.json.provider import DefaultJSONProvider
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from app.telemetry_setup import exception_attributes
+
 logger = logging.getLogger(__name__)
 
 
@@ -100,8 +102,9 @@ def register(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unhandled(exc: Exception) -> Response:
         frames = "".join(traceback.format_tb(exc.__traceback__))
-        # exc_info: the OTel record carries exception.* (redacted by the privacy filter), so the W&B error groups
-        # see the same exception as on the request span; stdout shows the frames, never the message's input
+        # the request span's exception attributes (content-free message, frames) as extras, never exc_info (any
+        # handler would print the raw message): the OTel record carries them, so the W&B error groups see one
+        # exception, and stdout shows the frames only
         logger.error("unhandled %s in %s %s\n%s", type(exc).__name__, request.method, request.url_rule, frames,
-                     exc_info=exc)
+                     extra={"exception.type": type(exc).__name__, **exception_attributes(exc)})
         return error_response(500, "internal_error", "internal server error")
