@@ -19,6 +19,7 @@ from typing import Mapping
 # ours
 WANDB_EXPORT_INTERVAL = "WANDB_EXPORT_INTERVAL"  # seconds
 WANDB_EXPORT_MAX_SERIES = "WANDB_EXPORT_MAX_SERIES"  # breakdown series per metric
+WANDB_EXPORT_MAX_KEYS = "WANDB_EXPORT_MAX_KEYS"  # distinct row keys per run (W&B: < 10,000 per project)
 WANDB_EXPORT_PRICING = "WANDB_EXPORT_PRICING"  # path to a pricing JSON (default app/pricing.json if present)
 WANDB_EXPORT_FINISH_TIMEOUT = "WANDB_EXPORT_FINISH_TIMEOUT"  # seconds
 WANDB_METRICS_TEMPORALITY = "WANDB_METRICS_TEMPORALITY"  # delta | cumulative
@@ -91,6 +92,7 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
 class ExportConfig:
     interval_s: float = DEFAULT_INTERVAL_S
     max_series: int = 50
+    max_keys: int = 5000
     finish_timeout_s: float = 10.0
     temporality: str = "delta"
     histogram: str = "exponential"
@@ -114,6 +116,7 @@ class ExportConfig:
         return cls(
             interval_s=interval,
             max_series=series,
+            max_keys=env_number(env, WANDB_EXPORT_MAX_KEYS, 5000, lo=100, hi=9999, kind=int),
             finish_timeout_s=env_number(env, WANDB_EXPORT_FINISH_TIMEOUT, 10.0, above=0),
             temporality=_choice(env, WANDB_METRICS_TEMPORALITY, "delta", ("delta", "cumulative")),
             histogram=_choice(env, WANDB_METRICS_HISTOGRAM, "exponential", ("exponential", "explicit")),

@@ -21,6 +21,8 @@ Key grammar of the row (W&B groups panels by the prefix before the first ``/``):
   ``coreai``; the app's own ``app.ai.cost`` metric appears as ``app.ai.cost/delta`` and ``app.ai.cost/total``)
 - ``logs/count@severity=<TRACE|DEBUG|INFO|WARN|ERROR|FATAL>``
 - ``errors/occurrences``, ``errors/new_groups``, ``errors/groups``
+- ``keys/dropped``: new keys left out of this row because the run already has ``max_keys`` distinct keys (one
+  warning); keys already in the run keep coming, so charts never stop half-way
 - ``<metric name>/<statistic>[@<attr>=<value>]`` for metric points (see ``metricstate``)
 
 Tables: ``recent_errors``, ``slowest_traces``, ``error_groups`` (only when non-empty, bounded rows).
@@ -79,6 +81,8 @@ class CoreConfig:
     latency_sample: int = 1000
     message_chars: int = 200
     cost_metric: str = "app.ai.cost"
+    # distinct row keys per run (W&B allows < 10,000 per project): new keys past it are dropped, counted, warned
+    max_keys: int = 5000
     # model -> (usd per input token, usd per output token, usd per cached input token)
     pricing: Mapping[str, tuple[float, float, float]] = field(default_factory=dict)
 
@@ -124,6 +128,7 @@ class Aggregator:
         self._series: dict[str, set[str]] = {}
         self._warned: set[str] = set()
         self._cost_metric_seen = False
+        self.keys: set[str] = set()  # every row key this run has had (bounded by max_keys)
         self.dropped = 0  # malformed span records skipped
         self.ai = AiSection(self.cfg.pricing, self._capped)
         self._rng = random.Random(0x5EED)

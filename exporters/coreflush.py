@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from . import records as r
 from .stats import QUANTILES
+
+logger = logging.getLogger("exporters.core")
 
 if TYPE_CHECKING:  # pragma: no cover
     from .core import Aggregator, IntervalResult
@@ -13,6 +16,23 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def _suffix(key: str) -> str:
     return f"@{key}" if key else ""
+
+
+def _apply_key_budget(agg: "Aggregator", row: dict) -> None:
+    """Keys the run already has always pass; a new one passes while the run has fewer than ``max_keys``."""
+    known, cap = agg.keys, agg.cfg.max_keys
+    new = [k for k in row if k not in known]
+    room = max(0, cap - len(known))
+    known.update(new[:room])
+    dropped = new[room:]
+    for k in dropped:
+        del row[k]
+    row["keys/dropped"] = len(dropped)
+    known.add("keys/dropped")
+    if dropped and "keys" not in agg._warned:
+        agg._warned.add("keys")
+        agg._warn(logger, "the run has %d distinct keys (W&B allows < 10,000 per project): %d new keys left out, "
+                  "e.g. %s; raise WANDB_EXPORT_MAX_KEYS or lower WANDB_EXPORT_MAX_SERIES", cap, len(dropped), dropped[0])
 
 
 def build_result(agg: "Aggregator", start_ns: int, now_ns: int) -> "IntervalResult":
@@ -64,6 +84,7 @@ def build_result(agg: "Aggregator", start_ns: int, now_ns: int) -> "IntervalResu
     row["errors/new_groups"] = len(errs.new_groups)
     row["errors/groups"] = len(agg.groups.groups)
 
+    _apply_key_budget(agg, row)
     tables: dict[str, Table] = {}
     if errs.rows:
         tables["recent_errors"] = Table(list(ERROR_COLUMNS), errs.rows)

@@ -258,7 +258,7 @@ class Pipeline:
         from .sink import WandbSink
 
         cfg = ExportConfig.from_env(env)
-        core = CoreConfig(max_series=cfg.max_series, pricing=load_pricing(cfg.pricing_path))
+        core = CoreConfig(max_series=cfg.max_series, max_keys=cfg.max_keys, pricing=load_pricing(cfg.pricing_path))
         if sink is None:
             sink = WandbSink(finish_timeout=cfg.finish_timeout_s, env=env,
                              config={"export_interval_s": cfg.interval_s, "pid": os.getpid()})

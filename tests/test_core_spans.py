@@ -240,3 +240,25 @@ def test_malformed_records_are_skipped_not_raised():
     row = agg.flush(S).row
     assert agg.dropped == 1 and row["http/requests"] == 2 and row["http/requests@http.route=42"] == 1
     assert row["logs/count@severity=INFO"] == 1
+
+
+def test_run_wide_key_budget_keeps_known_keys_and_drops_new_ones_once_warned(caplog):
+    agg = Aggregator(CoreConfig(max_keys=40, max_series=50))
+    agg.add_spans([server(i, 5, route=f"/r{i % 3}") for i in range(30)])
+    first = agg.flush(10 * S).row
+    assert first["keys/dropped"] == 0 and len(first) <= 41
+    agg.add_spans([server(i, 5, route=f"/new{i}") for i in range(30)])  # 30 new routes, ~6 keys each
+    agg.add_spans([server(100 + i, 5, route="/r0") for i in range(5)])  # and a route the run already has
+    res = agg.flush(20 * S)
+    second = res.row
+    assert second["keys/dropped"] > 0
+    assert 40 <= len(agg.keys) <= 41  # the budget (plus keys/dropped itself, when it came last)
+    assert set(second) <= agg.keys
+    assert {k for k in first if k in ("http/requests", "http/p95_ms@http.route=/r0")} <= set(second)
+    assert second["http/requests"] == 35  # the overall series is never the one dropped
+    with caplog.at_level(logging.WARNING):
+        log_warnings(agg.take_warnings())
+        agg.add_spans([server(i, 5, route=f"/more{i}") for i in range(30)])
+        agg.flush(30 * S)
+        log_warnings(agg.take_warnings())
+    assert len([m for m in caplog.messages if "distinct keys" in m]) == 1
