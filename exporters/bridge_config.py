@@ -55,6 +55,14 @@ class BridgeConfig:
         )
 
 
+def _publish_dashboard() -> None:
+    """Save the W&B workspace once per deployment (dashboard.publish_once), off the serving path."""
+    from exporters import dashboard
+
+    state = os.environ.get("WANDB_DIR") or "."
+    threading.Thread(target=dashboard.publish_once, args=(state,), name="wandb-dashboard", daemon=True).start()
+
+
 def run_main(server_factory: Callable[[BridgeConfig, Any], Any], argv: list[str] | None = None) -> int:
     """Run the bridge in the foreground until SIGTERM/SIGINT; then stop and finish the W&B run."""
     logging.basicConfig(level=os.environ.get("WANDB_BRIDGE_LOG_LEVEL", "INFO").upper(),
@@ -70,7 +78,10 @@ def run_main(server_factory: Callable[[BridgeConfig, Any], Any], argv: list[str]
         return 0
     try:
         config = BridgeConfig.from_env()
+        from exporters.dashboard import publish_wanted
         from exporters.pipeline import Pipeline
+
+        publish = publish_wanted()  # validated with the rest: a bad value stops the start, naming the variable
 
         pipeline = Pipeline.from_env()
     except (ConfigError, ValueError) as exc:
@@ -83,6 +94,8 @@ def run_main(server_factory: Callable[[BridgeConfig, Any], Any], argv: list[str]
                      config.port, exc)
         pipeline.shutdown(config.shutdown_timeout_s)
         return 2
+    if publish:
+        _publish_dashboard()
     stopping = threading.Event()
 
     def _on_signal(signum: int, _frame: Any) -> None:

@@ -4,7 +4,8 @@
 breakdowns whose values are only known at run time (``ai/cost_usd@gen_ai.request.model=<model>``). Tests check every
 key against what the real :class:`exporters.core.Aggregator` emits. ``build_workspace`` turns the spec into
 ``wandb_workspaces`` objects (imported lazily: ``pip install wandb-workspaces``); ``publish`` saves it (needs
-``WANDB_API_KEY``; entity/project from ``WANDB_ENTITY`` / ``WANDB_PROJECT``).
+``WANDB_API_KEY``; entity/project from ``WANDB_ENTITY`` / ``WANDB_PROJECT``). The bridge calls ``publish_once`` at
+start when the run goes online (``WANDB_BRIDGE_PUBLISH_DASHBOARD=auto``): one saved workspace per deployment.
 """
 
 from __future__ import annotations
@@ -146,6 +147,46 @@ def publish(entity: str | None = None, project: str | None = None, name: str = D
     workspace = build_workspace(entity, project, name).save()
     logger.info("W&B dashboard saved: %s", workspace.url)
     return str(workspace.url)
+
+
+ENV_PUBLISH = "WANDB_BRIDGE_PUBLISH_DASHBOARD"  # auto (default) | true | false
+MARKER = "dashboard-url.txt"
+
+
+def publish_wanted(env: Any = None) -> bool:
+    """``auto``: when the run goes online (``WANDB_API_KEY`` set, ``WANDB_MODE`` not offline/disabled)."""
+    env = os.environ if env is None else env
+    raw = (env.get(ENV_PUBLISH) or "auto").strip().lower()
+    if raw in ("true", "1", "yes", "on"):
+        return True
+    if raw in ("false", "0", "no", "off"):
+        return False
+    if raw != "auto":
+        raise ValueError(f"{ENV_PUBLISH} must be auto, true or false, got {raw!r}")
+    mode = (env.get("WANDB_MODE") or "").strip().lower()
+    return bool(env.get("WANDB_API_KEY")) and mode not in ("offline", "disabled", "dryrun")
+
+
+def publish_once(state_dir: str | os.PathLike[str], publish_fn: Any = None) -> str | None:
+    """Save the workspace once per deployment: the URL goes to ``<state_dir>/dashboard-url.txt``, and while that
+    file exists nothing is saved again (a restart never adds a second workspace). Never raises: a failure is one
+    warning and returns None (retried at the next start)."""
+    from pathlib import Path
+
+    marker = Path(state_dir) / MARKER
+    try:
+        if marker.is_file():
+            url = marker.read_text().strip()
+            logger.info("W&B dashboard already saved: %s (delete %s to save it again)", url, marker)
+            return url
+        url = (publish_fn or publish)()
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(url + "\n")
+        return url
+    except Exception as exc:  # noqa: BLE001 - the dashboard is a convenience, never a reason to stop
+        logger.warning("W&B dashboard not saved (%s: %s); it is retried at the next start, or run "
+                       "`ai-diary-report --publish-dashboard`", type(exc).__name__, exc)
+        return None
 
 
 def check_keys(produced: set[str], sections: tuple[SectionSpec, ...] | None = None) -> list[str]:

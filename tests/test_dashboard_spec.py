@@ -118,3 +118,40 @@ def test_publish_needs_an_api_key(monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     with pytest.raises(RuntimeError, match="WANDB_API_KEY"):
         dashboard.publish("e", "p")
+
+
+@pytest.mark.parametrize("env, wanted", [
+    ({}, False),  # no key: the run is offline
+    ({"WANDB_API_KEY": "k"}, True),
+    ({"WANDB_API_KEY": "k", "WANDB_MODE": "offline"}, False),
+    ({"WANDB_API_KEY": "k", "WANDB_BRIDGE_PUBLISH_DASHBOARD": "false"}, False),
+    ({"WANDB_BRIDGE_PUBLISH_DASHBOARD": "true"}, True),
+])
+def test_the_bridge_publishes_the_dashboard_when_the_run_goes_online(env, wanted):
+    assert dashboard.publish_wanted(env) is wanted
+
+
+def test_a_bad_publish_setting_names_the_variable():
+    with pytest.raises(ValueError, match="WANDB_BRIDGE_PUBLISH_DASHBOARD"):
+        dashboard.publish_wanted({"WANDB_BRIDGE_PUBLISH_DASHBOARD": "sometimes"})
+
+
+def test_publish_once_saves_one_workspace_per_deployment_and_never_raises(tmp_path, caplog):
+    calls = []
+
+    def fake_publish():
+        calls.append(1)
+        return "https://wandb.ai/team/ai-diary?nw=abc"
+
+    assert dashboard.publish_once(tmp_path, fake_publish) == "https://wandb.ai/team/ai-diary?nw=abc"
+    assert dashboard.publish_once(tmp_path, fake_publish) == "https://wandb.ai/team/ai-diary?nw=abc"  # a restart
+    assert calls == [1]
+
+    def failing():
+        raise RuntimeError("no network")
+
+    other = tmp_path / "other"
+    with caplog.at_level("WARNING"):
+        assert dashboard.publish_once(other, failing) is None
+    assert not (other / dashboard.MARKER).exists()  # retried at the next start
+    assert any("not saved" in m and "no network" in m for m in caplog.messages)
