@@ -137,6 +137,11 @@ class DemoRun:
                 audit = demo_stack.audit_counts(self.cfg.out / "logs")
                 self.oc.checks = cross_checks(self.traffic.tally, audit, seen)
                 self.oc.failures.extend(f"cross-check: {c}" for c in self.oc.checks if c.endswith("MISSING"))
+                ok, line = demo_stack.audit_verify(self.cfg.out / "db" / "ai-diary.sqlite3",
+                                                   self.cfg.out / "logs" if self.topology == "collector" else None)
+                self.oc.checks.append(f"ai-diary-audit verify: {line}")
+                if not ok:
+                    self.oc.failures.append(f"audit chain: {line}")
             self.oc.stdout_files = sorted((self.cfg.out / "stdout").glob("*.log"))
             self.oc.notes.extend(demo_stack.child_problems(self.oc.stdout_files))
             try:

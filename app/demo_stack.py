@@ -22,7 +22,7 @@ from app.demo_topology import run_dirs
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Stack", "start", "run_dirs", "log_files", "rotation_line", "write_report"]
+__all__ = ["Stack", "start", "run_dirs", "log_files", "rotation_line", "write_report", "audit_verify"]
 
 # The demo's log files rotate small, so a longer run shows backups: 1 MB per file, 3 backups per log. Batches stay
 # far below 1 MB (a file line is one batch; the rotating writer refuses a line larger than a file), as in the
@@ -176,3 +176,23 @@ def audit_counts(log_dir: Path) -> Counter:
 
 
 _AUDIT_ACTION = re.compile(r'"audit\.action","value":\{"stringValue":"([^"]+)"')
+
+
+def audit_verify(db: Path, log_dir: Path | None) -> tuple[bool, str]:
+    """``ai-diary-audit verify`` on the demo's database (and, with the collector, against its audit log): the
+    tamper-evident chain must be intact and hold every record the audit log has."""
+    from sqlalchemy import create_engine
+
+    from app.audit_chain import read_audit_log, verify
+
+    engine = create_engine(f"sqlite:///{db}")
+    try:
+        expected, unchained = read_audit_log(str(log_dir)) if log_dir and log_dir.is_dir() else ([], [])
+        verdict = verify(engine, expected)
+    finally:
+        engine.dispose()
+    against = f", all {len(expected)} audit.log links present" if expected else ""
+    if verdict.ok and unchained:
+        return False, f"INCOMPLETE: {len(unchained)} audit record(s) without a chain link"
+    return verdict.ok, (verdict.message + against if verdict.ok else f"BROKEN at seq {verdict.broken_seq}: "
+                        f"{verdict.message}")

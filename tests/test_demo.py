@@ -73,6 +73,11 @@ def test_demo_end_to_end(tmp_path, topology):
     checks = re.findall(r"^  (W&B http/requests_total|audit\.log [a-z._]+): (\d+) recorded / (\d+) sent", text, re.M)
     assert len(checks) == (9 if topology == "collector" else 1)
     assert all(int(seen) >= int(sent) for _, seen, sent in checks), checks
+    # the tamper-evident chain holds every audit event (and, with the collector, every audit.log link)
+    verified = re.search(r"^  ai-diary-audit verify: OK: (\d+) records, chain intact.*$", text, re.M)
+    assert verified and int(verified.group(1)) > 0, text[-3000:]
+    if topology == "collector":
+        assert re.search(r"all \d+ audit\.log links present", verified.group(0))
     if topology == "collector":
         audit = (out / "logs" / "audit.log").read_text()
         assert "entry.create" in audit and CANARY not in audit
