@@ -107,7 +107,6 @@ def test_scan_finds_the_canary_when_content_capture_is_opted_in(client, span_exp
 
 def test_capture_variable_without_opt_in_is_ignored(monkeypatch, telemetry_env):
     from app import telemetry
-    from app.telemetry_testing import reset_globals
 
     telemetry.shutdown(1.0)
     reset_globals()

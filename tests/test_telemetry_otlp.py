@@ -1,7 +1,6 @@
 """The fast OTLP span encoder (app/telemetry_otlp.py) produces what the SDK's encoder produces."""
 from __future__ import annotations
 
-import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
