@@ -244,7 +244,7 @@ def run(seconds: float = 4.0, rounds: int = 3) -> str:
         f"thread): **{(svc['naive']['cpu_us'] - svc['off']['cpu_us']) / max(svc['ours']['exporter_us'], 1e-9):.0f}x "
         f"less CPU** for ours in the W&B step itself. Whole-process CPU per request, like for like: ours "
         f"{svc['ours']['cpu_us']:,.0f} us vs instrumentation + wandb.log per request "
-        f"{svc['otel_naive']['cpu_us']:,.0f} us ({svc['otel_naive']['cpu_us'] / svc['ours']['cpu_us']:.2f}x): the "
+        f"{svc['otel_naive']['cpu_us']:,.0f} us (naive / ours: {svc['otel_naive']['cpu_us'] / svc['ours']['cpu_us']:.2f}x): the "
         f"SDK's batch processors, metric reader and privacy filter that ours adds cost about what the naive "
         f"per-request wandb.log costs, and ours keeps W&B off the request thread.",
         "",
