@@ -31,8 +31,8 @@ header p{margin:4px 0 0;color:#cbd5e1;font-size:12px}main{padding:16px 24px;max-
 .card .label{color:#64748b;font-size:12px}.card .total{font-size:22px;font-weight:600}
 section{margin-top:20px}section h2{font-size:16px;margin:0 0 8px;border-bottom:2px solid #cbd5e1;padding-bottom:4px}
 .grid{display:flex;flex-wrap:wrap;gap:12px}
-.panel{background:#fff;border:1px solid #e2e8f0;border-radius:8px;padding:8px}
-.panel h3{font-size:13px;margin:0 0 4px;color:#334155}svg.chart{display:block;max-width:100%;height:auto}
+.panel{background:#fff;border:1px solid #e2e8f0;border-radius:8px;padding:8px;flex:1 1 520px;min-width:0}
+.panel h3{font-size:13px;margin:0 0 4px;color:#334155}svg.chart{display:block;width:100%;height:auto}
 table{border-collapse:collapse;background:#fff;font-size:12px;width:100%}th,td{border:1px solid #e2e8f0;padding:4px 6px;
 text-align:left;vertical-align:top}th{background:#f8fafc}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .notes{color:#92400e;background:#fffbeb;border:1px solid #fde68a;border-radius:6px;padding:6px 10px;font-size:12px}
