@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import os
 
+from gunicorn import glogging
+
 _log = logging.getLogger("gunicorn.error")
 
 # Cloud platforms (ECS, Cloud Run, Heroku-style hosts) hand the port in PORT.
@@ -33,20 +35,29 @@ worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR", "/dev/shm" if os.path
 accesslog = None  # request telemetry comes from OpenTelemetry, not from access lines
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
-# gunicorn's own lines (master and workers) on stderr as the app's JSON lines: service, version, environment;
-# query values and tokens redacted, no traceback (app/telemetry_logging.py). This imports the app's modules in the
-# master, never an app or a provider. The root logger gets no handler here: each worker's app installs its own
-# JSON handler on stdout.
-logconfig_dict = {
-    "version": 1,
-    "root": {"handlers": []},
-    "formatters": {"json": {"()": "app.telemetry_logging.gunicorn_formatter"}},
-    "filters": {"redact": {"()": "app.telemetry_privacy.RedactingFilter"}},
-    "handlers": {"error_console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["redact"],
-                                   "stream": "ext://sys.stderr"}},
-    "loggers": {"gunicorn.error": {"handlers": ["error_console"], "propagate": False}},
-}
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+class JsonLogger(glogging.Logger):
+    """gunicorn's own lines (master and workers) on stderr as the app's JSON lines -- service, version,
+    environment; query values and tokens redacted, no traceback (app/logjson.py, which imports neither the app
+    nor the OpenTelemetry SDK: the master stays light). No access lines: request telemetry is OpenTelemetry's,
+    and gunicorn then skips building them."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        self._access_log_enabled = bool(cfg.accesslog)
+        try:
+            from app.logjson import RedactingFilter, env_formatter
+        except ImportError:  # not the ai-diary app: gunicorn's own format
+            return
+        formatter, redact = env_formatter(), RedactingFilter()
+        for handler in self.error_log.handlers:
+            handler.setFormatter(formatter)
+            handler.addFilter(redact)
+
+
+logger_class = JsonLogger
 
 _SLOT = "ai_diary_worker_slot"
 

@@ -60,7 +60,7 @@ from typing import Any, TextIO
 from opentelemetry import _logs, metrics, trace
 from opentelemetry.sdk.trace import SpanProcessor
 
-from exporters import distro as otel_defaults
+from exporters import otel_defaults
 from app import telemetry_adopt, telemetry_env, telemetry_logging, telemetry_setup
 from app.telemetry_env import TelemetryConfigError, truthy
 from app.telemetry_privacy import Policy
@@ -134,16 +134,12 @@ def _content_policy() -> Policy:
 
 
 def _static_resource(settings: Any | None) -> dict[str, Any]:
-    def pick(name: str, default: str) -> str:
-        return str(os.environ.get(name) or (getattr(settings, name, None) if settings is not None else None)
-                   or default)
-
-    env = pick("DEPLOYMENT_ENVIRONMENT", otel_defaults.DEFAULT_ENVIRONMENT)
+    """The distro's resource defaults (exporters/otel_defaults.py) from the environment, else the settings."""
+    names = ("APP_VERSION", "DEPLOYMENT_ENVIRONMENT")
+    source = {n: str(getattr(settings, n)) for n in names if getattr(settings, n, None)}
+    source.update({n: os.environ[n] for n in names if os.environ.get(n)})
     attrs: dict[str, Any] = {
-        "service.name": otel_defaults.DEFAULT_SERVICE_NAME,
-        "service.version": pick("APP_VERSION", otel_defaults.DEFAULT_VERSION),
-        "deployment.environment.name": env,
-        "deployment.environment": env,
+        **otel_defaults.resource_defaults(source),
         "service.instance.id": f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
         "process.pid": os.getpid(),
     }

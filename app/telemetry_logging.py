@@ -3,54 +3,24 @@
 Every stdout line is one JSON object with ``ts``, ``level``, ``logger``, ``message``, ``service``, ``version``,
 ``environment`` and, inside a span, ``trace_id`` / ``span_id``; exceptions add ``exception.type`` and a
 content-free ``exception.message`` (app/telemetry_privacy.redact_error; no stack trace on stdout: it lives on the
-span's exception event). ``gunicorn_formatter()`` gives gunicorn's own loggers the same lines (gunicorn.conf.py).
+span's exception event; the formatter is app/logjson.py's, which gunicorn's own loggers use too).
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import sys
-from datetime import datetime, timezone
 from typing import IO, Any
 
 from opentelemetry import trace
 
-from exporters.distro import resource_defaults
-from app.telemetry_privacy import RedactingFilter, redact_error
+from app.logjson import JsonFormatter, RedactingFilter
 
 _MARK = "_ai_diary_handler"
 
 
-class JsonFormatter(logging.Formatter):
-    def __init__(self, service: str, version: str, environment: str) -> None:
-        super().__init__()
-        self.static = {"service": service, "version": version, "environment": environment}
-
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            **self.static,
-        }
-        ctx = trace.get_current_span().get_span_context()
-        if ctx.is_valid:
-            line["trace_id"] = format(ctx.trace_id, "032x")
-            line["span_id"] = format(ctx.span_id, "016x")
-        if record.exc_info and record.exc_info[0] is not None:
-            line["exception.type"] = record.exc_info[0].__name__
-            line["exception.message"] = redact_error(str(record.exc_info[1]))
-        return json.dumps(line, default=str, ensure_ascii=False)
-
-
-def gunicorn_formatter() -> JsonFormatter:
-    """The ``()`` factory of a logging dictConfig formatter (gunicorn ``logconfig_dict``, master and workers): the
-    service, version and environment from the environment, as configure() puts them on the app's lines."""
-    res = resource_defaults()
-    return JsonFormatter(os.environ.get("OTEL_SERVICE_NAME") or res["service.name"], res["service.version"],
-                         res["deployment.environment.name"])
+def _trace_ids() -> dict[str, str]:
+    ctx = trace.get_current_span().get_span_context()
+    return {"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x")} if ctx.is_valid else {}
 
 
 def install_stdout(level: str, service: str, version: str, environment: str, stream: IO[str] | None = None) -> None:
@@ -61,7 +31,7 @@ def install_stdout(level: str, service: str, version: str, environment: str, str
             root.removeHandler(h)
     handler = logging.StreamHandler(stream or sys.stdout)
     setattr(handler, _MARK, "stdout")
-    handler.setFormatter(JsonFormatter(service, version, environment))
+    handler.setFormatter(JsonFormatter(service, version, environment, context=_trace_ids))
     handler.addFilter(RedactingFilter())
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))

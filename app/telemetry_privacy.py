@@ -36,6 +36,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, Status
 
+from app.logjson import RedactingFilter  # noqa: F401 - re-exported
 from app.telemetry_redact import (REDACTED, redact_error, redact_message, redact_query, redact_stacktrace,
                                   redact_text, redact_url)
 
@@ -198,25 +199,18 @@ class PrivacyLogProcessor(LogRecordProcessor):
                         rec.attributes[key] = val
             if isinstance(rec.body, str):
                 rec.body = redact_message(rec.body)
-        except Exception:  # noqa: BLE001
-            logger.debug("privacy log filter failed", exc_info=True)
+        except Exception:  # noqa: BLE001 - fail closed: what could not be checked does not leave
+            logger.debug("privacy log filter failed; body and attributes dropped", exc_info=True)
+            try:
+                rec = log_record.log_record
+                rec.body = REDACTED
+                for key in list(rec.attributes.keys()):
+                    del rec.attributes[key]
+            except Exception:  # noqa: BLE001
+                pass
 
     def shutdown(self) -> None:
         return None
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
-
-
-class RedactingFilter(logging.Filter):
-    """For Python logging handlers (stdout JSON, OTel bridge): query values and tokens out of messages."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            msg = record.getMessage()
-            clean = redact_message(msg)
-            if clean != msg:
-                record.msg, record.args = clean, None
-        except Exception:  # noqa: BLE001
-            pass
         return True

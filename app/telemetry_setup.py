@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import _KNOWN_SAMPLERS
 
-from exporters.distro import BASE2, ENV_HIST, EXP_HISTOGRAM_MAX_SIZE, EXPLICIT
+from exporters.otel_defaults import BASE2, ENV_HIST, EXP_HISTOGRAM_MAX_SIZE, EXPLICIT
 from app.telemetry_env import ENV_FAST_OTLP, is_disabled, truthy
 from app.telemetry_otlp import FastOTLPSpanExporter
 from app.telemetry_privacy import Policy, PrivacyLogProcessor, PrivacySpanExporter, redact_error

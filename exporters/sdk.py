@@ -34,7 +34,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .config import ExportConfig
 from .convert import log_records, metric_records, span_records
-from .distro import EXP_HISTOGRAM_MAX_SIZE
+from .otel_defaults import EXP_HISTOGRAM_MAX_SIZE
 from .pipeline import Pipeline
 
 logger = logging.getLogger(__name__)

@@ -51,6 +51,10 @@ def test_gunicorn_lines_are_json_with_service_and_version(tmp_path: Path) -> Non
             time.sleep(0.1)
         assert httpx.get(f"http://127.0.0.1:{port}/ok", timeout=5).text == "ok"
         assert httpx.get(f"http://127.0.0.1:{port}/boom?q={canary}", timeout=5).status_code == 500
+        # the master formats its lines without importing the app (Flask, pydantic, SQLAlchemy, the SDK):
+        # workers fork from a light process and a HUP loads new code
+        master_maps = Path(f"/proc/{proc.pid}/maps").read_text()
+        assert "pydantic_core" not in master_maps and "sqlalchemy" not in master_maps
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)

@@ -131,3 +131,32 @@ def test_stacktraces_keep_frames_and_lose_messages():
     assert "CANARY" not in out
     assert "test_stacktraces_keep_frames_and_lose_messages" in out and "ValueError: bad <str> value" in out
     assert out.count("Traceback (most recent call last):") == 2 and "KeyError" in out
+
+
+def test_the_log_filter_fails_closed():
+    """A record the policy could not check leaves with neither its body nor its attributes."""
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    from app.telemetry_privacy import PrivacyLogProcessor
+
+    class BrokenPolicy(Policy):
+        def attributes(self, attrs):
+            raise RuntimeError("policy bug")
+
+    mem = InMemoryLogRecordExporter()
+    lp = LoggerProvider()
+    lp.add_log_record_processor(PrivacyLogProcessor(BrokenPolicy()))
+    lp.add_log_record_processor(SimpleLogRecordProcessor(mem))
+    log = logging.getLogger("test.failclosed")
+    log.propagate = False
+    from opentelemetry.instrumentation.logging.handler import LoggingHandler
+
+    handler = LoggingHandler(logger_provider=lp)
+    log.addHandler(handler)
+    try:
+        log.warning("diary says %s", "CANARY-secret", extra={"app.content.text": "CANARY-secret"})
+    finally:
+        log.removeHandler(handler)
+    (rec,) = mem.get_finished_logs()
+    assert "CANARY" not in rec.to_json()
