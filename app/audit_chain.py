@@ -99,7 +99,8 @@ def guarded(conn: Any) -> bool | None:
         sql = "SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass('audit_chain') AND NOT tgisinternal"
     else:
         return None
-    return set(GUARD_TRIGGERS) <= {row[0] for row in conn.exec_driver_sql(sql)}
+    wanted = set(GUARD_TRIGGERS) | ({"audit_chain_no_truncate"} if conn.dialect.name == "postgresql" else set())
+    return wanted <= {row[0] for row in conn.exec_driver_sql(sql)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +137,8 @@ def _transient(exc: Exception) -> bool:
     if isinstance(exc, IntegrityError):  # only "another writer took this seq first"
         return ("audit_chain.seq" in message or "audit_chain_pkey" in message  # SQLite / PostgreSQL
                 or ("duplicate entry" in message and "primary" in message))  # MySQL / MariaDB
-    return any(word in message for word in ("locked", "busy", "deadlock", "serializ", "could not obtain lock"))
+    return any(word in message for word in ("locked", "busy", "deadlock", "serializ", "could not obtain lock",
+                                            "lock timeout"))
 
 
 def append(engine: Engine, *, action: str, actor: str, target: str, outcome: str, time_ns: int | None = None,
@@ -156,6 +158,7 @@ def append(engine: Engine, *, action: str, actor: str, target: str, outcome: str
                 if dialect == "sqlite":
                     conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before reading the head
                 elif dialect == "postgresql":  # held until commit/rollback: appends queue here, no seq conflicts
+                    conn.exec_driver_sql("SET LOCAL lock_timeout = '2s'")  # a stuck holder: retry, never hang
                     conn.execute(_PG_LOCK)
                 seq, prev = _head(conn)
                 seq += 1

@@ -104,7 +104,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
         raw_length = (self.headers.get("Content-Length") or "0").strip()
-        if not raw_length.isdigit() or int(raw_length) > MAX_BODY:
+        if not (raw_length.isascii() and raw_length.isdigit()) or int(raw_length) > MAX_BODY:
             self.close_connection = True  # the body cannot be skipped safely
             self._error(400, f"invalid Content-Length (at most {MAX_BODY} bytes)", "invalid_request_error")
             return

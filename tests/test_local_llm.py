@@ -261,3 +261,17 @@ def test_bad_fault_headers_are_an_openai_style_400(llm, capfd, headers, named):
     stats = llm.stats()
     assert stats["requests"] == stats["failures_500"] == 0
     assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("length", ["²", "-1", "abc", "99999999999"])
+def test_a_bad_content_length_is_a_400_never_a_traceback(llm, capfd, length):
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(llm.base_url)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as s:
+        s.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
+                  f"Content-Type: application/json\r\n\r\n".encode())
+        reply = s.recv(4096).decode("latin-1")
+    assert reply.startswith("HTTP/1.1 400") and "Content-Length" in reply
+    assert "Traceback" not in capfd.readouterr().err

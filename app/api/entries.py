@@ -111,8 +111,8 @@ def delete_entry(path: EntryPath):
 def run_feature(path: AIPath):
     """Run an AI feature (summarize, reflect, mood) on an entry and store the result with it.
 
-    Takes no request body (an empty JSON object ``{}`` is accepted too); any other body is 400 with field ``body``,
-    so that a client expecting options to take effect learns that they do not.
+    Takes no request body (an empty JSON object ``{}`` sent as application/json is accepted too); any other body is
+    400 with field ``body``, so that a client expecting options to take effect learns that they do not.
     """
     if request.get_data(cache=True).strip() and request.get_json(silent=True) != {}:
         raise ApiError(400, "invalid_body", "this endpoint takes no request body", "body")
