@@ -31,6 +31,11 @@ def test_database_error_on_insert_is_500_without_the_text(make_app, span_exporte
     assert events and events[0].attributes["exception.type"].endswith("IntegrityError")  # the failure is visible,
     # the driver's message names the failure; the statement and its parameters (later lines) are gone
     assert events[0].attributes["exception.message"] == "(sqlite3.IntegrityError) entries are read-only"
+    # the handler's ERROR record carries the same content-free exception (one W&B error group with the span)
+    logged = [r.log_record.attributes for r in log_exporter.get_finished_logs()
+              if (r.log_record.attributes or {}).get("exception.type")]
+    assert [(a["exception.type"], a["exception.message"]) for a in logged] == \
+        [("IntegrityError", "(sqlite3.IntegrityError) entries are read-only")]
     texts = [telemetry_stdout.getvalue(), *(r.to_json() for r in log_exporter.get_finished_logs())]
     for s in span_exporter.get_finished_spans():
         texts += [s.status.description or "", json.dumps(dict(s.attributes or {}), default=str)]

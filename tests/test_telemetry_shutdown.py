@@ -72,6 +72,7 @@ def test_shutdown_returns_within_its_timeout_and_reports_it_could_not_finish(tel
         telemetry_env.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")  # everything still queued at shutdown
         telemetry_env.setenv("OTEL_BLRP_SCHEDULE_DELAY", "60000")
         telemetry_env.setenv("OTEL_METRIC_EXPORT_INTERVAL", "60000")
+        telemetry_env.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "5")  # > TIMEOUT, and the threads left behind give up
         try:
             state = telemetry.configure()
             assert state.owned and not state.disabled
@@ -89,3 +90,30 @@ def test_shutdown_returns_within_its_timeout_and_reports_it_could_not_finish(tel
             reset_globals()
     assert finished is False
     assert elapsed < TIMEOUT + SLACK, elapsed
+
+
+def test_shutdown_delivers_what_is_still_queued(telemetry_env):
+    """Nothing is flushed on the calling thread any more: the providers' own shutdown drains the queues."""
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    telemetry.shutdown(1.0)
+    reset_globals()
+    telemetry_env.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")  # nothing leaves before shutdown
+    telemetry_env.setenv("OTEL_BLRP_SCHEDULE_DELAY", "60000")
+    spans, logs, reader = InMemorySpanExporter(), InMemoryLogRecordExporter(), InMemoryMetricReader()
+    try:
+        telemetry.configure(span_exporters=[spans], log_exporters=[logs], metric_readers=[reader])
+        tracer = trace.get_tracer("t")
+        for _ in range(7):
+            with tracer.start_as_current_span("queued"):
+                pass
+        logging.getLogger("probe").warning("queued log")
+        assert spans.get_finished_spans() == ()  # still in the batch processor's queue
+        assert telemetry.shutdown(10.0) is True
+    finally:
+        telemetry.shutdown(0.1)
+        reset_globals()
+    assert [s.name for s in spans.get_finished_spans()] == ["queued"] * 7
+    assert any(r.log_record.body == "queued log" for r in logs.get_finished_logs())
