@@ -6,6 +6,7 @@ Environment (validated at start; an error names the variable):
   WANDB_BRIDGE_TOKEN           bearer token required when set    (default: no auth)
   WANDB_BRIDGE_MAX_BODY_BYTES  cap on a (decompressed) body, 413 above it (default 33554432 = 32 MiB)
   WANDB_BRIDGE_SHUTDOWN_TIMEOUT_S  bound on the final flush + run finish (default 30)
+  WANDB_BRIDGE_LOG_LEVEL       DEBUG, INFO, WARNING or ERROR     (default INFO)
 The W&B run itself is configured by the WANDB_* variables through ``Pipeline.from_env()``.
 """
 
@@ -19,12 +20,13 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from exporters.config import ConfigError, env_number
+from exporters.config import ConfigError, env_choice, env_number
 
 logger = logging.getLogger("exporters.bridge")
 
 ENV_HOST, ENV_PORT, ENV_TOKEN = "WANDB_BRIDGE_HOST", "WANDB_BRIDGE_PORT", "WANDB_BRIDGE_TOKEN"
 ENV_MAX_BODY, ENV_SHUTDOWN_TIMEOUT = "WANDB_BRIDGE_MAX_BODY_BYTES", "WANDB_BRIDGE_SHUTDOWN_TIMEOUT_S"
+ENV_LOG_LEVEL = "WANDB_BRIDGE_LOG_LEVEL"
 DEFAULT_HOST, DEFAULT_PORT, DEFAULT_MAX_BODY = "127.0.0.1", 4319, 32 * 1024 * 1024
 
 
@@ -55,6 +57,11 @@ class BridgeConfig:
         )
 
 
+def log_level(env: Mapping[str, str]) -> str:
+    """``WANDB_BRIDGE_LOG_LEVEL`` as a ``logging`` level name (ConfigError naming the variable if it is none)."""
+    return env_choice(env, ENV_LOG_LEVEL, "info", ("debug", "info", "warning", "error", "critical")).upper()
+
+
 def _publish_dashboard() -> None:
     """Save the W&B workspace once per deployment (dashboard.publish_once), off the serving path."""
     from exporters import dashboard
@@ -65,8 +72,12 @@ def _publish_dashboard() -> None:
 
 def run_main(server_factory: Callable[[BridgeConfig, Any], Any], argv: list[str] | None = None) -> int:
     """Run the bridge in the foreground until SIGTERM/SIGINT; then stop and finish the W&B run."""
-    logging.basicConfig(level=os.environ.get("WANDB_BRIDGE_LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level_error: ConfigError | None = None
+    try:
+        level = log_level(os.environ)
+    except ConfigError as exc:  # reported with the other configuration errors, once logging is set up
+        level, level_error = "INFO", exc
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     argv = sys.argv[1:] if argv is None else argv
     if argv:
         if argv[0] not in ("-h", "--help"):
@@ -77,6 +88,8 @@ def run_main(server_factory: Callable[[BridgeConfig, Any], Any], argv: list[str]
         sys.stdout.write((importlib.import_module("exporters.bridge").__doc__ or "") + (__doc__ or ""))
         return 0
     try:
+        if level_error is not None:
+            raise level_error
         config = BridgeConfig.from_env()
         from exporters.dashboard import publish_wanted
         from exporters.pipeline import Pipeline

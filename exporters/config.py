@@ -81,7 +81,8 @@ def env_flag(env: Mapping[str, str], name: str, default: bool = False, *,
     raise error(f"{name} must be true or false (1/0, yes/no, on/off), got {raw!r}")
 
 
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+def env_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    """``env[name]`` lower-cased, one of ``choices`` (``default`` when unset or blank)."""
     raw = env.get(name, "").strip().lower() or default
     if raw not in choices:
         raise ConfigError(f"{name}={raw!r} must be one of {', '.join(choices)}")
@@ -118,8 +119,8 @@ class ExportConfig:
             max_series=series,
             max_keys=env_number(env, WANDB_EXPORT_MAX_KEYS, 5000, lo=100, hi=9999, kind=int),
             finish_timeout_s=env_number(env, WANDB_EXPORT_FINISH_TIMEOUT, 10.0, above=0),
-            temporality=_choice(env, WANDB_METRICS_TEMPORALITY, "delta", ("delta", "cumulative")),
-            histogram=_choice(env, WANDB_METRICS_HISTOGRAM, "exponential", ("exponential", "explicit")),
+            temporality=env_choice(env, WANDB_METRICS_TEMPORALITY, "delta", ("delta", "cumulative")),
+            histogram=env_choice(env, WANDB_METRICS_HISTOGRAM, "exponential", ("exponential", "explicit")),
             pricing_path=pricing,
         )
 

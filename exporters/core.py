@@ -19,7 +19,9 @@ Key grammar of the row (W&B groups panels by the prefix before the first ``/``):
 - ``ai/calls|errors|input_tokens|output_tokens|cached_tokens|cost_usd|p50_ms|p95_ms|p99_ms`` from gen_ai spans with
   ``@gen_ai.request.model=<model>`` and ``@app.feature=<feature>``, plus ``ai/*_total`` running totals (see
   ``coreai``; the app's own ``app.ai.cost`` metric appears as ``app.ai.cost/delta`` and ``app.ai.cost/total``)
-- ``logs/count@severity=<TRACE|DEBUG|INFO|WARN|ERROR|FATAL>``
+- ``logs/count@severity=<TRACE|DEBUG|INFO|WARN|ERROR|FATAL>`` (a record without a severity number counts by its
+  severity text, as the collector routes it to error.log: ``ERROR...`` -> ERROR, ``FATAL...``/``CRITICAL...`` ->
+  FATAL, ``WARN...`` -> WARN, ``DEBUG...`` -> DEBUG, ``TRACE...`` -> TRACE, anything else INFO)
 - ``errors/occurrences``, ``errors/new_groups``, ``errors/groups``
 - ``keys/dropped``: new keys left out of this row because the run already has ``max_keys`` distinct keys (one
   warning); keys already in the run keep coming, so charts never stop half-way
@@ -27,7 +29,8 @@ Key grammar of the row (W&B groups panels by the prefix before the first ``/``):
 
 Tables: ``recent_errors``, ``slowest_traces``, ``error_groups`` (only when non-empty, bounded rows).
 
-Errors: ``exception`` span events, 5xx/ERROR server spans, and logs at ERROR and above. A log that carries
+Errors: ``exception`` span events, 5xx/ERROR server spans, and logs at ERROR and above (by number, or by text
+when the number is unset, see above). A log that carries
 ``exception.type``/``exception.message``/``exception.stacktrace`` (the SDK's LoggingHandler with ``exc_info``) is
 grouped by them, like the span event of the same exception; exception types are grouped by their unqualified
 name (span events carry ``module.Qualname``, log records ``__name__``), so the request span's event and the log
@@ -52,6 +55,7 @@ _STATUS_CLASS: dict = {}  # status code value -> "2xx"... ("" when not a status)
 logger = logging.getLogger(__name__)
 WORKER_ATTR = "app.worker.id"  # resource attribute set by app.telemetry.init_worker (gunicorn post_fork)
 SEVERITIES = ((4, "TRACE"), (8, "DEBUG"), (12, "INFO"), (16, "WARN"), (20, "ERROR"), (99, "FATAL"))
+_TEXT_SEVERITY = (("error", 17), ("fatal", 21), ("critical", 21), ("warn", 13), ("debug", 5), ("trace", 1))
 ERROR_COLUMNS = ["time", "trace_id", "route", "exception_type", "message", "fingerprint"]
 SLOW_COLUMNS = ["time", "trace_id", "route", "method", "status_code", "duration_ms"]
 GROUP_COLUMNS = ["fingerprint", "type", "message", "frame", "count", "first_seen", "last_seen", "sample_trace_ids"]
@@ -100,6 +104,15 @@ def log_warnings(warnings: Iterable[tuple]) -> None:
     """Log what ``Aggregator.take_warnings`` returned (call it without holding the aggregator's lock)."""
     for log, msg, args in warnings:
         log.warning(msg, *args)
+
+
+def severity_number(number: int, text: str = "") -> int:
+    """The OTel severity number; when unset (0), from the text's start, any case (as otel-collector.yaml routes a
+    record to error.log: ``(?i)^(error|fatal|critical)``), else INFO (9)."""
+    if number:
+        return number
+    text = (text or "").lower()
+    return next((n for prefix, n in _TEXT_SEVERITY if text.startswith(prefix)), 9)
 
 
 def severity_name(number: int) -> str:
@@ -265,8 +278,8 @@ class Aggregator:
 
     def add_logs(self, logs: Iterable[r.LogRecord]) -> None:
         for rec in logs:
-            number = rec.severity_number or 0
-            sev = severity_name(number or 9)  # unspecified severity counts as INFO
+            number = severity_number(rec.severity_number or 0, rec.severity_text)
+            sev = severity_name(number)
             self._logs[sev] = self._logs.get(sev, 0) + 1
             if number >= 17:
                 self.errors.log(rec)

@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from exporters.config import ConfigError, env_flag
+
 logger = logging.getLogger(__name__)
 
 STEP = "interval/time"
@@ -157,12 +159,11 @@ def publish_wanted(env: Any = None) -> bool:
     """``auto``: when the run goes online (``WANDB_API_KEY`` set, ``WANDB_MODE`` not offline/disabled)."""
     env = os.environ if env is None else env
     raw = (env.get(ENV_PUBLISH) or "auto").strip().lower()
-    if raw in ("true", "1", "yes", "on"):
-        return True
-    if raw in ("false", "0", "no", "off"):
-        return False
     if raw != "auto":
-        raise ValueError(f"{ENV_PUBLISH} must be auto, true or false, got {raw!r}")
+        try:
+            return env_flag(env, ENV_PUBLISH)
+        except ConfigError:
+            raise ConfigError(f"{ENV_PUBLISH} must be auto, true or false, got {raw!r}") from None
     mode = (env.get("WANDB_MODE") or "").strip().lower()
     return bool(env.get("WANDB_API_KEY")) and mode not in ("offline", "disabled", "dryrun")
 

@@ -9,8 +9,14 @@ Fingerprint = sha1 of ``type | normalized message | top in-app frame``:
      (``DETAIL: Failing row contains (...)``, ``[SQL: ...]``, ``[parameters: ...]``), and so do tracebacks;
   3. everything from ``DETAIL:``/``HINT:``/``[SQL:``/``[parameters:`` on is dropped (same, on one line);
   4. parenthesized and bracketed literals (``(1, 'x', ...)``, ``[...]``) -> ``<lit>``, innermost first, and
-     everything from a bracket left open -> ``<lit>``; a group holding one dotted or snake_case name names a type,
-     not input, and stays (``(sqlite3.IntegrityError)``, ``(invalid_request_error)``);
+     everything from a bracket left open -> ``<lit>``. A group holding only an exception type or an API error
+     code names the error, not input, and stays: a CamelCase name ending in Error/Exception/Warning/Violation/
+     Failure/Timeout/Exit/Interrupt after an optional dotted path of lower-case modules
+     (``(sqlite3.IntegrityError)``), a CamelCase name in an ``errors``/``exceptions``/``exc`` module
+     (``(psycopg.errors.UniqueViolation)``), a snake_case code ending in ``_error``/``_exceeded``/``_failed``/
+     ``_timeout``/``_not_found``/``_invalid`` (``(invalid_request_error)``, ``(rate_limit_exceeded)``) or one of a
+     few OpenAI error codes (``insufficient_quota``, ``invalid_api_key``...). Anything else -- ``(john.smith)``,
+     ``(my_diary.txt)``, ``(user_12345)`` -- is a literal;
   5. UUIDs -> ``<uuid>``, hex (0x.. or >= 8 hex digits) -> ``<hex>``, numbers -> ``<num>`` (fingerprints only:
      ``scrub_message``, used for span status and exception text, keeps them -- an HTTP status is worth reading),
      whitespace collapsed, truncated to 200 characters -- truncation comes LAST, so it can never open a quote.
@@ -33,7 +39,14 @@ _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", re.DOTALL)
 _TAIL = re.compile(r"\b(?:DETAIL|HINT):|\[(?:SQL|parameters):")
 _GROUPED = re.compile(r"\([^()\[\]]+\)|\[[^()\[\]]+\]")
 _MARKS = re.compile("[\0-\3]")  # the placeholders strip_literals uses
-_TYPE_NAME = re.compile(r"\(((?:[A-Za-z_]\w*\.)+[A-Za-z_]\w*|[a-z][a-z0-9]*(?:_[a-z0-9]+)+)\)")
+_TYPE_NAME = re.compile(  # see step 4: what a parenthesized group may hold to stay (nothing a person could write)
+    r"\(("
+    r"(?:[a-z_][a-z0-9_]*\.)*[A-Z][A-Za-z0-9]*(?:Error|Exception|Warning|Violation|Failure|Timeout|Exit|Interrupt)"
+    r"|(?:[a-z_][a-z0-9_]*\.)*(?:errors|exceptions|exc)\.[A-Z][A-Za-z0-9]*"
+    r"|[a-z][a-z0-9]*(?:_[a-z0-9]+)*_(?:error|exceeded|failed|timeout|not_found|invalid)"
+    r"|insufficient_quota|invalid_api_key|content_filter|content_policy_violation|unsupported_parameter"
+    r"|invalid_value|invalid_type|invalid_json|model_not_found"
+    r")\)")
 _HEX = re.compile(r"\b0x[0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}\b")
 _NUM = re.compile(r"(?<![A-Za-z_<])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 _WS = re.compile(r"\s+")

@@ -1,26 +1,17 @@
 """Metric points -> one row per interval (pure; used by ``core.Aggregator``).
 
 Per metric name (``<name>/<stat>`` overall, ``<name>/<stat>@<attr>=<value>`` per breakdown series):
-- sums: ``delta`` (this interval's increase; cumulative points are diffed per stream, a reset is detected when the
-  value drops (monotonic) or ``start_time`` changes) and ``total`` (running total since the exporter started);
+- sums: ``delta`` (this interval's increase -- for a non-monotonic sum, the change of its level) and ``total``
+  (running total of the deltas since the exporter started -- for a non-monotonic sum, the current level);
 - gauges: ``last`` (the latest point's value);
-- histograms (explicit and base2 exponential, delta or cumulative -- cumulative points are diffed per stream):
+- histograms (explicit and base2 exponential, delta or cumulative):
   ``count``, ``rate`` (per second), ``mean``, ``p50``, ``p95``, ``p99`` (see ``stats`` for the estimators).
+Cumulative points are diffed per stream (name + attributes + resource) by ``cumulative.Streams``: late and
+duplicate points are dropped, resets follow the start time, the first point of a stream follows the collector's
+``cumulativetodelta`` ``initial_value: auto``, at most ``max_streams`` streams are kept (see there).
 Breakdowns are one attribute at a time from an allow-list; ``status_class`` (``2xx``...) derives from
 ``http.response.status_code``. At most ``max_series`` breakdown series per metric: later ones go to
 ``<attr>=__overflow__`` with one warning per metric.
-
-The first point of a cumulative stream not seen before (a stream is name + attributes + resource) follows the
-collector's ``cumulativetodelta`` ``initial_value: auto``: it counts in full only if its start time is set,
-differs from its timestamp, is at or after ``process_start_ns`` (this process's start, minus
-``START_TOLERANCE_NS`` for clock granularity) and is later than the start of every stream evicted so far -- the
-stream began while we were watching, so its whole value is new. Otherwise it is a baseline (delta 0): its value
-was (or may have been) counted by whoever watched it before -- the previous bridge process before a restart (the
-alerts' daily cost is restored from the state file, so counting the app's running total again would double it),
-or this process before the stream was evicted. The trade-off: what a stream gained between the last point before
-a restart (or eviction) and the first point after it is not counted; and a stream that was never seen but
-started before this process (an app started before the bridge) starts counting from its first point.
-At most ``max_streams`` previous points are kept (least recently seen evicted first, with one warning).
 
 One-off warnings (caps reached) are not logged here: they go to ``warn(logger, msg, *args)`` (the aggregator
 collects them and the pipeline logs them after releasing its lock -- a log handler that exports synchronously
@@ -34,12 +25,12 @@ import time
 from typing import Callable, Iterable
 
 from . import records as r
+from .cumulative import Streams
 from .stats import QUANTILES, ExpHist, ExplicitHist
 
 logger = logging.getLogger(__name__)
 
 OVERFLOW = "__overflow__"
-START_TOLERANCE_NS = 1_000_000_000
 Warn = Callable[..., None]  # (logger, msg, *args)
 BREAKDOWN_ATTRS = ("http.route", "http.request.method", "gen_ai.request.model", "gen_ai.token.type",
                    "app.feature", "error.type")
@@ -76,16 +67,13 @@ class MetricState:
         self.max_metrics = max_metrics  # distinct metric names (W&B allows < 10,000 keys per project)
         self.max_series = max_series
         self.breakdown_attrs = tuple(breakdown_attrs)
-        self.max_streams = max_streams
         start = time.time_ns() if process_start_ns is None else process_start_ns
-        self._horizon_ns = start - START_TOLERANCE_NS  # unseen streams that started before this: baselines
         self._warn = warn or (lambda log, msg, *args: log.warning(msg, *args))
-        self.evicted = 0
-        self._prev: dict[tuple, r.MetricPoint | ExpHist | ExplicitHist | float] = {}
+        self.streams = Streams(max_streams, start, self._stream_cap, self._decrease)
         self._acc: dict[tuple[str, str], _Acc] = {}
         self._totals: dict[tuple[str, str], float] = {}
         self._series: dict[str, set[str]] = {}
-        self._warned: set[str] = set()
+        self._warned: set[object] = set()  # metric names; tuples for the other one-off warnings
         self.seen_names: set[str] = set()
         self.sum_deltas: dict[str, float] = {}  # overall sum delta per metric name this interval
 
@@ -126,34 +114,29 @@ class MetricState:
                        "(raise WANDB_EXPORT_MAX_SERIES to change)", name, self.max_series, OVERFLOW)
         return f"{attr}={OVERFLOW}"
 
-    def _stream_prev(self, p: r.MetricPoint, value):
-        """The stream's previous ``(start, value)``; for an unseen stream ``None`` if its first point counts in
-        full, else ``(start, value)`` itself (a baseline: delta 0). Stores ``(start, value)`` (LRU order)."""
+    def _stream_cap(self) -> None:
+        if ("streams",) not in self._warned:
+            self._warned.add(("streams",))
+            self._warn(logger, "more than %d cumulative metric streams: the least recently seen are forgotten (or a "
+                       "new one is not kept while all were seen this interval); one that comes back restarts from a "
+                       "baseline (its increase meanwhile is not counted)", self.streams.max_streams)
+
+    def _decrease(self, p: r.MetricPoint) -> None:
+        if ("decrease", p.name) not in self._warned:
+            self._warned.add(("decrease", p.name))
+            self._warn(logger, "cumulative metric %s decreased without a new start time (two writers with one "
+                       "stream identity?): the decrease is ignored", p.name)
+
+    def _new_part(self, p: r.MetricPoint, value, monotonic: bool):
         key = (p.name, _attrs_key(p.attributes), _attrs_key(p.resource))
-        prev = self._prev.pop(key, None)
-        if prev is None:
-            start = p.start_time_ns
-            if not start or start == p.time_ns or start < self._horizon_ns:
-                prev = (start, value[1])  # initial_value auto: not new while we watched -> baseline
-        if len(self._prev) >= self.max_streams:
-            old = next(iter(self._prev))
-            # a stream coming back after eviction must not count its whole cumulative value again
-            self._horizon_ns = max(self._horizon_ns, self._prev.pop(old)[0] + 1)
-            self.evicted += 1
-            if "streams" not in self._warned:
-                self._warned.add("streams")
-                self._warn(logger, "more than %d cumulative metric streams: the least recently seen are forgotten; "
-                           "one that comes back restarts from a baseline (its increase meanwhile is not counted)",
-                           self.max_streams)
-        self._prev[key] = value
-        return prev
+        return self.streams.new_part(key, p, value, monotonic)
 
     def _add(self, p: r.MetricPoint) -> None:
         kind = p.kind
         if p.name not in self.seen_names:
             if len(self.seen_names) >= self.max_metrics:
-                if "" not in self._warned:
-                    self._warned.add("")
+                if ("names",) not in self._warned:
+                    self._warned.add(("names",))
                     self._warn(logger, "more than %d metric names: %s and later new names are not exported",
                                self.max_metrics, p.name)
                 return
@@ -162,10 +145,8 @@ class MetricState:
         if kind in (r.HISTOGRAM, r.EXP_HISTOGRAM):
             h = ExpHist.from_point(p) if kind == r.EXP_HISTOGRAM else ExplicitHist.from_point(p)
             if cumulative:
-                prev = self._stream_prev(p, (p.start_time_ns, h))
-                if prev is not None and prev[0] == p.start_time_ns and h.count >= prev[1].count:
-                    h = h.merged(prev[1], -1)
-            if h.count <= 0:
+                h = self._new_part(p, h, True)
+            if h is None or h.count <= 0:
                 return
             for s in self._series_for(p):
                 acc = self._get(p.name, s, kind)
@@ -174,9 +155,8 @@ class MetricState:
         if kind == r.SUM:
             v = float(p.value)
             if cumulative:
-                prev = self._stream_prev(p, (p.start_time_ns, v))
-                if prev is not None and prev[0] == p.start_time_ns and not (p.monotonic and v < prev[1]):
-                    v = v - prev[1]
+                v = self._new_part(p, v, bool(p.monotonic))
+                v = 0.0 if v is None else v  # nothing new: the row still has the metric (delta 0)
             self.sum_deltas[p.name] = self.sum_deltas.get(p.name, 0.0) + v
             for s in self._series_for(p):
                 acc = self._get(p.name, s, kind)
@@ -218,3 +198,4 @@ class MetricState:
                         row[f"{name}/{label}{suffix}"] = est
         self._acc = {}
         self.sum_deltas = {}
+        self.streams.next_interval()

@@ -30,9 +30,10 @@ from exporters.records import (
 TRACES, METRICS, LOGS = "traces", "metrics", "logs"
 REQUEST_TYPES = {TRACES: ExportTraceServiceRequest, METRICS: ExportMetricsServiceRequest, LOGS: ExportLogsServiceRequest}
 
-# The key policy, shared with the collector's redaction step (otel-collector.yaml wraps it as "(?i)^(...)\z";
+# The key policy, shared with the collector's redaction step (otel-collector.yaml wraps it as "(?is)^(...)\z";
 # tests/test_collector_signals.py checks they agree): a whole key, any case, '-' or '_' in header names (Python's
-# opentelemetry-util-http turns '-' into '_').
+# opentelemetry-util-http turns '-' into '_'); '.' matches a newline too (s / DOTALL), or "app.content.x\ny" would
+# get through.
 FORBIDDEN_KEY_PATTERN = (
     r"app[.]content([.].*)?"
     r"|gen_ai[.](input[.]messages|output[.]messages|system_instructions|prompt|completion"
@@ -40,7 +41,7 @@ FORBIDDEN_KEY_PATTERN = (
     r"|http[.](request|response)[.]header[.](authorization|proxy[-_]authorization|cookie|set[-_]cookie|x[-_]api[-_]key"
     r"|api[-_]key|wandb[-_]api[-_]key|openai[-_]api[-_]key|x[-_]auth[-_]token)"
 )
-_FORBIDDEN = re.compile(FORBIDDEN_KEY_PATTERN, re.IGNORECASE)
+_FORBIDDEN = re.compile(FORBIDDEN_KEY_PATTERN, re.IGNORECASE | re.DOTALL)
 _GENAI_EVENT = re.compile(r"gen_ai[.]")
 REDACTED_BODY = "REDACTED"
 _VERDICTS: dict[str, bool] = {}  # key -> forbidden? (keys repeat: one regex match per distinct key)
@@ -56,7 +57,7 @@ class PayloadError(ValueError):
 
 
 def is_forbidden_key(key: str) -> bool:
-    """True when the whole key matches FORBIDDEN_KEY_PATTERN (case-insensitive)."""
+    """True when the whole key matches FORBIDDEN_KEY_PATTERN (case-insensitive, '.' matching newlines)."""
     verdict = _VERDICTS.get(key)
     if verdict is None:
         verdict = _FORBIDDEN.fullmatch(key) is not None

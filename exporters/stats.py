@@ -42,6 +42,7 @@ import math
 from dataclasses import dataclass, field
 
 QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+ZERO_WIDTH = 1e-300  # width of the zero bucket as explicit buckets (ExpHist.as_explicit): [-ZERO_WIDTH, 0]
 
 
 def nearest_rank(q: float, n: int) -> int:
@@ -174,8 +175,8 @@ class ExpHist:
         edges = {e for e, _ in buckets}
         edges.update(-(base ** (i + 1)) for i, c in self.neg.items() if c)
         edges.update(base**i for i, c in self.pos.items() if c)
-        if self.zero_count:
-            edges.add(0.0)
+        if self.zero_count:  # the zero bucket is [-ZERO_WIDTH, 0]: a point, not (previous edge, 0]
+            edges.update((-ZERO_WIDTH, 0.0))
             buckets.append((0.0, self.zero_count))
         bounds = tuple(sorted(edges))
         counts = [0] * (len(bounds) + 1)
@@ -260,6 +261,8 @@ class ExplicitHist:
                     lo = max(lo, self.min)
                 if self.max is not None:
                     hi = min(hi, self.max)
+                if hi - lo <= ZERO_WIDTH:  # a point (the zero bucket of an exponential histogram)
+                    return _clamp(hi, self.min, self.max)
                 return _clamp(lo + (hi - lo) * _position(rank - seen, c), self.min, self.max)
             seen += c
         return self.max

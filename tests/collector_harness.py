@@ -39,6 +39,7 @@ FORBIDDEN_KEYS = (
     "http.request.header.x_api_key", "http.request.header.x-api-key", "http.request.header.api_key",
     "http.request.header.wandb_api_key", "http.request.header.openai-api-key", "http.request.header.x_auth_token",
     "http.response.header.set_cookie", "http.response.header.set-cookie", "http.response.header.Set-Cookie",
+    "app.content.x\ny", "app.content.\n", "gen_ai.prompt.0\n.content", "GEN_AI.completion.\r\n0",  # '.' and \n
 )
 # Their neighbours, which must survive (the positive control).
 ALLOWED_NEIGHBOURS = {"app.contents_length": 42, "app.content_type": "diary", "gen_ai.request.model": "gpt-4o-mini",

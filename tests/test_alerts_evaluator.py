@@ -249,7 +249,7 @@ def test_error_groups_arriving_during_the_wait_are_announced_when_it_ends(tmp_pa
     store = StateStore(tmp_path / "state.json")
     store.save(ev.snapshot())
     saved = json.loads((tmp_path / "state.json").read_text())
-    assert [g["fingerprint"] for g in saved["held_groups"]] == ["held1", "held2"]
+    assert [g["fingerprint"] for g in saved["error_groups"]["New Error Group"]["held_groups"]] == ["held1", "held2"]
     assert "secret" not in json.dumps(saved)
     ev = Evaluator(parse_config(rules), store.load())
     out = ev.evaluate(sig(), T0 + 300)  # the wait is over: no new group this interval, the held ones go out
@@ -261,3 +261,45 @@ def test_error_groups_arriving_during_the_wait_are_announced_when_it_ends(tmp_pa
         assert ev.evaluate(sig(groups=[_group(i)]), T0 + 910 + i) == []
     out = ev.evaluate(sig(groups=[_group(9)]), T0 + 1201)  # held 4..8 plus the new 9, cap 3
     assert [e.key for e in out] == ["held4", "held5", "held6"] and "3 more new error groups" in out[-1].text
+
+
+TWO_GROUP_RULES = {"timezone": "UTC", "rules": [
+    {"name": "Groups to SMS hourly", "metric": "new_error_group", "wait": 3600, "channels": ["sms"]},
+    {"name": "Groups to Slack", "metric": "new_error_group", "wait": 0, "channels": ["slack"]},
+]}
+
+
+def test_each_error_group_rule_announces_every_group_on_its_own_channels(tmp_path):
+    """Two new_error_group rules (SMS hourly, Slack at once): each sees every fingerprint and announces it on its
+    own channels once; a group held by the waiting SMS rule is not announced by the Slack rule's channels -- also
+    across a restart (one memory per rule in the state file)."""
+    ev = Evaluator(parse_config(TWO_GROUP_RULES), None)
+
+    def announced(t, *fps):
+        out = ev.evaluate(sig(groups=[{"fingerprint": fp, "type": "ValueError", "message": "boom", "count": 1}
+                                      for fp in fps]), T0 + t)
+        return [(e.rule, e.key, e.channels) for e in out]
+
+    sms, slack = ("Groups to SMS hourly", ("sms",)), ("Groups to Slack", ("slack",))
+    assert announced(0, "a") == [(sms[0], "a", sms[1]), (slack[0], "a", slack[1])]
+    assert announced(60, "b") == [(slack[0], "b", slack[1])]  # SMS holds b (within its hour)
+    assert announced(120, "a", "b") == []  # each rule announced (or holds) them already
+    store = StateStore(tmp_path / "state.json")
+    store.save(ev.snapshot())
+    ev = Evaluator(parse_config(TWO_GROUP_RULES), store.load())
+    assert announced(3700, "c") == [(sms[0], "b", sms[1]), (sms[0], "c", sms[1]), (slack[0], "c", slack[1])]
+    assert announced(3800, "a", "b", "c") == []
+
+
+def test_state_with_one_shared_group_memory_is_migrated_to_every_rule():
+    """State files written before one memory per rule had top-level ``fingerprints`` / ``held_groups``: every
+    new_error_group rule takes them over (no group announced again after the upgrade; held ones still go out)."""
+    old = {"timezone": "UTC", "rules": {"Groups to SMS hourly": {"last_notified": T0 - 10}},
+           "fingerprints": ["a", "b"], "held_groups": [{"fingerprint": "b", "type": "KeyError", "count": 1}],
+           "held_more": 0}
+    ev = Evaluator(parse_config(TWO_GROUP_RULES), old)
+    out = ev.evaluate(sig(groups=[{"fingerprint": fp, "type": "KeyError"} for fp in ("a", "c")]), T0)
+    assert [(e.rule, e.key) for e in out] == [("Groups to Slack", "b"), ("Groups to Slack", "c")]
+    snap = ev.snapshot()
+    assert "fingerprints" not in snap and set(snap["error_groups"]) == {"Groups to SMS hourly", "Groups to Slack"}
+    assert [g["fingerprint"] for g in snap["error_groups"]["Groups to SMS hourly"]["held_groups"]] == ["b", "c"]

@@ -117,6 +117,11 @@ def test_missing_file_and_bad_timezone_name_the_variable(tmp_path):
     ({"SMS_WEBHOOK_URL": "http://sms.local/x", "SMS_TO": "+1", "SMS_ACCOUNT_SID": "AC"}, "SMS_AUTH_TOKEN"),
     ({"ALERTS_CHANNEL_TIMEOUT": "0"}, "ALERTS_CHANNEL_TIMEOUT"),
     ({"SMTP_HOST": "mail", "ALERT_EMAIL_TO": "a@b", "SMTP_CA_FILE": "/nonexistent/ca.pem"}, "SMTP_CA_FILE"),
+    # a typo where the value does not matter (STARTTLS on, no login, loopback) is still an error
+    ({"SMTP_HOST": "mail", "ALERT_EMAIL_TO": "a@b", "SMTP_STARTTLS": "true", "SMTP_ALLOW_PLAINTEXT_LOGIN": "maybe"},
+     "SMTP_ALLOW_PLAINTEXT_LOGIN"),
+    ({"SMTP_HOST": "localhost", "ALERT_EMAIL_TO": "a@b", "SMTP_ALLOW_PLAINTEXT_LOGIN": "yes please"},
+     "SMTP_ALLOW_PLAINTEXT_LOGIN"),
 ])
 def test_channel_env_errors_name_the_variable(env, variable):
     with pytest.raises(ChannelConfigError, match=variable):

@@ -14,7 +14,7 @@ from collector_harness import (  # noqa: F401 - fixtures
     PROTO, get_json, logs_request, make_bridge, metrics_request, pipeline, post, spans_request,
 )
 from exporters.bridge import _status_proto
-from exporters.bridge_config import BridgeConfig, ConfigError
+from exporters.bridge_config import BridgeConfig, ConfigError, log_level
 
 
 def _json_request(n: int = 2) -> bytes:
@@ -241,6 +241,11 @@ def test_cli_refuses_bad_settings_naming_the_variable(tmp_path):
     res = subprocess.run([sys.executable, "-m", "exporters.bridge"], env=env, capture_output=True, text=True,
                          timeout=60)
     assert res.returncode == 2 and "WANDB_BRIDGE_PORT='http' is not an integer" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "exporters.bridge"], env={**env, "WANDB_BRIDGE_PORT": "0",
+                                                                        "WANDB_BRIDGE_LOG_LEVEL": "verbose"},
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "invalid configuration: WANDB_BRIDGE_LOG_LEVEL='verbose'" in res.stderr
+    assert "Traceback" not in res.stderr
     res = subprocess.run([sys.executable, "-m", "exporters.bridge", "--help"], capture_output=True, text=True,
                          timeout=60)
     assert res.returncode == 0 and "WANDB_BRIDGE_TOKEN" in res.stdout
@@ -257,3 +262,7 @@ def test_config_errors_name_the_variable():
         BridgeConfig.from_env({"WANDB_BRIDGE_PORT": "http"})
     with pytest.raises(ConfigError, match="WANDB_BRIDGE_MAX_BODY_BYTES"):
         BridgeConfig.from_env({"WANDB_BRIDGE_MAX_BODY_BYTES": "-1"})
+    assert [log_level(e) for e in ({}, {"WANDB_BRIDGE_LOG_LEVEL": " debug "}, {"WANDB_BRIDGE_LOG_LEVEL": "WARNING"})] \
+        == ["INFO", "DEBUG", "WARNING"]
+    with pytest.raises(ConfigError, match="WANDB_BRIDGE_LOG_LEVEL"):
+        log_level({"WANDB_BRIDGE_LOG_LEVEL": "verbose"})

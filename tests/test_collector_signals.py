@@ -3,6 +3,7 @@ all three signals arrive, the redaction step removes forbidden attributes, and o
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -31,10 +32,11 @@ def _bridge_env(bridge_url: str) -> dict[str, str]:
 
 
 def test_collector_and_bridge_share_one_key_policy():
-    """otel-collector.yaml's default redaction pattern is the bridge's FORBIDDEN_KEY_PATTERN, anchored (RE2 \\z)."""
+    """otel-collector.yaml's default redaction pattern is the bridge's FORBIDDEN_KEY_PATTERN, anchored (RE2 \\z),
+    with the bridge's flags: any case (i), '.' matching a newline (s)."""
     text = COLLECTOR_CONFIG.read_text()
     defaults = set(re.findall(r"\$\{env:OTEL_COLLECTOR_REDACT_KEYS:-(.*?)\}\"\)", text))
-    assert defaults == {"(?i)^(" + FORBIDDEN_KEY_PATTERN + ")\\\\z"}, defaults
+    assert defaults == {"(?is)^(" + FORBIDDEN_KEY_PATTERN + ")\\\\z"}, defaults
     assert text.count("OTEL_COLLECTOR_REDACT_KEYS") >= 2  # attributes everywhere + metric metadata
 
 
@@ -102,7 +104,7 @@ def test_backend_and_bridge_get_all_signals_without_forbidden_attributes(start_c
         text = path.read_text()
         assert CANARY not in text, path.name
         for key in FORBIDDEN:
-            assert f'"{key}"' not in text, (path.name, key)
+            assert json.dumps(key) not in text, (path.name, key)
         for key in ALLOWED:  # the positive control: neighbours of the forbidden keys survive
             assert f'"{key}"' in text, (path.name, key)
     assert count_in_file(out / "traces.json")["spans"] == 20 and count_in_file(out / "logs.json")["logs"] == 4

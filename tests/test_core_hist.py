@@ -124,3 +124,20 @@ def test_exponential_streams_at_different_scales_merge_on_the_coarser_scale():
     h = ExpHist.from_point(a).merged(ExpHist.from_point(b))
     assert h.scale == b.scale and h.count == 110 and sum(h.pos.values()) + h.zero_count == 110
     assert h.quantile(0.5) == pytest.approx(exact(narrow + wide, 0.5), rel=2 ** (2.0**-b.scale) - 1)
+
+
+def test_zeros_of_an_exponential_histogram_stay_zero_as_explicit_buckets():
+    """The zero bucket becomes [~0, 0], not (previous edge, 0]: zeros never interpolate to negative values
+    (the OTel SDK's histograms take no negative values: the point is built by hand, as another SDK may send it)."""
+    values = [-3.0, -2.5, 0.0, 0.0, 1.2, 1.5, 1.8, 6.0]  # scale 0: -|v| in [-4, -2) x2, zeros x2, (1, 2] x3, (4, 8]
+    p = r.MetricPoint("lat", r.EXP_HISTOGRAM, temporality=r.DELTA, count=8, sum=sum(values), min=-3.0, max=6.0,
+                      scale=0, zero_count=2, positive_offset=0, positive_counts=(3, 0, 1), negative_offset=1,
+                      negative_counts=(2,))
+    h = ExpHist.from_point(p)
+    e = h.as_explicit()
+    assert sum(e.counts) == 8
+    for q in (0.3, 0.5):  # nearest ranks 3 and 4: the zeros
+        assert exact(values, q) == 0.0 and h.quantile(q) == 0.0 and e.quantile(q) == 0.0
+    assert -4 <= e.quantile(0.25) < -2 and 1 < e.quantile(0.6) <= 2
+    merged = ExplicitHist((-1e-300, 0.0, 10.0), [0, 0, 1, 0], 1, 5.0, 5.0, 5.0).merged(h)  # also via a merge
+    assert merged.count == 9 and merged.quantile(0.4) == 0.0

@@ -102,9 +102,10 @@ def test_cumulative_sum_deltas_totals_and_resets():
     for pts in ([sum_point(10)], [sum_point(15), sum_point(25)], [sum_point(3)], [sum_point(5, start=2)]):
         agg.add_metrics(pts)
         rows.append(agg.flush((len(rows) + 1) * S).row)
-    # first point counts whole; 10->25 = 15; drop to 3 = reset (3); new start_time = reset (5)
-    assert [x["reqs/delta"] for x in rows] == [10, 15, 3, 5]
-    assert [x["reqs/total"] for x in rows] == [10, 25, 28, 33]
+    # first point counts whole; 10->25 = 15; a drop to 3 with the same start time is no reset (a counter resets
+    # by a new start time): ignored; new start_time = reset (5)
+    assert [x["reqs/delta"] for x in rows] == [10, 15, 0, 5]
+    assert [x["reqs/total"] for x in rows] == [10, 25, 25, 30]
 
 
 def test_two_workers_cumulative_streams_with_equal_attributes_never_collide():

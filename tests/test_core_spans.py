@@ -147,6 +147,20 @@ def test_errors_tables_groups_and_new_group_signals():
     assert res2.signals.new_error_groups == () and res2.row["errors/groups"] == 2
 
 
+def test_logs_without_a_severity_number_count_and_group_by_their_text():
+    """As otel-collector.yaml routes them to error.log: number 0 + text ERROR/FATAL/CRITICAL (any case, a prefix) is
+    an error; a number, when set, wins over the text."""
+    agg = Aggregator(CoreConfig(), start_ns=0)
+    cases = [(0, "ERROR", "db down"), (0, "critical", "disk full"), (0, "Fatal", "gone"), (0, "WARNING", "slow"),
+             (0, "", "plain"), (0, "notice", "hi"), (0, "debug", "x"), (9, "ERROR", "number wins"),
+             (17, "", "by number")]
+    agg.add_logs([r.LogRecord(i, n, text, body=body, scope="app") for i, (n, text, body) in enumerate(cases)])
+    res = agg.flush(S)
+    counts = {k.split("=", 1)[1]: v for k, v in res.row.items() if k.startswith("logs/count@severity=")}
+    assert counts == {"ERROR": 2, "FATAL": 2, "WARN": 1, "INFO": 3, "DEBUG": 1}
+    assert sorted(g["message"] for g in res.signals.new_error_groups) == ["by number", "db down", "disk full", "gone"]
+
+
 def test_error_on_child_span_gets_route_from_server_span_of_same_trace():
     agg = Aggregator(CoreConfig(), start_ns=0)
     child = r.SpanRecord("llm", r.CLIENT, 0, 1, "c" * 32, "1" * 16,

@@ -9,6 +9,7 @@ import pytest
 
 from exporters import dashboard
 from exporters import records as r
+from exporters.config import ConfigError
 from exporters.core import Aggregator, CoreConfig
 
 SECTIONS = ["Requests", "Latency", "Errors", "AI usage & cost", "Alerts"]
@@ -132,8 +133,10 @@ def test_the_bridge_publishes_the_dashboard_when_the_run_goes_online(env, wanted
 
 
 def test_a_bad_publish_setting_names_the_variable():
-    with pytest.raises(ValueError, match="WANDB_BRIDGE_PUBLISH_DASHBOARD"):
+    with pytest.raises(ConfigError, match="WANDB_BRIDGE_PUBLISH_DASHBOARD must be auto, true or false"):
         dashboard.publish_wanted({"WANDB_BRIDGE_PUBLISH_DASHBOARD": "sometimes"})
+    assert dashboard.publish_wanted({"WANDB_BRIDGE_PUBLISH_DASHBOARD": " Yes "}) is True
+    assert dashboard.publish_wanted({"WANDB_API_KEY": "k", "WANDB_BRIDGE_PUBLISH_DASHBOARD": "AUTO"}) is True
 
 
 def test_publish_once_saves_one_workspace_per_deployment_and_never_raises(tmp_path, caplog):

@@ -82,6 +82,21 @@ def test_normalization_keeps_what_names_the_error():
         "Expecting value: line <num> column <num> <lit>"
 
 
+@pytest.mark.parametrize("name", ["sqlite3.IntegrityError", "psycopg.errors.UniqueViolation", "ValueError",
+                                  "sqlalchemy.exc.OperationalError", "requests.exceptions.HTTPError",
+                                  "psycopg.errors.DeadlockDetected", "invalid_request_error", "rate_limit_exceeded",
+                                  "insufficient_quota", "context_length_exceeded", "authentication_error"])
+def test_parenthesized_type_names_and_api_error_codes_stay(name):
+    assert strip_literals(f"failed ({name}) at once") == f"failed ({name}) at once"
+
+
+@pytest.mark.parametrize("literal", ["john.smith", "my_diary.txt", "user_12345", "john_smith", "alice.Walker",
+                                     "Smith", "mary.jane.Watson", "diary.entries.Secret", "walked_by_the_river",
+                                     "errors.john", "JohnError.txt"])
+def test_parenthesized_names_a_person_could_write_are_literals(literal):
+    assert strip_literals(f"failed for ({literal}) today") == "failed for <lit> today"
+
+
 def test_core_tables_rows_and_signals_hold_no_canary():
     agg = Aggregator(CoreConfig(), start_ns=0)
     agg.add_spans(spans())

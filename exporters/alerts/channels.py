@@ -239,10 +239,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _check_login_transport(env: Mapping[str, str], host: str, starttls: bool, username: str) -> None:
+def _check_login_transport(host: str, starttls: bool, username: str, allow_plaintext: bool) -> None:
     """Refuse an SMTP login without STARTTLS to a remote host (the password would cross the network in clear
     text) unless ``SMTP_ALLOW_PLAINTEXT_LOGIN=true``."""
-    if not username or starttls or is_loopback(host) or parse_bool(env, ENV_SMTP_ALLOW_PLAINTEXT_LOGIN):
+    if not username or starttls or is_loopback(host) or allow_plaintext:
         return
     raise ChannelConfigError(
         f"{ENV_SMTP_USERNAME}: login to {host} without STARTTLS would send the password in clear text; set "
@@ -258,10 +258,11 @@ def channels_from_env(env: Mapping[str, str] | None = None) -> dict[str, Channel
         found["slack"] = SlackChannel(_url(env, ENV_SLACK_WEBHOOK_URL), timeout)
     if _get(env, ENV_SMTP_HOST):
         starttls = parse_bool(env, ENV_SMTP_STARTTLS)
+        allow_plaintext = parse_bool(env, ENV_SMTP_ALLOW_PLAINTEXT_LOGIN)  # validated even where it does not matter
         username = _get(env, ENV_SMTP_USERNAME)
         if username and not env.get(ENV_SMTP_PASSWORD):
             raise ChannelConfigError(f"{ENV_SMTP_PASSWORD}: required when {ENV_SMTP_USERNAME} is set")
-        _check_login_transport(env, _get(env, ENV_SMTP_HOST), starttls, username)
+        _check_login_transport(_get(env, ENV_SMTP_HOST), starttls, username, allow_plaintext)
         ca_file = _get(env, ENV_SMTP_CA_FILE)
         if ca_file and not os.path.isfile(ca_file):
             raise ChannelConfigError(f"{ENV_SMTP_CA_FILE}: {ca_file!r} is not a readable file")

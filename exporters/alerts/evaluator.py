@@ -1,7 +1,8 @@
 """Pure, deterministic alert evaluation: ``Evaluator.evaluate(signals, now) -> list[AlertEvent]``.
 
 No threads, no I/O, no clock of its own: the same sequence of (signals, now) gives the same events. Its state
-(firing/ok per rule, the day's AI cost, seen error fingerprints) round-trips through ``snapshot()`` / ``state=``.
+(firing/ok per rule, the day's AI cost, each new_error_group rule's seen fingerprints and held groups) round-trips
+through ``snapshot()`` / ``state=``.
 
 Notification policy (per rule):
 - ok -> breach: one ``fire`` event, unless the rule was notified less than ``wait`` seconds ago (flapping): then
@@ -10,8 +11,10 @@ Notification policy (per rule):
 - breach -> clear: one ``resolve`` event if the breach was notified (``resolve_threshold`` adds hysteresis).
 - no data (fewer than ``min_samples`` in the window): no transition either way.
 - daily_ai_cost restarts at local midnight in the configured zone (which clears that rule).
-- new_error_group: one ``fire`` per fingerprint ever seen (bounded memory), capped per interval; groups arriving
-  within ``wait`` of the last notification are held and announced once the wait has passed (``groups.py``).
+- new_error_group: one ``fire`` per fingerprint ever seen by that rule (each rule has its own bounded memory, so
+  two rules -- say SMS hourly and Slack at once -- each announce every group on their own channels), capped per
+  interval; groups arriving within ``wait`` of the rule's last notification are held and announced once the wait
+  has passed (``groups.py``).
 """
 
 from __future__ import annotations
@@ -125,7 +128,8 @@ class Evaluator:
         self.rules: dict[str, RuleState] = {r.name: RuleState() for r in config.enabled_rules}
         self.day: str | None = None
         self.daily_cost = 0.0
-        self.groups = ErrorGroupMemory()  # new_error_group: seen fingerprints, groups held during a wait
+        # new_error_group, per rule: seen fingerprints, groups held during the rule's wait
+        self.groups = {r.name: ErrorGroupMemory() for r in config.enabled_rules if r.metric == "new_error_group"}
         if state:
             self._restore(state)
 
@@ -136,7 +140,7 @@ class Evaluator:
             "day": self.day,
             "daily_ai_cost": round(self.daily_cost, 9),
             "rules": {name: asdict(st) for name, st in self.rules.items()},
-            **self.groups.snapshot(),
+            "error_groups": {name: memory.snapshot() for name, memory in self.groups.items()},
         }
 
     def _restore(self, state: Mapping[str, Any]) -> None:
@@ -146,7 +150,13 @@ class Evaluator:
         for name, saved in (state.get("rules") or {}).items():
             if name in self.rules and isinstance(saved, dict):
                 self.rules[name] = RuleState(**{k: saved[k] for k in RuleState.__slots__ if k in saved})
-        self.groups.restore(state)
+        saved_groups = state.get("error_groups")
+        for name, memory in self.groups.items():
+            if isinstance(saved_groups, dict):
+                if isinstance(saved_groups.get(name), dict):
+                    memory.restore(saved_groups[name])
+            else:  # the state before one memory per rule: one shared memory at the top level, for every rule
+                memory.restore(state)
 
     # -- evaluation -------------------------------------------------------------------------------------------
     def local_day(self, now: float) -> str:
@@ -246,7 +256,7 @@ class Evaluator:
     def _error_groups(self, rule: Rule, signals: Signals, now: float) -> list[AlertEvent]:
         st = self.rules[rule.name]
         waiting = rule.wait > 0 and st.last_notified is not None and now - st.last_notified < rule.wait
-        groups, more = self.groups.take(signals.new_error_groups or (), waiting=waiting)
+        groups, more = self.groups[rule.name].take(signals.new_error_groups or (), waiting=waiting)
         if not groups:
             return []
         st.last_notified = now

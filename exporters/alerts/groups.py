@@ -1,10 +1,12 @@
-"""The ``new_error_group`` rule's memory: seen fingerprints (bounded) and groups held back during the rule's wait.
+"""One ``new_error_group`` rule's memory: seen fingerprints (bounded) and groups held back during the rule's wait.
 
-Contract: every fingerprint is announced exactly once (until it falls out of the bounded memory). With ``wait > 0``
-a group that arrives less than ``wait`` seconds after the last notification is *held*, not dropped: the first
-evaluation once the wait has passed announces the held groups (oldest first) together with that interval's new
-ones, under the rule's ``max_per_interval`` cap (the last event names how many more there were). Held groups are
-part of the persisted state, stored content-free, so a restart does not lose them either.
+Contract: a fingerprint is announced at most once per rule (until it falls out of the bounded memory of
+``MAX_FINGERPRINTS``). With ``wait > 0`` a group that arrives less than ``wait`` seconds after the rule's last
+notification is *held*, not dropped: the first evaluation once the wait has passed announces the held groups (oldest
+first) together with that interval's new ones. Each evaluation names at most the rule's ``max_per_interval`` groups;
+the rest -- and held groups beyond ``MAX_HELD`` -- are only counted (the last event says how many more there were)
+and never named later. Held groups are part of the persisted state, stored content-free, so a restart does not lose
+them either.
 """
 
 from __future__ import annotations
@@ -20,17 +22,13 @@ MAX_HELD = 200  # groups kept in full while a wait holds them back; beyond that 
 _KEPT_KEYS = ("fingerprint", "type", "message", "count", "frame", "first_seen", "first_seen_ns", "sample_trace_ids")
 
 
-def content_free(message: str) -> str:
-    """The core's literal stripping (``exporters.errors``), again: error groups may come from elsewhere, and
-    alerts leave the telemetry system."""
-    return strip_literals(message)
-
-
 def _kept(group: Mapping[str, Any]) -> dict[str, Any]:
-    """What an announcement needs, content-free (held groups are written to the state file)."""
+    """What an announcement needs, content-free (held groups are written to the state file). Messages are
+    stripped of literals again (``exporters.errors``): error groups may come from elsewhere, and alerts leave the
+    telemetry system."""
     out = {k: group[k] for k in _KEPT_KEYS if k in group}
     if "message" in out:
-        out["message"] = content_free(str(out["message"]))[:500]
+        out["message"] = strip_literals(str(out["message"]))[:500]
     if "sample_trace_ids" in out:
         out["sample_trace_ids"] = [str(t) for t in list(out["sample_trace_ids"] or ())[:3]]
     return out
@@ -91,7 +89,7 @@ def _when(value: Any) -> str:
 def group_text(group: Mapping[str, Any]) -> str:
     fp = str(group.get("fingerprint"))
     kind = str(group.get("type") or "Error")[:100]
-    message = " ".join(content_free(str(group.get("message") or "")).split())[:200]
+    message = " ".join(strip_literals(str(group.get("message") or "")).split())[:200]
     traces = ", ".join(str(t) for t in list(group.get("sample_trace_ids") or ())[:3])
     parts = [f"New error group {kind}: {message}" if message else f"New error group {kind}",
              f"fingerprint {fp[:16]}", f"count {group.get('count', 1)}"]
