@@ -19,13 +19,13 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN pip install --no-cache-dir uv==0.13.8 \
     && python -m venv --without-pip /opt/venv
 WORKDIR /src
-# Dependencies first (cached while only the source changes): the project's runtime dependencies, every version
-# fixed by requirements.lock (the lock also pins the dev extras, which are not installed here).
-COPY pyproject.toml requirements.lock ./
-RUN uv pip install --python /opt/venv/bin/python --constraint requirements.lock -r pyproject.toml
-COPY app ./app
+# The two distributions of this repository, non-editable: the W&B exporter (exporters/, otel-wandb) and the service.
+# Every dependency version is fixed by requirements.lock (which also pins the dev extras: not installed here);
+# --no-sources: otel-wandb comes from ./exporters on this command line, never from an index.
+COPY pyproject.toml requirements.lock README.md ./
 COPY exporters ./exporters
-RUN uv pip install --python /opt/venv/bin/python --no-deps .
+COPY app ./app
+RUN uv pip install --python /opt/venv/bin/python --no-sources --constraint requirements.lock ./exporters .
 
 # ---- runtime: the venv, the gunicorn config and a non-root user --------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -9,11 +9,12 @@ export DEMO_OUT
 
 .PHONY: install collector test-deps test demo bench lint run clean
 
-$(VENV)/.installed: requirements.lock pyproject.toml
+$(VENV)/.installed: requirements.lock pyproject.toml exporters/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 	$(VENV)/bin/uv pip sync -q --python $(PY) requirements.lock  # exact: removes what the lock dropped
-	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
+	# the two distributions of this repository, editable, their dependencies already pinned by the lock
+	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e ./exporters -e .
 	touch $@
 
 install: $(VENV)/.installed

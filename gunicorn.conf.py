@@ -40,7 +40,7 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 class JsonLogger(glogging.Logger):
     """gunicorn's own lines (master and workers) on stderr as the app's JSON lines -- service, version,
-    environment; query values and tokens redacted, no traceback (app/logjson.py, which imports neither the app
+    environment; query values and tokens redacted, no traceback (app/telemetry/logjson.py, which imports neither the app
     nor the OpenTelemetry SDK: the master stays light). No access lines: request telemetry is OpenTelemetry's,
     and gunicorn then skips building them."""
 
@@ -48,7 +48,7 @@ class JsonLogger(glogging.Logger):
         super().setup(cfg)
         self._access_log_enabled = bool(cfg.accesslog)
         try:
-            from app.logjson import RedactingFilter, env_formatter
+            from app.telemetry.logjson import RedactingFilter, env_formatter
         except ImportError:  # not the ai-diary app: gunicorn's own format
             return
         formatter, redact = env_formatter(), RedactingFilter()

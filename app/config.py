@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     AI_MODEL_MOOD: str | None = Field(None, description="Model for 'mood'. Default: AI_MODEL_DEFAULT.")
     AI_MAX_OUTPUT_TOKENS: int = Field(400, ge=1, le=16384, description="max_completion_tokens of one AI call.")
     PRICING_FILE: str | None = Field(
-        None, description="JSON price list (USD per 1M tokens per model). Default: app/pricing.json.")
+        None, description="JSON price list (USD per 1M tokens per model). Default: exporters/src/otel_wandb/pricing.json.")
     PSEUDONYM_SECRET: SecretStr | None = Field(
         None, description="HMAC key that pseudonymizes user ids in telemetry. Required when DEPLOYMENT_ENVIRONMENT "
                           "is production. Default elsewhere: a generated secret kept in the instance folder "

@@ -9,10 +9,11 @@ from flask_openapi3 import Info, OpenAPI
 from opentelemetry import metrics
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import api, db, errors, privacy, telemetry
+from app import api, db, errors, privacy
+from app import telemetry
 from app.config import Settings, load_settings
 from app.llm import LLMService
-from app.pricing import PriceList
+from otel_wandb.pricing import PriceList
 from app.schemas import ErrorBody
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     app.config.from_mapping(settings.model_dump())
     app.config["MAX_CONTENT_LENGTH"] = settings.MAX_CONTENT_LENGTH
     app.config.update({k: v for k, v in (config or {}).items() if k not in Settings.model_fields})
-    app.extensions["settings"] = settings  # LOG_LEVEL is applied by app/telemetry.py (the one logging setup)
+    app.extensions["settings"] = settings  # LOG_LEVEL is applied by app/telemetry/ (the one logging setup)
 
     if settings.PSEUDONYM_SECRET is not None:
         privacy.configure(settings.PSEUDONYM_SECRET.get_secret_value())
@@ -50,7 +51,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     meter_provider = app.config.get("METER_PROVIDER")
     meter = (meter_provider.get_meter("ai-diary") if meter_provider is not None
              else metrics.get_meter("ai-diary"))
-    app.extensions["llm"] = LLMService(settings, PriceList.load(settings.PRICING_FILE), meter)
+    app.extensions["llm"] = LLMService(settings, PriceList.load(settings.PRICING_FILE, variable="PRICING_FILE"), meter)
 
     errors.register(app)
     api.register(app)

@@ -21,7 +21,7 @@ from opentelemetry.metrics import Meter
 from app import telemetry
 from app.config import Settings
 from app.errors import ApiError
-from app.pricing import Cost, PriceList
+from otel_wandb.pricing import Cost, PriceList
 
 logger = logging.getLogger(__name__)
 PROVIDER = "openai"
@@ -74,7 +74,7 @@ class LLMService:
         self.settings = settings
         self.prices = prices
         self.cost_counter = meter.create_counter(
-            "app.ai.cost", unit="USD", description="Cost of AI feature calls, from token usage and app/pricing.json")
+            "app.ai.cost", unit="USD", description="Cost of AI feature calls, from token usage and exporters/src/otel_wandb/pricing.json")
         self._client: openai.OpenAI | None = None
         self._lock = threading.Lock()
 

@@ -24,9 +24,10 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from exporters import otlp_decode, topology
-from exporters.core import Aggregator
-from exporters.records import INTERNAL, SpanRecord
+from otel_wandb.bridge import _decode as otlp_decode
+from app.demo import topology
+from otel_wandb.core import Aggregator
+from otel_wandb.records import INTERNAL, SpanRecord
 
 TICK = os.sysconf("SC_CLK_TCK")
 ROUTES = ["/api/entries", "/api/entries/{entry_id}", "/api/entries/{entry_id}/summary", "/api/users", "/api/mood"]

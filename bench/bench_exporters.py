@@ -62,8 +62,8 @@ def make_spans(requests: int = 2500) -> list:
 
 
 def bench_span_path(rounds: int = 5) -> dict:
-    from exporters.convert import span_records
-    from exporters.core import Aggregator
+    from otel_wandb.sdk._convert import span_records
+    from otel_wandb.core import Aggregator
 
     spans = make_spans()
     cpu, wall = [], []
@@ -95,9 +95,9 @@ class _Recorder:
 
 
 def bench_log_calls(seconds: float = 2.0) -> dict:
-    from exporters.convert import span_records
-    from exporters.pipeline import Pipeline
-    from exporters.sink import WandbSink
+    from otel_wandb.sdk._convert import span_records
+    from otel_wandb.pipeline import Pipeline
+    from otel_wandb.sink import WandbSink
 
     spans = make_spans(500)
     rec = _Recorder()
@@ -122,9 +122,9 @@ def bench_log_calls(seconds: float = 2.0) -> dict:
 def _rss_child() -> None:
     import psutil
 
-    from exporters.convert import span_records
-    from exporters.pipeline import Pipeline
-    from exporters.sink import WandbSink
+    from otel_wandb.sdk._convert import span_records
+    from otel_wandb.pipeline import Pipeline
+    from otel_wandb.sink import WandbSink
 
     spans = make_spans(2500)
     p = Pipeline(WandbSink(run=_Recorder()), interval_s=3600)
@@ -161,9 +161,9 @@ def bench_accuracy() -> dict:
     from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
     from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 
-    from exporters.convert import metric_records
-    from exporters.core import Aggregator
-    from exporters.stats import LogSketch
+    from otel_wandb.sdk._convert import metric_records
+    from otel_wandb.core import Aggregator
+    from otel_wandb.core._stats import LogSketch
 
     rng = random.Random(42)
     dists = {"lognormal(-3,1) s": lambda: rng.lognormvariate(-3, 1), "uniform(10ms,2s)": lambda: rng.uniform(.01, 2),
@@ -226,7 +226,7 @@ def run(seconds: float = 4.0, rounds: int = 3) -> str:
         *[f"| {label} | {svc[v]['rps']:,.0f} | {svc[v]['rps'] / off:.2f} | {svc[v]['cpu_us']:,.0f} us | "
           f"{svc[v]['rows']:.0f} |" for v, label in (
               ("off", "off (OTEL_SDK_DISABLED)"),
-              ("otel", "app/telemetry.py instrumentation, exporters `none`"),
+              ("otel", "app/telemetry/ instrumentation, exporters `none`"),
               ("ours", "same + our W&B exporters (traces+metrics+logs, 2 s interval)"),
               ("otel_naive", "same instrumentation, exporters `none`, + wandb.log per request"),
               ("naive", "no OTel, wandb.log per request (original ticket)"))],

@@ -2,10 +2,10 @@
 
 Variants, interleaved round by round (A, B, C, A, B, C, ...), medians quoted:
   A. off    — OTEL_SDK_DISABLED=true.
-  B. ours   — app/telemetry.py, 100 % sampling, traces + metrics + logs over OTLP/HTTP protobuf to a local sink
+  B. ours   — app/telemetry/, 100 % sampling, traces + metrics + logs over OTLP/HTTP protobuf to a local sink
               (bench/otlp_sink.py, a separate process), base2 histograms, metric export every 10 s.
   C. stock  — ``opentelemetry-instrument gunicorn ...`` with the same OTLP/HTTP sink (the distro's defaults:
-              every installed instrumentation, its own providers; app/telemetry.py only instruments what is left).
+              every installed instrumentation, its own providers; app/telemetry/ only instruments what is left).
   D. ours_sw — B with ``AI_DIARY_GIL_SWITCH_INTERVAL_MS=0.5`` (opt-in knob; see NOTES).
 Load: ``wrk -t1 -c4`` on an authenticated ``GET /api/entries/<id>`` (SQLite, one user, one entry).
 
@@ -240,7 +240,7 @@ def section(m: dict[str, Any]) -> str:
         "CPU ratio off/variant | rounds (req/s) |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
-    labels = {"off": "A. telemetry off (OTEL_SDK_DISABLED=true)", "ours": "B. full telemetry (app/telemetry.py)",
+    labels = {"off": "A. telemetry off (OTEL_SDK_DISABLED=true)", "ours": "B. full telemetry (app/telemetry/)",
               "stock": "C. stock opentelemetry-instrument",
               "ours_sw": "D. B + AI_DIARY_GIL_SWITCH_INTERVAL_MS=0.5"}
     cpu = {k: statistics.median(v) if v else float("nan") for k, v in m["cpu_us"].items()}
@@ -282,12 +282,12 @@ and what was changed:
   (pool checkout/checkin) and says nothing useful for SQLite: not recorded for SQLite engines.
 - Export path (BatchSpanProcessor thread, same process): the SDK's OTLP encoder (`encode_spans`, one upb message
   per span/attribute/value) measured 96–140 µs per span here, i.e. more CPU than the span took to record.
-  `app/telemetry_otlp.py` writes the protobuf wire format directly with cached resource/scope/attribute pieces:
-  27–46 µs per span (≈3.5×), messages equal to the SDK's (tests/test_telemetry_otlp.py).
+  `app/telemetry/_otlp.py` writes the protobuf wire format directly with cached resource/scope/attribute pieces:
+  27–46 µs per span (≈3.5×), messages equal to the SDK's (tests/service/telemetry/test_otlp.py).
 - The privacy filter ran three regexes per attribute: 34 µs per span → 6 µs with a per-key decision cache.
 - GIL convoy: while the exporter thread encodes a 512-span batch it holds the GIL, and the request thread,
   back from each socket/SQLite call, waits up to the 5 ms switch interval to get it back. Lowering the interval
-  to 0.5 ms (`AI_DIARY_GIL_SWITCH_INTERVAL_MS`, applied when app/telemetry.py owns the providers) raised full
+  to 0.5 ms (`AI_DIARY_GIL_SWITCH_INTERVAL_MS`, applied when app/telemetry/ owns the providers) raised full
   telemetry from 407 to 539 req/s on a loaded machine (load 3–6; 5 interleaved rounds), but made no difference
   (−3 %, within noise) on a quiet one. Left opt-in; variant D keeps measuring it.
 - Where the rest goes (in-process WSGI loop, quiet machine, CPU µs per request, medians of 5): off 550;

@@ -1,7 +1,7 @@
 """The service side of bench_exporters: the real app in a fresh subprocess per round (Flask test client,
 authenticated ``GET /api/entries/<id>``), rounds interleaved across the variants, medians.
 
-Variants: ``off`` (OTEL_SDK_DISABLED), ``otel`` (app/telemetry.py instrumentation, exporters ``none``), ``ours``
+Variants: ``off`` (OTEL_SDK_DISABLED), ``otel`` (app/telemetry/ instrumentation, exporters ``none``), ``ours``
 (the same + our W&B exporters), ``otel_naive`` (the same instrumentation, exporters ``none``, plus
 ``bench/naive_middleware.py``: one ``wandb.log`` per request -- like for like with ``ours``), ``naive`` (no OTel,
 the middleware alone: the original ticket's approach).
@@ -41,7 +41,7 @@ for _ in range(200):
     c.get(url, headers=h)
 pipe = None
 if variant == "ours":  # the one-off wandb import + init (first interval, flusher thread) before the timed window
-    from exporters.pipeline import Pipeline
+    from otel_wandb.pipeline import Pipeline
     pipe = Pipeline.shared()
     pipe.force_flush(60)
     a0, f0, i0 = pipe.cpu_export_s, pipe.cpu_flush_s, pipe.log_calls
@@ -81,7 +81,7 @@ def _service_round(variant: str, seconds: float, tmp: Path) -> dict:
     if out.returncode != 0:
         raise RuntimeError(f"{variant} round failed: {out.stderr[-2000:]}")
     res = json.loads(out.stdout.strip().splitlines()[-1])
-    from exporters.runfile import find_runs, read_run, wait_complete
+    from otel_wandb.runfile import find_runs, read_run, wait_complete
 
     rows = 0
     for run_dir in find_runs(wdir):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # System packages the suite needs on a fresh machine: a headless Chromium (the report test opens the HTML dashboard
-# in it; tests/test_report_html.py accepts chromium, chromium-browser or google-chrome, the last preinstalled on
+# in it; tests/exporter/report/test_html.py accepts chromium, chromium-browser or google-chrome, the last preinstalled on
 # GitHub-hosted runners). Installs Debian's chromium only when none is there: as root directly, otherwise through
 # passwordless sudo (a GitHub-hosted runner); fails with a clear message when neither works.
 set -euo pipefail

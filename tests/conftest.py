@@ -1,5 +1,5 @@
 """Shared fixtures: the ai-diary app on a temporary SQLite file, talking to the real local OpenAI-compatible
-server (app/local_llm.py) through the real openai SDK, with in-memory OpenTelemetry metric and log doubles."""
+server (app/local_llm/) through the real openai SDK, with in-memory OpenTelemetry metric and log doubles."""
 from __future__ import annotations
 
 import contextlib
@@ -26,49 +26,10 @@ from sqlalchemy import func, select
 from app import create_app
 from app.local_llm import Faults, Running, serve_in_thread
 from app.models import Entry, User
+from tests.support import TEST_SECRET
 
-TEST_SECRET = "test-pseudonym-secret"
-ROOT = Path(__file__).resolve().parents[1]
+pytest_plugins = ["tests.support.telemetry"]
 
-
-@contextlib.contextmanager
-def gunicorn_app(tmp_path: Path, llm_base_url: str, *, workers: int, database: Path,
-                 timeout: float = 20.0, stdout: Path | None = None) -> Iterator[httpx.Client]:
-    """``gunicorn 'app:create_app()'`` with ``workers`` workers on a unix socket (``tmp_path / "g.sock"``),
-    telemetry off; yields a client once ``/readyz`` answers 200 and stops gunicorn (terminate, then kill) on exit.
-    The app's JSON log lines (stdout) go to the file ``stdout`` if given, else nowhere."""
-    sock = tmp_path / "g.sock"
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}", "PSEUDONYM_SECRET": "s",
-           "OPENAI_BASE_URL": llm_base_url, "OPENAI_API_KEY": "k", "OTEL_SDK_DISABLED": "true",
-           "LOG_LEVEL": "WARNING"}
-    out = open(stdout, "wb") if stdout else subprocess.DEVNULL  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"unix:{sock}",
-         "--graceful-timeout", "3", "app:create_app()"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.PIPE)
-    client = httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://diary", timeout=timeout)
-    try:
-        deadline = time.monotonic() + timeout + 10
-        while True:
-            try:
-                if client.get("/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "gunicorn did not become ready"
-            time.sleep(0.1)
-        yield client
-    finally:
-        client.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stderr.close()
-        if stdout:
-            out.close()
 
 
 @pytest.fixture(scope="session")
@@ -116,15 +77,6 @@ def scripted_provider() -> Iterator[Callable[[Script], str]]:
         server.server_close()
 
 
-def chat_reply(content: str, usage: dict[str, Any] | None = None, model: str = "gpt-4o-mini") -> dict[str, Any]:
-    """A chat.completion body with ``content`` and ``usage``."""
-    return {"id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": model,
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": content}}],
-            "usage": usage if usage is not None else {"prompt_tokens": 10, "completion_tokens": 5,
-                                                       "total_tokens": 15}}
-
-
 @pytest.fixture
 def metric_reader() -> InMemoryMetricReader:
     return InMemoryMetricReader()
@@ -136,11 +88,18 @@ def log_exporter() -> InMemoryLogRecordExporter:
 
 
 @pytest.fixture
-def make_app(tmp_path, llm_server, metric_reader, log_exporter) -> Callable[..., Any]:
-    """Build an app; keyword overrides go into create_app's config (settings or Flask keys)."""
-    meter_provider = MeterProvider(metric_readers=[metric_reader])
-    logger_provider = LoggerProvider()
-    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(log_exporter))
+def make_app(request, tmp_path, llm_server, metric_reader, log_exporter, telemetry_overrides) -> Callable[..., Any]:
+    """Build an app; keyword overrides go into create_app's config (settings or Flask keys). In a test marked
+    ``telemetry`` the app uses the process's telemetry providers (``telemetry_state``, whose environment a test can
+    parametrize through ``telemetry_overrides``), else in-memory ones."""
+    if request.node.get_closest_marker("telemetry"):
+        state = request.getfixturevalue("telemetry_state")
+        meter_provider, logger_provider, own = state.meter_provider, state.logger_provider, False
+    else:
+        meter_provider = MeterProvider(metric_readers=[metric_reader])
+        logger_provider = LoggerProvider()
+        logger_provider.add_log_record_processor(SimpleLogRecordProcessor(log_exporter))
+        own = True
     made: list[Any] = []
 
     def factory(**overrides: Any) -> Any:
@@ -153,9 +112,10 @@ def make_app(tmp_path, llm_server, metric_reader, log_exporter) -> Callable[...,
             "OPENAI_TIMEOUT": 5.0,
             "OPENAI_MAX_RETRIES": 2,
             "AI_MODEL_DEFAULT": "gpt-4o-mini",
-            "METER_PROVIDER": meter_provider,
-            "LOGGER_PROVIDER": logger_provider,
         }
+        if meter_provider is not None:  # None: telemetry disabled (OTEL_SDK_DISABLED)
+            config["METER_PROVIDER"] = meter_provider
+            config["LOGGER_PROVIDER"] = logger_provider
         config.update(overrides)
         application = create_app(config)
         made.append(application)
@@ -164,8 +124,9 @@ def make_app(tmp_path, llm_server, metric_reader, log_exporter) -> Callable[...,
     yield factory
     for application in made:
         application.extensions["db_engine"].dispose()
-    meter_provider.shutdown()
-    logger_provider.shutdown()
+    if own:
+        meter_provider.shutdown()
+        logger_provider.shutdown()
 
 
 @pytest.fixture
@@ -205,17 +166,6 @@ def row_counts(app) -> Callable[[], tuple[int, int]]:
                     session.scalar(select(func.count()).select_from(Entry)))
 
     return _counts
-
-
-def metric_points(reader: InMemoryMetricReader, name: str) -> list[Any]:
-    data = reader.get_metrics_data()
-    points: list[Any] = []
-    for rm in (data.resource_metrics if data else []):
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                if metric.name == name:
-                    points.extend(metric.data.data_points)
-    return points
 
 
 @pytest.hookimpl(trylast=True)

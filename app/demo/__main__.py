@@ -1,0 +1,5 @@
+"""``python -m app.demo``."""
+
+from app.demo import main
+
+raise SystemExit(main())

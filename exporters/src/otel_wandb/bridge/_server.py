@@ -1,0 +1,290 @@
+"""The W&B bridge: an OTLP/HTTP receiver the collector exports to, feeding a ``Pipeline`` (-> W&B).
+
+    wandb-bridge            # or: python -m otel_wandb.bridge
+
+POST /v1/traces, /v1/metrics, /v1/logs with ``application/x-protobuf`` or ``application/json`` (OTLP/JSON, hex ids),
+optionally ``Content-Encoding: gzip``. GET /healthz. Responses follow OTLP/HTTP: the Export*ServiceResponse (with
+``partial_success`` when records were rejected) in the request's encoding; errors carry a ``google.rpc.Status``
+(protobuf) or ``{"code", "message"}`` (JSON). 401 without the bearer token (when one is configured), 400 for a
+malformed payload, 413 over the size cap, 415 for an unknown content type, 503 (retryable) when the pipeline cannot
+take the records. SIGTERM/SIGINT stop the server and shut the pipeline down, which finishes the W&B run.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+import time
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from google.protobuf import json_format
+
+from otel_wandb.bridge import _decode as otlp_decode
+from otel_wandb.bridge._decode import LOGS, METRICS, TRACES, PayloadError
+from otel_wandb.config import BridgeConfig
+
+logger = logging.getLogger(__name__)
+
+_PATHS = {"/v1/traces": TRACES, "/v1/metrics": METRICS, "/v1/logs": LOGS}
+_PROTO, _JSON = "application/x-protobuf", "application/json"
+_REJECTED_FIELD = {TRACES: "rejected_spans", METRICS: "rejected_data_points", LOGS: "rejected_log_records"}
+_RESPONSES: dict[str, Any] = {}
+
+
+def _response_type(signal: str) -> Any:
+    if not _RESPONSES:
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+        _RESPONSES.update({TRACES: ExportTraceServiceResponse, METRICS: ExportMetricsServiceResponse,
+                           LOGS: ExportLogsServiceResponse})
+    return _RESPONSES[signal]
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _status_proto(code: int, message: str) -> bytes:
+    """A ``google.rpc.Status`` (code = 1, message = 2) encoded by hand; the proto is not shipped with OTLP."""
+    msg = message.encode()
+    return b"\x08" + _varint(code) + b"\x12" + _varint(len(msg)) + msg
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str, rpc_code: int = 3) -> None:
+        super().__init__(message)
+        self.status, self.message, self.rpc_code = status, message, rpc_code
+
+
+def gunzip(raw: bytes, cap: int) -> bytes:
+    """Every member of a gzip body (RFC 1952 allows several; protobuf concatenation merges them), at most cap bytes
+    inflated (413 above); 400 when it is not gzip or the stream is cut off before a member's end."""
+    out: list[bytes] = []
+    total, rest = 0, raw
+    while True:
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            chunk = d.decompress(rest, cap + 1 - total)
+        except zlib.error as exc:
+            raise HttpError(400, f"Content-Encoding gzip: body is not valid gzip ({exc})") from None
+        total += len(chunk)
+        if total > cap:
+            raise HttpError(413, f"decompressed body exceeds WANDB_BRIDGE_MAX_BODY_BYTES={cap}", 8)
+        if not d.eof:
+            raise HttpError(400, "Content-Encoding gzip: body is not valid gzip (the stream is truncated)")
+        out.append(chunk)
+        rest = d.unused_data.lstrip(b"\x00")  # zero padding between/after members, as gzip(1) accepts
+        if not rest:
+            return b"".join(out)
+
+
+class Stats:
+    """Counters exposed on /healthz (and read by the benchmarks)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.counts = {"requests": 0, "spans": 0, "metric_points": 0, "log_records": 0, "rejected": 0, "errors": 0}
+
+    def add(self, **kw: int) -> None:
+        with self.lock:
+            for k, v in kw.items():
+                self.counts[k] += v
+
+    def snapshot(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self.counts)
+
+
+_RECORD_COUNTER = {TRACES: "spans", METRICS: "metric_points", LOGS: "log_records"}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: BridgeServer
+    server_version = "ai-diary-wandb-bridge"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        logger.debug("%s " + format, self.address_string(), *args)
+
+    def _send(self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        if self.path.split("?", 1)[0] in ("/healthz", "/health"):
+            body = json.dumps({"status": "ok", **self.server.stats.snapshot()}).encode()
+            self._send(200, body, _JSON)
+        elif self.path in _PATHS:
+            self._send(405, b'{"code": 12, "message": "use POST"}', _JSON, {"Allow": "POST"})
+        else:
+            self._send(404, b'{"code": 5, "message": "not found"}', _JSON)
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        self._body_consumed = False
+        signal = _PATHS.get(self.path.split("?", 1)[0])
+        ctype = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+        as_json = ctype == _JSON
+        try:
+            if signal is None:
+                raise HttpError(404, f"unknown path {self.path!r}: use /v1/traces, /v1/metrics or /v1/logs", 5)
+            self._check_auth()
+            if ctype not in (_PROTO, _JSON):
+                raise HttpError(415, f"Content-Type {ctype!r} not supported: use {_PROTO} or {_JSON}")
+            body = self._read_body()
+            self._export(signal, body, as_json)
+        except HttpError as err:
+            self.server.stats.add(errors=1)
+            if err.status >= 500:
+                logger.warning("bridge: %s %s -> %d %s", self.command, self.path, err.status, err.message)
+            extra = {"WWW-Authenticate": "Bearer"} if err.status == 401 else {}
+            if err.status in (503, 429):
+                extra["Retry-After"] = "1"
+            if not self._body_consumed:  # an unread body would be parsed as the next request: close instead
+                self.close_connection = True
+                extra["Connection"] = "close"
+            if as_json:
+                self._send(err.status, json.dumps({"code": err.rpc_code, "message": err.message}).encode(), _JSON,
+                           extra)
+            else:
+                self._send(err.status, _status_proto(err.rpc_code, err.message), _PROTO, extra)
+
+    def _check_auth(self) -> None:
+        token = self.server.config.token
+        if not token:
+            return
+        got = self.headers.get("Authorization") or ""
+        scheme, _, value = got.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+            raise HttpError(401, "missing or wrong bearer token (Authorization: Bearer $WANDB_BRIDGE_TOKEN)", 16)
+
+    def _read_body(self) -> bytes:
+        cap = self.server.config.max_body_bytes
+        if (self.headers.get("Transfer-Encoding") or "").lower() == "chunked":
+            raw = self._read_chunked(cap)
+        else:
+            length_header = self.headers.get("Content-Length")
+            if length_header is None:
+                raise HttpError(411, "Content-Length (or chunked Transfer-Encoding) is required")
+            try:
+                length = int(length_header)
+            except ValueError:
+                raise HttpError(400, f"Content-Length {length_header!r} is not an integer") from None
+            if length > cap:
+                raise HttpError(413, f"body of {length} bytes exceeds WANDB_BRIDGE_MAX_BODY_BYTES={cap}", 8)
+            raw = self.rfile.read(length)
+        self._body_consumed = True
+        encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
+        if encoding == "gzip":
+            raw = gunzip(raw, cap)
+        elif encoding not in ("identity", ""):
+            raise HttpError(415, f"Content-Encoding {encoding!r} not supported: use gzip or identity")
+        return raw
+
+    def _read_chunked(self, cap: int) -> bytes:
+        parts, total = [], 0
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise HttpError(400, "malformed chunked body") from None
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass
+                self._body_consumed = True
+                return b"".join(parts)
+            total += size
+            if total > cap:
+                raise HttpError(413, f"body exceeds WANDB_BRIDGE_MAX_BODY_BYTES={cap}", 8)
+            parts.append(self.rfile.read(size))
+            self.rfile.readline(8)
+
+    def _export(self, signal: str, body: bytes, as_json: bool) -> None:
+        try:
+            decoded = otlp_decode.decode(signal, body, json_body=as_json)
+        except PayloadError as exc:
+            raise HttpError(400, str(exc)) from None
+        rejected, errors = decoded.rejected, list(decoded.errors)
+        records = decoded.records
+        if records:
+            taken = self.server.feed(signal, records)
+            if taken < len(records):
+                rejected += len(records) - taken
+                errors.append(f"pipeline queue full: {len(records) - taken} {_RECORD_COUNTER[signal]} dropped")
+        self.server.stats.add(requests=1, rejected=rejected, **{_RECORD_COUNTER[signal]: len(records)})
+        resp = _response_type(signal)()
+        if rejected:
+            setattr(resp.partial_success, _REJECTED_FIELD[signal], rejected)
+            resp.partial_success.error_message = "; ".join(errors)[:1000]
+        if as_json:
+            self._send(200, json_format.MessageToJson(resp, indent=None).encode(), _JSON)
+        else:
+            self._send(200, resp.SerializeToString(), _PROTO)
+
+
+class BridgeServer(ThreadingHTTPServer):
+    """The HTTP server; ``pipeline`` is anything with add_spans/add_metrics/add_logs (an exporters Pipeline)."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+    def __init__(self, config: BridgeConfig, pipeline: Any) -> None:
+        self.config, self.pipeline, self.stats = config, pipeline, Stats()
+        self._adders = {TRACES: pipeline.add_spans, METRICS: pipeline.add_metrics, LOGS: pipeline.add_logs}
+        self._thread: threading.Thread | None = None
+        super().__init__((config.host, config.port), _Handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def feed(self, signal: str, records: list) -> int:
+        """Hand records to the pipeline; returns how many it took. Raises HttpError(503) if it failed."""
+        try:
+            result = self._adders[signal](records)
+        except Exception as exc:  # the pipeline is shut down or broken: let the collector retry later
+            logger.warning("bridge: pipeline refused %d %s: %s", len(records), signal, exc)
+            raise HttpError(503, f"pipeline unavailable: {exc}", 14) from None
+        if result is None or result is True:
+            return len(records)
+        if result is False:
+            raise HttpError(503, "pipeline queue full, retry later", 14)
+        return max(0, min(len(records), int(result)))
+
+    def start(self) -> BridgeServer:
+        """Serve on a background thread (tests, benchmarks, the demo)."""
+        self._thread = threading.Thread(target=self.serve_forever, args=(0.1,), name="wandb-bridge", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0, *, shutdown_pipeline: bool = True) -> None:
+        """Stop accepting requests, then flush and shut the pipeline down (finishes the W&B run)."""
+        if self._thread is not None:
+            self.shutdown()
+            self._thread.join(timeout)
+            self._thread = None
+        self.server_close()
+        if shutdown_pipeline:
+            deadline = time.monotonic() + timeout
+            try:
+                self.pipeline.shutdown(max(0.1, deadline - time.monotonic()))
+            except Exception:  # never let shutdown raise
+                logger.exception("bridge: pipeline shutdown failed")
+

@@ -1,0 +1,75 @@
+"""Merge several runs' :class:`ReportData` (one W&B run per worker process) onto one time grid.
+
+Counts, tokens and cost add up per grid cell; latency percentiles cannot be added, so a cell shows the highest
+value any run reported there (an upper bound, said in the notes). Error groups merge by type + message.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Sequence
+
+from otel_wandb.report._model import ReportData
+
+
+def _add(target: list[float], idx: int, value: float | None) -> None:
+    if value:
+        target[idx] += value
+
+
+def _max(target: list[float | None], idx: int, value: float | None) -> None:
+    if value is not None:
+        target[idx] = value if target[idx] is None else max(target[idx], value)  # type: ignore[type-var]
+
+
+def merge(parts: Sequence[ReportData]) -> ReportData:
+    if len(parts) == 1:
+        return parts[0]
+    widths = [s for p in parts for s in p.seconds if s > 0]
+    width = statistics.median(widths) if widths else 1.0
+    all_t = [t for p in parts for t in p.times]
+    d = ReportData(title=f"ai-diary - {len(parts)} W&B runs merged", source=", ".join(p.source for p in parts),
+                   kind=parts[0].kind)
+    if all_t:
+        lo = min(all_t)
+        cells = int((max(all_t) - lo) // width) + 1
+        d.times = [lo + i * width for i in range(cells)]
+        d.seconds = [width] * cells
+        zeros = lambda: [0.0] * cells  # noqa: E731
+        d.requests, d.errors = zeros(), zeros()
+        d.p50, d.p95, d.p99 = ([None] * cells for _ in range(3))
+        for p in parts:
+            for i, t in enumerate(p.times):
+                c = int((t - lo) // width)
+                _add(d.requests, c, p.requests[i])
+                _add(d.errors, c, p.errors[i])
+                for src, dst in ((p.p50, d.p50), (p.p95, d.p95), (p.p99, d.p99)):
+                    _max(dst, c, src[i])
+                for route, values in p.p95_by_route.items():
+                    _max(d.p95_by_route.setdefault(route, [None] * cells), c, values[i])
+                for field in ("tokens", "cost"):
+                    for dim, series in getattr(p, field).items():
+                        for name, values in series.items():
+                            _add(getattr(d, field)[dim].setdefault(name, zeros()), c, values[i])
+                for sev, values in p.logs_by_severity.items():
+                    _add(d.logs_by_severity.setdefault(sev, zeros()), c, values[i])
+    groups: dict[tuple[str, str], dict] = {}
+    for p in parts:
+        for g in p.error_groups:
+            key = (str(g["type"]), str(g["message"]))
+            m = groups.setdefault(key, {**g, "count": 0})
+            m["count"] += g["count"]
+            for k, fn in (("first_seen", min), ("last_seen", max)):
+                vals = [v for v in (m.get(k), g.get(k)) if v is not None]
+                m[k] = fn(vals) if vals else None
+    d.error_groups = sorted(groups.values(), key=lambda g: (-g["count"], g["type"]))
+    d.alerts = sorted((a for p in parts for a in p.alerts), key=lambda a: (a.get("time") is None, a.get("time") or 0))
+    for p in parts:
+        for k, v in p.totals.items():
+            d.totals[k] = d.totals.get(k, 0.0) + v
+        for a, n in p.audit_actions.items():
+            d.audit_actions[a] = d.audit_actions.get(a, 0) + n
+        d.notes.extend(n for n in p.notes if n not in d.notes)
+    d.notes.append(f"{len(parts)} runs on a {width:g} s grid: counts, tokens and cost are summed; latency "
+                   "percentiles show the highest run's value in each cell")
+    return d

@@ -1,0 +1,65 @@
+"""Test helpers shared by every area (imported as ``tests.support``; fixtures live in the conftest.py files).
+
+- ``ROOT``: the repository checkout.
+- ``exact(values, q)``: the percentile oracle, the nearest rank every estimator here is compared with.
+- ``free_port()``: a free TCP port on loopback (re-exported from the demo's process helpers).
+- ``wait_until(check, timeout, what)``: poll against a deadline instead of sleeping a fixed time.
+- ``chat_reply``, ``metric_points``, ``TEST_SECRET``: small builders and readers of the service tests.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from app.demo.procs import free_port
+
+__all__ = ["ROOT", "TEST_SECRET", "chat_reply", "exact", "free_port", "metric_points", "wait_until"]
+
+ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+TEST_SECRET = "test-pseudonym-secret"  # PSEUDONYM_SECRET of the test apps
+
+
+def exact(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` by nearest rank: the value at 1-based position ``ceil(q * n)``."""
+    v = sorted(values)
+    return v[min(len(v) - 1, max(0, math.ceil(q * len(v)) - 1))]
+
+
+def wait_until(check: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Call ``check`` until it returns something truthy (returned) or ``timeout`` seconds pass (AssertionError
+    naming ``what`` and the last value seen)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {value!r})")
+        time.sleep(interval)
+
+
+def chat_reply(content: str, usage: dict[str, Any] | None = None, model: str = "gpt-4o-mini") -> dict[str, Any]:
+    """A chat.completion body with ``content`` and ``usage``."""
+    return {"id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": content}}],
+            "usage": usage if usage is not None else {"prompt_tokens": 10, "completion_tokens": 5,
+                                                       "total_tokens": 15}}
+
+
+def metric_points(reader: InMemoryMetricReader, name: str) -> list[Any]:
+    data = reader.get_metrics_data()
+    points: list[Any] = []
+    for rm in (data.resource_metrics if data else []):
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                if metric.name == name:
+                    points.extend(metric.data.data_points)
+    return points
