@@ -25,10 +25,11 @@ import logging
 import os
 import threading
 import time
-from typing import Callable, Iterable
+from collections.abc import Mapping
+from typing import Any, Callable, Iterable
 
 from otel_wandb import records as r
-from otel_wandb.config import WANDB_EXPORT_PRICING, ExportConfig
+from otel_wandb.config import ALERTS_ENABLED, WANDB_EXPORT_PRICING, AlertSettings, ConfigError, ExportConfig
 from otel_wandb.core import Aggregator, CoreConfig, IntervalResult, log_warnings
 from otel_wandb.pricing import PriceList
 from otel_wandb.sink import WandbSink
@@ -256,16 +257,17 @@ class Pipeline:
 
     # -- process-wide instance -----------------------------------------------------------------------------
     @classmethod
-    def from_env(cls, env=None, sink=None) -> "Pipeline":
+    def from_env(cls, env: Mapping[str, str] | None = None, sink: Any = None) -> Pipeline:
+        """The pipeline the environment describes (``otel_wandb.config``): its W&B sink and, when the ``alerts``
+        extra is installed and ``ALERTS_ENABLED`` is not false, its alerts."""
         cfg = ExportConfig.from_env(env)
-        core = CoreConfig(max_series=cfg.max_series, max_keys=cfg.max_keys, pricing=PriceList.load(cfg.pricing_path, variable=WANDB_EXPORT_PRICING))
+        core = CoreConfig(max_series=cfg.max_series, max_keys=cfg.max_keys,
+                          pricing=PriceList.load(cfg.pricing_path, variable=WANDB_EXPORT_PRICING))
         if sink is None:
             sink = WandbSink(finish_timeout=cfg.finish_timeout_s, env=env,
                              config={"export_interval_s": cfg.interval_s, "pid": os.getpid()})
         pipeline = cls(sink, cfg.interval_s, core_config=core)
-        from otel_wandb.alerts import install as install_alerts  # alerts.yaml + channel env vars; ALERTS_ENABLED=false: off
-
-        install_alerts(pipeline, env=env)
+        _install_alerts(pipeline, env)
         return pipeline
 
     @classmethod
@@ -288,3 +290,20 @@ class Pipeline:
 _shared: Pipeline | None = None
 _shared_pid = 0
 _shared_lock = threading.Lock()
+
+
+def _install_alerts(pipeline: Pipeline, env: Mapping[str, str] | None) -> None:
+    """Alerts are the optional extra ``alerts`` (rules in YAML, webhooks): imported here, lazily, so that the core
+    install works without them."""
+    settings = AlertSettings.from_env(env)
+    if not settings.enabled:
+        return
+    try:
+        from otel_wandb.alerts import install
+    except ImportError as exc:
+        if settings.enabled_explicitly:
+            raise ConfigError(f"{ALERTS_ENABLED} is true but the alerts extra is not installed "
+                              f"(pip install 'otel-wandb[alerts]'): {exc}") from None
+        logger.info("alerts are off: the alerts extra is not installed (pip install 'otel-wandb[alerts]')")
+        return
+    install(pipeline, env=env)

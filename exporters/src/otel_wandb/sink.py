@@ -1,10 +1,9 @@
 """``WandbSink``: the only module that imports ``wandb`` (lazily). Owns init/define_metric/log/alert/finish.
 
-Settings, environment first: ``WANDB_PROJECT`` (default ``ai-diary``), ``WANDB_ENTITY``, ``WANDB_MODE``, ``WANDB_DIR``,
-``WANDB_RUN_GROUP``, ``WANDB_NAME``, ``WANDB_JOB_TYPE``, ``WANDB_INIT_TIMEOUT`` (seconds; wandb's own variable,
-default 90 there -- ours is ``DEFAULT_INIT_TIMEOUT_S``); without ``WANDB_API_KEY`` and ``WANDB_MODE`` the run is
-offline and the ``wandb sync <dir>`` command is logged once. ``start`` (``wandb.init``) runs on the pipeline's
-flusher thread as soon as the first record arrives, never on a request thread, and never holds the sink's lock:
+Settings: arguments, else :class:`otel_wandb.config.RunConfig` (``WANDB_PROJECT`` -- default ``ai-diary`` --,
+``WANDB_ENTITY``, ``WANDB_MODE``, ``WANDB_DIR``, ``WANDB_RUN_GROUP``, ``WANDB_NAME``, ``WANDB_JOB_TYPE``,
+``WANDB_INIT_TIMEOUT``: 15 s, not wandb's 90); without ``WANDB_API_KEY`` and ``WANDB_MODE`` the run is offline and
+the ``wandb sync <dir>`` command is logged once. ``start`` (``wandb.init``) runs on the pipeline's flusher thread as soon as the first record arrives, never on a request thread, and never holds the sink's lock:
 ``finish`` stays bounded by its timeout while an init hangs (the run is then finished by the init's thread when
 it returns). If init fails the sink warns once and stays disabled: ``log`` returns False.
 
@@ -24,17 +23,12 @@ import threading
 import time
 from typing import Any, Callable, Mapping
 
-from otel_wandb.config import ConfigError, env_number
+from otel_wandb.config import WANDB_DIR, ConfigError, RunConfig
 
 logger = logging.getLogger(__name__)
 
 STEP_METRIC = "interval/time"
-DEFAULT_PROJECT = "ai-diary"
-ENV_KEYS = {"project": "WANDB_PROJECT", "entity": "WANDB_ENTITY", "mode": "WANDB_MODE", "dir": "WANDB_DIR",
-            "group": "WANDB_RUN_GROUP", "name": "WANDB_NAME", "job_type": "WANDB_JOB_TYPE"}
 LEVELS = ("INFO", "WARN", "ERROR")
-INIT_TIMEOUT_ENV = "WANDB_INIT_TIMEOUT"
-DEFAULT_INIT_TIMEOUT_S = 15.0  # wandb's default is 90 s: too long to keep the export pipeline in limbo
 _PER_INTERVAL_MEAN = ("/count", "/rate", "/delta", "/mean", "/p50", "/p50_ms", "/requests", "/errors", "/calls",
                       "/input_tokens", "/output_tokens", "/cached_tokens", "/cost_usd", "/occurrences",
                       "/new_groups", "/seconds")
@@ -75,22 +69,18 @@ class WandbSink:
                  mode: str | None = None, dir: str | None = None, group: str | None = None,
                  name: str | None = None, job_type: str | None = None, config: Mapping | None = None,
                  finish_timeout: float = 10.0, init_timeout: float | None = None,
-                 init_fn: Callable[..., Any] | None = None, env: Mapping[str, str] | None = None) -> None:
-        env = os.environ if env is None else env
+                 init_fn: Callable[..., Any] | None = None, env: Mapping[str, str] | None = None,
+                 settings: RunConfig | None = None) -> None:
+        settings = settings or RunConfig.from_env(env)
         args = {"project": project, "entity": entity, "mode": mode, "dir": dir, "group": group, "name": name,
                 "job_type": job_type}
-        self.init_kwargs = {k: (v if v is not None else env.get(ENV_KEYS[k]) or None) for k, v in args.items()}
-        self.init_kwargs["project"] = self.init_kwargs["project"] or DEFAULT_PROJECT
-        if not self.init_kwargs["mode"] and not env.get("WANDB_API_KEY"):
-            self.init_kwargs["mode"] = "offline"
+        self.init_kwargs = {k: (v if v is not None else getattr(settings, k)) for k, v in args.items()}
         if self.init_kwargs["dir"]:
             try:
                 os.makedirs(self.init_kwargs["dir"], exist_ok=True)
             except OSError as exc:
-                raise ConfigError(f"WANDB_DIR={self.init_kwargs['dir']!r} cannot be created: {exc}") from None
-        if init_timeout is None:
-            init_timeout = env_number(env, INIT_TIMEOUT_ENV, DEFAULT_INIT_TIMEOUT_S, above=0)
-        self.init_timeout = float(init_timeout)
+                raise ConfigError(f"{WANDB_DIR} cannot be created ({exc.strerror or exc})") from None
+        self.init_timeout = float(settings.init_timeout_s if init_timeout is None else init_timeout)
         self.config = dict(config or {})
         self.finish_timeout = finish_timeout
         self.run = run

@@ -10,7 +10,8 @@ import pytest
 
 from otel_wandb.alerts import Evaluator
 from otel_wandb.alerts._rules import parse_config
-from otel_wandb.alerts._state import StateStore, default_state_path
+from otel_wandb.alerts._state import StateStore
+from otel_wandb.config import AlertSettings
 from otel_wandb.records import Signals
 
 RULES = {
@@ -164,6 +165,9 @@ def test_state_file_corrupt_or_other_zone_starts_fresh(tmp_path, caplog):
 
 
 def test_state_path_precedence(tmp_path):
+    def default_state_path(env):
+        return AlertSettings.from_env(env).state_file
+
     assert default_state_path({"ALERTS_STATE_FILE": str(tmp_path / "a.json"), "WANDB_DIR": "/x"}) == tmp_path / "a.json"
     assert default_state_path({"ALERTS_STATE_FILE": "off"}) is None
     assert str(default_state_path({"WANDB_DIR": str(tmp_path)})) == str(tmp_path / "alerts-state.json")

@@ -241,11 +241,11 @@ def test_cli_refuses_bad_settings_naming_the_variable(tmp_path):
     env = {**os.environ, "WANDB_BRIDGE_PORT": "http", "WANDB_DIR": str(tmp_path)}
     res = subprocess.run([sys.executable, "-m", "otel_wandb.bridge"], env=env, capture_output=True, text=True,
                          timeout=60)
-    assert res.returncode == 2 and "WANDB_BRIDGE_PORT='http' is not an integer" in res.stderr
+    assert res.returncode == 2 and "WANDB_BRIDGE_PORT must be an integer" in res.stderr and "http" not in res.stderr.split("configuration:")[-1]
     res = subprocess.run([sys.executable, "-m", "otel_wandb.bridge"], env={**env, "WANDB_BRIDGE_PORT": "0",
                                                                         "WANDB_BRIDGE_LOG_LEVEL": "verbose"},
                          capture_output=True, text=True, timeout=60)
-    assert res.returncode == 2 and "invalid configuration: WANDB_BRIDGE_LOG_LEVEL='verbose'" in res.stderr
+    assert res.returncode == 2 and "invalid configuration: WANDB_BRIDGE_LOG_LEVEL must be one of" in res.stderr and "verbose" not in res.stderr
     assert "Traceback" not in res.stderr
     res = subprocess.run([sys.executable, "-m", "otel_wandb.bridge", "--help"], capture_output=True, text=True,
                          timeout=60)

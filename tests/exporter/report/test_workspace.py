@@ -9,7 +9,7 @@ import pytest
 
 from otel_wandb.report import _workspace as dashboard
 from otel_wandb import records as r
-from otel_wandb.config import ConfigError
+from otel_wandb.config import BridgeConfig, ConfigError, RunConfig
 from otel_wandb.core import Aggregator, CoreConfig
 from otel_wandb.pricing import Price, PriceList
 
@@ -130,14 +130,18 @@ def test_publish_needs_an_api_key(monkeypatch):
     ({"WANDB_BRIDGE_PUBLISH_DASHBOARD": "true"}, True),
 ])
 def test_the_bridge_publishes_the_dashboard_when_the_run_goes_online(env, wanted):
-    assert dashboard.publish_wanted(env) is wanted
+    assert dashboard.publish_wanted(BridgeConfig.from_env(env), RunConfig.from_env(env)) is wanted
+
+
+def wanted(env):
+    return dashboard.publish_wanted(BridgeConfig.from_env(env), RunConfig.from_env(env))
 
 
 def test_a_bad_publish_setting_names_the_variable():
-    with pytest.raises(ConfigError, match="WANDB_BRIDGE_PUBLISH_DASHBOARD must be auto, true or false"):
-        dashboard.publish_wanted({"WANDB_BRIDGE_PUBLISH_DASHBOARD": "sometimes"})
-    assert dashboard.publish_wanted({"WANDB_BRIDGE_PUBLISH_DASHBOARD": " Yes "}) is True
-    assert dashboard.publish_wanted({"WANDB_API_KEY": "k", "WANDB_BRIDGE_PUBLISH_DASHBOARD": "AUTO"}) is True
+    with pytest.raises(ConfigError, match="WANDB_BRIDGE_PUBLISH_DASHBOARD must be one of auto, 1, true"):
+        wanted({"WANDB_BRIDGE_PUBLISH_DASHBOARD": "sometimes"})
+    assert wanted({"WANDB_BRIDGE_PUBLISH_DASHBOARD": " Yes "}) is True
+    assert wanted({"WANDB_API_KEY": "k", "WANDB_BRIDGE_PUBLISH_DASHBOARD": "AUTO"}) is True
 
 
 def test_publish_once_saves_one_workspace_per_deployment_and_never_raises(tmp_path, caplog):

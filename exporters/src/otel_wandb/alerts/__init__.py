@@ -17,24 +17,19 @@ import threading
 import time
 from typing import Any, Callable, Mapping
 
-from otel_wandb.alerts._channels import ChannelConfigError, WandbChannel, channels_from_env, parse_bool, parse_number
+from otel_wandb.alerts._channels import WandbChannel, channels_from_settings
 from otel_wandb.alerts._dispatcher import Dispatcher
 from otel_wandb.alerts._evaluator import AlertEvent, Evaluator
 from otel_wandb.alerts._rules import AlertsConfig, AlertsConfigError, load_config
-from otel_wandb.alerts._state import StateStore, default_state_path
+from otel_wandb.alerts._state import StateStore
+from otel_wandb.config import ALERTS_ENABLED, AlertSettings, ChannelSettings, ConfigError
 
-__all__ = ["AlertEvent", "AlertManager", "AlertsConfig", "AlertsConfigError", "ChannelConfigError", "Evaluator",
-           "install", "load_config"]
+__all__ = ["AlertEvent", "AlertManager", "AlertsConfig", "AlertsConfigError", "ConfigError", "Evaluator", "build",
+           "install", "load_config", "sibling_workers"]
 
 logger = logging.getLogger(__name__)
 
-ENV_ALERTS_ENABLED = "ALERTS_ENABLED"
-ENV_CHANNEL_RETRIES = "ALERTS_CHANNEL_RETRIES"
-ENV_CHANNEL_BACKOFF = "ALERTS_CHANNEL_BACKOFF"
-ENV_QUEUE_SIZE = "ALERTS_QUEUE_SIZE"
-ENV_WORKER_ID = "AI_DIARY_WORKER_ID"  # set in each worker by gunicorn.conf.py's post_fork (never in the bridge)
-ENV_WEB_CONCURRENCY = "WEB_CONCURRENCY"  # gunicorn.conf.py's worker count (default 2)
-GUNICORN_CONF_DEFAULT_WORKERS = 2
+GUNICORN_CONF_DEFAULT_WORKERS = 2  # the ai-diary service's gunicorn.conf.py default
 
 
 class AlertManager:
@@ -79,19 +74,18 @@ def build(sink: Any = None, *, config: AlertsConfig | None = None, config_path: 
           env: Mapping[str, str] | None = None, clock: Callable[[], float] = time.time,
           state_path: str | os.PathLike[str] | None | bool = True, backoff: float | None = None) -> AlertManager:
     """An :class:`AlertManager` from the rules file and env vars (``state_path=True``: ``ALERTS_STATE_FILE``)."""
-    env = os.environ if env is None else env
+    settings = AlertSettings.from_env(env)
     config = config or load_config(config_path, env)
-    channels: dict[str, Any] = dict(channels_from_env(env))
+    channels: dict[str, Any] = dict(channels_from_settings(ChannelSettings.from_env(env)))
     if config.wandb and sink is not None:
         channels["wandb"] = WandbChannel(sink)
     used = {c for r in config.enabled_rules for c in r.channels}
     unconfigured = (used | ({"wandb"} if config.wandb else set())) - set(channels)
     dispatcher = Dispatcher(
         {k: v for k, v in channels.items() if k in used or k == "wandb"},
-        retries=parse_number(env, ENV_CHANNEL_RETRIES, 3, 0, 10, int),
-        backoff=backoff if backoff is not None else parse_number(env, ENV_CHANNEL_BACKOFF, 1.0, 0.0, 60.0),
-        queue_size=parse_number(env, ENV_QUEUE_SIZE, 100, 1, 10000, int), unconfigured=unconfigured)
-    path = default_state_path(env) if state_path is True else (state_path or None)
+        retries=settings.retries, backoff=backoff if backoff is not None else settings.backoff_s,
+        queue_size=settings.queue_size, unconfigured=unconfigured)
+    path = settings.state_file if state_path is True else (state_path or None)
     manager = AlertManager(config, dispatcher, store=StateStore(path), clock=clock)
     logger.info("alerts: %d rule(s) (%s), time zone %s, state file %s",
                 len(config.enabled_rules), ", ".join(r.name for r in config.enabled_rules), config.timezone,
@@ -99,20 +93,16 @@ def build(sink: Any = None, *, config: AlertsConfig | None = None, config_path: 
     return manager
 
 
-def sibling_workers(env: Mapping[str, str]) -> int:
+def sibling_workers(settings: AlertSettings) -> int:
     """How many gunicorn workers serve this app when this process is one of them, else 0.
 
     The signal: ``AI_DIARY_WORKER_ID``, which only gunicorn.conf.py's ``post_fork`` sets (the W&B bridge, the
     demo's tools and tests never have it), with the count from ``WEB_CONCURRENCY``, which ``post_fork`` sets to
     the server's real worker count (a ``--workers`` flag included); unset, gunicorn.conf.py's default of 2.
     """
-    if not (env.get(ENV_WORKER_ID) or "").strip():
+    if not settings.worker_id:
         return 0
-    raw = (env.get(ENV_WEB_CONCURRENCY) or "").strip()
-    try:
-        return max(1, int(raw)) if raw else GUNICORN_CONF_DEFAULT_WORKERS
-    except ValueError:
-        return GUNICORN_CONF_DEFAULT_WORKERS  # gunicorn itself would have refused it
+    return settings.web_concurrency or GUNICORN_CONF_DEFAULT_WORKERS
 
 
 def install(pipeline: Any, sink: Any = None, **kwargs: Any) -> AlertManager | None:
@@ -124,20 +114,19 @@ def install(pipeline: Any, sink: Any = None, **kwargs: Any) -> AlertManager | No
     the W&B bridge instead (the collector sends it every worker's telemetry).
 
     ``sink`` defaults to ``pipeline.sink``. Keyword arguments go to :func:`build` (config, config_path, env, clock,
-    state_path, backoff). Raises AlertsConfigError / ChannelConfigError on invalid configuration.
+    state_path, backoff). Raises ConfigError (AlertsConfigError for the rules file) on invalid configuration.
     """
-    env = kwargs.get("env")
-    env = os.environ if env is None else env
-    if not parse_bool(env, ENV_ALERTS_ENABLED, default=True):
-        logger.info("alerts disabled by %s", ENV_ALERTS_ENABLED)
+    settings = AlertSettings.from_env(kwargs.get("env"))
+    if not settings.enabled:
+        logger.info("alerts disabled by %s", ALERTS_ENABLED)
         return None
-    workers = sibling_workers(env)
+    workers = sibling_workers(settings)
     if workers > 1:
-        explicit = bool((env.get(ENV_ALERTS_ENABLED) or "").strip())
+        explicit = settings.enabled_explicitly
         logger.warning("alerts %s in gunicorn worker %s of %d: each worker sees only its share of the requests "
                        "(one alert per worker per breach, per-worker daily AI cost, one shared state file). "
                        "Evaluate alerts in the W&B bridge (OTEL_*_EXPORTER=otlp to the collector, as in compose)%s",
-                       "ON (ALERTS_ENABLED=true)" if explicit else "OFF", env.get(ENV_WORKER_ID), workers,
+                       "ON (ALERTS_ENABLED=true)" if explicit else "OFF", settings.worker_id, workers,
                        "" if explicit else ", or set ALERTS_ENABLED=true to evaluate per worker anyway")
         if not explicit:
             return None

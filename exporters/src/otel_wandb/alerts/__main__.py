@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 
-from otel_wandb.alerts import AlertEvent, AlertsConfigError, ChannelConfigError, build
+from otel_wandb.alerts import AlertEvent, ConfigError, build
 from otel_wandb.alerts._evaluator import format_value
 
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         manager = build(state_path=None if args.command == "send-test" else True)
-    except (AlertsConfigError, ChannelConfigError) as exc:
+    except ConfigError as exc:
         print(f"invalid alert configuration: {exc}", file=sys.stderr)
         return 2
     try:
@@ -65,5 +65,5 @@ def main(argv: list[str] | None = None) -> int:
         manager.shutdown(2.0)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m otel_wandb.alerts
     sys.exit(main())

@@ -3,15 +3,15 @@
 Each channel's ``send(event)`` makes one attempt and raises :class:`ChannelError` on failure; retries, backoff and
 threads live in :mod:`otel_wandb.alerts._dispatcher`. A channel that makes one request per recipient (SMS) also has
 ``recipients`` and ``send_to(event, recipient)``: the dispatcher then retries each recipient on its own, so a
-failure for one never re-sends to the others. Configuration comes from env vars, validated at start-up with
-errors naming the variable. Error texts are scrubbed of the channel's secrets (webhook URLs, tokens, passwords).
+failure for one never re-sends to the others. Configuration comes from :class:`otel_wandb.config.ChannelSettings`,
+validated at start-up with errors naming the variable. Error texts are scrubbed of the channel's secrets (webhook
+URLs, tokens, passwords).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import smtplib
 import ssl
 from dataclasses import dataclass, field
@@ -22,27 +22,28 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from otel_wandb.config import env_flag, env_number
+from otel_wandb.config import (
+    ALERT_EMAIL_TO,
+    SLACK_WEBHOOK_URL,
+    SMS_ACCOUNT_SID,
+    SMS_AUTH_TOKEN,
+    SMS_TO,
+    SMS_WEBHOOK_URL,
+    SMTP_ALLOW_PLAINTEXT_LOGIN,
+    SMTP_HOST,
+    SMTP_PASSWORD,
+    SMTP_STARTTLS,
+    SMTP_USERNAME,
+    ChannelSettings,
+    ConfigError,
+)
 from otel_wandb.alerts._evaluator import AlertEvent
 
-ENV_SLACK_WEBHOOK_URL = "SLACK_WEBHOOK_URL"
-ENV_SMTP_HOST, ENV_SMTP_PORT, ENV_SMTP_STARTTLS = "SMTP_HOST", "SMTP_PORT", "SMTP_STARTTLS"
-ENV_SMTP_USERNAME, ENV_SMTP_PASSWORD = "SMTP_USERNAME", "SMTP_PASSWORD"
-ENV_SMTP_CA_FILE = "SMTP_CA_FILE"  # optional PEM bundle to verify the server's STARTTLS certificate
-ENV_SMTP_ALLOW_PLAINTEXT_LOGIN = "SMTP_ALLOW_PLAINTEXT_LOGIN"  # true: log in without STARTTLS to a remote host
-ENV_EMAIL_FROM, ENV_EMAIL_TO = "ALERT_EMAIL_FROM", "ALERT_EMAIL_TO"
-ENV_SMS_WEBHOOK_URL, ENV_SMS_FROM, ENV_SMS_TO = "SMS_WEBHOOK_URL", "SMS_FROM", "SMS_TO"
-ENV_SMS_ACCOUNT_SID, ENV_SMS_AUTH_TOKEN = "SMS_ACCOUNT_SID", "SMS_AUTH_TOKEN"
-ENV_CHANNEL_TIMEOUT = "ALERTS_CHANNEL_TIMEOUT"
 SMS_MAX_CHARS = 320
 
 
 class ChannelError(Exception):
     """One delivery attempt failed; the message is safe to log."""
-
-
-class ChannelConfigError(ValueError):
-    """A channel env var is invalid; the message names the variable."""
 
 
 class Channel(Protocol):
@@ -201,32 +202,18 @@ class SmsChannel:
         _post(self._client, self.url, self._secrets, data=form, auth=self._auth)
 
 
-# -- configuration from the environment ----------------------------------------------------------------------
-def _get(env: Mapping[str, str], name: str) -> str:
-    return (env.get(name) or "").strip()
-
-
-def _url(env: Mapping[str, str], name: str) -> str:
-    value = _get(env, name)
+# -- configuration ---------------------------------------------------------------------------------------------
+def _url(value: str, name: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ChannelConfigError(f"{name}: expected an http(s) URL")
+        raise ConfigError(f"{name} must be an http(s) URL")
     return value
 
 
-def _list(env: Mapping[str, str], name: str, required_by: str) -> tuple[str, ...]:
-    items = tuple(x.strip() for x in _get(env, name).split(",") if x.strip())
+def _required(items: tuple[str, ...], name: str, required_by: str) -> tuple[str, ...]:
     if not items:
-        raise ChannelConfigError(f"{name}: required when {required_by} is set (comma-separated list)")
+        raise ConfigError(f"{name}: required when {required_by} is set (comma-separated list)")
     return items
-
-
-def parse_bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
-    return env_flag(env, name, default, error=ChannelConfigError)
-
-
-def parse_number(env: Mapping[str, str], name: str, default: float, lo: float, hi: float, kind: type = float) -> Any:
-    return env_number(env, name, default, lo=lo, hi=hi, kind=kind, error=ChannelConfigError)
 
 
 def is_loopback(host: str) -> bool:
@@ -244,38 +231,30 @@ def _check_login_transport(host: str, starttls: bool, username: str, allow_plain
     text) unless ``SMTP_ALLOW_PLAINTEXT_LOGIN=true``."""
     if not username or starttls or is_loopback(host) or allow_plaintext:
         return
-    raise ChannelConfigError(
-        f"{ENV_SMTP_USERNAME}: login to {host} without STARTTLS would send the password in clear text; set "
-        f"{ENV_SMTP_STARTTLS}=true (or {ENV_SMTP_ALLOW_PLAINTEXT_LOGIN}=true to accept that)")
+    raise ConfigError(
+        f"{SMTP_USERNAME}: a login without STARTTLS to a remote host would send the password in clear text; set "
+        f"{SMTP_STARTTLS}=true (or {SMTP_ALLOW_PLAINTEXT_LOGIN}=true to accept that)")
 
 
-def channels_from_env(env: Mapping[str, str] | None = None) -> dict[str, Channel]:
-    """The external channels whose env vars are set (a partly configured channel is an error)."""
-    env = os.environ if env is None else env
-    timeout = parse_number(env, ENV_CHANNEL_TIMEOUT, 5.0, 0.1, 120.0)
+def channels_from_settings(cfg: ChannelSettings | None = None) -> dict[str, Channel]:
+    """The external channels that are configured (a partly configured channel is a ConfigError naming the
+    variable); ``cfg`` defaults to :meth:`ChannelSettings.from_env`."""
+    cfg = cfg or ChannelSettings.from_env()
     found: dict[str, Channel] = {}
-    if _get(env, ENV_SLACK_WEBHOOK_URL):
-        found["slack"] = SlackChannel(_url(env, ENV_SLACK_WEBHOOK_URL), timeout)
-    if _get(env, ENV_SMTP_HOST):
-        starttls = parse_bool(env, ENV_SMTP_STARTTLS)
-        allow_plaintext = parse_bool(env, ENV_SMTP_ALLOW_PLAINTEXT_LOGIN)  # validated even where it does not matter
-        username = _get(env, ENV_SMTP_USERNAME)
-        if username and not env.get(ENV_SMTP_PASSWORD):
-            raise ChannelConfigError(f"{ENV_SMTP_PASSWORD}: required when {ENV_SMTP_USERNAME} is set")
-        _check_login_transport(_get(env, ENV_SMTP_HOST), starttls, username, allow_plaintext)
-        ca_file = _get(env, ENV_SMTP_CA_FILE)
-        if ca_file and not os.path.isfile(ca_file):
-            raise ChannelConfigError(f"{ENV_SMTP_CA_FILE}: {ca_file!r} is not a readable file")
+    if cfg.slack_url:
+        found["slack"] = SlackChannel(_url(cfg.slack_url, SLACK_WEBHOOK_URL), cfg.timeout_s)
+    if cfg.smtp_host:
+        if cfg.smtp_username and not cfg.smtp_password:
+            raise ConfigError(f"{SMTP_PASSWORD}: required when {SMTP_USERNAME} is set")
+        _check_login_transport(cfg.smtp_host, cfg.smtp_starttls, cfg.smtp_username, cfg.smtp_allow_plaintext_login)
         found["email"] = EmailChannel(
-            host=_get(env, ENV_SMTP_HOST),
-            port=parse_number(env, ENV_SMTP_PORT, 587 if starttls else 25, 1, 65535, int),
-            sender=_get(env, ENV_EMAIL_FROM) or "ai-diary-alerts@localhost",
-            recipients=_list(env, ENV_EMAIL_TO, ENV_SMTP_HOST), starttls=starttls, username=username,
-            password=env.get(ENV_SMTP_PASSWORD) or "", timeout=timeout, ca_file=ca_file)
-    if _get(env, ENV_SMS_WEBHOOK_URL):
-        sid, token = _get(env, ENV_SMS_ACCOUNT_SID), env.get(ENV_SMS_AUTH_TOKEN) or ""
-        if bool(sid) != bool(token):
-            raise ChannelConfigError(f"{ENV_SMS_ACCOUNT_SID} and {ENV_SMS_AUTH_TOKEN}: set both or neither")
-        found["sms"] = SmsChannel(_url(env, ENV_SMS_WEBHOOK_URL), _list(env, ENV_SMS_TO, ENV_SMS_WEBHOOK_URL),
-                                  _get(env, ENV_SMS_FROM), sid, token, timeout)
+            host=cfg.smtp_host, port=cfg.smtp_port or (587 if cfg.smtp_starttls else 25),
+            sender=cfg.email_from or "ai-diary-alerts@localhost",
+            recipients=_required(cfg.email_to, ALERT_EMAIL_TO, SMTP_HOST), starttls=cfg.smtp_starttls,
+            username=cfg.smtp_username, password=cfg.smtp_password, timeout=cfg.timeout_s, ca_file=cfg.smtp_ca_file)
+    if cfg.sms_url:
+        if bool(cfg.sms_account_sid) != bool(cfg.sms_auth_token):
+            raise ConfigError(f"{SMS_ACCOUNT_SID} and {SMS_AUTH_TOKEN}: set both or neither")
+        found["sms"] = SmsChannel(_url(cfg.sms_url, SMS_WEBHOOK_URL), _required(cfg.sms_to, SMS_TO, SMS_WEBHOOK_URL),
+                                  cfg.sms_from, cfg.sms_account_sid, cfg.sms_auth_token, cfg.timeout_s)
     return found

@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from otel_wandb.config import ALERTS_FILE, ALERTS_TIMEZONE, AlertSettings, ConfigError
+
 logger = logging.getLogger(__name__)
 
-ENV_ALERTS_FILE = "ALERTS_FILE"
-ENV_ALERTS_TIMEZONE = "ALERTS_TIMEZONE"
 
 COMPARISONS = {">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": float.__le__}
 PERCENTILE_RE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)_response_time$")
@@ -46,8 +46,8 @@ _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
-class AlertsConfigError(ValueError):
-    """The alert rules file is missing or invalid; the message names the rule and field."""
+class AlertsConfigError(ConfigError):
+    """The alert rules file is missing or invalid; the message names the file, the rule and the field."""
 
 
 def parse_duration(value: Any) -> float:
@@ -220,7 +220,7 @@ def parse_config(data: Any, source: str = "alerts config", timezone: str | None 
         try:
             zone_info(timezone)
         except ValueError as exc:
-            raise AlertsConfigError(f"{ENV_ALERTS_TIMEZONE}: {exc}") from None
+            raise AlertsConfigError(f"{ALERTS_TIMEZONE}: {exc}") from None
         data = {**data, "timezone": timezone}
     try:
         return AlertsConfig.model_validate(data)
@@ -231,19 +231,18 @@ def parse_config(data: Any, source: str = "alerts config", timezone: str | None 
 def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> AlertsConfig:
     """Load rules: argument -> ``ALERTS_FILE`` -> :data:`DEFAULT_RULES` (the ticket's rules; the ai-diary
     repository's ``alerts.yaml`` holds the same, a test keeps them identical)."""
-    env = os.environ if env is None else env
-    tz_override = env.get(ENV_ALERTS_TIMEZONE) or None
-    if not path and not env.get(ENV_ALERTS_FILE):
-        logger.info("no %s: using the built-in default alert rules", ENV_ALERTS_FILE)
-        return parse_config(DEFAULT_RULES, source="built-in alert rules", timezone=tz_override)
-    chosen = Path(path or env.get(ENV_ALERTS_FILE) or "")
+    settings = AlertSettings.from_env(env)
+    if not path and not settings.rules_file:
+        logger.info("no %s: using the built-in default alert rules", ALERTS_FILE)
+        return parse_config(DEFAULT_RULES, source="built-in alert rules", timezone=settings.timezone)
+    chosen = Path(path or settings.rules_file or "")
     try:
         text = chosen.read_text(encoding="utf-8")
     except OSError as exc:
-        name = f"{ENV_ALERTS_FILE}={chosen}" if not path and env.get(ENV_ALERTS_FILE) else str(chosen)
+        name = f"{ALERTS_FILE} ({chosen})" if not path else str(chosen)
         raise AlertsConfigError(f"{name}: cannot read alert rules: {exc.strerror or exc}") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise AlertsConfigError(f"{chosen}: invalid YAML: {exc}") from None
-    return parse_config(data, source=str(chosen), timezone=tz_override)
+    return parse_config(data, source=str(chosen), timezone=settings.timezone)

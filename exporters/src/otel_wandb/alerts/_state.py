@@ -14,23 +14,7 @@ from typing import Any, Mapping
 
 logger = logging.getLogger(__name__)
 
-ENV_ALERTS_STATE_FILE = "ALERTS_STATE_FILE"
 STATE_VERSION = 1
-_DISABLED = {"", "none", "off", "false", "0"}
-
-
-def default_state_path(env: Mapping[str, str] | None = None) -> Path | None:
-    """``ALERTS_STATE_FILE`` (``off`` disables) -> ``$WANDB_DIR/alerts-state.json`` -> None (memory only).
-
-    No implicit path in the working directory: processes sharing a checkout (tests, tools) must not share state.
-    """
-    env = os.environ if env is None else env
-    if ENV_ALERTS_STATE_FILE in env:
-        value = env[ENV_ALERTS_STATE_FILE].strip()
-        return None if value.lower() in _DISABLED else Path(value)
-    if env.get("WANDB_DIR"):
-        return Path(env["WANDB_DIR"]) / "alerts-state.json"
-    return None
 
 
 class StateStore:

@@ -22,17 +22,16 @@ from typing import Any, Callable, Mapping
 
 from otel_wandb.bridge import _server
 from otel_wandb.bridge._server import BridgeServer
-from otel_wandb.config import ENV_BRIDGE_PORT, BridgeConfig, ConfigError, bridge_log_level
+from otel_wandb.config import WANDB_BRIDGE_PORT, BridgeConfig, ConfigError, RunConfig, bridge_log_level
 from otel_wandb.pipeline import Pipeline
 from otel_wandb.report import publish_once, publish_wanted
 
 logger = logging.getLogger("otel_wandb.bridge")
 
 
-def _publish_dashboard() -> None:
+def _publish_dashboard(run: RunConfig) -> None:
     """Save the W&B workspace once per deployment (``publish_once``), off the serving path."""
-    state = os.environ.get("WANDB_DIR") or "."
-    threading.Thread(target=publish_once, args=(state,), name="wandb-dashboard", daemon=True).start()
+    threading.Thread(target=publish_once, args=(run.dir or ".",), name="wandb-dashboard", daemon=True).start()
 
 
 def main(argv: list[str] | None = None,
@@ -40,7 +39,7 @@ def main(argv: list[str] | None = None,
     """Run the bridge in the foreground until SIGTERM/SIGINT; then stop and finish the W&B run."""
     level_error: ConfigError | None = None
     try:
-        level = bridge_log_level(os.environ)
+        level = bridge_log_level()
     except ConfigError as exc:  # reported with the other configuration errors, once logging is set up
         level, level_error = "INFO", exc
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -55,7 +54,8 @@ def main(argv: list[str] | None = None,
         if level_error is not None:
             raise level_error
         config = BridgeConfig.from_env()
-        publish = publish_wanted()  # validated with the rest: a bad value stops the start, naming the variable
+        run = RunConfig.from_env()
+        publish = publish_wanted(config, run)
 
         pipeline = Pipeline.from_env()
     except (ConfigError, ValueError) as exc:
@@ -64,12 +64,12 @@ def main(argv: list[str] | None = None,
     try:
         server = server_factory(config, pipeline)
     except OSError as exc:
-        logger.error("wandb-bridge: cannot listen on %s:%s (%s=%s): %s", config.host, config.port, ENV_BRIDGE_PORT,
+        logger.error("wandb-bridge: cannot listen on %s:%s (%s=%s): %s", config.host, config.port, WANDB_BRIDGE_PORT,
                      config.port, exc)
         pipeline.shutdown(config.shutdown_timeout_s)
         return 2
     if publish:
-        _publish_dashboard()
+        _publish_dashboard(run)
     stopping = threading.Event()
 
     def _on_signal(signum: int, _frame: Any) -> None:

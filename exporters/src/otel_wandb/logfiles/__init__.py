@@ -17,11 +17,9 @@ from __future__ import annotations
 
 from otel_wandb.logfiles._cli import error_group_key, main, top_errors
 from otel_wandb.logfiles._files import (
-    LOG_DIR_ENV,
     SEVERITY_BY_NAME,
     STREAMS,
     Entry,
-    default_log_dir,
     entries,
     parse_line,
     read_file,
@@ -31,5 +29,5 @@ from otel_wandb.logfiles._files import (
 )
 from otel_wandb.logfiles._follow import follow
 
-__all__ = ["LOG_DIR_ENV", "SEVERITY_BY_NAME", "STREAMS", "Entry", "default_log_dir", "entries", "error_group_key",
+__all__ = ["SEVERITY_BY_NAME", "STREAMS", "Entry", "entries", "error_group_key",
            "follow", "main", "parse_line", "read_file", "severity_name", "stream_files", "to_line", "top_errors"]

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence, TextIO
 
 from otel_wandb.logfiles._follow import follow
-from otel_wandb.logfiles._files import LOG_DIR_ENV, SEVERITY_BY_NAME, STREAMS, Entry, default_log_dir, entries, read_file
+from otel_wandb.config import LOG_DIR, log_dir as default_log_dir
+from otel_wandb.logfiles._files import SEVERITY_BY_NAME, STREAMS, Entry, entries, read_file
 
 # Attribute keys that may carry the pseudonymous user id, first match wins.
 USER_KEYS = ("enduser.pseudo.id", "enduser.id", "user.pseudo_id", "user.id", "audit.actor", "actor")
@@ -175,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ai-diary-logs", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--log-dir", type=Path, default=None,
-                   help=f"collector log directory (default ${LOG_DIR_ENV} or ./logs)")
+                   help=f"collector log directory (default ${LOG_DIR} or ./logs)")
     p.add_argument("--stream", "-s", action="append", choices=STREAMS,
                    help="which file(s): combined (default), error, audit; repeatable")
     p.add_argument("--file", action="append", type=Path, default=[], help="read this file instead (repeatable)")
@@ -203,7 +204,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     log_dir = args.log_dir or default_log_dir()
     streams = args.stream or ["combined"]
     if not args.file and not log_dir.is_dir():
-        print(f"ai-diary-logs: log directory not found: {log_dir} (set {LOG_DIR_ENV} or --log-dir)", file=sys.stderr)
+        print(f"ai-diary-logs: log directory not found: {log_dir} (set {LOG_DIR} or --log-dir)", file=sys.stderr)
         return 2
     keep = build_filter(args)
     if args.follow:

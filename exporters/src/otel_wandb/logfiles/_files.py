@@ -20,8 +20,6 @@ from typing import Any, Iterable, Iterator
 
 log = logging.getLogger(__name__)
 
-LOG_DIR_ENV = "LOG_DIR"
-DEFAULT_LOG_DIR = "logs"
 STREAMS = ("combined", "error", "audit")
 
 _SEVERITY_NAMES = ((21, "FATAL"), (17, "ERROR"), (13, "WARN"), (9, "INFO"), (5, "DEBUG"), (1, "TRACE"))
@@ -176,8 +174,6 @@ def entries(log_dir: str | os.PathLike[str], streams: Iterable[str] = ("combined
             yield from read_file(path)
 
 
-def default_log_dir() -> Path:
-    return Path(os.environ.get(LOG_DIR_ENV) or DEFAULT_LOG_DIR)
 
 
 def _to_any(value: Any) -> dict[str, Any]:

@@ -25,7 +25,6 @@ from otel_wandb.report._html import render
 from otel_wandb.report._merge import merge
 from otel_wandb.report._model import ReportData, from_logs, from_run
 from otel_wandb.report._workspace import (
-    ENV_PUBLISH,
     MARKER,
     PanelSpec,
     SectionSpec,
@@ -38,6 +37,6 @@ from otel_wandb.report._workspace import (
     spec,
 )
 
-__all__ = ["DEFAULT_OUT", "ENV_PUBLISH", "MARKER", "PanelSpec", "ReportData", "SectionSpec", "build_workspace",
+__all__ = ["DEFAULT_OUT", "MARKER", "PanelSpec", "ReportData", "SectionSpec", "build_workspace",
            "check_keys", "from_logs", "from_run", "load", "main", "merge", "publish", "publish_once",
            "publish_wanted", "referenced_keys", "render", "resolve", "spec", "write_report"]

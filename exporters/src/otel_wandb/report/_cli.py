@@ -14,6 +14,7 @@ from otel_wandb.report._merge import merge
 from otel_wandb.report._model import ReportData, from_logs, from_run
 from otel_wandb.report._workspace import publish
 from otel_wandb.runfile import find_runs
+from otel_wandb.config import LOG_DIR, WANDB_DIR, env_str, environ
 
 logger = logging.getLogger(__name__)
 DEFAULT_OUT = "ai-diary-report.html"
@@ -68,8 +69,9 @@ def write_report(source: Source | Sequence[Source], out_path: Source) -> Path:
 
 
 def default_source() -> str | None:
-    for env in ("WANDB_DIR", "LOG_DIR"):
-        value = os.environ.get(env)
+    """``$WANDB_DIR`` when it holds a run, else ``$LOG_DIR`` when it holds log files."""
+    env = environ()
+    for value in (env_str(env, WANDB_DIR), env_str(env, LOG_DIR)):
         if value:
             try:
                 resolve(value)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from otel_wandb.config import ConfigError, env_flag
+from otel_wandb.config import BridgeConfig, RunConfig
 
 logger = logging.getLogger(__name__)
 
@@ -134,12 +135,14 @@ def build_workspace(entity: str, project: str, name: str = DEFAULT_NAME,
                   for s in sections or spec()])
 
 
-def publish(entity: str | None = None, project: str | None = None, name: str = DEFAULT_NAME) -> str:
+def publish(entity: str | None = None, project: str | None = None, name: str = DEFAULT_NAME,
+            run: RunConfig | None = None) -> str:
     """Save the workspace to W&B and return its URL. Needs ``WANDB_API_KEY``."""
-    if not os.environ.get("WANDB_API_KEY"):
+    run = run or RunConfig.from_env()
+    if not run.has_api_key:
         raise RuntimeError("WANDB_API_KEY is not set: the dashboard can only be published online")
-    project = project or os.environ.get("WANDB_PROJECT") or "ai-diary"
-    entity = entity or os.environ.get("WANDB_ENTITY")
+    project = project or run.project
+    entity = entity or run.entity
     if not entity:
         import wandb
 
@@ -151,29 +154,19 @@ def publish(entity: str | None = None, project: str | None = None, name: str = D
     return str(workspace.url)
 
 
-ENV_PUBLISH = "WANDB_BRIDGE_PUBLISH_DASHBOARD"  # auto (default) | true | false
 MARKER = "dashboard-url.txt"
 
 
-def publish_wanted(env: Any = None) -> bool:
-    """``auto``: when the run goes online (``WANDB_API_KEY`` set, ``WANDB_MODE`` not offline/disabled)."""
-    env = os.environ if env is None else env
-    raw = (env.get(ENV_PUBLISH) or "auto").strip().lower()
-    if raw != "auto":
-        try:
-            return env_flag(env, ENV_PUBLISH)
-        except ConfigError:
-            raise ConfigError(f"{ENV_PUBLISH} must be auto, true or false, got {raw!r}") from None
-    mode = (env.get("WANDB_MODE") or "").strip().lower()
-    return bool(env.get("WANDB_API_KEY")) and mode not in ("offline", "disabled", "dryrun")
+def publish_wanted(bridge: BridgeConfig, run: RunConfig) -> bool:
+    """``WANDB_BRIDGE_PUBLISH_DASHBOARD``: ``auto`` publishes when the run goes online (an API key, and a mode
+    that is not offline/disabled), ``true``/``false`` decide."""
+    return run.online if bridge.publish_dashboard == "auto" else bridge.publish_dashboard == "true"
 
 
 def publish_once(state_dir: str | os.PathLike[str], publish_fn: Any = None) -> str | None:
     """Save the workspace once per deployment: the URL goes to ``<state_dir>/dashboard-url.txt``, and while that
     file exists nothing is saved again (a restart never adds a second workspace). Never raises: a failure is one
     warning and returns None (retried at the next start)."""
-    from pathlib import Path
-
     marker = Path(state_dir) / MARKER
     try:
         if marker.is_file():
