@@ -5,25 +5,34 @@ slot number (0..workers-1, reused when a worker is replaced) in ``pre_fork`` and
 in ``post_fork`` through ``app.telemetry.init_worker(slot)``, which puts the worker id into the resource — so
 every worker's metric series are distinct and W&B keys stay bounded (no pid in keys).
 
-Every value comes from the environment (see .env.example); nothing here is a secret.
+Every value comes from the environment (see .env.example), parsed with the repository's one configuration parser
+(``otel_wandb.config``, standard library only): a bad value stops the start with a line naming the variable.
+Nothing here is a secret.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from gunicorn import glogging
 
-_log = logging.getLogger("gunicorn.error")
+from otel_wandb.config import ConfigError, env_number, env_str, environ
 
-# Cloud platforms (ECS, Cloud Run, Heroku-style hosts) hand the port in PORT.
-bind = [f"{os.environ.get('GUNICORN_BIND_HOST', '0.0.0.0')}:{int(os.environ.get('PORT', '8000'))}"]
-# gunicorn's own default already honours WEB_CONCURRENCY; restated so the default here is 2, not 1.
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
+_log = logging.getLogger("gunicorn.error")
+_env = environ()
+
+try:
+    # Cloud platforms (ECS, Cloud Run, Heroku-style hosts) hand the port in PORT.
+    bind = [f"{env_str(_env, 'GUNICORN_BIND_HOST', '0.0.0.0')}:{env_number(_env, 'PORT', 8000, lo=0, hi=65535, kind=int)}"]
+    # gunicorn's own default already honours WEB_CONCURRENCY; restated so the default here is 2, not 1.
+    workers = env_number(_env, "WEB_CONCURRENCY", 2, lo=1, hi=256, kind=int)
+    threads = env_number(_env, "GUNICORN_THREADS", 1, lo=1, hi=256, kind=int)
+    timeout = env_number(_env, "GUNICORN_TIMEOUT", 120, lo=1, kind=int)
+    graceful_timeout = env_number(_env, "GUNICORN_GRACEFUL_TIMEOUT", 20, lo=1, kind=int)
+except ConfigError as _exc:
+    sys.exit(f"gunicorn.conf.py: {_exc}")
 keepalive = 5
 # Providers must be created after the fork, so the app is imported in each worker, never in the master.
 preload_app = False
@@ -31,11 +40,11 @@ preload_app = False
 # and a read-only container home cannot hold it.
 control_socket_disable = True
 # /dev/shm avoids heartbeat stalls on container overlay filesystems.
-worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else None)
+worker_tmp_dir = env_str(_env, "GUNICORN_WORKER_TMP_DIR") or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
 accesslog = None  # request telemetry comes from OpenTelemetry, not from access lines
 errorlog = "-"
-loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+loglevel = env_str(_env, "GUNICORN_LOG_LEVEL", "info")
+forwarded_allow_ips = env_str(_env, "FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
 class JsonLogger(glogging.Logger):

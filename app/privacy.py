@@ -14,6 +14,8 @@ import os
 import secrets
 import threading
 
+from app.config import PSEUDONYM_SECRET, env_value
+
 logger = logging.getLogger(__name__)
 PREFIX = "u_"
 HEX_CHARS = 16
@@ -33,7 +35,7 @@ def _current_key() -> bytes:
     if _key is None:
         with _lock:
             if _key is None:
-                env = os.environ.get("PSEUDONYM_SECRET")
+                env = env_value(PSEUDONYM_SECRET)
                 if env:
                     _key = env.encode()
                 else:

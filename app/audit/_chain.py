@@ -17,13 +17,10 @@ rely on ``seq`` being the primary key: only a conflict on it is retried, any oth
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
-import os
 import random
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +34,6 @@ from app.models import Base
 from otel_wandb.logfiles import entries, read_file
 
 logger = logging.getLogger(__name__)
-DATABASE_URL_ENV = "DATABASE_URL"
 GENESIS = "0" * 64
 CORE_KEYS = ("audit.action", "audit.actor", "audit.target", "audit.outcome")
 

@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Sequence
 
 from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
 
-from app.audit._chain import DATABASE_URL_ENV, read_audit_log, verify
+from app.audit._chain import read_audit_log, verify
+from app.config import DATABASE_URL, env_value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ai-diary-audit", description="Tamper-evident audit trail tools.")
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("verify", help="check the hash chain; exit 1 naming the first broken seq")
-    v.add_argument("--database", help=f"SQLAlchemy URL (default ${DATABASE_URL_ENV})")
+    v.add_argument("--database", help=f"SQLAlchemy URL (default ${DATABASE_URL})")
     v.add_argument("--audit-log", help="also check against audit.seq/audit.hash in this audit log file or LOG_DIR")
     args = parser.parse_args(argv)
-    url = args.database or os.environ.get(DATABASE_URL_ENV)
+    url = args.database or env_value(DATABASE_URL)
     if not url:
-        print(f"ai-diary-audit: no database: set {DATABASE_URL_ENV} or pass --database", file=sys.stderr)
+        print(f"ai-diary-audit: no database: set {DATABASE_URL} or pass --database", file=sys.stderr)
         return 2
     engine = create_engine(url)
     try:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from otel_wandb.config import env_flag, env_number
+from otel_wandb.config import ConfigError, env_choice, env_flag, env_number, environ
 
 REPO = Path(__file__).resolve().parents[2]
 COLLECTOR_BINARY = REPO / "collector" / "_build" / "otelcol-ai-diary"
@@ -18,20 +17,19 @@ MARKER = ".ai-diary-demo"  # marks a folder the demo made, so a rerun may wipe i
 TOPOLOGIES = ("auto", "collector", "inprocess")
 
 
-class DemoConfigError(ValueError):
-    """A DEMO_* setting is invalid; the message names the variable."""
+DemoConfigError = ConfigError  # the one configuration error type (otel_wandb.config): names the variable
 
 
 def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
-    return env_number(env, name, default, lo=lo, hi=hi, kind=int, error=DemoConfigError)
+    return env_number(env, name, default, lo=lo, hi=hi, kind=int)
 
 
 def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
-    return env_number(env, name, default, lo=lo, hi=hi, error=DemoConfigError)
+    return env_number(env, name, default, lo=lo, hi=hi)
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    return env_flag(env, name, default, error=DemoConfigError)
+    return env_flag(env, name, default)
 
 
 @dataclass(frozen=True)
@@ -51,19 +49,17 @@ class DemoConfig:
     local_llm: bool
     wandb_mode: str
     seed: int
+    env: Mapping[str, str]  # the environment read: the demo's children inherit it
+    log_level: str = "WARNING"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "DemoConfig":
-        env = os.environ if env is None else env
-        topology = env.get("DEMO_TOPOLOGY", "auto").strip().lower() or "auto"
-        if topology not in TOPOLOGIES:
-            raise DemoConfigError(f"DEMO_TOPOLOGY must be one of {', '.join(TOPOLOGIES)}, got {topology!r}")
+        env = environ() if env is None else env
+        topology = env_choice(env, "DEMO_TOPOLOGY", "auto", TOPOLOGIES)
         canary = env.get("DEMO_CANARY", "")
         if canary and len(canary.strip()) < 8:
             raise DemoConfigError("DEMO_CANARY must be at least 8 characters, so a grep cannot match by chance")
-        llm = env.get("DEMO_LLM", "auto").strip().lower() or "auto"
-        if llm not in ("auto", "local", "openai"):
-            raise DemoConfigError(f"DEMO_LLM must be auto, local or openai, got {llm!r}")
+        llm = env_choice(env, "DEMO_LLM", "auto", ("auto", "local", "openai"))
         if llm == "openai" and not env.get("OPENAI_API_KEY"):
             raise DemoConfigError("DEMO_LLM=openai needs OPENAI_API_KEY")
         wandb_mode = env.get("WANDB_MODE", "").strip() or ("online" if env.get("WANDB_API_KEY") else "offline")
@@ -84,6 +80,8 @@ class DemoConfig:
             local_llm=llm == "local" or (llm == "auto" and not env.get("OPENAI_API_KEY")),
             wandb_mode=wandb_mode,
             seed=_int(env, "DEMO_SEED", 2026, 0, 2**31),
+            env=env,
+            log_level=env_choice(env, "DEMO_LOG_LEVEL", "warning", ("debug", "info", "warning", "error")).upper(),
         )
 
     def resolve_topology(self) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import sys
 import time
@@ -22,6 +21,7 @@ from app.demo.procs import DemoError, Procs
 from app.demo._summary import Outcome, banner, canary_line, cross_checks, say, summary
 from app.demo._services import STEADY_FAULTS, Llm, base_env, llm_stats, service_secrets, start_llm, start_service
 from app.demo._traffic import STEADY_MIX, Traffic
+from otel_wandb.config import env_str
 
 log = logging.getLogger("app.demo")
 
@@ -29,14 +29,14 @@ log = logging.getLogger("app.demo")
 class DemoRun:
     def __init__(self, cfg: DemoConfig, topology: str) -> None:
         self.cfg, self.topology = cfg, topology
-        self.procs = Procs(cfg.out, base_env(cfg, os.environ))
+        self.procs = Procs(cfg.out, base_env(cfg, cfg.env))
         self.oc = Outcome(topology=topology)
         self.traffic: Traffic | None = None
         self.llm: Llm | None = None
         self.stack: demo_stack.Stack | None = None
         self.alerts: demo_alerts.AlertPhase | None = None
         self.base_url = ""
-        self.secrets = service_secrets(cfg, os.environ)
+        self.secrets = service_secrets(cfg, cfg.env)
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -48,10 +48,10 @@ class DemoRun:
 
     def llm_text(self) -> str:
         if self.cfg.local_llm:
-            why = "no OPENAI_API_KEY" if not os.environ.get("OPENAI_API_KEY") else "DEMO_LLM=local"
+            why = "no OPENAI_API_KEY" if not env_str(self.cfg.env, "OPENAI_API_KEY") else "DEMO_LLM=local"
             return (f"local OpenAI-compatible endpoint (app.local_llm; {why}): ~{self.cfg.llm_latency_ms:g} ms "
                     f"latency, injected 429/500/timeouts")
-        return f"OpenAI API at {os.environ.get('OPENAI_BASE_URL') or 'https://api.openai.com/v1'} (OPENAI_API_KEY set)"
+        return f"OpenAI API at {env_str(self.cfg.env, 'OPENAI_BASE_URL') or 'https://api.openai.com/v1'} (OPENAI_API_KEY set)"
 
     # -- phases ------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -66,7 +66,7 @@ class DemoRun:
             if self.cfg.local_llm:
                 self.llm = start_llm(self.procs, self.cfg, STEADY_FAULTS)
             else:
-                self.llm = Llm(None, os.environ.get("OPENAI_BASE_URL", ""))
+                self.llm = Llm(None, env_str(self.cfg.env, "OPENAI_BASE_URL"))
             self.stack = demo_stack.start(self.procs, self.cfg, self.topology)
             _, self.base_url = start_service(self.procs, self.cfg, self.topology, self.llm, self.stack.otlp_endpoint,
                                              self.secrets)
@@ -189,8 +189,6 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("-h", "--help"):
         say(sys.modules["app.demo"].__doc__ or "")
         return 0
-    logging.basicConfig(level=os.environ.get("DEMO_LOG_LEVEL", "WARNING").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, _terminate)  # a SIGTERM stops the children too, like Ctrl-C
     try:
         cfg = DemoConfig.from_env()
@@ -199,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     except DemoConfigError as exc:
         say(f"demo: {exc}", sys.stderr)
         return 2
+    logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return DemoRun(cfg, topology).execute()
 
 

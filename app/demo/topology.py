@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from otel_wandb.config import environ
+
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -153,7 +155,7 @@ class CollectorHandle(_Proc):
 
 def collector_env(log_dir: Path, ports: CollectorPorts, queue_dir: Path | None = None,
                   env: Mapping[str, str] | None = None) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_COLLECTOR_", "OTLP_BACKEND_"))}
+    base = {k: v for k, v in environ().items() if not k.startswith(("OTEL_COLLECTOR_", "OTLP_BACKEND_"))}
     base.update({
         "LOG_DIR": str(log_dir), "OTEL_COLLECTOR_HOST": "127.0.0.1",
         "OTEL_COLLECTOR_GRPC_PORT": str(ports.grpc), "OTEL_COLLECTOR_HTTP_PORT": str(ports.http),
@@ -205,7 +207,7 @@ class BridgeHandle(_Proc):
 
 def start_bridge(env: Mapping[str, str] | None = None, *, port: int = 0, timeout: float = 60.0) -> BridgeHandle:
     """Start ``python -m otel_wandb.bridge`` (its W&B run from the WANDB_* env); returns once /healthz answers."""
-    full_env = dict(os.environ)
+    full_env = dict(environ())
     full_env.update({"WANDB_BRIDGE_HOST": "127.0.0.1", "WANDB_BRIDGE_PORT": str(port)})
     full_env.update(env or {})
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH", "")]))

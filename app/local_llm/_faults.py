@@ -14,25 +14,30 @@ that is not understood is a ``ValueError`` naming the header (the server answers
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-ENV_LATENCY_MS = "LOCAL_LLM_LATENCY_MS"
-ENV_FAIL_429_RATE = "LOCAL_LLM_FAIL_429_RATE"
-ENV_FAIL_500_RATE = "LOCAL_LLM_FAIL_500_RATE"
-ENV_TIMEOUT_RATE = "LOCAL_LLM_TIMEOUT_RATE"
-ENV_TIMEOUT_SLEEP_S = "LOCAL_LLM_TIMEOUT_SLEEP_S"
-ENV_SEED = "LOCAL_LLM_SEED"
+from app.config import (
+    LOCAL_LLM_FAIL_429_RATE,
+    LOCAL_LLM_FAIL_500_RATE,
+    LOCAL_LLM_LATENCY_MS,
+    LOCAL_LLM_SEED,
+    LOCAL_LLM_TIMEOUT_RATE,
+    LOCAL_LLM_TIMEOUT_SLEEP_S,
+    ConfigError,
+)
+from otel_wandb.config import env_number, env_str, environ
+
 FAIL_HEADER = "X-Local-LLM-Fail"
 FAIL_ATTEMPTS_HEADER = "X-Local-LLM-Fail-Attempts"
 RETRY_COUNT_HEADER = "x-stainless-retry-count"
 FAULTS = ("429", "500", "timeout")
 
 # Faults field -> environment variable (the CLI flag is "--" + the field with dashes)
-ENV = {"latency_ms": ENV_LATENCY_MS, "fail_429_rate": ENV_FAIL_429_RATE, "fail_500_rate": ENV_FAIL_500_RATE,
-       "timeout_rate": ENV_TIMEOUT_RATE, "timeout_sleep_s": ENV_TIMEOUT_SLEEP_S, "seed": ENV_SEED}
+ENV = {"latency_ms": LOCAL_LLM_LATENCY_MS, "fail_429_rate": LOCAL_LLM_FAIL_429_RATE,
+       "fail_500_rate": LOCAL_LLM_FAIL_500_RATE, "timeout_rate": LOCAL_LLM_TIMEOUT_RATE,
+       "timeout_sleep_s": LOCAL_LLM_TIMEOUT_SLEEP_S, "seed": LOCAL_LLM_SEED}
 RATES = ("fail_429_rate", "fail_500_rate", "timeout_rate")
 
 
@@ -41,17 +46,17 @@ def flag(field: str) -> str:
 
 
 def check(values: Mapping[str, Any], names: Mapping[str, str]) -> None:
-    """Raise ValueError naming (``names[field]``) the first value out of range."""
+    """Raise ConfigError naming (``names[field]``) the first value out of range."""
     for field in ("latency_ms", "timeout_sleep_s"):
         if not (isinstance(values[field], (int, float)) and math.isfinite(values[field]) and values[field] >= 0):
-            raise ValueError(f"{names[field]} must be a number >= 0, got {values[field]!r}")
+            raise ConfigError(f"{names[field]} must be a number >= 0")
     for field in RATES:
         if not (isinstance(values[field], (int, float)) and 0 <= values[field] <= 1):
-            raise ValueError(f"{names[field]} must be a fraction between 0 and 1, got {values[field]!r}")
+            raise ConfigError(f"{names[field]} must be a fraction between 0 and 1")
     if sum(values[field] for field in RATES) > 1:
-        raise ValueError(" + ".join(names[f] for f in RATES) + " must not exceed 1 together")
+        raise ConfigError(" + ".join(names[f] for f in RATES) + " must not exceed 1 together")
     if values["seed"] is not None and not isinstance(values["seed"], int):
-        raise ValueError(f"{names['seed']} must be an integer, got {values['seed']!r}")
+        raise ConfigError(f"{names['seed']} must be an integer")
 
 
 @dataclass
@@ -67,23 +72,19 @@ class Faults:
         check(asdict(self), {field: field for field in ENV})
 
     @classmethod
-    def from_env(cls, given: Mapping[str, Any] | None = None, environ: Mapping[str, str] = os.environ) -> Faults:
+    def from_env(cls, given: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Faults:
         """Faults from ``given`` (CLI values; None = not given), else the environment, else the defaults; a bad
-        value is a ValueError naming its flag or variable."""
+        value is a ConfigError naming its flag or variable."""
+        env = environ() if env is None else env
         values: dict[str, Any] = {f.name: f.default for f in fields(cls)}
         names: dict[str, str] = {}
-        for field, env in ENV.items():
+        for field, variable in ENV.items():
             if given is not None and given.get(field) is not None:
                 values[field], names[field] = given[field], flag(field)
                 continue
-            names[field] = env
-            raw = environ.get(env, "").strip()
-            if raw:
-                try:
-                    values[field] = int(raw) if field == "seed" else float(raw)
-                except ValueError:
-                    kind = "an integer" if field == "seed" else "a number"
-                    raise ValueError(f"{env} must be {kind}, got {raw!r}") from None
+            names[field] = variable
+            if env_str(env, variable):
+                values[field] = env_number(env, variable, 0, kind=int if field == "seed" else float)
         check(values, names)
         return cls(**values)
 

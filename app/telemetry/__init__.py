@@ -24,7 +24,7 @@ histograms (``OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION``; applie
 Flask excluded URLs ``/healthz,/readyz`` (``OTEL_PYTHON_FLASK_EXCLUDED_URLS``, else ``OTEL_PYTHON_EXCLUDED_URLS``).
 ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` (flask, sqlalchemy, httpx, httpx2, openai, logging, ``*``) is honoured.
 Values the SDK would only warn about (sampler, sampler ratio, OTEL_BSP_*/OTEL_BLRP_*/interval/timeout numbers, OTLP
-protocol, AI_DIARY_FAST_OTLP) raise TelemetryConfigError naming the variable (app/telemetry/_env.py). Only batch
+protocol, AI_DIARY_FAST_OTLP) raise ConfigError naming the variable (app/config.py). Only batch
 processors and periodic readers: nothing exports on the request thread.
 
 ``AI_DIARY_GIL_SWITCH_INTERVAL_MS`` (opt-in, e.g. 0.5) lowers the interpreter's GIL switch interval when we own the
@@ -47,16 +47,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["ATTR_FEATURE", "ATTR_PSEUDO_ID", "ATTR_WORKER", "State", "TelemetryConfigError", "ai_call_context",
+__all__ = ["ATTR_FEATURE", "ATTR_PSEUDO_ID", "ATTR_WORKER", "State", "ai_call_context",
            "configure", "current_ai_context", "exception_attributes", "init_app", "init_worker", "shutdown", "state"]
 
 if TYPE_CHECKING:
-    from app.telemetry._env import TelemetryConfigError
     from app.telemetry._providers import exception_attributes
     from app.telemetry._setup import (ATTR_FEATURE, ATTR_PSEUDO_ID, ATTR_WORKER, State, ai_call_context, configure,
                                       current_ai_context, init_app, init_worker, shutdown, state)
 
-_HOME = {"TelemetryConfigError": "app.telemetry._env", "exception_attributes": "app.telemetry._providers"}
+_HOME = {"exception_attributes": "app.telemetry._providers"}
 
 
 def __getattr__(name: str) -> Any:

@@ -22,7 +22,6 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 logger = logging.getLogger(__name__)
-ENV_FAST_OTLP = "AI_DIARY_FAST_OTLP"
 _KV_CACHE_MAX = 8192
 _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
 _pack_q = struct.Struct("<Q").pack

@@ -26,34 +26,28 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import _KNOWN_SAMPLERS
 
-from app.telemetry.defaults import BASE2, ENV_HIST, EXP_HISTOGRAM_MAX_SIZE, EXPLICIT
-from app.telemetry._env import ENV_FAST_OTLP, is_disabled, truthy
+from app.config import EXPORTER_VARIABLE, ConfigError, TelemetrySettings
+from app.telemetry.defaults import BASE2, EXP_HISTOGRAM_MAX_SIZE
 from app.telemetry._otlp import FastOTLPSpanExporter
 from app.telemetry._privacy import Policy, PrivacyLogProcessor, PrivacySpanExporter, redact_error
 
 logger = logging.getLogger(__name__)
 Signal = Literal["traces", "metrics", "logs"]
-_EXPORTER_ENV = {"traces": "OTEL_TRACES_EXPORTER", "metrics": "OTEL_METRICS_EXPORTER", "logs": "OTEL_LOGS_EXPORTER"}
-_ENDPOINT_ENV = {"traces": "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "metrics": "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-                 "logs": "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"}
 
 
-def exporter_names(signal: Signal) -> list[str]:
-    """Entry-point names for a signal; unset means otlp when an OTLP endpoint is configured, else none."""
-    var = _EXPORTER_ENV[signal]
-    raw = os.environ.get(var)
-    if raw is None or not raw.strip():
-        endpoint = os.environ.get(_ENDPOINT_ENV[signal]) or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        raw = "otlp" if endpoint else "none"
+def exporter_names(signal: Signal, settings: TelemetrySettings) -> list[str]:
+    """Entry-point names for a signal (``TelemetrySettings.exporters``: unset means otlp when an OTLP endpoint is
+    configured, else none)."""
+    raw = (settings.exporters or {}).get(signal, "none")
     names = [n.strip() for n in raw.split(",") if n.strip() and n.strip().lower() != "none"]
     try:
         return [_get_exporter_entry_point(n, signal) for n in names]
     except RuntimeError as exc:
-        raise ValueError(f"{var}={raw!r}: {exc}") from None
+        raise ConfigError(f"{EXPORTER_VARIABLE[signal]}: {exc}") from None
 
 
-def load_exporters(signal: Signal) -> list[Any]:
-    names = exporter_names(signal)
+def load_exporters(signal: Signal, settings: TelemetrySettings) -> list[Any]:
+    names = exporter_names(signal, settings)
     if not names:
         return []
     args: dict[Signal, Sequence[str]] = {"traces": (), "metrics": (), "logs": ()}
@@ -61,17 +55,22 @@ def load_exporters(signal: Signal) -> list[Any]:
     try:
         found = _import_exporters(args["traces"], args["metrics"], args["logs"])
     except RuntimeError as exc:
-        raise ValueError(f"{_EXPORTER_ENV[signal]}={','.join(names)}: {exc}") from None
+        raise ConfigError(f"{EXPORTER_VARIABLE[signal]}: {exc}") from None
     classes = found[("traces", "metrics", "logs").index(signal)]
-    if signal == "traces" and "otlp_proto_http" in classes and truthy(ENV_FAST_OTLP, "true"):
+    if signal == "traces" and "otlp_proto_http" in classes and settings.fast_otlp:
         classes["otlp_proto_http"] = FastOTLPSpanExporter
     out = []
     for name, cls in classes.items():
         try:
             out.append(cls())
         except Exception as exc:
-            raise ValueError(f"{_EXPORTER_ENV[signal]}: exporter {name!r} could not start: {exc}") from exc
+            raise ConfigError(f"{EXPORTER_VARIABLE[signal]}: exporter {name!r} could not start: {exc}") from exc
     return out
+
+
+def is_disabled(name: str, disabled: frozenset[str]) -> bool:
+    """``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` names the instrumentation, or holds ``*``."""
+    return "*" in disabled or name in disabled
 
 
 def resource(static: dict[str, Any]) -> Resource:
@@ -81,37 +80,34 @@ def resource(static: dict[str, Any]) -> Resource:
     return Resource.create(attrs)
 
 
-def histogram_views() -> list[View]:
-    choice = os.environ.setdefault(ENV_HIST, BASE2).strip().lower()
-    if choice == BASE2:
+def histogram_views(settings: TelemetrySettings) -> list[View]:
+    if settings.histogram == BASE2:
         # every reader (OTLP to the collector and bridge too) gets the finer layout the W&B p95 needs
         return [View(instrument_type=Histogram,
                      aggregation=ExponentialBucketHistogramAggregation(max_size=EXP_HISTOGRAM_MAX_SIZE))]
-    if choice == EXPLICIT:
-        return []
-    raise ValueError(f"{ENV_HIST} must be {BASE2} or {EXPLICIT}, got {choice!r}")
+    return []
 
 
-def build_providers(static: dict[str, Any], policy: Policy, span_exporters: Sequence[Any],
+def build_providers(settings: TelemetrySettings, static: dict[str, Any], policy: Policy, span_exporters: Sequence[Any],
                     metric_readers: Sequence[Any], log_exporters: Sequence[Any],
                     span_processors: Sequence[Any]) -> tuple[TracerProvider, MeterProvider, LoggerProvider]:
     res = resource(static)
-    views = histogram_views()
+    views = histogram_views(settings)
     # the SDK's own samplers come from OTEL_TRACES_SAMPLER[_ARG] inside TracerProvider; a plug-in one (entry point
     # of opentelemetry_traces_sampler) the way the SDK configurator loads it
-    name = os.environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    name = settings.sampler
     tp = TracerProvider(resource=res, sampler=_import_sampler(name) if name and name not in _KNOWN_SAMPLERS else None)
     for proc in span_processors:
         tp.add_span_processor(proc)
-    for exp in [*load_exporters("traces"), *span_exporters]:
+    for exp in [*load_exporters("traces", settings), *span_exporters]:
         tp.add_span_processor(BatchSpanProcessor(PrivacySpanExporter(exp, policy)))
     readers: list[MetricReader] = list(metric_readers)
-    for exp in load_exporters("metrics"):
+    for exp in load_exporters("metrics", settings):
         readers.append(exp if isinstance(exp, MetricReader) else PeriodicExportingMetricReader(exp))
     mp = MeterProvider(resource=res, metric_readers=readers, views=views)
     lp = LoggerProvider(resource=res)
     lp.add_log_record_processor(PrivacyLogProcessor(policy))
-    for exp in [*load_exporters("logs"), *log_exporters]:
+    for exp in [*load_exporters("logs", settings), *log_exporters]:
         lp.add_log_record_processor(BatchLogRecordProcessor(exp))
     return tp, mp, lp
 

@@ -20,10 +20,9 @@ from opentelemetry.sdk.trace import SpanProcessor
 
 from app.telemetry import defaults as otel_defaults
 from app.telemetry import _adopt as telemetry_adopt
-from app.telemetry import _env as telemetry_env
 from app.telemetry import _logging as telemetry_logging
 from app.telemetry import _providers as telemetry_setup
-from app.telemetry._env import TelemetryConfigError, truthy
+from app.config import TelemetrySettings
 from app.telemetry._privacy import Policy
 
 logger = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ ENV_CAPTURE_CONTENT = "AI_DIARY_CAPTURE_GENAI_CONTENT"
 ENV_GENAI_CAPTURE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 ENV_GENAI_HOOK = "OTEL_INSTRUMENTATION_GENAI_COMPLETION_HOOK"
 ATTR_FEATURE, ATTR_PSEUDO_ID, ATTR_WORKER = "app.feature", "enduser.pseudo.id", "app.worker.id"
-__all__ = ["TelemetryConfigError", "State", "configure", "init_app", "init_worker", "shutdown", "ai_call_context"]
+__all__ = ["State", "configure", "init_app", "init_worker", "shutdown", "ai_call_context"]
 
 for _name, _value in otel_defaults.ENV_DEFAULTS.items():
     os.environ.setdefault(_name, _value)
@@ -83,8 +82,8 @@ def current_ai_context() -> dict[str, str]:
     return dict(_AI_CONTEXT.get() or {})
 
 
-def _content_policy() -> Policy:
-    capture = truthy(ENV_CAPTURE_CONTENT)
+def _content_policy(settings: TelemetrySettings) -> Policy:
+    capture = settings.capture_genai_content
     if capture:
         os.environ.setdefault(ENV_GENAI_CAPTURE, "span_only")
     else:
@@ -94,11 +93,12 @@ def _content_policy() -> Policy:
     return Policy(capture_content=capture)
 
 
-def _static_resource(settings: Any | None) -> dict[str, Any]:
+def _static_resource(settings: Any | None, env: TelemetrySettings) -> dict[str, Any]:
     """The distro's resource defaults (app/telemetry/defaults.py) from the environment, else the settings."""
     names = ("APP_VERSION", "DEPLOYMENT_ENVIRONMENT")
     source = {n: str(getattr(settings, n)) for n in names if getattr(settings, n, None)}
-    source.update({n: os.environ[n] for n in names if os.environ.get(n)})
+    source.update({n: v for n, v in (("APP_VERSION", env.app_version), ("DEPLOYMENT_ENVIRONMENT", env.environment))
+                   if v})
     attrs: dict[str, Any] = {
         **otel_defaults.resource_defaults(source),
         "service.instance.id": f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
@@ -122,19 +122,18 @@ def configure(*, span_exporters: Sequence[Any] = (), metric_readers: Sequence[An
     with _LOCK:
         if _STATE is not None:
             return _STATE
-        static = _static_resource(settings)
+        env = TelemetrySettings.from_env()  # validated: a value the SDK would only warn about stops the start
+        static = _static_resource(settings, env)
         telemetry_logging.install_stdout(
-            str(os.environ.get("LOG_LEVEL") or getattr(settings, "LOG_LEVEL", None) or "INFO"),
-            os.environ.get("OTEL_SERVICE_NAME") or static["service.name"], static["service.version"],
+            str(env.log_level or getattr(settings, "LOG_LEVEL", None) or "INFO"),
+            env.service_name or static["service.name"], static["service.version"],
             static["deployment.environment.name"], stdout)
-        if truthy("OTEL_SDK_DISABLED"):
+        if env.sdk_disabled:
             _STATE = State(disabled=True, owned=False)
             logger.info("telemetry disabled (OTEL_SDK_DISABLED=true)")
             return _STATE
-        telemetry_env.validate()
-        policy = _content_policy()
-        switch_interval = telemetry_env.switch_interval()
-        disabled = telemetry_env.disabled_instrumentations()
+        policy = _content_policy(env)
+        disabled = env.disabled_instrumentations
         from opentelemetry.sdk.trace import TracerProvider
 
         existing = trace.get_tracer_provider()
@@ -158,14 +157,15 @@ def configure(*, span_exporters: Sequence[Any] = (), metric_readers: Sequence[An
                         "their exporters; instrumenting only")
         else:
             tp, mp, lp = telemetry_setup.build_providers(
-                static, policy, span_exporters, metric_readers, log_exporters, [AiContextSpanProcessor()])
+                env, static, policy, span_exporters, metric_readers, log_exporters, [AiContextSpanProcessor()])
             trace.set_tracer_provider(tp)
             metrics.set_meter_provider(mp)
             _logs.set_logger_provider(lp)
             state = State(disabled=False, owned=True, tracer_provider=tp, meter_provider=mp, logger_provider=lp,
                           policy=policy, disabled_instrumentations=disabled)
-            sys.setswitchinterval(switch_interval)
-        if not telemetry_env.is_disabled("logging", disabled):
+            if env.switch_interval_s:
+                sys.setswitchinterval(env.switch_interval_s)
+        if not env.instrumentation_disabled("logging"):
             telemetry_logging.install_otel_bridge(state.logger_provider)
         state.global_instrumentors = telemetry_setup.instrument_globals(state)
         _STATE = state

@@ -5,9 +5,10 @@ master among them, which must not import the SDK or the app. See app/telemetry/d
 from __future__ import annotations
 
 import os
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from urllib.parse import quote
 
+from otel_wandb.config import environ
 from otel_wandb.core import EXP_HISTOGRAM_MAX_SIZE  # noqa: F401 - the exporter's bucket count, the app's default too
 
 DEFAULT_SERVICE_NAME = "ai-diary"
@@ -20,20 +21,24 @@ DEFAULT_EXCLUDED_URLS = "/healthz,/readyz"
 ENV_DEFAULTS = {"OTEL_SEMCONV_STABILITY_OPT_IN": "http", ENV_HIST: BASE2}
 
 
-def resource_defaults(env: MutableMapping[str, str] = os.environ) -> dict[str, str]:
+def resource_defaults(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """service.name, service.version and deployment.environment(.name) from APP_VERSION / DEPLOYMENT_ENVIRONMENT."""
+    env = environ() if env is None else env
     environment = env.get("DEPLOYMENT_ENVIRONMENT") or DEFAULT_ENVIRONMENT
     return {"service.name": DEFAULT_SERVICE_NAME, "service.version": env.get("APP_VERSION") or DEFAULT_VERSION,
             "deployment.environment.name": environment, "deployment.environment": environment}
 
 
-def flask_excluded_urls(env: MutableMapping[str, str] = os.environ) -> str:
+def flask_excluded_urls(env: Mapping[str, str] | None = None) -> str:
     """The Flask instrumentation's precedence (its own variable, then the generic one; empty = unset), then ours."""
+    env = environ() if env is None else env
     return env.get(ENV_FLASK_EXCLUDED) or env.get(ENV_EXCLUDED) or DEFAULT_EXCLUDED_URLS
 
 
-def apply_env_defaults(env: MutableMapping[str, str] = os.environ) -> None:
-    """Sets the defaults above that the SDK and the instrumentations read from the environment."""
+def apply_env_defaults(env: MutableMapping[str, str] | None = None) -> None:
+    """Sets the defaults above that the SDK and the instrumentations read from the environment (``os.environ``:
+    that is how the SDK is configured)."""
+    env = os.environ if env is None else env
     for name, value in ENV_DEFAULTS.items():
         env.setdefault(name, value)
     env[ENV_FLASK_EXCLUDED] = flask_excluded_urls(env)

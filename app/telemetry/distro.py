@@ -31,6 +31,7 @@ from opentelemetry.instrumentation.distro import BaseDistro
 from opentelemetry.sdk._configuration import _get_exporter_names, _import_exporters, _OTelSDKConfigurator
 from opentelemetry.sdk.environment_variables import OTEL_EXPORTER_OTLP_PROTOCOL
 
+from app.config import OTEL_CONFIG_FILE, env_value
 from app.telemetry.defaults import (BASE2, DEFAULT_ENVIRONMENT, DEFAULT_EXCLUDED_URLS,  # noqa: F401 - re-exported
                                      DEFAULT_SERVICE_NAME, DEFAULT_VERSION, ENV_DEFAULTS, ENV_EXCLUDED,
                                      ENV_FLASK_EXCLUDED, ENV_HIST, EXP_HISTOGRAM_MAX_SIZE, EXPLICIT, apply_env_defaults,
@@ -50,7 +51,7 @@ class AiDiaryDistro(BaseDistro):
 def _histogram_preference() -> dict[type, dict[str, Any]]:
     """exporter_args_map entries giving every push metric exporter base2 histograms (the OTLP ones read ENV_HIST
     themselves; ConsoleMetricExporter and the others take ``preferred_aggregation``)."""
-    if os.environ.get(ENV_HIST, BASE2).strip().lower() != BASE2:
+    if (env_value(ENV_HIST) or BASE2).lower() != BASE2:
         return {}
     from opentelemetry.sdk.metrics import Histogram
     from opentelemetry.sdk.metrics.export import MetricReader
@@ -71,6 +72,6 @@ class AiDiaryConfigurator(_OTelSDKConfigurator):
     every metric exporter (unless a declarative ``OTEL_CONFIG_FILE`` decides everything)."""
 
     def _configure(self, **kwargs: Any) -> None:
-        if not os.environ.get("OTEL_CONFIG_FILE"):
+        if not env_value(OTEL_CONFIG_FILE):
             kwargs["exporter_args_map"] = {**_histogram_preference(), **(kwargs.get("exporter_args_map") or {})}
         super()._configure(**kwargs)

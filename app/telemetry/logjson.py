@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 from app.telemetry._redact import redact_error, redact_message
 from app.telemetry.defaults import resource_defaults
+from otel_wandb.config import env_str, environ
 
 
 class JsonFormatter(logging.Formatter):
@@ -56,8 +56,9 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def env_formatter(env: Mapping[str, str] = os.environ) -> JsonFormatter:
+def env_formatter(env: Mapping[str, str] | None = None) -> JsonFormatter:
     """Service, version and environment from the environment, as app/telemetry/ puts them on the app's lines."""
-    res = resource_defaults(dict(env))
-    return JsonFormatter(env.get("OTEL_SERVICE_NAME") or res["service.name"], res["service.version"],
+    env = environ() if env is None else env
+    res = resource_defaults(env)
+    return JsonFormatter(env_str(env, "OTEL_SERVICE_NAME") or res["service.name"], res["service.version"],
                          res["deployment.environment.name"])

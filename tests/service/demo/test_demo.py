@@ -142,7 +142,7 @@ def test_config_errors_name_the_variable(monkeypatch, capsys):
             DemoConfig.from_env(env)
     monkeypatch.setenv("DEMO_REQUESTS", "5")
     assert demo.main([]) == 2
-    assert "DEMO_REQUESTS must be between 20" in capsys.readouterr().err
+    assert "DEMO_REQUESTS must be an integer between 20" in capsys.readouterr().err
 
 
 def test_defaults_and_output_folder(tmp_path):

@@ -199,22 +199,22 @@ def test_cli_announces_port(tmp_path):
 @pytest.mark.parametrize("env, value, message", [
     ("LOCAL_LLM_FAIL_429_RATE", "5", "LOCAL_LLM_FAIL_429_RATE must be a fraction between 0 and 1"),
     ("LOCAL_LLM_TIMEOUT_RATE", "-0.1", "LOCAL_LLM_TIMEOUT_RATE must be a fraction between 0 and 1"),
-    ("LOCAL_LLM_FAIL_500_RATE", "nan", "LOCAL_LLM_FAIL_500_RATE must be a fraction between 0 and 1"),
+    ("LOCAL_LLM_FAIL_500_RATE", "nan", "LOCAL_LLM_FAIL_500_RATE must be a number"),
     ("LOCAL_LLM_LATENCY_MS", "-5", "LOCAL_LLM_LATENCY_MS must be a number >= 0"),
     ("LOCAL_LLM_TIMEOUT_SLEEP_S", "soon", "LOCAL_LLM_TIMEOUT_SLEEP_S must be a number"),
     ("LOCAL_LLM_SEED", "1.5", "LOCAL_LLM_SEED must be an integer"),
 ])
 def test_bad_fault_settings_are_rejected_naming_the_variable(env, value, message):
     with pytest.raises(ValueError, match=message):
-        Faults.from_env(environ={env: value})
+        Faults.from_env(env={env: value})
 
 
 def test_fault_rates_must_not_exceed_one_together():
     with pytest.raises(ValueError, match="LOCAL_LLM_FAIL_429_RATE .*LOCAL_LLM_TIMEOUT_RATE must not exceed 1"):
-        Faults.from_env(environ={"LOCAL_LLM_FAIL_429_RATE": "0.6", "LOCAL_LLM_FAIL_500_RATE": "0.6"})
+        Faults.from_env(env={"LOCAL_LLM_FAIL_429_RATE": "0.6", "LOCAL_LLM_FAIL_500_RATE": "0.6"})
     with pytest.raises(ValueError, match="fail_500_rate must be a fraction"):
         Faults(fail_500_rate=2)
-    assert Faults.from_env(environ={"LOCAL_LLM_FAIL_429_RATE": "0.5", "LOCAL_LLM_FAIL_500_RATE": "0.5"}) == Faults(
+    assert Faults.from_env(env={"LOCAL_LLM_FAIL_429_RATE": "0.5", "LOCAL_LLM_FAIL_500_RATE": "0.5"}) == Faults(
         fail_429_rate=0.5, fail_500_rate=0.5)
 
 
