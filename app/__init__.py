@@ -20,7 +20,7 @@ __all__ = ["create_app"]
 
 def __getattr__(name: str) -> Any:
     if name == "create_app":
-        from app.factory import create_app
+        from app.factory import create_app  # lazy: gunicorn's master imports app/ without Flask or the SDK
 
         return create_app
     raise AttributeError(f"module 'app' has no attribute {name!r}")

@@ -16,7 +16,7 @@ from flask.json.provider import DefaultJSONProvider
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from app.telemetry._providers import exception_attributes
+from app.telemetry import exception_attributes
 
 logger = logging.getLogger(__name__)
 

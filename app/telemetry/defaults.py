@@ -4,7 +4,6 @@ master among them, which must not import the SDK or the app. See app/telemetry/d
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, MutableMapping
 from urllib.parse import quote
 
@@ -38,7 +37,7 @@ def flask_excluded_urls(env: Mapping[str, str] | None = None) -> str:
 def apply_env_defaults(env: MutableMapping[str, str] | None = None) -> None:
     """Sets the defaults above that the SDK and the instrumentations read from the environment (``os.environ``:
     that is how the SDK is configured)."""
-    env = os.environ if env is None else env
+    env = environ() if env is None else env
     for name, value in ENV_DEFAULTS.items():
         env.setdefault(name, value)
     env[ENV_FLASK_EXCLUDED] = flask_excluded_urls(env)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -91,7 +91,7 @@ class ConfigError(ValueError):
     """A configuration value cannot be used; the message names the variable (or file and field), never the value."""
 
 
-def environ() -> Env:
+def environ() -> MutableMapping[str, str]:
     """The process environment: the one place otel-wandb reads it."""
     return os.environ
 

@@ -299,7 +299,7 @@ def _install_alerts(pipeline: Pipeline, env: Mapping[str, str] | None) -> None:
     if not settings.enabled:
         return
     try:
-        from otel_wandb.alerts import install
+        from otel_wandb.alerts import install  # lazy: the optional extra `alerts`
     except ImportError as exc:
         if settings.enabled_explicitly:
             raise ConfigError(f"{ALERTS_ENABLED} is true but the alerts extra is not installed "

@@ -24,6 +24,7 @@ import time
 from typing import Any, Callable, Mapping
 
 from otel_wandb.config import WANDB_DIR, ConfigError, RunConfig
+from otel_wandb.runfile import wait_complete
 
 logger = logging.getLogger(__name__)
 
@@ -241,8 +242,6 @@ class WandbSink:
             try:
                 run.finish()
                 if offline and sync_dir:  # wandb writes the offline file asynchronously after finish()
-                    from otel_wandb.runfile import wait_complete
-
                     wait_complete(sync_dir, timeout)
             except Exception as exc:
                 logger.warning("W&B finish failed: %s", exc)

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
-from otel_wandb.core._errors import strip_literals
+from otel_wandb.core import strip_literals
 
 MAX_FINGERPRINTS = 2000  # seen error groups remembered
 MAX_HELD = 200  # groups kept in full while a wait holds them back; beyond that only counted
