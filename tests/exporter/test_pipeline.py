@@ -70,7 +70,7 @@ def test_at_most_one_log_per_interval_and_nothing_lost_under_concurrency(run):
     assert sum(x["http/requests"] for x in run.logged) == 2000
     assert run.logged[-1]["http/requests_total"] == 2000
     assert sum(res.signals.requests for res in seen) == 2000
-    assert not p.add_spans([span(1)]), "closed pipeline refuses input"
+    assert p.add_spans([span(1)]) is None, "closed pipeline refuses input"
 
 
 def test_force_flush_writes_the_pending_interval_now_with_tables(run):

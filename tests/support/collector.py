@@ -275,7 +275,10 @@ class RecordingPipeline:
         taken = records if self.accept_limit is None else records[: self.accept_limit]
         with self.lock:
             target.extend(taken)
-        return len(taken)
+        return len(records) - len(taken)  # the Pipeline's contract: how many were rejected
+
+    def add_rejected(self, signal: str, reason: str, n: int) -> None:
+        self.rejected = getattr(self, "rejected", 0) + n
 
     def add_spans(self, records: list) -> int:
         return self._add(self.spans, records)

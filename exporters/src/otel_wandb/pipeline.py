@@ -78,27 +78,37 @@ class Pipeline:
             self._thread.start()
 
     # -- input (any thread) --------------------------------------------------------------------------------
-    def add_spans(self, spans: Iterable[r.SpanRecord]) -> bool:
+    # Each add_* returns how many of the records were rejected as invalid (counted in the run by reason, the rest
+    # kept: see otel_wandb.core._validate), or None when the pipeline is closed and took nothing.
+    def add_spans(self, spans: Iterable[r.SpanRecord]) -> int | None:
         return self._add(Aggregator.add_spans, spans)
 
-    def add_metrics(self, points: Iterable[r.MetricPoint]) -> bool:
+    def add_metrics(self, points: Iterable[r.MetricPoint]) -> int | None:
         return self._add(Aggregator.add_metrics, points)
 
-    def add_logs(self, logs: Iterable[r.LogRecord]) -> bool:
+    def add_logs(self, logs: Iterable[r.LogRecord]) -> int | None:
         return self._add(Aggregator.add_logs, logs)
 
-    def _add(self, fn, items) -> bool:
+    def add_rejected(self, signal: str, reason: str, n: int) -> None:
+        """Count ``n`` records an adapter could not turn into records (the bridge's decoder, the SDK conversion)."""
+        if n <= 0 or getattr(self._local, "busy", False):
+            return
+        with self._lock:
+            if not self._closed:
+                self._agg.reject(signal, reason, n)
+
+    def _add(self, fn: Callable[[Aggregator, Any], int], items: Any) -> int | None:
         local = self._local
         if getattr(local, "busy", False):  # logging from inside our own locked section: never deadlock
             self.reentrant_dropped += 1
-            return True
+            return 0
         t0 = time.thread_time()
         with self._lock:
             if self._closed:
-                return False
+                return None
             local.busy = True
             try:
-                fn(self._agg, items)
+                rejected = fn(self._agg, items)
             finally:
                 local.busy = False
             self._added += 1
@@ -109,7 +119,7 @@ class Pipeline:
         if not self._sink_started:
             self._start_sink.set()
             self._wake.set()
-        return True
+        return rejected
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)

@@ -198,7 +198,7 @@ def test_partial_success_counts_rejected_records(make_bridge, pipeline):
     resp = ExportMetricsServiceResponse.FromString(body)
     assert status == 200 and resp.partial_success.rejected_data_points == 1 + 3
     assert "summary points are not supported" in resp.partial_success.error_message
-    assert "queue full" in resp.partial_success.error_message
+    assert "rejected as invalid" in resp.partial_success.error_message
 
     status, _, body = post(bridge.url, "/v1/metrics", json_format.MessageToJson(mreq).encode(), "application/json")
     assert status == 200 and json.loads(body)["partialSuccess"]["rejectedDataPoints"] == "4"

@@ -105,7 +105,7 @@ class Stats:
             return dict(self.counts)
 
 
-_RECORD_COUNTER = {TRACES: "spans", METRICS: "metric_points", LOGS: "log_records"}
+_RECORD_COUNTER = {TRACES: "spans", METRICS: "metric_points", LOGS: "log_records"}  # also the run's rejected/* names
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -221,11 +221,14 @@ class _Handler(BaseHTTPRequestHandler):
             raise HttpError(400, str(exc)) from None
         rejected, errors = decoded.rejected, list(decoded.errors)
         records = decoded.records
+        if decoded.rejected:
+            self.server.pipeline.add_rejected(_RECORD_COUNTER[signal], "decode", decoded.rejected)
         if records:
-            taken = self.server.feed(signal, records)
-            if taken < len(records):
-                rejected += len(records) - taken
-                errors.append(f"pipeline queue full: {len(records) - taken} {_RECORD_COUNTER[signal]} dropped")
+            invalid = self.server.feed(signal, records)
+            if invalid:
+                rejected += invalid
+                errors.append(f"{invalid} {_RECORD_COUNTER[signal]} rejected as invalid (rejected/"
+                              f"{_RECORD_COUNTER[signal]} in the run counts them by reason)")
         self.server.stats.add(requests=1, rejected=rejected, **{_RECORD_COUNTER[signal]: len(records)})
         resp = _response_type(signal)()
         if rejected:
@@ -256,17 +259,16 @@ class BridgeServer(ThreadingHTTPServer):
         return f"http://{host}:{port}"
 
     def feed(self, signal: str, records: list) -> int:
-        """Hand records to the pipeline; returns how many it took. Raises HttpError(503) if it failed."""
+        """Hand records to the pipeline; returns how many it rejected as invalid (the rest were taken). Raises
+        HttpError(503, retryable) when the pipeline is closed or broken: the collector keeps the batch for later."""
         try:
-            result = self._adders[signal](records)
-        except Exception as exc:  # the pipeline is shut down or broken: let the collector retry later
+            rejected = self._adders[signal](records)
+        except Exception as exc:  # the pipeline is broken: let the collector retry later
             logger.warning("bridge: pipeline refused %d %s: %s", len(records), signal, exc)
             raise HttpError(503, f"pipeline unavailable: {exc}", 14) from None
-        if result is None or result is True:
-            return len(records)
-        if result is False:
-            raise HttpError(503, "pipeline queue full, retry later", 14)
-        return max(0, min(len(records), int(result)))
+        if rejected is None:
+            raise HttpError(503, "the pipeline is shutting down, retry later", 14)
+        return max(0, min(len(records), int(rejected)))
 
     def start(self) -> BridgeServer:
         """Serve on a background thread (tests, benchmarks, the demo)."""

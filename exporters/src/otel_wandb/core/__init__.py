@@ -63,10 +63,12 @@ from otel_wandb.core._errors import (
     top_app_frame,
 )
 from otel_wandb.core._stats import EXP_HISTOGRAM_MAX_SIZE, QUANTILES, ExpHist, ExplicitHist, LogSketch
+from otel_wandb.core._validate import MAX_DEPTH, MAX_LABEL, MAX_NAME, label, log_problem, point_problem, span_problem
 
 __all__ = [
     "ERROR_COLUMNS", "EXP_HISTOGRAM_MAX_SIZE", "GROUP_COLUMNS", "MAX_INPUT", "QUANTILES", "SLOW_COLUMNS", "WORKER_ATTR", "Aggregator",
     "CoreConfig", "ErrorGroups", "ExpHist", "ExplicitHist", "IntervalResult", "LogSketch", "Table", "fingerprint",
     "log_warnings", "normalize_message", "scrub_message", "severity_name", "severity_number", "strip_literals",
-    "strip_quoted", "top_app_frame",
+    "strip_quoted", "top_app_frame", "MAX_DEPTH", "MAX_LABEL", "MAX_NAME", "label", "log_problem", "point_problem",
+    "span_problem",
 ]

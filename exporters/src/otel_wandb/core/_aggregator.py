@@ -13,6 +13,7 @@ from otel_wandb.core._ai import AiSection, as_int
 from otel_wandb.core._errors import ErrorSection
 from otel_wandb.core._metrics import BREAKDOWN_ATTRS, OVERFLOW, MetricState, status_class
 from otel_wandb.core._stats import QUANTILES, LogSketch
+from otel_wandb.core._validate import label, log_problem, point_problem, span_problem
 from otel_wandb.pricing import PriceList
 
 _STATUS_CLASS: dict = {}  # status code value -> "2xx"... ("" when not a status), filled lazily
@@ -108,9 +109,11 @@ class Aggregator:
         self._totals: dict[str, float] = {}
         self._series: dict[str, set[str]] = {}
         self._warned: set[str] = set()
+        self._warned_rejects: set[tuple[str, str]] = set()
         self._cost_metric_seen = False
         self.keys: set[str] = set()  # every row key this run has had (bounded by max_keys)
-        self.dropped = 0  # malformed span records skipped
+        self.dropped = 0  # records rejected since the start (all signals; per interval and reason in the row)
+        self._rejected: dict[tuple[str, str], int] = {}  # (signal, reason) -> records rejected this interval
         self.ai = AiSection(self.cfg.pricing, self._capped)
         self._rng = random.Random(0x5EED)
         self._random = self._rng.random
@@ -140,10 +143,29 @@ class Aggregator:
         self._seq = 0
         self.errors.reset()
         self._first_ns = 0
+        self._rejected = {}
 
     # -- spans ---------------------------------------------------------------------------------------------
-    def add_spans(self, spans: Iterable[r.SpanRecord]) -> None:
+    def reject(self, signal: str, reason: str, n: int = 1) -> None:
+        """Count ``n`` records of ``signal`` (spans, metric_points, log_records) rejected for ``reason`` -- here or
+        by an adapter that could not even turn them into records; the row says so (``rejected/<signal>``)."""
+        key = (signal, reason)
+        self._rejected[key] = self._rejected.get(key, 0) + n
+        self.dropped += n
+        if key not in self._warned_rejects:
+            self._warned_rejects.add(key)
+            self._warn(logger, "rejected %s (%s): see the rejected/%s keys of the run; the rest of each batch is "
+                       "kept", signal, reason, signal)
+
+    def add_spans(self, spans: Iterable[r.SpanRecord]) -> int:
+        """Aggregate ``spans``; returns how many were rejected (counted by reason)."""
+        rejected = 0
         for s in spans:
+            problem = span_problem(s)
+            if problem:
+                self.reject("spans", problem)
+                rejected += 1
+                continue
             try:
                 attrs = s.attributes
                 if s.kind == r.SERVER:
@@ -153,8 +175,10 @@ class Aggregator:
                 if s.exceptions:
                     for e in s.exceptions:
                         self.errors.exception(s.end_ns, s.trace_id, str(attrs.get("http.route") or ""), e)
-            except Exception:  # one malformed record never poisons the interval (counted, see ``dropped``)
-                self.dropped += 1
+            except Exception:  # one malformed record never poisons the interval (counted by reason)
+                self.reject("spans", "malformed")
+                rejected += 1
+        return rejected
 
     def _capped(self, section: str, series: str) -> str:
         seen = self._series.setdefault(section, set())
@@ -178,7 +202,7 @@ class Aggregator:
         most ``2 * max_series`` values: beyond, overflowing values are looked up each time, never stored)."""
         x = index.get(value)
         if x is None:
-            x = self._lat(self._http, self._capped("http", f"{attr}={value}"))
+            x = self._lat(self._http, self._capped("http", f"{attr}={label(value)}"))
             if len(index) < 2 * self.cfg.max_series:
                 index[value] = x
         x.count += 1
@@ -241,24 +265,60 @@ class Aggregator:
             self._first_ns = s.start_ns
 
     # -- metrics and logs ----------------------------------------------------------------------------------
-    def add_metrics(self, points: Iterable[r.MetricPoint]) -> None:
-        self.metrics.add(points)
+    def add_metrics(self, points: Iterable[r.MetricPoint]) -> int:
+        """Aggregate metric points; returns how many were rejected (counted by reason)."""
+        rejected = 0
+        good = []
+        for p in points:
+            problem = point_problem(p)
+            if problem:
+                self.reject("metric_points", problem)
+                rejected += 1
+            else:
+                good.append(p)
+        for reason in self.metrics.add(good):
+            self.reject("metric_points", reason)
+            rejected += 1
+        return rejected
 
-    def add_logs(self, logs: Iterable[r.LogRecord]) -> None:
+    def add_logs(self, logs: Iterable[r.LogRecord]) -> int:
+        """Aggregate log records; returns how many were rejected (counted by reason)."""
+        rejected = 0
         for rec in logs:
-            number = severity_number(rec.severity_number or 0, rec.severity_text)
-            sev = severity_name(number)
-            self._logs[sev] = self._logs.get(sev, 0) + 1
-            if number >= 17:
-                self.errors.log(rec)
+            problem = log_problem(rec)
+            if problem:
+                self.reject("log_records", problem)
+                rejected += 1
+                continue
+            try:
+                number = severity_number(rec.severity_number or 0, rec.severity_text)
+                sev = severity_name(number)
+                self._logs[sev] = self._logs.get(sev, 0) + 1
+                if number >= 17:
+                    self.errors.log(rec)
+            except Exception:  # one malformed record never poisons the interval
+                self.reject("log_records", "malformed")
+                rejected += 1
+        return rejected
 
     # -- flush ---------------------------------------------------------------------------------------------
     def flush(self, now_ns: int) -> IntervalResult:
-        """Close the interval that ends at ``now_ns``: its row, tables and alert signals; then reset."""
+        """Close the interval that ends at ``now_ns``: its row, tables and alert signals; then reset -- always:
+        whatever goes wrong in one interval (logged once), the next one starts clean and is written."""
         start = self._start_ns if self._start_ns is not None else (self._first_ns or now_ns)
-        result = self._result(start, now_ns)
-        self._start_ns = now_ns
-        self._reset()
+        try:
+            result = self._result(start, now_ns)
+        except Exception as exc:  # never a silenced run: this interval is lost, counted, and the next one is written
+            if "flush" not in self._warned:
+                self._warned.add("flush")
+                self._warn(logger, "an export interval could not be closed (%s: %s): its data is dropped; the next "
+                           "interval is written", type(exc).__name__, exc)
+            self.reject("intervals", type(exc).__name__)
+            row = {"interval/time": now_ns / 1e9, "interval/seconds": max(0.0, (now_ns - start) / 1e9)}
+            result = IntervalResult(row, {}, r.Signals(interval_start_ns=start, interval_end_ns=now_ns))
+        finally:
+            self._start_ns = now_ns
+            self._reset()
         return result
 
     def _result(self, start_ns: int, now_ns: int) -> IntervalResult:
@@ -301,7 +361,14 @@ class Aggregator:
         if cost_metric in self.metrics.seen_names:
             self._cost_metric_seen = True
         self.metrics.flush(seconds, row)
+        if self.metrics.flush_errors:
+            self.reject("metric_points", "summary", self.metrics.flush_errors)
+            self.metrics.flush_errors = 0
         ai_cost = (metric_cost or 0.0) if self._cost_metric_seen else span_cost
+
+        for (signal, reason), n in self._rejected.items():
+            row[f"rejected/{signal}@reason={reason}"] = n
+            row[f"rejected/{signal}"] = row.get(f"rejected/{signal}", 0) + n
 
         errs = self.errors
         row["errors/occurrences"] = errs.occurrences

@@ -12,6 +12,7 @@ from typing import Callable
 
 from otel_wandb import records as r
 from otel_wandb.core._stats import QUANTILES, LogSketch
+from otel_wandb.core._validate import label
 from otel_wandb.pricing import PriceList
 
 
@@ -43,8 +44,8 @@ class AiSection:
 
     def add(self, s: r.SpanRecord, attrs) -> None:
         ms = max(0.0, (s.end_ns - s.start_ns) / 1e6)
-        model = str(attrs.get("gen_ai.request.model") or attrs.get("gen_ai.response.model") or "unknown")
-        feature = str(attrs.get("app.feature") or "unknown")
+        model = label(attrs.get("gen_ai.request.model") or attrs.get("gen_ai.response.model") or "unknown")
+        feature = label(attrs.get("app.feature") or "unknown")
         inp = as_int(attrs.get("gen_ai.usage.input_tokens"))
         out = as_int(attrs.get("gen_ai.usage.output_tokens"))
         cached = as_int(attrs.get("gen_ai.usage.cache_read.input_tokens"))

@@ -21,12 +21,14 @@ into the pipeline would otherwise deadlock on it). Without ``warn`` they are log
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Callable, Iterable
 
 from otel_wandb import records as r
 from otel_wandb.core._cumulative import Streams
 from otel_wandb.core._stats import QUANTILES, ExpHist, ExplicitHist
+from otel_wandb.core._validate import label
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,7 @@ Warn = Callable[..., None]  # (logger, msg, *args)
 BREAKDOWN_ATTRS = ("http.route", "http.request.method", "gen_ai.request.model", "gen_ai.token.type",
                    "app.feature", "error.type")
 STATUS_ATTRS = ("http.response.status_code", "http.status_code")
+_FAMILY = {r.EXP_HISTOGRAM: r.HISTOGRAM}  # explicit and exponential points of one histogram merge
 
 
 def status_class(code) -> str | None:
@@ -75,15 +78,31 @@ class MetricState:
         self._series: dict[str, set[str]] = {}
         self._warned: set[object] = set()  # metric names; tuples for the other one-off warnings
         self.seen_names: set[str] = set()
+        self._kinds: dict[str, str] = {}  # metric name -> the instrument kind it first came with
         self.sum_deltas: dict[str, float] = {}  # overall sum delta per metric name this interval
+        self.flush_errors = 0  # streams dropped from an interval because they could not be summarized
 
     # -- input ---------------------------------------------------------------------------------------------
-    def add(self, points: Iterable[r.MetricPoint]) -> None:
+    def add(self, points: Iterable[r.MetricPoint]) -> list[str]:
+        """Add valid points (``_validate.point_problem`` passed); returns the reasons of the ones rejected here: a
+        name already used with another instrument kind, or one that failed (a malformed point never poisons the
+        interval)."""
+        rejected: list[str] = []
         for p in points:
+            kind = self._kinds.get(p.name)
+            if kind is not None and _FAMILY.get(kind, kind) != _FAMILY.get(p.kind, p.kind):
+                rejected.append("type_conflict")
+                if ("kind", p.name) not in self._warned:
+                    self._warned.add(("kind", p.name))
+                    self._warn(logger, "metric %s arrives as %s after %s: these points are rejected (one name, one "
+                               "instrument kind)", p.name, p.kind, kind)
+                continue
             try:
                 self._add(p)
-            except Exception:  # a malformed point must not poison the interval
+            except Exception:
                 logger.debug("dropping malformed metric point %s", getattr(p, "name", "?"), exc_info=True)
+                rejected.append("malformed")
+        return rejected
 
     def _series_for(self, p: r.MetricPoint) -> list[str]:
         out = [""]
@@ -93,7 +112,7 @@ class MetricState:
         for a in self.breakdown_attrs:
             v = attrs.get(a)
             if v is not None:
-                out.append(self._capped(p.name, f"{a}={v}", a))
+                out.append(self._capped(p.name, f"{a}={label(v)}", a))
         for a in STATUS_ATTRS:
             cls = status_class(attrs.get(a))
             if cls:
@@ -141,6 +160,7 @@ class MetricState:
                                self.max_metrics, p.name)
                 return
             self.seen_names.add(p.name)
+            self._kinds[p.name] = kind
         cumulative = p.temporality == r.CUMULATIVE
         if kind in (r.HISTOGRAM, r.EXP_HISTOGRAM):
             h = ExpHist.from_point(p) if kind == r.EXP_HISTOGRAM else ExplicitHist.from_point(p)
@@ -177,25 +197,40 @@ class MetricState:
     def flush(self, interval_s: float, row: dict) -> None:
         interval_s = max(interval_s, 1e-9)
         for (name, series), acc in self._acc.items():
-            suffix = f"@{series}" if series else ""
-            if acc.kind == r.SUM:
-                tot = self._totals.get((name, series), 0.0) + acc.delta
-                self._totals[(name, series)] = tot
-                row[f"{name}/delta{suffix}"] = acc.delta
-                row[f"{name}/total{suffix}"] = tot
-            elif acc.kind == r.GAUGE:
-                if acc.last is not None:
-                    row[f"{name}/last{suffix}"] = acc.last
-            elif acc.hist is not None:
-                h = acc.hist
-                row[f"{name}/count{suffix}"] = h.count
-                row[f"{name}/rate{suffix}"] = h.count / interval_s
-                if h.count:
-                    row[f"{name}/mean{suffix}"] = h.sum / h.count
-                for label, q in QUANTILES:
-                    est = h.quantile(q)
-                    if est is not None:
-                        row[f"{name}/{label}{suffix}"] = est
+            try:
+                self._write(name, series, acc, interval_s, row)
+            except Exception as exc:  # this stream is dropped from this interval (once logged); the rest is written
+                if ("flush", name) not in self._warned:
+                    self._warned.add(("flush", name))
+                    self._warn(logger, "metric %s could not be summarized (%s: %s): dropped from this interval",
+                               name, type(exc).__name__, exc)
+                self.flush_errors += 1
         self._acc = {}
         self.sum_deltas = {}
         self.streams.next_interval()
+
+    def _write(self, name: str, series: str, acc: _Acc, interval_s: float, row: dict) -> None:
+        suffix = f"@{series}" if series else ""
+        out: dict[str, float] = {}
+        if acc.kind == r.SUM:
+            tot = self._totals.get((name, series), 0.0) + acc.delta
+            out[f"{name}/delta{suffix}"] = acc.delta
+            out[f"{name}/total{suffix}"] = tot
+        elif acc.kind == r.GAUGE:
+            if acc.last is not None:
+                out[f"{name}/last{suffix}"] = acc.last
+        elif acc.hist is not None:
+            h = acc.hist
+            out[f"{name}/count{suffix}"] = h.count
+            out[f"{name}/rate{suffix}"] = h.count / interval_s
+            if h.count:
+                out[f"{name}/mean{suffix}"] = h.sum / h.count
+            for label_, q in QUANTILES:
+                est = h.quantile(q)
+                if est is not None:
+                    out[f"{name}/{label_}{suffix}"] = est
+        if not all(math.isfinite(v) for v in out.values()):
+            raise ValueError("a statistic is not finite")
+        if acc.kind == r.SUM:
+            self._totals[(name, series)] = out[f"{name}/total{suffix}"]
+        row.update(out)

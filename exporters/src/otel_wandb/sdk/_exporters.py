@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics import (
@@ -43,6 +43,7 @@ def _flush_global_providers() -> None:
 
 class _Base:
     _FAIL = _OK = None
+    _SIGNAL = ""  # spans, metric_points, log_records: the name of the run's rejected/<signal> counter
 
     def __init__(self, pipeline: Pipeline | None = None) -> None:
         self._explicit = pipeline
@@ -67,7 +68,12 @@ class _Base:
         t0 = time.thread_time()
         try:
             p = self._get()
-            if p is None or not add(p, convert(batch)):
+            if p is None:
+                return self._FAIL
+            records, failed = _convert(convert, batch)
+            if failed:
+                p.add_rejected(self._SIGNAL, "convert", failed)
+            if add(p, records) is None:  # the pipeline is closed
                 return self._FAIL
             p.cpu_export_s += time.thread_time() - t0
             return self._OK if p.last_export_ok else self._FAIL
@@ -98,8 +104,26 @@ class _Base:
                 logger.debug("shutdown failed", exc_info=True)
 
 
+def _convert(convert: Any, batch: Any) -> tuple[list, int]:
+    """SDK items -> records, and how many could not be converted: one bad item never costs its batch (a batch of
+    spans or log records is converted again item by item when the whole fails)."""
+    try:
+        return list(convert(batch)), 0
+    except Exception:
+        if not isinstance(batch, Sequence):
+            return [], 1
+    records, failed = [], 0
+    for item in batch:
+        try:
+            records.extend(convert([item]))
+        except Exception:
+            failed += 1
+    return records, failed
+
+
 class WandbSpanExporter(_Base, SpanExporter):
     _OK, _FAIL = SpanExportResult.SUCCESS, SpanExportResult.FAILURE
+    _SIGNAL = "spans"
 
     def export(self, spans: Sequence) -> SpanExportResult:
         return self._export(Pipeline.add_spans, span_records, spans)
@@ -113,6 +137,7 @@ class WandbSpanExporter(_Base, SpanExporter):
 
 class WandbMetricExporter(_Base, MetricExporter):
     _OK, _FAIL = MetricExportResult.SUCCESS, MetricExportResult.FAILURE
+    _SIGNAL = "metric_points"
 
     def __init__(self, pipeline: Pipeline | None = None, preferred_temporality: dict | None = None,
                  preferred_aggregation: dict | None = None) -> None:
@@ -130,7 +155,7 @@ class WandbMetricExporter(_Base, MetricExporter):
         _Base.__init__(self, pipeline)
 
     def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs) -> MetricExportResult:
-        return self._export(Pipeline.add_metrics, lambda d: list(metric_records(d)), metrics_data)
+        return self._export(Pipeline.add_metrics, metric_records, metrics_data)
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return self._force_flush(timeout_millis)
@@ -141,6 +166,7 @@ class WandbMetricExporter(_Base, MetricExporter):
 
 class WandbLogExporter(_Base, LogRecordExporter):
     _OK, _FAIL = LogRecordExportResult.SUCCESS, LogRecordExportResult.FAILURE
+    _SIGNAL = "log_records"
 
     def export(self, batch: Sequence) -> LogRecordExportResult:
         return self._export(Pipeline.add_logs, log_records, batch)
