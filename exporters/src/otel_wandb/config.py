@@ -48,6 +48,7 @@ WANDB_BRIDGE_PORT = "WANDB_BRIDGE_PORT"
 WANDB_BRIDGE_TOKEN = "WANDB_BRIDGE_TOKEN"  # a secret: the bearer token senders must present
 WANDB_BRIDGE_MAX_BODY_BYTES = "WANDB_BRIDGE_MAX_BODY_BYTES"
 WANDB_BRIDGE_SHUTDOWN_TIMEOUT_S = "WANDB_BRIDGE_SHUTDOWN_TIMEOUT_S"
+WANDB_BRIDGE_READ_TIMEOUT_S = "WANDB_BRIDGE_READ_TIMEOUT_S"  # every socket read of a request
 WANDB_BRIDGE_LOG_LEVEL = "WANDB_BRIDGE_LOG_LEVEL"
 WANDB_BRIDGE_PUBLISH_DASHBOARD = "WANDB_BRIDGE_PUBLISH_DASHBOARD"  # auto | true | false
 # -- ours: alerts ------------------------------------------------------------------------------------------------
@@ -238,6 +239,7 @@ class BridgeConfig:
     token: str = field(default="", repr=False)  # a secret: never in a repr or a log line
     max_body_bytes: int = 32 * 1024 * 1024
     shutdown_timeout_s: float = 30.0
+    read_timeout_s: float = 30.0
     log_level: str = "INFO"
     publish_dashboard: str = "auto"  # auto: when the run is online; true; false
 
@@ -252,6 +254,7 @@ class BridgeConfig:
             max_body_bytes=env_number(env, WANDB_BRIDGE_MAX_BODY_BYTES, 32 * 1024 * 1024, lo=1024, hi=1 << 31,
                                       kind=int),
             shutdown_timeout_s=float(env_number(env, WANDB_BRIDGE_SHUTDOWN_TIMEOUT_S, 30, lo=1, hi=3600, kind=int)),
+            read_timeout_s=env_number(env, WANDB_BRIDGE_READ_TIMEOUT_S, 30.0, lo=0.1, hi=3600),
             log_level=bridge_log_level(env),
             publish_dashboard="auto" if publish == "auto" else ("true" if publish in TRUE else "false"),
         )

@@ -118,7 +118,9 @@ def test_forbidden_keys():
 def test_payload_errors():
     with pytest.raises(PayloadError, match="protobuf traces"):
         otlp_decode.decode("traces", b"\x0a\xff\xff")
-    with pytest.raises(PayloadError, match="spanId"):
-        otlp_decode.decode("traces", b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"spanId":"xyz"}]}]}]}',
-                           json_body=True)
+    bad_id = otlp_decode.decode("traces", b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"spanId":"xyz"}]}]}]}',
+                                json_body=True)  # one bad span: rejected on its own, named
+    assert bad_id.records == [] and bad_id.rejected == 1 and "spanId" in bad_id.errors[0]
+    with pytest.raises(PayloadError, match="resourceSpans must be a list"):
+        otlp_decode.decode("traces", b'{"resourceSpans": 5}', json_body=True)
     assert otlp_decode.decode("logs", b"{}", json_body=True).records == []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -20,8 +21,14 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord as ProtoLogRecord
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from otel_wandb.bridge import _lite as otlp_lite
+from otel_wandb.core import MAX_DEPTH
 from otel_wandb.records import (
     CLIENT, CONSUMER, CUMULATIVE, DELTA, EXP_HISTOGRAM, GAUGE, HISTOGRAM, INTERNAL, PRODUCER, SERVER, SUM,
     ExceptionInfo, LogRecord, MetricPoint, SpanRecord,
@@ -67,14 +74,21 @@ def is_forbidden_key(key: str) -> bool:
     return verdict
 
 
-def _anyvalue(v: Any) -> Any:
+class ItemError(ValueError):
+    """One record cannot be decoded (a nested value too deep, invalid UTF-8, a malformed nested message): that
+    record is rejected, the rest of its request is kept."""
+
+
+def _anyvalue(v: Any, depth: int = 0) -> Any:
     which = v.WhichOneof("value")
     if which is None:
         return None
-    if which == "array_value":
-        return [_anyvalue(x) for x in v.array_value.values]
-    if which == "kvlist_value":
-        return {kv.key: _anyvalue(kv.value) for kv in v.kvlist_value.values}
+    if which in ("array_value", "kvlist_value"):
+        if depth >= MAX_DEPTH:
+            raise ItemError(f"an attribute value nests deeper than {MAX_DEPTH} levels")
+        if which == "array_value":
+            return [_anyvalue(x, depth + 1) for x in v.array_value.values]
+        return {kv.key: _anyvalue(kv.value, depth + 1) for kv in v.kvlist_value.values}
     if which == "bytes_value":
         return v.bytes_value.hex()
     return getattr(v, which)
@@ -133,27 +147,132 @@ def _ids_hex_to_b64(obj: Any) -> None:
                 _ids_hex_to_b64(v)
 
 
-def parse(signal: str, body: bytes, *, json_body: bool = False) -> Any:
-    """Parse an OTLP export request body (protobuf or OTLP/JSON) into its protobuf message."""
+def parse(signal: str, body: bytes, *, json_body: bool = False) -> tuple[Any, list[str]]:
+    """Parse an OTLP export request body (protobuf or OTLP/JSON) into its protobuf message, and the messages of the
+    records that had to be left out. A request whose envelope parses but one of whose records does not (a nested
+    value too deep, invalid UTF-8, a malformed nested message) is rebuilt from its parseable records: one bad record
+    never costs the batch. PayloadError when nothing can be parsed."""
     msg = REQUEST_TYPES[signal]()
     if json_body:
         try:
             obj = json.loads(body)
+        except RecursionError:
+            raise PayloadError(f"JSON nested deeper than the parser allows (~{sys.getrecursionlimit() - 100} "
+                               "levels)") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise PayloadError(f"body is not valid JSON: {exc}") from None
         if not isinstance(obj, dict):
             raise PayloadError("body must be a JSON object (an OTLP export request)")
-        _ids_hex_to_b64(obj)
         try:
+            _ids_hex_to_b64(obj)
             json_format.ParseDict(obj, msg, ignore_unknown_fields=True)
-        except json_format.ParseError as exc:
-            raise PayloadError(f"invalid OTLP/JSON {signal} request: {exc}") from None
-        return msg
+            return msg, []
+        except (json_format.ParseError, PayloadError, RecursionError, ValueError, TypeError, AttributeError):
+            return _salvage_json(signal, obj)
     try:
         msg.ParseFromString(body)
-    except DecodeError as exc:
+        return msg, []
+    except (DecodeError, RecursionError):
+        return _salvage_proto(signal, body)
+
+
+# Every export request has the same envelope: field 1 repeated {resource = 1, repeated {scope = 1, repeated record =
+# 2} = 2} (resource_spans/scope_spans/spans, resource_metrics/scope_metrics/metrics, resource_logs/scope_logs/
+# log_records), so one lite schema reads all three with the records left as raw bytes.
+_LAYOUT = {TRACES: ("resource_spans", "scope_spans", "spans"), METRICS: ("resource_metrics", "scope_metrics", "metrics"),
+           LOGS: ("resource_logs", "scope_logs", "log_records")}
+_RECORD_TYPES = {TRACES: Span, METRICS: Metric, LOGS: ProtoLogRecord}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(w.title() for w in rest)
+
+
+def _salvage_proto(signal: str, body: bytes) -> tuple[Any, list[str]]:
+    try:
+        envelope = otlp_lite.Envelope.FromString(body)
+    except (DecodeError, RecursionError) as exc:
         raise PayloadError(f"invalid OTLP protobuf {signal} request: {exc}") from None
-    return msg
+    outer_f, scope_f, record_f = _LAYOUT[signal]
+    msg, errors = REQUEST_TYPES[signal](), []
+    for outer in envelope.outer:
+        try:
+            resource = Resource.FromString(outer.resource)
+        except (DecodeError, RecursionError) as exc:
+            errors += [f"a resource cannot be decoded ({type(exc).__name__})"] * sum(len(m.records) for m in outer.middle)
+            continue
+        dst = getattr(msg, outer_f).add()
+        dst.resource.CopyFrom(resource)
+        for middle in outer.middle:
+            try:
+                scope = InstrumentationScope.FromString(middle.scope)
+            except (DecodeError, RecursionError) as exc:
+                errors += [f"a scope cannot be decoded ({type(exc).__name__})"] * len(middle.records)
+                continue
+            dst_scope = getattr(dst, scope_f).add()
+            dst_scope.scope.CopyFrom(scope)
+            records = getattr(dst_scope, record_f)
+            for raw in middle.records:
+                try:
+                    records.append(_RECORD_TYPES[signal].FromString(raw))
+                except (DecodeError, RecursionError) as exc:
+                    errors.append(f"a {record_f[:-1].replace('_', ' ')} cannot be decoded ({type(exc).__name__}: "
+                                  f"invalid UTF-8, a malformed or too deeply nested value)")
+    return msg, errors
+
+
+def _salvage_json(signal: str, obj: dict) -> tuple[Any, list[str]]:
+    outer_f, scope_f, record_f = _LAYOUT[signal]
+    msg, errors = REQUEST_TYPES[signal](), []
+
+    def items(parent: Any, field: str) -> list:
+        value = parent.get(field, parent.get(_camel(field))) if isinstance(parent, dict) else None
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise PayloadError(f"{_camel(field)} must be a list")
+        return value
+
+    def parse_into(target: Any, value: Any) -> str | None:
+        """None when ``value`` parsed into ``target``, else why not."""
+        try:
+            if value is not None:
+                if isinstance(value, (dict, list)):
+                    _ids_hex_to_b64(value)
+                json_format.ParseDict(value, target, ignore_unknown_fields=True)
+            return None
+        except RecursionError:
+            return "nested too deeply"
+        except (json_format.ParseError, PayloadError, ValueError, TypeError, AttributeError) as exc:
+            return str(exc)[:200] or type(exc).__name__
+
+    try:
+        for outer in items(obj, outer_f):
+            scopes = items(outer, scope_f)
+            dst = getattr(msg, outer_f).add()
+            why = parse_into(dst.resource, outer.get("resource") if isinstance(outer, dict) else None)
+            if why:
+                del getattr(msg, outer_f)[-1]
+                errors += [f"a resource is not valid OTLP/JSON: {why}"] * sum(len(items(m, record_f)) for m in scopes)
+                continue
+            for middle in scopes:
+                dst_scope = getattr(dst, scope_f).add()
+                why = parse_into(dst_scope.scope, middle.get("scope") if isinstance(middle, dict) else None)
+                if why:
+                    del getattr(dst, scope_f)[-1]
+                    errors += [f"a scope is not valid OTLP/JSON: {why}"] * len(items(middle, record_f))
+                    continue
+                for record in items(middle, record_f):
+                    target = _RECORD_TYPES[signal]()
+                    why = parse_into(target, record)
+                    if why:
+                        errors.append(f"a {record_f[:-1].replace('_', ' ')} is not valid OTLP/JSON: {why}")
+                    else:
+                        getattr(dst_scope, record_f).append(target)
+    except PayloadError as exc:
+        raise PayloadError(f"invalid OTLP/JSON {signal} request: {exc}") from None
+    return msg, errors
 
 
 # -- conversion ----------------------------------------------------------------------------------------------
@@ -168,25 +287,46 @@ def spans(body: bytes) -> Decoded:
     append = out.records.append
     span_attributes = _KV_CACHE.attributes
     for rs in req.resource_spans:
-        resource = attributes(otlp_lite.parse_resource(rs.resource))
+        try:
+            resource = attributes(otlp_lite.parse_resource(rs.resource))
+        except (*_ITEM_ERRORS, ValueError) as exc:
+            lost = sum(len(ss.spans) for ss in rs.scope_spans)
+            for _ in range(lost):
+                out.reject(f"a resource cannot be decoded: {_reason(exc)}")
+            continue
         for ss in rs.scope_spans:
             scope = otlp_lite.parse_scope_name(ss.scope)
             for s in ss.spans:
                 tid, sid = s.trace_id, s.span_id
                 if len(tid) != 16 or len(sid) != 8:
-                    out.reject(f"span {s.name!r}: trace_id must be 16 bytes and span_id 8 bytes")
+                    out.reject("a span's trace_id must be 16 bytes and its span_id 8 bytes")
                     continue
-                exceptions: tuple = ()
-                if s.events:
-                    exceptions = _exceptions(s.events)
-                kind = s.kind
-                status = s.status
-                append(SpanRecord(
-                    s.name, _KINDS[kind] if 0 <= kind < 6 else INTERNAL, s.start_time_unix_nano, s.end_time_unix_nano,
-                    tid.hex(), sid.hex(), s.parent_span_id.hex() or None, status.code == _STATUS_ERROR,
-                    status.message, span_attributes(s.attributes), resource, scope, exceptions,
-                ))
+                try:
+                    exceptions: tuple = ()
+                    if s.events:
+                        exceptions = _exceptions(s.events)
+                    kind = s.kind
+                    status = s.status
+                    append(SpanRecord(
+                        s.name, _KINDS[kind] if 0 <= kind < 6 else INTERNAL, s.start_time_unix_nano,
+                        s.end_time_unix_nano, tid.hex(), sid.hex(), s.parent_span_id.hex() or None,
+                        status.code == _STATUS_ERROR, status.message, span_attributes(s.attributes), resource, scope,
+                        exceptions,
+                    ))
+                except (*_ITEM_ERRORS, ValueError) as exc:
+                    out.reject(f"a span cannot be decoded: {_reason(exc)}")
     return out
+
+
+_ITEM_ERRORS = (ItemError, DecodeError, UnicodeDecodeError, RecursionError, OverflowError, TypeError)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return f"nested deeper than {MAX_DEPTH} levels"
+    if isinstance(exc, ItemError):
+        return str(exc)
+    return f"{type(exc).__name__} in a nested value"
 
 
 def _exceptions(raw_events: Any) -> tuple:
@@ -206,46 +346,64 @@ def _number(p: Any) -> float:
 
 def metrics(req: ExportMetricsServiceRequest) -> Decoded:
     out = Decoded()
-    append = out.records.append
     for rm in req.resource_metrics:
-        resource = attributes(rm.resource.attributes)
+        try:
+            resource = attributes(rm.resource.attributes)
+        except _ITEM_ERRORS as exc:
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    out.reject(f"metric {m.name!r}: its resource cannot be decoded ({_reason(exc)})")
+            continue
         for sm in rm.scope_metrics:
             for m in sm.metrics:
-                which = m.WhichOneof("data")
-                name, unit = m.name, m.unit
-                if which == "sum":
-                    temp, mono = _TEMPORALITY.get(m.sum.aggregation_temporality, CUMULATIVE), m.sum.is_monotonic
-                    for p in m.sum.data_points:
-                        append(MetricPoint(name, SUM, unit, attributes(p.attributes), resource, p.start_time_unix_nano,
-                                           p.time_unix_nano, temp, mono, _number(p)))
-                elif which == "gauge":
-                    for p in m.gauge.data_points:
-                        append(MetricPoint(name, GAUGE, unit, attributes(p.attributes), resource,
-                                           p.start_time_unix_nano, p.time_unix_nano, value=_number(p)))
-                elif which == "histogram":
-                    temp = _TEMPORALITY.get(m.histogram.aggregation_temporality, CUMULATIVE)
-                    for p in m.histogram.data_points:
-                        append(MetricPoint(
-                            name, HISTOGRAM, unit, attributes(p.attributes), resource, p.start_time_unix_nano,
-                            p.time_unix_nano, temp, count=p.count, sum=p.sum,
-                            min=p.min if p.HasField("min") else None, max=p.max if p.HasField("max") else None,
-                            bounds=tuple(p.explicit_bounds), bucket_counts=tuple(p.bucket_counts)))
-                elif which == "exponential_histogram":
-                    temp = _TEMPORALITY.get(m.exponential_histogram.aggregation_temporality, CUMULATIVE)
-                    for p in m.exponential_histogram.data_points:
-                        append(MetricPoint(
-                            name, EXP_HISTOGRAM, unit, attributes(p.attributes), resource, p.start_time_unix_nano,
-                            p.time_unix_nano, temp, count=p.count, sum=p.sum,
-                            min=p.min if p.HasField("min") else None, max=p.max if p.HasField("max") else None,
-                            scale=p.scale, zero_count=p.zero_count, positive_offset=p.positive.offset,
-                            positive_counts=tuple(p.positive.bucket_counts), negative_offset=p.negative.offset,
-                            negative_counts=tuple(p.negative.bucket_counts)))
-                elif which == "summary":
-                    for _ in m.summary.data_points:
-                        out.reject(f"metric {name!r}: summary points are not supported")
-                else:
-                    out.reject(f"metric {name!r}: no data")
+                for point in _points(m):
+                    try:
+                        out.records.append(_point(m, point, resource))
+                    except _ITEM_ERRORS as exc:
+                        out.reject(f"metric {m.name!r}: a point cannot be decoded ({_reason(exc)})")
+                    except _Unsupported as exc:
+                        out.reject(str(exc))
     return out
+
+
+class _Unsupported(ValueError):
+    pass
+
+
+def _points(m: Any) -> Any:
+    which = m.WhichOneof("data")
+    if which is None:
+        return [None]  # one rejection: a metric without data
+    return getattr(m, which).data_points
+
+
+def _point(m: Any, p: Any, resource: dict[str, Any]) -> MetricPoint:
+    which = m.WhichOneof("data")
+    name, unit = m.name, m.unit
+    if which == "sum":
+        temp, mono = _TEMPORALITY.get(m.sum.aggregation_temporality, CUMULATIVE), m.sum.is_monotonic
+        return MetricPoint(name, SUM, unit, attributes(p.attributes), resource, p.start_time_unix_nano,
+                           p.time_unix_nano, temp, mono, _number(p))
+    if which == "gauge":
+        return MetricPoint(name, GAUGE, unit, attributes(p.attributes), resource, p.start_time_unix_nano,
+                           p.time_unix_nano, value=_number(p))
+    if which == "histogram":
+        return MetricPoint(
+            name, HISTOGRAM, unit, attributes(p.attributes), resource, p.start_time_unix_nano, p.time_unix_nano,
+            _TEMPORALITY.get(m.histogram.aggregation_temporality, CUMULATIVE), count=p.count, sum=p.sum,
+            min=p.min if p.HasField("min") else None, max=p.max if p.HasField("max") else None,
+            bounds=tuple(p.explicit_bounds), bucket_counts=tuple(p.bucket_counts))
+    if which == "exponential_histogram":
+        return MetricPoint(
+            name, EXP_HISTOGRAM, unit, attributes(p.attributes), resource, p.start_time_unix_nano, p.time_unix_nano,
+            _TEMPORALITY.get(m.exponential_histogram.aggregation_temporality, CUMULATIVE), count=p.count,
+            sum=p.sum, min=p.min if p.HasField("min") else None, max=p.max if p.HasField("max") else None,
+            scale=p.scale, zero_count=p.zero_count, positive_offset=p.positive.offset,
+            positive_counts=tuple(p.positive.bucket_counts), negative_offset=p.negative.offset,
+            negative_counts=tuple(p.negative.bucket_counts))
+    if which == "summary":
+        raise _Unsupported(f"metric {name!r}: summary points are not supported")
+    raise _Unsupported(f"metric {name!r}: no data")
 
 
 def _body(v: Any) -> str:
@@ -259,17 +417,26 @@ def logs(req: ExportLogsServiceRequest) -> Decoded:
     out = Decoded()
     append = out.records.append
     for rl in req.resource_logs:
-        resource = attributes(rl.resource.attributes)
+        try:
+            resource = attributes(rl.resource.attributes)
+        except _ITEM_ERRORS as exc:
+            for sl in rl.scope_logs:
+                for _ in sl.log_records:
+                    out.reject(f"a log record's resource cannot be decoded ({_reason(exc)})")
+            continue
         for sl in rl.scope_logs:
             scope = sl.scope.name
             for r in sl.log_records:
-                attrs = attributes(r.attributes)
-                # GenAI events (gen_ai.user.message, gen_ai.choice...) carry content in the body: never keep it
-                genai = _GENAI_EVENT.match(r.event_name) or _GENAI_EVENT.match(str(attrs.get("event.name", "")))
-                append(LogRecord(
-                    r.time_unix_nano or r.observed_time_unix_nano, r.severity_number, r.severity_text,
-                    REDACTED_BODY if genai else _body(r.body), scope, r.trace_id.hex() or None,
-                    r.span_id.hex() or None, attrs, resource))
+                try:
+                    attrs = attributes(r.attributes)
+                    # GenAI events (gen_ai.user.message, gen_ai.choice...) carry content in the body: never keep it
+                    genai = _GENAI_EVENT.match(r.event_name) or _GENAI_EVENT.match(str(attrs.get("event.name", "")))
+                    append(LogRecord(
+                        r.time_unix_nano or r.observed_time_unix_nano, r.severity_number, r.severity_text,
+                        REDACTED_BODY if genai else _body(r.body), scope, r.trace_id.hex() or None,
+                        r.span_id.hex() or None, attrs, resource))
+                except _ITEM_ERRORS as exc:
+                    out.reject(f"a log record cannot be decoded ({_reason(exc)})")
     return out
 
 
@@ -279,7 +446,17 @@ CONVERTERS: dict[str, Callable[[Any], Decoded]] = {METRICS: metrics, LOGS: logs}
 
 
 def decode(signal: str, body: bytes, *, json_body: bool = False) -> Decoded:
-    """Body of an OTLP/HTTP export request -> records (raises PayloadError for a malformed body)."""
-    if signal == TRACES:
-        return spans(parse(signal, body, json_body=True).SerializeToString() if json_body else body)
-    return CONVERTERS[signal](parse(signal, body, json_body=json_body))
+    """Body of an OTLP/HTTP export request -> records; what cannot be decoded is rejected per record (Decoded
+    counts it); PayloadError only when the request itself cannot be parsed."""
+    if signal == TRACES and not json_body:
+        try:
+            return spans(body)
+        except PayloadError:
+            msg, errors = parse(signal, body)  # the fast parser refused it: salvage the parseable spans
+            out = spans(msg.SerializeToString())
+    else:
+        msg, errors = parse(signal, body, json_body=json_body)
+        out = spans(msg.SerializeToString()) if signal == TRACES else CONVERTERS[signal](msg)
+    for message in errors:
+        out.reject(message)
+    return out

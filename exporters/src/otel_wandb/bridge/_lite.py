@@ -51,6 +51,27 @@ def _build() -> Any:
 LiteTraceRequest = _build()
 
 
+def _build_envelope() -> Any:
+    """The envelope every OTLP export request shares (see ``_decode.parse``): records left as raw bytes."""
+    fdp = descriptor_pb2.FileDescriptorProto(name="ai_diary_otlp_envelope.proto", package="ai_diary.envelope",
+                                             syntax="proto3")
+    for name, fields in (("Middle", [(1, "scope", _F.TYPE_BYTES, _O, None), (2, "records", _F.TYPE_BYTES, _R, None)]),
+                         ("Outer", [(1, "resource", _F.TYPE_BYTES, _O, None),
+                                    (2, "middle", _F.TYPE_MESSAGE, _R, "Middle")]),
+                         ("Envelope", [(1, "outer", _F.TYPE_MESSAGE, _R, "Outer")])):
+        m = fdp.message_type.add(name=name)
+        for num, fname, ftype, label, tname in fields:
+            f = m.field.add(name=fname, number=num, type=ftype, label=label)
+            if tname:
+                f.type_name = ".ai_diary.envelope." + tname
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("ai_diary.envelope.Envelope"))
+
+
+Envelope = _build_envelope()
+
+
 class KeyValueCache:
     """Encoded KeyValue bytes -> (key, value); forbidden keys map to _SKIP. Cleared when it reaches CACHE_MAX."""
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import socket
 import threading
 import time
 import zlib
@@ -112,6 +113,28 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: BridgeServer
     server_version = "ai-diary-wandb-bridge"
+    # every socket read is bounded (StreamRequestHandler applies it): a sender that stops mid-body gets 408
+    timeout = 30.0
+    # headers and body leave in two writes: with Nagle's algorithm and the sender's delayed ACK every answer on a
+    # kept-alive connection (the collector's) waited ~40 ms
+    disable_nagle_algorithm = True
+
+    def setup(self) -> None:
+        self.timeout = self.server.config.read_timeout_s
+        super().setup()
+
+    def __getattr__(self, name: str) -> Any:
+        """Any method but GET and POST (PUT, DELETE, PATCH, OPTIONS, HEAD, anything): 405 with ``Allow``."""
+        if name.startswith("do_"):
+            return self._method_not_allowed
+        raise AttributeError(name)
+
+    def _method_not_allowed(self) -> None:
+        path = self.path.split("?", 1)[0]
+        allow = "POST" if path in _PATHS else "GET"
+        self.close_connection = True  # its body (if any) is not read
+        body = json.dumps({"code": 12, "message": f"method {self.command} not allowed: use {allow}"}).encode()
+        self._send(405, body if self.command != "HEAD" else b"", _JSON, {"Allow": allow, "Connection": "close"})
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         logger.debug("%s " + format, self.address_string(), *args)
@@ -140,13 +163,24 @@ class _Handler(BaseHTTPRequestHandler):
         ctype = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
         as_json = ctype == _JSON
         try:
-            if signal is None:
-                raise HttpError(404, f"unknown path {self.path!r}: use /v1/traces, /v1/metrics or /v1/logs", 5)
-            self._check_auth()
-            if ctype not in (_PROTO, _JSON):
-                raise HttpError(415, f"Content-Type {ctype!r} not supported: use {_PROTO} or {_JSON}")
-            body = self._read_body()
-            self._export(signal, body, as_json)
+            try:
+                if signal is None:
+                    raise HttpError(404, "unknown path: use /v1/traces, /v1/metrics or /v1/logs", 5)
+                self._check_auth()
+                if ctype not in (_PROTO, _JSON):
+                    raise HttpError(415, f"Content-Type {ctype!r} not supported: use {_PROTO} or {_JSON}")
+                body = self._read_body()
+                self._export(signal, body, as_json)
+            except (TimeoutError, socket.timeout):
+                raise HttpError(408, "the body did not arrive within WANDB_BRIDGE_READ_TIMEOUT_S "
+                                     f"({self.server.config.read_timeout_s:g} s)") from None
+            except HttpError:
+                raise
+            except RecursionError:
+                raise HttpError(400, "the payload nests too deeply to be parsed") from None
+            except Exception as exc:  # a bug of ours: an answer all the same, never a dropped connection
+                logger.exception("bridge: %s %s failed", self.command, self.path)
+                raise HttpError(500, f"internal error ({type(exc).__name__}); not retryable", 13) from None
         except HttpError as err:
             self.server.stats.add(errors=1)
             if err.status >= 500:
@@ -173,20 +207,29 @@ class _Handler(BaseHTTPRequestHandler):
             raise HttpError(401, "missing or wrong bearer token (Authorization: Bearer $WANDB_BRIDGE_TOKEN)", 16)
 
     def _read_body(self) -> bytes:
+        """The body, read with a hard cap (never more than WANDB_BRIDGE_MAX_BODY_BYTES bytes from the socket) and
+        the read timeout; a negative, non-decimal or unmatched length is 400, a body shorter than declared 408."""
         cap = self.server.config.max_body_bytes
-        if (self.headers.get("Transfer-Encoding") or "").lower() == "chunked":
+        transfer = (self.headers.get("Transfer-Encoding") or "").strip().lower()
+        if transfer and transfer != "chunked":
+            raise HttpError(400, "Transfer-Encoding must be chunked (or absent)")
+        if transfer == "chunked":
+            if self.headers.get("Content-Length") is not None:
+                raise HttpError(400, "Content-Length and chunked Transfer-Encoding together are ambiguous")
             raw = self._read_chunked(cap)
         else:
-            length_header = self.headers.get("Content-Length")
-            if length_header is None:
+            lengths = self.headers.get_all("Content-Length") or []
+            if not lengths:
                 raise HttpError(411, "Content-Length (or chunked Transfer-Encoding) is required")
-            try:
-                length = int(length_header)
-            except ValueError:
-                raise HttpError(400, f"Content-Length {length_header!r} is not an integer") from None
+            length_header = lengths[0].strip()
+            if len(lengths) > 1 or not length_header.isascii() or not length_header.isdigit():
+                raise HttpError(400, "Content-Length must be one non-negative decimal integer")
+            length = int(length_header)
             if length > cap:
                 raise HttpError(413, f"body of {length} bytes exceeds WANDB_BRIDGE_MAX_BODY_BYTES={cap}", 8)
             raw = self.rfile.read(length)
+            if len(raw) != length:
+                raise HttpError(400, f"the body ended after {len(raw)} of the {length} bytes Content-Length declares")
         self._body_consumed = True
         encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
         if encoding == "gzip":
@@ -196,23 +239,29 @@ class _Handler(BaseHTTPRequestHandler):
         return raw
 
     def _read_chunked(self, cap: int) -> bytes:
-        parts, total = [], 0
+        parts: list[bytes] = []
+        total = 0
         while True:
             line = self.rfile.readline(1024)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise HttpError(400, "malformed chunked body") from None
+            digits = line.split(b";", 1)[0].strip()
+            if not digits or len(digits) > 16 or not all(c in b"0123456789abcdefABCDEF" for c in digits):
+                raise HttpError(400, "malformed chunked body: a chunk size must be hexadecimal digits")
+            size = int(digits, 16)
             if size == 0:
-                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass
+                for _ in range(64):  # trailers, bounded
+                    if self.rfile.readline(1024) in (b"\r\n", b"\n", b""):
+                        break
                 self._body_consumed = True
                 return b"".join(parts)
             total += size
             if total > cap:
                 raise HttpError(413, f"body exceeds WANDB_BRIDGE_MAX_BODY_BYTES={cap}", 8)
-            parts.append(self.rfile.read(size))
-            self.rfile.readline(8)
+            chunk = self.rfile.read(size)
+            if len(chunk) != size:
+                raise HttpError(400, "malformed chunked body: a chunk ended early")
+            parts.append(chunk)
+            if self.rfile.readline(8) not in (b"\r\n", b"\n"):
+                raise HttpError(400, "malformed chunked body: a chunk is longer than its size")
 
     def _export(self, signal: str, body: bytes, as_json: bool) -> None:
         try:

@@ -13,7 +13,7 @@ Limits (stated once, used by the bridge's decoder too):
 - counts (histogram count, bucket and zero counts): integers in ``0..MAX_COUNT`` (2**53: beyond it a float total
   loses integer precision), bucket counts summing to the count;
 - explicit histograms: strictly increasing bounds and ``len(bounds) + 1`` bucket counts;
-- exponential histograms: scale in ``MIN_SCALE..MAX_SCALE`` (the OTLP data model's range), at most
+- exponential histograms: scale in ``MIN_SCALE..MAX_SCALE`` (-9..20: the OTLP range less -10, unrepresentable), at most
   ``MAX_BUCKETS`` buckets a side, and every bucket bound within a float (``|index| * 2**-scale < MAX_LOG2``);
 - times: non-negative integers; log severity numbers ``0..24`` (or unset); attribute nesting ``MAX_DEPTH`` levels.
 """
@@ -28,7 +28,7 @@ from otel_wandb import records as r
 MAX_NAME = 255
 MAX_LABEL = 256
 MAX_COUNT = 2**53
-MIN_SCALE, MAX_SCALE = -10, 20
+MIN_SCALE, MAX_SCALE = -9, 20  # OTLP allows -10, but scale -10's bucket 0 already ends at 2**1024, beyond any float
 MAX_BUCKETS = 16_384
 MAX_LOG2 = 1000.0  # 2**1000 ~ 1e301: bucket bounds stay finite floats
 MAX_DEPTH = 16
