@@ -20,6 +20,7 @@ SEVERITY_ORDER = ("FATAL", "ERROR", "WARN", "INFO", "DEBUG", "TRACE", "UNSET")  
 SEVERITY_COLORS = {"FATAL": "#991b1b", "ERROR": "#dc2626", "WARN": "#d97706", "INFO": "#2563eb",
                    "DEBUG": "#64748b", "TRACE": "#94a3b8", "UNSET": "#a8a29e"}
 LEVEL_COLORS = SEVERITY_COLORS  # alert levels (ERROR / WARN / INFO) are severities too
+NEUTRAL_COLORS = ("#16a34a", "#7c3aed", "#0891b2", "#db2777")  # hues no severity uses (green, violet, cyan, pink)
 _SEVERITY_ALIASES = {"WARNING": "WARN", "CRITICAL": "FATAL", "ERR": "ERROR", "INFORMATION": "INFO",
                      "NOTSET": "UNSET", "": "UNSET"}
 
@@ -233,7 +234,7 @@ def stacked_bars(chart_id: str, title: str, times: Sequence[float], seconds: Seq
             gap = min(1.0, (right - left) / 4)
             top, bottom = y(base[i] + v), y(base[i])
             base[i] += v
-            parts.append(f'<rect class="bar" data-series="{escape(name)}" data-time="{end:.3f}" data-value="{v:g}" '
+            parts.append(f'<rect class="bar" data-series="{escape(name)}" data-time="{end:.3f}" data-value="{v:.15g}" '
                          f'x="{left + gap:.1f}" y="{top:.1f}" width="{max(1.0, right - left - 2 * gap):.1f}" '
                          f'height="{max(0.5, bottom - top):.1f}" fill="{color}"><title>{escape(name)} '
                          f"{fmt_time(start, with_date)}–{fmt_time(end, with_date)}: {escape(fmt_num(v))}"
@@ -265,8 +266,9 @@ def bar_chart(chart_id: str, title: str, items: Sequence[tuple[str, float]], fmt
         short = label if len(label) <= 46 else label[:45] + "…"
         parts.append(f'<text x="{label_w - 8}" y="{yy + 14}" text-anchor="end" font-size="11" fill="#1e293b">'
                      f"<title>{escape(label)}</title>{escape(short)}</text>"
-                     f'<rect class="bar" data-label="{escape(label)}" data-value="{v:g}" x="{label_w}" y="{yy + 3}" '
-                     f'width="{w:.1f}" height="{row_h - 7}" fill="{color}"><title>{escape(label)}: {escape(fmt(v))}</title></rect>'
+                     f'<rect class="bar" data-label="{escape(label)}" data-value="{v:.15g}" x="{label_w}" '
+                     f'y="{yy + 3}" width="{w:.1f}" height="{row_h - 7}" fill="{color}">'
+                     f"<title>{escape(label)}: {escape(fmt(v))}</title></rect>"
                      f'<text x="{label_w + w + 6:.1f}" y="{yy + 14}" font-size="11" fill="#475569">'
                      f"{escape(fmt(v))}</text>")
     return _frame(chart_id, title, len(items), "".join(parts), height)
