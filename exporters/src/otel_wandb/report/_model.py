@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -250,7 +250,7 @@ def message_key(e: Entry) -> str:
         text = text[:cut] + "<s>"
     text = next((line for line in text.splitlines() if line.strip()), "")
     etype = e.attributes.get("exception.type")
-    return error_group_key(replace(e, body=text, attributes={"exception.type": etype} if etype else {}))[:MAX_MESSAGE]
+    return error_group_key(Entry(0, 0, "", text, attributes={"exception.type": etype} if etype else {}))[:MAX_MESSAGE]
 
 
 def severity_of(e: Entry) -> str:
