@@ -328,3 +328,15 @@ def test_logs_report_renders_in_headless_chromium_without_console_errors(known, 
                      "audit_actions", "error_groups"):
         assert re.search(rf'<svg[^>]+data-chart="{chart_id}"', dom), chart_id
     assert len(re.findall(r'<rect[^>]+class="bar"', dom)) >= 11
+
+
+def test_empty_log_files_measure_zero_records_and_know_nothing_else(tmp_path: Path):
+    d = tmp_path / "logs"
+    d.mkdir()
+    (d / "combined.log").write_text("")
+    html = write_report(d, tmp_path / "r.html").read_text()
+    p = parse(html)
+    assert p.totals == {"log_records": 0.0, "error_records": 0.0, "audit_events": 0.0, "auth_failures": 0.0}
+    assert re.search(r'data-total="log_records" data-value="0.0">0</span>', html)
+    assert set(p.unavailable) == {"requests", "errors", "error_rate", "ai_calls", "tokens", "cost_usd", "alerts"}
+    assert "no log records in these files" in chart(html, "logs_by_severity")

@@ -175,9 +175,9 @@ def from_run(run_dir: str | Path) -> ReportData:
                 "ai_calls": col("ai/calls"), "input_tokens": tok_in, "output_tokens": tok_out,
                 "tokens": tok_in + tok_out,
                 "cost_usd": col(cost_key), "alerts": float(len(d.alerts))}
-    d.totals["log_records"] = sum(sum(v) for v in d.logs_by_severity.values())
-    d.totals["error_records"] = sum(sum(v) for s, v in d.logs_by_severity.items()
-                                    if severity_key(s) in ("ERROR", "FATAL"))
+    d.totals["log_records"] = float(sum(sum(v) for v in d.logs_by_severity.values()))
+    d.totals["error_records"] = float(sum(sum(v) for s, v in d.logs_by_severity.items()
+                                          if severity_key(s) in ("ERROR", "FATAL")))
     if cost_key == APP_COST:
         d.notes.append(f"cost from the app's {APP_COST.split('/')[0]} counter (priced from exporters/src/otel_wandb/pricing.json)")
     # what the run measured as nothing (the exporter sees every span: no AI span is no AI call) ...
@@ -359,13 +359,13 @@ def from_logs(log_dir: str | Path, target_points: int = 60) -> ReportData:
     d.error_groups = sorted(groups.values(), key=lambda g: (-g["count"], g["message"]))
     d.top_messages = sorted(messages.values(), key=lambda m: (-m["count"], m["first_seen"], m["message"]))
     d.top_messages = d.top_messages[:TOP_MESSAGES]
-    requests, errors = sum(d.requests), sum(d.errors)
+    requests, errors = float(sum(d.requests)), float(sum(d.errors))
     d.totals = {"requests": requests, "errors": errors, "error_rate": errors / requests if requests else None,
-                "ai_calls": float(ai_records), "tokens": sum(sum(v) for v in d.tokens["model"].values()),
-                "cost_usd": sum(sum(v) for v in d.cost["model"].values()),
-                "log_records": sum(sum(v) for v in d.logs_by_severity.values()),
+                "ai_calls": float(ai_records), "tokens": float(sum(sum(v) for v in d.tokens["model"].values())),
+                "cost_usd": float(sum(sum(v) for v in d.cost["model"].values())),
+                "log_records": float(sum(sum(v) for v in d.logs_by_severity.values())),
                 "error_records": float(sum(d.errors_by_logger.values())),
-                "audit_events": float(sum(d.audit_actions.values())), "auth_failures": sum(d.auth_failures)}
+                "audit_events": float(sum(d.audit_actions.values())), "auth_failures": float(sum(d.auth_failures))}
     d.empty.update(logs_by_severity="no log records in these files", errors_by_logger="no ERROR or FATAL records",
                    errors_by_route="no ERROR or FATAL records", error_groups="no ERROR or FATAL records",
                    top_messages="no log records besides audit records", audit="no audit records",
