@@ -42,7 +42,7 @@ table{border-collapse:collapse;background:#fff;font-size:12px;width:100%}th,td{b
 text-align:left;vertical-align:top}th{background:#f8fafc}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .notes{color:#92400e;background:#fffbeb;border:1px solid #fde68a;border-radius:6px;padding:6px 10px;font-size:12px}
 .na{color:#475569;background:#f8fafc;border:1px dashed #cbd5e1;border-radius:6px;padding:6px 10px;font-size:12px}
-.card .why{color:#64748b;font-size:11px;max-width:220px}.card .na-total{color:#94a3b8}
+.card .why{color:#64748b;font-size:11px;max-width:220px}.card .na-total{color:#94a3b8}.empty{color:#64748b;font-size:12px}
 $severity_css
 </style></head><body>
 <header><h1>$title</h1><p>source: $source &middot; generated $generated &middot; $span</p></header>
@@ -245,7 +245,7 @@ def _logs(d: ReportData) -> str:
     if not d.known("top_messages"):
         parts.append(_na_panel(title, "top_messages", d.unavailable["top_messages"], True))
     elif not top:
-        parts.append(_panel(title, f'<p class="na">{escape(d.empty.get("top_messages", "none"))}</p>', True))
+        parts.append(_panel(title, f'<p class="empty">{escape(d.empty.get("top_messages", "none"))}</p>', True))
     else:
         parts.append(_table(
             ["count", "severity", "logger", "message", "first seen (UTC)", "last seen (UTC)"],
