@@ -25,6 +25,7 @@ from otel_wandb.runfile import find_runs, read_run
 from otel_wandb.sink import WandbSink
 from tests.support import ROOT
 from otel_wandb.pricing import Price, PriceList
+from otel_wandb.report._svg import SEVERITY_COLORS
 
 T0 = 1_796_000_000 * 10**9  # 2026-11-29 (ns)
 STEP = 10 * 10**9
@@ -48,8 +49,10 @@ def _hex(rng: random.Random, n: int) -> str:
     return "".join(rng.choice("0123456789abcdef") for _ in range(n))
 
 
-def make_run(wandb_dir: Path, intervals: int = 8, seed: int = 7, offset_s: int = 0) -> tuple[Path, Truth]:
-    """Drive the real core and the real W&B sink (offline) with known traffic; return the run dir and the truth."""
+def make_run(wandb_dir: Path, intervals: int = 8, seed: int = 7, offset_s: int = 0,
+             ai: bool = True) -> tuple[Path, Truth]:
+    """Drive the real core and the real W&B sink (offline) with known traffic; return the run dir and the truth.
+    ``ai=False``: the same traffic without a single AI call."""
     rng = random.Random(seed)
     T0 = globals()["T0"] + offset_s * 10**9
     truth = Truth()
@@ -75,7 +78,7 @@ def make_run(wandb_dir: Path, intervals: int = 8, seed: int = 7, offset_s: int =
                                                   "http.response.status_code": code}, exceptions=exc))
             truth.requests += 1
             truth.errors += code >= 500
-            if route != "/api/entries":
+            if ai and route != "/api/entries":
                 model, feature = rng.choice(MODELS), rng.choice(FEATURES)
                 inp, out = rng.randint(50, 900), rng.randint(10, 300)
                 spans.append(r.SpanRecord(name=f"chat {model}", kind=r.CLIENT, start_ns=start + 1000,
@@ -128,14 +131,17 @@ class Totals(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.totals: dict[str, float] = {}
+        self.unavailable: dict[str, str] = {}  # figure -> reason (shown as "—", never as a number)
         self.tags: list[str] = []
         self.external: list[str] = []
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         self.tags.append(tag)
-        if "data-total" in a:
+        if "data-total" in a and "data-value" in a:
             self.totals[a["data-total"]] = float(a["data-value"])
+        elif "data-total" in a:
+            self.unavailable[a["data-total"]] = a["data-unavailable"]
         for k in ("src", "href"):
             if a.get(k):
                 self.external.append(a[k])
@@ -244,11 +250,18 @@ def _chromium_cmd(tmp_path: Path, *extra: str) -> list[str]:
             f"--user-data-dir={tmp_path / 'profile'}", *extra]
 
 
+def console_messages(stderr: str) -> list[str]:
+    """What the page wrote to the browser console (Chromium run with ``--enable-logging=stderr --v=0``): script
+    errors, blocked resources (Content-Security-Policy violations), failed loads."""
+    return [line for line in stderr.splitlines() if ":CONSOLE" in line or "Refused" in line]
+
+
 def test_renders_in_headless_chromium(report, tmp_path):
     url = report.resolve().as_uri()
-    dom = subprocess.run(_chromium_cmd(tmp_path, "--virtual-time-budget=3000", "--dump-dom", url),
-                         capture_output=True, text=True, timeout=120)
+    dom = subprocess.run(_chromium_cmd(tmp_path, "--virtual-time-budget=3000", "--enable-logging=stderr", "--v=0",
+                                       "--dump-dom", url), capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
+    assert console_messages(dom.stderr) == []
     # the browser parsed the page into SVG elements with the drawn series, bars and alert markers
     assert len(re.findall(r"<svg[^>]+class=\"chart\"", dom.stdout)) >= 10
     assert len(re.findall(r"<polyline[^>]+class=\"series\"", dom.stdout)) >= 10
@@ -291,3 +304,57 @@ def test_several_runs_merge_into_one_report(offline_run, tmp_path):
     assert "2 W&amp;B runs merged" in html and "highest run" in html
     points = dict(re.findall(r'data-chart="([^"]+)" data-points="(\d+)"', html))
     assert int(points["alerts"]) == 4 and int(points["requests"]) >= 2 * 8
+
+
+def test_run_report_colours_severities_from_the_one_palette(report):
+    html = report.read_text()
+    volume = html.split('data-chart="logs_by_severity"', 1)[1].split("</svg>", 1)[0]
+    fills = dict(re.findall(r'<rect class="legend" data-series="([^"]+)"[^>]* fill="(#[0-9a-f]{6})"', volume))
+    assert fills == {"ERROR": SEVERITY_COLORS["ERROR"], "INFO": SEVERITY_COLORS["INFO"]}  # ERROR listed first
+    bars = re.findall(r'<rect class="bar" data-series="(\w+)" data-time="[^"]+" data-value="([^"]+)"[^>]* '
+                      r'fill="(#[0-9a-f]{6})"', volume)
+    assert len(bars) == 2 * 8 and all(v == "1" for _, v, _ in bars)  # one ok + one failure logged per interval
+    assert {(s, f) for s, _, f in bars} == {("ERROR", "#dc2626"), ("INFO", "#2563eb")}
+    timeline = html.split('data-chart="alerts"', 1)[1].split("</svg>", 1)[0]
+    events = re.findall(r'<circle class="event"[^>]* fill="(#[0-9a-f]{6})"', timeline)
+    assert events == [SEVERITY_COLORS["ERROR"], SEVERITY_COLORS["WARN"], "#16a34a"]  # resolved: green
+
+
+def test_run_report_knows_its_own_figures_and_says_what_only_the_logs_hold(offline_run, report):
+    p = parse(report.read_text())
+    assert set(p.unavailable) == {"audit_events", "auth_failures"}
+    assert all("audit log" in why for why in p.unavailable.values())
+    html = report.read_text()
+    assert re.search(r'<p class="na" data-unavailable="errors_by_logger,errors_by_route,top_messages" ', html)
+    assert re.search(r'<section id="audit"><h2>Audit</h2><p class="na" data-unavailable="audit" ', html)
+    assert p.totals["log_records"] == 16 and p.totals["error_records"] == 8
+
+
+def test_a_run_without_ai_calls_measures_zero_ai(tmp_path):
+    """No AI span: the exporter saw every span, so 0 calls, 0 tokens and $0 are measured -- shown as 0, and the AI
+    panels say there were no AI calls (not "no data", not a dash)."""
+    run_dir, truth = make_run(tmp_path / "w", intervals=3, seed=3, ai=False)
+    assert truth.tokens == 0 and truth.requests > 0
+    html = write_report(run_dir, tmp_path / "r.html").read_text()
+    p = parse(html)
+    assert p.totals["ai_calls"] == p.totals["tokens"] == p.totals["cost_usd"] == 0.0
+    assert p.totals["requests"] == truth.requests
+    for name, text in (("ai_calls", "0"), ("tokens", "0"), ("cost_usd", "$0.0000")):
+        assert re.search(rf'data-total="{name}" data-value="0.0">{re.escape(text)}</span>', html), name
+    ai = html.split('<section id="ai">', 1)[1].split("</section>", 1)[0]
+    assert ai.count(">no AI calls in this run</text>") == 4 and "data-unavailable" not in ai
+    assert set(p.unavailable) == {"audit_events", "auth_failures"}
+
+
+def test_an_unknown_figure_merges_as_unknown_and_a_rate_is_recomputed(offline_run, tmp_path):
+    from otel_wandb.report import from_run, merge
+
+    a = from_run(offline_run[0])
+    b = from_run(offline_run[0])
+    b.unknown("requests", "test: this part could not tell")
+    m = merge([a, a])
+    assert m.totals["error_rate"] == pytest.approx(a.totals["errors"] / a.totals["requests"])
+    assert m.totals["audit_events"] is None and "audit log" in m.unavailable["audit_events"]
+    partial = merge([a, b])
+    assert partial.totals["requests"] == a.totals["requests"]  # the part that measured it
+    assert any(n.startswith("requests: measured in 1 of 2 sources only") for n in partial.notes)

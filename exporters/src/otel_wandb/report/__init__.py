@@ -11,6 +11,13 @@ Python API (used by ``app.demo`` at the end of ``make demo``)::
 or its ``wandb/`` child: the newest run is used) or the collector's log directory (``$LOG_DIR`` with
 ``combined.log`` and its rotated backups). The page has inline CSS and SVG only: no scripts, no remote resources.
 
+The page says what its source knows: a figure the source cannot tell (requests, tokens or cost in log files that do
+not carry them; audit events in a W&B run) is "—" with the reason, never 0; a measured nothing is 0 ("no AI calls
+in this run"). Severities take one palette in every chart and table (``_svg.SEVERITY_COLORS``: ERROR/FATAL red,
+WARN amber, INFO blue, DEBUG/TRACE grey). From log files: log volume per severity over time, ERROR/FATAL records per
+logger and per route, the top messages (content-free) with first / last seen, audit actions and failed
+authentications over time.
+
 Command line::
 
     ai-diary-report [SOURCE] [-o report.html]      # SOURCE defaults to the newest run in $WANDB_DIR, else $LOG_DIR

@@ -10,6 +10,7 @@ import statistics
 from typing import Sequence
 
 from otel_wandb.report._model import ReportData
+from otel_wandb.report._svg import by_severity
 
 
 def _add(target: list[float], idx: int, value: float | None) -> None:
@@ -28,7 +29,8 @@ def merge(parts: Sequence[ReportData]) -> ReportData:
     widths = [s for p in parts for s in p.seconds if s > 0]
     width = statistics.median(widths) if widths else 1.0
     all_t = [t for p in parts for t in p.times]
-    d = ReportData(title=f"ai-diary - {len(parts)} W&B runs merged", source=", ".join(p.source for p in parts),
+    what = "W&B runs" if parts[0].kind == "run" else "log directories"
+    d = ReportData(title=f"ai-diary - {len(parts)} {what} merged", source=", ".join(p.source for p in parts),
                    kind=parts[0].kind)
     if all_t:
         lo = min(all_t)
@@ -37,6 +39,7 @@ def merge(parts: Sequence[ReportData]) -> ReportData:
         d.seconds = [width] * cells
         zeros = lambda: [0.0] * cells  # noqa: E731
         d.requests, d.errors = zeros(), zeros()
+        d.auth_failures = zeros() if any(p.auth_failures for p in parts) else []
         d.p50, d.p95, d.p99 = ([None] * cells for _ in range(3))
         for p in parts:
             for i, t in enumerate(p.times):
@@ -53,6 +56,11 @@ def merge(parts: Sequence[ReportData]) -> ReportData:
                             _add(getattr(d, field)[dim].setdefault(name, zeros()), c, values[i])
                 for sev, values in p.logs_by_severity.items():
                     _add(d.logs_by_severity.setdefault(sev, zeros()), c, values[i])
+                for action, counts in p.audit_by_action.items():
+                    _add(d.audit_by_action.setdefault(action, zeros()), c, counts[i])
+                if p.auth_failures:
+                    _add(d.auth_failures, c, p.auth_failures[i])
+        d.logs_by_severity = {s: d.logs_by_severity[s] for s in by_severity(list(d.logs_by_severity))}
     groups: dict[tuple[str, str], dict] = {}
     for p in parts:
         for g in p.error_groups:
@@ -64,12 +72,40 @@ def merge(parts: Sequence[ReportData]) -> ReportData:
                 m[k] = fn(vals) if vals else None
     d.error_groups = sorted(groups.values(), key=lambda g: (-g["count"], g["type"]))
     d.alerts = sorted((a for p in parts for a in p.alerts), key=lambda a: (a.get("time") is None, a.get("time") or 0))
+    messages: dict[tuple[str, str, str], dict] = {}
+    for p in parts:
+        for m in p.top_messages:
+            got = messages.setdefault((str(m["severity"]), str(m["logger"]), str(m["message"])), {**m, "count": 0})
+            got["count"] += m["count"]
+            got["first_seen"], got["last_seen"] = min(got["first_seen"], m["first_seen"]), max(got["last_seen"],
+                                                                                                m["last_seen"])
+    d.top_messages = sorted(messages.values(), key=lambda m: (-m["count"], m["first_seen"], m["message"]))
     for p in parts:
         for k, v in p.totals.items():
-            d.totals[k] = d.totals.get(k, 0.0) + v
-        for a, n in p.audit_actions.items():
-            d.audit_actions[a] = d.audit_actions.get(a, 0) + n
+            if v is not None:
+                d.totals[k] = (d.totals.get(k) or 0.0) + v
+        for target, source in ((d.audit_actions, p.audit_actions), (d.errors_by_logger, p.errors_by_logger),
+                               (d.errors_by_route, p.errors_by_route)):
+            for a, n in source.items():
+                target[a] = target.get(a, 0) + n
+        for k, why in p.empty.items():
+            d.empty.setdefault(k, why)
         d.notes.extend(n for n in p.notes if n not in d.notes)
+    # a figure no part could tell stays unknown; one that some parts measured is their sum (said in the notes)
+    for k in sorted({k for p in parts for k in p.unavailable} - {"error_rate"}):
+        missing = [p for p in parts if k in p.unavailable]
+        if len(missing) == len(parts):
+            d.unknown(k, missing[0].unavailable[k])
+        else:
+            d.notes.append(f"{k}: measured in {len(parts) - len(missing)} of {len(parts)} sources only "
+                           f"({missing[0].unavailable[k]})")
+    requests = d.totals.get("requests")
+    if d.known("requests") and requests:  # a rate of the sums, not a sum of rates
+        d.totals["error_rate"] = (d.totals.get("errors") or 0.0) / requests
+    elif d.known("requests"):
+        d.unknown("error_rate", "no requests: a rate needs at least one")
+    else:
+        d.unknown("error_rate", d.unavailable["requests"])
     d.notes.append(f"{len(parts)} runs on a {width:g} s grid: counts, tokens and cost are summed; latency "
                    "percentiles show the highest run's value in each cell")
     return d

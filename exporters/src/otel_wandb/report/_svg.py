@@ -11,8 +11,37 @@ from datetime import datetime, timezone
 from html import escape
 from typing import Callable, Mapping, Sequence
 
+# Series that are not severities (models, features, routes, audit actions) take these by position.
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563")
-LEVEL_COLORS = {"ERROR": "#dc2626", "WARN": "#d97706", "INFO": "#2563eb"}
+# THE severity palette: every chart, table and timeline of both reports that colours a log severity or an alert
+# level takes its colour from here, by name, never by position: ERROR/FATAL red, WARN amber, INFO blue,
+# DEBUG/TRACE grey (FATAL a darker red and TRACE a lighter grey, so that a stack of both still tells them apart).
+SEVERITY_ORDER = ("FATAL", "ERROR", "WARN", "INFO", "DEBUG", "TRACE", "UNSET")  # most severe first
+SEVERITY_COLORS = {"FATAL": "#991b1b", "ERROR": "#dc2626", "WARN": "#d97706", "INFO": "#2563eb",
+                   "DEBUG": "#64748b", "TRACE": "#94a3b8", "UNSET": "#a8a29e"}
+LEVEL_COLORS = SEVERITY_COLORS  # alert levels (ERROR / WARN / INFO) are severities too
+NEUTRAL_COLORS = ("#16a34a", "#7c3aed", "#0891b2", "#db2777")  # hues no severity uses (green, violet, cyan, pink)
+_SEVERITY_ALIASES = {"WARNING": "WARN", "CRITICAL": "FATAL", "ERR": "ERROR", "INFORMATION": "INFO",
+                     "NOTSET": "UNSET", "": "UNSET"}
+
+
+def severity_key(name: object) -> str:
+    """The canonical severity name: ``warning`` -> ``WARN``, ``CRITICAL`` -> ``FATAL``, ``ERROR2`` -> ``ERROR``;
+    anything else is upper-cased as is (and coloured as UNSET)."""
+    text = str(name or "").strip().upper()
+    text = _SEVERITY_ALIASES.get(text, text)
+    base = text.rstrip("0123456789")
+    return base if base in SEVERITY_COLORS else text
+
+
+def severity_color(name: object) -> str:
+    return SEVERITY_COLORS.get(severity_key(name), SEVERITY_COLORS["UNSET"])
+
+
+def by_severity(names: Sequence[str]) -> list[str]:
+    """``names`` most severe first (unknown names last, alphabetically)."""
+    rank = {n: i for i, n in enumerate(SEVERITY_ORDER)}
+    return sorted(names, key=lambda n: (rank.get(severity_key(n), len(rank)), n))
 W, H = 640, 230
 ML, MR, MT, MB = 56, 12, 14, 44  # margins: left (timeline; line charts size theirs), right, top, bottom
 CHAR_W = 6.6  # px per character of an 11 px label (digits and "$.,%k" in a system sans: ~6.1-6.4)
@@ -86,26 +115,16 @@ def empty(chart_id: str, title: str, reason: str, width: int = W) -> str:
     return _frame(chart_id, title, 0, body, width=width)
 
 
-def line_chart(chart_id: str, title: str, times: Sequence[float], series: Mapping[str, Sequence[float | None]],
-               unit: str = "", fmt: Callable[[float], str] = fmt_num, axis: str = "num", width: int = W) -> str:
-    """Lines over time; y ticks are nice numbers labelled per ``axis`` (:func:`tick_label`), ``fmt`` formats the
-    point tooltips; the left margin fits the longest tick label."""
-    pts = sum(1 for vals in series.values() for v in vals if v is not None)
-    if not times or not pts:
-        return empty(chart_id, title, "no data", width)
-    t0, t1 = min(times), max(times)
-    span = (t1 - t0) or 1.0
-    ticks, step = nice_ticks(max(v for vals in series.values() for v in vals if v is not None))
-    labels = [tick_label(v, step, axis) for v in ticks]
-    ymax, ml = ticks[-1], left_margin(labels, unit)
-    pw, ph = width - ml - MR, H - MT - MB
-    x = lambda t: ml + (t - t0) / span * pw if t1 > t0 else ml + pw / 2  # noqa: E731
-    y = lambda v: MT + ph - v / ymax * ph  # noqa: E731
+def _axes(ticks: Sequence[float], labels: Sequence[str], ml: int, pw: float, t0: float, t1: float, unit: str,
+          x: Callable[[float], float], y: Callable[[float], float]) -> list[str]:
+    """Plot area, y grid with tick labels, five x labels and the rotated unit label."""
+    ph = H - MT - MB
     parts = [f'<rect x="{ml}" y="{MT}" width="{pw}" height="{ph}" fill="#fff" stroke="#e2e8f0"/>']
     for v, label in zip(ticks, labels):  # y grid and labels
         parts.append(f'<line x1="{ml}" x2="{ml + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#e2e8f0"/>'
                      f'<text class="tick" x="{ml - 6}" y="{y(v) + 4:.1f}" text-anchor="end" font-size="11" '
                      f'fill="#475569">{escape(label)}</text>')
+    span = (t1 - t0) or 1.0
     with_date = t1 - t0 > 86400
     for i in range(5 if t1 > t0 else 1):  # x labels
         t = t0 + span * i / 4 if t1 > t0 else t0
@@ -115,9 +134,54 @@ def line_chart(chart_id: str, title: str, times: Sequence[float], series: Mappin
     if unit:
         parts.append(f'<text class="unit" x="12" y="{MT + ph / 2}" font-size="11" fill="#475569" '
                      f'transform="rotate(-90 12 {MT + ph / 2})" text-anchor="middle">{escape(unit)}</text>')
+    return parts
+
+
+def _legend(items: Sequence[tuple[str, str]], ml: float, width: int) -> tuple[list[str], int]:
+    """(name, colour) swatches under the plot, wrapped onto more rows when needed; returns (parts, extra rows)."""
+    parts = []
     legend_x, legend_row = float(ml), 0
+    for name, color in items:
+        label = legend_label(name)
+        item_w = 24 + CHAR_W * len(label)
+        if legend_x > ml and legend_x + item_w > width - MR:  # wrap the legend onto another row
+            legend_x, legend_row = ml, legend_row + 1
+        ly = H - 16 + 14 * legend_row
+        parts.append(f'<rect class="legend" data-series="{escape(name)}" x="{legend_x:.1f}" y="{ly}" width="10" '
+                     f'height="10" fill="{color}"/><text x="{legend_x + 14:.1f}" y="{ly + 9}" font-size="11" '
+                     f'fill="#1e293b"><title>{escape(name)}</title>{escape(label)}</text>')
+        legend_x += item_w
+    return parts, legend_row
+
+
+def series_color(name: str, index: int, colors: Mapping[str, str] | None) -> str:
+    """A series' colour: its own (``colors``, e.g. :data:`SEVERITY_COLORS`) or else the palette by position."""
+    return colors[name] if colors and name in colors else PALETTE[index % len(PALETTE)]
+
+
+def line_chart(chart_id: str, title: str, times: Sequence[float], series: Mapping[str, Sequence[float | None]],
+               unit: str = "", fmt: Callable[[float], str] = fmt_num, axis: str = "num", width: int = W,
+               colors: Mapping[str, str] | None = None, empty_reason: str = "no data") -> str:
+    """Lines over time; y ticks are nice numbers labelled per ``axis`` (:func:`tick_label`), ``fmt`` formats the
+    point tooltips; the left margin fits the longest tick label. ``colors`` fixes a series' colour by name (the
+    severities); other series take the palette by position. Without data the chart says ``empty_reason``."""
+    pts = sum(1 for vals in series.values() for v in vals if v is not None)
+    if not times or not pts:
+        return empty(chart_id, title, empty_reason, width)
+    t0, t1 = min(times), max(times)
+    span = (t1 - t0) or 1.0
+    ticks, step = nice_ticks(max(v for vals in series.values() for v in vals if v is not None))
+    labels = [tick_label(v, step, axis) for v in ticks]
+    ymax, ml = ticks[-1], left_margin(labels, unit)
+    pw, ph = width - ml - MR, H - MT - MB
+    x = lambda t: ml + (t - t0) / span * pw if t1 > t0 else ml + pw / 2  # noqa: E731
+    y = lambda v: MT + ph - v / ymax * ph  # noqa: E731
+    parts = _axes(ticks, labels, ml, pw, t0, t1, unit, x, y)
+    with_date = t1 - t0 > 86400
+    swatches = []
     for n, (name, vals) in enumerate(series.items()):
-        color = PALETTE[n % len(PALETTE)]
+        color = series_color(name, n, colors)
+        swatches.append((name, color))
         segs: list[list[str]] = [[]]
         dots = []
         for t, v in zip(times, vals):
@@ -132,16 +196,51 @@ def line_chart(chart_id: str, title: str, times: Sequence[float], series: Mappin
                 parts.append(f'<polyline class="series" data-series="{escape(name)}" fill="none" stroke="{color}" '
                              f'stroke-width="2" points="{" ".join(seg)}"/>')
         parts.extend(dots)
-        label = legend_label(name)
-        item_w = 24 + CHAR_W * len(label)
-        if legend_x > ml and legend_x + item_w > width - MR:  # wrap the legend onto another row
-            legend_x, legend_row = ml, legend_row + 1
-        ly = H - 16 + 14 * legend_row
-        parts.append(f'<rect x="{legend_x:.1f}" y="{ly}" width="10" height="10" fill="{color}"/>'
-                     f'<text x="{legend_x + 14:.1f}" y="{ly + 9}" font-size="11" fill="#1e293b">'
-                     f"<title>{escape(name)}</title>{escape(label)}</text>")
-        legend_x += item_w
-    return _frame(chart_id, title, pts, "".join(parts), H + 14 * legend_row, width)
+    legend, rows = _legend(swatches, ml, width)
+    return _frame(chart_id, title, pts, "".join(parts + legend), H + 14 * rows, width)
+
+
+def stacked_bars(chart_id: str, title: str, times: Sequence[float], seconds: Sequence[float],
+                 series: Mapping[str, Sequence[float]], unit: str = "", colors: Mapping[str, str] | None = None,
+                 width: int = W, empty_reason: str = "no data") -> str:
+    """Counts per interval as stacked bars: one bar per interval (``times`` = interval ends, ``seconds`` = their
+    lengths), one segment per series in ``series`` order from the bottom. Every segment is a
+    ``<rect class="bar" data-series=... data-time=<interval end> data-value=<count>>`` with a tooltip; zero
+    segments are not drawn. ``data-points`` counts the segments."""
+    segs = sum(1 for vals in series.values() for v in vals if v)
+    if not times or not segs:
+        return empty(chart_id, title, empty_reason, width)
+    starts = [t - (s if s > 0 else 0.0) for t, s in zip(times, seconds)]
+    t0, t1 = min(starts), max(times)
+    span = (t1 - t0) or 1.0
+    stack = [sum(vals[i] or 0.0 for vals in series.values()) for i in range(len(times))]
+    ticks, step = nice_ticks(max(stack))
+    labels = [tick_label(v, step, "num") for v in ticks]
+    ymax, ml = ticks[-1], left_margin(labels, unit)
+    pw, ph = width - ml - MR, H - MT - MB
+    x = lambda t: ml + (t - t0) / span * pw  # noqa: E731
+    y = lambda v: MT + ph - v / ymax * ph  # noqa: E731
+    parts = _axes(ticks, labels, ml, pw, t0, t1, unit, x, y)
+    with_date = t1 - t0 > 86400
+    base = [0.0] * len(times)
+    swatches = []
+    for n, (name, vals) in enumerate(series.items()):
+        color = series_color(name, n, colors)
+        swatches.append((name, color))
+        for i, (start, end, v) in enumerate(zip(starts, times, vals)):
+            if not v:
+                continue
+            left, right = x(start), x(end)
+            gap = min(1.0, (right - left) / 4)
+            top, bottom = y(base[i] + v), y(base[i])
+            base[i] += v
+            parts.append(f'<rect class="bar" data-series="{escape(name)}" data-time="{end:.3f}" data-value="{v:.15g}" '
+                         f'x="{left + gap:.1f}" y="{top:.1f}" width="{max(1.0, right - left - 2 * gap):.1f}" '
+                         f'height="{max(0.5, bottom - top):.1f}" fill="{color}"><title>{escape(name)} '
+                         f"{fmt_time(start, with_date)}–{fmt_time(end, with_date)}: {escape(fmt_num(v))}"
+                         f"{escape(unit and ' ' + unit)}</title></rect>")
+    legend, rows = _legend(swatches, ml, width)
+    return _frame(chart_id, title, segs, "".join(parts + legend), H + 14 * rows, width)
 
 
 def legend_label(name: str, limit: int = 40) -> str:
@@ -153,9 +252,9 @@ def legend_label(name: str, limit: int = 40) -> str:
 
 
 def bar_chart(chart_id: str, title: str, items: Sequence[tuple[str, float]], fmt: Callable[[float], str] = fmt_num,
-              color: str = PALETTE[1]) -> str:
+              color: str = PALETTE[1], empty_reason: str = "none") -> str:
     if not items:
-        return empty(chart_id, title, "none")
+        return empty(chart_id, title, empty_reason)
     row_h, label_w = 22, 300
     height = MT + row_h * len(items) + 10
     vmax = max(v for _, v in items) or 1.0
@@ -167,8 +266,9 @@ def bar_chart(chart_id: str, title: str, items: Sequence[tuple[str, float]], fmt
         short = label if len(label) <= 46 else label[:45] + "…"
         parts.append(f'<text x="{label_w - 8}" y="{yy + 14}" text-anchor="end" font-size="11" fill="#1e293b">'
                      f"<title>{escape(label)}</title>{escape(short)}</text>"
-                     f'<rect class="bar" x="{label_w}" y="{yy + 3}" width="{w:.1f}" height="{row_h - 7}" '
-                     f'fill="{color}"><title>{escape(label)}: {escape(fmt(v))}</title></rect>'
+                     f'<rect class="bar" data-label="{escape(label)}" data-value="{v:.15g}" x="{label_w}" '
+                     f'y="{yy + 3}" width="{w:.1f}" height="{row_h - 7}" fill="{color}">'
+                     f"<title>{escape(label)}: {escape(fmt(v))}</title></rect>"
                      f'<text x="{label_w + w + 6:.1f}" y="{yy + 14}" font-size="11" fill="#475569">'
                      f"{escape(fmt(v))}</text>")
     return _frame(chart_id, title, len(items), "".join(parts), height)
@@ -209,7 +309,7 @@ def timeline(chart_id: str, title: str, events: Sequence[Mapping[str, object]], 
         lane = lanes.index(lv) if lv in lanes else 0
         yy = MT + lane * lane_h + lane_h / 2
         name = str(e.get("title", ""))
-        color = "#16a34a" if name.startswith("[RESOLVED]") else LEVEL_COLORS.get(lv, PALETTE[0])
+        color = "#16a34a" if name.startswith("[RESOLVED]") else severity_color(lv)
         cx = x(float(e["time"]))  # type: ignore[arg-type]
         tip = f"{fmt_time(float(e['time']))} {escape(name)}"  # type: ignore[arg-type]
         parts.append(f'<circle class="event" cx="{cx:.1f}" cy="{yy}" r="6" fill="{color}" fill-opacity="0.85">'
