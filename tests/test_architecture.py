@@ -27,7 +27,7 @@ EXPORTER_LAYERS = {
     "otel_wandb.sdk": {"otel_wandb.pipeline", "otel_wandb.core", "otel_wandb.records", "otel_wandb.config"},
     "otel_wandb.alerts": {"otel_wandb.core", "otel_wandb.records", "otel_wandb.config"},
     "otel_wandb.logfiles": {"otel_wandb.config"},
-    "otel_wandb.report": {"otel_wandb.runfile", "otel_wandb.logfiles", "otel_wandb.config"},
+    "otel_wandb.report": {"otel_wandb.runfile", "otel_wandb.logfiles", "otel_wandb.core", "otel_wandb.config"},
     "otel_wandb.bridge": {"otel_wandb.pipeline", "otel_wandb.core", "otel_wandb.records", "otel_wandb.config",
                           "otel_wandb.report"},
 }

@@ -167,14 +167,14 @@ def test_top_messages_with_first_and_last_seen(known):
     got = {(sev, re.findall(r"<td>(.*?)</td>", cells)[1], unescape(re.findall(r"<td>(.*?)</td>", cells)[2])):
            (int(n), float(first) - M0, float(last) - M0) for n, sev, first, last, cells in rows}
     assert got == {
-        ("INFO", "app.api", "GET /api/entries <n>"): (4, 1, 3570),
-        ("ERROR", "app.db", "db timeout after <n> ms"): (2, 61, 75),
-        ("WARN", "app.llm", "AI provider slow: <n> ms"): (1, 4, 4),
+        ("INFO", "app.api", "GET /api/entries <num>"): (4, 1, 3570),
+        ("ERROR", "app.db", "db timeout after <num> ms"): (2, 61, 75),
+        ("WARN", "app.llm", "AI provider slow: <num> ms"): (1, 4, 4),
         ("FATAL", "gunicorn.error", "worker out of memory"): (1, 80, 80),
-        ("DEBUG", "app.cache", "cache miss for key <n>"): (1, 121, 121),
-        ("ERROR", "app.llm", "AI provider rejected input: <s>"): (1, 130, 130),
-        ("INFO", "app.llm", "summary ready for <s>"): (1, 131, 131),
-        ("ERROR", "app.llm", "ValueError: bad entry <s>"): (1, 132, 132)}
+        ("DEBUG", "app.cache", "cache miss for key <num>"): (1, 121, 121),
+        ("ERROR", "app.llm", "AI provider rejected input: <str>"): (1, 130, 130),
+        ("INFO", "app.llm", "summary ready for <str>"): (1, 131, 131),
+        ("ERROR", "app.llm", "ValueError: bad entry <str>"): (1, 132, 132)}
     assert [int(r[0]) for r in rows] == [4, 2, 1, 1, 1, 1, 1, 1]  # most frequent first, then first seen
     assert "2026-11-30 00:54:01" in table and "2026-11-30 01:53:30" in table  # first / last seen, to the second
     assert "audit " not in table  # audit records have their own panels
@@ -243,7 +243,7 @@ def test_a_quoted_canary_never_reaches_the_page(known):
     raw = gzip.decompress((next(d.glob("*.gz"))).read_bytes()).decode() + (d / "combined.log").read_text()
     assert CANARY in raw
     assert CANARY not in html and "secret" not in html and "dear-diary" not in html  # ... and never shown
-    assert "ValueError: bad entry &lt;s&gt;" in html
+    assert "ValueError: bad entry &lt;str&gt;" in html
 
 
 def test_report_from_log_files_with_http_and_ai_attributes(tmp_path: Path):
@@ -312,7 +312,7 @@ def test_report_from_plain_application_logs_says_what_is_missing(tmp_path: Path)
     assert "no log record carries http.response.status_code" in html
     assert re.findall(r'<p class="na" data-unavailable="([^"]+)"', html) == ["error_rate", "requests", "latency",
                                                                               "ai", "alerts"]
-    assert charts(html)["error_groups"] == 1 and "db timeout after &lt;n&gt; ms" in html
+    assert charts(html)["error_groups"] == 1 and "db timeout after &lt;num&gt; ms" in html
 
 
 def test_logs_report_renders_in_headless_chromium_without_console_errors(known, tmp_path):

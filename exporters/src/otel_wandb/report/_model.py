@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from otel_wandb.core import normalize_message
 from otel_wandb.logfiles import Entry, entries, error_group_key, severity_name
 from otel_wandb.report._svg import by_severity, severity_key
 from otel_wandb.runfile import iter_payloads, read_run
@@ -233,24 +234,13 @@ def _rebucket(per_second: dict[int, dict[str, Any]], target_points: int) -> tupl
     return float(width), merged
 
 
-# Quoted literals (escapes and newlines inside included), then anything from a quote left open: messages may quote
-# their input (diary text), and error_group_key's own pattern stops at an escaped quote. The same policy as the
-# core's normalize_message, steps 1 and 2 (the report may not import the core: tests/test_architecture.py).
-_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*"', re.DOTALL)
-MAX_INPUT, MAX_MESSAGE = 65536, 200
-
-
 def message_key(e: Entry) -> str:
-    """The record's message, content-free: quoted literals and whatever follows an open quote become ``<s>``, only
-    the first non-blank line is kept, then :func:`otel_wandb.logfiles.error_group_key` masks numbers and ids
-    (and prefixes the exception type)."""
-    text = _QUOTED.sub("<s>", str(e.attributes.get("exception.message") or e.body or "")[:MAX_INPUT])
-    cut = min((i for i in (text.find("'"), text.find('"')) if i >= 0), default=-1)
-    if cut >= 0:
-        text = text[:cut] + "<s>"
-    text = next((line for line in text.splitlines() if line.strip()), "")
+    """The record's message, content-free: the core's error-message policy (``otel_wandb.core.normalize_message``:
+    quoted, bracketed and parenthesized literals, numbers, ids and every line after the first removed), prefixed
+    with the exception type when there is one."""
+    message = normalize_message(str(e.attributes.get("exception.message") or e.body or ""))
     etype = e.attributes.get("exception.type")
-    return error_group_key(Entry(0, 0, "", text, attributes={"exception.type": etype} if etype else {}))[:MAX_MESSAGE]
+    return f"{etype}: {message}" if etype else message
 
 
 def severity_of(e: Entry) -> str:
