@@ -306,19 +306,21 @@ class Aggregator:
         """Close the interval that ends at ``now_ns``: its row, tables and alert signals; then reset -- always:
         whatever goes wrong in one interval (logged once), the next one starts clean and is written."""
         start = self._start_ns if self._start_ns is not None else (self._first_ns or now_ns)
+        failed = ""
         try:
             result = self._result(start, now_ns)
         except Exception as exc:  # never a silenced run: this interval is lost, counted, and the next one is written
+            failed = type(exc).__name__
             if "flush" not in self._warned:
                 self._warned.add("flush")
                 self._warn(logger, "an export interval could not be closed (%s: %s): its data is dropped; the next "
-                           "interval is written", type(exc).__name__, exc)
-            self.reject("intervals", type(exc).__name__)
+                           "interval is written", failed, exc)
             row = {"interval/time": now_ns / 1e9, "interval/seconds": max(0.0, (now_ns - start) / 1e9)}
             result = IntervalResult(row, {}, r.Signals(interval_start_ns=start, interval_end_ns=now_ns))
-        finally:
-            self._start_ns = now_ns
-            self._reset()
+        self._start_ns = now_ns
+        self._reset()
+        if failed:
+            self.reject("intervals", failed)  # shown in the next interval's row
         return result
 
     def _result(self, start_ns: int, now_ns: int) -> IntervalResult:
