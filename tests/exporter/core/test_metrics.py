@@ -174,3 +174,18 @@ def test_number_of_metric_names_is_capped():
     agg.add_metrics([sum_point(1, temporality=r.DELTA, name=f"m{i}") for i in range(5)])
     row = agg.flush(S).row
     assert [k for k in row if k.endswith("/delta")] == ["m0/delta", "m1/delta", "m2/delta"]
+
+
+def test_one_source_of_truth_the_duplicate_request_views_are_not_written_next_to_the_spans():
+    """http.server.request.duration (and the GenAI duration and token metrics) count the requests http/* and ai/*
+    already hold: written as metrics only while no span (nor span_metrics) is a source of those sections."""
+    dup = r.MetricPoint("http.server.request.duration", r.HISTOGRAM, "s", {"http.route": "/a"}, temporality=r.DELTA,
+                        count=2, sum=0.3, bounds=(0.1, 1.0), bucket_counts=(1, 1, 0))
+    alone = Aggregator(CoreConfig(), start_ns=0)
+    alone.add_metrics([dup])
+    assert alone.flush(S).row["http.server.request.duration/count"] == 2  # nothing else holds them: kept
+    both = Aggregator(CoreConfig(), start_ns=0)
+    both.add_spans([r.SpanRecord("GET /a", r.SERVER, 0, 10**8, "a" * 32, "b" * 16, attributes={"http.route": "/a"})])
+    both.add_metrics([dup])
+    row = both.flush(S).row
+    assert row["http/requests"] == 1 and not [k for k in row if k.startswith("http.server.request.duration")]

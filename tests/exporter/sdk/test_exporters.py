@@ -46,7 +46,7 @@ def offline_run(tmp_path_factory):
     log.setLevel(logging.INFO)
     log.addHandler(LoggingHandler(logger_provider=lp))
     tracer = tp.get_tracer("test")
-    hist = mp.get_meter("test").create_histogram("http.server.request.duration", unit="s")
+    hist = mp.get_meter("test").create_histogram("app.db.query.duration", unit="s")
     cost = mp.get_meter("test").create_counter("app.ai.cost", unit="USD")
     rng = random.Random(11)
     expected: dict = {"durations": [[], []], "hist": [], "hist1": []}
@@ -112,7 +112,7 @@ def test_span_p95_matches_exact_p95_of_the_same_durations(offline_run):
 def test_metric_histogram_and_cost_counter(offline_run):
     run, exp = offline_run
     row = run.history[0]
-    name = "http.server.request.duration"
+    name = "app.db.query.duration"
     assert row[f"{name}/count"] == 300
     assert row[f"{name}/p95"] == pytest.approx(exact(exp["hist"], 0.95), rel=0.03)
     assert row[f"{name}/count@status_class=5xx"] == 10
@@ -126,7 +126,7 @@ def test_run_summaries_of_dotted_keys_are_the_defined_aggregations(offline_run):
     summaries of OTel metric keys (and breakdowns holding dots) are max/last/mean, not the last value."""
     run, _ = offline_run
     rows = [h for h in run.history if "http/requests" in h]
-    name = "http.server.request.duration"
+    name = "app.db.query.duration"
     for key in (f"{name}/p95", f"{name}/p95@http.route=/api/entries/<id>", f"{name}/p99@status_class=2xx"):
         values = [h[key] for h in rows]
         assert values[0] > values[1], "max differs from the last value"

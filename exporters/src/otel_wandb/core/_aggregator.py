@@ -12,6 +12,7 @@ from otel_wandb import records as r
 from otel_wandb.core._ai import AiSection, as_int
 from otel_wandb.core._errors import ErrorSection
 from otel_wandb.core._metrics import BREAKDOWN_ATTRS, OVERFLOW, MetricState, status_class
+from otel_wandb.core._span_metrics import DUPLICATES, TOKEN_USAGE, SpanMetricsSection, is_span_metric
 from otel_wandb.core._stats import QUANTILES, LogSketch
 from otel_wandb.core._validate import label, log_problem, point_problem, span_problem
 from otel_wandb.pricing import PriceList
@@ -52,8 +53,10 @@ class CoreConfig:
     cost_metric: str = "app.ai.cost"
     # distinct row keys per run (W&B allows < 10,000 per project): new keys past it are dropped, counted, warned
     max_keys: int = 5000
-    # model -> (usd per input token, usd per output token, usd per cached input token)
     pricing: PriceList = field(default_factory=PriceList)
+    # where http/* and ai/* come from: "spans", "span_metrics" (a gateway collector's connector: see
+    # _span_metrics), or "auto": span_metrics from the first such point on, spans until then
+    request_source: str = "auto"
 
 
 class _Lat:
@@ -63,6 +66,9 @@ class _Lat:
         self.count = 0
         self.errors = 0
         self.sketch = LogSketch()
+
+    def quantile_ms(self, q: float) -> float | None:
+        return self.sketch.quantile(q)
 
 
 def log_warnings(warnings: Iterable[tuple]) -> None:
@@ -115,6 +121,10 @@ class Aggregator:
         self.dropped = 0  # records rejected since the start (all signals; per interval and reason in the row)
         self._rejected: dict[tuple[str, str], int] = {}  # (signal, reason) -> records rejected this interval
         self.ai = AiSection(self.cfg.pricing, self._capped)
+        self.span_metrics = SpanMetricsSection(self._capped, status_class)
+        self.metrics.watch.add(self.cfg.cost_metric)
+        self.from_span_metrics = self.cfg.request_source == "span_metrics"  # else spans (until one arrives: auto)
+        self._has_source = self.from_span_metrics  # server/GenAI spans or span_metrics seen: duplicates not written
         self._rng = random.Random(0x5EED)
         self._random = self._rng.random
         self._reset()
@@ -136,6 +146,7 @@ class Aggregator:
         self._by_worker: dict = {}  # app.worker.id -> its entry of _http
         self._status: dict[str, int] = {}
         self.ai.reset()
+        self.span_metrics.reset()
         self._logs: dict[str, int] = {}
         self._sample: list[float] = []
         self._seen_requests = 0
@@ -170,8 +181,11 @@ class Aggregator:
                 attrs = s.attributes
                 if s.kind == r.SERVER:
                     self._server(s, attrs)
+                    self._has_source = True
                 elif "gen_ai.operation.name" in attrs or "gen_ai.request.model" in attrs:
-                    self.ai.add(s, attrs)
+                    self._has_source = True
+                    if not self.from_span_metrics:
+                        self.ai.add(s, attrs)
                 if s.exceptions:
                     for e in s.exceptions:
                         self.errors.exception(s.end_ns, s.trace_id, str(attrs.get("http.route") or ""), e)
@@ -228,6 +242,24 @@ class Aggregator:
             route = method or "unknown"
         elif type(route) is not str:
             route = str(route)
+        if not self.from_span_metrics:  # else the requests are counted from span_metrics (every span, unsampled)
+            self._count_server(s, ms, err, route, method, cls)
+        if len(self._slow) < self.cfg.slowest_n or ms > self._slow[0][0]:
+            self._seq += 1
+            item = (ms, self._seq, s.end_ns, s.trace_id, route, method, as_int(code))
+            if len(self._slow) < self.cfg.slowest_n:
+                heapq.heappush(self._slow, item)
+            else:
+                heapq.heapreplace(self._slow, item)
+        self.errors.server_span(s.trace_id, route)
+        if err and not s.exceptions:
+            etype = f"HTTP {code}" if cls == "5xx" else "span status ERROR"
+            default = f"{method} {route}" if route != method else route
+            self.errors.record(s.end_ns, s.trace_id, route, etype, s.status_message or default, "")
+        if not self._first_ns:
+            self._first_ns = s.start_ns
+
+    def _count_server(self, s: r.SpanRecord, ms: float, err: bool, route: str, method: str, cls: str | None) -> None:
         overall = self._overall
         bucket = overall.sketch.key(ms)
         overall.count += 1
@@ -249,20 +281,6 @@ class Aggregator:
             j = int(self._random() * self._seen_requests)
             if j < self.cfg.latency_sample:
                 self._sample[j] = ms
-        if len(self._slow) < self.cfg.slowest_n or ms > self._slow[0][0]:
-            self._seq += 1
-            item = (ms, self._seq, s.end_ns, s.trace_id, route, method, as_int(code))
-            if len(self._slow) < self.cfg.slowest_n:
-                heapq.heappush(self._slow, item)
-            else:
-                heapq.heapreplace(self._slow, item)
-        self.errors.server_span(s.trace_id, route)
-        if err and not s.exceptions:
-            etype = f"HTTP {code}" if cls == "5xx" else "span status ERROR"
-            default = f"{method} {route}" if route != method else route
-            self.errors.record(s.end_ns, s.trace_id, route, etype, s.status_message or default, "")
-        if not self._first_ns:
-            self._first_ns = s.start_ns
 
     # -- metrics and logs ----------------------------------------------------------------------------------
     def add_metrics(self, points: Iterable[r.MetricPoint]) -> int:
@@ -274,12 +292,33 @@ class Aggregator:
             if problem:
                 self.reject("metric_points", problem)
                 rejected += 1
+            elif p.name in DUPLICATES:
+                self._request_view(p)
             else:
                 good.append(p)
         for reason in self.metrics.add(good):
             self.reject("metric_points", reason)
             rejected += 1
         return rejected
+
+    def _request_view(self, p: r.MetricPoint) -> None:
+        """A metric view of the requests http/* and ai/* hold: span_metrics feed them (the first one makes them the
+        source, in "auto"); the others are duplicates, written as metrics only while nothing else is a source."""
+        if is_span_metric(p.name) and self.cfg.request_source != "spans":
+            if not self.from_span_metrics:
+                self.from_span_metrics = self._has_source = True
+                self._warn(logger, "span_metrics points arrive: http/* and ai/* now count every request from them "
+                           "(spans keep making the error tables and slowest traces)")
+            h = self.metrics.hist_delta(p)
+            if h is not None and h.count > 0:
+                self.span_metrics.add_duration(p, h)
+        elif p.name == TOKEN_USAGE and self.from_span_metrics:
+            h = self.metrics.hist_delta(p)
+            if h is not None:
+                self.span_metrics.add_tokens(p, h)
+        elif not self._has_source:
+            for reason in self.metrics.add([p]):
+                self.reject("metric_points", reason)
 
     def add_logs(self, logs: Iterable[r.LogRecord]) -> int:
         """Aggregate log records; returns how many were rejected (counted by reason)."""
@@ -328,7 +367,9 @@ class Aggregator:
         row: dict = {"interval/time": now_ns / 1e9, "interval/seconds": seconds}
         tot = self._totals
 
-        overall = self._http.get("")
+        http: dict = self.span_metrics.http if self.from_span_metrics else self._http
+        status = self.span_metrics.status if self.from_span_metrics else self._status
+        overall = http.get("")
         requests = overall.count if overall else 0
         errors = overall.errors if overall else 0
         tot["http/requests_total"] = tot.get("http/requests_total", 0) + requests
@@ -338,22 +379,29 @@ class Aggregator:
         row["http/requests_total"] = tot["http/requests_total"]
         row["http/errors_total"] = tot["http/errors_total"]
         p95 = None
-        for key, x in self._http.items():
+        for key, x in http.items():
             sfx = _suffix(key)
             if key:
                 row[f"http/requests{sfx}"] = x.count
                 row[f"http/errors{sfx}"] = x.errors
             row[f"http/error_rate{sfx}"] = x.errors / x.count if x.count else 0.0
             for label, q in QUANTILES:
-                v = x.sketch.quantile(q)
+                v = x.quantile_ms(q)
                 if v is not None:
                     row[f"http/{label}_ms{sfx}"] = v
                     if not key and label == "p95":
                         p95 = v
-        for cls, n in self._status.items():
+        for cls, n in status.items():
             row[f"http/requests@status_class={cls}"] = n
 
-        span_cost = self.ai.flush(row, tot)
+        if self.from_span_metrics:
+            for point, delta in self.metrics.watched:
+                if point.name == self.cfg.cost_metric:
+                    self.span_metrics.add_cost(point, delta)
+            self.span_metrics.write_ai(row, tot)
+            span_cost = 0.0
+        else:
+            span_cost = self.ai.flush(row, tot)
 
         for sev, n in self._logs.items():
             row[f"logs/count@severity={sev}"] = n
@@ -396,7 +444,8 @@ class Aggregator:
             interval_end_ns=now_ns,
             requests=requests,
             errors=errors,
-            latency_ms=tuple(self._sample),
+            latency_ms=tuple(self.span_metrics.latency_sample(self.cfg.latency_sample) if self.from_span_metrics
+                             else self._sample),
             p95_ms=p95,
             ai_cost_usd=ai_cost,
             new_error_groups=tuple(errs.new_groups),

@@ -81,6 +81,8 @@ class MetricState:
         self._kinds: dict[str, str] = {}  # metric name -> the instrument kind it first came with
         self.sum_deltas: dict[str, float] = {}  # overall sum delta per metric name this interval
         self.flush_errors = 0  # streams dropped from an interval because they could not be summarized
+        self.watch: set[str] = set()  # sum metrics whose per-point deltas the aggregator reads (the cost metric)
+        self.watched: list[tuple[r.MetricPoint, float]] = []
 
     # -- input ---------------------------------------------------------------------------------------------
     def add(self, points: Iterable[r.MetricPoint]) -> list[str]:
@@ -146,6 +148,12 @@ class MetricState:
             self._warn(logger, "cumulative metric %s decreased without a new start time (two writers with one "
                        "stream identity?): the decrease is ignored", p.name)
 
+    def hist_delta(self, p: r.MetricPoint) -> ExpHist | ExplicitHist | None:
+        """A histogram point's new part: the point itself (delta) or its difference to its stream's previous point
+        (cumulative: late and duplicate points give None)."""
+        h = ExpHist.from_point(p) if p.kind == r.EXP_HISTOGRAM else ExplicitHist.from_point(p)
+        return self._new_part(p, h, True) if p.temporality == r.CUMULATIVE else h
+
     def _new_part(self, p: r.MetricPoint, value, monotonic: bool):
         key = (p.name, _attrs_key(p.attributes), _attrs_key(p.resource))
         return self.streams.new_part(key, p, value, monotonic)
@@ -178,6 +186,8 @@ class MetricState:
                 v = self._new_part(p, v, bool(p.monotonic))
                 v = 0.0 if v is None else v  # nothing new: the row still has the metric (delta 0)
             self.sum_deltas[p.name] = self.sum_deltas.get(p.name, 0.0) + v
+            if p.name in self.watch:
+                self.watched.append((p, v))
             for s in self._series_for(p):
                 acc = self._get(p.name, s, kind)
                 acc.delta += v
@@ -207,6 +217,7 @@ class MetricState:
                 self.flush_errors += 1
         self._acc = {}
         self.sum_deltas = {}
+        self.watched = []
         self.streams.next_interval()
 
     def _write(self, name: str, series: str, acc: _Acc, interval_s: float, row: dict) -> None:
