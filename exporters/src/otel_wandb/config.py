@@ -42,6 +42,7 @@ WANDB_EXPORT_PRICING = "WANDB_EXPORT_PRICING"  # a price list (otel_wandb.pricin
 WANDB_EXPORT_FINISH_TIMEOUT = "WANDB_EXPORT_FINISH_TIMEOUT"  # seconds
 WANDB_METRICS_TEMPORALITY = "WANDB_METRICS_TEMPORALITY"  # delta | cumulative
 WANDB_METRICS_HISTOGRAM = "WANDB_METRICS_HISTOGRAM"  # exponential | explicit
+WANDB_EXPORT_REQUEST_SOURCE = "WANDB_EXPORT_REQUEST_SOURCE"  # auto | spans | span_metrics: what http/*, ai/* count
 # -- ours: the OTLP/HTTP bridge ----------------------------------------------------------------------------------
 WANDB_BRIDGE_HOST = "WANDB_BRIDGE_HOST"
 WANDB_BRIDGE_PORT = "WANDB_BRIDGE_PORT"
@@ -182,6 +183,7 @@ class ExportConfig:
     temporality: str = "delta"
     histogram: str = "exponential"
     pricing_path: str | None = None
+    request_source: str = "auto"
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> ExportConfig:
@@ -198,6 +200,7 @@ class ExportConfig:
             temporality=env_choice(env, WANDB_METRICS_TEMPORALITY, "delta", ("delta", "cumulative")),
             histogram=env_choice(env, WANDB_METRICS_HISTOGRAM, "exponential", ("exponential", "explicit")),
             pricing_path=env_file(env, WANDB_EXPORT_PRICING) or None,
+            request_source=env_choice(env, WANDB_EXPORT_REQUEST_SOURCE, "auto", ("auto", "spans", "span_metrics")),
         )
 
 

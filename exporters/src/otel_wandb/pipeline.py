@@ -272,7 +272,8 @@ class Pipeline:
         extra is installed and ``ALERTS_ENABLED`` is not false, its alerts."""
         cfg = ExportConfig.from_env(env)
         core = CoreConfig(max_series=cfg.max_series, max_keys=cfg.max_keys,
-                          pricing=PriceList.load(cfg.pricing_path, variable=WANDB_EXPORT_PRICING))
+                          pricing=PriceList.load(cfg.pricing_path, variable=WANDB_EXPORT_PRICING),
+                          request_source=cfg.request_source)
         if sink is None:
             sink = WandbSink(finish_timeout=cfg.finish_timeout_s, env=env,
                              config={"export_interval_s": cfg.interval_s, "pid": os.getpid()})
