@@ -17,7 +17,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from app.demo.procs import free_port
 from otel_wandb.config import environ
 
 logger = logging.getLogger(__name__)
@@ -35,12 +35,6 @@ REPO = Path(__file__).resolve().parents[2]
 COLLECTOR_BINARY = REPO / "collector" / "_build" / "otelcol-ai-diary"
 COLLECTOR_CONFIG = REPO / "otel-collector.yaml"
 BUILD_SCRIPT = REPO / "collector" / "build.sh"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def build_collector(timeout: float = 900) -> Path:

@@ -10,10 +10,11 @@ import pytest
 from otel_wandb import pipeline as pipeline_mod
 from otel_wandb import records as r
 from otel_wandb.config import ConfigError, ExportConfig
-from otel_wandb.pricing import Price, PriceList
+from otel_wandb.pricing import PriceList
 from otel_wandb.pipeline import Pipeline
 from otel_wandb.sdk import WandbSpanExporter
 from otel_wandb.sink import WandbSink
+from tests.support import wait_until
 
 
 class RecorderRun:
@@ -205,13 +206,6 @@ def test_sink_calls_happen_on_the_flusher_thread(run):
     assert threads == ["wandb-export-flusher", "wandb-export-flusher"]
 
 
-def _wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
-
-
 def test_shutdown_is_bounded_while_wandb_init_hangs(caplog):
     """wandb.init waits up to its init timeout (wandb's default 90 s) for an unreachable server: the sink's lock
     is not held across it, so shutdown returns within its own timeout, with one warning; the run created when
@@ -228,7 +222,7 @@ def test_shutdown_is_bounded_while_wandb_init_hangs(caplog):
     sink = WandbSink(init_fn=hanging_init, finish_timeout=10)
     p = Pipeline(sink, interval_s=3600)
     p.add_spans([span(1)])
-    _wait_for(lambda: calls)  # the first record starts the init at once, on the flusher thread
+    wait_until(lambda: calls, 20, "wandb.init to start")  # the first record starts the init at once, on the flusher thread
     assert calls == ["wandb-export-flusher"]
     with caplog.at_level(logging.WARNING, logger="otel_wandb.sink"):
         t0 = time.monotonic()
@@ -237,7 +231,7 @@ def test_shutdown_is_bounded_while_wandb_init_hangs(caplog):
         assert time.monotonic() - t0 < 1.0 + 0.2 + 3.0, "bounded by the timeouts (generous slack)"
     assert len([m for m in caplog.messages if "wandb.init still running" in m]) == 1
     release.set()
-    _wait_for(lambda: late_run.finished == 1)
+    wait_until(lambda: late_run.finished == 1, 20, "the late run to be finished")
     assert late_run.logged == [], "nothing is logged into a run that starts after shutdown"
 
 
@@ -254,7 +248,7 @@ def test_failed_init_is_known_from_the_first_record_not_an_interval_later(caplog
     real.end()
     with caplog.at_level(logging.WARNING, logger="otel_wandb.sink"):
         exporter.export([real])
-        _wait_for(lambda: p.sink.disabled)  # no force_flush, no interval elapsed
+        wait_until(lambda: p.sink.disabled, 20, "the sink to be disabled")  # no force_flush, no interval elapsed
         assert exporter.export([real]) is SpanExportResult.FAILURE
         exporter.shutdown()
     assert len([m for m in caplog.messages if "wandb.init failed" in m]) == 1

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import logging
-import socket
 
 import pytest
 
 from app.llm import _ContentFreeErrorsClient
 from app.local_llm import FAIL_ATTEMPTS_HEADER, FAIL_HEADER, Faults, serve_in_thread
 from otel_wandb.pricing import PriceList
-from tests.support import metric_points
+from tests.support import free_port, metric_points
 
 
 @pytest.fixture
@@ -160,10 +159,7 @@ def test_retries_are_the_app_clients_and_bounded(make_app, llm_server, failing, 
 
 
 def test_unreachable_llm_is_502(make_app):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = make_app(OPENAI_BASE_URL=f"http://127.0.0.1:{port}/v1", OPENAI_MAX_RETRIES=0)
+    app = make_app(OPENAI_BASE_URL=f"http://127.0.0.1:{free_port()}/v1", OPENAI_MAX_RETRIES=0)
     client = app.test_client()
     headers = {"Authorization": "Bearer " + client.post("/api/users", json={"name": "a"}).json["token"]}
     eid = client.post("/api/entries", json={"text": "hello"}, headers=headers).json["id"]

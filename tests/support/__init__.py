@@ -4,14 +4,19 @@
 - ``exact(values, q)``: the percentile oracle, the nearest rank every estimator here is compared with.
 - ``free_port()``: a free TCP port on loopback (re-exported from the demo's process helpers).
 - ``wait_until(check, timeout, what)``: poll against a deadline instead of sleeping a fixed time.
+- ``Clock``: a settable clock for the code that takes a ``clock=`` seam (no sleeping until a time of day).
+- ``silent_server()``: a loopback TCP server that accepts connections and never answers (a hung endpoint).
 - ``chat_reply``, ``metric_points``, ``TEST_SECRET``: small builders and readers of the service tests.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import socket
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,7 +24,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from app.demo.procs import free_port
 
-__all__ = ["ROOT", "TEST_SECRET", "chat_reply", "exact", "free_port", "metric_points", "wait_until"]
+__all__ = ["ROOT", "TEST_SECRET", "Clock", "chat_reply", "exact", "free_port", "metric_points", "silent_server",
+           "wait_until"]
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -43,6 +49,45 @@ def wait_until(check: Callable[[], T], timeout: float, what: str, interval: floa
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {value!r})")
         time.sleep(interval)
+
+
+class Clock:
+    """A clock that stands still until a test moves it (``clock.t += 5``)."""
+
+    def __init__(self, t: float = 0.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[int]:
+    """A TCP server on loopback that accepts every connection, reads nothing and answers nothing; yields its port."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    srv.settimeout(0.1)
+    conns: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conns.append(srv.accept()[0])
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, name="silent-server", daemon=True)
+    thread.start()
+    try:
+        yield srv.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in conns:
+            conn.close()
+        srv.close()
 
 
 def chat_reply(content: str, usage: dict[str, Any] | None = None, model: str = "gpt-4o-mini") -> dict[str, Any]:

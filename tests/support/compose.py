@@ -14,7 +14,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -307,16 +306,6 @@ def resource_spans(backend: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]
 def run_summary(run: Any, key: str) -> Any:
     value = run.summary[key]
     return value["last"] if isinstance(value, dict) and "last" in value else value
-
-
-def wait_until(predicate, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from otel_wandb.alerts import build
 from app.demo.receivers import SmtpReceiver, WebhookReceiver
 from otel_wandb.records import Signals
+from tests.support import Clock, free_port, silent_server
 
 RULES = """
 timezone: UTC
@@ -24,14 +24,6 @@ SMTP_PASSWORD = "smtp-pw-canary-31337"
 SMS_TOKEN = "sms-auth-token-canary-4242"
 SLACK_TOKEN = "T0CANARY/B0CANARY/slack-token-canary"
 T0 = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture
@@ -48,21 +40,14 @@ def webhook_receiver():
 
 @pytest.fixture
 def closed_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()  # nothing listens here any more: connection refused
-    return port
+    return free_port()  # nothing listens there: connection refused
 
 
 @pytest.fixture
 def blackhole():
     """Accepts TCP connections and never answers (a hung webhook)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen(16)
-    yield s.getsockname()[1]
-    s.close()
+    with silent_server() as port:
+        yield port
 
 
 @pytest.fixture
@@ -104,7 +89,7 @@ def sms_posts(hooks):
 
 
 def test_one_alert_per_breach_none_within_wait_then_resolved(env, smtp_receiver, webhook_receiver, manager_factory):
-    clock = Clock()
+    clock = Clock(T0)
     m = manager_factory(env, clock)
     assert m.on_interval(Signals(0, 0, requests=100, errors=2)) == []
     clock.t += 10
@@ -134,7 +119,7 @@ def test_one_alert_per_breach_none_within_wait_then_resolved(env, smtp_receiver,
 
 
 def test_cost_rule_reaches_email_and_sms_webhook(env, smtp_receiver, webhook_receiver, manager_factory):
-    m = manager_factory(env, Clock())
+    m = manager_factory(env, Clock(T0))
     fired = m.on_interval(Signals(0, 0, ai_cost_usd=0.75))
     assert [e.rule for e in fired] == ["AI API Cost Spike"]
     assert m.dispatcher.wait_idle(10)
@@ -148,7 +133,7 @@ def test_cost_rule_reaches_email_and_sms_webhook(env, smtp_receiver, webhook_rec
 
 
 def test_new_error_group_alert_per_fingerprint(env, webhook_receiver, manager_factory):
-    m = manager_factory(env, Clock())
+    m = manager_factory(env, Clock(T0))
     group = {"fingerprint": "9f86d081884c7d65", "type": "ZeroDivisionError", "message": "division by zero",
              "count": 2, "first_seen_ns": int(T0 * 1e9), "sample_trace_ids": ["0af7651916cd43dd8448eb211c80319c"]}
     m.on_interval(Signals(0, 0, new_error_groups=(group,)))
@@ -164,7 +149,7 @@ def test_one_channel_down_others_delivered_failure_logged(env, smtp_receiver, we
     caplog.set_level(logging.INFO)
     env = dict(env, SLACK_WEBHOOK_URL=f"http://127.0.0.1:{closed_port}/services/{SLACK_TOKEN}")
     webhook_receiver.status = 500  # the SMS provider answers 500
-    m = manager_factory(env, Clock())
+    m = manager_factory(env, Clock(T0))
     m.on_interval(Signals(0, 0, requests=50, errors=25, ai_cost_usd=1.0))
     assert m.dispatcher.wait_idle(15)
     subjects = sorted(x.subject for x in smtp_receiver.wait_for(2))
@@ -194,7 +179,7 @@ def test_sms_retries_only_the_recipient_that_failed(env, caplog, manager_factory
 
     with WebhookReceiver(status_for=status_for) as sms_hooks:
         env = dict(env, SMS_WEBHOOK_URL=sms_hooks.url("/Messages.json"), SMS_TO="+15550101,+15550102,+15550103")
-        m = manager_factory(env, Clock())
+        m = manager_factory(env, Clock(T0))
         m.on_interval(Signals(0, 0, ai_cost_usd=1.0))
         assert m.dispatcher.wait_idle(15)
         to = [r.form["To"] for r in sms_hooks.requests]
@@ -210,7 +195,7 @@ def test_sms_retries_only_the_recipient_that_failed(env, caplog, manager_factory
 def test_sms_recipient_that_keeps_failing_does_not_stop_the_next(env, manager_factory):
     with WebhookReceiver(status_for=lambda req: 500 if req.form.get("To") == "+15550101" else 200) as sms_hooks:
         env = dict(env, SMS_WEBHOOK_URL=sms_hooks.url("/Messages.json"), SMS_TO="+15550101,+15550102")
-        m = manager_factory(env, Clock())
+        m = manager_factory(env, Clock(T0))
         m.on_interval(Signals(0, 0, ai_cost_usd=1.0))
         assert m.dispatcher.wait_idle(15)
         to = [r.form["To"] for r in sms_hooks.requests]
@@ -222,7 +207,7 @@ def test_sms_recipient_that_keeps_failing_does_not_stop_the_next(env, manager_fa
 def test_hung_channel_does_not_block_the_others(env, smtp_receiver, blackhole, manager_factory):
     env = dict(env, SLACK_WEBHOOK_URL=f"http://127.0.0.1:{blackhole}/services/x", ALERTS_CHANNEL_TIMEOUT="1.5",
                ALERTS_CHANNEL_RETRIES="0")
-    m = manager_factory(env, Clock())
+    m = manager_factory(env, Clock(T0))
     m.on_interval(Signals(0, 0, requests=50, errors=25))  # returns at once: delivery is on the workers
     slack = m.dispatcher.workers["slack"]
     assert (slack.sent, slack.failed) == (0, 0)
@@ -234,7 +219,7 @@ def test_hung_channel_does_not_block_the_others(env, smtp_receiver, blackhole, m
 def test_shutdown_is_bounded_and_idempotent(env, blackhole, manager_factory):
     env = dict(env, SLACK_WEBHOOK_URL=f"http://127.0.0.1:{blackhole}/services/x", ALERTS_CHANNEL_TIMEOUT="5",
                ALERTS_CHANNEL_RETRIES="0")
-    m = manager_factory(env, Clock())
+    m = manager_factory(env, Clock(T0))
     m.on_interval(Signals(0, 0, requests=50, errors=25))
     done = threading.Event()
     result = []
@@ -248,7 +233,7 @@ def test_shutdown_is_bounded_and_idempotent(env, blackhole, manager_factory):
 
 
 def test_restart_keeps_the_day_and_does_not_resend(env, smtp_receiver, manager_factory):
-    clock = Clock()
+    clock = Clock(T0)
     first = manager_factory(env, clock)
     first.on_interval(Signals(0, 0, requests=50, errors=25, ai_cost_usd=0.3))
     assert first.dispatcher.wait_idle(10)
@@ -279,7 +264,7 @@ def test_wandb_channel_gets_every_alert_through_the_sink_seam(env, manager_facto
             self.alerts.append(kw)
 
     run = Recorder()
-    m = manager_factory(env, Clock(), sink=WandbSink(run=run))
+    m = manager_factory(env, Clock(T0), sink=WandbSink(run=run))
     m.on_interval(Signals(0, 0, requests=50, errors=25))
     m.on_interval(Signals(0, 0, requests=50_000, errors=0))
     assert m.dispatcher.wait_idle(10)
@@ -307,10 +292,10 @@ def test_email_over_starttls_with_auth(tmp_path, tls_cert, manager_factory):
         base = {"ALERTS_FILE": str(rules), "ALERTS_STATE_FILE": "off", "ALERTS_CHANNEL_RETRIES": "0",
                 "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp.port), "SMTP_USERNAME": "alerts",
                 "SMTP_PASSWORD": SMTP_PASSWORD, "ALERT_EMAIL_TO": "oncall@ai-diary.test"}
-        plain = manager_factory(base, Clock())  # the server demands STARTTLS: plain delivery must fail
+        plain = manager_factory(base, Clock(T0))  # the server demands STARTTLS: plain delivery must fail
         plain.on_interval(Signals(0, 0, ai_cost_usd=1.0))
         assert plain.dispatcher.wait_idle(10) and plain.dispatcher.workers["email"].failed == 1
-        secure = manager_factory(dict(base, SMTP_STARTTLS="true", SMTP_CA_FILE=tls_cert[0]), Clock())
+        secure = manager_factory(dict(base, SMTP_STARTTLS="true", SMTP_CA_FILE=tls_cert[0]), Clock(T0))
         secure.on_interval(Signals(0, 0, ai_cost_usd=1.0))
         assert secure.dispatcher.wait_idle(10) and secure.dispatcher.workers["email"].sent == 1
         mails = smtp.wait_for(1)

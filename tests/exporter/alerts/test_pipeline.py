@@ -10,6 +10,7 @@ from otel_wandb import records as r
 from app.demo.receivers import SmtpReceiver, WebhookReceiver
 from otel_wandb.pipeline import Pipeline
 from otel_wandb.runfile import find_runs, read_run
+from tests.support import Clock
 
 RULES = """
 timezone: UTC
@@ -188,14 +189,6 @@ def test_alerts_stay_on_when_asked_for_a_single_worker_or_outside_gunicorn(env, 
         pipeline.shutdown(5)
         manager.shutdown(5)
     assert [w.split(":")[0] for w in _worker_warnings(caplog)] == warned
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def test_daily_cost_resets_at_local_midnight_through_the_pipeline(env, receivers, tmp_path):

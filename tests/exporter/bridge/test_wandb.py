@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from tests.support.collector import (  # noqa: F401 - fixtures
-    collector_bin, logs_request, metrics_request, post, spans_request, start_collector, wait_for,
+    collector_bin, logs_request, metrics_request, post, spans_request, start_collector,
 )
+from tests.support import wait_until
 from otel_wandb.runfile import find_runs, read_run, wait_complete
 from app.demo.topology import start_bridge
 
@@ -25,8 +26,8 @@ def test_bridge_run_holds_the_collectors_spans_and_points(start_collector, tmp_p
         assert post(col.http_endpoint, "/v1/metrics", metrics_request(points=5, value=1).SerializeToString())[0] == 200
         logs = [("app", 17, "boom", {}), ("app", 9, "ok", {}), ("audit", 9, "login", {})]
         assert post(col.http_endpoint, "/v1/logs", logs_request(logs).SerializeToString())[0] == 200
-        stats = wait_for(lambda: (s := bridge.stats())["spans"] >= 300 and s["metric_points"] >= 5
-                         and s["log_records"] >= 3 and s, 20, what="300 spans, 5 points and 3 logs at the bridge")
+        stats = wait_until(lambda: (s := bridge.stats())["spans"] >= 300 and s["metric_points"] >= 5
+                           and s["log_records"] >= 3 and s, 20, "300 spans, 5 points and 3 logs at the bridge")
         assert (stats["spans"], stats["metric_points"], stats["log_records"], stats["rejected"], stats["errors"]) == (
             300, 5, 3, 0, 0)
         col.stop()

@@ -14,8 +14,9 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
 from tests.support.collector import (  # noqa: F401 - fixtures
-    collector_bin, file_set, logs_request, post, read_log_records, start_collector, wait_for,
+    collector_bin, file_set, logs_request, post, read_log_records, start_collector,
 )
+from tests.support import wait_until
 from app.demo.topology import COLLECTOR_CONFIG
 
 
@@ -97,7 +98,7 @@ def test_logs_are_routed_to_combined_error_and_audit(start_collector):
     def settled() -> bool:
         return all(sum(1 for _ in read_log_records(log_dir, f)) >= sum(c.values()) for f, c in expect.items())
 
-    wait_for(settled, 20, what="all three files")
+    wait_until(settled, 20, "all three files", interval=0.2)
     time.sleep(0.5)  # anything extra would show up now
     for name, want in expect.items():
         got = read_log_records(log_dir, name)
@@ -134,7 +135,7 @@ def test_rotation_under_load_loses_no_record(start_collector):
         recs = read_log_records(col.log_dir, "combined.log")
         return recs if len(recs) >= total else []
 
-    recs = wait_for(all_there, 30, what="every record in combined.log + backups")
+    recs = wait_until(all_there, 30, "every record in combined.log + backups", interval=0.2)
     files = file_set(col.log_dir, "combined.log")
     assert len(files) >= 4, [f.name for f in files]  # live file + >= 3 backups
     assert all(f.stat().st_size <= 1024 * 1024 for f in files)
@@ -146,8 +147,8 @@ def test_rotation_keeps_at_most_max_backups(start_collector):
     col = start_collector({**ROTATION_ENV, "LOG_MAX_BACKUPS": "2"})
     _load(col.http_endpoint, 12_000, 500, 300)
     live = col.log_dir / "combined.log"
-    wait_for(lambda: any("load-0011999" in line for line in live.read_text().splitlines()[-3:])
-             if live.exists() else False, 30, what="the last record in the live file")
+    wait_until(lambda: any("load-0011999" in line for line in live.read_text().splitlines()[-3:])
+               if live.exists() else False, 30, "the last record in the live file", interval=0.2)
     time.sleep(1.0)  # lumberjack removes old backups on its own goroutine
     backups = [f for f in file_set(col.log_dir, "combined.log") if f.name != "combined.log"]
     assert len(backups) == 2, [f.name for f in backups]
@@ -165,8 +166,8 @@ def test_the_demos_rotation_settings_cut_and_report_backups(start_collector, tmp
     col = start_collector(ROTATION_ENV)
     _load(col.http_endpoint, 12_000, 500, 300)  # ~5 MB in combined.log
     live = col.log_dir / "combined.log"
-    wait_for(lambda: any("load-0011999" in line for line in live.read_text().splitlines()[-3:])
-             if live.exists() else False, 30, what="the last record in the live file")
+    wait_until(lambda: any("load-0011999" in line for line in live.read_text().splitlines()[-3:])
+               if live.exists() else False, 30, "the last record in the live file", interval=0.2)
     time.sleep(1.0)  # lumberjack removes old backups on its own goroutine
     backups = [f for f in file_set(col.log_dir, "combined.log") if f.name != "combined.log"]
     assert len(backups) == ROTATE_BACKUPS, [f.name for f in backups]

@@ -13,7 +13,8 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
-from tests.support.collector import collector_bin, logs_request, post, read_log_records, start_collector, wait_for  # noqa: F401
+from tests.support import wait_until
+from tests.support.collector import collector_bin, logs_request, post, read_log_records, start_collector  # noqa: F401
 from otel_wandb import logfiles as logq
 from otel_wandb.logfiles._files import stream_files
 
@@ -51,8 +52,8 @@ def test_queries_over_real_collector_files_with_rotation(start_collector, capsys
                                       severity_text="INFO", attributes={"audit.action": "entry.delete",
                                                                         "audit.actor": "u_9b01", "audit.seq": 2})
     provider.shutdown()
-    wait_for(lambda: len(read_log_records(col.log_dir, "combined.log")) >= BULK + 3, 30, what="combined.log")
-    wait_for(lambda: len(read_log_records(col.log_dir, "audit.log")) >= 2, 30, what="audit.log")
+    for stream, least in (("combined.log", BULK + 3), ("audit.log", 2), ("error.log", 1)):  # three pipelines
+        wait_until(lambda: len(read_log_records(col.log_dir, stream)) >= least, 30, stream, interval=0.2)
     files = stream_files(col.log_dir, "combined")
     assert len(files) >= 3 and files[-1].name == "combined.log", [f.name for f in files]
     # compress the oldest backup as logrotate / lumberjack's compress would: nothing may be lost

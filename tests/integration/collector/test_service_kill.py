@@ -12,8 +12,9 @@ from pathlib import Path
 
 import httpx
 
+from tests.support import wait_until
 from tests.support.collector import read_log_records
-from tests.support.compose import COLLECTOR_BIN, compose_topology, wait_until
+from tests.support.compose import COLLECTOR_BIN, compose_topology
 
 CLIENTS = 6
 
@@ -89,15 +90,15 @@ def test_collector_killed_mid_load_no_service_request_fails(tmp_path: Path) -> N
         user = httpx.post(f"{base}/api/users", json={"name": "load"}, timeout=30)
         assert user.status_code == 201, user.text
         with Load(base, user.json()["token"]) as load:
-            wait_until(lambda: load.served >= 150, 60, "load before the kill")
+            wait_until(lambda: load.served >= 150, 60, "load before the kill", interval=0.2)
             topo.kill("otel-collector")  # SIGKILL: a crash
             killed = load.served
-            wait_until(lambda: load.served >= killed + 300, 60, "load while the collector is down")
+            wait_until(lambda: load.served >= killed + 300, 60, "load while the collector is down", interval=0.2)
             during = load.served - killed
             topo.relaunch("otel-collector")  # compose's restart policy: the same command again
             restarted_ns = time.time_ns()
             restarted = load.served
-            wait_until(lambda: load.served >= restarted + 300, 90, "load after the restart")
+            wait_until(lambda: load.served >= restarted + 300, 90, "load after the restart", interval=0.2)
             created_before_stop = load.created
         served, created = load.served, load.created
         print(f"\n{served} requests ({created} entries), {during} of them while the collector was down; "
@@ -107,11 +108,11 @@ def test_collector_killed_mid_load_no_service_request_fails(tmp_path: Path) -> N
 
         # telemetry after the restart: the service keeps exporting to the new collector process
         stats = wait_until(lambda: (s := httpx.get(f"{bridge}/healthz").json())["spans"] >= served and s, 60,
-                           f">= {served} spans (one server span per request) at the bridge")
+                           f">= {served} spans (one server span per request) at the bridge", interval=0.5)
         assert stats["rejected"] == 0 and stats["errors"] == 0, stats
         logs = topo.volumes["logs"]
         after = wait_until(lambda: _audit_creates_since(logs, restarted_ns), 60,
-                           "audit records of entries created after the restart in audit.log")
+                           "audit records of entries created after the restart in audit.log", interval=0.5)
         assert 0 < after <= created_before_stop
         assert "exited" not in topo.tail("app")
     finally:

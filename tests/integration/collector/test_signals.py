@@ -15,10 +15,11 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
 from tests.support.collector import (  # noqa: F401 - fixtures
     ALLOWED_NEIGHBOURS, BACKEND_CONFIG, FORBIDDEN_KEYS, collector_bin, count_in_file, logs_request, make_bridge,
-    metrics_request, pipeline, post, read_log_records, set_attributes, spans_request, start_collector, wait_for,
+    metrics_request, pipeline, post, read_log_records, set_attributes, spans_request, start_collector,
 )
+from tests.support import free_port, wait_until
 from otel_wandb.bridge._decode import FORBIDDEN_KEY_PATTERN
-from app.demo.topology import COLLECTOR_CONFIG, free_port
+from app.demo.topology import COLLECTOR_CONFIG
 
 CANARY = "CANARY-secret-diary-text-91c2"
 FORBIDDEN = {key: f"{CANARY}-{i}" for i, key in enumerate(FORBIDDEN_KEYS)}
@@ -95,11 +96,12 @@ def test_backend_and_bridge_get_all_signals_without_forbidden_attributes(start_c
     out = backend.log_dir
     want = {"traces.json": ("spans", 20), "metrics.json": ("points", 5), "logs.json": ("logs", 4)}
     for name, (key, n) in want.items():
-        wait_for(lambda: count_in_file(out / name)[key] >= n, 20, what=f"{n} {key} at the backend")
-    wait_for(lambda: len(pipeline.spans) >= 20 and len(pipeline.metrics) >= 5 and len(pipeline.logs) >= 4, 20,
-             what="the bridge")
+        wait_until(lambda: count_in_file(out / name)[key] >= n, 20, f"{n} {key} at the backend", interval=0.1)
+    wait_until(lambda: len(pipeline.spans) >= 20 and len(pipeline.metrics) >= 5 and len(pipeline.logs) >= 4, 20,
+               "the bridge")
     files = [out / n for n in want] + [col.log_dir / f for f in ("combined.log", "error.log", "audit.log")]
-    wait_for(lambda: (col.log_dir / "audit.log").exists() and read_log_records(col.log_dir, "audit.log"), 10)
+    wait_until(lambda: (col.log_dir / "audit.log").exists() and read_log_records(col.log_dir, "audit.log"), 10,
+               "audit.log", interval=0.1)
     for path in files:
         text = path.read_text()
         assert CANARY not in text, path.name
@@ -129,8 +131,8 @@ def test_bridge_outage_and_collector_crash_lose_nothing(start_collector, make_br
     assert post(col.http_endpoint, "/v1/traces", spans_request(500, start=1000).SerializeToString())[0] == 200
     time.sleep(0.5)
     make_bridge(port=port)  # the bridge comes up
-    wait_for(lambda: len({s.span_id for s in pipeline.spans}) >= 1500 and len(pipeline.metrics) >= 40, 30,
-             what="every queued span and point at the bridge")
+    wait_until(lambda: len({s.span_id for s in pipeline.spans}) >= 1500 and len(pipeline.metrics) >= 40, 30,
+               "every queued span and point at the bridge", interval=0.1)
     time.sleep(0.5)
     assert {s.span_id for s in pipeline.spans} == {f"{i:016x}" for i in range(1, 1501)}
     assert {p.attributes["point"] for p in pipeline.metrics} == set(range(40))
@@ -175,5 +177,6 @@ def test_collector_killed_mid_load_sender_sees_no_failure(start_collector, make_
     provider.shutdown()
     assert len(sent) > 1000 and len(exporter.results) > 5
     assert exporter.results.count(SpanExportResult.FAILURE) == 0
-    wait_for(lambda: len({s.span_id for s in pipeline.spans}) >= len(sent), 30, what="all spans at the bridge")
+    wait_until(lambda: len({s.span_id for s in pipeline.spans}) >= len(sent), 30, "all spans at the bridge",
+               interval=0.1)
     assert {s.span_id for s in pipeline.spans} == set(sent)

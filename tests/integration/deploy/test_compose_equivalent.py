@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.compose import COLLECTOR_BIN, compose_topology, interpolate, jsonl, resource_spans, run_summary, wait_until
+from tests.support import wait_until
+from tests.support.compose import COLLECTOR_BIN, compose_topology, interpolate, jsonl, resource_spans, run_summary
 
 CANARY = f"compose-canary-{uuid.uuid4().hex[:12]}"
 
@@ -101,7 +102,8 @@ def test_compose_topology_end_to_end(tmp_path: Path) -> None:
         # SIGTERM to gunicorn: each worker flushes its providers (worker_exit -> telemetry.shutdown)
         assert topo.stop("app") == 0, topo.tail("app")
         stats = wait_until(lambda: (s := httpx.get(f"{bridge}/healthz").json())["spans"] >= n_requests
-                      and s["metric_points"] > 0 and s, 60, f"the bridge to receive >= {n_requests} spans")
+                           and s["metric_points"] > 0 and s, 60, f"the bridge to receive >= {n_requests} spans",
+                           interval=0.5)
         assert stats["rejected"] == 0 and stats["errors"] == 0, stats
         assert stats["log_records"] > 0, stats  # compose sends the logs to the bridge too (WANDB_BRIDGE_LOGS_EXPORTER)
 
@@ -109,7 +111,7 @@ def test_compose_topology_end_to_end(tmp_path: Path) -> None:
             found = [p for p in resource_spans(backend) if p[1].get("kind") == 2]  # SPAN_KIND_SERVER
             return found if len(found) >= n_requests else None
 
-        spans = wait_until(server_spans, 30, "every request as a server span in the OTLP backend")
+        spans = wait_until(server_spans, 30, "every request as a server span in the OTLP backend", interval=0.5)
         time.sleep(3)  # > one bridge interval, so the last row is in the run before it finishes
         for name in ("otel-collector", "wandb-bridge"):
             assert topo.stop(name) == 0, topo.tail(name)

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.support import ROOT
+from tests.support.gunicorn import run_gunicorn
 
 MINI_APP = '''
 import logging, os, sys
@@ -39,20 +36,9 @@ def run_workers(tmp_path: Path, workers: str, expect: int, **extra: str) -> str:
            "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
     env.pop("ALERTS_ENABLED", None)
     env.update(extra)
-    log = tmp_path / "gunicorn.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py"),
-                                 "mini:app"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while len(STATE.findall(log.read_text())) < expect:
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(20)
-    return log.read_text()
+    with run_gunicorn("mini:app", env=env, cwd=tmp_path, log=tmp_path / "gunicorn.log") as server:
+        server.wait_until(lambda: len(STATE.findall(server.output())) >= expect, 60, f"{expect} worker line(s)")
+    return server.output()
 
 
 def test_two_workers_turn_in_process_alerting_off_with_one_warning_each(tmp_path):

@@ -6,16 +6,13 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import httpx
 
-from tests.support import free_port, ROOT
+from tests.support import free_port
+from tests.support.gunicorn import run_gunicorn
 
-GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
 INIT_LINE = re.compile(r"telemetry initialised in worker (\d+) \(pid (\d+)\)")
 
 MINI_APP = '''
@@ -33,15 +30,6 @@ def init_lines(log: Path) -> list[tuple[int, int]]:
     return [(int(w), int(p)) for w, p in INIT_LINE.findall(log.read_text())]
 
 
-def wait_until(predicate, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out")
-
-
 def test_workers_get_stable_slots_and_a_replacement_reuses_the_dead_ones(tmp_path: Path) -> None:
     (tmp_path / "mini.py").write_text(MINI_APP)
     port = free_port()
@@ -49,12 +37,9 @@ def test_workers_get_stable_slots_and_a_replacement_reuses_the_dead_ones(tmp_pat
            "GUNICORN_BIND_HOST": "127.0.0.1", "WEB_CONCURRENCY": "3", "GUNICORN_THREADS": "1",
            "OTEL_SDK_DISABLED": "true"}
     log = tmp_path / "gunicorn.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([str(GUNICORN), "--config", str(ROOT / "gunicorn.conf.py"), "--chdir",
-                                 str(tmp_path), "mini:app"], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    try:
-        first = wait_until(lambda: lines if len(lines := init_lines(log)) == 3 else None)
+    with run_gunicorn("mini:app", env=env, cwd=tmp_path, log=log, args=["--chdir", str(tmp_path)]) as server:
+        first = server.wait_until(lambda: lines if len(lines := init_lines(log)) == 3 else None, 30,
+                                  "3 workers initialised")
         assert sorted(w for w, _ in first) == [0, 1, 2]
         pid_of = {w: p for w, p in first}
         slot_of = {p: w for w, p in first}
@@ -62,13 +47,11 @@ def test_workers_get_stable_slots_and_a_replacement_reuses_the_dead_ones(tmp_pat
             pid, seen = httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text.split()
             assert int(seen) == slot_of[int(pid)]
         os.kill(pid_of[1], signal.SIGKILL)
-        after = wait_until(lambda: lines if len(lines := init_lines(log)) == 4 else None)
+        after = server.wait_until(lambda: lines if len(lines := init_lines(log)) == 4 else None, 30,
+                                  "the replacement worker initialised")
         slot, new_pid = after[-1]
         assert slot == 1 and new_pid != pid_of[1]
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(20)
-    assert proc.returncode == 0, log.read_text()[-2000:]
+    assert server.returncode == 0, log.read_text()[-2000:]
     text = log.read_text()
     assert f"Listening at: http://127.0.0.1:{port}" in text and "Using worker: sync" in text
     assert not (tmp_path / ".gunicorn").exists()  # no control socket under $HOME (shared across servers)

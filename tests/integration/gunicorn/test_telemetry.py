@@ -6,15 +6,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
+
 from tests.support import free_port, ROOT
+from tests.support.gunicorn import run_gunicorn
 
 
 FAILING_APP = '''
@@ -34,27 +31,17 @@ def test_gunicorn_lines_are_json_with_service_and_version(tmp_path: Path) -> Non
            "PYTHONDONTWRITEBYTECODE": "1", "PORT": str(port), "GUNICORN_BIND_HOST": "127.0.0.1",
            "WEB_CONCURRENCY": "1", "OTEL_SDK_DISABLED": "true", "APP_VERSION": "4.5.6",
            "DEPLOYMENT_ENVIRONMENT": "gunicorn-test"}
-    err = tmp_path / "stderr.txt"
-    with open(err, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py"),
-                                 "--chdir", str(tmp_path), "failing:app"], env=env, stdout=subprocess.DEVNULL,
-                                stderr=out, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 30
-        while "telemetry initialised in worker" not in err.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, err.read_text()[-2000:]
-            time.sleep(0.1)
+    with run_gunicorn("failing:app", env=env, cwd=tmp_path, log=tmp_path / "stderr.txt", stdout=None,
+                      args=["--chdir", str(tmp_path)], stop_timeout=30) as server:
+        server.wait_for_text("telemetry initialised in worker", 30)
         assert httpx.get(f"http://127.0.0.1:{port}/ok", timeout=5).text == "ok"
         assert httpx.get(f"http://127.0.0.1:{port}/boom?q={canary}", timeout=5).status_code == 500
         # the master formats its lines without importing the app (Flask, pydantic, SQLAlchemy, the SDK):
         # workers fork from a light process and a HUP loads new code
-        master_maps = Path(f"/proc/{proc.pid}/maps").read_text()
+        master_maps = Path(f"/proc/{server.pid}/maps").read_text()
         assert "pydantic_core" not in master_maps and "sqlalchemy" not in master_maps
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
-    text = err.read_text()
-    assert proc.returncode == 0, text[-2000:]
+    text = server.output()
+    assert server.returncode == 0, text[-2000:]
     lines = [json.loads(line) for line in text.splitlines() if line.strip()]  # every line is JSON
     assert {(r["service"], r["version"], r["environment"]) for r in lines} == {("ai-diary", "4.5.6", "gunicorn-test")}
     messages = [r["message"] for r in lines]

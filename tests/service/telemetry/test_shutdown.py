@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
@@ -15,6 +13,7 @@ import pytest
 from opentelemetry import metrics, trace
 
 from app import telemetry
+from tests.support import free_port, silent_server
 from tests.support.telemetry import reset_globals
 
 pytestmark = pytest.mark.telemetry  # apps use the telemetry_state providers (tests/conftest.py)
@@ -26,38 +25,14 @@ SLACK = 3.0  # bounded-time behaviour, not a speed test: the exporters' own time
 @contextlib.contextmanager
 def silent_endpoint() -> Iterator[str]:
     """A TCP server that accepts every connection, reads nothing and answers nothing."""
-    srv = socket.create_server(("127.0.0.1", 0))
-    srv.settimeout(0.1)
-    conns: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conns.append(srv.accept()[0])
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{srv.getsockname()[1]}"
-    finally:
-        stop.set()
-        t.join()
-        for c in conns:
-            c.close()
-        srv.close()
+    with silent_server() as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @contextlib.contextmanager
 def dead_endpoint() -> Iterator[str]:
     """A port nothing listens on (connection refused)."""
-    with socket.create_server(("127.0.0.1", 0)) as s:
-        port = s.getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
+    yield f"http://127.0.0.1:{free_port()}"
 
 
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
