@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+import wandb
 
 from otel_wandb import pipeline as pipeline_mod
 from otel_wandb import records as r
@@ -15,28 +16,7 @@ from otel_wandb.pipeline import Pipeline
 from otel_wandb.sdk import WandbSpanExporter
 from otel_wandb.sink import WandbSink
 from tests.support import wait_until
-
-
-class RecorderRun:
-    """Stands in for a wandb Run: records every call."""
-
-    def __init__(self) -> None:
-        self.logged: list[dict] = []
-        self.defined: list[tuple] = []
-        self.alerts: list[dict] = []
-        self.finished = 0
-
-    def log(self, payload):
-        self.logged.append(payload)
-
-    def define_metric(self, name, **kw):
-        self.defined.append((name, kw))
-
-    def alert(self, **kw):
-        self.alerts.append(kw)
-
-    def finish(self):
-        self.finished += 1
+from tests.support.wandb_run import RecorderRun, table_rows
 
 
 def span(i, code=200):
@@ -81,7 +61,9 @@ def test_force_flush_writes_the_pending_interval_now_with_tables(run):
     assert len(run.logged) == 1
     payload = run.logged[0]
     assert payload["http/requests"] == 2 and payload["http/errors"] == 1
-    assert payload["tables/recent_errors"].rows[0][3] == "HTTP 503"
+    recent = payload["tables/recent_errors"]
+    assert recent.columns == ["time", "trace_id", "route", "exception_type", "message", "fingerprint"]
+    assert table_rows(recent)[0][2:4] == ["/x", "HTTP 503"]
     assert ("interval/time", {}) in run.defined
     assert ("*", {"step_metric": "interval/time"}) in run.defined
     assert ("http/p95_ms", {"step_metric": "interval/time", "summary": "max"}) in run.defined
@@ -106,7 +88,7 @@ def test_failing_listener_does_not_stop_others_or_export(run, caplog):
 def test_sink_alert_truncates_title_and_normalizes_level(run):
     sink = WandbSink(run=run)
     assert sink.alert("x" * 100, "text", level="warning", wait_duration=5)
-    assert run.alerts == [{"title": "x" * 63, "text": "text", "level": "WARN", "wait_duration": 5}]
+    assert run.alerts == [{"title": "x" * 63, "text": "text", "level": wandb.AlertLevel.WARN, "wait_duration": 5}]
 
 
 def test_sink_env_precedence_and_offline_default(tmp_path):

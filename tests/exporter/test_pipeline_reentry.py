@@ -16,7 +16,7 @@ from otel_wandb.core import CoreConfig
 from otel_wandb.pipeline import Pipeline
 from otel_wandb.sdk import WandbLogExporter, WandbSpanExporter
 from otel_wandb.sink import WandbSink
-from tests.exporter.test_pipeline import RecorderRun
+from tests.support.wandb_run import RecorderRun
 
 
 def run_with_timeout(fn, timeout=30.0):

@@ -63,8 +63,10 @@ def escape_key(key: str) -> str:
 
 
 class WandbSink:
-    """``run=``: an already created run (or a recorder with ``log``/``define_metric``/``alert``/``finish``).
-    ``init_fn=``: called instead of ``wandb.init`` with the same keyword arguments (tests: a hanging init)."""
+    """``run=``: an already created run. ``init_fn=``: called instead of ``wandb.init`` with the same keyword
+    arguments (tests: a hanging or failing init). The sink treats whatever run it gets the same way: it always logs
+    ``wandb.Table`` objects and alerts with ``wandb.AlertLevel`` levels (tests hand in a recorder that accepts
+    exactly what a real run accepts: tests/support/wandb_run.py)."""
 
     def __init__(self, run: Any = None, *, project: str | None = None, entity: str | None = None,
                  mode: str | None = None, dir: str | None = None, group: str | None = None,
@@ -86,7 +88,6 @@ class WandbSink:
         self.finish_timeout = finish_timeout
         self.run = run
         self._init_fn = init_fn
-        self._injected = run is not None or init_fn is not None  # plain tables and levels, no offline files
         self.disabled = False
         self.finished = False
         self._defined: set[str] = set()
@@ -183,8 +184,6 @@ class WandbSink:
             return False
 
     def _table(self, table: Any) -> Any:
-        if self._injected:
-            return table  # recorder seam: hand the plain Table through
         wandb = _import_wandb()
         return wandb.Table(columns=list(table.columns), data=[list(r) for r in table.rows])
 
@@ -196,12 +195,8 @@ class WandbSink:
         if level not in LEVELS:
             level = "WARN"
         try:
-            if self._injected:
-                self.run.alert(title=title[:63], text=text, level=level, wait_duration=wait_duration)
-            else:
-                wandb = _import_wandb()
-                self.run.alert(title=title[:63], text=text, level=wandb.AlertLevel(level),
-                               wait_duration=wait_duration)
+            wandb = _import_wandb()
+            self.run.alert(title=title[:63], text=text, level=wandb.AlertLevel(level), wait_duration=wait_duration)
             return True
         except Exception as exc:
             logger.warning("W&B alert failed: %s: %s", type(exc).__name__, exc)
@@ -209,7 +204,8 @@ class WandbSink:
 
     def finish(self, timeout: float | None = None) -> bool:
         """Finish the run within ``timeout`` seconds (default ``finish_timeout``), including the wait for a
-        ``wandb.init`` still running; False when that time was not enough (the files stay on disk)."""
+        ``wandb.init`` still running; False when that time was not enough (the files stay on disk) or
+        ``run.finish`` failed."""
         timeout = self.finish_timeout if timeout is None else timeout
         deadline = time.monotonic() + max(0.1, timeout)
         with self._lock:
@@ -235,7 +231,8 @@ class WandbSink:
 
     def _finish_run(self, run: Any, timeout: float) -> bool:
         done = threading.Event()
-        sync_dir = None if self._injected else getattr(getattr(run, "settings", None), "sync_dir", None)
+        failed: list[Exception] = []
+        sync_dir = getattr(getattr(run, "settings", None), "sync_dir", None)
         offline = (self.init_kwargs.get("mode") or "").lower() == "offline"
 
         def _finish() -> None:
@@ -244,7 +241,8 @@ class WandbSink:
                 if offline and sync_dir:  # wandb writes the offline file asynchronously after finish()
                     wait_complete(sync_dir, timeout)
             except Exception as exc:
-                logger.warning("W&B finish failed: %s", exc)
+                failed.append(exc)
+                logger.warning("W&B finish failed: %s: %s", type(exc).__name__, exc)
             finally:
                 done.set()
 
@@ -253,4 +251,4 @@ class WandbSink:
         if not done.wait(timeout):
             logger.warning("W&B run did not finish within %.1f s; the offline files stay on disk", timeout)
             return False
-        return True
+        return not failed

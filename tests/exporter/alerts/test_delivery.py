@@ -251,25 +251,19 @@ def test_restart_keeps_the_day_and_does_not_resend(env, smtp_receiver, manager_f
 
 
 def test_wandb_channel_gets_every_alert_through_the_sink_seam(env, manager_factory):
+    import wandb
+
     from otel_wandb.sink import WandbSink
+    from tests.support.wandb_run import RecorderRun
 
-    class Recorder:
-        def __init__(self):
-            self.alerts = []
-
-        def define_metric(self, *a, **k):
-            pass
-
-        def alert(self, **kw):
-            self.alerts.append(kw)
-
-    run = Recorder()
+    run = RecorderRun()
     m = manager_factory(env, Clock(T0), sink=WandbSink(run=run))
     m.on_interval(Signals(0, 0, requests=50, errors=25))
     m.on_interval(Signals(0, 0, requests=50_000, errors=0))
     assert m.dispatcher.wait_idle(10)
     assert [(a["title"], a["level"], a["wait_duration"]) for a in run.alerts] == [
-        ("[FIRING] High Error Rate", "ERROR", 30.0), ("[RESOLVED] High Error Rate", "INFO", 30.0)]
+        ("[FIRING] High Error Rate", wandb.AlertLevel.ERROR, 30.0),
+        ("[RESOLVED] High Error Rate", wandb.AlertLevel.INFO, 30.0)]
     assert "50.0%" in run.alerts[0]["text"]
 
 

@@ -17,7 +17,7 @@ from otel_wandb.core import Aggregator
 from otel_wandb.pipeline import Pipeline
 from otel_wandb.sdk import WandbLogExporter, WandbSpanExporter
 from otel_wandb.sink import WandbSink
-from tests.exporter.test_pipeline import RecorderRun
+from tests.support.wandb_run import RecorderRun, table_rows
 
 
 def save_entry(conn):
@@ -63,7 +63,7 @@ def test_span_event_and_exc_info_log_of_one_exception_are_one_group():
     row = run.logged[0]
     assert row["logs/count@severity=ERROR"] == 4
     assert row["errors/occurrences"] == 4, "each exception once, not once per signal"
-    groups = run.logged[0]["tables/error_groups"].rows
+    groups = table_rows(run.logged[0]["tables/error_groups"])
     assert sorted((g[1], g[4]) for g in groups) == [("IntegrityError", 2), ("ZeroDivisionError", 2)]
     assert {g[3] for g in groups} == {"test_errors.py:divide", "test_errors.py:save_entry"}
 

@@ -207,7 +207,7 @@ def test_gauges_and_explicit_histograms_through_the_metric_exporter(monkeypatch)
     from opentelemetry.sdk.metrics import Histogram
     from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation
 
-    from tests.exporter.test_pipeline import RecorderRun
+    from tests.support.wandb_run import RecorderRun
 
     monkeypatch.setenv("WANDB_METRICS_HISTOGRAM", "explicit")
     run = RecorderRun()
