@@ -1,5 +1,5 @@
 """Fixtures and helpers for the collector and bridge tests: OTLP payload builders, an HTTP poster, a reader for the
-collector's file-exporter output, and in-process / subprocess bridges. Process control lives in app.demo.topology
+collector's file-exporter output, and in-process bridges feeding the real ``Pipeline`` (``TappedPipeline``). Process control lives in app.demo.topology
 (importable by the demo and the benchmarks too)."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import gzip
 import http.client
 import json
 import os
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -20,7 +19,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from app.demo import topology
 from otel_wandb.bridge import BridgeServer
-from otel_wandb.bridge._main import BridgeConfig
+from otel_wandb.config import BridgeConfig
+from otel_wandb.pipeline import Pipeline
+from otel_wandb.sink import WandbSink
+from tests.support.wandb_run import RecorderRun
 
 PROTO = "application/x-protobuf"
 
@@ -246,45 +248,46 @@ def start_collector(collector_bin, tmp_path) -> Iterator[Callable[..., topology.
         h.stop()
 
 
-class RecordingPipeline:
-    """In-memory double with the Pipeline's add_* surface (bridge unit tests only)."""
+class TappedPipeline(Pipeline):
+    """The real ``Pipeline`` (its real ``WandbSink`` writing into a ``RecorderRun``: ``.run``) that also keeps every
+    batch it took (not closed: valid and invalid records alike), so that bridge tests can look at each decoded span,
+    point and log record. It validates, rejects, refuses (closed) and shuts down exactly as ``Pipeline`` does: the
+    copy is all it adds."""
 
-    def __init__(self) -> None:
-        self.spans: list = []
-        self.metrics: list = []
-        self.logs: list = []
-        self.accept_limit: int | None = None
-        self.fail: Exception | None = None
-        self.shutdown_calls = 0
-        self.lock = threading.Lock()
+    def __init__(self, interval_s: float = 3600.0) -> None:
+        self.run = RecorderRun()
+        super().__init__(WandbSink(run=self.run), interval_s=interval_s)
+        self.spans: list[Any] = []
+        self.metrics: list[Any] = []
+        self.logs: list[Any] = []
 
-    def _add(self, target: list, records: list) -> int:
-        if self.fail is not None:
-            raise self.fail
-        taken = records if self.accept_limit is None else records[: self.accept_limit]
-        with self.lock:
-            target.extend(taken)
-        return len(records) - len(taken)  # the Pipeline's contract: how many were rejected
+    def add_spans(self, spans: Any) -> int | None:
+        spans = list(spans)
+        rejected = super().add_spans(spans)
+        if rejected is not None:
+            self.spans.extend(spans)
+        return rejected
 
-    def add_rejected(self, signal: str, reason: str, n: int) -> None:
-        self.rejected = getattr(self, "rejected", 0) + n
+    def add_metrics(self, points: Any) -> int | None:
+        points = list(points)
+        rejected = super().add_metrics(points)
+        if rejected is not None:
+            self.metrics.extend(points)
+        return rejected
 
-    def add_spans(self, records: list) -> int:
-        return self._add(self.spans, records)
-
-    def add_metrics(self, records: list) -> int:
-        return self._add(self.metrics, records)
-
-    def add_logs(self, records: list) -> int:
-        return self._add(self.logs, records)
-
-    def shutdown(self, timeout: float = 5.0) -> None:
-        self.shutdown_calls += 1
+    def add_logs(self, logs: Any) -> int | None:
+        logs = list(logs)
+        rejected = super().add_logs(logs)
+        if rejected is not None:
+            self.logs.extend(logs)
+        return rejected
 
 
 @pytest.fixture
-def pipeline() -> RecordingPipeline:
-    return RecordingPipeline()
+def pipeline() -> Iterator[TappedPipeline]:
+    tapped = TappedPipeline()
+    yield tapped
+    tapped.shutdown(5)
 
 
 @pytest.fixture

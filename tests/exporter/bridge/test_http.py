@@ -1,4 +1,5 @@
-"""The W&B bridge's OTLP/HTTP surface, in-process on a free port, feeding an in-memory pipeline double."""
+"""The W&B bridge's OTLP/HTTP surface, in-process on a free port, feeding the real Pipeline (tests/support/collector.py
+``TappedPipeline``: its W&B sink writes into a recorder run, and it keeps a copy of every record it accepted)."""
 
 from __future__ import annotations
 
@@ -188,26 +189,73 @@ def test_partial_success_counts_rejected_records(make_bridge, pipeline):
     assert "trace_id must be 16 bytes" in resp.partial_success.error_message
     assert len(pipeline.spans) == 2
 
-    pipeline.accept_limit = 1  # the pipeline takes only part of a batch
     mreq = metrics_request(points=4)
     summary = mreq.resource_metrics[0].scope_metrics[0].metrics.add()
     summary.name = "legacy.summary"
-    summary.summary.data_points.add()
+    summary.summary.data_points.add()  # refused by the decoder
+    gauge = mreq.resource_metrics[0].scope_metrics[0].metrics.add()
+    gauge.name = "bad.gauge"
+    gauge.gauge.data_points.add(time_unix_nano=1, as_double=float("nan"))  # decoded, then refused by the pipeline
     status, _, body = post(bridge.url, "/v1/metrics", mreq.SerializeToString())
     resp = ExportMetricsServiceResponse.FromString(body)
-    assert status == 200 and resp.partial_success.rejected_data_points == 1 + 3
+    assert status == 200 and resp.partial_success.rejected_data_points == 1 + 1
     assert "summary points are not supported" in resp.partial_success.error_message
-    assert "rejected as invalid" in resp.partial_success.error_message
+    assert "1 metric_points rejected as invalid" in resp.partial_success.error_message
+    assert len(pipeline.metrics) == 5  # the batch the pipeline took, the invalid point included
 
     status, _, body = post(bridge.url, "/v1/metrics", json_format.MessageToJson(mreq).encode(), "application/json")
-    assert status == 200 and json.loads(body)["partialSuccess"]["rejectedDataPoints"] == "4"
+    assert status == 200 and json.loads(body)["partialSuccess"]["rejectedDataPoints"] == "2"
+    assert len(pipeline.metrics) == 10
+    assert pipeline.force_flush(5)
+    (row,) = pipeline.run.logged  # and the real pipeline aggregated what the bridge handed it
+    assert row["http/requests"] == 2
+    assert row["test.requests/delta"] == 4  # 4 cumulative streams at 1; the second batch repeats the same points
+    assert not [k for k in row if k.startswith("bad.gauge")]
+    rejected = {k: v for k, v in row.items() if k.startswith("rejected/")}
+    assert rejected == {"rejected/spans": 1, "rejected/spans@reason=decode": 1, "rejected/metric_points": 4,
+                        "rejected/metric_points@reason=decode": 2, "rejected/metric_points@reason=value": 2}, rejected
 
 
-def test_pipeline_failure_is_retryable_503(make_bridge, pipeline):
+@pytest.mark.parametrize("content_type", [PROTO, "application/json"])
+def test_closed_pipeline_is_a_retryable_503(make_bridge, pipeline, content_type):
+    """After the pipeline shut down (SIGTERM: the bridge is stopping) a batch is refused with 503 + Retry-After, so
+    the collector keeps it queued and sends it again, instead of it being lost."""
     bridge = make_bridge()
-    pipeline.fail = RuntimeError("pipeline is shut down")
+    assert pipeline.shutdown(5) and pipeline.closed
+    body = spans_request(2).SerializeToString() if content_type == PROTO else _json_request(2)
+    status, headers, resp = post(bridge.url, "/v1/traces", body, content_type)
+    assert status == 503 and headers["retry-after"] == "1"
+    message = resp.decode() if content_type == PROTO else json.loads(resp)["message"]
+    assert "shutting down" in message and "retry later" in message
+    if content_type != PROTO:
+        assert json.loads(resp)["code"] == 14  # UNAVAILABLE: retryable for OTLP clients
+    else:
+        assert resp.startswith(b"\x08\x0e")  # google.rpc.Status{code=14 UNAVAILABLE}
+    assert pipeline.spans == [] and pipeline.run.logged == []
+    status, health = get_json(bridge.url, "/healthz")
+    assert (health["requests"], health["spans"], health["errors"]) == (0, 0, 1)
+
+
+def test_a_pipeline_that_breaks_is_a_retryable_503_not_a_crash(make_bridge, pipeline, monkeypatch):
+    """A bug in aggregation (the real pipeline's aggregator raising) reaches the collector as 503, never as a 500
+    (which it would drop the batch on) or a dead handler thread; the next batch is served again."""
+    bridge = make_bridge()
+    from otel_wandb.core import Aggregator
+
+    real_add = Aggregator.add_spans
+    calls = []
+
+    def broken_once(agg, spans):
+        calls.append(len(spans))
+        if len(calls) == 1:
+            raise KeyError("http.route")
+        return real_add(agg, spans)
+
+    monkeypatch.setattr(Aggregator, "add_spans", broken_once)
     status, headers, body = post(bridge.url, "/v1/traces", spans_request(1).SerializeToString())
-    assert status == 503 and headers["retry-after"] == "1" and b"pipeline is shut down" in body
+    assert status == 503 and headers["retry-after"] == "1" and b"pipeline unavailable: 'http.route'" in body
+    assert post(bridge.url, "/v1/traces", spans_request(2).SerializeToString())[0] == 200
+    assert calls == [1, 2] and len(pipeline.spans) == 2
 
 
 def test_healthz_counts_and_unknown_paths(make_bridge):
@@ -221,10 +269,14 @@ def test_healthz_counts_and_unknown_paths(make_bridge):
     assert get_json(bridge.url, "/v1/traces")[0] == 405
 
 
-def test_stop_shuts_the_pipeline_down_once(make_bridge, pipeline):
+def test_stop_flushes_the_last_interval_and_finishes_the_run_once(make_bridge, pipeline):
     bridge = make_bridge()
+    assert post(bridge.url, "/v1/traces", spans_request(3).SerializeToString())[0] == 200
     bridge.stop(5)
-    assert pipeline.shutdown_calls == 1
+    assert pipeline.closed and pipeline.run.finished == 1
+    assert [row["http/requests_total"] for row in pipeline.run.logged] == [3]
+    bridge.stop(5)  # idempotent: the run is not finished twice
+    assert pipeline.run.finished == 1
 
 
 def test_status_proto_encoding():

@@ -128,12 +128,14 @@ def test_bridge_outage_and_collector_crash_lose_nothing(start_collector, make_br
         assert post(col.http_endpoint, "/v1/traces", spans_request(250, start=batch * 250).SerializeToString())[0] == 200
     assert post(col.http_endpoint, "/v1/metrics", metrics_request(points=40).SerializeToString())[0] == 200
     col.restart(kill=True)  # SIGKILL: only the on-disk queue survives
+    restarted = len(col.lines)
     assert post(col.http_endpoint, "/v1/traces", spans_request(500, start=1000).SerializeToString())[0] == 200
-    time.sleep(0.5)
+    # the restarted collector sends from its queue and fails (the bridge is still down) before the bridge comes up
+    wait_until(lambda: any("Exporting failed" in line and "wandb_bridge" in line for line in col.lines[restarted:]),
+               30, "the restarted collector to fail a send to the bridge", interval=0.1)
     make_bridge(port=port)  # the bridge comes up
     wait_until(lambda: len({s.span_id for s in pipeline.spans}) >= 1500 and len(pipeline.metrics) >= 40, 30,
                "every queued span and point at the bridge", interval=0.1)
-    time.sleep(0.5)
     assert {s.span_id for s in pipeline.spans} == {f"{i:016x}" for i in range(1, 1501)}
     assert {p.attributes["point"] for p in pipeline.metrics} == set(range(40))
 
@@ -164,15 +166,17 @@ def test_collector_killed_mid_load_sender_sees_no_failure(start_collector, make_
             for _ in range(50):
                 with tracer.start_as_current_span("GET /entries") as span:
                     sent.append(f"{span.get_span_context().span_id:016x}")
-            time.sleep(0.01)
+            time.sleep(0.01)  # pacing: ~5000 spans/s, a steady load rather than a burst
 
-    worker = threading.Thread(target=load)
+    worker = threading.Thread(target=load, daemon=True)
     worker.start()
-    time.sleep(1.0)
-    col.restart(kill=True)
-    time.sleep(1.0)
+    wait_until(lambda: len(exporter.results) >= 3 and len(sent) >= 1000, 30, "load flowing through the collector")
+    col.restart(kill=True)  # mid-load: the SDK's batches in flight meet a dead port, then the new process
+    exported = len(exporter.results)
+    wait_until(lambda: len(exporter.results) >= exported + 3, 30, "exports through the restarted collector")
     stop.set()
-    worker.join()
+    worker.join(30)
+    assert not worker.is_alive()
     assert provider.force_flush(30_000)
     provider.shutdown()
     assert len(sent) > 1000 and len(exporter.results) > 5
