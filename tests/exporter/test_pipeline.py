@@ -37,13 +37,14 @@ def test_at_most_one_log_per_interval_and_nothing_lost_under_concurrency(run):
     def producer(base):
         for b in range(50):
             p.add_spans([span(base + b * 10 + k) for k in range(10)])
-            time.sleep(0.001)
+            time.sleep(0.001)  # pacing: the producers stay busy across several 0.05 s intervals of the flusher
 
-    threads = [threading.Thread(target=producer, args=(n * 100_000,)) for n in range(4)]
+    threads = [threading.Thread(target=producer, args=(n * 100_000,), daemon=True) for n in range(4)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(30)
+    assert not any(t.is_alive() for t in threads), "a producer is stuck in add_spans"
     assert p.shutdown(5)
     assert p.shutdown(5), "idempotent"
     assert run.finished == 1
@@ -253,3 +254,4 @@ def test_define_metric_names_escape_dots_and_per_interval_keys_get_a_summary(run
     assert defined["ai/cost_usd"] == "mean" and defined["http/requests"] == "mean"
     assert defined["queue\\.depth/last"] == "last"
     assert "interval/time" not in [n for n, kw in run.defined if kw.get("summary")]
+

@@ -6,6 +6,7 @@
 - ``wait_until(check, timeout, what)``: poll against a deadline instead of sleeping a fixed time.
 - ``Clock``: a settable clock for the code that takes a ``clock=`` seam (no sleeping until a time of day).
 - ``silent_server()``: a loopback TCP server that accepts connections and never answers (a hung endpoint).
+- ``LineReader(pipe)``: a child process's output lines with a timeout on each (no unbounded ``readline()``).
 - ``chat_reply``, ``metric_points``, ``TEST_SECRET``: small builders and readers of the service tests.
 """
 
@@ -13,18 +14,19 @@ from __future__ import annotations
 
 import contextlib
 import math
+import queue
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from app.demo.procs import free_port
 
-__all__ = ["ROOT", "TEST_SECRET", "Clock", "chat_reply", "exact", "free_port", "metric_points", "silent_server",
+__all__ = ["ROOT", "TEST_SECRET", "Clock", "LineReader", "chat_reply", "exact", "free_port", "metric_points", "silent_server",
            "wait_until"]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,6 +90,38 @@ def silent_server() -> Iterator[int]:
         for conn in conns:
             conn.close()
         srv.close()
+
+
+class LineReader:
+    """The lines of a pipe (a child's stdout), read by a daemon thread into a queue: ``next(timeout)`` waits at most
+    ``timeout`` seconds, where a ``readline()`` on the pipe itself could block the suite forever."""
+
+    _EOF = object()
+
+    def __init__(self, pipe: IO[str]) -> None:
+        self._lines: queue.Queue[Any] = queue.Queue()
+        self._thread = threading.Thread(target=self._pump, args=(pipe,), name="line-reader", daemon=True)
+        self._thread.start()
+
+    def _pump(self, pipe: IO[str]) -> None:
+        try:
+            for line in pipe:
+                self._lines.put(line)
+        except (OSError, ValueError):  # the pipe was closed under us
+            pass
+        finally:
+            self._lines.put(self._EOF)
+
+    def next(self, timeout: float, what: str = "a line") -> str:
+        """The next line (with its newline); AssertionError after ``timeout`` seconds or at end of file."""
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}") from None
+        if line is self._EOF:
+            self._lines.put(self._EOF)
+            raise AssertionError(f"end of output while waiting for {what}")
+        return line
 
 
 def chat_reply(content: str, usage: dict[str, Any] | None = None, model: str = "gpt-4o-mini") -> dict[str, Any]:

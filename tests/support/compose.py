@@ -143,7 +143,7 @@ class Topology:
         without a password (a GitHub-hosted runner), else None: the service cannot run here."""
         if not str(self.services[name].get("user", "")).startswith("0:") or os.geteuid() == 0:
             return argv
-        if shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0:
+        if shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True, timeout=30).returncode == 0:
             self.sudo.add(name)
             return ["sudo", "-n", *argv]
         self.skipped.add(name)
@@ -159,7 +159,7 @@ class Topology:
         self.owners.update({host.name: host.stat().st_uid for host in volumes})
         if name in self.sudo and volumes:
             subprocess.run(["sudo", "-n", "chown", "-R", f"{os.getuid()}:{os.getgid()}", *map(str, volumes)],
-                           check=True, capture_output=True)
+                           check=True, capture_output=True, timeout=120)
 
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         log = open(self.tmp / f"{name}.out", "ab")  # noqa: SIM115 - closed with the process

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 
 from otel_wandb import logfiles as logq
 from otel_wandb.logfiles._files import Entry, entries, stream_files, to_line
-from tests.support import ROOT
+from tests.support import ROOT, LineReader
 
 T0 = int(datetime(2026, 11, 29, 9, 0, tzinfo=timezone.utc).timestamp() * 1e9)
 MIN = 60 * 10**9
@@ -179,9 +178,10 @@ def test_lines_written_just_before_a_rotation_are_not_lost(tmp_path: Path):
             except queue.Empty:
                 continue
         assert body is not None and body.startswith("ping")
-        time.sleep(0.1)
-        while not got.empty():
-            got.get_nowait()
+        with open(path, "a") as fh:  # a marker: the follower reads in file order, so every ping comes before it
+            fh.write(to_line([rec(1, 9, "caught up")]) + "\n")
+        while got.get(timeout=10) != "caught up":
+            pass
         seen = []
         for n in range(3):  # write, then rename at once (no pause), then a new file: as the collector rotates
             with open(path, "a") as fh:
@@ -202,23 +202,39 @@ def test_follow_tails_new_lines_across_rotation(log_dir: Path):
     proc = subprocess.Popen([sys.executable, "-m", "otel_wandb.logfiles", "--follow", "--severity", "WARN",
                              "--format", "jsonl"], stdout=subprocess.PIPE, text=True, env=env,
                             cwd=ROOT)
-    try:
-        time.sleep(1.5)  # let it start and remember the current end of file
+    out = LineReader(proc.stdout)
+
+    def body(what: str) -> str:
+        return json.loads(out.next(20, what))["body"]
+
+    def append(*records: Entry) -> None:
         with open(log_dir / "combined.log", "a") as fh:
-            fh.write(to_line([rec(80, 9, "ignored info"), rec(81, 17, "new error one")]) + "\n")
-        time.sleep(0.8)
+            fh.write(to_line(list(records)) + "\n")
+
+    try:
+        for i in range(600):  # until it is reading (it starts at the current end of file): no fixed start-up wait
+            append(rec(79, 13, f"ping {i}"))
+            try:
+                first = out.next(0.1)
+                break
+            except AssertionError:
+                assert proc.poll() is None, "ai-diary-logs --follow exited"
+        else:
+            raise AssertionError("ai-diary-logs --follow printed nothing for 60 s")
+        assert json.loads(first)["body"].startswith("ping")
+        append(rec(79, 13, "caught up"))
+        while body("the marker") != "caught up":  # every ping written before the marker comes out before it
+            pass
+        append(rec(80, 9, "ignored info"), rec(81, 17, "new error one"))
+        got = [body("the new error")]  # read before the rotation below
         os.rename(log_dir / "combined.log", log_dir / "combined-2026-11-29T10-30-00.000.log")
         write(log_dir / "combined.log", [[rec(82, 13, "after rotation")]])
-        deadline = time.time() + 20
-        got: list[str] = []
-        while len(got) < 2 and time.time() < deadline:
-            line = proc.stdout.readline()
-            if line:
-                got.append(json.loads(line)["body"])
+        got.append(body("the first line after the rotation"))
         assert got == ["new error one", "after rotation"]
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        proc.stdout.close()
 
 
 def test_several_streams_come_out_in_time_order(log_dir: Path, capsys):

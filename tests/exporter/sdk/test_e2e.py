@@ -181,7 +181,7 @@ SCRIPT = textwrap.dedent("""
         with tracer.start_as_current_span("GET /work", kind=SpanKind.SERVER, attributes={
                 "http.route": "/work", "http.request.method": "GET",
                 "http.response.status_code": 500 if i < 4 else 200}):
-            time.sleep(0.001)
+            time.sleep(0.001)  # the span lasts a millisecond
     counter.add(0.5, {"app.feature": "mood"})
     logging.getLogger("script").error("job %d failed", 7)
 """)

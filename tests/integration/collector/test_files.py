@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections import Counter
 
 from opentelemetry._logs import SeverityNumber
@@ -86,20 +85,23 @@ def test_logs_are_routed_to_combined_error_and_audit(start_collector):
     for sl, (_, text) in zip(by_text.resource_logs[0].scope_logs, texts.values(), strict=True):
         sl.log_records[0].severity_text = text
     assert post(col.http_endpoint, "/v1/logs", by_text.SerializeToString())[0] == 200
-    bodies = [b for _, _, b, _ in sent] + ["sdk-audit", "sdk-error", "sdk-info"] + list(texts)
+    # last, a record every route takes: once it is in all three files, so is everything sent before it (each file
+    # is written in the order its pipeline received the records), so exact counts below catch any extra record
+    assert post(col.http_endpoint, "/v1/logs", logs_request([("audit", 17, "the-end", {})]).SerializeToString())[0] \
+        == 200
+    bodies = [b for _, _, b, _ in sent] + ["sdk-audit", "sdk-error", "sdk-info"] + list(texts) + ["the-end"]
     expect = {
         "combined.log": Counter(bodies),
         "error.log": Counter([b for _, sev, b, _ in sent if sev >= 17] + ["sdk-error", "text-error", "text-critical",
-                                                                          "text-fatal"]),
-        "audit.log": Counter([b for scope, _, b, _ in sent if scope == "audit"] + ["sdk-audit"]),
+                                                                          "text-fatal", "the-end"]),
+        "audit.log": Counter([b for scope, _, b, _ in sent if scope == "audit"] + ["sdk-audit", "the-end"]),
     }
     log_dir = col.log_dir
 
     def settled() -> bool:
-        return all(sum(1 for _ in read_log_records(log_dir, f)) >= sum(c.values()) for f, c in expect.items())
+        return all(any(r["body"] == "the-end" for r in read_log_records(log_dir, f)) for f in expect)
 
-    wait_until(settled, 20, "all three files", interval=0.2)
-    time.sleep(0.5)  # anything extra would show up now
+    wait_until(settled, 20, "the last record in all three files", interval=0.2)
     for name, want in expect.items():
         got = read_log_records(log_dir, name)
         assert Counter(r["body"] for r in got) == want, name
@@ -121,6 +123,13 @@ def _load(endpoint: str, total: int, batch: int, pad: int) -> None:
         recs = [("app", 9, f"load-{i:07d}-" + "x" * pad, {"i": i}) for i in range(start, min(total, start + batch))]
         status, _, body = post(endpoint, "/v1/logs", logs_request(recs).SerializeToString())
         assert status == 200, body
+
+
+def _backups_once_pruned(log_dir, keep: int) -> list:
+    """The rotated backups of combined.log once no more than ``keep`` are left (lumberjack deletes the old ones on
+    its own goroutine, a moment after the rotation), else [] (poll again)."""
+    backups = [f for f in file_set(log_dir, "combined.log") if f.name != "combined.log"]
+    return backups if len(backups) <= keep else []
 
 
 ROTATION_ENV = {"LOG_MAX_MEGABYTES": "1", "OTEL_COLLECTOR_BATCH_SIZE": "200", "OTEL_COLLECTOR_BATCH_MAX_SIZE": "400"}
@@ -149,8 +158,7 @@ def test_rotation_keeps_at_most_max_backups(start_collector):
     live = col.log_dir / "combined.log"
     wait_until(lambda: any("load-0011999" in line for line in live.read_text().splitlines()[-3:])
                if live.exists() else False, 30, "the last record in the live file", interval=0.2)
-    time.sleep(1.0)  # lumberjack removes old backups on its own goroutine
-    backups = [f for f in file_set(col.log_dir, "combined.log") if f.name != "combined.log"]
+    backups = wait_until(lambda: _backups_once_pruned(col.log_dir, 2), 10, "lumberjack to prune to 2 backups")
     assert len(backups) == 2, [f.name for f in backups]
     # the newest records survive: the live file plus two backups hold the tail of the stream
     recs = read_log_records(col.log_dir, "combined.log")
@@ -168,8 +176,8 @@ def test_the_demos_rotation_settings_cut_and_report_backups(start_collector, tmp
     live = col.log_dir / "combined.log"
     wait_until(lambda: any("load-0011999" in line for line in live.read_text().splitlines()[-3:])
                if live.exists() else False, 30, "the last record in the live file", interval=0.2)
-    time.sleep(1.0)  # lumberjack removes old backups on its own goroutine
-    backups = [f for f in file_set(col.log_dir, "combined.log") if f.name != "combined.log"]
+    backups = wait_until(lambda: _backups_once_pruned(col.log_dir, ROTATE_BACKUPS), 10,
+                         f"lumberjack to prune to {ROTATE_BACKUPS} backups")
     assert len(backups) == ROTATE_BACKUPS, [f.name for f in backups]
     assert f"combined.log {ROTATE_BACKUPS} backup(s)" in rotation_line(col.log_dir, 12_000)
     quiet = tmp_path / "quiet"

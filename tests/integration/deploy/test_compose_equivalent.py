@@ -57,6 +57,21 @@ def _requests_per_worker(backend: Path) -> dict[str, int]:
     return delta
 
 
+def _app_metric_points(backend: Path) -> int:
+    """Data points the backend got through the collector's ``metrics`` pipeline (the app's own metrics: the bridge
+    gets exactly these too), leaving out what the span_metrics connector adds for the backend only."""
+    n = 0
+    for doc in jsonl(backend / "metrics.jsonl"):
+        for rm in doc.get("resourceMetrics", []):
+            for sm in rm.get("scopeMetrics", []):
+                if "spanmetrics" in sm.get("scope", {}).get("name", ""):
+                    continue
+                for metric in sm.get("metrics", []):
+                    data = next((v for k, v in metric.items() if isinstance(v, dict) and "dataPoints" in v), {})
+                    n += len(data.get("dataPoints", []))
+    return n
+
+
 def _drive(base: str, n_entries: int, pause_s: float) -> int:
     """Register, write entries (with the canary), one 400, then AI features concurrently in two rounds separated by
     more than one export interval (so the run gets several rows). Returns the number of requests served."""
@@ -79,6 +94,8 @@ def _drive(base: str, n_entries: int, pause_s: float) -> int:
     with ThreadPoolExecutor(max_workers=6) as pool:  # sync workers: concurrency spreads over both
         for round_ids in (ids[: n_entries // 2], ids[n_entries // 2:]):
             assert list(pool.map(ai, round_ids)) == [200] * len(round_ids)
+            # pacing, the scenario itself: the rounds fall into different bridge export intervals (no event marks an
+            # interval's end from outside the bridge), so the run gets several rows to add up
             time.sleep(pause_s)
     return 1 + n_entries + 1 + n_entries
 
@@ -112,7 +129,15 @@ def test_compose_topology_end_to_end(tmp_path: Path) -> None:
             return found if len(found) >= n_requests else None
 
         spans = wait_until(server_spans, 30, "every request as a server span in the OTLP backend", interval=0.5)
-        time.sleep(3)  # > one bridge interval, so the last row is in the run before it finishes
+
+        def metrics_complete() -> bool:
+            """The workers' last metric points (sent as they stopped) are at the backend, and the bridge has every
+            point the backend got from the same pipeline: the run (flushed as the bridge stops) holds them all."""
+            if sum(_requests_per_worker(backend).values()) != n_requests:
+                return False
+            return httpx.get(f"{bridge}/healthz").json()["metric_points"] >= _app_metric_points(backend) > 0
+
+        wait_until(metrics_complete, 60, "every metric point at the bridge", interval=0.5)
         for name in ("otel-collector", "wandb-bridge"):
             assert topo.stop(name) == 0, topo.tail(name)
     finally:

@@ -34,7 +34,7 @@ def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
             elif item != "gunicorn.conf.py" and item != "alerts.yaml":
                 shutil.copy2(ROOT / item, src / item)
     venv = work / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     env = {**os.environ, "UV_LINK_MODE": "copy"}
     for command in BUILD_COMMANDS:
         argv = [str(UV) if a == "uv" else a for a in command.replace("/opt/venv", str(venv)).split()]
@@ -54,7 +54,7 @@ def test_runtime_venv_has_the_roles_and_no_dev_tools(image_venv: Path) -> None:
     assert {"gunicorn", "wandb-bridge", "ai-diary-logs", "wandb"} <= bins
     assert not {"pytest", "hadolint", "check-jsonschema"} & bins, "dev extras must not reach the image"
     frozen = subprocess.run([str(UV), "pip", "freeze", "--python", str(image_venv / "bin" / "python")],
-                            capture_output=True, text=True, check=True).stdout.splitlines()
+                            capture_output=True, text=True, check=True, timeout=120).stdout.splitlines()
     locked = {line.strip() for line in (ROOT / "requirements.lock").read_text().splitlines()
               if re.match(r"^[a-z0-9]", line)}
     unpinned = [p for p in frozen if not p.startswith(("ai-diary", "otel-wandb")) and p not in locked]

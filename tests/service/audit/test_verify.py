@@ -128,7 +128,7 @@ def test_cli_ok_and_config_errors(engine, db_url, tmp_path, monkeypatch, capsys)
 
 def _writer(url: str, worker: int, n: int, barrier) -> None:
     eng = make_engine(url)
-    barrier.wait()
+    barrier.wait(60)  # bounded: a sibling that died must not hang this one
     for i in range(n):
         append(eng, action="entry.update", actor=f"w{worker}", target=f"entry:{i}", outcome="success")
     eng.dispose()

@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from app.local_llm import FAIL_ATTEMPTS_HEADER, FAIL_HEADER, Faults, serve_in_thread
-from tests.support import ROOT
+from tests.support import ROOT, LineReader
 
 SYSTEM = "You are a kind diary assistant. Summarize the entry in two sentences."
 
@@ -187,13 +187,14 @@ def test_cli_announces_port(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "app.local_llm", "--host", "127.0.0.1", "--port", "0",
                              "--port-file", str(port_file)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:
-        first = json.loads(proc.stdout.readline())
+        first = json.loads(LineReader(proc.stdout).next(30, "the port announcement"))
         assert first["port"] > 0 and int(port_file.read_text()) == first["port"]
         c = openai.OpenAI(base_url=first["base_url"], api_key="k", max_retries=0)
         assert c.chat.completions.create(model="gpt-4.1-nano", messages=msgs("cli")).model == "gpt-4.1-nano"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        proc.stdout.close()
 
 
 @pytest.mark.parametrize("env, value, message", [
