@@ -255,3 +255,55 @@ def test_define_metric_names_escape_dots_and_per_interval_keys_get_a_summary(run
     assert defined["queue\\.depth/last"] == "last"
     assert "interval/time" not in [n for n, kw in run.defined if kw.get("summary")]
 
+
+def test_flusher_survives_a_failing_flush_and_writes_the_next_interval(run, caplog, monkeypatch):
+    p = Pipeline(WandbSink(run=run), interval_s=3600)
+    real_flush, calls = p._agg.flush, []
+
+    def flush_once_broken(now_ns):
+        calls.append(now_ns)
+        if len(calls) == 1:
+            raise MemoryError("aggregation blew up")
+        return real_flush(now_ns)
+
+    monkeypatch.setattr(p._agg, "flush", flush_once_broken)
+    p.add_spans([span(1)])
+    with caplog.at_level(logging.ERROR, logger="otel_wandb.pipeline"):
+        assert not p.force_flush(5), "the failed interval is reported"
+    assert [m for m in caplog.messages if m == "W&B export interval failed"], caplog.messages
+    assert p._thread.is_alive(), "the flusher thread survived"
+    p.add_spans([span(2)])
+    assert p.force_flush(5), "and writes the next interval"
+    (row,) = run.logged
+    assert row["http/requests_total"] == 2  # the failed flush closed nothing: both spans are in the next interval
+    assert p.shutdown(5) and run.finished == 1
+
+
+def test_timed_intervals_go_on_after_the_sink_and_a_listener_raise(run, caplog):
+    """On its own timer (no force_flush), the flusher outlives a sink.log that raises (not just returns False) and
+    a listener that always raises: the next intervals are still written and the other listeners still called."""
+    sink = WandbSink(run=run)
+    real_log, failed = sink.log, []
+
+    def log_raising_once(row, tables=None):
+        if not failed:
+            failed.append(row)
+            raise RuntimeError("sink broke")
+        return real_log(row, tables)
+
+    sink.log = log_raising_once
+    p = Pipeline(sink, interval_s=0.05)
+    got = []
+    p.add_listener(lambda result: 1 / 0)
+    p.add_listener(got.append)
+    with caplog.at_level(logging.ERROR, logger="otel_wandb.pipeline"):
+        p.add_spans([span(1)])
+        wait_until(lambda: failed, 10, "the first timed interval to fail in the sink")
+        p.add_spans([span(2)])
+        wait_until(lambda: run.logged, 10, "a later timed interval to reach the run")
+        wait_until(lambda: any(res.signals.requests for res in got), 10, "the good listener to see a request")
+    assert p._thread.is_alive()
+    assert run.logged[-1]["http/requests_total"] == 2 and sum(row["http/requests"] for row in run.logged) == 1
+    assert "W&B export interval failed" in caplog.messages
+    assert any(m.startswith("W&B export listener") and m.endswith("failed") for m in caplog.messages)
+    assert p.shutdown(5)

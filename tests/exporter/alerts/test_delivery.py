@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import pytest
 
 from otel_wandb.alerts import build
 from app.demo.receivers import SmtpReceiver, WebhookReceiver
 from otel_wandb.records import Signals
-from tests.support import Clock, free_port, silent_server
+from tests.support import Clock, free_port, silent_server, wait_until
 
 RULES = """
 timezone: UTC
@@ -295,3 +296,30 @@ def test_email_over_starttls_with_auth(tmp_path, tls_cert, manager_factory):
         mails = smtp.wait_for(1)
         assert len(mails) == 1 and mails[0].tls and mails[0].auth_user == "alerts"
         assert mails[0].subject == "[ai-diary] [FIRING] Spend"
+
+
+def test_full_channel_queue_drops_and_counts_never_blocks(env, blackhole, manager_factory, caplog):
+    """A channel that hangs fills its bounded queue (ALERTS_QUEUE_SIZE): further events for it are dropped, counted
+    and logged at once -- the flusher thread that submits them never waits -- and closing drops what is left."""
+    from otel_wandb.alerts import AlertEvent
+
+    caplog.set_level(logging.WARNING, logger="otel_wandb.alerts._dispatcher")
+    env = dict(env, SLACK_WEBHOOK_URL=f"http://127.0.0.1:{blackhole}/services/x", ALERTS_CHANNEL_TIMEOUT="5",
+               ALERTS_CHANNEL_RETRIES="0", ALERTS_QUEUE_SIZE="1")
+    m = manager_factory(env, Clock(T0))
+    slack = m.dispatcher.workers["slack"]
+    events = [AlertEvent("fire", f"Rule {i}", 1.0, 0.5, f"rule {i} fired", "ERROR", ("slack",)) for i in range(4)]
+    m.dispatcher.submit(events[0], ["slack"])
+    wait_until(lambda: slack._queue.qsize() == 0 and slack._queue.unfinished_tasks == 1, 10,
+               "the slack worker to be stuck on the first event")
+    t0 = time.monotonic()
+    for event in events[1:]:
+        m.dispatcher.submit(event, ["slack"])  # one fits in the queue, two do not
+    assert time.monotonic() - t0 < 1.0, "submitting never waits for the channel"
+    assert (slack.sent, slack.failed, slack.dropped, slack._queue.qsize()) == (0, 0, 2, 1)
+    full = [r.getMessage() for r in caplog.records if "queue for channel slack full" in r.getMessage()]
+    assert full == ["alert queue for channel slack full: dropped '[FIRING] Rule 2' (fire)",
+                    "alert queue for channel slack full: dropped '[FIRING] Rule 3' (fire)"]
+    assert m.shutdown(0.2) is False  # slack still hangs: shutdown gives up after its timeout
+    assert slack.dropped == 3 and any("closing with a full queue: dropped '[FIRING] Rule 1'" in r.getMessage()
+                                      for r in caplog.records)

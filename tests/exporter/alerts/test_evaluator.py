@@ -164,6 +164,51 @@ def test_state_file_corrupt_or_other_zone_starts_fresh(tmp_path, caplog):
     assert paris.daily_cost == 0.0  # a day in another zone is another day
 
 
+@pytest.mark.parametrize("content, warning", [
+    (None, "unreadable"),  # a directory where the file should be: the read fails (OSError)
+    (b"\xff\xfe not utf-8", "unreadable"),
+    (b'{"version": 99, "daily_ai_cost": 5}', "unknown format"),
+    (b"[1, 2, 3]", "unknown format"),
+])
+def test_unusable_state_file_starts_empty_with_one_warning(tmp_path, caplog, content, warning):
+    path = tmp_path / "alerts.json"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    with caplog.at_level("WARNING", logger="otel_wandb.alerts._state"):
+        assert StateStore(path).load() == {}
+    (message,) = caplog.messages
+    assert f"alert state file {path}" in message and warning in message and "starting with empty state" in message
+
+
+@pytest.mark.parametrize("broken", ["corrupt", "directory"])
+def test_alerting_starts_and_works_with_a_broken_state_file(tmp_path, caplog, broken):
+    """build() with an unusable ALERTS_STATE_FILE: alerting still starts, evaluates and fires; a corrupt file is
+    replaced by a good one on the next save, a path it cannot write is warned about and never raises."""
+    from otel_wandb.alerts import build
+
+    rules = tmp_path / "alerts.yaml"
+    rules.write_text("rules:\n  - {name: Spend, metric: daily_ai_cost, threshold: 1.0, wait: 0, channels: [email]}\n")
+    state = tmp_path / "state.json"
+    if broken == "corrupt":
+        state.write_text('{"version": 1, "daily_ai_cost": ')  # cut off mid-write
+    else:
+        state.mkdir()
+    caplog.set_level("WARNING", logger="otel_wandb.alerts")
+    manager = build(env={"ALERTS_FILE": str(rules), "ALERTS_STATE_FILE": str(state)}, clock=lambda: T0)
+    try:
+        assert [e.rule for e in manager.on_interval(sig(cost=1.5))] == ["Spend"]
+    finally:
+        manager.shutdown(2)
+    assert any("unreadable" in m and "starting with empty state" in m for m in caplog.messages)
+    if broken == "corrupt":
+        saved = json.loads(state.read_text())
+        assert saved["version"] == 1 and saved["daily_ai_cost"] == pytest.approx(1.5)
+    else:
+        assert any(m.startswith(f"could not write alert state file {state}") for m in caplog.messages)
+
+
 def test_state_path_precedence(tmp_path):
     def default_state_path(env):
         return AlertSettings.from_env(env).state_file
