@@ -5,7 +5,8 @@
 - ``free_port()``: a free TCP port on loopback (re-exported from the demo's process helpers).
 - ``wait_until(check, timeout, what)``: poll against a deadline instead of sleeping a fixed time.
 - ``Clock``: a settable clock for the code that takes a ``clock=`` seam (no sleeping until a time of day).
-- ``silent_server()``: a loopback TCP server that accepts connections and never answers (a hung endpoint).
+- ``silent_server()``: a loopback TCP server that accepts connections and never answers (a hung endpoint) until
+  the test ``release()``s them.
 - ``LineReader(pipe)``: a child process's output lines with a timeout on each (no unbounded ``readline()``).
 - ``chat_reply``, ``metric_points``, ``TEST_SECRET``: small builders and readers of the service tests.
 """
@@ -26,8 +27,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from app.demo.procs import free_port
 
-__all__ = ["ROOT", "TEST_SECRET", "Clock", "LineReader", "chat_reply", "exact", "free_port", "metric_points", "silent_server",
-           "wait_until"]
+__all__ = ["ROOT", "TEST_SECRET", "Clock", "LineReader", "SilentServer", "chat_reply", "exact", "free_port",
+           "metric_points", "silent_server", "wait_until"]
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -63,33 +64,55 @@ class Clock:
         return self.t
 
 
-@contextlib.contextmanager
-def silent_server() -> Iterator[int]:
-    """A TCP server on loopback that accepts every connection, reads nothing and answers nothing; yields its port."""
-    srv = socket.create_server(("127.0.0.1", 0))
-    srv.settimeout(0.1)
-    conns: list[socket.socket] = []
-    stop = threading.Event()
+class SilentServer:
+    """A TCP server on loopback that accepts every connection, reads nothing and answers nothing (``silent_server``).
+    ``accepted``: connections so far; ``release()`` closes the open ones (their clients see the connection drop)."""
 
-    def accept() -> None:
-        while not stop.is_set():
+    def __init__(self) -> None:
+        self._srv = socket.create_server(("127.0.0.1", 0))
+        self._srv.settimeout(0.1)
+        self.port: int = self._srv.getsockname()[1]
+        self.accepted = 0
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="silent-server", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
             try:
-                conns.append(srv.accept()[0])
+                conn = self._srv.accept()[0]
             except TimeoutError:
                 continue
             except OSError:
                 return
+            with self._lock:
+                self._conns.append(conn)
+                self.accepted += 1
 
-    thread = threading.Thread(target=accept, name="silent-server", daemon=True)
-    thread.start()
-    try:
-        yield srv.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(5)
+    def release(self) -> None:
+        with self._lock:
+            conns, self._conns = self._conns, []
         for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
             conn.close()
-        srv.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.release()
+        self._srv.close()
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[SilentServer]:
+    server = SilentServer()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 class LineReader:

@@ -46,9 +46,16 @@ def closed_port():
 
 @pytest.fixture
 def blackhole():
-    """Accepts TCP connections and never answers (a hung webhook)."""
-    with silent_server() as port:
-        yield port
+    """Accepts TCP connections and never answers (a hung webhook); yields its port."""
+    with silent_server() as server:
+        yield server.port
+
+
+@pytest.fixture
+def hung_webhook():
+    """A webhook that hangs until the test releases it (tests.support.SilentServer)."""
+    with silent_server() as server:
+        yield server
 
 
 @pytest.fixture
@@ -205,16 +212,31 @@ def test_sms_recipient_that_keeps_failing_does_not_stop_the_next(env, manager_fa
     assert (sms.sent, sms.failed) == (0, 1)
 
 
-def test_hung_channel_does_not_block_the_others(env, smtp_receiver, blackhole, manager_factory):
-    env = dict(env, SLACK_WEBHOOK_URL=f"http://127.0.0.1:{blackhole}/services/x", ALERTS_CHANNEL_TIMEOUT="1.5",
-               ALERTS_CHANNEL_RETRIES="0")
+def test_hung_channel_does_not_block_the_others(env, smtp_receiver, hung_webhook, manager_factory):
+    """Slack hangs for as long as the test says (not racing a timer): email is delivered meanwhile."""
+    env = dict(env, SLACK_WEBHOOK_URL=f"http://127.0.0.1:{hung_webhook.port}/services/x",
+               ALERTS_CHANNEL_TIMEOUT="60", ALERTS_CHANNEL_RETRIES="0")
     m = manager_factory(env, Clock(T0))
     m.on_interval(Signals(0, 0, requests=50, errors=25))  # returns at once: delivery is on the workers
     slack = m.dispatcher.workers["slack"]
     assert (slack.sent, slack.failed) == (0, 0)
+    wait_until(lambda: hung_webhook.accepted, 10, "slack to connect to the hung webhook")
     assert len(smtp_receiver.wait_for(1, timeout=10)) == 1  # email delivered while slack still hangs
     assert (slack.sent, slack.failed) == (0, 0)
-    assert m.dispatcher.wait_idle(10) and slack.failed == 1
+    hung_webhook.release()  # the webhook drops the connection: slack's one attempt fails
+    assert m.dispatcher.wait_idle(10) and (slack.sent, slack.failed) == (0, 1)
+
+
+def test_hung_channel_gives_up_after_its_timeout(env, blackhole, manager_factory, caplog):
+    caplog.set_level(logging.WARNING, logger="otel_wandb.alerts._dispatcher")
+    env = dict(env, SLACK_WEBHOOK_URL=f"http://127.0.0.1:{blackhole}/services/x", ALERTS_CHANNEL_TIMEOUT="0.5",
+               ALERTS_CHANNEL_RETRIES="0")
+    m = manager_factory(env, Clock(T0))
+    m.on_interval(Signals(0, 0, requests=50, errors=25))
+    assert m.dispatcher.wait_idle(10) and m.dispatcher.workers["slack"].failed == 1
+    (failure,) = [r.getMessage() for r in caplog.records if "via slack" in r.getMessage()]
+    seconds = float(failure.split("failed after ")[1].split("s:")[0])
+    assert 0.5 <= seconds < 5 and "Timeout" in failure and failure.endswith("giving up"), failure
 
 
 def test_shutdown_is_bounded_and_idempotent(env, blackhole, manager_factory):

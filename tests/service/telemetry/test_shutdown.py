@@ -25,8 +25,8 @@ SLACK = 3.0  # bounded-time behaviour, not a speed test: the exporters' own time
 @contextlib.contextmanager
 def silent_endpoint() -> Iterator[str]:
     """A TCP server that accepts every connection, reads nothing and answers nothing."""
-    with silent_server() as port:
-        yield f"http://127.0.0.1:{port}"
+    with silent_server() as server:
+        yield f"http://127.0.0.1:{server.port}"
 
 
 @contextlib.contextmanager
