@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 DEMO_OUT ?= demo-output
 export DEMO_OUT
 
-.PHONY: install collector test-deps test demo bench lint run clean
+.PHONY: install collector test-deps test test-fast demo bench lint run clean
 
 $(VENV)/.installed: requirements.lock pyproject.toml exporters/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test-deps:
 
 test: install collector test-deps
 	CI=$${CI:-} bash scripts/pytest.sh
+
+# the fast tests alone: no gunicorn, collector, bridge process, Docker-free image build or Chromium (`make test` runs all)
+test-fast: install
+	bash scripts/pytest.sh -m "not integration"
 
 demo: install
 	-collector/build.sh || echo "collector build failed: the demo runs the in-process topology"

@@ -67,7 +67,7 @@ def scripted_provider() -> Iterator[Callable[[Script], str]]:
     def start(script: Script) -> str:
         server = ThreadingHTTPServer(("127.0.0.1", 0), _ScriptedHandler)
         server.script = script  # type: ignore[attr-defined]
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()  # quick shutdown()
         servers.append(server)
         return f"http://127.0.0.1:{server.server_port}/v1"
 

@@ -219,7 +219,7 @@ class Topology:
             else:
                 if self.healthy(name):
                     return
-            time.sleep(0.3)
+            time.sleep(0.3)  # poll interval (the deadline above bounds the wait)
         raise AssertionError(f"{name}: not {condition} after {timeout}s\n{self.tail(name)}")
 
     def healthy(self, name: str) -> bool:

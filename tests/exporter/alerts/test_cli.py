@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
+
+import pytest
 
 from app.demo.receivers import SmtpReceiver, WebhookReceiver
 from tests.support import ROOT as REPO
 
+
+
+pytestmark = pytest.mark.integration  # `python -m otel_wandb.alerts` in its own process
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:

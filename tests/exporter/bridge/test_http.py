@@ -284,6 +284,7 @@ def test_status_proto_encoding():
     assert _status_proto(16, "x" * 200)[:4] == b"\x08\x10\x12\xc8"
 
 
+@pytest.mark.integration  # `python -m otel_wandb.bridge` in its own process
 def test_cli_refuses_bad_settings_naming_the_variable(tmp_path):
     import os
     import subprocess

@@ -197,6 +197,7 @@ def test_lines_written_just_before_a_rotation_are_not_lost(tmp_path: Path):
     assert "before start" not in seen
 
 
+@pytest.mark.integration  # `python -m otel_wandb.logfiles --follow` in its own process
 def test_follow_tails_new_lines_across_rotation(log_dir: Path):
     env = {**os.environ, "LOG_DIR": str(log_dir), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "otel_wandb.logfiles", "--follow", "--severity", "WARN",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from otel_wandb.report import write_report
 from otel_wandb.runfile import find_runs, read_run
 from otel_wandb.sink import WandbSink
 from tests.support import ROOT
+from tests.support.chromium import chromium_cmd, console_messages
 from otel_wandb.pricing import Price, PriceList
 from otel_wandb.report._svg import SEVERITY_COLORS
 
@@ -238,28 +238,11 @@ def _png_distinct_colors(data: bytes, sample_rows: int = 60) -> int:
     return len(colors)
 
 
-def _chromium() -> str:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    assert exe, "headless Chromium is required: apt-get install -y chromium (the Makefile installs it for CI)"
-    return exe
-
-
-def _chromium_cmd(tmp_path: Path, *extra: str) -> list[str]:
-    return [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-            f"--user-data-dir={tmp_path / 'profile'}", *extra]
-
-
-def console_messages(stderr: str) -> list[str]:
-    """What the page wrote to the browser console (Chromium run with ``--enable-logging=stderr --v=0``): script
-    errors, blocked resources (Content-Security-Policy violations), failed loads."""
-    return [line for line in stderr.splitlines() if ":CONSOLE" in line or "Refused" in line]
-
-
+@pytest.mark.integration  # a real Chromium
 def test_renders_in_headless_chromium(report, tmp_path):
     url = report.resolve().as_uri()
-    dom = subprocess.run(_chromium_cmd(tmp_path, "--virtual-time-budget=3000", "--enable-logging=stderr", "--v=0",
-                                       "--dump-dom", url), capture_output=True, text=True, timeout=120)
+    dom = subprocess.run(chromium_cmd(tmp_path, "--virtual-time-budget=3000", "--enable-logging=stderr", "--v=0",
+                                      "--dump-dom", url), capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert console_messages(dom.stderr) == []
     # the browser parsed the page into SVG elements with the drawn series, bars and alert markers
@@ -268,7 +251,7 @@ def test_renders_in_headless_chromium(report, tmp_path):
     assert len(re.findall(r"<rect[^>]+class=\"bar\"", dom.stdout)) >= 1
     assert len(re.findall(r"<circle[^>]+class=\"event\"", dom.stdout)) == 3
     png = tmp_path / "shot.png"
-    shot = subprocess.run(_chromium_cmd(tmp_path, f"--screenshot={png}", "--window-size=1280,2400",
+    shot = subprocess.run(chromium_cmd(tmp_path, f"--screenshot={png}", "--window-size=1280,2400",
                                         "--hide-scrollbars", url), capture_output=True, text=True, timeout=120)
     assert shot.returncode == 0 and png.exists(), shot.stderr[-2000:]
     data = png.read_bytes()
@@ -284,6 +267,10 @@ def test_cli_writes_the_report_and_rejects_bad_sources(offline_run, tmp_path, ca
     assert 'data-total="requests"' in out.read_text()
     assert report_main([str(tmp_path / "missing"), "-o", str(out)]) == 2
     assert "not a W&B run" in capsys.readouterr().err
+
+
+@pytest.mark.integration  # the command line in its own process
+def test_publishing_the_dashboard_needs_an_api_key():
     res = subprocess.run([sys.executable, "-m", "otel_wandb.report", "--publish-dashboard"], capture_output=True,
                          text=True, env={k: v for k, v in os.environ.items() if k != "WANDB_API_KEY"}, timeout=60,
                          cwd=ROOT)

@@ -16,7 +16,8 @@ import pytest
 from otel_wandb.logfiles._files import Entry, to_line
 from otel_wandb.report import from_logs, render, resolve, write_report
 from otel_wandb.report._svg import SEVERITY_COLORS
-from tests.exporter.report.test_html import _chromium_cmd, console_messages, parse
+from tests.exporter.report.test_html import parse
+from tests.support.chromium import chromium_cmd, console_messages
 
 T0 = 1_796_000_000 * 10**9
 S = 10**9
@@ -315,10 +316,11 @@ def test_report_from_plain_application_logs_says_what_is_missing(tmp_path: Path)
     assert charts(html)["error_groups"] == 1 and "db timeout after &lt;num&gt; ms" in html
 
 
+@pytest.mark.integration  # a real Chromium
 def test_logs_report_renders_in_headless_chromium_without_console_errors(known, tmp_path):
     d, _ = known
     page = d.parent / "report-logs.html"
-    res = subprocess.run(_chromium_cmd(tmp_path, "--virtual-time-budget=3000", "--enable-logging=stderr", "--v=0",
+    res = subprocess.run(chromium_cmd(tmp_path, "--virtual-time-budget=3000", "--enable-logging=stderr", "--v=0",
                                        "--dump-dom", page.resolve().as_uri()),
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from otel_wandb.report import _svg as svg
-from tests.exporter.report.test_html import _chromium_cmd
+from tests.support.chromium import chromium_cmd
 
 
 @pytest.mark.parametrize("vmax", [0.00187, 0.0008, 0.0025, 0.9, 1.0, 7.3, 42, 62.5, 188, 250, 1250, 3750, 4900,
@@ -80,13 +80,14 @@ document.getElementById("result").textContent = JSON.stringify(out);
 </script>"""
 
 
+@pytest.mark.integration  # a real Chromium
 def test_tick_labels_are_neither_clipped_nor_touch_the_unit_label_in_chromium(tmp_path):
     charts = "".join(svg.line_chart(cid, cid, [0.0, 10.0, 20.0, 30.0][:len(vals)], {"s": vals}, unit, axis=axis)
                      for cid, (vals, unit, axis) in CASES.items())
     page = tmp_path / "ticks.html"
     page.write_text(f'<!doctype html><html><body style="margin:0">{charts}<pre id="result"></pre>{MEASURE}'
                     "</body></html>")
-    dom = subprocess.run(_chromium_cmd(tmp_path, "--virtual-time-budget=3000", "--dump-dom", page.as_uri()),
+    dom = subprocess.run(chromium_cmd(tmp_path, "--virtual-time-budget=3000", "--dump-dom", page.as_uri()),
                          capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     found = re.search(r'<pre id="result">(.*?)</pre>', dom.stdout, re.S)

@@ -187,6 +187,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.integration  # a real `opentelemetry-instrument python` process writing an offline run
 def test_opentelemetry_instrument_entry_points_produce_a_run(tmp_path):
     script = tmp_path / "job.py"
     script.write_text(SCRIPT)

@@ -115,10 +115,14 @@ def test_truncated_tail_is_caught_against_the_audit_log(engine):
     assert not verdict.ok and verdict.broken_seq == 4 and "missing" in verdict.message
 
 
-def test_cli_ok_and_config_errors(engine, db_url, tmp_path, monkeypatch, capsys):
+@pytest.mark.integration  # the command line in its own process
+def test_cli_ok(engine, db_url):
     fill(engine, 3)
     res = cli("verify", env={"DATABASE_URL": db_url})  # the real command line, once
     assert res.returncode == 0 and res.stdout.startswith("OK: 3 records") and "head seq 3" in res.stdout
+
+
+def test_cli_config_errors(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("DATABASE_URL", raising=False)
     assert main(["verify"]) == 2
     assert "DATABASE_URL" in capsys.readouterr().err

@@ -41,6 +41,7 @@ def run_demo(out: Path, topology: str, requests: int = 40, cwd: Path = REPO,
                           timeout=240)
 
 
+@pytest.mark.integration  # python -m app.demo: the local LLM, gunicorn, the collector and the bridge
 @pytest.mark.parametrize("topology", ["inprocess", "collector"])
 def test_demo_end_to_end(tmp_path, topology):
     out, cwd = tmp_path / "demo-out", tmp_path / "cwd"
@@ -89,6 +90,7 @@ def test_demo_end_to_end(tmp_path, topology):
     assert CANARY.encode() in b"".join(p.read_bytes() for p in (out / "db").iterdir())
 
 
+@pytest.mark.integration  # python -m app.demo
 def test_a_failing_phase_fails_the_demo_loudly(tmp_path):
     """The service refuses a bad setting: the demo stops everything, says why and exits 1 (no hang, no traceback
     of its own)."""

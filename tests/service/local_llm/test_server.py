@@ -181,6 +181,7 @@ def test_latency_injection():
         running.shutdown()
 
 
+@pytest.mark.integration  # `python -m app.local_llm` in its own process
 def test_cli_announces_port(tmp_path):
     port_file = tmp_path / "port"
     env = dict(os.environ, LOCAL_LLM_SEED="7")

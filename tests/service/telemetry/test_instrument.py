@@ -15,6 +15,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+import pytest
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, InMemoryLogRecordExporter
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -64,6 +65,7 @@ def _run(tmp_path: Path, canary: str, **extra: str) -> subprocess.CompletedProce
                           timeout=120)
 
 
+@pytest.mark.integration  # the app in a real `opentelemetry-instrument python` process
 def test_opentelemetry_instrument_exports_through_the_privacy_filter(tmp_path):
     canary = "cnry" + secrets.token_hex(8)
     proc = _run(tmp_path, canary)

@@ -95,7 +95,7 @@ class _Sink(BaseHTTPRequestHandler):
 @pytest.fixture
 def sink():
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()  # quick shutdown()
     yield f"http://127.0.0.1:{srv.server_address[1]}/v1/traces"
     srv.shutdown()
     srv.server_close()
