@@ -28,7 +28,7 @@ from app.local_llm import Faults, Running, serve_in_thread
 from app.models import Entry, User
 from tests.support import TEST_SECRET
 
-pytest_plugins = ["tests.support.telemetry"]
+pytest_plugins = ["tests.support.telemetry", "tests.support.collector"]  # their fixtures, everywhere
 
 
 

@@ -36,6 +36,19 @@ def messages(caplog, needle: str) -> list[str]:
     return [m for m in caplog.messages if needle in m]
 
 
+def failing_once(method, error: Exception):
+    """``method`` that raises ``error`` on its first call only; the calls that failed are in ``.failures``."""
+
+    def call(*args, **kwargs):
+        if not call.failures:
+            call.failures.append((args, kwargs))
+            raise error
+        return method(*args, **kwargs)
+
+    call.failures = []
+    return call
+
+
 def test_init_that_hangs_then_times_out_turns_exports_into_failure_without_raising(caplog):
     """wandb.init against an unreachable server blocks until its init timeout, then raises: while it hangs the
     records are taken (SUCCESS); once it has failed every export is FAILURE, and nothing ever raises."""
@@ -67,15 +80,7 @@ def test_init_that_hangs_then_times_out_turns_exports_into_failure_without_raisi
 
 def test_failing_log_loses_that_interval_only_and_the_next_one_is_written(caplog):
     run = RecorderRun()
-    real_log, failures = run.log, []
-
-    def log_once_broken(*args, **kwargs):
-        if not failures:
-            failures.append(args)
-            raise ConnectionResetError("wandb service connection lost")
-        real_log(*args, **kwargs)
-
-    run.log = log_once_broken
+    run.log = failing_once(run.log, ConnectionResetError("wandb service connection lost"))
     p = Pipeline(WandbSink(run=run), interval_s=3600)
     exporter = WandbSpanExporter(pipeline=p)
     with caplog.at_level(logging.WARNING, logger=SINK_LOGGER):
@@ -86,7 +91,7 @@ def test_failing_log_loses_that_interval_only_and_the_next_one_is_written(caplog
         p.add_spans([span(2)])
         assert p.force_flush(5), "the next interval is written"
         assert exporter.export([sdk_span()]) is SpanExportResult.SUCCESS, "and the exporter recovers"
-    assert len(failures) == 1
+    assert len(run.log.failures) == 1
     assert messages(caplog, "W&B log failed: ConnectionResetError: wandb service connection lost") != []
     (row,) = run.logged  # the failed interval is lost, its totals are not
     assert row["http/requests"] == 1 and row["http/requests_total"] == 2
@@ -95,21 +100,13 @@ def test_failing_log_loses_that_interval_only_and_the_next_one_is_written(caplog
 
 def test_failing_alert_is_false_and_logged_and_the_next_one_goes_out(caplog):
     run = RecorderRun()
-    real_alert, failures = run.alert, []
-
-    def alert_once_broken(*args, **kwargs):
-        if not failures:
-            failures.append(kwargs)
-            raise RuntimeError("alert rejected")
-        real_alert(*args, **kwargs)
-
-    run.alert = alert_once_broken
+    run.alert = failing_once(run.alert, RuntimeError("alert rejected"))
     sink = WandbSink(run=run)
     with caplog.at_level(logging.WARNING, logger=SINK_LOGGER):
         assert sink.alert("first", "text", level="ERROR") is False
         assert sink.alert("second", "text", level="ERROR") is True
     assert messages(caplog, "W&B alert failed: RuntimeError: alert rejected") != []
-    assert [a["title"] for a in run.alerts] == ["second"]
+    assert [a["title"] for a in run.alerts] == ["second"] and len(run.alert.failures) == 1
 
 
 def test_failing_finish_is_reported_not_raised(caplog):

@@ -1,6 +1,8 @@
-"""Fixtures and helpers for the collector and bridge tests: OTLP payload builders, an HTTP poster, a reader for the
-collector's file-exporter output, and in-process bridges feeding the real ``Pipeline`` (``TappedPipeline``). Process control lives in app.demo.topology
-(importable by the demo and the benchmarks too)."""
+"""Pytest plugin (registered by tests/conftest.py) and helpers for the collector and bridge tests.
+
+Fixtures: ``collector_bin``, ``start_collector``, ``pipeline`` (a ``TappedPipeline``: the real ``Pipeline``),
+``make_bridge`` (an in-process bridge feeding it). Helpers: OTLP payload builders, an HTTP poster, readers of the
+collector's file-exporter output. Process control lives in app.demo.topology (the demo and benchmarks use it too)."""
 
 from __future__ import annotations
 
@@ -261,26 +263,22 @@ class TappedPipeline(Pipeline):
         self.metrics: list[Any] = []
         self.logs: list[Any] = []
 
-    def add_spans(self, spans: Any) -> int | None:
-        spans = list(spans)
-        rejected = super().add_spans(spans)
+    @staticmethod
+    def _tap(add: Callable[[list[Any]], int | None], kept: list[Any], records: Any) -> int | None:
+        records = list(records)
+        rejected = add(records)
         if rejected is not None:
-            self.spans.extend(spans)
+            kept.extend(records)
         return rejected
+
+    def add_spans(self, spans: Any) -> int | None:
+        return self._tap(super().add_spans, self.spans, spans)
 
     def add_metrics(self, points: Any) -> int | None:
-        points = list(points)
-        rejected = super().add_metrics(points)
-        if rejected is not None:
-            self.metrics.extend(points)
-        return rejected
+        return self._tap(super().add_metrics, self.metrics, points)
 
     def add_logs(self, logs: Any) -> int | None:
-        logs = list(logs)
-        rejected = super().add_logs(logs)
-        if rejected is not None:
-            self.logs.extend(logs)
-        return rejected
+        return self._tap(super().add_logs, self.logs, logs)
 
 
 @pytest.fixture

@@ -11,9 +11,7 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from tests.support.collector import (  # noqa: F401 - fixtures
-    PROTO, get_json, logs_request, make_bridge, metrics_request, pipeline, post, spans_request,
-)
+from tests.support.collector import PROTO, get_json, logs_request, metrics_request, post, spans_request
 from otel_wandb.bridge._server import _status_proto
 from otel_wandb.config import BridgeConfig, ConfigError
 from otel_wandb.config import bridge_log_level as log_level

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.collector import (  # noqa: F401 - fixtures
-    collector_bin, logs_request, metrics_request, post, spans_request, start_collector,
-)
+from tests.support.collector import logs_request, metrics_request, post, spans_request
 from tests.support import wait_until
 from otel_wandb.runfile import find_runs, read_run, wait_complete
 from app.demo.topology import start_bridge

@@ -6,15 +6,14 @@ import os
 import subprocess
 from collections import Counter
 
+import pytest
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogExporter
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
-from tests.support.collector import (  # noqa: F401 - fixtures
-    collector_bin, file_set, logs_request, post, read_log_records, start_collector,
-)
+from tests.support.collector import file_set, logs_request, post, read_log_records
 from tests.support import wait_until
 from app.demo.topology import COLLECTOR_CONFIG
 
@@ -35,6 +34,7 @@ def test_config_validates_with_defaults_and_overrides(collector_bin):
     assert bad.returncode != 0 and "max_megabytes" in bad.stderr
 
 
+@pytest.mark.timeout(1200)  # a changed manifest rebuilds the collector (up to 900 s)
 def test_build_script_reuses_the_binary_while_the_manifest_is_unchanged(collector_bin):
     from app.demo.topology import BUILD_SCRIPT
 

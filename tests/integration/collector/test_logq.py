@@ -14,7 +14,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from tests.support import wait_until
-from tests.support.collector import collector_bin, logs_request, post, read_log_records, start_collector  # noqa: F401
+from tests.support.collector import logs_request, post, read_log_records
 from otel_wandb import logfiles as logq
 from otel_wandb.logfiles._files import stream_files
 

@@ -13,9 +13,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
-from tests.support.collector import (  # noqa: F401 - fixtures
-    ALLOWED_NEIGHBOURS, BACKEND_CONFIG, FORBIDDEN_KEYS, collector_bin, count_in_file, logs_request, make_bridge,
-    metrics_request, pipeline, post, read_log_records, set_attributes, spans_request, start_collector,
+from tests.support.collector import (
+    ALLOWED_NEIGHBOURS, BACKEND_CONFIG, FORBIDDEN_KEYS, count_in_file, logs_request, metrics_request, post,
+    read_log_records, set_attributes, spans_request,
 )
 from tests.support import free_port, wait_until
 from otel_wandb.bridge._decode import FORBIDDEN_KEY_PATTERN

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from tests.support import ROOT
 
+pytestmark = pytest.mark.timeout(900)  # a fresh virtualenv from the lock: up to 600 s for the install on a cold cache
+
 UV = ROOT / ".venv" / "bin" / "uv"
 BUILD_COMMANDS = (  # verbatim in the Dockerfile's build stage (checked below), with /opt/venv -> the test's venv
     "uv pip install --python /opt/venv/bin/python --no-sources --constraint requirements.lock ./exporters .",
