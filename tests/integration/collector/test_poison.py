@@ -8,7 +8,7 @@ import pytest
 from app.demo.topology import start_bridge
 from otel_wandb.runfile import find_runs, read_run
 from tests.support import wait_until
-from tests.support.collector import collector_bin, post, spans_request, start_collector  # noqa: F401 - fixtures
+from tests.support.collector import post, spans_request
 from tests.support.otlp import nested_value
 
 pytestmark = pytest.mark.integration
