@@ -12,6 +12,10 @@ BatchLogRecordProcessor per ``OTEL_LOGS_EXPORTER`` entry. Nothing of ours would 
 
 There is no public API for either (the processors are tuples inside the providers); if the SDK's internals change
 shape, ``secure()`` returns False after logging an ERROR, and app/telemetry/ then refuses to instrument.
+
+What such a processor still holds (spans ended before we were called) must not leave unfiltered either: shutting a
+batch processor down FLUSHES its queue to its exporter. ``discard()`` first points every exporter it can reach at
+a sink that drops everything, then shuts the processor down.
 """
 from __future__ import annotations
 
@@ -42,6 +46,51 @@ def _wrap_span_processor(proc: Any, policy: Policy) -> bool:
     return False
 
 
+class _Drop:
+    """An exporter (spans or log records) that exports nothing: where unfiltered data would otherwise go."""
+
+    def export(self, *args: Any, **kwargs: Any) -> Any:
+        return _SUCCESS
+
+    def force_flush(self, *args: Any, **kwargs: Any) -> bool:
+        return True
+
+    def shutdown(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class _Success:  # both SpanExportResult.SUCCESS and LogRecordExportResult.SUCCESS are enum members named SUCCESS
+    name = "SUCCESS"
+
+
+_SUCCESS = _Success()
+
+
+def _drop_exports(proc: Any) -> None:
+    """Point ``proc``'s exporter (batch or simple, spans or logs) at ``_Drop``, where it can be reached."""
+    inner = getattr(proc, "_batch_processor", None)
+    if inner is not None and hasattr(inner, "_exporter"):
+        inner._exporter = _Drop()  # noqa: SLF001
+    for attr in ("span_exporter", "_exporter"):
+        if hasattr(proc, attr):
+            setattr(proc, attr, _Drop())
+
+
+def discard(provider: Any) -> None:
+    """Shut ``provider`` down WITHOUT exporting what its processors hold (see the module docstring)."""
+    for multi_attr, list_attr in (("_active_span_processor", "_span_processors"),
+                                  ("_multi_log_record_processor", "_log_record_processors")):
+        for proc in getattr(getattr(provider, multi_attr, None), list_attr, None) or ():
+            try:
+                _drop_exports(proc)
+            except Exception:  # noqa: BLE001 - best effort; the shutdown below still runs
+                logger.debug("could not detach the exporter of %s", type(proc).__name__, exc_info=True)
+    try:
+        provider.shutdown()
+    except Exception:  # noqa: BLE001
+        logger.debug("shutdown of %s failed", type(provider).__name__, exc_info=True)
+
+
 def secure_tracer_provider(provider: Any, policy: Policy) -> bool:
     multi = getattr(provider, "_active_span_processor", None)
     procs = getattr(multi, "_span_processors", None)
@@ -55,7 +104,12 @@ def secure_tracer_provider(provider: Any, policy: Policy) -> bool:
             keep.append(proc)
         else:
             logger.error("telemetry: span processor %s removed: its exporter cannot be wrapped in the privacy "
-                         "filter", type(proc).__name__)
+                         "filter (what it held is dropped)", type(proc).__name__)
+            _drop_exports(proc)
+            try:
+                proc.shutdown()
+            except Exception:  # noqa: BLE001 - telemetry must never stop the app
+                logger.debug("shutdown of %s failed", type(proc).__name__, exc_info=True)
     lock = getattr(multi, "_lock", None)
     if lock is not None:
         with lock:

@@ -142,12 +142,11 @@ def configure(*, span_exporters: Sequence[Any] = (), metric_readers: Sequence[An
                           meter_provider=metrics.get_meter_provider(), logger_provider=_logs.get_logger_provider(),
                           policy=policy, disabled_instrumentations=disabled)
             if not telemetry_adopt.secure(existing, state.logger_provider, policy):
-                # no filter, no export: privacy is a hard invariant (stopping the providers drops what they hold)
+                # no filter, no export: privacy is a hard invariant (what the providers hold is dropped, not flushed)
                 logger.error("telemetry: the existing providers could not be given the privacy filter; shutting "
                              "them down, serving without telemetry")
                 for p in (existing, state.logger_provider):
-                    with contextlib.suppress(Exception):
-                        p.shutdown()
+                    telemetry_adopt.discard(p)
                 _STATE = State(disabled=True, owned=False)
                 return _STATE
             if not any(isinstance(p, AiContextSpanProcessor)

@@ -81,3 +81,31 @@ def test_providers_that_cannot_take_the_filter_are_shut_down_and_nothing_is_expo
     assert client.get("/api/entries", headers={"Authorization": f"Bearer {canary}"}).status_code == 401
     assert spans.get_finished_spans() == () and logs.get_finished_logs() == ()
     assert canary not in out.getvalue()
+
+
+def test_what_the_refused_providers_still_hold_is_dropped_not_flushed_unfiltered(telemetry_env):
+    """Shutting a batch processor down flushes its queue to its exporter: a span (and a log record) ended before
+    ``configure`` and still queued would leave unfiltered. They are dropped instead."""
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    telemetry.shutdown(1.0)
+    reset_globals()
+    spans, logs = InMemorySpanExporter(), InMemoryLogRecordExporter()
+    tp, lp = TracerProvider(), LoggerProvider()
+    tp.add_span_processor(BatchSpanProcessor(spans, schedule_delay_millis=60_000))
+    lp.add_log_record_processor(BatchLogRecordProcessor(logs, schedule_delay_millis=60_000))
+    trace.set_tracer_provider(tp)
+    _logs.set_logger_provider(lp)
+    secret = "Bearer SECRET-" + secrets.token_hex(8)
+    with tp.get_tracer("early").start_as_current_span("early", attributes={"http.request.header.authorization": secret}):
+        pass
+    lp.get_logger("early").emit(body=f"token {secret}")
+    try:
+        _unknown_span_shape(tp, lp)
+        state = telemetry.configure(stdout=io.StringIO())
+        assert state.disabled
+        assert spans.get_finished_spans() == () and logs.get_finished_logs() == ()
+    finally:
+        telemetry.shutdown(1.0)
+        reset_globals()
