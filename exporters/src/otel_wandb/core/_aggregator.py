@@ -124,7 +124,6 @@ class Aggregator:
         self.span_metrics = SpanMetricsSection(self._capped, status_class)
         self.metrics.watch.add(self.cfg.cost_metric)
         self.from_span_metrics = self.cfg.request_source == "span_metrics"  # else spans (until one arrives: auto)
-        self._has_source = self.from_span_metrics  # server/GenAI spans or span_metrics seen: duplicates not written
         self._rng = random.Random(0x5EED)
         self._random = self._rng.random
         self._reset()
@@ -181,9 +180,7 @@ class Aggregator:
                 attrs = s.attributes
                 if s.kind == r.SERVER:
                     self._server(s, attrs)
-                    self._has_source = True
                 elif "gen_ai.operation.name" in attrs or "gen_ai.request.model" in attrs:
-                    self._has_source = True
                     if not self.from_span_metrics:
                         self.ai.add(s, attrs)
                 if s.exceptions:
@@ -303,10 +300,10 @@ class Aggregator:
 
     def _request_view(self, p: r.MetricPoint) -> None:
         """A metric view of the requests http/* and ai/* hold: span_metrics feed them (the first one makes them the
-        source, in "auto"); the others are duplicates, written as metrics only while nothing else is a source."""
+        source, in "auto"); the others are duplicates of the sections and are not written (one source of truth)."""
         if is_span_metric(p.name) and self.cfg.request_source != "spans":
             if not self.from_span_metrics:
-                self.from_span_metrics = self._has_source = True
+                self.from_span_metrics = True
                 self._warn(logger, "span_metrics points arrive: http/* and ai/* now count every request from them "
                            "(spans keep making the error tables and slowest traces)")
             h = self.metrics.hist_delta(p)
@@ -316,9 +313,6 @@ class Aggregator:
             h = self.metrics.hist_delta(p)
             if h is not None:
                 self.span_metrics.add_tokens(p, h)
-        elif not self._has_source:
-            for reason in self.metrics.add([p]):
-                self.reject("metric_points", reason)
 
     def add_logs(self, logs: Iterable[r.LogRecord]) -> int:
         """Aggregate log records; returns how many were rejected (counted by reason)."""

@@ -16,8 +16,8 @@ merged exponential histograms. The row keys are the span-derived section's, so t
 alert rules do not change with the topology. One source of truth: while this section is the source, spans still
 make the error tables, error groups and slowest traces (every error trace is sampled), never the counts; and the
 duplicate views of the same requests (``http.server.request.duration``, ``gen_ai.client.operation.duration``,
-the ``*.calls`` sums and the token histogram) are not written as metric keys in any topology that has another
-source for them.
+the ``*.calls`` sums and the token histogram) are never written as metric keys: http/* and ai/* are the one place
+requests and AI calls are counted, whatever the topology (export traces to have them).
 """
 
 from __future__ import annotations
