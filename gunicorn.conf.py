@@ -25,7 +25,9 @@ _env = environ()
 
 try:
     # Cloud platforms (ECS, Cloud Run, Heroku-style hosts) hand the port in PORT.
-    bind = [f"{env_str(_env, 'GUNICORN_BIND_HOST', '0.0.0.0')}:{env_number(_env, 'PORT', 8000, lo=0, hi=65535, kind=int)}"]
+    bind = [
+        f"{env_str(_env, 'GUNICORN_BIND_HOST', '0.0.0.0')}:{env_number(_env, 'PORT', 8000, lo=0, hi=65535, kind=int)}"
+    ]
     # gunicorn's own default already honours WEB_CONCURRENCY; restated so the default here is 2, not 1.
     workers = env_number(_env, "WEB_CONCURRENCY", 2, lo=1, hi=256, kind=int)
     threads = env_number(_env, "GUNICORN_THREADS", 1, lo=1, hi=256, kind=int)

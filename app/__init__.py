@@ -8,9 +8,11 @@ URL SQLAlchemy cannot use or a database that cannot be opened raise :class:`app.
 variable.
 
 The package itself imports nothing: ``create_app`` is loaded on first use (PEP 562), so a light module of it
-(``app.telemetry.logjson``, which gunicorn's master uses for its JSON lines) can be imported without Flask, SQLAlchemy, the
+(``app.telemetry.logjson``, which gunicorn's master uses for its JSON lines) can be imported without Flask,
+SQLAlchemy, the
 OpenTelemetry SDK or the app's import-time setup.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -3,6 +3,7 @@
 On success ``g.user_id`` and ``g.pseudo_id`` are set and the request span gets ``enduser.pseudo.id`` (never the
 raw id). A failure is audited and answered 401 with ``WWW-Authenticate: Bearer``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,8 +42,7 @@ def bind_user(user_id: int) -> str:
 
 def _reject(reason: str) -> ApiError:
     # the route template, never the raw path (client-controlled text)
-    audit("auth.failed", actor=ANONYMOUS, target=f"{request.method} {request.url_rule or 'unmatched'}",
-          outcome=FAILURE)
+    audit("auth.failed", actor=ANONYMOUS, target=f"{request.method} {request.url_rule or 'unmatched'}", outcome=FAILURE)
     return ApiError(401, "unauthorized", reason, headers={"WWW-Authenticate": 'Bearer realm="ai-diary"'})
 
 

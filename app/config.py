@@ -12,6 +12,7 @@ One parser and one error type for the whole repository (``otel_wandb.config``): 
 service that read ``os.environ``; the telemetry package writes the SDK's defaults into it (that is how the SDK is
 configured), nothing else does.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -61,10 +62,15 @@ RATIO_SAMPLERS = ("traceidratio", "parentbased_traceidratio")
 # (variable, smallest accepted value, integer?) -- as the SDK parses them: int() for the batch processors,
 # float() for the metric reader (milliseconds) and the OTLP exporters (seconds)
 _SDK_NUMBERS: tuple[tuple[str, int, bool], ...] = (
-    *((f"OTEL_{p}_{n}", 0 if n == "EXPORT_TIMEOUT" else 1, True) for p in ("BSP", "BLRP")
-      for n in ("SCHEDULE_DELAY", "EXPORT_TIMEOUT", "MAX_QUEUE_SIZE", "MAX_EXPORT_BATCH_SIZE")),
-    ("OTEL_METRIC_EXPORT_INTERVAL", 1, False), ("OTEL_METRIC_EXPORT_TIMEOUT", 0, False),
-    ("OTEL_EXPORTER_OTLP_TIMEOUT", 0, False), *((f"OTEL_EXPORTER_OTLP_{s.upper()}_TIMEOUT", 0, False) for s in SIGNALS),
+    *(
+        (f"OTEL_{p}_{n}", 0 if n == "EXPORT_TIMEOUT" else 1, True)
+        for p in ("BSP", "BLRP")
+        for n in ("SCHEDULE_DELAY", "EXPORT_TIMEOUT", "MAX_QUEUE_SIZE", "MAX_EXPORT_BATCH_SIZE")
+    ),
+    ("OTEL_METRIC_EXPORT_INTERVAL", 1, False),
+    ("OTEL_METRIC_EXPORT_TIMEOUT", 0, False),
+    ("OTEL_EXPORTER_OTLP_TIMEOUT", 0, False),
+    *((f"OTEL_EXPORTER_OTLP_{s.upper()}_TIMEOUT", 0, False) for s in SIGNALS),
 )
 
 
@@ -73,37 +79,53 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True, env_ignore_empty=True)
 
     DATABASE_URL: str | None = Field(
-        None, description="Any SQLAlchemy URL. Default: a SQLite file ai-diary.sqlite3 in the Flask instance folder.")
+        None, description="Any SQLAlchemy URL. Default: a SQLite file ai-diary.sqlite3 in the Flask instance folder."
+    )
     OPENAI_BASE_URL: str | None = Field(
-        None, description="Base URL of an OpenAI-compatible API (e.g. http://127.0.0.1:8001/v1). Default: OpenAI.")
+        None, description="Base URL of an OpenAI-compatible API (e.g. http://127.0.0.1:8001/v1). Default: OpenAI."
+    )
     OPENAI_API_KEY: SecretStr | None = Field(
-        None, description="API key for OPENAI_BASE_URL. Required when OPENAI_BASE_URL is unset (api.openai.com).")
+        None, description="API key for OPENAI_BASE_URL. Required when OPENAI_BASE_URL is unset (api.openai.com)."
+    )
     OPENAI_TIMEOUT: float = Field(
-        30.0, gt=0, le=600, description="Seconds before one LLM request times out (the API answers 504).")
+        30.0, gt=0, le=600, description="Seconds before one LLM request times out (the API answers 504)."
+    )
     OPENAI_MAX_RETRIES: int = Field(
-        2, ge=0, le=10, description="Retries of an LLM request on connection errors, 408/409/429 and 5xx.")
+        2, ge=0, le=10, description="Retries of an LLM request on connection errors, 408/409/429 and 5xx."
+    )
     AI_MODEL_DEFAULT: str = Field("gpt-4o-mini", min_length=1, description="Model used by every AI feature.")
     AI_MODEL_SUMMARIZE: str | None = Field(None, description="Model for 'summarize'. Default: AI_MODEL_DEFAULT.")
     AI_MODEL_REFLECT: str | None = Field(None, description="Model for 'reflect'. Default: AI_MODEL_DEFAULT.")
     AI_MODEL_MOOD: str | None = Field(None, description="Model for 'mood'. Default: AI_MODEL_DEFAULT.")
     AI_MAX_OUTPUT_TOKENS: int = Field(400, ge=1, le=16384, description="max_completion_tokens of one AI call.")
     PRICING_FILE: str | None = Field(
-        None, description="JSON price list (USD per 1M tokens per model). Default: exporters/src/otel_wandb/pricing.json.")
+        None,
+        description="JSON price list (USD per 1M tokens per model). Default: exporters/src/otel_wandb/pricing.json.",
+    )
     PSEUDONYM_SECRET: SecretStr | None = Field(
-        None, description="HMAC key that pseudonymizes user ids in telemetry. Required when DEPLOYMENT_ENVIRONMENT "
-                          "is production. Default elsewhere: a generated secret kept in the instance folder "
-                          "(development only; a warning is logged at every start).")
+        None,
+        description="HMAC key that pseudonymizes user ids in telemetry. Required when DEPLOYMENT_ENVIRONMENT "
+        "is production. Default elsewhere: a generated secret kept in the instance folder "
+        "(development only; a warning is logged at every start).",
+    )
     MAX_CONTENT_LENGTH: int = Field(
-        256 * 1024, ge=1024, description="Largest accepted request body in bytes (larger: 413).")
+        256 * 1024, ge=1024, description="Largest accepted request body in bytes (larger: 413)."
+    )
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
-        "INFO", description="Level of the application loggers.")
+        "INFO", description="Level of the application loggers."
+    )
     APP_VERSION: str = Field("0.1.0", description="Version reported in the OpenAPI document and telemetry.")
     DEPLOYMENT_ENVIRONMENT: str = Field(
-        "development", description="deployment.environment.name of the telemetry resource (e.g. production).")
+        "development", description="deployment.environment.name of the telemetry resource (e.g. production)."
+    )
     TRUSTED_PROXY_COUNT: int = Field(
-        0, ge=0, le=10, description="Proxies in front of the app that append to X-Forwarded-For (1 behind one load "
-                                    "balancer): the client address of audit records and spans is then taken that "
-                                    "many hops back in X-Forwarded-For. 0 = the socket peer (no trusted proxy).")
+        0,
+        ge=0,
+        le=10,
+        description="Proxies in front of the app that append to X-Forwarded-For (1 behind one load "
+        "balancer): the client address of audit records and spans is then taken that "
+        "many hops back in X-Forwarded-For. 0 = the socket peer (no trusted proxy).",
+    )
 
     @field_validator("OPENAI_BASE_URL")
     @classmethod
@@ -118,8 +140,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _production_secrets(self) -> Settings:
         if self.DEPLOYMENT_ENVIRONMENT.lower() == PRODUCTION and self.PSEUDONYM_SECRET is None:
-            raise ValueError("PSEUDONYM_SECRET is required when DEPLOYMENT_ENVIRONMENT is production (the generated "
-                             "development key would differ per instance); set it, e.g. openssl rand -hex 32")
+            raise ValueError(
+                "PSEUDONYM_SECRET is required when DEPLOYMENT_ENVIRONMENT is production (the generated "
+                "development key would differ per instance); set it, e.g. openssl rand -hex 32"
+            )
         return self
 
     @field_validator("LOG_LEVEL", mode="before")
@@ -153,24 +177,34 @@ class TelemetrySettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TelemetrySettings:
         env = environ() if env is None else env
-        base = {"log_level": env_str(env, LOG_LEVEL) or None, "service_name": env_str(env, OTEL_SERVICE_NAME) or None,
-                "app_version": env_str(env, APP_VERSION) or None,
-                "environment": env_str(env, DEPLOYMENT_ENVIRONMENT) or None}
+        base = {
+            "log_level": env_str(env, LOG_LEVEL) or None,
+            "service_name": env_str(env, OTEL_SERVICE_NAME) or None,
+            "app_version": env_str(env, APP_VERSION) or None,
+            "environment": env_str(env, DEPLOYMENT_ENVIRONMENT) or None,
+        }
         if env_flag(env, OTEL_SDK_DISABLED):
             return cls(sdk_disabled=True, **base)
         _validate_sdk_values(env)
         switch_ms = env_number(env, AI_DIARY_GIL_SWITCH_INTERVAL_MS, 0.0, lo=0.05, hi=100)
         return cls(
             **base,
-            exporters={s: env_str(env, EXPORTER_VARIABLE[s]) or (
-                "otlp" if env_str(env, ENDPOINT_VARIABLE[s]) or env_str(env, OTEL_EXPORTER_OTLP_ENDPOINT) else "none")
-                for s in SIGNALS},
+            exporters={
+                s: env_str(env, EXPORTER_VARIABLE[s])
+                or (
+                    "otlp"
+                    if env_str(env, ENDPOINT_VARIABLE[s]) or env_str(env, OTEL_EXPORTER_OTLP_ENDPOINT)
+                    else "none"
+                )
+                for s in SIGNALS
+            },
             sampler=env_str(env, OTEL_TRACES_SAMPLER).lower(),
             fast_otlp=env_flag(env, AI_DIARY_FAST_OTLP, True),
             capture_genai_content=env_flag(env, AI_DIARY_CAPTURE_GENAI_CONTENT),
             switch_interval_s=switch_ms / 1000.0 if switch_ms else None,
             disabled_instrumentations=frozenset(
-                n.strip().lower() for n in env_str(env, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS).split(",") if n.strip()),
+                n.strip().lower() for n in env_str(env, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS).split(",") if n.strip()
+            ),
             histogram=env_choice(env, ENV_HIST, BASE2, (BASE2, EXPLICIT)),
             declarative_config=bool(env_str(env, OTEL_CONFIG_FILE)),
         )
@@ -188,8 +222,10 @@ def sampler_names() -> set[str]:
 
 def _validate_sdk_values(env: Mapping[str, str]) -> None:
     """The values the SDK would only warn about; unset or blank means the SDK's default."""
-    numbers = {name: env_number(env, name, 0, lo=minimum, kind=int if integer else float)
-               for name, minimum, integer in _SDK_NUMBERS}
+    numbers = {
+        name: env_number(env, name, 0, lo=minimum, kind=int if integer else float)
+        for name, minimum, integer in _SDK_NUMBERS
+    }
     for prefix in ("OTEL_BSP", "OTEL_BLRP"):
         queue = numbers[f"{prefix}_MAX_QUEUE_SIZE"] or 2048
         batch = numbers[f"{prefix}_MAX_EXPORT_BATCH_SIZE"]

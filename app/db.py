@@ -4,6 +4,7 @@ The engine is ``app.extensions["db_engine"]`` (telemetry instruments it). SQLite
 foreign keys so several gunicorn workers can share one file. Statement parameters are hidden from error messages
 (they carry diary text).
 """
+
 from __future__ import annotations
 
 import logging
@@ -119,8 +120,9 @@ def init_app(app: Flask, url: str | None) -> Engine:
         create_schema(engine)
     except DBAPIError as exc:
         engine.dispose()
-        raise ConfigError(f"DATABASE_URL: the database cannot be opened ({type(exc.orig).__name__}: "
-                          f"{_first_line(exc.orig)})") from None
+        raise ConfigError(
+            f"DATABASE_URL: the database cannot be opened ({type(exc.orig).__name__}: {_first_line(exc.orig)})"
+        ) from None
     app.extensions["db_engine"] = engine
     app.extensions["db_sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
     app.teardown_appcontext(close_session)

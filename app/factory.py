@@ -1,4 +1,5 @@
 """The application factory (re-exported as ``app.create_app``; see app/__init__.py)."""
+
 from __future__ import annotations
 
 import logging
@@ -9,12 +10,11 @@ from flask_openapi3 import Info, OpenAPI
 from opentelemetry import metrics
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import api, db, errors, privacy
-from app import telemetry
+from app import api, db, errors, privacy, telemetry
 from app.config import Settings, load_settings
 from app.llm import LLMService
-from otel_wandb.pricing import PriceList
 from app.schemas import ErrorBody
+from otel_wandb.pricing import PriceList
 
 logger = logging.getLogger(__name__)
 
@@ -49,21 +49,21 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
 
     db.init_app(app, settings.DATABASE_URL)
     meter_provider = app.config.get("METER_PROVIDER")
-    meter = (meter_provider.get_meter("ai-diary") if meter_provider is not None
-             else metrics.get_meter("ai-diary"))
+    meter = meter_provider.get_meter("ai-diary") if meter_provider is not None else metrics.get_meter("ai-diary")
     app.extensions["llm"] = LLMService(settings, PriceList.load(settings.PRICING_FILE, variable="PRICING_FILE"), meter)
 
     errors.register(app)
     api.register(app)
     telemetry.init_app(app)  # sets up logging: start-up warnings come after it
     if settings.PSEUDONYM_SECRET is None:
-        logger.warning("PSEUDONYM_SECRET is not set: pseudonyms use the development key in the instance folder "
-                       "(DEPLOYMENT_ENVIRONMENT=%s); set PSEUDONYM_SECRET for any shared deployment",
-                       settings.DEPLOYMENT_ENVIRONMENT)
+        logger.warning(
+            "PSEUDONYM_SECRET is not set: pseudonyms use the development key in the instance folder "
+            "(DEPLOYMENT_ENVIRONMENT=%s); set PSEUDONYM_SECRET for any shared deployment",
+            settings.DEPLOYMENT_ENVIRONMENT,
+        )
     api.register_guards(app)  # after telemetry: a guard's 4xx still gets its request span
     if settings.TRUSTED_PROXY_COUNT:
         # outermost, so audit records and the request span both see the forwarded client address
-        proxied = ProxyFix(app.wsgi_app, x_for=settings.TRUSTED_PROXY_COUNT, x_proto=0, x_host=0, x_port=0,
-                           x_prefix=0)
+        proxied = ProxyFix(app.wsgi_app, x_for=settings.TRUSTED_PROXY_COUNT, x_proto=0, x_host=0, x_port=0, x_prefix=0)
         app.wsgi_app = proxied  # type: ignore[method-assign]
     return app

@@ -5,6 +5,7 @@ inside ``telemetry.ai_call_context`` (so the GenAI span gets ``app.feature`` and
 usage and adds it to the ``app.ai.cost`` counter. Failures become :class:`ApiError` 502/503/504; nothing here logs
 the text, the prompt or the completion.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,11 +30,11 @@ _ERROR_TYPE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 SYSTEM_PROMPTS = {
     "summarize": "You summarize private diary entries. Reply with a faithful two or three sentence summary in the "
-                 "language of the entry. Do not add advice.",
+    "language of the entry. Do not add advice.",
     "reflect": "You are a gentle journaling companion. Reply with a short reflection (at most four sentences) on "
-               "the diary entry and one open question that invites further writing.",
+    "the diary entry and one open question that invites further writing.",
     "mood": "Classify the dominant mood of the diary entry. Reply with only a JSON object: "
-            '{"mood": "<one lowercase word>", "score": <number from 0 (very negative) to 1 (very positive)>}.',
+    '{"mood": "<one lowercase word>", "score": <number from 0 (very negative) to 1 (very positive)>}.',
 }
 
 
@@ -47,10 +48,17 @@ class Completion:
     cost: Cost
 
     def as_dict(self) -> dict[str, Any]:
-        return {"result": self.result, "model": self.model,
-                "usage": {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-                          "cached_tokens": self.cached_tokens},
-                "cost_usd": self.cost.usd, "pricing_known": self.cost.known}
+        return {
+            "result": self.result,
+            "model": self.model,
+            "usage": {
+                "input_tokens": self.input_tokens,
+                "output_tokens": self.output_tokens,
+                "cached_tokens": self.cached_tokens,
+            },
+            "cost_usd": self.cost.usd,
+            "pricing_known": self.cost.known,
+        }
 
 
 class _ContentFreeErrorsClient(openai.OpenAI):
@@ -74,7 +82,10 @@ class LLMService:
         self.settings = settings
         self.prices = prices
         self.cost_counter = meter.create_counter(
-            "app.ai.cost", unit="USD", description="Cost of AI feature calls, from token usage and exporters/src/otel_wandb/pricing.json")
+            "app.ai.cost",
+            unit="USD",
+            description="Cost of AI feature calls, from token usage and exporters/src/otel_wandb/pricing.json",
+        )
         self._client: openai.OpenAI | None = None
         self._lock = threading.Lock()
 
@@ -85,11 +96,15 @@ class LLMService:
                     s = self.settings
                     key = s.OPENAI_API_KEY.get_secret_value() if s.OPENAI_API_KEY else None
                     if not key and not s.OPENAI_BASE_URL:
-                        raise ApiError(503, "ai_not_configured", "AI is not configured (set OPENAI_API_KEY or "
-                                                                 "OPENAI_BASE_URL)")
+                        raise ApiError(
+                            503, "ai_not_configured", "AI is not configured (set OPENAI_API_KEY or OPENAI_BASE_URL)"
+                        )
                     self._client = _ContentFreeErrorsClient(
-                        api_key=key or "no-key", base_url=s.OPENAI_BASE_URL, timeout=s.OPENAI_TIMEOUT,
-                        max_retries=s.OPENAI_MAX_RETRIES)
+                        api_key=key or "no-key",
+                        base_url=s.OPENAI_BASE_URL,
+                        timeout=s.OPENAI_TIMEOUT,
+                        max_retries=s.OPENAI_MAX_RETRIES,
+                    )
         return self._client
 
     def run(self, feature: str, text: str, *, pseudo_id: str) -> Completion:
@@ -102,14 +117,15 @@ class LLMService:
         try:
             with telemetry.ai_call_context(feature, pseudo_id):
                 response = client.chat.completions.create(
-                    model=model, messages=messages, max_completion_tokens=self.settings.AI_MAX_OUTPUT_TOKENS,
-                    **kwargs)
+                    model=model, messages=messages, max_completion_tokens=self.settings.AI_MAX_OUTPUT_TOKENS, **kwargs
+                )
         except openai.OpenAIError as exc:
             raise _map_error(exc, feature, model) from None
         except Exception as exc:  # noqa: BLE001 - a 200 the SDK or its instrumentation could not digest (a body
             # that is not JSON; usage counts that are not numbers make the GenAI instrumentation raise TypeError)
-            logger.warning("AI call failed: feature=%s model=%s error=%s (unreadable response)",
-                           feature, model, type(exc).__name__)
+            logger.warning(
+                "AI call failed: feature=%s model=%s error=%s (unreadable response)", feature, model, type(exc).__name__
+            )
             raise ApiError(502, "llm_bad_output", f"the model's answer for '{feature}' was not readable") from None
         return self._complete(feature, model, response)
 
@@ -125,8 +141,11 @@ class LLMService:
         out_tok = _count(getattr(usage, "completion_tokens", 0))
         cached = _count(getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", 0))
         cost = self.prices.cost([response.model, model], in_tok, out_tok, cached)
-        attrs: dict[str, Any] = {"gen_ai.provider.name": PROVIDER, "gen_ai.request.model": model,
-                                 "app.feature": feature}
+        attrs: dict[str, Any] = {
+            "gen_ai.provider.name": PROVIDER,
+            "gen_ai.request.model": model,
+            "app.feature": feature,
+        }
         if not cost.known:
             attrs["app.pricing.unknown"] = True
         try:
@@ -170,8 +189,15 @@ def _map_error(exc: openai.OpenAIError, feature: str, model: str) -> ApiError:
     after the SDK's retries), WARNING for rate limiting (503, the client is told to retry)."""
     error = _api_error(exc)
     level = logging.WARNING if error.status == 503 else logging.ERROR
-    logger.log(level, "AI call failed: feature=%s model=%s error=%s status=%s -> %s",
-               feature, model, type(exc).__name__, getattr(exc, "status_code", None), error.status)
+    logger.log(
+        level,
+        "AI call failed: feature=%s model=%s error=%s status=%s -> %s",
+        feature,
+        model,
+        type(exc).__name__,
+        getattr(exc, "status_code", None),
+        error.status,
+    )
     return error
 
 
@@ -180,8 +206,9 @@ def _api_error(exc: openai.OpenAIError) -> ApiError:
     if isinstance(exc, openai.APITimeoutError):
         return ApiError(504, "llm_timeout", "the AI provider did not answer in time")
     if isinstance(exc, openai.RateLimitError):
-        return ApiError(503, "llm_rate_limited", "the AI provider is rate limiting; retry later",
-                        headers={"Retry-After": "5"})
+        return ApiError(
+            503, "llm_rate_limited", "the AI provider is rate limiting; retry later", headers={"Retry-After": "5"}
+        )
     if isinstance(exc, openai.APIConnectionError):
         return ApiError(502, "llm_unreachable", "the AI provider could not be reached")
     if isinstance(exc, openai.APIStatusError) and status is not None and status >= 500:

@@ -5,6 +5,7 @@ development only, a random per-process key (one warning). ``instance_secret(path
 that is shared by every worker and survives restarts (a 0600 file in the instance folder); ``create_app`` warns at
 every start that uses it, and refuses to start without PSEUDONYM_SECRET in production (app/config.py).
 """
+
 from __future__ import annotations
 
 import hashlib

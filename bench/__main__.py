@@ -4,6 +4,7 @@ Each module exposes ``run() -> str`` (a markdown section). Order: telemetry (iss
 A bench that fails gets a section saying so (with the error), and the exit code is 1; the others still run.
 ``python -m bench telemetry exporters`` runs a subset (the file then holds only those sections).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -12,7 +13,7 @@ import platform
 import sys
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,14 +29,16 @@ def header() -> str:
         load = os.getloadavg()[0]
     except (OSError, AttributeError):
         cores, load = None, float("nan")
-    return "\n".join([
-        "# Benchmarks",
-        "",
-        f"Written by `python -m bench` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC — Python "
-        f"{platform.python_version()}, {cores} cores, load average {load:.1f} at start. Machines are noisy: every "
-        "comparison below is interleaved within one run and quoted as medians.",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# Benchmarks",
+            "",
+            f"Written by `python -m bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — Python "
+            f"{platform.python_version()}, {cores} cores, load average {load:.1f} at start. Machines are noisy: every "
+            "comparison below is interleaved within one run and quoted as medians.",
+            "",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,8 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001 - one broken bench must not lose the others' figures
             failed = True
             logger.error("bench: %s failed: %s", name, exc)
-            sections.append(f"## {name}\n\nFAILED in this run: `{type(exc).__name__}: {exc}`\n\n```\n"
-                            f"{traceback.format_exc()[-2000:]}\n```\n")
+            sections.append(
+                f"## {name}\n\nFAILED in this run: `{type(exc).__name__}: {exc}`\n\n```\n"
+                f"{traceback.format_exc()[-2000:]}\n```\n"
+            )
         logger.info("bench: %s took %.0f s", name, time.monotonic() - t0)
     (ROOT / "BENCHMARKS.md").write_text("\n".join(sections), encoding="utf-8")
     logger.info("bench: wrote %s", ROOT / "BENCHMARKS.md")

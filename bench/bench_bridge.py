@@ -17,15 +17,16 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from otel_wandb.bridge import _decode as otlp_decode
 from app.demo import topology
+from otel_wandb.bridge import _decode as otlp_decode
 from otel_wandb.core import Aggregator
 from otel_wandb.records import INTERNAL, SpanRecord
 
@@ -47,8 +48,16 @@ def spans_body(n: int, rng: random.Random) -> bytes:
     """Spans shaped like the service's: Flask server spans (11 attributes) and LLM client spans (gen_ai.*)."""
     req = ExportTraceServiceRequest()
     rs = req.resource_spans.add()
-    _kv(rs.resource.attributes, {"service.name": "ai-diary", "service.version": "0.1.0", "host.name": "bench",
-                                 "process.pid": 4242, "telemetry.sdk.language": "python"})
+    _kv(
+        rs.resource.attributes,
+        {
+            "service.name": "ai-diary",
+            "service.version": "0.1.0",
+            "host.name": "bench",
+            "process.pid": 4242,
+            "telemetry.sdk.language": "python",
+        },
+    )
     ss = rs.scope_spans.add()
     ss.scope.name = "opentelemetry.instrumentation.flask"
     now = time.time_ns()
@@ -59,19 +68,38 @@ def spans_body(n: int, rng: random.Random) -> bytes:
         s.end_time_unix_nano = now + rng.randint(1_000_000, 400_000_000)
         if i % 3 == 2:
             s.name, s.kind, s.parent_span_id = "chat gpt-4o-mini", 3, rng.randbytes(8)
-            _kv(s.attributes, {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
-                               "gen_ai.request.model": "gpt-4o-mini", "gen_ai.response.model": "gpt-4o-mini",
-                               "gen_ai.usage.input_tokens": rng.randint(50, 900),
-                               "gen_ai.usage.output_tokens": rng.randint(10, 300), "server.address": "127.0.0.1"})
+            _kv(
+                s.attributes,
+                {
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.provider.name": "openai",
+                    "gen_ai.request.model": "gpt-4o-mini",
+                    "gen_ai.response.model": "gpt-4o-mini",
+                    "gen_ai.usage.input_tokens": rng.randint(50, 900),
+                    "gen_ai.usage.output_tokens": rng.randint(10, 300),
+                    "server.address": "127.0.0.1",
+                },
+            )
         else:
             route = rng.choice(ROUTES)
             code = 500 if rng.random() < 0.02 else 200
             s.name, s.kind = f"GET {route}", 2
-            _kv(s.attributes, {"http.request.method": "GET", "http.route": route, "http.response.status_code": code,
-                               "url.scheme": "http", "url.path": route.replace("{entry_id}", str(rng.randint(1, 500))),
-                               "server.address": "127.0.0.1", "server.port": 8000, "network.protocol.version": "1.1",
-                               "user_agent.original": "python-httpx/0.28.1", "client.address": "127.0.0.1",
-                               "enduser.pseudo.id": f"u-{rng.randint(1, 50):04x}"})
+            _kv(
+                s.attributes,
+                {
+                    "http.request.method": "GET",
+                    "http.route": route,
+                    "http.response.status_code": code,
+                    "url.scheme": "http",
+                    "url.path": route.replace("{entry_id}", str(rng.randint(1, 500))),
+                    "server.address": "127.0.0.1",
+                    "server.port": 8000,
+                    "network.protocol.version": "1.1",
+                    "user_agent.original": "python-httpx/0.28.1",
+                    "client.address": "127.0.0.1",
+                    "enduser.pseudo.id": f"u-{rng.randint(1, 50):04x}",
+                },
+            )
             if code == 500:
                 s.status.code = 2
     return req.SerializeToString()
@@ -85,9 +113,22 @@ def _full_tree_spans(body: bytes) -> list[SpanRecord]:
         resource = otlp_decode.attributes(rs.resource.attributes)
         for ss in rs.scope_spans:
             for s in ss.spans:
-                out.append(SpanRecord(s.name, INTERNAL, s.start_time_unix_nano, s.end_time_unix_nano, s.trace_id.hex(),
-                                      s.span_id.hex(), s.parent_span_id.hex() or None, s.status.code == 2,
-                                      s.status.message, otlp_decode.attributes(s.attributes), resource, ss.scope.name))
+                out.append(
+                    SpanRecord(
+                        s.name,
+                        INTERNAL,
+                        s.start_time_unix_nano,
+                        s.end_time_unix_nano,
+                        s.trace_id.hex(),
+                        s.span_id.hex(),
+                        s.parent_span_id.hex() or None,
+                        s.status.code == 2,
+                        s.status.message,
+                        otlp_decode.attributes(s.attributes),
+                        resource,
+                        ss.scope.name,
+                    )
+                )
     return out
 
 
@@ -104,10 +145,12 @@ def bench_decode(rounds: int = 7, n: int = 8192) -> dict[str, float]:
     res: dict[str, list[float]] = {"lite": [], "full": [], "lite+core": []}
     for i in range(rounds):  # interleaved A/B
         body = bodies[i % len(bodies)]
-        res["lite"].append(_rate(lambda: otlp_decode.decode("traces", body), n))
-        res["full"].append(_rate(lambda: _full_tree_spans(body), n))
         agg = Aggregator()
-        res["lite+core"].append(_rate(lambda: agg.add_spans(otlp_decode.decode("traces", body).records), n))
+        res["lite"].append(_rate(lambda body=body: otlp_decode.decode("traces", body), n))
+        res["full"].append(_rate(lambda body=body: _full_tree_spans(body), n))
+        res["lite+core"].append(
+            _rate(lambda body=body, agg=agg: agg.add_spans(otlp_decode.decode("traces", body).records), n)
+        )
     return {k: statistics.median(v) for k, v in res.items()}
 
 
@@ -139,18 +182,30 @@ def _post(url: str, path: str, body: bytes) -> int:
 
 
 def _wandb_env(tmp: Path) -> dict[str, str]:
-    return {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp / "wandb"), "WANDB_EXPORT_INTERVAL": "5",
-            "WANDB_SILENT": "true", "WANDB_PROJECT": "bench-bridge"}
+    return {
+        "WANDB_MODE": "offline",
+        "WANDB_DIR": str(tmp / "wandb"),
+        "WANDB_EXPORT_INTERVAL": "5",
+        "WANDB_SILENT": "true",
+        "WANDB_PROJECT": "bench-bridge",
+    }
 
 
 def bench_drain(tmp: Path, total: int = 150_000, per_request: int = 1000) -> dict[str, float]:
     """Queue `total` spans in the collector while the bridge is down, then time the bridge draining them."""
     rng = random.Random(2)
     port = topology.free_port()
-    col = topology.start_collector({"WANDB_BRIDGE_ENDPOINT": f"http://127.0.0.1:{port}",
-                                    "WANDB_BRIDGE_RETRY_INITIAL": "100ms", "WANDB_BRIDGE_RETRY_MAX_INTERVAL": "200ms",
-                                    "WANDB_BRIDGE_QUEUE_SIZE": "100000", "OTEL_COLLECTOR_LOG_LEVEL": "error"},
-                                   tmp / "drain" / "logs", queue_dir=tmp / "drain" / "queue")
+    col = topology.start_collector(
+        {
+            "WANDB_BRIDGE_ENDPOINT": f"http://127.0.0.1:{port}",
+            "WANDB_BRIDGE_RETRY_INITIAL": "100ms",
+            "WANDB_BRIDGE_RETRY_MAX_INTERVAL": "200ms",
+            "WANDB_BRIDGE_QUEUE_SIZE": "100000",
+            "OTEL_COLLECTOR_LOG_LEVEL": "error",
+        },
+        tmp / "drain" / "logs",
+        queue_dir=tmp / "drain" / "queue",
+    )
     bridge = None
     try:
         bodies = [spans_body(per_request, rng) for _ in range(10)]
@@ -170,9 +225,14 @@ def bench_drain(tmp: Path, total: int = 150_000, per_request: int = 1000) -> dic
         end = (time.monotonic(), cpu_seconds(pid), bridge.stats()["spans"], cpu_seconds(col.pid))
         assert start is not None and end[2] >= total, f"bridge got {end[2]} of {total} spans"
         spans = end[2] - start[2]
-        return {"spans": end[2], "wall_rate": spans / (end[0] - start[0]),
-                "cpu_rate": spans / max(1e-9, end[1] - start[1]), "cpu_share": (end[1] - start[1]) / (end[0] - start[0]),
-                "rss_mib": mem_kib(pid)["VmRSS"] / 1024, "collector_share": (end[3] - start[3]) / (end[0] - start[0])}
+        return {
+            "spans": end[2],
+            "wall_rate": spans / (end[0] - start[0]),
+            "cpu_rate": spans / max(1e-9, end[1] - start[1]),
+            "cpu_share": (end[1] - start[1]) / (end[0] - start[0]),
+            "rss_mib": mem_kib(pid)["VmRSS"] / 1024,
+            "collector_share": (end[3] - start[3]) / (end[0] - start[0]),
+        }
     finally:
         col.stop()
         if bridge is not None:
@@ -207,8 +267,11 @@ def bench_collector_load(tmp: Path, rps: int = 50, seconds: float = 10.0) -> dic
     metrics export per second; CPU and memory of the collector process."""
     rng = random.Random(3)
     bridge = topology.start_bridge(_wandb_env(tmp / "load"))
-    col = topology.start_collector({"WANDB_BRIDGE_ENDPOINT": bridge.url, "OTEL_COLLECTOR_LOG_LEVEL": "error"},
-                                   tmp / "load" / "logs", queue_dir=tmp / "load" / "queue")
+    col = topology.start_collector(
+        {"WANDB_BRIDGE_ENDPOINT": bridge.url, "OTEL_COLLECTOR_LOG_LEVEL": "error"},
+        tmp / "load" / "logs",
+        queue_dir=tmp / "load" / "queue",
+    )
     try:
         period = 0.2
         spans, logs, metrics = _demo_payloads(rng, rps, period)
@@ -225,8 +288,15 @@ def bench_collector_load(tmp: Path, rps: int = 50, seconds: float = 10.0) -> dic
             time.sleep(max(0.0, t0 + ticks * period - time.monotonic()))
         busy = (cpu_seconds(col.pid) - cpu0) / (time.monotonic() - t0)
         mem = mem_kib(col.pid)
-        return {"rps": rps, "spans_s": rps * 3, "logs_s": rps * 2, "idle_cpu": idle, "cpu": busy,
-                "rss_mib": mem["VmRSS"] / 1024, "hwm_mib": mem["VmHWM"] / 1024}
+        return {
+            "rps": rps,
+            "spans_s": rps * 3,
+            "logs_s": rps * 2,
+            "idle_cpu": idle,
+            "cpu": busy,
+            "rss_mib": mem["VmRSS"] / 1024,
+            "hwm_mib": mem["VmHWM"] / 1024,
+        }
     finally:
         col.stop()
         bridge.stop(60)
@@ -240,29 +310,31 @@ def run() -> str:
         tmp = Path(d)
         drain = bench_drain(tmp)
         load = bench_collector_load(tmp)
-    return "\n".join([
-        "## W&B bridge and collector (bench/bench_bridge.py)",
-        "",
-        f"Machine: {os.cpu_count()} cores; realistic spans (Flask server spans with 11 attributes, LLM client "
-        "spans with gen_ai.* attributes); medians of interleaved rounds.",
-        "",
-        "| measure | value |",
-        "|---|---|",
-        f"| traces decode, lite schema + KeyValue cache (spans per CPU-second) | {dec['lite']:,.0f} |",
-        f"| traces decode, full protobuf tree (spans per CPU-second) | {dec['full']:,.0f} |",
-        f"| ratio lite / full | {dec['lite'] / dec['full']:.2f}x |",
-        f"| decode + core Aggregator (spans per CPU-second) | {dec['lite+core']:,.0f} |",
-        f"| bridge fed by the real collector: {drain['spans']:,} queued spans drained, spans/s (wall) "
-        f"| {drain['wall_rate']:,.0f} |",
-        f"| same, spans per bridge CPU-second (target >= 30,000) | {drain['cpu_rate']:,.0f} "
-        f"({drain['cpu_rate'] / 30000:.2f}x target) |",
-        f"| while draining: bridge CPU (cores) / bridge RSS / collector CPU (cores) | {drain['cpu_share']:.2f} / "
-        f"{drain['rss_mib']:.0f} MiB / {drain['collector_share']:.2f} |",
-        f"| collector at the demo's load ({load['rps']} req/s = {load['spans_s']} spans/s + {load['logs_s']} logs/s "
-        f"+ 1 metrics export/s): CPU (% of one core) | {100 * load['cpu']:.1f} % (idle {100 * load['idle_cpu']:.1f} %) |",
-        f"| collector memory at that load: VmRSS / VmHWM | {load['rss_mib']:.0f} MiB / {load['hwm_mib']:.0f} MiB |",
-        "",
-    ])
+    return "\n".join(
+        [
+            "## W&B bridge and collector (bench/bench_bridge.py)",
+            "",
+            f"Machine: {os.cpu_count()} cores; realistic spans (Flask server spans with 11 attributes, LLM client "
+            "spans with gen_ai.* attributes); medians of interleaved rounds.",
+            "",
+            "| measure | value |",
+            "|---|---|",
+            f"| traces decode, lite schema + KeyValue cache (spans per CPU-second) | {dec['lite']:,.0f} |",
+            f"| traces decode, full protobuf tree (spans per CPU-second) | {dec['full']:,.0f} |",
+            f"| ratio lite / full | {dec['lite'] / dec['full']:.2f}x |",
+            f"| decode + core Aggregator (spans per CPU-second) | {dec['lite+core']:,.0f} |",
+            f"| bridge fed by the real collector: {drain['spans']:,} queued spans drained, spans/s (wall) "
+            f"| {drain['wall_rate']:,.0f} |",
+            f"| same, spans per bridge CPU-second (target >= 30,000) | {drain['cpu_rate']:,.0f} "
+            f"({drain['cpu_rate'] / 30000:.2f}x target) |",
+            f"| while draining: bridge CPU (cores) / bridge RSS / collector CPU (cores) | {drain['cpu_share']:.2f} / "
+            f"{drain['rss_mib']:.0f} MiB / {drain['collector_share']:.2f} |",
+            f"| collector at the demo's load ({load['rps']} req/s = {load['spans_s']} spans/s + {load['logs_s']} logs/s "
+            f"+ 1 metrics export/s): CPU (% of one core) | {100 * load['cpu']:.1f} % (idle {100 * load['idle_cpu']:.1f} %) |",
+            f"| collector memory at that load: VmRSS / VmHWM | {load['rss_mib']:.0f} MiB / {load['hwm_mib']:.0f} MiB |",
+            "",
+        ]
+    )
 
 
 if __name__ == "__main__":

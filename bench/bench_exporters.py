@@ -46,24 +46,38 @@ def make_spans(requests: int = 2500) -> list:
     tp.add_span_processor(SimpleSpanProcessor(mem))
     tr = tp.get_tracer("bench")
     for i in range(requests):
-        with tr.start_as_current_span("GET x", kind=SpanKind.SERVER, attributes={
-                "http.route": ROUTES[i % 4], "http.request.method": "GET",
-                "http.response.status_code": 500 if i % 50 == 0 else 200}):
-            with tr.start_as_current_span("SELECT diary", kind=SpanKind.CLIENT,
-                                          attributes={"db.system.name": "sqlite"}):
+        with tr.start_as_current_span(
+            "GET x",
+            kind=SpanKind.SERVER,
+            attributes={
+                "http.route": ROUTES[i % 4],
+                "http.request.method": "GET",
+                "http.response.status_code": 500 if i % 50 == 0 else 200,
+            },
+        ):
+            with tr.start_as_current_span(
+                "SELECT diary", kind=SpanKind.CLIENT, attributes={"db.system.name": "sqlite"}
+            ):
                 pass
             if i % 4 == 2:
-                with tr.start_as_current_span("chat gpt-4o-mini", kind=SpanKind.CLIENT, attributes={
-                        "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini",
-                        "gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 20,
-                        "app.feature": "mood"}):
+                with tr.start_as_current_span(
+                    "chat gpt-4o-mini",
+                    kind=SpanKind.CLIENT,
+                    attributes={
+                        "gen_ai.operation.name": "chat",
+                        "gen_ai.request.model": "gpt-4o-mini",
+                        "gen_ai.usage.input_tokens": 100,
+                        "gen_ai.usage.output_tokens": 20,
+                        "app.feature": "mood",
+                    },
+                ):
                     pass
     return list(mem.get_finished_spans())
 
 
 def bench_span_path(rounds: int = 5) -> dict:
-    from otel_wandb.sdk._convert import span_records
     from otel_wandb.core import Aggregator
+    from otel_wandb.sdk._convert import span_records
 
     spans = make_spans()
     cpu, wall = [], []
@@ -72,7 +86,7 @@ def bench_span_path(rounds: int = 5) -> dict:
         t0, c0 = time.perf_counter(), time.process_time()
         for _rep in range(8):
             for k in range(0, len(spans), 512):
-                agg.add_spans(span_records(spans[k:k + 512]))
+                agg.add_spans(span_records(spans[k : k + 512]))
         n = 8 * len(spans)
         cpu.append(n / (time.process_time() - c0))
         wall.append(n / (time.perf_counter() - t0))
@@ -95,8 +109,8 @@ class _Recorder:
 
 
 def bench_log_calls(seconds: float = 2.0) -> dict:
-    from otel_wandb.sdk._convert import span_records
     from otel_wandb.pipeline import Pipeline
+    from otel_wandb.sdk._convert import span_records
     from otel_wandb.sink import WandbSink
 
     spans = make_spans(500)
@@ -122,8 +136,8 @@ def bench_log_calls(seconds: float = 2.0) -> dict:
 def _rss_child() -> None:
     import psutil
 
-    from otel_wandb.sdk._convert import span_records
     from otel_wandb.pipeline import Pipeline
+    from otel_wandb.sdk._convert import span_records
     from otel_wandb.sink import WandbSink
 
     spans = make_spans(2500)
@@ -132,7 +146,7 @@ def _rss_child() -> None:
     fed, out = 0, {}
     while fed < 1_000_000:
         for k in range(0, len(spans), 512):
-            batch = spans[k:k + 512]
+            batch = spans[k : k + 512]
             p.add_spans(span_records(batch))
             fed += len(batch)
             if fed >= 10_000 and "rss_10k" not in out:
@@ -146,8 +160,14 @@ def _rss_child() -> None:
 
 
 def bench_rss() -> dict:
-    out = subprocess.run([sys.executable, "-m", "bench.bench_exporters", "--rss-child"], cwd=ROOT, check=True,
-                         capture_output=True, text=True, timeout=600).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.bench_exporters", "--rss-child"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -161,13 +181,16 @@ def bench_accuracy() -> dict:
     from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
     from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 
-    from otel_wandb.sdk._convert import metric_records
     from otel_wandb.core import Aggregator
     from otel_wandb.core._stats import LogSketch
+    from otel_wandb.sdk._convert import metric_records
 
     rng = random.Random(42)
-    dists = {"lognormal(-3,1) s": lambda: rng.lognormvariate(-3, 1), "uniform(10ms,2s)": lambda: rng.uniform(.01, 2),
-             "exponential(mean 80ms)": lambda: rng.expovariate(1 / .08) + 1e-4}
+    dists = {
+        "lognormal(-3,1) s": lambda: rng.lognormvariate(-3, 1),
+        "uniform(10ms,2s)": lambda: rng.uniform(0.01, 2),
+        "exponential(mean 80ms)": lambda: rng.expovariate(1 / 0.08) + 1e-4,
+    }
     worst = {"sketch": 0.0, "exponential": 0.0, "explicit": 0.0}
     for gen in dists.values():
         values = [gen() for _ in range(50_000)]
@@ -178,8 +201,11 @@ def bench_accuracy() -> dict:
         worst["sketch"] = max(worst["sketch"], abs(sk.quantile(0.95) / truth - 1))
         for kind in ("exponential", "explicit"):
             reader = InMemoryMetricReader(preferred_temporality={Histogram: AggregationTemporality.DELTA})
-            views = [View(instrument_name="*", aggregation=ExponentialBucketHistogramAggregation())] \
-                if kind == "exponential" else []
+            views = (
+                [View(instrument_name="*", aggregation=ExponentialBucketHistogramAggregation())]
+                if kind == "exponential"
+                else []
+            )
             mp = MeterProvider(metric_readers=[reader], views=views)
             h = mp.get_meter("b").create_histogram("d")
             scale = 1.0 if kind == "exponential" else 1000.0  # explicit defaults are ms-scale boundaries
@@ -202,59 +228,65 @@ def run(seconds: float = 4.0, rounds: int = 3) -> str:
     load = os.getloadavg()[0]
     growth = (rss["rss_1m"] - rss["rss_10k"]) / 2**20
     off, ours, naive, otel_naive = (svc[v]["rps"] for v in ("off", "ours", "naive", "otel_naive"))
-    return "\n".join([
-        "## OTel -> W&B exporters (bench/bench_exporters.py)",
-        "",
-        f"Machine: {os.cpu_count()} cores, load average {load:.1f} during the run. Medians of interleaved rounds.",
-        "",
-        "| measure | value | target |",
-        "|---|---|---|",
-        f"| span path (SDK ReadableSpan -> record -> aggregate), one core | {span['cpu']:,.0f} spans per CPU-s "
-        f"({span['wall']:,.0f}/s wall) | >= 200k/s |",
-        f"| wandb.log calls per export interval | {calls['log_calls']} calls / {calls['intervals']} intervals "
-        f"({calls['spans']:,} spans) | <= 1 |",
-        f"| RSS growth 10k -> {rss['spans']:,} spans | {growth:+.1f} MB | <= 20 MB |",
-        f"| p95 error vs exact: span sketch | {acc['sketch']:.2%} (worst of 3 distributions) | <= 3 % |",
-        f"| p95 error vs exact: base2 exponential histogram (SDK) | {acc['exponential']:.2%} | <= 3 % |",
-        f"| p95 error vs exact: SDK default explicit buckets, values in ms (contrast) | {acc['explicit']:.2%} | - |",
-        "",
-        f"Service (real app, authenticated GET /api/entries/<id>, Flask test client, {rounds} interleaved rounds "
-        f"of {seconds:g} s):",
-        "",
-        "| variant | requests/s | ratio to off | app CPU per request | W&B history rows |",
-        "|---|---|---|---|---|",
-        *[f"| {label} | {svc[v]['rps']:,.0f} | {svc[v]['rps'] / off:.2f} | {svc[v]['cpu_us']:,.0f} us | "
-          f"{svc[v]['rows']:.0f} |" for v, label in (
-              ("off", "off (OTEL_SDK_DISABLED)"),
-              ("otel", "app/telemetry/ instrumentation, exporters `none`"),
-              ("ours", "same + our W&B exporters (traces+metrics+logs, 2 s interval)"),
-              ("otel_naive", "same instrumentation, exporters `none`, + wandb.log per request"),
-              ("naive", "no OTel, wandb.log per request (original ticket)"))],
-        "",
-        f"Our exporters' own CPU: {svc['ours']['exporter_us']:,.1f} us per request in export() (SDK -> record "
-        f"conversion + aggregation, on the batch processors' threads) and {svc['ours']['flush_ms']:,.1f} ms per "
-        f"export interval on the flusher thread (closing the interval + one sink.log with its tables), "
-        f"measured with thread_time. The ours - otel difference ({svc['ours']['cpu_us'] - svc['otel']['cpu_us']:+,.0f}"
-        f" us per request at this 2 s interval) also holds the SDK's batch processors, the privacy filter and the "
-        f"metric reader that the `none` variant does not run. Throughput ratios on this shared machine move by "
-        f"+-30 % between runs; CPU per request is the steadier figure.",
-        "",
-        f"Per request, W&B export itself: ours {svc['ours']['exporter_us']:,.1f} us vs naive "
-        f"{svc['naive']['cpu_us'] - svc['off']['cpu_us']:,.0f} us (naive - off, the wandb.log on the request "
-        f"thread): **{(svc['naive']['cpu_us'] - svc['off']['cpu_us']) / max(svc['ours']['exporter_us'], 1e-9):.0f}x "
-        f"less CPU** for ours in the W&B step itself. Whole-process CPU per request, like for like: ours "
-        f"{svc['ours']['cpu_us']:,.0f} us vs instrumentation + wandb.log per request "
-        f"{svc['otel_naive']['cpu_us']:,.0f} us (naive / ours: {svc['otel_naive']['cpu_us'] / svc['ours']['cpu_us']:.2f}x): the "
-        f"SDK's batch processors, metric reader and privacy filter that ours adds cost about what the naive "
-        f"per-request wandb.log costs, and ours keeps W&B off the request thread.",
-        "",
-        f"Like for like (the same OTel instrumentation in both): ours / (instrumentation + wandb.log per request) "
-        f"throughput: **{ours / otel_naive:.2f}x**. Against the original ticket's middleware alone (no OTel at all): "
-        f"**{ours / naive:.2f}x** (naive records 4 fields per request and nothing else; ours: traces, metrics, logs, "
-        f"errors, AI cost). W&B rows: ours one per interval, naive one per request "
-        f"({svc['naive']['requests']:.0f} requests).",
-        "",
-    ])
+    return "\n".join(
+        [
+            "## OTel -> W&B exporters (bench/bench_exporters.py)",
+            "",
+            f"Machine: {os.cpu_count()} cores, load average {load:.1f} during the run. Medians of interleaved rounds.",
+            "",
+            "| measure | value | target |",
+            "|---|---|---|",
+            f"| span path (SDK ReadableSpan -> record -> aggregate), one core | {span['cpu']:,.0f} spans per CPU-s "
+            f"({span['wall']:,.0f}/s wall) | >= 200k/s |",
+            f"| wandb.log calls per export interval | {calls['log_calls']} calls / {calls['intervals']} intervals "
+            f"({calls['spans']:,} spans) | <= 1 |",
+            f"| RSS growth 10k -> {rss['spans']:,} spans | {growth:+.1f} MB | <= 20 MB |",
+            f"| p95 error vs exact: span sketch | {acc['sketch']:.2%} (worst of 3 distributions) | <= 3 % |",
+            f"| p95 error vs exact: base2 exponential histogram (SDK) | {acc['exponential']:.2%} | <= 3 % |",
+            f"| p95 error vs exact: SDK default explicit buckets, values in ms (contrast) | {acc['explicit']:.2%} | - |",
+            "",
+            f"Service (real app, authenticated GET /api/entries/<id>, Flask test client, {rounds} interleaved rounds "
+            f"of {seconds:g} s):",
+            "",
+            "| variant | requests/s | ratio to off | app CPU per request | W&B history rows |",
+            "|---|---|---|---|---|",
+            *[
+                f"| {label} | {svc[v]['rps']:,.0f} | {svc[v]['rps'] / off:.2f} | {svc[v]['cpu_us']:,.0f} us | "
+                f"{svc[v]['rows']:.0f} |"
+                for v, label in (
+                    ("off", "off (OTEL_SDK_DISABLED)"),
+                    ("otel", "app/telemetry/ instrumentation, exporters `none`"),
+                    ("ours", "same + our W&B exporters (traces+metrics+logs, 2 s interval)"),
+                    ("otel_naive", "same instrumentation, exporters `none`, + wandb.log per request"),
+                    ("naive", "no OTel, wandb.log per request (original ticket)"),
+                )
+            ],
+            "",
+            f"Our exporters' own CPU: {svc['ours']['exporter_us']:,.1f} us per request in export() (SDK -> record "
+            f"conversion + aggregation, on the batch processors' threads) and {svc['ours']['flush_ms']:,.1f} ms per "
+            f"export interval on the flusher thread (closing the interval + one sink.log with its tables), "
+            f"measured with thread_time. The ours - otel difference ({svc['ours']['cpu_us'] - svc['otel']['cpu_us']:+,.0f}"
+            f" us per request at this 2 s interval) also holds the SDK's batch processors, the privacy filter and the "
+            f"metric reader that the `none` variant does not run. Throughput ratios on this shared machine move by "
+            f"+-30 % between runs; CPU per request is the steadier figure.",
+            "",
+            f"Per request, W&B export itself: ours {svc['ours']['exporter_us']:,.1f} us vs naive "
+            f"{svc['naive']['cpu_us'] - svc['off']['cpu_us']:,.0f} us (naive - off, the wandb.log on the request "
+            f"thread): **{(svc['naive']['cpu_us'] - svc['off']['cpu_us']) / max(svc['ours']['exporter_us'], 1e-9):.0f}x "
+            f"less CPU** for ours in the W&B step itself. Whole-process CPU per request, like for like: ours "
+            f"{svc['ours']['cpu_us']:,.0f} us vs instrumentation + wandb.log per request "
+            f"{svc['otel_naive']['cpu_us']:,.0f} us (naive / ours: {svc['otel_naive']['cpu_us'] / svc['ours']['cpu_us']:.2f}x): the "
+            f"SDK's batch processors, metric reader and privacy filter that ours adds cost about what the naive "
+            f"per-request wandb.log costs, and ours keeps W&B off the request thread.",
+            "",
+            f"Like for like (the same OTel instrumentation in both): ours / (instrumentation + wandb.log per request) "
+            f"throughput: **{ours / otel_naive:.2f}x**. Against the original ticket's middleware alone (no OTel at all): "
+            f"**{ours / naive:.2f}x** (naive records 4 fields per request and nothing else; ours: traces, metrics, logs, "
+            f"errors, AI cost). W&B rows: ours one per interval, naive one per request "
+            f"({svc['naive']['requests']:.0f} requests).",
+            "",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ Variants: ``off`` (OTEL_SDK_DISABLED), ``otel`` (app/telemetry/ instrumentation,
 ``bench/naive_middleware.py``: one ``wandb.log`` per request -- like for like with ``ours``), ``naive`` (no OTel,
 the middleware alone: the original ticket's approach).
 """
+
 from __future__ import annotations
 
 import json
@@ -71,13 +72,23 @@ def _service_round(variant: str, seconds: float, tmp: Path) -> dict:
     env.update(WANDB_MODE="offline", WANDB_DIR=str(wdir), WANDB_EXPORT_INTERVAL="2", LOG_LEVEL="WARNING")
     if variant in ("ours", "otel", "otel_naive"):
         exporter = "wandb" if variant == "ours" else "none"
-        env.update(OTEL_TRACES_EXPORTER=exporter, OTEL_METRICS_EXPORTER=exporter, OTEL_LOGS_EXPORTER=exporter,
-                   OTEL_METRIC_EXPORT_INTERVAL="2000")
+        env.update(
+            OTEL_TRACES_EXPORTER=exporter,
+            OTEL_METRICS_EXPORTER=exporter,
+            OTEL_LOGS_EXPORTER=exporter,
+            OTEL_METRIC_EXPORT_INTERVAL="2000",
+        )
     else:
         env["OTEL_SDK_DISABLED"] = "true"
     db = f"sqlite:///{wdir / 'bench.sqlite3'}"
-    out = subprocess.run([sys.executable, "-c", SERVICE_SETUP, "x", variant, str(seconds), db, str(wdir)],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", SERVICE_SETUP, "x", variant, str(seconds), db, str(wdir)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"{variant} round failed: {out.stderr[-2000:]}")
     res = json.loads(out.stdout.strip().splitlines()[-1])
@@ -97,9 +108,14 @@ def bench_service(seconds: float = 4.0, rounds: int = 3) -> dict:
         for _ in range(rounds):
             for variant in results:
                 results[variant].append(_service_round(variant, seconds, Path(d)))
-    return {v: {"rps": statistics.median(r["rps"] for r in rs),
-                "cpu_us": statistics.median(r["cpu_us"] for r in rs),
-                "exporter_us": statistics.median(r["exporter_us"] for r in rs),
-                "flush_ms": statistics.median(r["flush_ms"] for r in rs),
-                "requests": statistics.median(r["requests"] for r in rs),
-                "rows": statistics.median(r["history_rows"] for r in rs)} for v, rs in results.items()}
+    return {
+        v: {
+            "rps": statistics.median(r["rps"] for r in rs),
+            "cpu_us": statistics.median(r["cpu_us"] for r in rs),
+            "exporter_us": statistics.median(r["exporter_us"] for r in rs),
+            "flush_ms": statistics.median(r["flush_ms"] for r in rs),
+            "requests": statistics.median(r["requests"] for r in rs),
+            "rows": statistics.median(r["history_rows"] for r in rs),
+        }
+        for v, rs in results.items()
+    }

@@ -22,10 +22,12 @@ def install(app: Flask, run: Any) -> None:
     def _log(response):
         t0 = getattr(g, "_naive_t0", None)
         if t0 is not None:
-            run.log({
-                "endpoint": request.url_rule.rule if request.url_rule else request.path,
-                "response_time": (time.perf_counter() - t0) * 1000.0,
-                "status_code": response.status_code,
-                "timestamp": time.time(),
-            })
+            run.log(
+                {
+                    "endpoint": request.url_rule.rule if request.url_rule else request.path,
+                    "response_time": (time.perf_counter() - t0) * 1000.0,
+                    "status_code": response.status_code,
+                    "timestamp": time.time(),
+                }
+            )
         return response

@@ -1,5 +1,6 @@
 """A minimal OTLP/HTTP sink for benchmarks: accepts POST /v1/{traces,metrics,logs}, answers 200 with an empty
 protobuf body, counts requests and bytes (GET /stats). ``python -m bench.otlp_sink`` prints ``{"port": N}`` first."""
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         return
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         n = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(n)
         with LOCK:
@@ -29,7 +30,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         with LOCK:
             data = json.dumps(STATS).encode()
         self.send_response(200)

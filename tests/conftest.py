@@ -1,20 +1,13 @@
 """Shared fixtures: the ai-diary app on a temporary SQLite file, talking to the real local OpenAI-compatible
 server (app/local_llm/) through the real openai SDK, with in-memory OpenTelemetry metric and log doubles."""
+
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
-
-import httpx
 
 import pytest
 from opentelemetry.sdk._logs import LoggerProvider
@@ -31,7 +24,6 @@ from tests.support import TEST_SECRET
 pytest_plugins = ["tests.support.telemetry", "tests.support.collector"]  # their fixtures, everywhere
 
 
-
 @pytest.fixture(scope="session")
 def llm_server() -> Iterator[Running]:
     """The real local OpenAI-compatible server on a free port, without injected faults (shared: diff its stats)."""
@@ -44,7 +36,7 @@ Script = Callable[[dict[str, Any]], tuple[int, Any]]
 
 
 class _ScriptedHandler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+    def do_POST(self) -> None:
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         status, body = self.server.script(request)  # type: ignore[attr-defined]
         payload = json.dumps(body).encode() if not isinstance(body, bytes) else body
@@ -162,8 +154,10 @@ def row_counts(app) -> Callable[[], tuple[int, int]]:
 
     def _counts() -> tuple[int, int]:
         with app.extensions["db_sessionmaker"]() as session:
-            return (session.scalar(select(func.count()).select_from(User)),
-                    session.scalar(select(func.count()).select_from(Entry)))
+            return (
+                session.scalar(select(func.count()).select_from(User)),
+                session.scalar(select(func.count()).select_from(Entry)),
+            )
 
     return _counts
 

@@ -1,6 +1,7 @@
 """The architecture of docs/architecture.md, read from the code: which package may import which, no import cycle in
 either distribution, public surfaces between packages, imports inside functions only where laziness is the point,
 ``os.environ`` read only by the configuration modules, and no folder holding more than ~15 modules."""
+
 from __future__ import annotations
 
 import ast
@@ -22,14 +23,25 @@ EXPORTER_LAYERS = {
     "otel_wandb.core": {"otel_wandb.records", "otel_wandb.pricing", "otel_wandb.config"},
     "otel_wandb.runfile": set(),
     "otel_wandb.sink": {"otel_wandb.config", "otel_wandb.runfile"},
-    "otel_wandb.pipeline": {"otel_wandb.core", "otel_wandb.records", "otel_wandb.pricing", "otel_wandb.config",
-                            "otel_wandb.sink", "otel_wandb.alerts"},
+    "otel_wandb.pipeline": {
+        "otel_wandb.core",
+        "otel_wandb.records",
+        "otel_wandb.pricing",
+        "otel_wandb.config",
+        "otel_wandb.sink",
+        "otel_wandb.alerts",
+    },
     "otel_wandb.sdk": {"otel_wandb.pipeline", "otel_wandb.core", "otel_wandb.records", "otel_wandb.config"},
     "otel_wandb.alerts": {"otel_wandb.core", "otel_wandb.records", "otel_wandb.config"},
     "otel_wandb.logfiles": {"otel_wandb.config"},
     "otel_wandb.report": {"otel_wandb.runfile", "otel_wandb.logfiles", "otel_wandb.core", "otel_wandb.config"},
-    "otel_wandb.bridge": {"otel_wandb.pipeline", "otel_wandb.core", "otel_wandb.records", "otel_wandb.config",
-                          "otel_wandb.report"},
+    "otel_wandb.bridge": {
+        "otel_wandb.pipeline",
+        "otel_wandb.core",
+        "otel_wandb.records",
+        "otel_wandb.config",
+        "otel_wandb.report",
+    },
 }
 # the configuration layers; the telemetry package writes the SDK's defaults (that is how the SDK is configured)
 ENV_READERS = {"otel_wandb.config", "app.config"}
@@ -65,8 +77,12 @@ def _imports(name: str, path: Path) -> Iterator[Import]:
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     inside = {id(n) for f in functions for n in ast.walk(f) if n is not f}
-    type_checking = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
-                     and getattr(node.test, "id", "") == "TYPE_CHECKING" for n in ast.walk(node)}
+    type_checking = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING"
+        for n in ast.walk(node)
+    }
     for node in ast.walk(tree):
         if id(node) in type_checking:
             continue
@@ -96,7 +112,7 @@ def resolve(target: str) -> str:
 
 
 def owner(module: str) -> str:
-    """The top-level package (or module) of otel_wandb a module belongs to: otel_wandb.core._stats -> otel_wandb.core."""
+    """The package (or module) of otel_wandb a module belongs to: otel_wandb.core._stats -> otel_wandb.core."""
     return ".".join(module.split(".")[:2])
 
 
@@ -149,8 +165,12 @@ def test_the_exporter_layers_and_its_independence_from_the_service():
             bad.append(f"{imp.module}:{imp.line} imports the service ({imp.target})")
             continue
         mine, theirs = owner(imp.module), owner(target)
-        if mine in EXPORTER_LAYERS and theirs != mine and theirs != "otel_wandb" \
-                and theirs not in EXPORTER_LAYERS[mine]:
+        if (
+            mine in EXPORTER_LAYERS
+            and theirs != mine
+            and theirs != "otel_wandb"
+            and theirs not in EXPORTER_LAYERS[mine]
+        ):
             bad.append(f"{imp.module}:{imp.line} ({mine}) may not import {theirs}")
     assert bad == []
 
@@ -179,16 +199,27 @@ def test_the_pure_core_imports_only_the_standard_library():
         if not name.startswith(STDLIB_ONLY):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            tops = ([a.name.split(".")[0] for a in node.names] if isinstance(node, ast.Import) else
-                    [(node.module or "").split(".")[0]] if isinstance(node, ast.ImportFrom) and not node.level else [])
-            bad += [f"{name} imports {t}" for t in tops if t and t not in allowed and t != "otel_wandb"
-                    and t != "__future__"]
+            tops = (
+                [a.name.split(".")[0] for a in node.names]
+                if isinstance(node, ast.Import)
+                else [(node.module or "").split(".")[0]]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
+            bad += [
+                f"{name} imports {t}"
+                for t in tops
+                if t and t not in allowed and t != "otel_wandb" and t != "__future__"
+            ]
     assert bad == []
 
 
 def test_runtime_never_imports_the_dev_tooling():
-    bad = [f"{i.module}:{i.line}" for i in IMPORTS
-           if resolve(i.target).startswith("app.demo") and not i.module.startswith("app.demo")]
+    bad = [
+        f"{i.module}:{i.line}"
+        for i in IMPORTS
+        if resolve(i.target).startswith("app.demo") and not i.module.startswith("app.demo")
+    ]
     assert bad == []
 
 
@@ -204,11 +235,16 @@ def _environ_uses(path: Path) -> Iterator[tuple[int, bool]]:
     tree = ast.parse(path.read_text())
     parents = {id(c): p for p in ast.walk(tree) for c in ast.iter_child_nodes(p)}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os" \
-                and node.attr in ("environ", "getenv", "putenv"):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "os"
+            and node.attr in ("environ", "getenv", "putenv")
+        ):
             parent = parents.get(id(node))
-            write = (isinstance(parent, ast.Attribute) and parent.attr in ("setdefault", "pop", "update")) or \
-                    (isinstance(parent, ast.Subscript) and isinstance(parent.ctx, ast.Store))
+            write = (isinstance(parent, ast.Attribute) and parent.attr in ("setdefault", "pop", "update")) or (
+                isinstance(parent, ast.Subscript) and isinstance(parent.ctx, ast.Store)
+            )
             yield node.lineno, write
 
 
@@ -224,6 +260,9 @@ def test_only_the_configuration_layers_read_the_environment():
 
 @pytest.mark.parametrize("top", sorted(SOURCES))
 def test_no_folder_holds_more_than_about_fifteen_modules(top):
-    crowded = {str(folder.relative_to(ROOT)): n for folder in [SOURCES[top], *SOURCES[top].rglob("*")]
-               if folder.is_dir() and (n := len(list(folder.glob("*.py")))) > MAX_MODULES_PER_FOLDER}
+    crowded = {
+        str(folder.relative_to(ROOT)): n
+        for folder in [SOURCES[top], *SOURCES[top].rglob("*")]
+        if folder.is_dir() and (n := len(list(folder.glob("*.py")))) > MAX_MODULES_PER_FOLDER
+    }
     assert crowded == {}

@@ -17,5 +17,18 @@ from app.audit._chain import GENESIS, Link, Verdict, append, read_audit_log, rec
 from app.audit._cli import main
 from app.audit._events import CHAIN_FAILURES, FAILURE, SCOPE, SUCCESS, audit
 
-__all__ = ["CHAIN_FAILURES", "FAILURE", "GENESIS", "SCOPE", "SUCCESS", "Link", "Verdict", "append", "audit", "main",
-           "read_audit_log", "record_hash", "verify"]
+__all__ = [
+    "CHAIN_FAILURES",
+    "FAILURE",
+    "GENESIS",
+    "SCOPE",
+    "SUCCESS",
+    "Link",
+    "Verdict",
+    "append",
+    "audit",
+    "main",
+    "read_audit_log",
+    "record_hash",
+    "verify",
+]

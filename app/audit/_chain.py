@@ -15,6 +15,7 @@ Appends are serialized across processes (several gunicorn workers): SQLite takes
 ``BEGIN IMMEDIATE``, PostgreSQL takes ``pg_advisory_xact_lock`` before reading the head. Elsewhere (MySQL) appends
 rely on ``seq`` being the primary key: only a conflict on it is retried, any other error raises at once.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,11 +23,12 @@ import json
 import logging
 import random
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import BigInteger, Engine, Integer, String, Text, create_engine, event, insert, select, text
+from sqlalchemy import BigInteger, Engine, Integer, String, Text, event, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -55,18 +57,25 @@ class AuditChainRecord(Base):
 TABLE = AuditChainRecord.__table__
 ADVISORY_LOCK_KEY = 0x61756469745F63  # "audit_c": PostgreSQL advisory lock serializing appends (and the DDL)
 GUARD_TRIGGERS = ("audit_chain_no_update", "audit_chain_no_delete")
-_SQLITE_GUARD = [f"CREATE TRIGGER IF NOT EXISTS audit_chain_no_{op.lower()} BEFORE {op} ON audit_chain "
-                 f"BEGIN SELECT RAISE(ABORT, 'audit_chain is append-only: {op} refused'); END" for op in ("UPDATE",
-                                                                                                       "DELETE")]
+_SQLITE_GUARD = [
+    f"CREATE TRIGGER IF NOT EXISTS audit_chain_no_{op.lower()} BEFORE {op} ON audit_chain "
+    f"BEGIN SELECT RAISE(ABORT, 'audit_chain is append-only: {op} refused'); END"
+    for op in ("UPDATE", "DELETE")
+]
 _PG_GUARD = [
     f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})",  # two workers starting at once: one creates, one sees
     "CREATE OR REPLACE FUNCTION audit_chain_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
     "BEGIN RAISE EXCEPTION USING MESSAGE = 'audit_chain is append-only: ' || TG_OP || ' refused'; END $$",
-    *[f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = '{name}' AND tgrelid = "
-      f"'audit_chain'::regclass) THEN CREATE TRIGGER {name} BEFORE {op} ON audit_chain FOR EACH {each} EXECUTE "
-      f"FUNCTION audit_chain_append_only(); END IF; END $$"
-      for name, op, each in (("audit_chain_no_update", "UPDATE", "ROW"), ("audit_chain_no_delete", "DELETE", "ROW"),
-                             ("audit_chain_no_truncate", "TRUNCATE", "STATEMENT"))],
+    *[
+        f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = '{name}' AND tgrelid = "
+        f"'audit_chain'::regclass) THEN CREATE TRIGGER {name} BEFORE {op} ON audit_chain FOR EACH {each} EXECUTE "
+        f"FUNCTION audit_chain_append_only(); END IF; END $$"
+        for name, op, each in (
+            ("audit_chain_no_update", "UPDATE", "ROW"),
+            ("audit_chain_no_delete", "DELETE", "ROW"),
+            ("audit_chain_no_truncate", "TRUNCATE", "STATEMENT"),
+        )
+    ],
 ]
 
 
@@ -106,10 +115,19 @@ def canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def record_hash(seq: int, prev_hash: str, time_ns: int, action: str, actor: str, target: str, outcome: str,
-                details: str) -> str:
-    doc = {"seq": seq, "prev_hash": prev_hash, "time_ns": time_ns, "action": action, "actor": actor,
-           "target": target, "outcome": outcome, "details": json.loads(details or "{}")}
+def record_hash(
+    seq: int, prev_hash: str, time_ns: int, action: str, actor: str, target: str, outcome: str, details: str
+) -> str:
+    doc = {
+        "seq": seq,
+        "prev_hash": prev_hash,
+        "time_ns": time_ns,
+        "action": action,
+        "actor": actor,
+        "target": target,
+        "outcome": outcome,
+        "details": json.loads(details or "{}"),
+    }
     return hashlib.sha256(canonical(doc).encode("utf-8")).hexdigest()
 
 
@@ -128,14 +146,27 @@ def _transient(exc: Exception) -> bool:
     table, a NOT NULL) is not."""
     message = str(getattr(exc, "orig", exc)).lower()
     if isinstance(exc, IntegrityError):  # only "another writer took this seq first"
-        return ("audit_chain.seq" in message or "audit_chain_pkey" in message  # SQLite / PostgreSQL
-                or ("duplicate entry" in message and "primary" in message))  # MySQL / MariaDB
-    return any(word in message for word in ("locked", "busy", "deadlock", "serializ", "could not obtain lock",
-                                            "lock timeout"))
+        return (
+            "audit_chain.seq" in message
+            or "audit_chain_pkey" in message  # SQLite / PostgreSQL
+            or ("duplicate entry" in message and "primary" in message)
+        )  # MySQL / MariaDB
+    return any(
+        word in message for word in ("locked", "busy", "deadlock", "serializ", "could not obtain lock", "lock timeout")
+    )
 
 
-def append(engine: Engine, *, action: str, actor: str, target: str, outcome: str, time_ns: int | None = None,
-           details: Mapping[str, Any] | None = None, deadline_s: float = 15.0) -> Link:
+def append(
+    engine: Engine,
+    *,
+    action: str,
+    actor: str,
+    target: str,
+    outcome: str,
+    time_ns: int | None = None,
+    details: Mapping[str, Any] | None = None,
+    deadline_s: float = 15.0,
+) -> Link:
     """Append one record as the new head of the chain and return its (seq, hash). Conflicts with concurrent
     writers are retried for up to ``deadline_s`` seconds; other errors raise at once (app/audit/ never lets
     them reach a request)."""
@@ -156,9 +187,20 @@ def append(engine: Engine, *, action: str, actor: str, target: str, outcome: str
                 seq, prev = _head(conn)
                 seq += 1
                 digest = record_hash(seq, prev, time_ns, action, actor, target, outcome, details_json)
-                conn.execute(_INSERT, {"seq": seq, "time_ns": time_ns, "action": action, "actor": actor,
-                                       "target": target, "outcome": outcome, "details": details_json,
-                                       "prev_hash": prev, "hash": digest})
+                conn.execute(
+                    _INSERT,
+                    {
+                        "seq": seq,
+                        "time_ns": time_ns,
+                        "action": action,
+                        "actor": actor,
+                        "target": target,
+                        "outcome": outcome,
+                        "details": details_json,
+                        "prev_hash": prev,
+                        "hash": digest,
+                    },
+                )
                 conn.commit()
                 return Link(seq, digest)
         except (IntegrityError, OperationalError) as exc:
@@ -171,9 +213,15 @@ def append(engine: Engine, *, action: str, actor: str, target: str, outcome: str
 def append_attributes(engine: Engine, time_ns: int, attributes: Mapping[str, Any]) -> Link:
     """Append from an audit log record's attributes (``audit.action`` etc.; the rest goes into ``details``)."""
     details = {k: v for k, v in attributes.items() if k not in CORE_KEYS and not k.startswith("audit.")}
-    return append(engine, action=str(attributes.get("audit.action", "")), actor=str(attributes.get("audit.actor", "")),
-                  target=str(attributes.get("audit.target", "")), outcome=str(attributes.get("audit.outcome", "")),
-                  time_ns=time_ns, details=details)
+    return append(
+        engine,
+        action=str(attributes.get("audit.action", "")),
+        actor=str(attributes.get("audit.actor", "")),
+        target=str(attributes.get("audit.target", "")),
+        outcome=str(attributes.get("audit.outcome", "")),
+        time_ns=time_ns,
+        details=details,
+    )
 
 
 @dataclass(slots=True)
@@ -203,24 +251,35 @@ def _walk(conn: Any, expected: Iterable[Link]) -> Verdict:
     for r in rows:
         if r.seq != want:
             what = "deleted" if r.seq > want else "duplicated or reordered"
-            return Verdict(False, count, head, want,
-                           f"seq {want}: record missing (next stored seq is {r.seq}) - {what}")
+            return Verdict(
+                False, count, head, want, f"seq {want}: record missing (next stored seq is {r.seq}) - {what}"
+            )
         if r.prev_hash != prev:
-            return Verdict(False, count, head, r.seq,
-                           f"seq {r.seq}: prev_hash does not match the hash of seq {r.seq - 1} "
-                           "(a record was edited, deleted or reordered)")
-        if record_hash(r.seq, r.prev_hash, r.time_ns, r.action, r.actor, r.target, r.outcome,
-                       r.details) != r.hash:
+            return Verdict(
+                False,
+                count,
+                head,
+                r.seq,
+                f"seq {r.seq}: prev_hash does not match the hash of seq {r.seq - 1} "
+                "(a record was edited, deleted or reordered)",
+            )
+        if record_hash(r.seq, r.prev_hash, r.time_ns, r.action, r.actor, r.target, r.outcome, r.details) != r.hash:
             return Verdict(False, count, head, r.seq, f"seq {r.seq}: content does not match its hash (edited)")
         prev, want, count, head = r.hash, want + 1, count + 1, Link(r.seq, r.hash)
     stored = {row.seq: row.hash for row in conn.execute(select(TABLE.c.seq, TABLE.c.hash))} if expected else {}
     for link in sorted(set(expected), key=lambda lk: lk.seq):
         if stored.get(link.seq) != link.hash:
             state = "missing" if link.seq not in stored else "different from the audit log"
-            return Verdict(False, count, head, link.seq,
-                           f"seq {link.seq}: {state} (audit log has hash {link.hash[:12]}…)")
-    return Verdict(True, count, head, None, f"OK: {count} records, chain intact" +
-                   (f", head seq {head.seq} hash {head.hash}" if head else ""))
+            return Verdict(
+                False, count, head, link.seq, f"seq {link.seq}: {state} (audit log has hash {link.hash[:12]}…)"
+            )
+    return Verdict(
+        True,
+        count,
+        head,
+        None,
+        f"OK: {count} records, chain intact" + (f", head seq {head.seq} hash {head.hash}" if head else ""),
+    )
 
 
 def read_audit_log(path: str) -> tuple[list[Link], list[Any]]:
@@ -228,6 +287,9 @@ def read_audit_log(path: str) -> tuple[list[Link], list[Any]]:
     pairs, and the records whose chain append failed (``audit.chain_error``, app/audit/)."""
     p = Path(path)
     items = list(entries(p, ["audit"]) if p.is_dir() else read_file(p))
-    links = [Link(int(e.attributes["audit.seq"]), str(e.attributes["audit.hash"]))
-             for e in items if "audit.seq" in e.attributes and "audit.hash" in e.attributes]
+    links = [
+        Link(int(e.attributes["audit.seq"]), str(e.attributes["audit.hash"]))
+        for e in items
+        if "audit.seq" in e.attributes and "audit.hash" in e.attributes
+    ]
     return links, [e for e in items if "audit.chain_error" in e.attributes]

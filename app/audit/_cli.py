@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
@@ -34,18 +34,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         engine.dispose()
     if verdict.guarded is False:
-        print("ai-diary-audit: WARNING: the append-only triggers on audit_chain are missing (dropped?); they are "
-              "recreated at the next app start", file=sys.stderr)
+        print(
+            "ai-diary-audit: WARNING: the append-only triggers on audit_chain are missing (dropped?); they are "
+            "recreated at the next app start",
+            file=sys.stderr,
+        )
     if verdict.ok and unchained:
         first = unchained[0]
-        print(f"INCOMPLETE: {verdict.message}, but the audit log holds {len(unchained)} record(s) whose chain append "
-              f"failed (audit.chain_error), first {first.attributes.get('audit.action')!r} at {first.time_ns} ns",
-              file=sys.stderr)
+        print(
+            f"INCOMPLETE: {verdict.message}, but the audit log holds {len(unchained)} record(s) whose chain append "
+            f"failed (audit.chain_error), first {first.attributes.get('audit.action')!r} at {first.time_ns} ns",
+            file=sys.stderr,
+        )
         return 1
     if verdict.ok:
         print(verdict.message)
         return 0
-    print(f"BROKEN at seq {verdict.broken_seq}: {verdict.message} ({verdict.count} records verified before it)",
-          file=sys.stderr)
+    print(
+        f"BROKEN at seq {verdict.broken_seq}: {verdict.message} ({verdict.count} records verified before it)",
+        file=sys.stderr,
+    )
     return 1
-

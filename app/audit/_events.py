@@ -1,4 +1,5 @@
 """``audit()``: one audit event as an OpenTelemetry log record (see the package docstring)."""
+
 from __future__ import annotations
 
 import logging
@@ -35,8 +36,9 @@ def _chain_failures() -> Any:
     counter = current_app.extensions.get("audit_chain_failures")
     if counter is None:
         meter = metrics.get_meter("ai-diary", meter_provider=current_app.config.get("METER_PROVIDER"))
-        counter = meter.create_counter(CHAIN_FAILURES, unit="{record}",
-                                       description="Audit records whose append to the hash chain failed")
+        counter = meter.create_counter(
+            CHAIN_FAILURES, unit="{record}", description="Audit records whose append to the hash chain failed"
+        )
         current_app.extensions["audit_chain_failures"] = counter
     return counter
 
@@ -81,8 +83,12 @@ def _chain_append(timestamp_ns: int, attributes: dict[str, Any]) -> None:
     except Exception as exc:  # noqa: BLE001 - the log record is still emitted, marked as not chained
         action = attributes.get("audit.action")
         attributes["audit.chain_error"] = type(exc).__name__
-        logger.error("audit chain append failed for %s (%s): the audit record goes out without audit.seq",
-                     action, type(exc).__name__, exc_info=True)
+        logger.error(
+            "audit chain append failed for %s (%s): the audit record goes out without audit.seq",
+            action,
+            type(exc).__name__,
+            exc_info=True,
+        )
         try:
             _chain_failures().add(1, {"audit.action": str(action)})
         except Exception:  # noqa: BLE001 - metrics must not break auditing either

@@ -14,10 +14,10 @@ from typing import Any
 import yaml
 
 from app.demo._config import REPO, DemoConfig
-from app.demo.procs import DemoError, Procs
-from app.demo._summary import Outcome, say
 from app.demo._services import BURST_FAULTS, STEADY_FAULTS, Llm, llm_stats, restart_llm
+from app.demo._summary import Outcome, say
 from app.demo._traffic import AI_HEAVY_MIX, HEALTHY_MIX, Traffic
+from app.demo.procs import DemoError, Procs
 from app.demo.receivers import SmtpReceiver, WebhookReceiver
 
 log = logging.getLogger(__name__)
@@ -60,12 +60,22 @@ class AlertPhase:
         self.smtp = SmtpReceiver(on_message=self._on_mail).start()
         self.hooks = WebhookReceiver(on_request=self._on_hook).start()
         path = self.cfg.out / "alerts.yaml"
-        path.write_text("# written by app.demo: alerts.yaml with demo-sized windows\n"
-                        + yaml.safe_dump(demo_rules(self.cfg), sort_keys=False), encoding="utf-8")
-        return {"ALERTS_FILE": str(path), "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(self.smtp.port),
-                "ALERT_EMAIL_FROM": "ai-diary-demo@localhost", "ALERT_EMAIL_TO": "oncall@example.test",
-                "SLACK_WEBHOOK_URL": self.hooks.url("/slack"), "SMS_WEBHOOK_URL": self.hooks.url("/sms"),
-                "SMS_TO": "+15550100", "ALERTS_CHANNEL_TIMEOUT": "5"}
+        path.write_text(
+            "# written by app.demo: alerts.yaml with demo-sized windows\n"
+            + yaml.safe_dump(demo_rules(self.cfg), sort_keys=False),
+            encoding="utf-8",
+        )
+        return {
+            "ALERTS_FILE": str(path),
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(self.smtp.port),
+            "ALERT_EMAIL_FROM": "ai-diary-demo@localhost",
+            "ALERT_EMAIL_TO": "oncall@example.test",
+            "SLACK_WEBHOOK_URL": self.hooks.url("/slack"),
+            "SMS_WEBHOOK_URL": self.hooks.url("/sms"),
+            "SMS_TO": "+15550100",
+            "ALERTS_CHANNEL_TIMEOUT": "5",
+        }
 
     def _note(self, channel: str, title: str, text: str) -> None:
         at = time.monotonic() - self.t0
@@ -103,17 +113,27 @@ class AlertPhase:
 
     def describe(self) -> list[str]:
         m = self.marks
-        fired = (f"yes, {m['fired'] - m['burst']:.1f}s after the failure burst began"
-                 if "fired" in m and "burst" in m else "NO")
-        resolved = (f"yes, {m['resolved'] - m['recovery']:.1f}s after recovery began"
-                    if "resolved" in m and "recovery" in m else "NO")
-        lines = [f"rule {RULE!r} (error_rate > 5 % over {self.cfg.alert_window_s:g}s): fired {fired}; "
-                 f"resolved {resolved}",
-                 f"timeline (seconds since the demo started): burst at +{m.get('burst', 0):.1f}s, "
-                 f"recovery at +{m.get('recovery', 0):.1f}s"]
-        lines.append("deliveries: " + (", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())) or "none")
-                     + f"; receivers: SMTP 127.0.0.1 (aiosmtpd), webhooks /slack and /sms; rules in "
-                       f"{self.cfg.out / 'alerts.yaml'}")
+        fired = (
+            f"yes, {m['fired'] - m['burst']:.1f}s after the failure burst began"
+            if "fired" in m and "burst" in m
+            else "NO"
+        )
+        resolved = (
+            f"yes, {m['resolved'] - m['recovery']:.1f}s after recovery began"
+            if "resolved" in m and "recovery" in m
+            else "NO"
+        )
+        lines = [
+            f"rule {RULE!r} (error_rate > 5 % over {self.cfg.alert_window_s:g}s): fired {fired}; resolved {resolved}",
+            f"timeline (seconds since the demo started): burst at +{m.get('burst', 0):.1f}s, "
+            f"recovery at +{m.get('recovery', 0):.1f}s",
+        ]
+        lines.append(
+            "deliveries: "
+            + (", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())) or "none")
+            + f"; receivers: SMTP 127.0.0.1 (aiosmtpd), webhooks /slack and /sms; rules in "
+            f"{self.cfg.out / 'alerts.yaml'}"
+        )
         lines.extend(self.received[:30])
         return lines
 
@@ -132,20 +152,34 @@ class AlertPhase:
         llm = restart_llm(self.procs, cfg, llm, BURST_FAULTS)
         self.marks["burst"] = time.monotonic() - self.t0
         n = traffic.run(burst, AI_HEAVY_MIX, on_request=tick, rate=burst_rate)
-        n += traffic.run(None, AI_HEAVY_MIX, on_request=tick, until=self.fired, rate=burst_rate,
-                         deadline=time.monotonic() + cfg.alert_timeout_s)
+        n += traffic.run(
+            None,
+            AI_HEAVY_MIX,
+            on_request=tick,
+            until=self.fired,
+            rate=burst_rate,
+            deadline=time.monotonic() + cfg.alert_timeout_s,
+        )
         oc.phase_requests["failure burst"] = n
         if not self.fired.is_set():
-            raise DemoError(f"alerts: {RULE!r} did not fire within {cfg.alert_timeout_s:g}s of the failure burst "
-                            f"(see {self.procs.out_dir / 'stdout'})")
+            raise DemoError(
+                f"alerts: {RULE!r} did not fire within {cfg.alert_timeout_s:g}s of the failure burst "
+                f"(see {self.procs.out_dir / 'stdout'})"
+            )
 
         say(f"\nalert phase: the LLM endpoint is healthy again; steady traffic until {RULE!r} resolves")
         oc.llm_stats.update(llm_stats(llm))
         llm = restart_llm(self.procs, cfg, llm, STEADY_FAULTS)
         self.marks["recovery"] = time.monotonic() - self.t0
         n = traffic.run(recovery, HEALTHY_MIX, on_request=tick, rate=recovery_rate, until=self.resolved)
-        n += traffic.run(None, HEALTHY_MIX, on_request=tick, until=self.resolved, rate=recovery_rate,
-                         deadline=time.monotonic() + cfg.alert_timeout_s)
+        n += traffic.run(
+            None,
+            HEALTHY_MIX,
+            on_request=tick,
+            until=self.resolved,
+            rate=recovery_rate,
+            deadline=time.monotonic() + cfg.alert_timeout_s,
+        )
         oc.phase_requests["recovery"] = n
         if not self.resolved.is_set():
             raise DemoError(f"alerts: {RULE!r} did not resolve within {cfg.alert_timeout_s:g}s of recovery")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import secrets
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from otel_wandb.config import ConfigError, env_choice, env_flag, env_number, environ
 
@@ -53,7 +53,7 @@ class DemoConfig:
     log_level: str = "WARNING"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "DemoConfig":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DemoConfig:
         env = environ() if env is None else env
         topology = env_choice(env, "DEMO_TOPOLOGY", "auto", TOPOLOGIES)
         canary = env.get("DEMO_CANARY", "")

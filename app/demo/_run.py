@@ -7,20 +7,18 @@ import logging
 import signal
 import sys
 import time
-from collections import Counter
-from typing import Iterator
+from collections.abc import Iterator
 
-import httpx
 from tqdm import tqdm
 
 from app.demo import _alerts as demo_alerts
 from app.demo import _sinks as demo_sinks
 from app.demo import _stack as demo_stack
 from app.demo._config import DemoConfig, DemoConfigError, prepare_out
-from app.demo.procs import DemoError, Procs
-from app.demo._summary import Outcome, banner, canary_line, cross_checks, say, summary
 from app.demo._services import STEADY_FAULTS, Llm, base_env, llm_stats, service_secrets, start_llm, start_service
+from app.demo._summary import Outcome, banner, canary_line, cross_checks, say, summary
 from app.demo._traffic import STEADY_MIX, Traffic
+from app.demo.procs import DemoError, Procs
 from otel_wandb.config import env_str
 
 log = logging.getLogger("app.demo")
@@ -49,9 +47,12 @@ class DemoRun:
     def llm_text(self) -> str:
         if self.cfg.local_llm:
             why = "no OPENAI_API_KEY" if not env_str(self.cfg.env, "OPENAI_API_KEY") else "DEMO_LLM=local"
-            return (f"local OpenAI-compatible endpoint (app.local_llm; {why}): ~{self.cfg.llm_latency_ms:g} ms "
-                    f"latency, injected 429/500/timeouts")
-        return f"OpenAI API at {env_str(self.cfg.env, 'OPENAI_BASE_URL') or 'https://api.openai.com/v1'} (OPENAI_API_KEY set)"
+            return (
+                f"local OpenAI-compatible endpoint (app.local_llm; {why}): ~{self.cfg.llm_latency_ms:g} ms "
+                f"latency, injected 429/500/timeouts"
+            )
+        base_url = env_str(self.cfg.env, "OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        return f"OpenAI API at {base_url} (OPENAI_API_KEY set)"
 
     # -- phases ------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -68,18 +69,22 @@ class DemoRun:
             else:
                 self.llm = Llm(None, env_str(self.cfg.env, "OPENAI_BASE_URL"))
             self.stack = demo_stack.start(self.procs, self.cfg, self.topology)
-            _, self.base_url = start_service(self.procs, self.cfg, self.topology, self.llm, self.stack.otlp_endpoint,
-                                             self.secrets)
+            _, self.base_url = start_service(
+                self.procs, self.cfg, self.topology, self.llm, self.stack.otlp_endpoint, self.secrets
+            )
             say(f"service ready at {self.base_url} ({self.procs.started[-1].log_path.name} has its output)")
 
     def drive(self) -> None:
         cfg = self.cfg
         alert_budget = demo_alerts.budget(cfg) if self.alerts else 0
         steady = max(1, cfg.requests - cfg.users - alert_budget)
-        with tqdm(total=cfg.requests, desc="requests", unit="req", disable=None, mininterval=0.5,
-                  dynamic_ncols=True) as bar:
-            say(f"traffic: {cfg.users} users register, then {steady} mixed requests (create/list/get/patch/"
-                "delete entries, summarize/reflect/mood, bad input)")
+        with tqdm(
+            total=cfg.requests, desc="requests", unit="req", disable=None, mininterval=0.5, dynamic_ncols=True
+        ) as bar:
+            say(
+                f"traffic: {cfg.users} users register, then {steady} mixed requests (create/list/get/patch/"
+                "delete entries, summarize/reflect/mood, bad input)"
+            )
             with self.phase("traffic"):
                 self.traffic = Traffic(self.base_url, users=cfg.users, canary=cfg.canary, seed=cfg.seed)
                 self.traffic.register()
@@ -91,13 +96,16 @@ class DemoRun:
                 with self.phase("alerts"):
                     self.llm = self.alerts.run(self.traffic, self.llm, bar, self.oc)
             elif cfg.alerts and not cfg.local_llm:
-                self.oc.notes.append("alert phase skipped: it injects failures through the local LLM endpoint "
-                                     "(unset OPENAI_API_KEY or set DEMO_LLM=local)")
+                self.oc.notes.append(
+                    "alert phase skipped: it injects failures through the local LLM endpoint "
+                    "(unset OPENAI_API_KEY or set DEMO_LLM=local)"
+                )
             left = cfg.requests - self.traffic.tally.total
             if left > 0:  # the alert resolved before its share was used: send the rest as steady traffic
                 with self.phase("traffic"):
                     self.oc.phase_requests["steady (rest)"] = self.traffic.run(
-                        left, STEADY_MIX, on_request=lambda: bar.update(1))
+                        left, STEADY_MIX, on_request=lambda: bar.update(1)
+                    )
 
     def stop(self) -> None:
         with self.phase("stop"):
@@ -127,8 +135,10 @@ class DemoRun:
                 audit = demo_stack.audit_counts(self.cfg.out / "logs")
                 self.oc.checks = cross_checks(self.traffic.tally, audit, seen)
                 self.oc.failures.extend(f"cross-check: {c}" for c in self.oc.checks if c.endswith("MISSING"))
-                ok, line = demo_stack.audit_verify(self.cfg.out / "db" / "ai-diary.sqlite3",
-                                                   self.cfg.out / "logs" if self.topology == "collector" else None)
+                ok, line = demo_stack.audit_verify(
+                    self.cfg.out / "db" / "ai-diary.sqlite3",
+                    self.cfg.out / "logs" if self.topology == "collector" else None,
+                )
                 self.oc.checks.append(f"ai-diary-audit verify: {line}")
                 if not ok:
                     self.oc.failures.append(f"audit chain: {line}")
@@ -143,16 +153,20 @@ class DemoRun:
             if not self.oc.run_dirs:
                 self.oc.failures.append(f"no W&B run under {self.cfg.out / 'wandb'}")
         with self.phase("privacy"):
-            others = {"API token": self.traffic.tokens if self.traffic else [],
-                      "user name": self.traffic.names if self.traffic else [],
-                      "service secret": [v for v in self.secrets.values() if v]}
+            others = {
+                "API token": self.traffic.tokens if self.traffic else [],
+                "user name": self.traffic.names if self.traffic else [],
+                "service secret": [v for v in self.secrets.values() if v],
+            }
             extra = {"HTML reports": self.oc.reports}
             self.oc.scan = demo_sinks.scan(self.cfg.out, self.cfg.canary, others, extra)
             if self.oc.scan.hits:
                 self.oc.failures.append("privacy: " + canary_line(self.cfg, self.oc.scan).splitlines()[0])
             if self.traffic and self.traffic.tally.total and not self.oc.scan.control_hits:
-                self.oc.failures.append("privacy: the canary is not even in the database, so the scan proves "
-                                        "nothing (were entries written?)")
+                self.oc.failures.append(
+                    "privacy: the canary is not even in the database, so the scan proves "
+                    "nothing (were entries written?)"
+                )
 
     def execute(self) -> int:
         say(banner(self.cfg, self.topology, self.llm_text()))

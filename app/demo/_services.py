@@ -3,17 +3,16 @@ collector and the W&B bridge. Every child writes only under DEMO_OUT."""
 
 from __future__ import annotations
 
-from collections import Counter
-
-import httpx
-
 import json
 import logging
 import secrets
 import sys
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+
+import httpx
 
 from app.demo._config import REPO, DemoConfig
 from app.demo.procs import DemoError, Proc, Procs
@@ -22,10 +21,18 @@ log = logging.getLogger(__name__)
 
 # Fault rates of the local LLM: a few failures in steady state (mostly absorbed by one retry), all-out during the
 # alert burst. With OPENAI_MAX_RETRIES=1 an AI call fails when both attempts fail.
-STEADY_FAULTS = {"LOCAL_LLM_FAIL_429_RATE": "0.06", "LOCAL_LLM_FAIL_500_RATE": "0.06",
-                 "LOCAL_LLM_TIMEOUT_RATE": "0.005", "LOCAL_LLM_TIMEOUT_SLEEP_S": "6"}
-BURST_FAULTS = {"LOCAL_LLM_FAIL_429_RATE": "0.0", "LOCAL_LLM_FAIL_500_RATE": "0.95",
-                "LOCAL_LLM_TIMEOUT_RATE": "0.0", "LOCAL_LLM_TIMEOUT_SLEEP_S": "6"}
+STEADY_FAULTS = {
+    "LOCAL_LLM_FAIL_429_RATE": "0.06",
+    "LOCAL_LLM_FAIL_500_RATE": "0.06",
+    "LOCAL_LLM_TIMEOUT_RATE": "0.005",
+    "LOCAL_LLM_TIMEOUT_SLEEP_S": "6",
+}
+BURST_FAULTS = {
+    "LOCAL_LLM_FAIL_429_RATE": "0.0",
+    "LOCAL_LLM_FAIL_500_RATE": "0.95",
+    "LOCAL_LLM_TIMEOUT_RATE": "0.0",
+    "LOCAL_LLM_TIMEOUT_SLEEP_S": "6",
+}
 OPENAI_TIMEOUT_S = "3"
 
 
@@ -50,8 +57,14 @@ def base_env(cfg: DemoConfig, parent: Mapping[str, str]) -> dict[str, str]:
     env.setdefault("WANDB_PROJECT", "ai-diary-demo")
     env.update(wandb_env(cfg))
     # XDG_CACHE_HOME: wandb-core's debug logs (~/.cache/wandb/logs); TMPDIR: wandb's media and table staging.
-    env.update({"PYTHONUNBUFFERED": "1", "ALERTS_STATE_FILE": str(cfg.out / "alerts-state.json"),
-                "XDG_CACHE_HOME": str(cfg.out / "cache"), "TMPDIR": str(cfg.out / "tmp")})
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "ALERTS_STATE_FILE": str(cfg.out / "alerts-state.json"),
+            "XDG_CACHE_HOME": str(cfg.out / "cache"),
+            "TMPDIR": str(cfg.out / "tmp"),
+        }
+    )
     if cfg.local_llm:
         env.pop("OPENAI_API_KEY", None)
     return env
@@ -66,8 +79,7 @@ class Llm:
     faults: dict[str, str] = field(default_factory=dict)
 
 
-def start_llm(procs: Procs, cfg: DemoConfig, faults: Mapping[str, str], port: int = 0,
-              name: str = "local-llm") -> Llm:
+def start_llm(procs: Procs, cfg: DemoConfig, faults: Mapping[str, str], port: int = 0, name: str = "local-llm") -> Llm:
     env = {"LOCAL_LLM_LATENCY_MS": f"{cfg.llm_latency_ms:g}", "LOCAL_LLM_SEED": str(cfg.seed), **faults}
     proc = procs.python(name, "app.local_llm", "--host", "127.0.0.1", "--port", str(port), env=env)
     line = proc.wait_for_output(r"\{[^\n]*\"base_url\"[^\n]*\}", timeout=20).group(0)
@@ -99,8 +111,9 @@ def service_secrets(cfg: DemoConfig, parent: Mapping[str, str]) -> dict[str, str
     return found
 
 
-def service_env(cfg: DemoConfig, topology: str, llm: Llm, otlp_endpoint: str | None,
-                secret_env: Mapping[str, str]) -> dict[str, str]:
+def service_env(
+    cfg: DemoConfig, topology: str, llm: Llm, otlp_endpoint: str | None, secret_env: Mapping[str, str]
+) -> dict[str, str]:
     env = {
         "DATABASE_URL": f"sqlite:///{cfg.out / 'db' / 'ai-diary.sqlite3'}",
         "PSEUDONYM_SECRET": secret_env["PSEUDONYM_SECRET"],
@@ -129,8 +142,9 @@ def service_env(cfg: DemoConfig, topology: str, llm: Llm, otlp_endpoint: str | N
     return env
 
 
-def start_service(procs: Procs, cfg: DemoConfig, topology: str, llm: Llm, otlp_endpoint: str | None,
-                  secret_env: Mapping[str, str]) -> tuple[Proc, str]:
+def start_service(
+    procs: Procs, cfg: DemoConfig, topology: str, llm: Llm, otlp_endpoint: str | None, secret_env: Mapping[str, str]
+) -> tuple[Proc, str]:
     argv = [sys.executable, "-m", "gunicorn", "-c", str(REPO / "gunicorn.conf.py"), "app:create_app()"]
     proc = procs.start("service", argv, env=service_env(cfg, topology, llm, otlp_endpoint, secret_env), cwd=REPO)
     port = int(proc.wait_for_output(r"Listening at: http://127\.0\.0\.1:(\d+)", timeout=30).group(1))

@@ -12,9 +12,10 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+
 from otel_wandb import runfile
 
 log = logging.getLogger(__name__)
@@ -69,14 +70,19 @@ def _read(path: Path) -> bytes:
 
 
 def _context(data: bytes, at: int) -> str:
-    return data[max(0, at - 60): at + 60].decode("utf-8", "replace").replace("\n", " ")
+    return data[max(0, at - 60) : at + 60].decode("utf-8", "replace").replace("\n", " ")
 
 
 def sink_files(out_dir: Path, extra: dict[str, Sequence[Path]] | None = None) -> dict[str, list[Path]]:
     """Every file of every sink under ``out_dir``, grouped by sink name."""
-    groups = {"collector log files": out_dir / "logs", "collector queue storage": out_dir / "queue",
-              "W&B run files": out_dir / "wandb", "process stdout captures": out_dir / "stdout",
-              "W&B debug logs and staging (cache, tmp)": out_dir / "cache", "temporary files": out_dir / "tmp"}
+    groups = {
+        "collector log files": out_dir / "logs",
+        "collector queue storage": out_dir / "queue",
+        "W&B run files": out_dir / "wandb",
+        "process stdout captures": out_dir / "stdout",
+        "W&B debug logs and staging (cache, tmp)": out_dir / "cache",
+        "temporary files": out_dir / "tmp",
+    }
     found: dict[str, list[Path]] = {}
     for sink, root in groups.items():
         if root.exists():
@@ -94,13 +100,22 @@ def _decoded_runs(wandb_dir: Path) -> Iterable[tuple[Path, bytes]]:
         except Exception as exc:  # a reader bug must not hide the raw-byte scan
             log.warning("could not decode %s: %s", run_dir, exc)
             continue
-        doc = {"history": run.history, "summary": run.summary, "alerts": run.alerts, "config": run.config,
-               "tables": run.tables}
+        doc = {
+            "history": run.history,
+            "summary": run.summary,
+            "alerts": run.alerts,
+            "config": run.config,
+            "tables": run.tables,
+        }
         yield run_dir, json.dumps(doc, default=str, ensure_ascii=False).encode()
 
 
-def scan(out_dir: Path, canary: str, others: Mapping[str, Sequence[str]] | None = None,
-         extra: dict[str, Sequence[Path]] | None = None) -> ScanResult:
+def scan(
+    out_dir: Path,
+    canary: str,
+    others: Mapping[str, Sequence[str]] | None = None,
+    extra: dict[str, Sequence[Path]] | None = None,
+) -> ScanResult:
     """``others`` maps a kind ("API token", ...) to the strings of that kind that must not appear either."""
     result = ScanResult()
     secrets = [("canary", n) for n in needles(canary)]

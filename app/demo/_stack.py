@@ -15,27 +15,32 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.demo._config import DemoConfig
-from app.demo.procs import DemoError, Proc, Procs
-from app.demo._summary import Outcome
-from app.demo._services import run_dirs
 from sqlalchemy import create_engine
 
 from app.audit import read_audit_log, verify
 from app.demo import topology as topo
+from app.demo._config import DemoConfig
+from app.demo._services import run_dirs
+from app.demo._summary import Outcome
+from app.demo.procs import DemoError, Proc, Procs
 from otel_wandb import runfile
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Stack", "start", "run_dirs", "log_files", "rotation_line", "write_report", "audit_verify"]
+__all__ = ["Stack", "audit_verify", "log_files", "rotation_line", "run_dirs", "start", "write_report"]
 
 # The demo's log files rotate small, so a longer run shows backups: 1 MB per file, 3 backups per log. Batches stay
 # far below 1 MB (a file line is one batch; the rotating writer refuses a line larger than a file), as in the
 # rotation tests (tests/integration/collector/test_files.py).
 ROTATE_MB, ROTATE_BACKUPS = 1, 3
-ROTATION_ENV = {"LOG_MAX_MEGABYTES": str(ROTATE_MB), "LOG_MAX_BACKUPS": str(ROTATE_BACKUPS),
-                "AUDIT_LOG_MAX_MEGABYTES": str(ROTATE_MB), "AUDIT_LOG_MAX_BACKUPS": str(ROTATE_BACKUPS),
-                "OTEL_COLLECTOR_BATCH_SIZE": "200", "OTEL_COLLECTOR_BATCH_MAX_SIZE": "400"}
+ROTATION_ENV = {
+    "LOG_MAX_MEGABYTES": str(ROTATE_MB),
+    "LOG_MAX_BACKUPS": str(ROTATE_BACKUPS),
+    "AUDIT_LOG_MAX_MEGABYTES": str(ROTATE_MB),
+    "AUDIT_LOG_MAX_BACKUPS": str(ROTATE_BACKUPS),
+    "OTEL_COLLECTOR_BATCH_SIZE": "200",
+    "OTEL_COLLECTOR_BATCH_MAX_SIZE": "400",
+}
 
 
 @dataclass
@@ -49,27 +54,36 @@ class Stack:
 def start(procs: Procs, cfg: DemoConfig, topology: str) -> Stack:
     if topology != "collector":
         return Stack()
-    bridge = procs.python("wandb-bridge", "otel_wandb.bridge",
-                          env={"WANDB_BRIDGE_HOST": "127.0.0.1", "WANDB_BRIDGE_PORT": "0",
-                               "WANDB_BRIDGE_SHUTDOWN_TIMEOUT_S": "20"})
+    bridge = procs.python(
+        "wandb-bridge",
+        "otel_wandb.bridge",
+        env={"WANDB_BRIDGE_HOST": "127.0.0.1", "WANDB_BRIDGE_PORT": "0", "WANDB_BRIDGE_SHUTDOWN_TIMEOUT_S": "20"},
+    )
     bridge_url = bridge.wait_for_output(r"listening on (http://\S+)", timeout=60).group(1).rstrip("/")
     bridge.wait_http(bridge_url + "/healthz", timeout=30)
 
     ports = topo.CollectorPorts()
-    env = topo.collector_env(cfg.out / "logs", ports, cfg.out / "queue", {
-        **procs.base_env,
-        "WANDB_BRIDGE_ENDPOINT": bridge_url,
-        "DEPLOYMENT_ENVIRONMENT": "demo",
-        "OTEL_COLLECTOR_BATCH_TIMEOUT": "1s",
-        "LOG_FLUSH_INTERVAL": "1s",
-        "SPAN_METRICS_FLUSH_INTERVAL": "5s",
-        **ROTATION_ENV,
-    })
-    collector = procs.start("collector", [str(topo.COLLECTOR_BINARY), f"--config=file:{topo.COLLECTOR_CONFIG}"],
-                            env=env)
+    env = topo.collector_env(
+        cfg.out / "logs",
+        ports,
+        cfg.out / "queue",
+        {
+            **procs.base_env,
+            "WANDB_BRIDGE_ENDPOINT": bridge_url,
+            "DEPLOYMENT_ENVIRONMENT": "demo",
+            "OTEL_COLLECTOR_BATCH_TIMEOUT": "1s",
+            "LOG_FLUSH_INTERVAL": "1s",
+            "SPAN_METRICS_FLUSH_INTERVAL": "5s",
+            **ROTATION_ENV,
+        },
+    )
+    collector = procs.start(
+        "collector", [str(topo.COLLECTOR_BINARY), f"--config=file:{topo.COLLECTOR_CONFIG}"], env=env
+    )
     collector.wait_http(f"http://127.0.0.1:{ports.health}/", timeout=30, ok=lambda r: r.status_code == 200)
-    return Stack(otlp_endpoint=f"http://127.0.0.1:{ports.http}", collector=collector, bridge=bridge,
-                 bridge_url=bridge_url)
+    return Stack(
+        otlp_endpoint=f"http://127.0.0.1:{ports.http}", collector=collector, bridge=bridge, bridge_url=bridge_url
+    )
 
 
 def log_files(log_dir: Path) -> list[Path]:
@@ -83,8 +97,10 @@ def rotation_line(log_dir: Path, requests: int) -> str:
     files = log_files(log_dir)
     backups = {base: [p for p in files if p.name.startswith(base + "-")] for base in ("combined", "error", "audit")}
     cut = sum(len(b) for b in backups.values())
-    head = (f"rotation: each log rotates at {ROTATE_MB} MB and keeps {ROTATE_BACKUPS} backups (LOG_MAX_MEGABYTES, "
-            f"LOG_MAX_BACKUPS, AUDIT_LOG_*): ")
+    head = (
+        f"rotation: each log rotates at {ROTATE_MB} MB and keeps {ROTATE_BACKUPS} backups (LOG_MAX_MEGABYTES, "
+        f"LOG_MAX_BACKUPS, AUDIT_LOG_*): "
+    )
     if cut:
         return head + ", ".join(f"{base}.log {len(b)} backup(s)" for base, b in backups.items() if b)
     live = log_dir / "combined.log"
@@ -135,14 +151,18 @@ def describe_runs(dirs: list[Path]) -> tuple[list[str], int | None]:
         totals = run.series("http/requests_total")
         seen += int(totals[-1]) if totals else 0
         titles = ", ".join(a["title"] for a in run.alerts[:6]) or "none"
-        lines.append(f"{run_dir.name}: {len(run.history)} history rows, http/requests_total "
-                     f"{int(totals[-1]) if totals else 0}, {len(run.tables)} tables, alerts recorded: {titles}, "
-                     f"exit code {run.exit_code}")
+        lines.append(
+            f"{run_dir.name}: {len(run.history)} history rows, http/requests_total "
+            f"{int(totals[-1]) if totals else 0}, {len(run.tables)} tables, alerts recorded: {titles}, "
+            f"exit code {run.exit_code}"
+        )
     return lines, seen
 
 
-_PROBLEM = re.compile(r"Traceback \(most recent call last\)|\[ERROR\]|\bERROR\b|\terror\t"
-                      r"|\"level\": ?\"(ERROR|CRITICAL)\"")
+_PROBLEM = re.compile(
+    r"Traceback \(most recent call last\)|\[ERROR\]|\bERROR\b|\terror\t"
+    r"|\"level\": ?\"(ERROR|CRITICAL)\""
+)
 
 
 def child_problems(files: list[Path]) -> list[str]:
@@ -189,5 +209,6 @@ def audit_verify(db: Path, log_dir: Path | None) -> tuple[bool, str]:
     against = f", all {len(expected)} audit.log links present" if expected else ""
     if verdict.ok and unchained:
         return False, f"INCOMPLETE: {len(unchained)} audit record(s) without a chain link"
-    return verdict.ok, (verdict.message + against if verdict.ok else f"BROKEN at seq {verdict.broken_seq}: "
-                        f"{verdict.message}")
+    return verdict.ok, (
+        verdict.message + against if verdict.ok else f"BROKEN at seq {verdict.broken_seq}: {verdict.message}"
+    )

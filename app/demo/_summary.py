@@ -11,8 +11,8 @@ from typing import TextIO
 from tqdm import tqdm
 
 from app.demo._config import DemoConfig
-from app.demo._sinks import ScanResult
 from app.demo._services import workers
+from app.demo._sinks import ScanResult
 from app.demo._traffic import Tally
 
 CLASSES = ("2xx", "4xx", "5xx", "err")
@@ -41,8 +41,8 @@ def banner(cfg: DemoConfig, topology: str, llm_text: str) -> str:
         f"  topology : {TOPOLOGY_TEXT[topology]}",
         f"  service  : gunicorn, {workers(cfg, topology)} worker(s) x 4 threads",
         f"  LLM      : {llm_text}",
-        f"  W&B      : WANDB_MODE={cfg.wandb_mode}" + ("  (no WANDB_API_KEY: offline run, no account, no network)"
-                                                    if cfg.wandb_mode == "offline" else ""),
+        f"  W&B      : WANDB_MODE={cfg.wandb_mode}"
+        + ("  (no WANDB_API_KEY: offline run, no account, no network)" if cfg.wandb_mode == "offline" else ""),
         f"  requests : {cfg.requests} from {cfg.users} users   alerts phase: {'on' if cfg.alerts else 'off'}",
         f"  canary   : {cfg.canary}" + ("" if cfg.canary_given else "  (generated; set DEMO_CANARY to choose)"),
         f"  output   : {rel(cfg.out)}/",
@@ -94,13 +94,20 @@ class Outcome:
 def summary(cfg: DemoConfig, tally: Tally, oc: Outcome) -> str:
     total_s = sum(oc.phase_seconds.values())
     traffic_s = oc.phase_seconds.get("traffic", 0.0) + oc.phase_seconds.get("alerts", 0.0)
-    lines = ["", "=" * 78, "ai-diary demo: summary", "=" * 78,
-             f"topology: {TOPOLOGY_TEXT.get(oc.topology, oc.topology)}",
-             f"LLM: {oc.llm_text}"]
+    lines = [
+        "",
+        "=" * 78,
+        "ai-diary demo: summary",
+        "=" * 78,
+        f"topology: {TOPOLOGY_TEXT.get(oc.topology, oc.topology)}",
+        f"LLM: {oc.llm_text}",
+    ]
     if oc.llm_stats:
         s = oc.llm_stats
-        lines.append(f"  the endpoint served {s['requests']} completions, injected {s['failures_429']} x 429, "
-                     f"{s['failures_500']} x 500, {s['timeouts']} timeouts")
+        lines.append(
+            f"  the endpoint served {s['requests']} completions, injected {s['failures_429']} x 429, "
+            f"{s['failures_500']} x 500, {s['timeouts']} timeouts"
+        )
     lines.append(f"\nrequests sent: {tally.total} ({cfg.requests} asked) in {traffic_s:.1f}s of traffic phases")
     lines.append("  per phase: " + ", ".join(f"{k} {v}" for k, v in oc.phase_requests.items()))
     lines.append(traffic_table(tally))
@@ -125,8 +132,10 @@ def summary(cfg: DemoConfig, tally: Tally, oc: Outcome) -> str:
     if oc.rotation:
         lines.append(f"  {oc.rotation}")
     if oc.topology == "collector" and not any(f.name.startswith("error") for f in oc.log_files):
-        lines.append(f"  log file: {rel(cfg.out / 'logs' / 'error.log')} not created: no ERROR-severity record "
-                     "(the LLM failures behind the 502s are logged as WARNING)")
+        lines.append(
+            f"  log file: {rel(cfg.out / 'logs' / 'error.log')} not created: no ERROR-severity record "
+            "(the LLM failures behind the 502s are logged as WARNING)"
+        )
     if oc.stdout_files:
         lines.append(f"  process output: {', '.join(rel(f) for f in oc.stdout_files)}")
     lines.append(f"  database (not a sink; holds the entries): {rel(cfg.out / 'db')}")
@@ -139,8 +148,9 @@ def summary(cfg: DemoConfig, tally: Tally, oc: Outcome) -> str:
         lines.append("\nprivacy: " + canary_line(cfg, oc.scan))
     if oc.exit_codes:
         lines.append("\nprocesses stopped: " + ", ".join(f"{k} exit {v}" for k, v in oc.exit_codes.items()))
-    lines.append("timing: " + ", ".join(f"{k} {v:.1f}s" for k, v in oc.phase_seconds.items())
-                 + f"; total {total_s:.1f}s")
+    lines.append(
+        "timing: " + ", ".join(f"{k} {v:.1f}s" for k, v in oc.phase_seconds.items()) + f"; total {total_s:.1f}s"
+    )
     lines.extend(f"note: {n}" for n in oc.notes)
     if oc.failures:
         lines.append("\nDEMO FAILED:")
@@ -154,12 +164,14 @@ def summary(cfg: DemoConfig, tally: Tally, oc: Outcome) -> str:
 
 def canary_line(cfg: DemoConfig, scan: ScanResult) -> str:
     files = sum(scan.sinks.values())
-    text = (f"canary found in {len(scan.sinks_with_canary)} sinks "
-            f"({len(scan.sinks)} sinks, {files} files, {scan.bytes_scanned / 1e6:.1f} MB scanned"
-            f"{f', {scan.decoded_runs} W&B runs decoded' if scan.decoded_runs else ''}); "
-            f"API tokens, user names and service secrets found in {len(scan.sinks_with_other)} sinks; "
-            f"positive control: the canary is in the "
-            f"database {scan.control_hits} times")
+    text = (
+        f"canary found in {len(scan.sinks_with_canary)} sinks "
+        f"({len(scan.sinks)} sinks, {files} files, {scan.bytes_scanned / 1e6:.1f} MB scanned"
+        f"{f', {scan.decoded_runs} W&B runs decoded' if scan.decoded_runs else ''}); "
+        f"API tokens, user names and service secrets found in {len(scan.sinks_with_other)} sinks; "
+        f"positive control: the canary is in the "
+        f"database {scan.control_hits} times"
+    )
     for hit in scan.hits[:10]:
         text += f"\n  LEAK: {hit.secret} in {hit.sink}: {rel(hit.path)}: ...{hit.context}..."
     return text
@@ -181,9 +193,13 @@ def cross_checks(tally: Tally, audit: Counter, wandb_requests: int | None) -> li
     if wandb_requests is not None:
         lines.append(_check("W&B http/requests_total", wandb_requests, tally.total))
     if audit:
-        pairs = [("entry.create", ok("POST /api/entries")), ("entry.update", ok("PATCH /api/entries/{id}")),
-                 ("entry.delete", ok("DELETE /api/entries/{id}")), ("user.register", ok("POST /api/users")),
-                 ("auth.failed", tally.statuses.get(401, 0))]
+        pairs = [
+            ("entry.create", ok("POST /api/entries")),
+            ("entry.update", ok("PATCH /api/entries/{id}")),
+            ("entry.delete", ok("DELETE /api/entries/{id}")),
+            ("user.register", ok("POST /api/users")),
+            ("auth.failed", tally.statuses.get(401, 0)),
+        ]
         for feature in ("summarize", "reflect", "mood"):
             ep = f"POST /api/entries/{{id}}/ai/{feature}"
             pairs.append((f"ai.{feature}", ok(ep) + ok(ep, "5xx")))

@@ -11,8 +11,9 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import httpx
 
@@ -27,14 +28,24 @@ AI_HEAVY_MIX = {"create": 10, "list": 5, "get": 5, "ai": 75, "bad": 5}
 HEALTHY_MIX = {"create": 25, "list": 25, "get": 25, "patch": 10, "ai": 15}
 
 _MOMENTS = (
-    "Woke up early and watched the rain on the window", "Long walk by the river after work",
-    "Cooked soup for the neighbours", "The meeting ran late again", "Finished the book I started in spring",
-    "Called my sister, we laughed about the old flat", "Tried the new bakery on the corner",
-    "Could not focus this afternoon", "Planted tomatoes on the balcony", "Train was cancelled, took the bus",
+    "Woke up early and watched the rain on the window",
+    "Long walk by the river after work",
+    "Cooked soup for the neighbours",
+    "The meeting ran late again",
+    "Finished the book I started in spring",
+    "Called my sister, we laughed about the old flat",
+    "Tried the new bakery on the corner",
+    "Could not focus this afternoon",
+    "Planted tomatoes on the balcony",
+    "Train was cancelled, took the bus",
 )
 _FEELINGS = (
-    "I feel calm tonight.", "A bit anxious about tomorrow.", "Grateful for small things.",
-    "Tired but content.", "Restless, hard to say why.", "Proud of myself for once.",
+    "I feel calm tonight.",
+    "A bit anxious about tomorrow.",
+    "Grateful for small things.",
+    "Tired but content.",
+    "Restless, hard to say why.",
+    "Proud of myself for once.",
 )
 _TAGS = ("work", "family", "health", "food", "books", "weather", "garden", "travel")
 
@@ -91,8 +102,17 @@ class UserSession:
         self.client.headers["Authorization"] = f"Bearer {self.token}"
 
     # -- plumbing ------------------------------------------------------------------------------------------
-    def _send(self, endpoint: str, method: str, url: str, *, ok: Iterable[int] = (200,), bad: bool = False,
-              ai: bool = False, **kw: Any) -> httpx.Response | None:
+    def _send(
+        self,
+        endpoint: str,
+        method: str,
+        url: str,
+        *,
+        ok: Iterable[int] = (200,),
+        bad: bool = False,
+        ai: bool = False,
+        **kw: Any,
+    ) -> httpx.Response | None:
         try:
             resp = self.client.request(method, url, **kw)
         except httpx.HTTPError as exc:
@@ -151,8 +171,7 @@ class UserSession:
         if entry is None:
             return self.create()
         feature = self.rng.choice(FEATURES)
-        self._send(f"POST /api/entries/{{id}}/ai/{feature}", "POST", f"/api/entries/{entry}/ai/{feature}",
-                   ai=True)
+        self._send(f"POST /api/entries/{{id}}/ai/{feature}", "POST", f"/api/entries/{entry}/ai/{feature}", ai=True)
 
     def bad(self) -> None:
         """Bad input: the service must answer 4xx naming the problem, never 5xx."""
@@ -163,18 +182,22 @@ class UserSession:
         elif case == 1:
             self._send("POST /api/entries", "POST", "/api/entries", json={"text": 42, "tags": "x"}, bad=True)
         elif case == 2:
-            self._send("POST /api/entries", "POST", "/api/entries", content=b"{not json",
-                       headers={"Content-Type": "application/json"}, bad=True)
+            self._send(
+                "POST /api/entries",
+                "POST",
+                "/api/entries",
+                content=b"{not json",
+                headers={"Content-Type": "application/json"},
+                bad=True,
+            )
         elif case == 3:
             self._send("GET /api/entries/{id}", "GET", "/api/entries/999999999", bad=True)
         elif case == 4:
             self._send("GET /api/entries", "GET", "/api/entries", params={"limit": -3}, bad=True)
         elif case == 5:
-            self._send("POST /api/entries/{id}/ai/{feature}", "POST", f"/api/entries/{entry}/ai/horoscope",
-                       bad=True)
+            self._send("POST /api/entries/{id}/ai/{feature}", "POST", f"/api/entries/{entry}/ai/horoscope", bad=True)
         elif case == 6:
-            self._send("GET /api/entries", "GET", "/api/entries", headers={"Authorization": "Bearer nope"},
-                       bad=True)
+            self._send("GET /api/entries", "GET", "/api/entries", headers={"Authorization": "Bearer nope"}, bad=True)
         else:
             self._send("POST /api/users", "POST", "/api/users", json={}, bad=True)
 
@@ -195,8 +218,16 @@ def _next_cursor(resp: httpx.Response | None) -> str | None:
 class Traffic:
     """Drives requests against the service from one thread per user."""
 
-    def __init__(self, base_url: str, *, users: int, canary: str, seed: int, timeout: float = 30.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        users: int,
+        canary: str,
+        seed: int,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.base_url, self.canary, self.timeout, self.transport = base_url, canary, timeout, transport
         self.tally = Tally()
         self.rng = random.Random(seed)
@@ -216,8 +247,16 @@ class Traffic:
             self.tokens.append(session.token)
             self.names.append(name)
 
-    def run(self, budget: int | None, mix: dict[str, int], *, on_request: Callable[[], None] = lambda: None,
-            until: threading.Event | None = None, rate: float | None = None, deadline: float | None = None) -> int:
+    def run(
+        self,
+        budget: int | None,
+        mix: dict[str, int],
+        *,
+        on_request: Callable[[], None] = lambda: None,
+        until: threading.Event | None = None,
+        rate: float | None = None,
+        deadline: float | None = None,
+    ) -> int:
         """Send ``budget`` requests (or, if None, until ``until`` is set / ``deadline`` passes), paced at ``rate``
         requests per second overall if given. Returns how many operations ran."""
         ops, weights = list(mix), list(mix.values())

@@ -14,9 +14,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import httpx
 
@@ -46,13 +46,18 @@ class Proc:
     stop_seconds: float = 0.0
     killed: bool = False  # needed SIGKILL: it did not stop within the timeout
 
-    def start(self) -> "Proc":
+    def start(self) -> Proc:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         out = open(self.log_path, "ab", buffering=0)
         try:
             self.popen = subprocess.Popen(
-                list(self.argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=dict(self.env), cwd=self.cwd, start_new_session=True,
+                list(self.argv),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=dict(self.env),
+                cwd=self.cwd,
+                start_new_session=True,
             )
         finally:
             out.close()
@@ -151,8 +156,9 @@ class Procs:
         self.base_env = dict(base_env)
         self.started: list[Proc] = []
 
-    def start(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None,
-              cwd: Path | None = None) -> Proc:
+    def start(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> Proc:
         full_env = {**self.base_env, **(env or {})}
         proc = Proc(name, argv, self.out_dir / "stdout" / f"{name}.log", full_env, cwd).start()
         self.started.append(proc)

@@ -21,9 +21,10 @@ import ssl
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs
 
 try:
@@ -84,9 +85,14 @@ class _Controller(Controller):
 class SmtpReceiver:
     """A real SMTP server; ``auth=(user, password)`` requires AUTH LOGIN/PLAIN (without TLS, loopback only)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, auth: tuple[str, str] | None = None,
-                 on_message: Callable[[ReceivedMail], None] | None = None,
-                 tls_cert: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        auth: tuple[str, str] | None = None,
+        on_message: Callable[[ReceivedMail], None] | None = None,
+        tls_cert: tuple[str, str] | None = None,
+    ) -> None:
         self.messages: list[ReceivedMail] = []
         self.on_message = on_message
         self._auth = auth
@@ -110,19 +116,27 @@ class SmtpReceiver:
         return self._controller.port
 
     def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
-        ok = (self._auth is not None and getattr(auth_data, "login", None) == self._auth[0].encode()
-              and getattr(auth_data, "password", None) == self._auth[1].encode())
+        ok = (
+            self._auth is not None
+            and getattr(auth_data, "login", None) == self._auth[0].encode()
+            and getattr(auth_data, "password", None) == self._auth[1].encode()
+        )
         return AuthResult(success=ok, handled=False, auth_data=getattr(auth_data, "login", None))
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         body = msg.get_body(preferencelist=("plain",))
         login = session.auth_data
         tls = getattr(session, "ssl", None) is not None
         mail = ReceivedMail(
-            sender=envelope.mail_from, recipients=list(envelope.rcpt_tos), subject=str(msg["Subject"] or ""),
-            body=body.get_content() if body is not None else "", headers={k: str(v) for k, v in msg.items()},
-            auth_user=login.decode() if isinstance(login, bytes) else login, tls=tls)
+            sender=envelope.mail_from,
+            recipients=list(envelope.rcpt_tos),
+            subject=str(msg["Subject"] or ""),
+            body=body.get_content() if body is not None else "",
+            headers={k: str(v) for k, v in msg.items()},
+            auth_user=login.decode() if isinstance(login, bytes) else login,
+            tls=tls,
+        )
         self.messages.append(mail)
         if self.on_message:
             self.on_message(mail)
@@ -131,14 +145,14 @@ class SmtpReceiver:
     def wait_for(self, n: int = 1, timeout: float = 10.0, subject: str = "") -> list[ReceivedMail]:
         return _wait(self.messages, n, timeout, lambda m: subject in m.subject)
 
-    def start(self) -> "SmtpReceiver":
+    def start(self) -> SmtpReceiver:
         self._controller.start()
         return self
 
     def stop(self) -> None:
         self._controller.stop()
 
-    def __enter__(self) -> "SmtpReceiver":
+    def __enter__(self) -> SmtpReceiver:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -149,9 +163,14 @@ class WebhookReceiver:
     """HTTP server recording every POST; answers ``status`` (settable, e.g. 500 to simulate an outage), or what
     ``status_for(request)`` returns (e.g. fail for one SMS recipient only)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, status: int = 200,
-                 on_request: Callable[[ReceivedRequest], None] | None = None,
-                 status_for: Callable[[ReceivedRequest], int] | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        status: int = 200,
+        on_request: Callable[[ReceivedRequest], None] | None = None,
+        status_for: Callable[[ReceivedRequest], int] | None = None,
+    ) -> None:
         self.requests: list[ReceivedRequest] = []
         self.status = status
         self.on_request = on_request
@@ -159,7 +178,7 @@ class WebhookReceiver:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 ctype = self.headers.get("Content-Type", "")
@@ -186,8 +205,9 @@ class WebhookReceiver:
 
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="webhook-receiver",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="webhook-receiver", daemon=True
+        )
 
     @property
     def port(self) -> int:
@@ -199,7 +219,7 @@ class WebhookReceiver:
     def wait_for(self, n: int = 1, timeout: float = 10.0, path: str | None = None) -> list[ReceivedRequest]:
         return _wait(self.requests, n, timeout, lambda r: path is None or r.path == path)
 
-    def start(self) -> "WebhookReceiver":
+    def start(self) -> WebhookReceiver:
         self._thread.start()
         return self
 
@@ -207,7 +227,7 @@ class WebhookReceiver:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> "WebhookReceiver":
+    def __enter__(self) -> WebhookReceiver:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -225,10 +245,15 @@ def _basic_user(headers: Any) -> str | None:
 
 
 def main() -> None:  # pragma: no cover - manual tool
-    with SmtpReceiver(on_message=lambda m: print(f"[smtp] to={m.recipients} subject={m.subject!r}\n{m.body}")) as s, \
-            WebhookReceiver(on_request=lambda r: print(f"[http] {r.path}: {r.text}")) as w:
-        print(f"SMTP_HOST=127.0.0.1 SMTP_PORT={s.port} SLACK_WEBHOOK_URL={w.url('/slack')} "
-              f"SMS_WEBHOOK_URL={w.url('/sms')}", flush=True)
+    with (
+        SmtpReceiver(on_message=lambda m: print(f"[smtp] to={m.recipients} subject={m.subject!r}\n{m.body}")) as s,
+        WebhookReceiver(on_request=lambda r: print(f"[http] {r.path}: {r.text}")) as w,
+    ):
+        print(
+            f"SMTP_HOST=127.0.0.1 SMTP_PORT={s.port} SLACK_WEBHOOK_URL={w.url('/slack')} "
+            f"SMS_WEBHOOK_URL={w.url('/sms')}",
+            flush=True,
+        )
         try:
             while True:
                 time.sleep(3600)

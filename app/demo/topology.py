@@ -22,9 +22,9 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from app.demo.procs import free_port
 from otel_wandb.config import environ
@@ -39,9 +39,11 @@ BUILD_SCRIPT = REPO / "collector" / "build.sh"
 
 def build_collector(timeout: float = 900) -> Path:
     """Run collector/build.sh (a no-op while the manifest is unchanged); raise if it cannot build."""
-    res = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=timeout)
+    res = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=timeout, check=False)
     if res.returncode != 0 or not COLLECTOR_BINARY.exists():
-        raise RuntimeError(f"collector/build.sh failed (rc={res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}")
+        raise RuntimeError(
+            f"collector/build.sh failed (rc={res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}"
+        )
     return COLLECTOR_BINARY
 
 
@@ -64,8 +66,15 @@ class _Proc:
         self.proc: subprocess.Popen | None = None
 
     def _spawn(self) -> None:
-        self.proc = subprocess.Popen(self.args, env=self.env, cwd=self.cwd, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, errors="replace")
+        self.proc = subprocess.Popen(
+            self.args,
+            env=self.env,
+            cwd=self.cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+        )
         threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
 
     def _drain(self, proc: subprocess.Popen) -> None:
@@ -147,22 +156,34 @@ class CollectorHandle(_Proc):
         return self.start(timeout)
 
 
-def collector_env(log_dir: Path, ports: CollectorPorts, queue_dir: Path | None = None,
-                  env: Mapping[str, str] | None = None) -> dict[str, str]:
+def collector_env(
+    log_dir: Path, ports: CollectorPorts, queue_dir: Path | None = None, env: Mapping[str, str] | None = None
+) -> dict[str, str]:
     base = {k: v for k, v in environ().items() if not k.startswith(("OTEL_COLLECTOR_", "OTLP_BACKEND_"))}
-    base.update({
-        "LOG_DIR": str(log_dir), "OTEL_COLLECTOR_HOST": "127.0.0.1",
-        "OTEL_COLLECTOR_GRPC_PORT": str(ports.grpc), "OTEL_COLLECTOR_HTTP_PORT": str(ports.http),
-        "OTEL_COLLECTOR_HEALTH_PORT": str(ports.health), "OTEL_COLLECTOR_METRICS_PORT": str(ports.metrics),
-        "OTEL_COLLECTOR_QUEUE_DIR": str(queue_dir or (log_dir.parent / f"{log_dir.name}-queue")),
-    })
+    base.update(
+        {
+            "LOG_DIR": str(log_dir),
+            "OTEL_COLLECTOR_HOST": "127.0.0.1",
+            "OTEL_COLLECTOR_GRPC_PORT": str(ports.grpc),
+            "OTEL_COLLECTOR_HTTP_PORT": str(ports.http),
+            "OTEL_COLLECTOR_HEALTH_PORT": str(ports.health),
+            "OTEL_COLLECTOR_METRICS_PORT": str(ports.metrics),
+            "OTEL_COLLECTOR_QUEUE_DIR": str(queue_dir or (log_dir.parent / f"{log_dir.name}-queue")),
+        }
+    )
     base.update(env or {})
     return base
 
 
-def start_collector(env: Mapping[str, str] | None = None, log_dir: str | Path = "logs", *,
-                    queue_dir: str | Path | None = None, config: str | Path = COLLECTOR_CONFIG,
-                    ports: CollectorPorts | None = None, timeout: float = 30.0) -> CollectorHandle:
+def start_collector(
+    env: Mapping[str, str] | None = None,
+    log_dir: str | Path = "logs",
+    *,
+    queue_dir: str | Path | None = None,
+    config: str | Path = COLLECTOR_CONFIG,
+    ports: CollectorPorts | None = None,
+    timeout: float = 30.0,
+) -> CollectorHandle:
     """Start the collector binary on free ports with LOG_DIR=log_dir; returns once /health answers 200."""
     if not COLLECTOR_BINARY.exists():
         raise FileNotFoundError(f"{COLLECTOR_BINARY} is missing: run collector/build.sh")

@@ -17,5 +17,14 @@ from __future__ import annotations
 from app.local_llm._faults import FAIL_ATTEMPTS_HEADER, FAIL_HEADER, Faults
 from app.local_llm._server import MODELS, LocalLLMServer, Running, main, make_server, serve_in_thread
 
-__all__ = ["FAIL_ATTEMPTS_HEADER", "FAIL_HEADER", "MODELS", "Faults", "LocalLLMServer", "Running", "main",
-           "make_server", "serve_in_thread"]
+__all__ = [
+    "FAIL_ATTEMPTS_HEADER",
+    "FAIL_HEADER",
+    "MODELS",
+    "Faults",
+    "LocalLLMServer",
+    "Running",
+    "main",
+    "make_server",
+    "serve_in_thread",
+]

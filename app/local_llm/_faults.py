@@ -11,6 +11,7 @@ Per request: header ``X-Local-LLM-Fail: 429|500|timeout`` forces a failure; with
 only the first N attempts fail (the openai SDK numbers its retries in ``x-stainless-retry-count``). A header value
 that is not understood is a ``ValueError`` naming the header (the server answers 400).
 """
+
 from __future__ import annotations
 
 import math
@@ -35,9 +36,14 @@ RETRY_COUNT_HEADER = "x-stainless-retry-count"
 FAULTS = ("429", "500", "timeout")
 
 # Faults field -> environment variable (the CLI flag is "--" + the field with dashes)
-ENV = {"latency_ms": LOCAL_LLM_LATENCY_MS, "fail_429_rate": LOCAL_LLM_FAIL_429_RATE,
-       "fail_500_rate": LOCAL_LLM_FAIL_500_RATE, "timeout_rate": LOCAL_LLM_TIMEOUT_RATE,
-       "timeout_sleep_s": LOCAL_LLM_TIMEOUT_SLEEP_S, "seed": LOCAL_LLM_SEED}
+ENV = {
+    "latency_ms": LOCAL_LLM_LATENCY_MS,
+    "fail_429_rate": LOCAL_LLM_FAIL_429_RATE,
+    "fail_500_rate": LOCAL_LLM_FAIL_500_RATE,
+    "timeout_rate": LOCAL_LLM_TIMEOUT_RATE,
+    "timeout_sleep_s": LOCAL_LLM_TIMEOUT_SLEEP_S,
+    "seed": LOCAL_LLM_SEED,
+}
 RATES = ("fail_429_rate", "fail_500_rate", "timeout_rate")
 
 

@@ -1,4 +1,5 @@
 """The local OpenAI-compatible HTTP server (see the package docstring)."""
+
 from __future__ import annotations
 
 import argparse
@@ -30,9 +31,20 @@ class State:
     rng: random.Random = field(init=False)
     lock: threading.Lock = field(default_factory=threading.Lock)
     cache: PromptCache = field(default_factory=PromptCache)
-    totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "failures_429", "failures_500",
-         "timeouts"), 0))
+    totals: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(
+            (
+                "requests",
+                "prompt_tokens",
+                "completion_tokens",
+                "cached_tokens",
+                "failures_429",
+                "failures_500",
+                "timeouts",
+            ),
+            0,
+        )
+    )
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.faults.seed)
@@ -74,13 +86,18 @@ class Handler(BaseHTTPRequestHandler):
         headers = {"retry-after-ms": "20", "retry-after": "0"} if status == 429 else {}
         self._json(status, {"error": {"message": message, "type": etype, "param": None, "code": code}}, headers)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
         if path == "/healthz":
             self._json(200, {"status": "ok"})
         elif path in ("/v1/models", "/models"):
-            self._json(200, {"object": "list", "data": [
-                {"id": m, "object": "model", "created": 1700000000, "owned_by": "local"} for m in MODELS]})
+            self._json(
+                200,
+                {
+                    "object": "list",
+                    "data": [{"id": m, "object": "model", "created": 1700000000, "owned_by": "local"} for m in MODELS],
+                },
+            )
         elif path == "/stats":
             with self.state.lock:
                 self._json(200, dict(self.state.totals))
@@ -91,7 +108,7 @@ class Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             return self.state.rng.random()
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+    def do_POST(self) -> None:
         raw_length = (self.headers.get("Content-Length") or "0").strip()
         if not (raw_length.isascii() and raw_length.isdigit()) or int(raw_length) > MAX_BODY:
             self.close_connection = True  # the body cannot be skipped safely
@@ -128,15 +145,35 @@ class Handler(BaseHTTPRequestHandler):
         cid, created = "chatcmpl-" + uuid.uuid4().hex[:24], int(time.time())
         if body.get("stream"):
             options = body.get("stream_options")
-            self._stream(cid, created, model, text, finish, usage,
-                         isinstance(options, dict) and bool(options.get("include_usage")))
+            self._stream(
+                cid,
+                created,
+                model,
+                text,
+                finish,
+                usage,
+                isinstance(options, dict) and bool(options.get("include_usage")),
+            )
             return
-        self._json(200, {
-            "id": cid, "object": "chat.completion", "created": created, "model": model,
-            "system_fingerprint": "fp_local",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
-                         "logprobs": None, "finish_reason": finish}],
-            "usage": usage})
+        self._json(
+            200,
+            {
+                "id": cid,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "system_fingerprint": "fp_local",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text, "refusal": None},
+                        "logprobs": None,
+                        "finish_reason": finish,
+                    }
+                ],
+                "usage": usage,
+            },
+        )
 
     def _fail(self, fault: str) -> None:
         key = {"429": "failures_429", "500": "failures_500", "timeout": "timeouts"}.get(fault, "failures_500")
@@ -150,16 +187,22 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._error(500, "The server had an error (injected)", "server_error")
 
-    def _stream(self, cid: str, created: int, model: str, text: str, finish: str, usage: dict[str, Any],
-                include_usage: bool) -> None:
+    def _stream(
+        self, cid: str, created: int, model: str, text: str, finish: str, usage: dict[str, Any], include_usage: bool
+    ) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
-        base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                "system_fingerprint": "fp_local"}
+        base = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": "fp_local",
+        }
 
         def send(choices: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> None:
             chunk = dict(base, choices=choices, **(extra or {}))
@@ -170,7 +213,7 @@ class Handler(BaseHTTPRequestHandler):
         send([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
         words = text.split(" ")
         for i in range(0, len(words), 3):
-            piece = " ".join(words[i:i + 3]) + (" " if i + 3 < len(words) else "")
+            piece = " ".join(words[i : i + 3]) + (" " if i + 3 < len(words) else "")
             send([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
         send([{"index": 0, "delta": {}, "finish_reason": finish}])
         if include_usage:
@@ -227,8 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=0, help="0 picks a free port (announced on stdout)")
     p.add_argument("--port-file", help="also write the bound port to this file")
     for name, env in local_llm_faults.ENV.items():
-        p.add_argument(local_llm_faults.flag(name), type=int if name == "seed" else float,
-                       help=f"default: ${env} (see app/local_llm/_faults.py)")
+        p.add_argument(
+            local_llm_faults.flag(name),
+            type=int if name == "seed" else float,
+            help=f"default: ${env} (see app/local_llm/_faults.py)",
+        )
     args = p.parse_args(argv)
     try:
         faults = Faults.from_env({name: getattr(args, name) for name in local_llm_faults.ENV})
@@ -249,4 +295,3 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.server_close()
     return 0
-

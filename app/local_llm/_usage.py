@@ -6,6 +6,7 @@ so ``prompt_tokens`` is its length. Prompt caching follows OpenAI's documented r
 tokens are cached, and a repeat reports the longest previously seen prefix in 128-token steps after the first 1024
 (1024, 1152, 1280, ...) as ``prompt_tokens_details.cached_tokens``; shorter prompts never report cached tokens.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -54,7 +55,7 @@ def prompt_token_sequence(messages: list[Any]) -> list[str]:
         role = str(msg.get("role", "")) if isinstance(msg, dict) else ""
         text = _content_text(msg.get("content")) if isinstance(msg, dict) else ""
         tokens += [f"<|start|>{role}", "<|sep|>", "<|sep|>", "<|message|>"]  # MESSAGE_FRAMING_TOKENS
-        tokens += [text[i:i + CHARS_PER_TOKEN] for i in range(0, len(text), CHARS_PER_TOKEN)]
+        tokens += [text[i : i + CHARS_PER_TOKEN] for i in range(0, len(text), CHARS_PER_TOKEN)]
     return tokens + ["<|start|>assistant"] * REPLY_PRIMING_TOKENS
 
 
@@ -95,8 +96,13 @@ def answer(body: dict[str, Any]) -> tuple[str, str, int]:
     text = " ".join(SENTENCES[(digest[1 + i]) % len(SENTENCES)] for i in range(count))
     response_format = body.get("response_format")
     if isinstance(response_format, dict) and response_format.get("type") == "json_object":
-        text = json.dumps({"mood": ("calm", "tired", "hopeful", "anxious", "content")[digest[5] % 5],
-                           "score": round((digest[6] % 100) / 100, 2), "summary": SENTENCES[digest[7] % 10]})
+        text = json.dumps(
+            {
+                "mood": ("calm", "tired", "hopeful", "anxious", "content")[digest[5] % 5],
+                "score": round((digest[6] % 100) / 100, 2),
+                "summary": SENTENCES[digest[7] % 10],
+            }
+        )
     completion_tokens = estimate_tokens(text)
     finish = "stop"
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
@@ -106,8 +112,15 @@ def answer(body: dict[str, Any]) -> tuple[str, str, int]:
 
 
 def usage(prompt_tokens: int, completion_tokens: int, cached: int) -> dict[str, Any]:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }

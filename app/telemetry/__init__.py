@@ -47,13 +47,36 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["ATTR_FEATURE", "ATTR_PSEUDO_ID", "ATTR_WORKER", "State", "ai_call_context",
-           "configure", "current_ai_context", "exception_attributes", "init_app", "init_worker", "shutdown", "state"]
+__all__ = [
+    "ATTR_FEATURE",
+    "ATTR_PSEUDO_ID",
+    "ATTR_WORKER",
+    "State",
+    "ai_call_context",
+    "configure",
+    "current_ai_context",
+    "exception_attributes",
+    "init_app",
+    "init_worker",
+    "shutdown",
+    "state",
+]
 
 if TYPE_CHECKING:
     from app.telemetry._providers import exception_attributes
-    from app.telemetry._setup import (ATTR_FEATURE, ATTR_PSEUDO_ID, ATTR_WORKER, State, ai_call_context, configure,
-                                      current_ai_context, init_app, init_worker, shutdown, state)
+    from app.telemetry._setup import (
+        ATTR_FEATURE,
+        ATTR_PSEUDO_ID,
+        ATTR_WORKER,
+        State,
+        ai_call_context,
+        configure,
+        current_ai_context,
+        init_app,
+        init_worker,
+        shutdown,
+        state,
+    )
 
 _HOME = {"exception_attributes": "app.telemetry._providers"}
 

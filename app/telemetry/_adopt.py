@@ -17,6 +17,7 @@ What such a processor still holds (spans ended before we were called) must not l
 batch processor down FLUSHES its queue to its exporter. ``discard()`` first points every exporter it can reach at
 a sink that drops everything, then shuts the processor down.
 """
+
 from __future__ import annotations
 
 import logging
@@ -78,8 +79,10 @@ def _drop_exports(proc: Any) -> None:
 
 def discard(provider: Any) -> None:
     """Shut ``provider`` down WITHOUT exporting what its processors hold (see the module docstring)."""
-    for multi_attr, list_attr in (("_active_span_processor", "_span_processors"),
-                                  ("_multi_log_record_processor", "_log_record_processors")):
+    for multi_attr, list_attr in (
+        ("_active_span_processor", "_span_processors"),
+        ("_multi_log_record_processor", "_log_record_processors"),
+    ):
         for proc in getattr(getattr(provider, multi_attr, None), list_attr, None) or ():
             try:
                 _drop_exports(proc)
@@ -95,16 +98,20 @@ def secure_tracer_provider(provider: Any, policy: Policy) -> bool:
     multi = getattr(provider, "_active_span_processor", None)
     procs = getattr(multi, "_span_processors", None)
     if not isinstance(procs, tuple):
-        logger.error("telemetry: cannot reach the span processors of %s to add the privacy filter",
-                     type(provider).__name__)
+        logger.error(
+            "telemetry: cannot reach the span processors of %s to add the privacy filter", type(provider).__name__
+        )
         return False
     keep = []
     for proc in procs:
         if _wrap_span_processor(proc, policy):
             keep.append(proc)
         else:
-            logger.error("telemetry: span processor %s removed: its exporter cannot be wrapped in the privacy "
-                         "filter (what it held is dropped)", type(proc).__name__)
+            logger.error(
+                "telemetry: span processor %s removed: its exporter cannot be wrapped in the privacy "
+                "filter (what it held is dropped)",
+                type(proc).__name__,
+            )
             _drop_exports(proc)
             try:
                 proc.shutdown()
@@ -125,8 +132,9 @@ def secure_logger_provider(provider: Any, policy: Policy) -> bool:
         return True  # not an SDK LoggerProvider (no-op / proxy): nothing is exported through it
     procs = getattr(multi, "_log_record_processors", None)
     if not isinstance(procs, tuple):
-        logger.error("telemetry: cannot reach the log record processors of %s to add the privacy filter",
-                     type(provider).__name__)
+        logger.error(
+            "telemetry: cannot reach the log record processors of %s to add the privacy filter", type(provider).__name__
+        )
         return False
     if procs and isinstance(procs[0], PrivacyLogProcessor):
         return True

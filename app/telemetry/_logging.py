@@ -5,6 +5,7 @@ Every stdout line is one JSON object with ``ts``, ``level``, ``logger``, ``messa
 content-free ``exception.message`` (app/telemetry_privacy.redact_error; no stack trace on stdout: it lives on the
 span's exception event; the formatter is app/telemetry/logjson.py's, which gunicorn's own loggers use too).
 """
+
 from __future__ import annotations
 
 import logging

@@ -10,6 +10,7 @@ tests/service/telemetry/test_otlp.py checks that both encoders' output parses to
 Used by app/telemetry/_providers.py in place of ``otlp_proto_http`` for traces unless ``AI_DIARY_FAST_OTLP=false``.
 Transport, retries, headers, compression, timeouts and endpoint variables are the SDK exporter's own.
 """
+
 from __future__ import annotations
 
 import logging
@@ -116,9 +117,11 @@ class SpanEncoder:
         if enc is None:
             body = b""
             if scope is not None:
-                body = (_str(b"\x0a", scope.name) if scope.name else b"") + \
-                       (_str(b"\x12", scope.version) if scope.version else b"") + \
-                       self.attributes(b"\x1a", scope.attributes)
+                body = (
+                    (_str(b"\x0a", scope.name) if scope.name else b"")
+                    + (_str(b"\x12", scope.version) if scope.version else b"")
+                    + self.attributes(b"\x1a", scope.attributes)
+                )
             enc = _ld(b"\x0a", body)
             if len(self._scopes) > 256:
                 self._scopes.clear()
@@ -146,8 +149,11 @@ class SpanEncoder:
         if s.dropped_attributes:
             out += [b"\x50", _varint(s.dropped_attributes)]
         for ev in s.events:
-            body = (b"\x09" + _pack_q(ev.timestamp) if ev.timestamp else b"") + \
-                   (_str(b"\x12", ev.name) if ev.name else b"") + self.attributes(b"\x1a", ev.attributes)
+            body = (
+                (b"\x09" + _pack_q(ev.timestamp) if ev.timestamp else b"")
+                + (_str(b"\x12", ev.name) if ev.name else b"")
+                + self.attributes(b"\x1a", ev.attributes)
+            )
             dropped = getattr(ev, "dropped_attributes", 0)
             if dropped:
                 body += b"\x20" + _varint(dropped)
@@ -156,8 +162,13 @@ class SpanEncoder:
             out += [b"\x60", _varint(s.dropped_events)]
         for link in s.links:
             lc = link.context
-            body = b"\x0a\x10" + lc.trace_id.to_bytes(16, "big") + b"\x12\x08" + lc.span_id.to_bytes(8, "big") + \
-                self.attributes(b"\x22", link.attributes)
+            body = (
+                b"\x0a\x10"
+                + lc.trace_id.to_bytes(16, "big")
+                + b"\x12\x08"
+                + lc.span_id.to_bytes(8, "big")
+                + self.attributes(b"\x22", link.attributes)
+            )
             if link.dropped_attributes:
                 body += b"\x28" + _varint(link.dropped_attributes)
             body += b"\x35" + _pack_i(_HAS_IS_REMOTE | (_IS_REMOTE if lc.is_remote else 0))
@@ -166,8 +177,9 @@ class SpanEncoder:
             out += [b"\x70", _varint(s.dropped_links)]
         st = s.status
         if st is not None:
-            body = (_str(b"\x12", st.description) if st.description else b"") + \
-                   (b"\x18" + _varint(st.status_code.value) if st.status_code.value else b"")
+            body = (_str(b"\x12", st.description) if st.description else b"") + (
+                b"\x18" + _varint(st.status_code.value) if st.status_code.value else b""
+            )
             out.append(_ld(b"\x7a", body))
         flags = _HAS_IS_REMOTE | (_IS_REMOTE if parent is not None and parent.is_remote else 0)
         out += [b"\x85\x01", _pack_i(flags)]
@@ -213,8 +225,9 @@ class FastOTLPSpanExporter(OTLPSpanExporter):
                 return SpanExportResult.FAILURE
             limit = getattr(self, "_max_request_size", None)
             if limit and len(data) > limit:
-                logger.warning("Dropping span batch: serialized size %d bytes exceeds max_request_size %d bytes.",
-                               len(data), limit)
+                logger.warning(
+                    "Dropping span batch: serialized size %d bytes exceeds max_request_size %d bytes.", len(data), limit
+                )
                 return SpanExportResult.FAILURE
             export_result = client.export(data)
             if not export_result.success:

@@ -5,9 +5,10 @@ defence is not collecting them (no header capture, GenAI content capture off, SQ
 is the second: a filter no exporter can bypass when app/telemetry/ builds the pipeline.
 
 - Span attributes and event attributes: keys of headers that carry credentials (``*.header.*`` naming
-  authorization, cookie, api-key, token, secret, password, signature or session; ``-`` or ``_``), GenAI message content (``gen_ai.input.messages``, ``gen_ai.output.messages``,
-  ``gen_ai.system_instructions``, ``gen_ai.prompt*``, ``gen_ai.completion*``, ``gen_ai.tool.call.arguments|result``)
-  and SQL parameters (``db.query.parameter.*``, ``db.statement.parameters``) are dropped. The GenAI content opt-in
+  authorization, cookie, api-key, token, secret, password, signature or session; ``-`` or ``_``), GenAI message
+  content (``gen_ai.input.messages``, ``gen_ai.output.messages``, ``gen_ai.system_instructions``, ``gen_ai.prompt*``,
+  ``gen_ai.completion*``, ``gen_ai.tool.call.arguments|result``) and SQL parameters (``db.query.parameter.*``,
+  ``db.statement.parameters``) are dropped. The GenAI content opt-in
   (``AI_DIARY_CAPTURE_GENAI_CONTENT=true``) keeps the content keys only: headers and parameters are always dropped,
   and everything below (URLs, exception messages, stack traces, status descriptions) is redacted all the same.
 - Server spans whose request matched no route: the name becomes the method, ``url.path`` (and ``http.target``,
@@ -24,6 +25,7 @@ is the second: a filter no exporter can bypass when app/telemetry/ builds the pi
 Spans are filtered in a SpanExporter wrapper (runs on the batch thread, never on the request thread); logs in a
 LogRecordProcessor placed before the batch processors; Python log records for stdout in a logging.Filter.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,23 +38,49 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, Status
 
-from app.telemetry.logjson import RedactingFilter  # noqa: F401 - re-exported
-from app.telemetry._redact import (REDACTED, redact_error, redact_message, redact_query, redact_stacktrace,
-                                  redact_text, redact_url)
+from app.telemetry._redact import (
+    REDACTED,
+    redact_error,
+    redact_message,
+    redact_query,
+    redact_stacktrace,
+    redact_text,
+    redact_url,
+)
+from app.telemetry.logjson import RedactingFilter
 
-__all__ = ["REDACTED", "Policy", "PrivacyLogProcessor", "PrivacySpanExporter", "RedactingFilter", "redact_error",
-           "redact_message", "redact_query", "redact_stacktrace", "redact_text", "redact_url"]
+__all__ = [
+    "REDACTED",
+    "Policy",
+    "PrivacyLogProcessor",
+    "PrivacySpanExporter",
+    "RedactingFilter",
+    "redact_error",
+    "redact_message",
+    "redact_query",
+    "redact_stacktrace",
+    "redact_text",
+    "redact_url",
+]
 logger = logging.getLogger(__name__)
 
 # header attributes as instrumentations name them: ``http.request.header.<name>``, lowercase, "-" as "_" (the
 # OTel Python HTTP utilities) or kept: any name that carries credentials or a session
-_HEADER_KEY = re.compile(r"(^|\.)header\.[\w.-]*(authorization|cookie|api[-_]?key|token|secret|password|"
-                         r"signature|session)", re.I)
+_HEADER_KEY = re.compile(
+    r"(^|\.)header\.[\w.-]*(authorization|cookie|api[-_]?key|token|secret|password|"
+    r"signature|session)",
+    re.I,
+)
 _CONTENT_KEY = re.compile(
     r"^gen_ai\.(input\.messages|output\.messages|system_instructions|prompt|completion|tool\.call\.arguments|"
-    r"tool\.call\.result|tool\.definitions)", re.I)
-_ALWAYS_DROP_KEY = re.compile(r"^(db\.query\.parameter\.|db\.statement\.parameters|http\.request\.body|"
-                              r"http\.response\.body)", re.I)
+    r"tool\.call\.result|tool\.definitions)",
+    re.I,
+)
+_ALWAYS_DROP_KEY = re.compile(
+    r"^(db\.query\.parameter\.|db\.statement\.parameters|http\.request\.body|"
+    r"http\.response\.body)",
+    re.I,
+)
 _KEEP, _DROP, _URL, _QUERY, _EXC, _STACK = range(6)
 _URL_KEYS = frozenset({"url.query", "url.full", "http.target", "http.url", "url.original"})
 _RAW_PATH_KEYS = ("url.path", "http.target", "http.url", "url.full", "url.original")  # old and new semconv
@@ -153,9 +181,19 @@ class Policy:
         if not changed:
             return span
         return ReadableSpan(
-            name=name, context=span.context, parent=span.parent, resource=span.resource, attributes=attrs,
-            events=events, links=span.links, kind=span.kind, status=status, start_time=span.start_time,
-            end_time=span.end_time, instrumentation_scope=span.instrumentation_scope)
+            name=name,
+            context=span.context,
+            parent=span.parent,
+            resource=span.resource,
+            attributes=attrs,
+            events=events,
+            links=span.links,
+            kind=span.kind,
+            status=status,
+            start_time=span.start_time,
+            end_time=span.end_time,
+            instrumentation_scope=span.instrumentation_scope,
+        )
 
 
 class PrivacySpanExporter(SpanExporter):

@@ -3,12 +3,12 @@
 Exporter selection reuses the SDK configurator's helpers (``opentelemetry.sdk._configuration``): the same names,
 entry-point groups and OTLP protocol resolution as ``opentelemetry-instrument``.
 """
+
 from __future__ import annotations
 
 import atexit
 import inspect
 import logging
-import os
 import threading
 import time
 import traceback
@@ -27,9 +27,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import _KNOWN_SAMPLERS
 
 from app.config import EXPORTER_VARIABLE, ConfigError, TelemetrySettings
-from app.telemetry.defaults import BASE2, EXP_HISTOGRAM_MAX_SIZE
 from app.telemetry._otlp import FastOTLPSpanExporter
 from app.telemetry._privacy import Policy, PrivacyLogProcessor, PrivacySpanExporter, redact_error
+from app.telemetry.defaults import BASE2, EXP_HISTOGRAM_MAX_SIZE
 
 logger = logging.getLogger(__name__)
 Signal = Literal["traces", "metrics", "logs"]
@@ -83,14 +83,24 @@ def resource(static: dict[str, Any]) -> Resource:
 def histogram_views(settings: TelemetrySettings) -> list[View]:
     if settings.histogram == BASE2:
         # every reader (OTLP to the collector and bridge too) gets the finer layout the W&B p95 needs
-        return [View(instrument_type=Histogram,
-                     aggregation=ExponentialBucketHistogramAggregation(max_size=EXP_HISTOGRAM_MAX_SIZE))]
+        return [
+            View(
+                instrument_type=Histogram,
+                aggregation=ExponentialBucketHistogramAggregation(max_size=EXP_HISTOGRAM_MAX_SIZE),
+            )
+        ]
     return []
 
 
-def build_providers(settings: TelemetrySettings, static: dict[str, Any], policy: Policy, span_exporters: Sequence[Any],
-                    metric_readers: Sequence[Any], log_exporters: Sequence[Any],
-                    span_processors: Sequence[Any]) -> tuple[TracerProvider, MeterProvider, LoggerProvider]:
+def build_providers(
+    settings: TelemetrySettings,
+    static: dict[str, Any],
+    policy: Policy,
+    span_exporters: Sequence[Any],
+    metric_readers: Sequence[Any],
+    log_exporters: Sequence[Any],
+    span_processors: Sequence[Any],
+) -> tuple[TracerProvider, MeterProvider, LoggerProvider]:
     res = resource(static)
     views = histogram_views(settings)
     # the SDK's own samplers come from OTEL_TRACES_SAMPLER[_ARG] inside TracerProvider; a plug-in one (entry point
@@ -123,8 +133,12 @@ def instrument_globals(state: Any) -> list[Any]:
     for name, modname, clsname, extra in (
         ("httpx", "opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor", {}),
         ("httpx2", "opentelemetry.instrumentation.httpx", "HTTPX2ClientInstrumentor", {}),
-        ("openai", "opentelemetry.instrumentation.genai.openai", "OpenAIInstrumentor",
-         {"logger_provider": state.logger_provider}),
+        (
+            "openai",
+            "opentelemetry.instrumentation.genai.openai",
+            "OpenAIInstrumentor",
+            {"logger_provider": state.logger_provider},
+        ),
     ):
         if is_disabled(name, state.disabled_instrumentations):
             continue
@@ -149,10 +163,12 @@ def instrument_app(state: Any, app: Any, excluded_urls: str) -> None:
 
     disabled = state.disabled_instrumentations
     if not is_disabled("flask", disabled):
-        if not FlaskInstrumentor().is_instrumented_by_opentelemetry and \
-                not getattr(app, "_is_instrumented_by_opentelemetry", False):
-            FlaskInstrumentor.instrument_app(app, excluded_urls=excluded_urls, enable_commenter=False,
-                                             **_providers(state))
+        if not FlaskInstrumentor().is_instrumented_by_opentelemetry and not getattr(
+            app, "_is_instrumented_by_opentelemetry", False
+        ):
+            FlaskInstrumentor.instrument_app(
+                app, excluded_urls=excluded_urls, enable_commenter=False, **_providers(state)
+            )
             state.apps.add(app)
         _record_unhandled_exceptions(app)
     engine = app.extensions.get("db_engine")
@@ -188,8 +204,10 @@ def _record_unhandled_exceptions(app: Any) -> None:
 def exception_attributes(exc: BaseException) -> dict[str, str]:
     """What we record for an exception: the content-free normalized message (the W&B error tables' normalizer)
     and the frames only (``format_tb``: file, line, function, source line; no messages, no locals)."""
-    return {"exception.message": redact_error(str(exc)) or type(exc).__name__,
-            "exception.stacktrace": "".join(traceback.format_tb(exc.__traceback__))}
+    return {
+        "exception.message": redact_error(str(exc)) or type(exc).__name__,
+        "exception.stacktrace": "".join(traceback.format_tb(exc.__traceback__)),
+    }
 
 
 def instrument_engine(state: Any, engine: Any) -> None:
@@ -209,9 +227,11 @@ def instrument_engine(state: Any, engine: Any) -> None:
         usage: Any = NoOpUpDownCounter("db.client.connections.usage")
     else:
         meter = state.meter_provider.get_meter("opentelemetry.instrumentation.sqlalchemy", __version__)
-        usage = meter.create_up_down_counter("db.client.connections.usage", unit="connections",
-                                             description="The number of connections that are currently in state "
-                                                         "described by the state attribute.")
+        usage = meter.create_up_down_counter(
+            "db.client.connections.usage",
+            unit="connections",
+            description="The number of connections that are currently in state described by the state attribute.",
+        )
     EngineTracer(tracer, engine, usage, enable_commenter=False)
     state.engines.add(engine)
 

@@ -3,6 +3,7 @@ bearer tokens and secret-like strings, free text we did not write, exception mes
 
 Pure functions over strings; every result is safe to export.
 """
+
 from __future__ import annotations
 
 import re
@@ -15,9 +16,13 @@ _QUERY_VALUE = re.compile(r"([?&;][^=&#\s\"']*=)[^&#\s\"']*")
 _BEARER = re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{4,}")
 _SECRET_LIKE = re.compile(r"\b(sk|pk|rk)-[A-Za-z0-9_-]{8,}")
 _TB_FRAME = re.compile(r'^\s*File "[^"]*", line \d+')
-_TB_HEADERS = frozenset({"Traceback (most recent call last):",
-                         "During handling of the above exception, another exception occurred:",
-                         "The above exception was the direct cause of the following exception:"})
+_TB_HEADERS = frozenset(
+    {
+        "Traceback (most recent call last):",
+        "During handling of the above exception, another exception occurred:",
+        "The above exception was the direct cause of the following exception:",
+    }
+)
 _EXC_TYPE = re.compile(r"^[A-Za-z_][\w.]*$")
 _INPUT_VALUE = re.compile(r"input_value=.*?(?=, input_type=|\]|$)", re.M)
 

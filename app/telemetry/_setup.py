@@ -1,5 +1,6 @@
 """Process-wide telemetry state: ``configure``, ``init_app``, ``init_worker``, ``shutdown`` and the AI call context
 (the contract is the package docstring, app/telemetry/__init__.py)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,11 +19,11 @@ from typing import Any, TextIO
 from opentelemetry import _logs, metrics, trace
 from opentelemetry.sdk.trace import SpanProcessor
 
-from app.telemetry import defaults as otel_defaults
+from app.config import TelemetrySettings
 from app.telemetry import _adopt as telemetry_adopt
 from app.telemetry import _logging as telemetry_logging
 from app.telemetry import _providers as telemetry_setup
-from app.config import TelemetrySettings
+from app.telemetry import defaults as otel_defaults
 from app.telemetry._privacy import Policy
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ ENV_CAPTURE_CONTENT = "AI_DIARY_CAPTURE_GENAI_CONTENT"
 ENV_GENAI_CAPTURE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 ENV_GENAI_HOOK = "OTEL_INSTRUMENTATION_GENAI_COMPLETION_HOOK"
 ATTR_FEATURE, ATTR_PSEUDO_ID, ATTR_WORKER = "app.feature", "enduser.pseudo.id", "app.worker.id"
-__all__ = ["State", "configure", "init_app", "init_worker", "shutdown", "ai_call_context"]
+__all__ = ["State", "ai_call_context", "configure", "init_app", "init_worker", "shutdown"]
 
 for _name, _value in otel_defaults.ENV_DEFAULTS.items():
     os.environ.setdefault(_name, _value)
@@ -97,8 +98,9 @@ def _static_resource(settings: Any | None, env: TelemetrySettings) -> dict[str, 
     """The distro's resource defaults (app/telemetry/defaults.py) from the environment, else the settings."""
     names = ("APP_VERSION", "DEPLOYMENT_ENVIRONMENT")
     source = {n: str(getattr(settings, n)) for n in names if getattr(settings, n, None)}
-    source.update({n: v for n, v in (("APP_VERSION", env.app_version), ("DEPLOYMENT_ENVIRONMENT", env.environment))
-                   if v})
+    source.update(
+        {n: v for n, v in (("APP_VERSION", env.app_version), ("DEPLOYMENT_ENVIRONMENT", env.environment)) if v}
+    )
     attrs: dict[str, Any] = {
         **otel_defaults.resource_defaults(source),
         "service.instance.id": f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
@@ -110,9 +112,14 @@ def _static_resource(settings: Any | None, env: TelemetrySettings) -> dict[str, 
     return attrs
 
 
-def configure(*, span_exporters: Sequence[Any] = (), metric_readers: Sequence[Any] = (),
-              log_exporters: Sequence[Any] = (), settings: Any | None = None,
-              stdout: TextIO | None = None) -> State:
+def configure(
+    *,
+    span_exporters: Sequence[Any] = (),
+    metric_readers: Sequence[Any] = (),
+    log_exporters: Sequence[Any] = (),
+    settings: Any | None = None,
+    stdout: TextIO | None = None,
+) -> State:
     """Sets up telemetry once per process and returns its state; later calls return the same state.
 
     ``span_exporters`` / ``log_exporters`` (wrapped in the privacy filter and batch processors) and
@@ -126,8 +133,11 @@ def configure(*, span_exporters: Sequence[Any] = (), metric_readers: Sequence[An
         static = _static_resource(settings, env)
         telemetry_logging.install_stdout(
             str(env.log_level or getattr(settings, "LOG_LEVEL", None) or "INFO"),
-            env.service_name or static["service.name"], static["service.version"],
-            static["deployment.environment.name"], stdout)
+            env.service_name or static["service.name"],
+            static["service.version"],
+            static["deployment.environment.name"],
+            stdout,
+        )
         if env.sdk_disabled:
             _STATE = State(disabled=True, owned=False)
             logger.info("telemetry disabled (OTEL_SDK_DISABLED=true)")
@@ -138,30 +148,50 @@ def configure(*, span_exporters: Sequence[Any] = (), metric_readers: Sequence[An
 
         existing = trace.get_tracer_provider()
         if isinstance(existing, TracerProvider):
-            state = State(disabled=False, owned=False, tracer_provider=existing,
-                          meter_provider=metrics.get_meter_provider(), logger_provider=_logs.get_logger_provider(),
-                          policy=policy, disabled_instrumentations=disabled)
+            state = State(
+                disabled=False,
+                owned=False,
+                tracer_provider=existing,
+                meter_provider=metrics.get_meter_provider(),
+                logger_provider=_logs.get_logger_provider(),
+                policy=policy,
+                disabled_instrumentations=disabled,
+            )
             if not telemetry_adopt.secure(existing, state.logger_provider, policy):
                 # no filter, no export: privacy is a hard invariant (what the providers hold is dropped, not flushed)
-                logger.error("telemetry: the existing providers could not be given the privacy filter; shutting "
-                             "them down, serving without telemetry")
+                logger.error(
+                    "telemetry: the existing providers could not be given the privacy filter; shutting "
+                    "them down, serving without telemetry"
+                )
                 for p in (existing, state.logger_provider):
                     telemetry_adopt.discard(p)
                 _STATE = State(disabled=True, owned=False)
                 return _STATE
-            if not any(isinstance(p, AiContextSpanProcessor)
-                       for p in getattr(existing._active_span_processor, "_span_processors", ())):  # noqa: SLF001
+            if not any(
+                isinstance(p, AiContextSpanProcessor)
+                for p in getattr(existing._active_span_processor, "_span_processors", ())  # noqa: SLF001
+            ):  # noqa: SLF001
                 existing.add_span_processor(AiContextSpanProcessor())
-            logger.info("telemetry: providers already set (opentelemetry-instrument?); privacy filter added to "
-                        "their exporters; instrumenting only")
+            logger.info(
+                "telemetry: providers already set (opentelemetry-instrument?); privacy filter added to "
+                "their exporters; instrumenting only"
+            )
         else:
             tp, mp, lp = telemetry_setup.build_providers(
-                env, static, policy, span_exporters, metric_readers, log_exporters, [AiContextSpanProcessor()])
+                env, static, policy, span_exporters, metric_readers, log_exporters, [AiContextSpanProcessor()]
+            )
             trace.set_tracer_provider(tp)
             metrics.set_meter_provider(mp)
             _logs.set_logger_provider(lp)
-            state = State(disabled=False, owned=True, tracer_provider=tp, meter_provider=mp, logger_provider=lp,
-                          policy=policy, disabled_instrumentations=disabled)
+            state = State(
+                disabled=False,
+                owned=True,
+                tracer_provider=tp,
+                meter_provider=mp,
+                logger_provider=lp,
+                policy=policy,
+                disabled_instrumentations=disabled,
+            )
             if env.switch_interval_s:
                 sys.setswitchinterval(env.switch_interval_s)
         if not env.instrumentation_disabled("logging"):
@@ -189,8 +219,9 @@ def init_worker(worker_id: int | str) -> State | None:
     """For gunicorn ``post_fork(server, worker)``: call with ``worker.age`` (or pid) before the app is loaded."""
     _WORKER["id"] = worker_id
     if _STATE is not None and _STATE.owned:
-        logger.warning("telemetry was configured before fork (preload_app?): app.worker.id %s not in the resource",
-                       worker_id)
+        logger.warning(
+            "telemetry was configured before fork (preload_app?): app.worker.id %s not in the resource", worker_id
+        )
         return _STATE
     return None
 
@@ -213,6 +244,9 @@ def shutdown(timeout: float = 5.0) -> bool:
         return True
     finished = telemetry_setup.stop_providers([st.tracer_provider, st.meter_provider, st.logger_provider], timeout)
     if not finished:
-        logger.warning("telemetry shutdown did not finish within %.1f s (exporter busy or endpoint unreachable); "
-                       "what was not sent yet is dropped at exit", timeout)
+        logger.warning(
+            "telemetry shutdown did not finish within %.1f s (exporter busy or endpoint unreachable); "
+            "what was not sent yet is dropped at exit",
+            timeout,
+        )
     return finished

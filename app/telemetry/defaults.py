@@ -2,6 +2,7 @@
 (app/telemetry/distro.py, for ``opentelemetry-instrument``), app/telemetry/ and the JSON log lines -- the gunicorn
 master among them, which must not import the SDK or the app. See app/telemetry/distro.py for what each default means.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
@@ -24,8 +25,12 @@ def resource_defaults(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """service.name, service.version and deployment.environment(.name) from APP_VERSION / DEPLOYMENT_ENVIRONMENT."""
     env = environ() if env is None else env
     environment = env.get("DEPLOYMENT_ENVIRONMENT") or DEFAULT_ENVIRONMENT
-    return {"service.name": DEFAULT_SERVICE_NAME, "service.version": env.get("APP_VERSION") or DEFAULT_VERSION,
-            "deployment.environment.name": environment, "deployment.environment": environment}
+    return {
+        "service.name": DEFAULT_SERVICE_NAME,
+        "service.version": env.get("APP_VERSION") or DEFAULT_VERSION,
+        "deployment.environment.name": environment,
+        "deployment.environment": environment,
+    }
 
 
 def flask_excluded_urls(env: Mapping[str, str] | None = None) -> str:

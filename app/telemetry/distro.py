@@ -20,6 +20,7 @@ Defaults, each with ``setdefault`` semantics (an explicit value wins):
 - distro only, as ``opentelemetry-distro`` does: ``OTEL_{TRACES,METRICS,LOGS}_EXPORTER=otlp`` and
   ``OTEL_EXPORTER_OTLP_PROTOCOL=grpc``.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -32,10 +33,12 @@ from opentelemetry.sdk._configuration import _get_exporter_names, _import_export
 from opentelemetry.sdk.environment_variables import OTEL_EXPORTER_OTLP_PROTOCOL
 
 from app.config import OTEL_CONFIG_FILE, env_value
-from app.telemetry.defaults import (BASE2, DEFAULT_ENVIRONMENT, DEFAULT_EXCLUDED_URLS,  # noqa: F401 - re-exported
-                                     DEFAULT_SERVICE_NAME, DEFAULT_VERSION, ENV_DEFAULTS, ENV_EXCLUDED,
-                                     ENV_FLASK_EXCLUDED, ENV_HIST, EXP_HISTOGRAM_MAX_SIZE, EXPLICIT, apply_env_defaults,
-                                     flask_excluded_urls, resource_defaults)
+from app.telemetry.defaults import (
+    BASE2,
+    ENV_HIST,
+    EXP_HISTOGRAM_MAX_SIZE,
+    apply_env_defaults,
+)
 
 
 class AiDiaryDistro(BaseDistro):
@@ -60,10 +63,12 @@ def _histogram_preference() -> dict[type, dict[str, Any]]:
     _, classes, _ = _import_exporters([], _get_exporter_names("metrics"), [])
     args: dict[type, dict[str, Any]] = {}
     for cls in classes.values():
-        if not issubclass(cls, MetricReader) and \
-                "preferred_aggregation" in inspect.signature(cls.__init__).parameters:
-            args[cls] = {"preferred_aggregation": {
-                Histogram: ExponentialBucketHistogramAggregation(max_size=EXP_HISTOGRAM_MAX_SIZE)}}
+        if not issubclass(cls, MetricReader) and "preferred_aggregation" in inspect.signature(cls.__init__).parameters:
+            args[cls] = {
+                "preferred_aggregation": {
+                    Histogram: ExponentialBucketHistogramAggregation(max_size=EXP_HISTOGRAM_MAX_SIZE)
+                }
+            }
     return args
 
 

@@ -6,12 +6,13 @@ A line is one JSON object: ``ts``, ``level``, ``logger``, ``message``, ``service
 whatever the ``context`` callable adds (trace and span ids), and for an exception ``exception.type`` with a
 content-free ``exception.message`` (app/telemetry_redact.redact_error) -- never a stack trace.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from app.telemetry._redact import redact_error, redact_message
@@ -20,15 +21,16 @@ from otel_wandb.config import env_str, environ
 
 
 class JsonFormatter(logging.Formatter):
-    def __init__(self, service: str, version: str, environment: str,
-                 context: Callable[[], Mapping[str, str]] | None = None) -> None:
+    def __init__(
+        self, service: str, version: str, environment: str, context: Callable[[], Mapping[str, str]] | None = None
+    ) -> None:
         super().__init__()
         self.static = {"service": service, "version": version, "environment": environment}
         self.context = context
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -60,5 +62,8 @@ def env_formatter(env: Mapping[str, str] | None = None) -> JsonFormatter:
     """Service, version and environment from the environment, as app/telemetry/ puts them on the app's lines."""
     env = environ() if env is None else env
     res = resource_defaults(env)
-    return JsonFormatter(env_str(env, "OTEL_SERVICE_NAME") or res["service.name"], res["service.version"],
-                         res["deployment.environment.name"])
+    return JsonFormatter(
+        env_str(env, "OTEL_SERVICE_NAME") or res["service.name"],
+        res["service.version"],
+        res["deployment.environment.name"],
+    )

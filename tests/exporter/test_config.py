@@ -1,5 +1,6 @@
 """The configuration layer: one parser every component validates its settings with, one meaning of blank, and
 errors that name the variable but never echo its value (a secret may have been put in the wrong variable)."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,14 +23,16 @@ def test_env_number_defaults_kinds_and_bounds():
     assert env_number({}, "N", 5, kind=int) == 5 and env_number({"N": "  "}, "N", 2.5) == 2.5
     assert env_number({"N": " 7 "}, "N", 1, lo=0, hi=10, kind=int) == 7
     assert env_number({"N": "0.25"}, "N", 1.0, above=0) == 0.25
-    cases = [({"N": "x"}, dict(kind=int), "N must be an integer"),
-             ({"N": "x"}, {}, "N must be a number"),
-             ({"N": "nan"}, {}, "N must be a number"),
-             ({"N": "inf"}, dict(above=0), "N must be a number greater than 0"),
-             ({"N": "0"}, dict(above=0), "N must be a number greater than 0"),
-             ({"N": "11"}, dict(lo=0, hi=10, kind=int), "N must be an integer between 0 and 10"),
-             ({"N": "-1"}, dict(lo=0.5), "N must be a number at least 0.5"),
-             ({"N": "9"}, dict(hi=8), "N must be a number at most 8")]
+    cases = [
+        ({"N": "x"}, dict(kind=int), "N must be an integer"),
+        ({"N": "x"}, {}, "N must be a number"),
+        ({"N": "nan"}, {}, "N must be a number"),
+        ({"N": "inf"}, dict(above=0), "N must be a number greater than 0"),
+        ({"N": "0"}, dict(above=0), "N must be a number greater than 0"),
+        ({"N": "11"}, dict(lo=0, hi=10, kind=int), "N must be an integer between 0 and 10"),
+        ({"N": "-1"}, dict(lo=0.5), "N must be a number at least 0.5"),
+        ({"N": "9"}, dict(hi=8), "N must be a number at most 8"),
+    ]
     for env, kw, msg in cases:
         with pytest.raises(ConfigError) as info:
             env_number(env, "N", 1, **kw)
@@ -51,12 +54,21 @@ def test_env_flag_choice_and_list():
 SECRET = "sk-canary-7f3a9c"
 
 
-@pytest.mark.parametrize("env", [
-    {"WANDB_EXPORT_INTERVAL": SECRET}, {"WANDB_BRIDGE_PORT": SECRET}, {"WANDB_BRIDGE_LOG_LEVEL": SECRET},
-    {"WANDB_METRICS_TEMPORALITY": SECRET}, {"ALERTS_ENABLED": SECRET}, {"ALERTS_QUEUE_SIZE": SECRET},
-    {"SMTP_HOST": "mail", "SMTP_PORT": SECRET}, {"SMTP_HOST": "mail", "SMTP_STARTTLS": SECRET},
-    {"WANDB_INIT_TIMEOUT": SECRET}, {"WANDB_EXPORT_PRICING": SECRET},
-])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"WANDB_EXPORT_INTERVAL": SECRET},
+        {"WANDB_BRIDGE_PORT": SECRET},
+        {"WANDB_BRIDGE_LOG_LEVEL": SECRET},
+        {"WANDB_METRICS_TEMPORALITY": SECRET},
+        {"ALERTS_ENABLED": SECRET},
+        {"ALERTS_QUEUE_SIZE": SECRET},
+        {"SMTP_HOST": "mail", "SMTP_PORT": SECRET},
+        {"SMTP_HOST": "mail", "SMTP_STARTTLS": SECRET},
+        {"WANDB_INIT_TIMEOUT": SECRET},
+        {"WANDB_EXPORT_PRICING": SECRET},
+    ],
+)
 def test_an_error_names_the_variable_and_never_its_value(env):
     with pytest.raises(ConfigError) as info:
         for settings in (ExportConfig, BridgeConfig, AlertSettings, ChannelSettings, RunConfig):
@@ -67,9 +79,21 @@ def test_an_error_names_the_variable_and_never_its_value(env):
 
 @pytest.mark.parametrize("blank", ["", "  "])
 def test_blank_means_the_default_everywhere(blank):
-    names = ("WANDB_EXPORT_INTERVAL", "WANDB_EXPORT_MAX_SERIES", "WANDB_METRICS_TEMPORALITY", "WANDB_BRIDGE_PORT",
-             "WANDB_BRIDGE_HOST", "WANDB_BRIDGE_LOG_LEVEL", "WANDB_BRIDGE_PUBLISH_DASHBOARD", "ALERTS_ENABLED",
-             "ALERTS_STATE_FILE", "ALERTS_QUEUE_SIZE", "WANDB_PROJECT", "WANDB_MODE", "WANDB_INIT_TIMEOUT")
+    names = (
+        "WANDB_EXPORT_INTERVAL",
+        "WANDB_EXPORT_MAX_SERIES",
+        "WANDB_METRICS_TEMPORALITY",
+        "WANDB_BRIDGE_PORT",
+        "WANDB_BRIDGE_HOST",
+        "WANDB_BRIDGE_LOG_LEVEL",
+        "WANDB_BRIDGE_PUBLISH_DASHBOARD",
+        "ALERTS_ENABLED",
+        "ALERTS_STATE_FILE",
+        "ALERTS_QUEUE_SIZE",
+        "WANDB_PROJECT",
+        "WANDB_MODE",
+        "WANDB_INIT_TIMEOUT",
+    )
     env = dict.fromkeys(names, blank)
     assert ExportConfig.from_env(env) == ExportConfig.from_env({})
     assert BridgeConfig.from_env(env) == BridgeConfig.from_env({})

@@ -1,6 +1,7 @@
 """otel-wandb as a distribution of its own: ``pip install ./exporters`` into a clean virtualenv pulls none of the
 service's dependencies, a plain OpenTelemetry program exports through the ``wandb`` entry points, and installing it
 changes no other program's resource (the service's distro and configurator are the service's)."""
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,8 @@ tracer = trace.get_tracer("plain")
 for i in range(1000):
     route = "/orders/{id}" if i % 2 else "/health"
     with tracer.start_as_current_span(f"GET {route}", kind=SpanKind.SERVER, attributes={
-            "http.request.method": "GET", "http.route": route, "http.response.status_code": 500 if i % 100 == 0 else 200}):
+            "http.request.method": "GET", "http.route": route,
+            "http.response.status_code": 500 if i % 100 == 0 else 200}):
         pass
 print("sent 1000", file=sys.stderr)
 '''
@@ -56,23 +58,50 @@ for _ in range(25):
 def _venv(tmp: Path, *requirements: str) -> Path:
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    proc = subprocess.run([str(UV), "pip", "install", "--python", str(venv / "bin" / "python"), "--no-sources",
-                           "--constraint", str(ROOT / "requirements.lock"), *requirements],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "UV_LINK_MODE": "copy"})
+    proc = subprocess.run(
+        [
+            str(UV),
+            "pip",
+            "install",
+            "--python",
+            str(venv / "bin" / "python"),
+            "--no-sources",
+            "--constraint",
+            str(ROOT / "requirements.lock"),
+            *requirements,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "UV_LINK_MODE": "copy"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return venv
 
 
 def _installed(venv: Path) -> set[str]:
-    out = subprocess.run([str(UV), "pip", "freeze", "--python", str(venv / "bin" / "python")], capture_output=True,
-                         text=True, check=True, timeout=60).stdout
+    out = subprocess.run(
+        [str(UV), "pip", "freeze", "--python", str(venv / "bin" / "python")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     return {line.split("==")[0].split(" @ ")[0].lower() for line in out.splitlines() if line.strip()}
 
 
 def _run(venv: Path, cwd: Path, args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
-    base = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(cwd), "WANDB_MODE": "offline",
-            "WANDB_DIR": str(cwd / "wandb-out"), "WANDB_EXPORT_INTERVAL": "3600", "WANDB_SILENT": "true",
-            "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none", **env}
+    base = {
+        "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+        "HOME": str(cwd),
+        "WANDB_MODE": "offline",
+        "WANDB_DIR": str(cwd / "wandb-out"),
+        "WANDB_EXPORT_INTERVAL": "3600",
+        "WANDB_SILENT": "true",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        **env,
+    }
     return subprocess.run(args, cwd=cwd, env=base, capture_output=True, text=True, timeout=300)
 
 
@@ -92,17 +121,27 @@ def test_the_core_install_pulls_none_of_the_services_dependencies(core_venv: Pat
     installed = _installed(core_venv)
     assert {"otel-wandb", "wandb", "opentelemetry-sdk"} <= installed
     assert not installed & set(SERVICE_PACKAGES), installed & set(SERVICE_PACKAGES)
-    code = ("from importlib.metadata import requires; "
-            "print('\\n'.join(r for r in requires('otel-wandb') if 'extra ==' not in r))")
+    code = (
+        "from importlib.metadata import requires; "
+        "print('\\n'.join(r for r in requires('otel-wandb') if 'extra ==' not in r))"
+    )
     core = _run(core_venv, core_venv, ["python", "-c", code]).stdout.split()
-    assert sorted(r.split(">")[0].split("=")[0].split("<")[0] for r in core) == \
-        ["opentelemetry-api", "opentelemetry-sdk", "wandb"], core
+    assert sorted(r.split(">")[0].split("=")[0].split("<")[0] for r in core) == [
+        "opentelemetry-api",
+        "opentelemetry-sdk",
+        "wandb",
+    ], core
 
 
 def test_a_plain_program_exports_1000_server_spans_through_the_wandb_entry_point(core_venv: Path, tmp_path: Path):
     (tmp_path / "plain.py").write_text(PLAIN_PROGRAM)
-    proc = _run(core_venv, tmp_path, ["opentelemetry-instrument", "python", "plain.py"],
-                OTEL_TRACES_EXPORTER="wandb", OTEL_SERVICE_NAME="plain-program")
+    proc = _run(
+        core_venv,
+        tmp_path,
+        ["opentelemetry-instrument", "python", "plain.py"],
+        OTEL_TRACES_EXPORTER="wandb",
+        OTEL_SERVICE_NAME="plain-program",
+    )
     assert proc.returncode == 0 and "sent 1000" in proc.stderr, proc.stderr[-3000:]
     assert _requests_total(tmp_path / "wandb-out") == 1000
 
@@ -135,5 +174,5 @@ def _json_objects(text: str) -> list[str]:
         elif ch == "}" and depth:
             depth -= 1
             if depth == 0 and start is not None:
-                objects.append(text[start:i + 1])
+                objects.append(text[start : i + 1])
     return objects

@@ -1,4 +1,5 @@
 """Pipeline, sink and config behaviour through the ``run=`` recorder seam (no wandb process needed)."""
+
 from __future__ import annotations
 
 import logging
@@ -11,8 +12,8 @@ import wandb
 from otel_wandb import pipeline as pipeline_mod
 from otel_wandb import records as r
 from otel_wandb.config import ConfigError, ExportConfig
-from otel_wandb.pricing import PriceList
 from otel_wandb.pipeline import Pipeline
+from otel_wandb.pricing import PriceList
 from otel_wandb.sdk import WandbSpanExporter
 from otel_wandb.sink import WandbSink
 from tests.support import wait_until
@@ -20,8 +21,15 @@ from tests.support.wandb_run import RecorderRun, table_rows
 
 
 def span(i, code=200):
-    return r.SpanRecord("GET /x", r.SERVER, 0, 1_000_000, f"{i:032x}", f"{i:016x}",
-                        attributes={"http.route": "/x", "http.response.status_code": code})
+    return r.SpanRecord(
+        "GET /x",
+        r.SERVER,
+        0,
+        1_000_000,
+        f"{i:032x}",
+        f"{i:016x}",
+        attributes={"http.route": "/x", "http.response.status_code": code},
+    )
 
 
 @pytest.fixture
@@ -132,13 +140,16 @@ def test_init_failure_disables_sink_once_and_exporter_returns_failure(tmp_path, 
 def test_config_validation_names_the_variable(tmp_path):
     assert ExportConfig.from_env({}).interval_s == 60.0
     assert ExportConfig.from_env({"OTEL_METRIC_EXPORT_INTERVAL": "5000"}).interval_s == 5.0
-    assert ExportConfig.from_env({"OTEL_METRIC_EXPORT_INTERVAL": "5000",
-                                  "WANDB_EXPORT_INTERVAL": "2"}).interval_s == 2.0
-    for env, var in (({"WANDB_EXPORT_INTERVAL": "soon"}, "WANDB_EXPORT_INTERVAL"),
-                     ({"OTEL_METRIC_EXPORT_INTERVAL": "-1"}, "OTEL_METRIC_EXPORT_INTERVAL"),
-                     ({"WANDB_EXPORT_MAX_SERIES": "2.5"}, "WANDB_EXPORT_MAX_SERIES"),
-                     ({"WANDB_METRICS_TEMPORALITY": "sideways"}, "WANDB_METRICS_TEMPORALITY"),
-                     ({"WANDB_EXPORT_PRICING": str(tmp_path / "nope.json")}, "WANDB_EXPORT_PRICING")):
+    assert (
+        ExportConfig.from_env({"OTEL_METRIC_EXPORT_INTERVAL": "5000", "WANDB_EXPORT_INTERVAL": "2"}).interval_s == 2.0
+    )
+    for env, var in (
+        ({"WANDB_EXPORT_INTERVAL": "soon"}, "WANDB_EXPORT_INTERVAL"),
+        ({"OTEL_METRIC_EXPORT_INTERVAL": "-1"}, "OTEL_METRIC_EXPORT_INTERVAL"),
+        ({"WANDB_EXPORT_MAX_SERIES": "2.5"}, "WANDB_EXPORT_MAX_SERIES"),
+        ({"WANDB_METRICS_TEMPORALITY": "sideways"}, "WANDB_METRICS_TEMPORALITY"),
+        ({"WANDB_EXPORT_PRICING": str(tmp_path / "nope.json")}, "WANDB_EXPORT_PRICING"),
+    ):
         with pytest.raises(ConfigError, match=var):
             ExportConfig.from_env(env)
     with pytest.raises(ConfigError, match="WANDB_EXPORT_INTERVAL"):
@@ -205,7 +216,9 @@ def test_shutdown_is_bounded_while_wandb_init_hangs(caplog):
     sink = WandbSink(init_fn=hanging_init, finish_timeout=10)
     p = Pipeline(sink, interval_s=3600)
     p.add_spans([span(1)])
-    wait_until(lambda: calls, 20, "wandb.init to start")  # the first record starts the init at once, on the flusher thread
+    wait_until(
+        lambda: calls, 20, "wandb.init to start"
+    )  # the first record starts the init at once, on the flusher thread
     assert calls == ["wandb-export-flusher"]
     with caplog.at_level(logging.WARNING, logger="otel_wandb.sink"):
         t0 = time.monotonic()
@@ -246,8 +259,16 @@ def test_init_timeout_from_wandbs_variable_bounded_by_default():
 
 def test_define_metric_names_escape_dots_and_per_interval_keys_get_a_summary(run):
     sink = WandbSink(run=run)
-    assert sink.log({"interval/time": 1.0, "http.server.request.duration/p95@http.route=/v1.2": 0.3,
-                     "app.ai.cost/total": 1.0, "ai/cost_usd": 0.1, "http/requests": 3, "queue.depth/last": 2.0})
+    assert sink.log(
+        {
+            "interval/time": 1.0,
+            "http.server.request.duration/p95@http.route=/v1.2": 0.3,
+            "app.ai.cost/total": 1.0,
+            "ai/cost_usd": 0.1,
+            "http/requests": 3,
+            "queue.depth/last": 2.0,
+        }
+    )
     defined = {name: kw.get("summary") for name, kw in run.defined}
     assert defined["http\\.server\\.request\\.duration/p95@http\\.route=/v1\\.2"] == "max"
     assert defined["app\\.ai\\.cost/total"] == "last"

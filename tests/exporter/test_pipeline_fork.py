@@ -1,4 +1,5 @@
 """A pre-forked worker (as under gunicorn) gets its own shared pipeline and its own W&B run."""
+
 from __future__ import annotations
 
 import os

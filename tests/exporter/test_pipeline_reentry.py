@@ -1,5 +1,6 @@
 """Our own warnings routed back into the pipeline through OTel logging, synchronously (an OTel LoggingHandler on
 the root logger with a SimpleLogRecordProcessor and our log exporter), must not deadlock on the pipeline's lock."""
+
 from __future__ import annotations
 
 import logging

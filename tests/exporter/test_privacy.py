@@ -2,9 +2,11 @@
 user's text (short and long quoted literals, database DETAIL lines, newlines, parenthesized rows) -> the pure core
 and a real offline W&B run (rows, error tables, alerts) read back from disk -> the canary is nowhere.
 
-Policy under test (``otel_wandb.core._errors``): the tables' message is the normalized one -- quoted literals, parenthesized
+Policy under test (``otel_wandb.core.normalize_message``): the tables' message is the normalized one -- quoted literals,
+parenthesized
 and bracketed literals replaced, only the first line, nothing from ``DETAIL:``/``[SQL:``/``[parameters:`` on,
 truncation last."""
+
 from __future__ import annotations
 
 import uuid
@@ -36,8 +38,10 @@ MESSAGES = [
     f"rejected [{CANARY}, tags (nested {CANARY})] and (open {CANARY}",  # bracketed, nested, left open
     f"can't summarize {CANARY}",  # a stray apostrophe opens a quote that never closes
 ]
-STACK = ('Traceback (most recent call last):\n  File "/srv/app/api/ai.py", line 9, in summarize\n'
-         f"ValueError: cannot summarize '{CANARY}'\n")
+STACK = (
+    'Traceback (most recent call last):\n  File "/srv/app/api/ai.py", line 9, in summarize\n'
+    f"ValueError: cannot summarize '{CANARY}'\n"
+)
 
 
 def spans() -> list[r.SpanRecord]:
@@ -45,19 +49,45 @@ def spans() -> list[r.SpanRecord]:
     for i, msg in enumerate(MESSAGES):
         tid = f"{i + 1:032x}"
         exc = (r.ExceptionInfo(f"ValueError{i}", msg, STACK),)
-        out.append(r.SpanRecord("POST /api/entries/<int:id>/ai/summarize", r.SERVER, 0, 10**6, tid, f"{i + 1:016x}",
-                                is_error=True, attributes={"http.route": "/api/entries/<int:id>/ai/summarize",
-                                                           "http.request.method": "POST",
-                                                           "http.response.status_code": 500}, exceptions=exc))
+        out.append(
+            r.SpanRecord(
+                "POST /api/entries/<int:id>/ai/summarize",
+                r.SERVER,
+                0,
+                10**6,
+                tid,
+                f"{i + 1:016x}",
+                is_error=True,
+                attributes={
+                    "http.route": "/api/entries/<int:id>/ai/summarize",
+                    "http.request.method": "POST",
+                    "http.response.status_code": 500,
+                },
+                exceptions=exc,
+            )
+        )
     # an error span without an exception event: its status message becomes the row's message
-    out.append(r.SpanRecord("POST /x", r.SERVER, 0, 10**6, "f" * 32, "e" * 16, is_error=True,
-                            status_message=f"failed for '{CANARY}'", attributes={"http.route": "/x"}))
+    out.append(
+        r.SpanRecord(
+            "POST /x",
+            r.SERVER,
+            0,
+            10**6,
+            "f" * 32,
+            "e" * 16,
+            is_error=True,
+            status_message=f"failed for '{CANARY}'",
+            attributes={"http.route": "/x"},
+        )
+    )
     return out
 
 
 def logs() -> list[r.LogRecord]:
-    return [r.LogRecord(1, 17, "ERROR", body=f"summarize failed for '{CANARY}" + "x" * 300 + "'", scope="app.ai"),
-            r.LogRecord(2, 17, "ERROR", body=f"db error\nDETAIL: Failing row contains ({CANARY})", scope="app.db")]
+    return [
+        r.LogRecord(1, 17, "ERROR", body=f"summarize failed for '{CANARY}" + "x" * 300 + "'", scope="app.ai"),
+        r.LogRecord(2, 17, "ERROR", body=f"db error\nDETAIL: Failing row contains ({CANARY})", scope="app.db"),
+    ]
 
 
 @pytest.mark.parametrize("message", MESSAGES, ids=range(len(MESSAGES)))
@@ -76,23 +106,52 @@ def test_normalization_keeps_what_names_the_error():
     assert scrub_message("Error code: 429 (rate_limit_exceeded)") == "Error code: 429 (rate_limit_exceeded)"
     assert normalize_message(f"rejected ({CANARY}) and (my row)") == "rejected <lit> and <lit>"
     assert strip_literals("smuggled \x02(a, b)\x03 (x)") == "smuggled <lit> <lit>"  # no forged placeholders
-    assert normalize_message("invalid literal for int() with base 10: 'x'") == \
-        "invalid literal for int() with base <num>: <str>"
-    assert normalize_message("Expecting value: line 1 column 1 (char 0)") == \
-        "Expecting value: line <num> column <num> <lit>"
+    assert (
+        normalize_message("invalid literal for int() with base 10: 'x'")
+        == "invalid literal for int() with base <num>: <str>"
+    )
+    assert (
+        normalize_message("Expecting value: line 1 column 1 (char 0)")
+        == "Expecting value: line <num> column <num> <lit>"
+    )
 
 
-@pytest.mark.parametrize("name", ["sqlite3.IntegrityError", "psycopg.errors.UniqueViolation", "ValueError",
-                                  "sqlalchemy.exc.OperationalError", "requests.exceptions.HTTPError",
-                                  "psycopg.errors.DeadlockDetected", "invalid_request_error", "rate_limit_exceeded",
-                                  "insufficient_quota", "context_length_exceeded", "authentication_error"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sqlite3.IntegrityError",
+        "psycopg.errors.UniqueViolation",
+        "ValueError",
+        "sqlalchemy.exc.OperationalError",
+        "requests.exceptions.HTTPError",
+        "psycopg.errors.DeadlockDetected",
+        "invalid_request_error",
+        "rate_limit_exceeded",
+        "insufficient_quota",
+        "context_length_exceeded",
+        "authentication_error",
+    ],
+)
 def test_parenthesized_type_names_and_api_error_codes_stay(name):
     assert strip_literals(f"failed ({name}) at once") == f"failed ({name}) at once"
 
 
-@pytest.mark.parametrize("literal", ["john.smith", "my_diary.txt", "user_12345", "john_smith", "alice.Walker",
-                                     "Smith", "mary.jane.Watson", "diary.entries.Secret", "walked_by_the_river",
-                                     "errors.john", "JohnError.txt"])
+@pytest.mark.parametrize(
+    "literal",
+    [
+        "john.smith",
+        "my_diary.txt",
+        "user_12345",
+        "john_smith",
+        "alice.Walker",
+        "Smith",
+        "mary.jane.Watson",
+        "diary.entries.Secret",
+        "walked_by_the_river",
+        "errors.john",
+        "JohnError.txt",
+    ],
+)
 def test_parenthesized_names_a_person_could_write_are_literals(literal):
     assert strip_literals(f"failed for ({literal}) today") == "failed for <lit> today"
 
@@ -110,8 +169,12 @@ def test_core_tables_rows_and_signals_hold_no_canary():
 
 
 def test_offline_run_rows_tables_and_alerts_hold_no_canary(tmp_path):
-    env = {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wandb"), "WANDB_PROJECT": "privacy",
-           "WANDB_EXPORT_INTERVAL": "3600"}
+    env = {
+        "WANDB_MODE": "offline",
+        "WANDB_DIR": str(tmp_path / "wandb"),
+        "WANDB_PROJECT": "privacy",
+        "WANDB_EXPORT_INTERVAL": "3600",
+    }
     pipe = Pipeline.from_env(env)  # with the alert rules: a new error group is a W&B alert
     try:
         pipe.add_spans(spans())

@@ -1,4 +1,5 @@
 """The .wandb reader: LevelDB-log framing edge cases on synthetic files, and a real offline run from wandb."""
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,7 @@ def frame(payloads):
             if left < 7:
                 out += b"\x00" * left
                 left = BLOCK
-            chunk, rest = rest[: left - 7], rest[left - 7:]
+            chunk, rest = rest[: left - 7], rest[left - 7 :]
             kind = (1 if not rest else 2) if first else (4 if not rest else 3)
             out += struct.pack("<IHB", zlib.crc32(chunk), len(chunk), kind) + chunk
             first = False
@@ -56,6 +57,7 @@ def exit_record():
 def test_framing_across_blocks_and_padding(tmp_path):
     run_dir = tmp_path / "offline-run-1"
     run_dir.mkdir()
+
     # choose the big record's size so that fewer than 7 bytes are left in its last block: padding follows
     def left(n):
         return BLOCK - len(frame([history(0, a=1), history(1, big="y" * n)])) % BLOCK
@@ -63,7 +65,7 @@ def test_framing_across_blocks_and_padding(tmp_path):
     size = 100_000 + (left(100_000) - 3) % BLOCK
     size = next(n for n in range(size - 20, size + 20) if left(n) < 7)
     payloads = [history(0, a=1), history(1, big="y" * size), history(2, a=3)]
-    write_log(run_dir / "run-x.wandb", payloads + [exit_record()])
+    write_log(run_dir / "run-x.wandb", [*payloads, exit_record()])
     assert len(list(iter_payloads(run_dir / "run-x.wandb"))) == 4
     data = read_run(run_dir)
     assert [h["_step"] for h in data.history] == [0, 1, 2]
@@ -98,8 +100,13 @@ def test_find_runs_in_wandb_dir_or_its_wandb_child(tmp_path):
 def test_real_offline_run_tables_and_summary(tmp_path):
     import wandb
 
-    run = wandb.init(project="t", mode="offline", dir=str(tmp_path), reinit="create_new",
-                     settings=wandb.Settings(silent=True, console="off", x_disable_stats=True))
+    run = wandb.init(
+        project="t",
+        mode="offline",
+        dir=str(tmp_path),
+        reinit="create_new",
+        settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
+    )
     run.define_metric("x", summary="max")
     run.log({"x": 3, "t": wandb.Table(columns=["a", "b"], data=[[1, "u"], [2, "v"]])})
     run.log({"x": 1, "t": wandb.Table(columns=["a", "b"], data=[[3, "w"]])})

@@ -1,6 +1,7 @@
 """``WandbSink`` when W&B fails: a hanging-then-failing init, a failing ``log``/``alert``, a failing or hanging
 ``finish``. Each failure is logged once, reported as False (the SDK exporters return FAILURE), never raised, and the
 sink recovers where it can. The run is tests/support/wandb_run.py's recorder (accepts what a real run accepts)."""
+
 from __future__ import annotations
 
 import logging
@@ -22,8 +23,15 @@ SINK_LOGGER = "otel_wandb.sink"
 
 
 def span(i: int) -> r.SpanRecord:
-    return r.SpanRecord("GET /x", r.SERVER, 0, 1_000_000, f"{i:032x}", f"{i:016x}",
-                        attributes={"http.route": "/x", "http.response.status_code": 200})
+    return r.SpanRecord(
+        "GET /x",
+        r.SERVER,
+        0,
+        1_000_000,
+        f"{i:032x}",
+        f"{i:016x}",
+        attributes={"http.route": "/x", "http.response.status_code": 200},
+    )
 
 
 def sdk_span():
@@ -147,8 +155,7 @@ def test_hanging_finish_is_bounded_by_its_timeout(caplog):
         release.set()
 
 
-@pytest.mark.parametrize("level, expected", [("warning", "WARN"), ("error", "ERROR"), ("loud", "WARN"),
-                                             (None, "WARN")])
+@pytest.mark.parametrize("level, expected", [("warning", "WARN"), ("error", "ERROR"), ("loud", "WARN"), (None, "WARN")])
 def test_alert_levels_are_wandb_levels(level, expected):
     import wandb
 

@@ -1,5 +1,6 @@
 """Everything under tests/integration/ starts real processes (gunicorn, the collector, the bridge, the compose
 topology, Docker-free image builds): all of it is marked ``integration``, which ``make test-fast`` leaves out."""
+
 from __future__ import annotations
 
 from pathlib import Path

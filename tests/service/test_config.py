@@ -8,8 +8,10 @@ from app import create_app
 from app.config import ConfigError, Settings, load_settings
 
 
-@pytest.mark.parametrize("var, value", [("OPENAI_TIMEOUT", "soon"), ("OPENAI_MAX_RETRIES", "-1"),
-                                        ("MAX_CONTENT_LENGTH", "12"), ("LOG_LEVEL", "LOUD")])
+@pytest.mark.parametrize(
+    "var, value",
+    [("OPENAI_TIMEOUT", "soon"), ("OPENAI_MAX_RETRIES", "-1"), ("MAX_CONTENT_LENGTH", "12"), ("LOG_LEVEL", "LOUD")],
+)
 def test_bad_environment_fails_at_start_naming_the_variable(monkeypatch, var, value):
     monkeypatch.setenv(var, value)
     with pytest.raises(ConfigError, match=var):
@@ -50,16 +52,20 @@ def test_defaults_keep_database_and_dev_key_in_the_instance_folder(make_app, mon
     again = make_app(INSTANCE_PATH=str(instance), DATABASE_URL=None, PSEUDONYM_SECRET=None)
     assert again.test_client().get("/readyz").status_code == 200
     from app.privacy import pseudonymize
+
     first = pseudonymize(1)
     make_app(INSTANCE_PATH=str(instance), DATABASE_URL=None, PSEUDONYM_SECRET=None)
     assert pseudonymize(1) == first  # the same key across app instances (workers, restarts)
 
 
-@pytest.mark.parametrize("url, says", [
-    ("bogus://x", "sqlalchemy.dialects:bogus"),
-    ("not a url", "Could not parse"),
-    ("postgresql://u:pw-canary@db:port/x", "malformed host or port"),
-])
+@pytest.mark.parametrize(
+    "url, says",
+    [
+        ("bogus://x", "sqlalchemy.dialects:bogus"),
+        ("not a url", "Could not parse"),
+        ("postgresql://u:pw-canary@db:port/x", "malformed host or port"),
+    ],
+)
 def test_unusable_database_url_fails_at_start_naming_the_variable(make_app, url, says):
     with pytest.raises(ConfigError, match="DATABASE_URL") as err:
         make_app(DATABASE_URL=url)
@@ -85,8 +91,10 @@ def test_production_refuses_to_start_without_a_pseudonym_secret(make_app, monkey
         make_app(DEPLOYMENT_ENVIRONMENT=environment, PSEUDONYM_SECRET=None, INSTANCE_PATH=str(tmp_path / "i"))
     assert "DEPLOYMENT_ENVIRONMENT" in str(err.value)
     assert not (tmp_path / "i" / "pseudonym.secret").exists()
-    assert make_app(DEPLOYMENT_ENVIRONMENT=environment, PSEUDONYM_SECRET="set").test_client().get(
-        "/readyz").status_code == 200
+    assert (
+        make_app(DEPLOYMENT_ENVIRONMENT=environment, PSEUDONYM_SECRET="set").test_client().get("/readyz").status_code
+        == 200
+    )
 
 
 def test_development_key_warns_at_every_start(make_app, monkeypatch, tmp_path, caplog):
@@ -94,8 +102,9 @@ def test_development_key_warns_at_every_start(make_app, monkeypatch, tmp_path, c
     caplog.set_level(logging.WARNING, logger="app")
     for _ in range(2):  # the second start finds the key file already there
         make_app(PSEUDONYM_SECRET=None, INSTANCE_PATH=str(tmp_path / "i"))
-    warned = [r for r in caplog.records if r.levelno == logging.WARNING and "PSEUDONYM_SECRET is not set" in
-              r.getMessage()]
+    warned = [
+        r for r in caplog.records if r.levelno == logging.WARNING and "PSEUDONYM_SECRET is not set" in r.getMessage()
+    ]
     assert len(warned) == 2
     caplog.clear()
     make_app()  # with a secret: no warning

@@ -1,4 +1,5 @@
 """AI features end to end: real openai SDK → real local OpenAI-compatible server (app/local_llm/)."""
+
 from __future__ import annotations
 
 import logging
@@ -13,8 +14,9 @@ from tests.support import free_port, metric_points
 
 @pytest.fixture
 def entry(client, auth_headers):
-    resp = client.post("/api/entries", json={"text": "Walked by the river, felt calm after a hard week."},
-                       headers=auth_headers)
+    resp = client.post(
+        "/api/entries", json={"text": "Walked by the river, felt calm after a hard week."}, headers=auth_headers
+    )
     return resp.json
 
 
@@ -46,8 +48,11 @@ def test_feature_returns_result_usage_cost_and_stores_it(client, auth_headers, e
     assert usage["output_tokens"] == after["completion_tokens"] - before["completion_tokens"] > 0
     assert usage["cached_tokens"] == after["cached_tokens"] - before["cached_tokens"]
     assert body["model"] == "gpt-4o-mini" and body["pricing_known"] is True
-    expected = ((usage["input_tokens"] - usage["cached_tokens"]) * 0.15 + usage["cached_tokens"] * 0.075
-                + usage["output_tokens"] * 0.60) / 1e6
+    expected = (
+        (usage["input_tokens"] - usage["cached_tokens"]) * 0.15
+        + usage["cached_tokens"] * 0.075
+        + usage["output_tokens"] * 0.60
+    ) / 1e6
     assert body["cost_usd"] == pytest.approx(expected, rel=1e-9) and body["cost_usd"] > 0
     if feature == "mood":
         assert isinstance(body["result"]["mood"], str) and 0 <= body["result"]["score"] <= 1
@@ -70,8 +75,8 @@ def test_cached_tokens_are_priced_at_the_cached_rate(client, auth_headers, llm_s
     assert u["cached_tokens"] == 1024 + (u["input_tokens"] - 1024) // 128 * 128
     assert llm_server.stats()["cached_tokens"] - before == u["cached_tokens"]
     assert second["cost_usd"] == pytest.approx(
-        ((u["input_tokens"] - u["cached_tokens"]) * 0.15 + u["cached_tokens"] * 0.075 + u["output_tokens"] * 0.6)
-        / 1e6)
+        ((u["input_tokens"] - u["cached_tokens"]) * 0.15 + u["cached_tokens"] * 0.075 + u["output_tokens"] * 0.6) / 1e6
+    )
     assert second["cost_usd"] < first["cost_usd"]
     short = client.post("/api/entries", json={"text": "short"}, headers=auth_headers).json["id"]
     repeats = [client.post(f"/api/entries/{short}/ai/summarize", headers=auth_headers).json for _ in range(2)]
@@ -87,8 +92,11 @@ def test_cost_counter_has_the_genai_attributes(make_app, metric_reader):
     assert costs[1]["model"] == "gpt-4.1-mini"
     points = {(p.attributes["app.feature"]): p for p in metric_points(metric_reader, "app.ai.cost")}
     assert set(points) == {"summarize", "reflect"}
-    assert dict(points["reflect"].attributes) == {"gen_ai.provider.name": "openai",
-                                                  "gen_ai.request.model": "gpt-4.1-mini", "app.feature": "reflect"}
+    assert dict(points["reflect"].attributes) == {
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4.1-mini",
+        "app.feature": "reflect",
+    }
     assert points["summarize"].value == pytest.approx(costs[0]["cost_usd"])
     assert points["reflect"].value == pytest.approx(costs[1]["cost_usd"])
 
@@ -100,21 +108,24 @@ def test_unknown_model_costs_zero_but_is_flagged_and_warned_once(make_app, metri
     eid = client.post("/api/entries", json={"text": "hello"}, headers=headers).json["id"]
     caplog.set_level(logging.WARNING, logger="otel_wandb.pricing")
     bodies = [client.post(f"/api/entries/{eid}/ai/mood", headers=headers).json for _ in range(3)]
-    assert all(b["cost_usd"] == 0 and b["pricing_known"] is False and b["model"] == "mystery-model-7"
-               for b in bodies)
+    assert all(b["cost_usd"] == 0 and b["pricing_known"] is False and b["model"] == "mystery-model-7" for b in bodies)
     (point,) = metric_points(metric_reader, "app.ai.cost")
     assert point.attributes["app.pricing.unknown"] is True and point.value == 0
     warnings = [r for r in caplog.records if r.name == "otel_wandb.pricing" and "mystery-model-7" in r.getMessage()]
     assert len(warnings) == 1
 
 
-@pytest.mark.parametrize("faults, status, code, attempts", [
-    ({"fail_429_rate": 1.0}, 503, "llm_rate_limited", 3),
-    ({"fail_500_rate": 1.0}, 502, "llm_upstream_error", 3),
-    ({"timeout_rate": 1.0, "timeout_sleep_s": 1.5}, 504, "llm_timeout", 1),
-])
-def test_llm_failures_map_to_5xx_and_store_nothing(make_app, faulty, metric_reader, log_exporter,
-                                                   faults, status, code, attempts):
+@pytest.mark.parametrize(
+    "faults, status, code, attempts",
+    [
+        ({"fail_429_rate": 1.0}, 503, "llm_rate_limited", 3),
+        ({"fail_500_rate": 1.0}, 502, "llm_upstream_error", 3),
+        ({"timeout_rate": 1.0, "timeout_sleep_s": 1.5}, 504, "llm_timeout", 1),
+    ],
+)
+def test_llm_failures_map_to_5xx_and_store_nothing(
+    make_app, faulty, metric_reader, log_exporter, faults, status, code, attempts
+):
     server = faulty(**faults)
     retries = 2 if status != 504 else 0
     app = make_app(OPENAI_BASE_URL=server.base_url, OPENAI_TIMEOUT=0.3, OPENAI_MAX_RETRIES=retries)
@@ -128,8 +139,11 @@ def test_llm_failures_map_to_5xx_and_store_nothing(make_app, faulty, metric_read
     assert stats["failures_429"] + stats["failures_500"] + stats["timeouts"] == attempts  # bounded retries
     assert client.get(f"/api/entries/{entry['id']}", headers=headers).json == entry
     assert metric_points(metric_reader, "app.ai.cost") == []
-    audits = [r.log_record.attributes for r in log_exporter.get_finished_logs()
-              if r.log_record.attributes.get("audit.action") == "ai.summarize"]
+    audits = [
+        r.log_record.attributes
+        for r in log_exporter.get_finished_logs()
+        if r.log_record.attributes.get("audit.action") == "ai.summarize"
+    ]
     assert [a["audit.outcome"] for a in audits] == ["failure"]
 
 
@@ -193,8 +207,10 @@ def test_price_list_matches_dated_snapshots_and_file_override(tmp_path):
     assert house.cost(["gpt-4o-mini"], 100, 50, 0).known is False
 
 
-@pytest.mark.parametrize("content", ["not json", '{"models": {"m": {"input": "cheap"}}}',
-                                     '{"models": {"m": {"input": -1, "output": 1}}}', "{}"])
+@pytest.mark.parametrize(
+    "content",
+    ["not json", '{"models": {"m": {"input": "cheap"}}}', '{"models": {"m": {"input": -1, "output": 1}}}', "{}"],
+)
 def test_bad_pricing_file_fails_at_start_naming_the_variable(make_app, tmp_path, content):
     bad = tmp_path / "bad.json"
     bad.write_text(content)
@@ -234,16 +250,24 @@ def test_unknown_feature_is_400_and_calls_no_model(client, auth_headers, entry, 
     assert client.get(f"/api/entries/{entry['id']}", headers=auth_headers).json == entry
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"json": {"model": "gpt-4o"}}, {"json": []}, {"data": "please", "content_type": "text/plain"},
-    {"data": "{}", "content_type": "text/plain"},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"json": {"model": "gpt-4o"}},
+        {"json": []},
+        {"data": "please", "content_type": "text/plain"},
+        {"data": "{}", "content_type": "text/plain"},
+    ],
+)
 def test_a_request_body_on_an_ai_feature_is_400_and_calls_no_model(client, auth_headers, entry, llm_server, kwargs):
     before = llm_server.stats()["requests"]
     resp = client.post(f"/api/entries/{entry['id']}/ai/summarize", headers=auth_headers, **kwargs)
     assert resp.status_code == 400, resp.json
-    assert resp.json["error"] == {"code": "invalid_body", "field": "body",
-                                  "message": "this endpoint takes no request body"}
+    assert resp.json["error"] == {
+        "code": "invalid_body",
+        "field": "body",
+        "message": "this endpoint takes no request body",
+    }
     assert llm_server.stats()["requests"] == before
     assert client.get(f"/api/entries/{entry['id']}", headers=auth_headers).json == entry
 

@@ -4,6 +4,7 @@ servers do) must not carry the diary text into span status descriptions, excepti
 The real openai SDK and the real telemetry pipeline (app/telemetry/ with in-memory doubles at the ends) talk to
 a real HTTP server that answers every chat completion with an error quoting the user message.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,15 @@ pytestmark = pytest.mark.telemetry  # apps use the telemetry_state providers (te
 def _echo_error(status: int):
     def script(request: dict) -> tuple[int, dict]:
         echoed = request["messages"][-1]["content"]
-        return status, {"error": {"message": f"Invalid content: {echoed}", "type": "invalid_request_error",
-                                  "param": "messages", "code": None}}
+        return status, {
+            "error": {
+                "message": f"Invalid content: {echoed}",
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": None,
+            }
+        }
+
     return script
 
 
@@ -36,8 +44,9 @@ def _telemetry_texts(span_exporter, log_exporter, stdout) -> list[str]:
 
 
 @pytest.mark.parametrize("status", [400, 500])
-def test_provider_errors_echoing_the_prompt_reach_no_telemetry(make_app, scripted_provider, span_exporter,
-                                                               log_exporter, telemetry_stdout, status):
+def test_provider_errors_echoing_the_prompt_reach_no_telemetry(
+    make_app, scripted_provider, span_exporter, log_exporter, telemetry_stdout, status
+):
     canary = f"CANARY-{secrets.token_hex(6)}"
     # plain, multi-line and long: redacting quoted literals in error messages does not catch this
     text = f"dear diary, {canary} today.\nI told her '" + "and more " * 400 + f"{canary}' twice"

@@ -4,6 +4,7 @@ Sinks scanned: span names, attributes, event attributes and status descriptions;
 record bodies and attributes; every JSON line on stdout. A positive control (GenAI content capture opted in)
 proves the scan finds the canary when it is there.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -58,30 +59,41 @@ def exercise(client, canary: str) -> None:
     resp = client.post("/api/users", json={"name": f"name-{canary}"})
     assert resp.status_code == 201, resp.json
     headers = {"Authorization": f"Bearer {resp.json['token']}"}
-    resp = client.post("/api/entries", json={"text": f"dear diary {canary} today", "tags": [f"t{canary}"[:30]]},
-                       headers=headers)
+    resp = client.post(
+        "/api/entries", json={"text": f"dear diary {canary} today", "tags": [f"t{canary}"[:30]]}, headers=headers
+    )
     assert resp.status_code == 201, resp.json
     eid = resp.json["id"]
     assert client.get(f"/api/entries?cursor={canary}&limit=5", headers=headers).status_code == 400
     assert client.get("/api/entries?limit=5", headers=headers).status_code == 200
     assert client.get(f"/api/entries/{eid}", headers=headers).status_code == 200
-    assert client.patch(f"/api/entries/{eid}", json={"text": f"edited {canary}", "tags": [canary[:30]]},
-                        headers=headers).status_code == 200
+    assert (
+        client.patch(
+            f"/api/entries/{eid}", json={"text": f"edited {canary}", "tags": [canary[:30]]}, headers=headers
+        ).status_code
+        == 200
+    )
     for feature in ("summarize", "reflect", "mood"):
         assert client.post(f"/api/entries/{eid}/ai/{feature}", headers=headers).status_code == 200
     # bad input that quotes the value back in validation errors
     assert client.post("/api/entries", json={"text": 12345, "tags": canary}, headers=headers).status_code == 400
     assert client.patch(f"/api/entries/{eid}", json={"text": {"x": canary}}, headers=headers).status_code == 400
     assert client.post("/api/users", json={"name": "", "extra": canary}).status_code == 400
-    assert client.post("/api/entries", data=f"not json {canary}", headers={**headers, "Content-Type":
-                       "application/json"}).status_code == 400
+    assert (
+        client.post(
+            "/api/entries", data=f"not json {canary}", headers={**headers, "Content-Type": "application/json"}
+        ).status_code
+        == 400
+    )
     # the canary as a credential, in the URL path and the query string
     assert client.get("/api/entries", headers={"Authorization": f"Bearer {canary}"}).status_code == 401
     assert client.get("/api/entries", headers={"Authorization": canary}).status_code == 401
     assert client.get(f"/api/{canary}?q={canary}", headers=headers).status_code == 404
     assert client.get(f"/api/entries/{eid}?token={canary}", headers=headers).status_code == 200
-    assert client.get("/api/entries", headers={**headers, "Cookie": f"session={canary}",
-                                               "X-Api-Key": canary}).status_code == 200
+    assert (
+        client.get("/api/entries", headers={**headers, "Cookie": f"session={canary}", "X-Api-Key": canary}).status_code
+        == 200
+    )
     assert client.delete(f"/api/entries/{eid}", headers=headers).status_code == 204
 
 
@@ -96,8 +108,9 @@ def test_canary_reaches_no_sink(client, span_exporter, metric_reader, log_export
 
 
 @pytest.mark.parametrize("telemetry_overrides", [{"AI_DIARY_CAPTURE_GENAI_CONTENT": "true"}])
-def test_scan_finds_the_canary_when_content_capture_is_opted_in(client, span_exporter, metric_reader,
-                                                                 log_exporter, telemetry_stdout):
+def test_scan_finds_the_canary_when_content_capture_is_opted_in(
+    client, span_exporter, metric_reader, log_exporter, telemetry_stdout
+):
     canary = "cnry" + secrets.token_hex(8)
     headers = {"Authorization": f"Bearer {client.post('/api/users', json={'name': 'x'}).json['token']}"}
     eid = client.post("/api/entries", json={"text": f"dear diary {canary}"}, headers=headers).json["id"]
@@ -123,17 +136,19 @@ def test_capture_variable_without_opt_in_is_ignored(monkeypatch, telemetry_env):
         reset_globals()
 
 
-@pytest.mark.parametrize("telemetry_overrides", [{}, {"AI_DIARY_CAPTURE_GENAI_CONTENT": "true"}],
-                         ids=["default", "genai-content-opted-in"])
-def test_database_error_text_reaches_neither_the_recorded_exception_nor_the_db_span(make_app, telemetry_state,
-                                                                                     span_exporter,
-                                                                                     telemetry_overrides):
+@pytest.mark.parametrize(
+    "telemetry_overrides", [{}, {"AI_DIARY_CAPTURE_GENAI_CONTENT": "true"}], ids=["default", "genai-content-opted-in"]
+)
+def test_database_error_text_reaches_neither_the_recorded_exception_nor_the_db_span(
+    make_app, telemetry_state, span_exporter, telemetry_overrides
+):
     """A PostgreSQL-style error (``DETAIL: Failing row contains (...)``, unquoted) raised by the real database
     through the real SQLAlchemy instrumentation: the DB span's status description and the 500's exception event
     keep the error's kind, not the row. The exception event is checked as recorded (before the export filter).
     The GenAI content opt-in changes none of that (it keeps prompts and completions only)."""
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
     canary = "cnry" + secrets.token_hex(8)
     raw = InMemorySpanExporter()  # sees spans as recorded, without the privacy exporter
     telemetry_state.tracer_provider.add_span_processor(SimpleSpanProcessor(raw))
@@ -143,22 +158,33 @@ def test_database_error_text_reaches_neither_the_recorded_exception_nor_the_db_s
     # the error text as PostgreSQL words it (SQLite's RAISE takes a literal: written by a connection that is not
     # instrumented, so the DDL itself is no span)
     with contextlib.closing(sqlite3.connect(app.extensions["db_engine"].url.database)) as conn:
-        conn.execute("CREATE TRIGGER reject_entries BEFORE INSERT ON entries BEGIN SELECT RAISE(ABORT, "
-                     f"'new row violates check constraint\nDETAIL: Failing row contains (7, dear diary {canary})'); "
-                     "END")
+        conn.execute(
+            "CREATE TRIGGER reject_entries BEFORE INSERT ON entries BEGIN SELECT RAISE(ABORT, "
+            f"'new row violates check constraint\nDETAIL: Failing row contains (7, dear diary {canary})'); "
+            "END"
+        )
         conn.commit()
-    resp = client.post("/api/entries", json={"text": f"dear diary {canary}"},
-                       headers={"Authorization": f"Bearer {token}"})
+    resp = client.post(
+        "/api/entries", json={"text": f"dear diary {canary}"}, headers={"Authorization": f"Bearer {token}"}
+    )
     assert resp.status_code == 500
     flush()
-    recorded = [ev for s in raw.get_finished_spans() if s.attributes.get("http.route") == "/api/entries"
-                for ev in s.events if ev.name == "exception"]
+    recorded = [
+        ev
+        for s in raw.get_finished_spans()
+        if s.attributes.get("http.route") == "/api/entries"
+        for ev in s.events
+        if ev.name == "exception"
+    ]
     assert recorded and "violates check constraint" in recorded[0].attributes["exception.message"]
     assert canary not in recorded[0].attributes["exception.message"]
     assert canary not in recorded[0].attributes["exception.stacktrace"]
     assert 'File "' in recorded[0].attributes["exception.stacktrace"]  # the frames are kept
-    db_spans = [s for s in span_exporter.get_finished_spans() if s.attributes.get("db.system.name", s.attributes.get(
-        "db.system")) == "sqlite" and s.status.description]
+    db_spans = [
+        s
+        for s in span_exporter.get_finished_spans()
+        if s.attributes.get("db.system.name", s.attributes.get("db.system")) == "sqlite" and s.status.description
+    ]
     assert db_spans and all("violates check constraint" in s.status.description for s in db_spans)
     assert [s.status.description for s in db_spans if canary in s.status.description] == []
     exported = [ev for s in span_exporter.get_finished_spans() for ev in s.events]

@@ -27,8 +27,19 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from app.demo.procs import free_port
 
-__all__ = ["ROOT", "TEST_SECRET", "Clock", "LineReader", "SilentServer", "chat_reply", "exact", "free_port",
-           "metric_points", "silent_server", "wait_until"]
+__all__ = [
+    "ROOT",
+    "TEST_SECRET",
+    "Clock",
+    "LineReader",
+    "SilentServer",
+    "chat_reply",
+    "exact",
+    "free_port",
+    "metric_points",
+    "silent_server",
+    "wait_until",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -149,17 +160,20 @@ class LineReader:
 
 def chat_reply(content: str, usage: dict[str, Any] | None = None, model: str = "gpt-4o-mini") -> dict[str, Any]:
     """A chat.completion body with ``content`` and ``usage``."""
-    return {"id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": model,
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": content}}],
-            "usage": usage if usage is not None else {"prompt_tokens": 10, "completion_tokens": 5,
-                                                       "total_tokens": 15}}
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+        "usage": usage if usage is not None else {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+    }
 
 
 def metric_points(reader: InMemoryMetricReader, name: str) -> list[Any]:
     data = reader.get_metrics_data()
     points: list[Any] = []
-    for rm in (data.resource_metrics if data else []):
+    for rm in data.resource_metrics if data else []:
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
                 if metric.name == name:

@@ -20,6 +20,16 @@ def console_messages(stderr: str) -> list[str]:
 
 def chromium_cmd(tmp_path: Path, *extra: str) -> list[str]:
     """A headless run with a throw-away profile under ``tmp_path``; ``extra``: --dump-dom, --screenshot=..., URL."""
-    return [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-            f"--user-data-dir={tmp_path / 'profile'}", *extra]
+    return [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        *extra,
+    ]

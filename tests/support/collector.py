@@ -11,8 +11,9 @@ import http.client
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -34,21 +35,50 @@ PROTO = "application/x-protobuf"
 # Keys the privacy walls must delete (collector redaction step, bridge decoder): content, tool calls, credentials
 # in captured headers -- in the forms Python's instrumentation writes them ('_' for '-') and in any case.
 FORBIDDEN_KEYS = (
-    "app.content", "app.content.entry", "app.content.summary", "APP.Content.Title",
-    "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions", "gen_ai.prompt",
-    "gen_ai.prompt.0.content", "gen_ai.completion", "gen_ai.completion.0.content", "gen_ai.tool.call.arguments",
-    "gen_ai.tool.call.result", "gen_ai.tool.definitions",
-    "http.request.header.authorization", "http.request.header.Authorization", "http.request.header.cookie",
-    "http.request.header.proxy_authorization", "http.request.header.proxy-authorization",
-    "http.request.header.x_api_key", "http.request.header.x-api-key", "http.request.header.api_key",
-    "http.request.header.wandb_api_key", "http.request.header.openai-api-key", "http.request.header.x_auth_token",
-    "http.response.header.set_cookie", "http.response.header.set-cookie", "http.response.header.Set-Cookie",
-    "app.content.x\ny", "app.content.\n", "gen_ai.prompt.0\n.content", "GEN_AI.completion.\r\n0",  # '.' and \n
+    "app.content",
+    "app.content.entry",
+    "app.content.summary",
+    "APP.Content.Title",
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "gen_ai.system_instructions",
+    "gen_ai.prompt",
+    "gen_ai.prompt.0.content",
+    "gen_ai.completion",
+    "gen_ai.completion.0.content",
+    "gen_ai.tool.call.arguments",
+    "gen_ai.tool.call.result",
+    "gen_ai.tool.definitions",
+    "http.request.header.authorization",
+    "http.request.header.Authorization",
+    "http.request.header.cookie",
+    "http.request.header.proxy_authorization",
+    "http.request.header.proxy-authorization",
+    "http.request.header.x_api_key",
+    "http.request.header.x-api-key",
+    "http.request.header.api_key",
+    "http.request.header.wandb_api_key",
+    "http.request.header.openai-api-key",
+    "http.request.header.x_auth_token",
+    "http.response.header.set_cookie",
+    "http.response.header.set-cookie",
+    "http.response.header.Set-Cookie",
+    "app.content.x\ny",
+    "app.content.\n",
+    "gen_ai.prompt.0\n.content",
+    "GEN_AI.completion.\r\n0",  # '.' and \n
 )
 # Their neighbours, which must survive (the positive control).
-ALLOWED_NEIGHBOURS = {"app.contents_length": 42, "app.content_type": "diary", "gen_ai.request.model": "gpt-4o-mini",
-                      "gen_ai.tool.name": "lookup", "gen_ai.usage.input_tokens": 7, "http.route": "/entries",
-                      "http.request.header.content_type": "application/json", "http.request.header.cookie_count": 1}
+ALLOWED_NEIGHBOURS = {
+    "app.contents_length": 42,
+    "app.content_type": "diary",
+    "gen_ai.request.model": "gpt-4o-mini",
+    "gen_ai.tool.name": "lookup",
+    "gen_ai.usage.input_tokens": 7,
+    "http.route": "/entries",
+    "http.request.header.content_type": "application/json",
+    "http.request.header.cookie_count": 1,
+}
 
 
 def set_attributes(kvs: Any, attrs: dict[str, Any]) -> None:
@@ -65,8 +95,15 @@ def set_attributes(kvs: Any, attrs: dict[str, Any]) -> None:
             kv.value.string_value = str(v)
 
 
-def spans_request(n: int, *, start: int = 0, attrs: dict[str, Any] | None = None, error_every: int = 0,
-                  service: str = "ai-diary-test", resource: dict[str, Any] | None = None) -> ExportTraceServiceRequest:
+def spans_request(
+    n: int,
+    *,
+    start: int = 0,
+    attrs: dict[str, Any] | None = None,
+    error_every: int = 0,
+    service: str = "ai-diary-test",
+    resource: dict[str, Any] | None = None,
+) -> ExportTraceServiceRequest:
     """n SERVER spans named 'GET /entries' (ids derived from the index, so they are unique and checkable)."""
     req = ExportTraceServiceRequest()
     rs = req.resource_spans.add()
@@ -80,16 +117,24 @@ def spans_request(n: int, *, start: int = 0, attrs: dict[str, Any] | None = None
         s.span_id = (i + 1).to_bytes(8, "big")
         s.name, s.kind = "GET /entries", 2
         s.start_time_unix_nano, s.end_time_unix_nano = now - 5_000_000, now
-        set_attributes(s.attributes, {"http.request.method": "GET", "http.route": "/entries",
-                            "http.response.status_code": 500 if error_every and i % error_every == 0 else 200,
-                            "test.index": i, **(attrs or {})})
+        set_attributes(
+            s.attributes,
+            {
+                "http.request.method": "GET",
+                "http.route": "/entries",
+                "http.response.status_code": 500 if error_every and i % error_every == 0 else 200,
+                "test.index": i,
+                **(attrs or {}),
+            },
+        )
         if error_every and i % error_every == 0:
             s.status.code = 2
     return req
 
 
-def metrics_request(name: str = "test.requests", value: int = 1, *, attrs: dict[str, Any] | None = None,
-                    points: int = 1) -> ExportMetricsServiceRequest:
+def metrics_request(
+    name: str = "test.requests", value: int = 1, *, attrs: dict[str, Any] | None = None, points: int = 1
+) -> ExportMetricsServiceRequest:
     req = ExportMetricsServiceRequest()
     rm = req.resource_metrics.add()
     set_attributes(rm.resource.attributes, {"service.name": "ai-diary-test"})
@@ -122,8 +167,17 @@ def logs_request(records: list[tuple[str, int, str, dict[str, Any]]]) -> ExportL
 
 # -- HTTP ----------------------------------------------------------------------------------------------------
 
-def post(base_url: str, path: str, body: bytes, content_type: str = PROTO, *, gzip_body: bool = False,
-         headers: dict[str, str] | None = None, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+
+def post(
+    base_url: str,
+    path: str,
+    body: bytes,
+    content_type: str = PROTO,
+    *,
+    gzip_body: bool = False,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, dict[str, str], bytes]:
     host_port = base_url.split("://", 1)[1].rstrip("/")
     conn = http.client.HTTPConnection(host_port, timeout=timeout)
     hdrs = {"Content-Type": content_type, **(headers or {})}
@@ -150,6 +204,7 @@ def get_json(base_url: str, path: str) -> tuple[int, Any]:
 
 # -- collector file output -----------------------------------------------------------------------------------
 
+
 def file_set(log_dir: Path, base: str) -> list[Path]:
     """The live file and its rotated backups (<stem>-<timestamp><ext>) for base like 'combined.log'."""
     stem, ext = os.path.splitext(base)
@@ -168,10 +223,16 @@ def read_log_records(log_dir: Path, base: str) -> list[dict[str, Any]]:
                 for sl in rl.get("scopeLogs", []):
                     scope = sl.get("scope", {}).get("name", "")
                     for r in sl.get("logRecords", []):
-                        out.append({"scope": scope, "severity": r.get("severityNumber", 0),
-                                    "time_ns": int(r.get("timeUnixNano") or 0),
-                                    "body": r.get("body", {}).get("stringValue"), "resource": res,
-                                    "attributes": {a["key"]: a["value"] for a in r.get("attributes", [])}})
+                        out.append(
+                            {
+                                "scope": scope,
+                                "severity": r.get("severityNumber", 0),
+                                "time_ns": int(r.get("timeUnixNano") or 0),
+                                "body": r.get("body", {}).get("stringValue"),
+                                "resource": res,
+                                "attributes": {a["key"]: a["value"] for a in r.get("attributes", [])},
+                            }
+                        )
     return out
 
 
@@ -223,6 +284,7 @@ service:
 
 # -- fixtures ------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def collector_bin() -> Path:
     """The real collector binary; built with collector/build.sh when missing. Fails (never skips) if it can't."""
@@ -239,8 +301,12 @@ def start_collector(collector_bin, tmp_path) -> Iterator[Callable[..., topology.
 
     def _start(env: dict[str, str] | None = None, name: str = "c", **kw: Any) -> topology.CollectorHandle:
         base = tmp_path / name
-        env = {"WANDB_BRIDGE_EXPORTER": "nop", "LOG_FLUSH_INTERVAL": "100ms", "OTEL_COLLECTOR_BATCH_TIMEOUT": "100ms",
-               **(env or {})}
+        env = {
+            "WANDB_BRIDGE_EXPORTER": "nop",
+            "LOG_FLUSH_INTERVAL": "100ms",
+            "OTEL_COLLECTOR_BATCH_TIMEOUT": "100ms",
+            **(env or {}),
+        }
         handle = topology.start_collector(env, base / "logs", queue_dir=base / "queue", **kw)
         started.append(handle)
         return handle

@@ -19,11 +19,13 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
-from tests.support import free_port, ROOT
+
+from tests.support import ROOT, free_port
 
 VENV_BIN = ROOT / ".venv" / "bin"
 COLLECTOR_BIN = ROOT / "collector" / "_build" / "otelcol-ai-diary"
@@ -70,14 +72,14 @@ def read_env_file(path: Path) -> dict[str, str]:
     return {k: v.strip() for k, v in pairs}
 
 
-
 class Topology:
     """The compose services, translated to local processes."""
 
     def __init__(self, compose: dict[str, Any], env: Mapping[str, str], tmp: Path) -> None:
         profiles = set(filter(None, env.get("COMPOSE_PROFILES", "").split(",")))
-        self.services = {n: s for n, s in compose["services"].items()
-                         if not s.get("profiles") or profiles & set(s["profiles"])}
+        self.services = {
+            n: s for n, s in compose["services"].items() if not s.get("profiles") or profiles & set(s["profiles"])
+        }
         self.tmp = tmp
         self.env = env
         self.ports = {(n, p): free_port() for n, s in self.services.items() for p in self._container_ports(s)}
@@ -129,8 +131,12 @@ class Topology:
         return exe + [self.rewrite(name, a) for a in cmd]
 
     def process_env(self, name: str) -> dict[str, str]:
-        env = {"PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}", "LANG": "C.UTF-8",
-               "HOME": str(self.tmp / "home" / name), "PYTHONUNBUFFERED": "1"}
+        env = {
+            "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "LANG": "C.UTF-8",
+            "HOME": str(self.tmp / "home" / name),
+            "PYTHONUNBUFFERED": "1",
+        }
         Path(env["HOME"]).mkdir(parents=True, exist_ok=True)
         if os.environ.get("PYTHONPATH"):  # a worktree's code wins over the venv's editable install (not in compose)
             env["PYTHONPATH"] = os.environ["PYTHONPATH"]
@@ -143,7 +149,10 @@ class Topology:
         without a password (a GitHub-hosted runner), else None: the service cannot run here."""
         if not str(self.services[name].get("user", "")).startswith("0:") or os.geteuid() == 0:
             return argv
-        if shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True, timeout=30).returncode == 0:
+        if (
+            shutil.which("sudo")
+            and subprocess.run(["sudo", "-n", "true"], capture_output=True, timeout=30).returncode == 0
+        ):
             self.sudo.add(name)
             return ["sudo", "-n", *argv]
         self.skipped.add(name)
@@ -158,13 +167,18 @@ class Topology:
         volumes = [host for _, host in self.mounts(name) if host in self.volumes.values()]
         self.owners.update({host.name: host.stat().st_uid for host in volumes})
         if name in self.sudo and volumes:
-            subprocess.run(["sudo", "-n", "chown", "-R", f"{os.getuid()}:{os.getgid()}", *map(str, volumes)],
-                           check=True, capture_output=True, timeout=120)
+            subprocess.run(
+                ["sudo", "-n", "chown", "-R", f"{os.getuid()}:{os.getgid()}", *map(str, volumes)],
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
 
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        log = open(self.tmp / f"{name}.out", "ab")  # noqa: SIM115 - closed with the process
-        self.procs[name] = subprocess.Popen(argv, env=env, cwd=self.tmp, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+        log = open(self.tmp / f"{name}.out", "ab")
+        self.procs[name] = subprocess.Popen(
+            argv, env=env, cwd=self.tmp, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.launch[name] = (argv, env)
         if name not in self.order:
             self.order.append(name)
@@ -187,17 +201,26 @@ class Topology:
         out.mkdir()
         grpc, http = self.ports[(name, 4317)], self.ports[(name, 4318)]
         config = {
-            "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{grpc}"},
-                                                 "http": {"endpoint": f"127.0.0.1:{http}"}}}},
-            "exporters": {f"file/{s}": {"path": str(out / f"{s}.jsonl"), "flush_interval": "200ms"}
-                          for s in ("traces", "metrics", "logs")},
-            "service": {"telemetry": {"metrics": {"level": "none"}, "logs": {"level": "warn"}},
-                        "pipelines": {s: {"receivers": ["otlp"], "exporters": [f"file/{s}"]}
-                                      for s in ("traces", "metrics", "logs")}},
+            "receivers": {
+                "otlp": {
+                    "protocols": {"grpc": {"endpoint": f"127.0.0.1:{grpc}"}, "http": {"endpoint": f"127.0.0.1:{http}"}}
+                }
+            },
+            "exporters": {
+                f"file/{s}": {"path": str(out / f"{s}.jsonl"), "flush_interval": "200ms"}
+                for s in ("traces", "metrics", "logs")
+            },
+            "service": {
+                "telemetry": {"metrics": {"level": "none"}, "logs": {"level": "warn"}},
+                "pipelines": {
+                    s: {"receivers": ["otlp"], "exporters": [f"file/{s}"]} for s in ("traces", "metrics", "logs")
+                },
+            },
         }
         if (name, 13133) in self.ports:  # jaeger v2's health endpoint (healthcheckv2: /status)
-            config["extensions"] = {"health_check": {"endpoint": f"127.0.0.1:{self.ports[(name, 13133)]}",
-                                                     "path": "/status"}}
+            config["extensions"] = {
+                "health_check": {"endpoint": f"127.0.0.1:{self.ports[(name, 13133)]}", "path": "/status"}
+            }
             config["service"]["extensions"] = ["health_check"]
         (self.tmp / "backend.yaml").write_text(yaml.safe_dump(config))
         self.start(name, [str(COLLECTOR_BIN), f"--config={self.tmp / 'backend.yaml'}"], {"PATH": "/usr/bin:/bin"})
@@ -233,8 +256,7 @@ class Topology:
                     return resp.status == 200
             except OSError:
                 return False
-        probe = subprocess.run(self.argv(name, test[1:]), env=self.process_env(name), capture_output=True,
-                               timeout=10)
+        probe = subprocess.run(self.argv(name, test[1:]), env=self.process_env(name), capture_output=True, timeout=10)
         return probe.returncode == 0
 
     def up(self) -> dict[str, Path]:
@@ -254,7 +276,9 @@ class Topology:
                 self.wait_for(dep, spec["condition"])
             if svc["image"].startswith(JAEGER_IMAGE):
                 outputs[name] = self.start_backend(name)
-            elif (argv := self.as_user(name, self.argv(name, svc["command"]))) is None:  # cannot run as root here: a stand-in that completes (the test checks the volumes)
+            elif (
+                argv := self.as_user(name, self.argv(name, svc["command"]))
+            ) is None:  # cannot run as root here: a stand-in that completes (the test checks the volumes)
                 self.start(name, [sys.executable, "-c", ""], {"PATH": "/usr/bin:/bin"})
             else:
                 self.start(name, argv, self.process_env(name))
@@ -306,7 +330,6 @@ def resource_spans(backend: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]
 def run_summary(run: Any, key: str) -> Any:
     value = run.summary[key]
     return value["last"] if isinstance(value, dict) and "last" in value else value
-
 
 
 def compose_topology(tmp: Path, **overrides: str) -> Topology:

@@ -12,7 +12,7 @@ from typing import Any
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from tests.support.collector import PROTO, logs_request, set_attributes, spans_request
+from tests.support.collector import PROTO, logs_request, spans_request
 
 JSON = "application/json"
 
@@ -37,8 +37,14 @@ def nested_value(depth: int) -> AnyValue:
     return value
 
 
-def _exp_metric(scale: int, offset: int, counts: tuple[int, ...] = (1,), count: int | None = None,
-                value_sum: float = 1.0, name: str = "hostile.latency") -> ExportMetricsServiceRequest:
+def _exp_metric(
+    scale: int,
+    offset: int,
+    counts: tuple[int, ...] = (1,),
+    count: int | None = None,
+    value_sum: float = 1.0,
+    name: str = "hostile.latency",
+) -> ExportMetricsServiceRequest:
     req = ExportMetricsServiceRequest()
     m = req.resource_metrics.add().scope_metrics.add().metrics.add()
     m.name, m.unit = name, "s"
@@ -66,8 +72,9 @@ def _explicit_metric(bounds: tuple[float, ...], counts: tuple[int, ...], count: 
     return req
 
 
-def _number_metric(kind: str, value: float, name: str = "hostile.value", as_int: int | None = None
-                   ) -> ExportMetricsServiceRequest:
+def _number_metric(
+    kind: str, value: float, name: str = "hostile.value", as_int: int | None = None
+) -> ExportMetricsServiceRequest:
     req = ExportMetricsServiceRequest()
     m = req.resource_metrics.add().scope_metrics.add().metrics.add()
     m.name = name
@@ -133,8 +140,11 @@ def hostile_cases() -> list[Case]:
     return [
         Case("exp-histogram scale 20 offset 2**31-1", "/v1/metrics", _exp_metric(20, 2**31 - 1).SerializeToString()),
         Case("exp-histogram scale -10", "/v1/metrics", _exp_metric(-10, 0).SerializeToString()),
-        Case("explicit histogram counts do not match bounds", "/v1/metrics",
-             _explicit_metric((0.1, 0.5), (1, 2), 3).SerializeToString()),
+        Case(
+            "explicit histogram counts do not match bounds",
+            "/v1/metrics",
+            _explicit_metric((0.1, 0.5), (1, 2), 3).SerializeToString(),
+        ),
         Case("span attribute 40 kvlist levels deep", "/v1/traces", _deep_span(40)),
         Case("span attribute key not UTF-8", "/v1/traces", _bad_utf8_key_span()),
         Case("span attribute with a malformed nested KeyValue", "/v1/traces", _malformed_nested_keyvalue_span()),

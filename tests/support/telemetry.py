@@ -4,6 +4,7 @@ providers before and after), ``telemetry_env``/``telemetry_overrides``/``telemet
 ``metric_reader`` / ``log_exporter`` come from tests/conftest.py. A test module marked ``pytest.mark.telemetry``
 gets apps (``make_app``) wired to these providers. Helpers: ``flush()``, ``reset_globals()``, ``stdout_lines()``.
 """
+
 from __future__ import annotations
 
 import io
@@ -60,13 +61,20 @@ def telemetry_overrides() -> dict[str, str]:
 
 
 @pytest.fixture
-def telemetry_env(monkeypatch: pytest.MonkeyPatch, telemetry_log_level: str,
-                  telemetry_overrides: dict[str, str]) -> pytest.MonkeyPatch:
+def telemetry_env(
+    monkeypatch: pytest.MonkeyPatch, telemetry_log_level: str, telemetry_overrides: dict[str, str]
+) -> pytest.MonkeyPatch:
     """No exporters from the environment: only the injected doubles."""
     for var in ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER"):
         monkeypatch.setenv(var, "none")
-    for var in ("OTEL_SDK_DISABLED", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_TRACES_SAMPLER",
-                "AI_DIARY_CAPTURE_GENAI_CONTENT", "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"):
+    for var in (
+        "OTEL_SDK_DISABLED",
+        "OTEL_SERVICE_NAME",
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "OTEL_TRACES_SAMPLER",
+        "AI_DIARY_CAPTURE_GENAI_CONTENT",
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("LOG_LEVEL", telemetry_log_level)
     for var, value in telemetry_overrides.items():
@@ -75,12 +83,17 @@ def telemetry_env(monkeypatch: pytest.MonkeyPatch, telemetry_log_level: str,
 
 
 @pytest.fixture
-def telemetry_state(telemetry_env, span_exporter, metric_reader, log_exporter,
-                    telemetry_stdout) -> Iterator[telemetry.State]:
+def telemetry_state(
+    telemetry_env, span_exporter, metric_reader, log_exporter, telemetry_stdout
+) -> Iterator[telemetry.State]:
     telemetry.shutdown(2.0)
     reset_globals()
-    state = telemetry.configure(span_exporters=[span_exporter], metric_readers=[metric_reader],
-                                log_exporters=[log_exporter], stdout=telemetry_stdout)
+    state = telemetry.configure(
+        span_exporters=[span_exporter],
+        metric_readers=[metric_reader],
+        log_exporters=[log_exporter],
+        stdout=telemetry_stdout,
+    )
     yield state
     telemetry.shutdown(5.0)
     reset_globals()

@@ -70,8 +70,13 @@ class RecorderRun:
         name = call["name"]
         if not name or not isinstance(name, str):
             raise wandb.Error("define_metric() requires non-empty name argument")
-        for arg, typ in (("step_metric", str), ("step_sync", bool), ("hidden", bool), ("summary", str),
-                         ("overwrite", bool)):
+        for arg, typ in (
+            ("step_metric", str),
+            ("step_sync", bool),
+            ("hidden", bool),
+            ("summary", str),
+            ("overwrite", bool),
+        ):
             if call[arg] is not None and not isinstance(call[arg], typ):
                 raise wandb.Error(f"Unhandled define_metric() arg: {arg} type: {type(call[arg]).__name__}")
         if "*" in (name[:-1] if name.endswith("*") else name):
@@ -91,8 +96,9 @@ class RecorderRun:
         if (level.value if isinstance(level, wandb.AlertLevel) else level) not in _LEVELS:
             raise ValueError("level must be one of 'INFO', 'WARN', or 'ERROR'")
         wait = call["wait_duration"]
-        if wait is not None and not isinstance(wait, (int, float, timedelta)) or (
-                isinstance(wait, float) and not math.isfinite(wait)):
+        if (wait is not None and not isinstance(wait, (int, float, timedelta))) or (
+            isinstance(wait, float) and not math.isfinite(wait)
+        ):
             raise TypeError("wait_duration must be an int, float, or datetime.timedelta")
         self.alerts.append(call)
 

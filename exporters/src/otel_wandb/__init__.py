@@ -23,8 +23,12 @@ from typing import Any
 __version__ = "0.2.0"
 __all__ = ["Pipeline", "WandbLogExporter", "WandbMetricExporter", "WandbSpanExporter", "__version__"]
 
-_LAZY = {"WandbSpanExporter": "otel_wandb.sdk", "WandbMetricExporter": "otel_wandb.sdk",
-         "WandbLogExporter": "otel_wandb.sdk", "Pipeline": "otel_wandb.pipeline"}
+_LAZY = {
+    "WandbSpanExporter": "otel_wandb.sdk",
+    "WandbMetricExporter": "otel_wandb.sdk",
+    "WandbLogExporter": "otel_wandb.sdk",
+    "Pipeline": "otel_wandb.pipeline",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -112,8 +112,16 @@ def _fmt(x: float) -> str:
     return str(x) if isinstance(x, int) else f"{x:g}"
 
 
-def env_number(env: Env, name: str, default: N, *, lo: float | None = None, hi: float | None = None,
-               above: float | None = None, kind: type[N] = float) -> N:  # type: ignore[assignment]
+def env_number(
+    env: Env,
+    name: str,
+    default: N,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    above: float | None = None,
+    kind: type[N] = float,
+) -> N:  # type: ignore[assignment]
     """``env[name]`` as ``kind`` (``int`` or ``float``), ``default`` when unset or blank. Bounds: ``lo <= value <=
     hi`` (either may be None) and ``value > above``; NaN and infinities are refused."""
     raw = env_str(env, name)
@@ -132,8 +140,12 @@ def env_number(env: Env, name: str, default: N, *, lo: float | None = None, hi: 
         value = kind(raw)
     except ValueError:
         raise ConfigError(expected) from None
-    if not math.isfinite(value) or (above is not None and not value > above) \
-            or (lo is not None and value < lo) or (hi is not None and value > hi):
+    if (
+        not math.isfinite(value)
+        or (above is not None and not value > above)
+        or (lo is not None and value < lo)
+        or (hi is not None and value > hi)
+    ):
         raise ConfigError(expected)
     return value
 
@@ -223,11 +235,17 @@ class RunConfig:
         env = _env(env)
         has_key = bool(env_str(env, WANDB_API_KEY))
         mode = env_str(env, WANDB_MODE) or (None if has_key else "offline")  # no key, no choice: offline
-        return cls(project=env_str(env, WANDB_PROJECT, DEFAULT_PROJECT), entity=env_str(env, WANDB_ENTITY) or None,
-                   mode=mode, dir=env_str(env, WANDB_DIR) or None, group=env_str(env, WANDB_RUN_GROUP) or None,
-                   name=env_str(env, WANDB_NAME) or None, job_type=env_str(env, WANDB_JOB_TYPE) or None,
-                   init_timeout_s=env_number(env, WANDB_INIT_TIMEOUT, DEFAULT_INIT_TIMEOUT_S, above=0),
-                   has_api_key=has_key)
+        return cls(
+            project=env_str(env, WANDB_PROJECT, DEFAULT_PROJECT),
+            entity=env_str(env, WANDB_ENTITY) or None,
+            mode=mode,
+            dir=env_str(env, WANDB_DIR) or None,
+            group=env_str(env, WANDB_RUN_GROUP) or None,
+            name=env_str(env, WANDB_NAME) or None,
+            job_type=env_str(env, WANDB_JOB_TYPE) or None,
+            init_timeout_s=env_number(env, WANDB_INIT_TIMEOUT, DEFAULT_INIT_TIMEOUT_S, above=0),
+            has_api_key=has_key,
+        )
 
     @property
     def online(self) -> bool:
@@ -254,8 +272,9 @@ class BridgeConfig:
             host=env_str(env, WANDB_BRIDGE_HOST, "127.0.0.1"),
             port=env_number(env, WANDB_BRIDGE_PORT, 4319, lo=0, hi=65535, kind=int),
             token=env_str(env, WANDB_BRIDGE_TOKEN),
-            max_body_bytes=env_number(env, WANDB_BRIDGE_MAX_BODY_BYTES, 32 * 1024 * 1024, lo=1024, hi=1 << 31,
-                                      kind=int),
+            max_body_bytes=env_number(
+                env, WANDB_BRIDGE_MAX_BODY_BYTES, 32 * 1024 * 1024, lo=1024, hi=1 << 31, kind=int
+            ),
             shutdown_timeout_s=float(env_number(env, WANDB_BRIDGE_SHUTDOWN_TIMEOUT_S, 30, lo=1, hi=3600, kind=int)),
             read_timeout_s=env_number(env, WANDB_BRIDGE_READ_TIMEOUT_S, 30.0, lo=0.1, hi=3600),
             log_level=bridge_log_level(env),
@@ -265,8 +284,9 @@ class BridgeConfig:
 
 def bridge_log_level(env: Env | None = None) -> str:
     """``WANDB_BRIDGE_LOG_LEVEL`` as a ``logging`` level name."""
-    return env_choice(_env(env), WANDB_BRIDGE_LOG_LEVEL, "info",
-                      ("debug", "info", "warning", "error", "critical")).upper()
+    return env_choice(
+        _env(env), WANDB_BRIDGE_LOG_LEVEL, "info", ("debug", "info", "warning", "error", "critical")
+    ).upper()
 
 
 @dataclass(frozen=True, slots=True)

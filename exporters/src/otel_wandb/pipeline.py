@@ -25,8 +25,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from otel_wandb import records as r
 from otel_wandb.config import ALERTS_ENABLED, WANDB_EXPORT_PRICING, AlertSettings, ConfigError, ExportConfig
@@ -40,8 +40,15 @@ Listener = Callable[[IntervalResult], None]
 
 
 class Pipeline:
-    def __init__(self, sink=None, interval_s: float = 60.0, *, core_config: CoreConfig | None = None,
-                 clock: Callable[[], int] = time.time_ns, start_thread: bool = True) -> None:
+    def __init__(
+        self,
+        sink=None,
+        interval_s: float = 60.0,
+        *,
+        core_config: CoreConfig | None = None,
+        clock: Callable[[], int] = time.time_ns,
+        start_thread: bool = True,
+    ) -> None:
         if not interval_s > 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
         self.sink = sink
@@ -271,18 +278,24 @@ class Pipeline:
         """The pipeline the environment describes (``otel_wandb.config``): its W&B sink and, when the ``alerts``
         extra is installed and ``ALERTS_ENABLED`` is not false, its alerts."""
         cfg = ExportConfig.from_env(env)
-        core = CoreConfig(max_series=cfg.max_series, max_keys=cfg.max_keys,
-                          pricing=PriceList.load(cfg.pricing_path, variable=WANDB_EXPORT_PRICING),
-                          request_source=cfg.request_source)
+        core = CoreConfig(
+            max_series=cfg.max_series,
+            max_keys=cfg.max_keys,
+            pricing=PriceList.load(cfg.pricing_path, variable=WANDB_EXPORT_PRICING),
+            request_source=cfg.request_source,
+        )
         if sink is None:
-            sink = WandbSink(finish_timeout=cfg.finish_timeout_s, env=env,
-                             config={"export_interval_s": cfg.interval_s, "pid": os.getpid()})
+            sink = WandbSink(
+                finish_timeout=cfg.finish_timeout_s,
+                env=env,
+                config={"export_interval_s": cfg.interval_s, "pid": os.getpid()},
+            )
         pipeline = cls(sink, cfg.interval_s, core_config=core)
         _install_alerts(pipeline, env)
         return pipeline
 
     @classmethod
-    def shared(cls) -> "Pipeline":
+    def shared(cls) -> Pipeline:
         global _shared, _shared_pid
         with _shared_lock:
             if _shared is None or _shared_pid != os.getpid() or _shared.closed:
@@ -313,8 +326,10 @@ def _install_alerts(pipeline: Pipeline, env: Mapping[str, str] | None) -> None:
         from otel_wandb.alerts import install  # lazy: the optional extra `alerts`
     except ImportError as exc:
         if settings.enabled_explicitly:
-            raise ConfigError(f"{ALERTS_ENABLED} is true but the alerts extra is not installed "
-                              f"(pip install 'otel-wandb[alerts]'): {exc}") from None
+            raise ConfigError(
+                f"{ALERTS_ENABLED} is true but the alerts extra is not installed "
+                f"(pip install 'otel-wandb[alerts]'): {exc}"
+            ) from None
         logger.info("alerts are off: the alerts extra is not installed (pip install 'otel-wandb[alerts]')")
         return
     install(pipeline, env=env)

@@ -82,8 +82,13 @@ class PriceList:
         if unit not in UNITS:
             raise ConfigError(f"{variable}: 'unit' must be one of {', '.join(UNITS)}")
         scale = UNITS[unit]
-        return cls({name: _price(name, entry, scale, variable)
-                    for name, entry in data["models"].items() if not name.startswith("_")})
+        return cls(
+            {
+                name: _price(name, entry, scale, variable)
+                for name, entry in data["models"].items()
+                if not name.startswith("_")
+            }
+        )
 
     def lookup(self, model: str) -> tuple[str, Price] | None:
         """``(listed name, price)`` for the exact name, else the longest listed name ``model`` extends with '-'."""
@@ -119,8 +124,9 @@ def _price(name: str, raw: Any, scale: float, variable: str) -> Price:
     def number(key: str, default: float | None = None) -> float:
         value = raw.get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{variable}: model {name!r} needs numeric 'input', 'output' (and optional "
-                              f"'cached_input')")
+            raise ConfigError(
+                f"{variable}: model {name!r} needs numeric 'input', 'output' (and optional 'cached_input')"
+            )
         if value < 0 or value != value or value == float("inf"):
             raise ConfigError(f"{variable}: model {name!r} has a negative or non-finite price")
         return float(value)

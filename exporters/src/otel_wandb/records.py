@@ -6,8 +6,9 @@ OpenTelemetry SDK or protobuf type, nor anything from ``wandb``. Keep this modul
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 Attributes = Mapping[str, Any]
 

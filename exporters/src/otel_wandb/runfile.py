@@ -14,9 +14,9 @@ import json
 import logging
 import struct
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def iter_payloads(path: str | Path) -> Iterator[bytes]:
         if rtype == 0 and length == 0:
             pos += 7
             continue
-        chunk = data[pos + 7: pos + 7 + length]
+        chunk = data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if rtype == FULL:
             yield chunk
@@ -111,8 +111,9 @@ def read_run(run_dir: str | Path) -> RunData:
                 _set(data.summary, item)
         elif kind == "alert":
             a = rec.alert
-            data.alerts.append({"title": a.title, "text": a.text, "level": a.level,
-                                "wait_duration": a.wait_duration / 1000.0})
+            data.alerts.append(
+                {"title": a.title, "text": a.text, "level": a.level, "wait_duration": a.wait_duration / 1000.0}
+            )
         elif kind == "config":
             for item in rec.config.update:
                 _set(data.config, item)
@@ -150,8 +151,8 @@ def is_complete(run_dir: str | Path) -> bool:
         return False
     last = None
     try:
-        for last in iter_payloads(files[0]):
-            pass
+        for payload in iter_payloads(files[0]):
+            last = payload
     except (OSError, ValueError):
         return False
     if last is None:

@@ -3,7 +3,8 @@
 Settings: arguments, else :class:`otel_wandb.config.RunConfig` (``WANDB_PROJECT`` -- default ``ai-diary`` --,
 ``WANDB_ENTITY``, ``WANDB_MODE``, ``WANDB_DIR``, ``WANDB_RUN_GROUP``, ``WANDB_NAME``, ``WANDB_JOB_TYPE``,
 ``WANDB_INIT_TIMEOUT``: 15 s, not wandb's 90); without ``WANDB_API_KEY`` and ``WANDB_MODE`` the run is offline and
-the ``wandb sync <dir>`` command is logged once. ``start`` (``wandb.init``) runs on the pipeline's flusher thread as soon as the first record arrives, never on a request thread, and never holds the sink's lock:
+the ``wandb sync <dir>`` command is logged once. ``start`` (``wandb.init``) runs on the pipeline's flusher thread as
+soon as the first record arrives, never on a request thread, and never holds the sink's lock:
 ``finish`` stays bounded by its timeout while an init hangs (the run is then finished by the init's thread when
 it returns). If init fails the sink warns once and stays disabled: ``log`` returns False.
 
@@ -21,7 +22,8 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from otel_wandb.config import WANDB_DIR, ConfigError, RunConfig
 from otel_wandb.runfile import wait_complete
@@ -30,9 +32,24 @@ logger = logging.getLogger(__name__)
 
 STEP_METRIC = "interval/time"
 LEVELS = ("INFO", "WARN", "ERROR")
-_PER_INTERVAL_MEAN = ("/count", "/rate", "/delta", "/mean", "/p50", "/p50_ms", "/requests", "/errors", "/calls",
-                      "/input_tokens", "/output_tokens", "/cached_tokens", "/cost_usd", "/occurrences",
-                      "/new_groups", "/seconds")
+_PER_INTERVAL_MEAN = (
+    "/count",
+    "/rate",
+    "/delta",
+    "/mean",
+    "/p50",
+    "/p50_ms",
+    "/requests",
+    "/errors",
+    "/calls",
+    "/input_tokens",
+    "/output_tokens",
+    "/cached_tokens",
+    "/cost_usd",
+    "/occurrences",
+    "/new_groups",
+    "/seconds",
+)
 
 
 def _import_wandb():
@@ -68,15 +85,34 @@ class WandbSink:
     ``wandb.Table`` objects and alerts with ``wandb.AlertLevel`` levels (tests hand in a recorder that accepts
     exactly what a real run accepts: tests/support/wandb_run.py)."""
 
-    def __init__(self, run: Any = None, *, project: str | None = None, entity: str | None = None,
-                 mode: str | None = None, dir: str | None = None, group: str | None = None,
-                 name: str | None = None, job_type: str | None = None, config: Mapping | None = None,
-                 finish_timeout: float = 10.0, init_timeout: float | None = None,
-                 init_fn: Callable[..., Any] | None = None, env: Mapping[str, str] | None = None,
-                 settings: RunConfig | None = None) -> None:
+    def __init__(
+        self,
+        run: Any = None,
+        *,
+        project: str | None = None,
+        entity: str | None = None,
+        mode: str | None = None,
+        dir: str | None = None,
+        group: str | None = None,
+        name: str | None = None,
+        job_type: str | None = None,
+        config: Mapping | None = None,
+        finish_timeout: float = 10.0,
+        init_timeout: float | None = None,
+        init_fn: Callable[..., Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        settings: RunConfig | None = None,
+    ) -> None:
         settings = settings or RunConfig.from_env(env)
-        args = {"project": project, "entity": entity, "mode": mode, "dir": dir, "group": group, "name": name,
-                "job_type": job_type}
+        args = {
+            "project": project,
+            "entity": entity,
+            "mode": mode,
+            "dir": dir,
+            "group": group,
+            "name": name,
+            "job_type": job_type,
+        }
         self.init_kwargs = {k: (v if v is not None else getattr(settings, k)) for k, v in args.items()}
         if self.init_kwargs["dir"]:
             try:
@@ -137,8 +173,10 @@ class WandbSink:
         if self.finished:
             return False  # finish() is waiting for us and takes the run over
         if (self.init_kwargs.get("mode") or "").lower() == "offline":
-            logger.info("W&B run is offline; upload it later with: wandb sync %s",
-                        getattr(getattr(run, "settings", None), "sync_dir", None) or getattr(run, "dir", ""))
+            logger.info(
+                "W&B run is offline; upload it later with: wandb sync %s",
+                getattr(getattr(run, "settings", None), "sync_dir", None) or getattr(run, "dir", ""),
+            )
         self._define_axis()
         return True
 
@@ -147,8 +185,13 @@ class WandbSink:
         if self._init_fn is not None:
             return self._init_fn(config=self.config or None, **kwargs)
         wandb = _import_wandb()
-        settings = wandb.Settings(finish_timeout=self.finish_timeout, init_timeout=self.init_timeout, silent=True,
-                                  console="off", x_disable_stats=True)
+        settings = wandb.Settings(
+            finish_timeout=self.finish_timeout,
+            init_timeout=self.init_timeout,
+            silent=True,
+            console="off",
+            x_disable_stats=True,
+        )
         return wandb.init(config=self.config or None, settings=settings, reinit="create_new", **kwargs)
 
     def _define_axis(self) -> None:
@@ -221,9 +264,12 @@ class WandbSink:
             run = self.run
             still_starting = self._initializing
         if still_starting:
-            logger.warning("W&B run not finished: wandb.init still running after %.1f s (init timeout %.0f s); "
-                           "the run is finished as soon as the init returns",
-                           time.monotonic() - self._init_started, self.init_timeout)
+            logger.warning(
+                "W&B run not finished: wandb.init still running after %.1f s (init timeout %.0f s); "
+                "the run is finished as soon as the init returns",
+                time.monotonic() - self._init_started,
+                self.init_timeout,
+            )
             return False
         if run is None:
             return True

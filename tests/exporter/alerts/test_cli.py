@@ -11,15 +11,19 @@ import pytest
 from app.demo.receivers import SmtpReceiver, WebhookReceiver
 from tests.support import ROOT as REPO
 
-
-
 pytestmark = pytest.mark.integration  # `python -m otel_wandb.alerts` in its own process
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("ALERT", "SMTP_", "SMS_", "SLACK_"))}
-    return subprocess.run([sys.executable, "-m", "otel_wandb.alerts", *args], env={**base, **env}, cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "otel_wandb.alerts", *args],
+        env={**base, **env},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_check_lists_rules_and_channels(tmp_path):
@@ -39,9 +43,17 @@ def test_check_rejects_invalid_rules_without_a_traceback(tmp_path):
 
 def test_send_test_delivers_through_every_configured_channel():
     with SmtpReceiver() as smtp, WebhookReceiver() as hooks:
-        out = run({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp.port), "ALERT_EMAIL_TO": "ops@ai-diary.test",
-                   "SLACK_WEBHOOK_URL": hooks.url("/slack"), "SMS_WEBHOOK_URL": hooks.url("/sms"),
-                   "SMS_TO": "+15550100"}, "send-test")
+        out = run(
+            {
+                "SMTP_HOST": "127.0.0.1",
+                "SMTP_PORT": str(smtp.port),
+                "ALERT_EMAIL_TO": "ops@ai-diary.test",
+                "SLACK_WEBHOOK_URL": hooks.url("/slack"),
+                "SMS_WEBHOOK_URL": hooks.url("/sms"),
+                "SMS_TO": "+15550100",
+            },
+            "send-test",
+        )
         assert out.returncode == 0, out.stdout + out.stderr
         assert [m.subject for m in smtp.wait_for(1)] == ["[ai-diary] TEST alert pipeline: delivery check"]
         assert sorted(r.path for r in hooks.wait_for(2)) == ["/slack", "/sms"]
@@ -49,7 +61,9 @@ def test_send_test_delivers_through_every_configured_channel():
 
 def test_send_test_fails_when_a_channel_is_down():
     with WebhookReceiver(status=503) as hooks:
-        out = run({"SLACK_WEBHOOK_URL": hooks.url("/slack"), "ALERTS_CHANNEL_RETRIES": "1",
-                   "ALERTS_CHANNEL_BACKOFF": "0"}, "send-test")
+        out = run(
+            {"SLACK_WEBHOOK_URL": hooks.url("/slack"), "ALERTS_CHANNEL_RETRIES": "1", "ALERTS_CHANNEL_BACKOFF": "0"},
+            "send-test",
+        )
         assert out.returncode == 1 and "slack: FAILED" in out.stdout
         assert len(hooks.requests) == 2 and "HTTP 503" in out.stderr

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from otel_wandb.alerts import build
 from app.demo.receivers import SmtpReceiver, WebhookReceiver
+from otel_wandb.alerts import build
 from otel_wandb.records import Signals
 from tests.support import Clock, free_port, silent_server, wait_until
 
@@ -63,14 +63,22 @@ def env(tmp_path, smtp_receiver, webhook_receiver):
     rules = tmp_path / "alerts.yaml"
     rules.write_text(RULES)
     return {
-        "ALERTS_FILE": str(rules), "ALERTS_STATE_FILE": str(tmp_path / "state.json"),
-        "ALERTS_CHANNEL_RETRIES": "2", "ALERTS_CHANNEL_TIMEOUT": "2",
+        "ALERTS_FILE": str(rules),
+        "ALERTS_STATE_FILE": str(tmp_path / "state.json"),
+        "ALERTS_CHANNEL_RETRIES": "2",
+        "ALERTS_CHANNEL_TIMEOUT": "2",
         "SLACK_WEBHOOK_URL": webhook_receiver.url(f"/services/{SLACK_TOKEN}"),
-        "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp_receiver.port), "SMTP_USERNAME": "alerts",
-        "SMTP_PASSWORD": SMTP_PASSWORD, "ALERT_EMAIL_FROM": "alerts@ai-diary.test",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp_receiver.port),
+        "SMTP_USERNAME": "alerts",
+        "SMTP_PASSWORD": SMTP_PASSWORD,
+        "ALERT_EMAIL_FROM": "alerts@ai-diary.test",
         "ALERT_EMAIL_TO": "oncall@ai-diary.test,backup@ai-diary.test",
         "SMS_WEBHOOK_URL": webhook_receiver.url("/2010-04-01/Accounts/AC123/Messages.json"),
-        "SMS_FROM": "+15550000", "SMS_TO": "+15550101", "SMS_ACCOUNT_SID": "AC123", "SMS_AUTH_TOKEN": SMS_TOKEN,
+        "SMS_FROM": "+15550000",
+        "SMS_TO": "+15550101",
+        "SMS_ACCOUNT_SID": "AC123",
+        "SMS_AUTH_TOKEN": SMS_TOKEN,
     }
 
 
@@ -142,8 +150,14 @@ def test_cost_rule_reaches_email_and_sms_webhook(env, smtp_receiver, webhook_rec
 
 def test_new_error_group_alert_per_fingerprint(env, webhook_receiver, manager_factory):
     m = manager_factory(env, Clock(T0))
-    group = {"fingerprint": "9f86d081884c7d65", "type": "ZeroDivisionError", "message": "division by zero",
-             "count": 2, "first_seen_ns": int(T0 * 1e9), "sample_trace_ids": ["0af7651916cd43dd8448eb211c80319c"]}
+    group = {
+        "fingerprint": "9f86d081884c7d65",
+        "type": "ZeroDivisionError",
+        "message": "division by zero",
+        "count": 2,
+        "first_seen_ns": int(T0 * 1e9),
+        "sample_trace_ids": ["0af7651916cd43dd8448eb211c80319c"],
+    }
     m.on_interval(Signals(0, 0, new_error_groups=(group,)))
     m.on_interval(Signals(0, 0, new_error_groups=(dict(group, count=5),)))  # same group again
     assert m.dispatcher.wait_idle(10)
@@ -152,8 +166,9 @@ def test_new_error_group_alert_per_fingerprint(env, webhook_receiver, manager_fa
     assert "ZeroDivisionError" in posts[0].json["text"] and "0af7651916cd43dd8448eb211c80319c" in posts[0].json["text"]
 
 
-def test_one_channel_down_others_delivered_failure_logged(env, smtp_receiver, webhook_receiver, closed_port,
-                                                          manager_factory, caplog):
+def test_one_channel_down_others_delivered_failure_logged(
+    env, smtp_receiver, webhook_receiver, closed_port, manager_factory, caplog
+):
     caplog.set_level(logging.INFO)
     env = dict(env, SLACK_WEBHOOK_URL=f"http://127.0.0.1:{closed_port}/services/{SLACK_TOKEN}")
     webhook_receiver.status = 500  # the SMS provider answers 500
@@ -214,8 +229,12 @@ def test_sms_recipient_that_keeps_failing_does_not_stop_the_next(env, manager_fa
 
 def test_hung_channel_does_not_block_the_others(env, smtp_receiver, hung_webhook, manager_factory):
     """Slack hangs for as long as the test says (not racing a timer): email is delivered meanwhile."""
-    env = dict(env, SLACK_WEBHOOK_URL=f"http://127.0.0.1:{hung_webhook.port}/services/x",
-               ALERTS_CHANNEL_TIMEOUT="60", ALERTS_CHANNEL_RETRIES="0")
+    env = dict(
+        env,
+        SLACK_WEBHOOK_URL=f"http://127.0.0.1:{hung_webhook.port}/services/x",
+        ALERTS_CHANNEL_TIMEOUT="60",
+        ALERTS_CHANNEL_RETRIES="0",
+    )
     m = manager_factory(env, Clock(T0))
     m.on_interval(Signals(0, 0, requests=50, errors=25))  # returns at once: delivery is on the workers
     slack = m.dispatcher.workers["slack"]
@@ -229,8 +248,12 @@ def test_hung_channel_does_not_block_the_others(env, smtp_receiver, hung_webhook
 
 def test_hung_channel_gives_up_after_its_timeout(env, blackhole, manager_factory, caplog):
     caplog.set_level(logging.WARNING, logger="otel_wandb.alerts._dispatcher")
-    env = dict(env, SLACK_WEBHOOK_URL=f"http://127.0.0.1:{blackhole}/services/x", ALERTS_CHANNEL_TIMEOUT="0.5",
-               ALERTS_CHANNEL_RETRIES="0")
+    env = dict(
+        env,
+        SLACK_WEBHOOK_URL=f"http://127.0.0.1:{blackhole}/services/x",
+        ALERTS_CHANNEL_TIMEOUT="0.5",
+        ALERTS_CHANNEL_RETRIES="0",
+    )
     m = manager_factory(env, Clock(T0))
     m.on_interval(Signals(0, 0, requests=50, errors=25))
     assert m.dispatcher.wait_idle(10) and m.dispatcher.workers["slack"].failed == 1
@@ -240,8 +263,12 @@ def test_hung_channel_gives_up_after_its_timeout(env, blackhole, manager_factory
 
 
 def test_shutdown_is_bounded_and_idempotent(env, blackhole, manager_factory):
-    env = dict(env, SLACK_WEBHOOK_URL=f"http://127.0.0.1:{blackhole}/services/x", ALERTS_CHANNEL_TIMEOUT="5",
-               ALERTS_CHANNEL_RETRIES="0")
+    env = dict(
+        env,
+        SLACK_WEBHOOK_URL=f"http://127.0.0.1:{blackhole}/services/x",
+        ALERTS_CHANNEL_TIMEOUT="5",
+        ALERTS_CHANNEL_RETRIES="0",
+    )
     m = manager_factory(env, Clock(T0))
     m.on_interval(Signals(0, 0, requests=50, errors=25))
     done = threading.Event()
@@ -270,7 +297,9 @@ def test_restart_keeps_the_day_and_does_not_resend(env, smtp_receiver, manager_f
     assert fired[0].value == pytest.approx(0.6)  # and the error rate, still firing, was not re-sent
     assert second.dispatcher.wait_idle(10)
     assert sorted(x.subject for x in smtp_receiver.wait_for(2)) == [
-        "[ai-diary] [FIRING] AI API Cost Spike", "[ai-diary] [FIRING] High Error Rate"]
+        "[ai-diary] [FIRING] AI API Cost Spike",
+        "[ai-diary] [FIRING] High Error Rate",
+    ]
 
 
 def test_wandb_channel_gets_every_alert_through_the_sink_seam(env, manager_factory):
@@ -286,7 +315,8 @@ def test_wandb_channel_gets_every_alert_through_the_sink_seam(env, manager_facto
     assert m.dispatcher.wait_idle(10)
     assert [(a["title"], a["level"], a["wait_duration"]) for a in run.alerts] == [
         ("[FIRING] High Error Rate", wandb.AlertLevel.ERROR, 30.0),
-        ("[RESOLVED] High Error Rate", wandb.AlertLevel.INFO, 30.0)]
+        ("[RESOLVED] High Error Rate", wandb.AlertLevel.INFO, 30.0),
+    ]
     assert "50.0%" in run.alerts[0]["text"]
 
 
@@ -296,9 +326,29 @@ def tls_cert(tmp_path):
     import subprocess
 
     cert, key = tmp_path / "smtp.pem", tmp_path / "smtp.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return str(cert), str(key)
 
 
@@ -306,9 +356,16 @@ def test_email_over_starttls_with_auth(tmp_path, tls_cert, manager_factory):
     rules = tmp_path / "tls.yaml"
     rules.write_text("rules:\n  - {name: Spend, metric: daily_ai_cost, threshold: 0.1, channels: [email]}\n")
     with SmtpReceiver(auth=("alerts", SMTP_PASSWORD), tls_cert=tls_cert) as smtp:
-        base = {"ALERTS_FILE": str(rules), "ALERTS_STATE_FILE": "off", "ALERTS_CHANNEL_RETRIES": "0",
-                "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp.port), "SMTP_USERNAME": "alerts",
-                "SMTP_PASSWORD": SMTP_PASSWORD, "ALERT_EMAIL_TO": "oncall@ai-diary.test"}
+        base = {
+            "ALERTS_FILE": str(rules),
+            "ALERTS_STATE_FILE": "off",
+            "ALERTS_CHANNEL_RETRIES": "0",
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(smtp.port),
+            "SMTP_USERNAME": "alerts",
+            "SMTP_PASSWORD": SMTP_PASSWORD,
+            "ALERT_EMAIL_TO": "oncall@ai-diary.test",
+        }
         plain = manager_factory(base, Clock(T0))  # the server demands STARTTLS: plain delivery must fail
         plain.on_interval(Signals(0, 0, ai_cost_usd=1.0))
         assert plain.dispatcher.wait_idle(10) and plain.dispatcher.workers["email"].failed == 1
@@ -326,22 +383,33 @@ def test_full_channel_queue_drops_and_counts_never_blocks(env, blackhole, manage
     from otel_wandb.alerts import AlertEvent
 
     caplog.set_level(logging.WARNING, logger="otel_wandb.alerts._dispatcher")
-    env = dict(env, SLACK_WEBHOOK_URL=f"http://127.0.0.1:{blackhole}/services/x", ALERTS_CHANNEL_TIMEOUT="5",
-               ALERTS_CHANNEL_RETRIES="0", ALERTS_QUEUE_SIZE="1")
+    env = dict(
+        env,
+        SLACK_WEBHOOK_URL=f"http://127.0.0.1:{blackhole}/services/x",
+        ALERTS_CHANNEL_TIMEOUT="5",
+        ALERTS_CHANNEL_RETRIES="0",
+        ALERTS_QUEUE_SIZE="1",
+    )
     m = manager_factory(env, Clock(T0))
     slack = m.dispatcher.workers["slack"]
     events = [AlertEvent("fire", f"Rule {i}", 1.0, 0.5, f"rule {i} fired", "ERROR", ("slack",)) for i in range(4)]
     m.dispatcher.submit(events[0], ["slack"])
-    wait_until(lambda: slack._queue.qsize() == 0 and slack._queue.unfinished_tasks == 1, 10,
-               "the slack worker to be stuck on the first event")
+    wait_until(
+        lambda: slack._queue.qsize() == 0 and slack._queue.unfinished_tasks == 1,
+        10,
+        "the slack worker to be stuck on the first event",
+    )
     t0 = time.monotonic()
     for event in events[1:]:
         m.dispatcher.submit(event, ["slack"])  # one fits in the queue, two do not
     assert time.monotonic() - t0 < 1.0, "submitting never waits for the channel"
     assert (slack.sent, slack.failed, slack.dropped, slack._queue.qsize()) == (0, 0, 2, 1)
     full = [r.getMessage() for r in caplog.records if "queue for channel slack full" in r.getMessage()]
-    assert full == ["alert queue for channel slack full: dropped '[FIRING] Rule 2' (fire)",
-                    "alert queue for channel slack full: dropped '[FIRING] Rule 3' (fire)"]
+    assert full == [
+        "alert queue for channel slack full: dropped '[FIRING] Rule 2' (fire)",
+        "alert queue for channel slack full: dropped '[FIRING] Rule 3' (fire)",
+    ]
     assert m.shutdown(0.2) is False  # slack still hangs: shutdown gives up after its timeout
-    assert slack.dropped == 3 and any("closing with a full queue: dropped '[FIRING] Rule 1'" in r.getMessage()
-                                      for r in caplog.records)
+    assert slack.dropped == 3 and any(
+        "closing with a full queue: dropped '[FIRING] Rule 1'" in r.getMessage() for r in caplog.records
+    )

@@ -17,12 +17,32 @@ from otel_wandb.records import Signals
 RULES = {
     "timezone": "UTC",
     "rules": [
-        {"name": "High Error Rate", "metric": "error_rate", "threshold": 0.05, "window": 60, "min_samples": 20,
-         "wait": 30, "channels": ["slack", "email"], "level": "ERROR"},
-        {"name": "High Response Time", "metric": "p95_response_time", "threshold": 1000, "window": 60,
-         "min_samples": 10, "wait": 60, "channels": ["slack"]},
-        {"name": "AI API Cost Spike", "metric": "daily_ai_cost", "threshold": 1.0, "wait": 0,
-         "channels": ["email", "sms"]},
+        {
+            "name": "High Error Rate",
+            "metric": "error_rate",
+            "threshold": 0.05,
+            "window": 60,
+            "min_samples": 20,
+            "wait": 30,
+            "channels": ["slack", "email"],
+            "level": "ERROR",
+        },
+        {
+            "name": "High Response Time",
+            "metric": "p95_response_time",
+            "threshold": 1000,
+            "window": 60,
+            "min_samples": 10,
+            "wait": 60,
+            "channels": ["slack"],
+        },
+        {
+            "name": "AI API Cost Spike",
+            "metric": "daily_ai_cost",
+            "threshold": 1.0,
+            "wait": 0,
+            "channels": ["email", "sms"],
+        },
         {"name": "New Error Group", "metric": "new_error_group", "channels": ["slack"], "max_per_interval": 2},
     ],
 }
@@ -30,8 +50,16 @@ T0 = 1_800_000_000.0  # an arbitrary epoch second
 
 
 def sig(requests=0, errors=0, latency=(), cost=0.0, groups=(), p95=None) -> Signals:
-    return Signals(0, 0, requests=requests, errors=errors, latency_ms=tuple(latency), p95_ms=p95, ai_cost_usd=cost,
-                   new_error_groups=tuple(groups))
+    return Signals(
+        0,
+        0,
+        requests=requests,
+        errors=errors,
+        latency_ms=tuple(latency),
+        p95_ms=p95,
+        ai_cost_usd=cost,
+        new_error_groups=tuple(groups),
+    )
 
 
 def make(rules=None, state=None, **overrides) -> Evaluator:
@@ -164,12 +192,15 @@ def test_state_file_corrupt_or_other_zone_starts_fresh(tmp_path, caplog):
     assert paris.daily_cost == 0.0  # a day in another zone is another day
 
 
-@pytest.mark.parametrize("content, warning", [
-    (None, "unreadable"),  # a directory where the file should be: the read fails (OSError)
-    (b"\xff\xfe not utf-8", "unreadable"),
-    (b'{"version": 99, "daily_ai_cost": 5}', "unknown format"),
-    (b"[1, 2, 3]", "unknown format"),
-])
+@pytest.mark.parametrize(
+    "content, warning",
+    [
+        (None, "unreadable"),  # a directory where the file should be: the read fails (OSError)
+        (b"\xff\xfe not utf-8", "unreadable"),
+        (b'{"version": 99, "daily_ai_cost": 5}', "unknown format"),
+        (b"[1, 2, 3]", "unknown format"),
+    ],
+)
 def test_unusable_state_file_starts_empty_with_one_warning(tmp_path, caplog, content, warning):
     path = tmp_path / "alerts.json"
     if content is None:
@@ -221,8 +252,17 @@ def test_state_path_precedence(tmp_path):
 
 def test_new_error_groups_alert_once_per_fingerprint_and_cap():
     ev = make(["New Error Group"])
-    g = [{"fingerprint": f"fp{i}", "type": "ValueError", "message": f"bad {i}", "count": 1,
-          "first_seen_ns": int(T0 * 1e9), "sample_trace_ids": ["ab" * 16]} for i in range(4)]
+    g = [
+        {
+            "fingerprint": f"fp{i}",
+            "type": "ValueError",
+            "message": f"bad {i}",
+            "count": 1,
+            "first_seen_ns": int(T0 * 1e9),
+            "sample_trace_ids": ["ab" * 16],
+        }
+        for i in range(4)
+    ]
     out = ev.evaluate(sig(groups=g[:1]), T0)
     assert [e.key for e in out] == ["fp0"] and out[0].title == "New Error Group: ValueError"
     assert "bad 0" in out[0].text and "abab" in out[0].text and out[0].threshold is None
@@ -264,7 +304,8 @@ def test_restart_after_local_midnight_starts_a_new_day(tmp_path):
     store = StateStore(tmp_path / "s.json")
     ev = make(["AI API Cost Spike"], timezone="Asia/Tokyo")
     assert kinds(ev.evaluate(sig(cost=1.5), datetime(2026, 11, 29, 23, 0, tzinfo=tokyo).timestamp())) == [
-        ("fire", "AI API Cost Spike")]
+        ("fire", "AI API Cost Spike")
+    ]
     store.save(ev.snapshot())
     again = make(["AI API Cost Spike"], timezone="Asia/Tokyo", state=StateStore(tmp_path / "s.json").load())
     assert again.daily_cost == pytest.approx(1.5) and again.rules["AI API Cost Spike"].firing
@@ -288,8 +329,17 @@ def _group(i: int) -> dict:
 
 
 def test_error_groups_arriving_during_the_wait_are_announced_when_it_ends(tmp_path):
-    rules = {"rules": [{"name": "New Error Group", "metric": "new_error_group", "wait": 300, "channels": ["slack"],
-                        "max_per_interval": 3}]}
+    rules = {
+        "rules": [
+            {
+                "name": "New Error Group",
+                "metric": "new_error_group",
+                "wait": 300,
+                "channels": ["slack"],
+                "max_per_interval": 3,
+            }
+        ]
+    }
     ev = Evaluator(parse_config(rules), None)
     assert [e.key for e in ev.evaluate(sig(groups=[_group(0)]), T0)] == ["held0"]
     assert ev.evaluate(sig(groups=[_group(1)]), T0 + 60) == []  # within the 300 s wait: held, not lost
@@ -312,10 +362,13 @@ def test_error_groups_arriving_during_the_wait_are_announced_when_it_ends(tmp_pa
     assert [e.key for e in out] == ["held4", "held5", "held6"] and "3 more new error groups" in out[-1].text
 
 
-TWO_GROUP_RULES = {"timezone": "UTC", "rules": [
-    {"name": "Groups to SMS hourly", "metric": "new_error_group", "wait": 3600, "channels": ["sms"]},
-    {"name": "Groups to Slack", "metric": "new_error_group", "wait": 0, "channels": ["slack"]},
-]}
+TWO_GROUP_RULES = {
+    "timezone": "UTC",
+    "rules": [
+        {"name": "Groups to SMS hourly", "metric": "new_error_group", "wait": 3600, "channels": ["sms"]},
+        {"name": "Groups to Slack", "metric": "new_error_group", "wait": 0, "channels": ["slack"]},
+    ],
+}
 
 
 def test_each_error_group_rule_announces_every_group_on_its_own_channels(tmp_path):
@@ -325,8 +378,9 @@ def test_each_error_group_rule_announces_every_group_on_its_own_channels(tmp_pat
     ev = Evaluator(parse_config(TWO_GROUP_RULES), None)
 
     def announced(t, *fps):
-        out = ev.evaluate(sig(groups=[{"fingerprint": fp, "type": "ValueError", "message": "boom", "count": 1}
-                                      for fp in fps]), T0 + t)
+        out = ev.evaluate(
+            sig(groups=[{"fingerprint": fp, "type": "ValueError", "message": "boom", "count": 1} for fp in fps]), T0 + t
+        )
         return [(e.rule, e.key, e.channels) for e in out]
 
     sms, slack = ("Groups to SMS hourly", ("sms",)), ("Groups to Slack", ("slack",))
@@ -343,9 +397,13 @@ def test_each_error_group_rule_announces_every_group_on_its_own_channels(tmp_pat
 def test_state_with_one_shared_group_memory_is_migrated_to_every_rule():
     """State files written before one memory per rule had top-level ``fingerprints`` / ``held_groups``: every
     new_error_group rule takes them over (no group announced again after the upgrade; held ones still go out)."""
-    old = {"timezone": "UTC", "rules": {"Groups to SMS hourly": {"last_notified": T0 - 10}},
-           "fingerprints": ["a", "b"], "held_groups": [{"fingerprint": "b", "type": "KeyError", "count": 1}],
-           "held_more": 0}
+    old = {
+        "timezone": "UTC",
+        "rules": {"Groups to SMS hourly": {"last_notified": T0 - 10}},
+        "fingerprints": ["a", "b"],
+        "held_groups": [{"fingerprint": "b", "type": "KeyError", "count": 1}],
+        "held_more": 0,
+    }
     ev = Evaluator(parse_config(TWO_GROUP_RULES), old)
     out = ev.evaluate(sig(groups=[{"fingerprint": fp, "type": "KeyError"} for fp in ("a", "c")]), T0)
     assert [(e.rule, e.key) for e in out] == [("Groups to Slack", "b"), ("Groups to Slack", "c")]

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from otel_wandb import records as r
 from app.demo.receivers import SmtpReceiver, WebhookReceiver
+from otel_wandb import records as r
 from otel_wandb.pipeline import Pipeline
 from otel_wandb.runfile import find_runs, read_run
 from tests.support import Clock
@@ -25,19 +25,35 @@ rules:
 _seq = 0
 
 
-def spans(n: int, *, status: int = 200, ms: float = 20.0, exc: str | None = None,
-          message: str = "boom") -> list[r.SpanRecord]:
+def spans(
+    n: int, *, status: int = 200, ms: float = 20.0, exc: str | None = None, message: str = "boom"
+) -> list[r.SpanRecord]:
     global _seq
     out = []
     for _ in range(n):
         _seq += 1
         start = 1_800_000_000_000_000_000 + _seq * 1_000_000
-        out.append(r.SpanRecord(
-            name="GET /entries", kind=r.SERVER, start_ns=start, end_ns=start + int(ms * 1e6),
-            trace_id=f"{_seq:032x}", span_id=f"{_seq:016x}", is_error=status >= 500,
-            attributes={"http.route": "/entries", "http.request.method": "GET", "http.response.status_code": status},
-            exceptions=(r.ExceptionInfo(exc, message, f'File "app/api/entries.py", line 9, in list\n{exc}: {message}'),)
-            if exc else ()))
+        out.append(
+            r.SpanRecord(
+                name="GET /entries",
+                kind=r.SERVER,
+                start_ns=start,
+                end_ns=start + int(ms * 1e6),
+                trace_id=f"{_seq:032x}",
+                span_id=f"{_seq:016x}",
+                is_error=status >= 500,
+                attributes={
+                    "http.route": "/entries",
+                    "http.request.method": "GET",
+                    "http.response.status_code": status,
+                },
+                exceptions=(
+                    r.ExceptionInfo(exc, message, f'File "app/api/entries.py", line 9, in list\n{exc}: {message}'),
+                )
+                if exc
+                else (),
+            )
+        )
     return out
 
 
@@ -52,11 +68,19 @@ def env(tmp_path, receivers):
     smtp, hooks = receivers
     rules = tmp_path / "alerts.yaml"
     rules.write_text(RULES)
-    return {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wb"), "WANDB_SILENT": "true",
-            "WANDB_PROJECT": "ai-diary-alerts-test", "WANDB_EXPORT_INTERVAL": "3600",
-            "ALERTS_FILE": str(rules), "ALERTS_STATE_FILE": str(tmp_path / "alerts-state.json"),
-            "SLACK_WEBHOOK_URL": hooks.url("/slack"), "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp.port),
-            "ALERT_EMAIL_TO": "oncall@ai-diary.test"}
+    return {
+        "WANDB_MODE": "offline",
+        "WANDB_DIR": str(tmp_path / "wb"),
+        "WANDB_SILENT": "true",
+        "WANDB_PROJECT": "ai-diary-alerts-test",
+        "WANDB_EXPORT_INTERVAL": "3600",
+        "ALERTS_FILE": str(rules),
+        "ALERTS_STATE_FILE": str(tmp_path / "alerts-state.json"),
+        "SLACK_WEBHOOK_URL": hooks.url("/slack"),
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp.port),
+        "ALERT_EMAIL_TO": "oncall@ai-diary.test",
+    }
 
 
 def test_from_env_installs_alerts_and_the_offline_run_holds_them(env, receivers, tmp_path):
@@ -73,10 +97,11 @@ def test_from_env_installs_alerts_and_the_offline_run_holds_them(env, receivers,
 
         pipeline.add_spans(spans(20, ms=2500.0))  # slow requests: p95 over the window > 1 s
         pipeline.add_spans(spans(3000))  # and plenty of good ones: error rate back under 5 %
-        pipeline.add_metrics([r.MetricPoint("app.ai.cost", r.SUM, unit="USD", temporality=r.DELTA,
-                                            monotonic=True, value=2.5, time_ns=1)])
+        pipeline.add_metrics(
+            [r.MetricPoint("app.ai.cost", r.SUM, unit="USD", temporality=r.DELTA, monotonic=True, value=2.5, time_ns=1)]
+        )
         pipeline.flush_once()
-        second = [(e.kind, e.rule) for e in manager.events[len(fired):]]
+        second = [(e.kind, e.rule) for e in manager.events[len(fired) :]]
         assert ("resolve", "High Error Rate") in second and ("fire", "AI API Cost Spike") in second
         assert manager.dispatcher.wait_idle(10)
     finally:
@@ -84,8 +109,11 @@ def test_from_env_installs_alerts_and_the_offline_run_holds_them(env, receivers,
         manager.shutdown(5)
 
     subjects = sorted(m.subject for m in smtp.wait_for(3))
-    assert subjects == ["[ai-diary] [FIRING] AI API Cost Spike", "[ai-diary] [FIRING] High Error Rate",
-                        "[ai-diary] [RESOLVED] High Error Rate"]
+    assert subjects == [
+        "[ai-diary] [FIRING] AI API Cost Spike",
+        "[ai-diary] [FIRING] High Error Rate",
+        "[ai-diary] [RESOLVED] High Error Rate",
+    ]
     slack = [q.json["text"] for q in hooks.requests]
     assert any("New Error Group: ZeroDivisionError" in t for t in slack)
     assert sum("High Error Rate" in t for t in slack) == 2
@@ -115,7 +143,8 @@ def test_p95_rule_through_long_spans_in_the_core(env, receivers):
         assert manager.events[0].value == pytest.approx(1800.0, rel=0.01)
         assert manager.dispatcher.wait_idle(10)
         assert [q.json["text"].splitlines()[0] for q in hooks.wait_for(1)] == [
-            ":rotating_light: *[FIRING] High Response Time*"]
+            ":rotating_light: *[FIRING] High Response Time*"
+        ]
     finally:
         pipeline.shutdown(10)
         manager.shutdown(5)
@@ -132,11 +161,14 @@ def test_alerts_enabled_false_leaves_the_pipeline_alone(env):
 CANARY = "CANARY-diary-7f3a9c"
 
 
-@pytest.mark.parametrize("message", [
-    f"cannot summarize '{CANARY} my secret day'",
-    # a quoted literal longer than the core reads (2000 characters): the closing quote is cut off
-    f"cannot summarize '{CANARY} my secret day" + " and then" * 300 + "'",
-])
+@pytest.mark.parametrize(
+    "message",
+    [
+        f"cannot summarize '{CANARY} my secret day'",
+        # a quoted literal longer than the core reads (2000 characters): the closing quote is cut off
+        f"cannot summarize '{CANARY} my secret day" + " and then" * 300 + "'",
+    ],
+)
 def test_error_group_alerts_carry_no_diary_text(env, receivers, message):
     _, hooks = receivers
     canary = CANARY
@@ -155,12 +187,20 @@ def test_error_group_alerts_carry_no_diary_text(env, receivers, message):
 
 
 def _worker_warnings(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.name == "otel_wandb.alerts" and r.levelname == "WARNING" and "gunicorn worker" in r.getMessage()]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "otel_wandb.alerts" and r.levelname == "WARNING" and "gunicorn worker" in r.getMessage()
+    ]
 
 
-@pytest.mark.parametrize("extra", [{"AI_DIARY_WORKER_ID": "1"},  # gunicorn.conf.py's default: 2 workers
-                                   {"AI_DIARY_WORKER_ID": "0", "WEB_CONCURRENCY": "4"}])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"AI_DIARY_WORKER_ID": "1"},  # gunicorn.conf.py's default: 2 workers
+        {"AI_DIARY_WORKER_ID": "0", "WEB_CONCURRENCY": "4"},
+    ],
+)
 def test_in_process_alerts_are_off_in_one_of_several_gunicorn_workers(env, caplog, extra):
     caplog.set_level("INFO", logger="otel_wandb.alerts")
     pipeline = Pipeline.from_env(env=dict(env, WANDB_MODE="disabled", **extra))
@@ -173,12 +213,17 @@ def test_in_process_alerts_are_off_in_one_of_several_gunicorn_workers(env, caplo
     assert "W&B bridge" in warning and "ALERTS_ENABLED=true" in warning
 
 
-@pytest.mark.parametrize("extra, warned", [
-    ({"AI_DIARY_WORKER_ID": "1", "WEB_CONCURRENCY": "3", "ALERTS_ENABLED": "true"},  # explicit: on, warned
-     ["alerts ON (ALERTS_ENABLED=true) in gunicorn worker 1 of 3"]),
-    ({"AI_DIARY_WORKER_ID": "0", "WEB_CONCURRENCY": "1"}, []),  # the only worker
-    ({"WEB_CONCURRENCY": "4"}, []),  # not a gunicorn worker (the bridge, sharing .env)
-])
+@pytest.mark.parametrize(
+    "extra, warned",
+    [
+        (
+            {"AI_DIARY_WORKER_ID": "1", "WEB_CONCURRENCY": "3", "ALERTS_ENABLED": "true"},  # explicit: on, warned
+            ["alerts ON (ALERTS_ENABLED=true) in gunicorn worker 1 of 3"],
+        ),
+        ({"AI_DIARY_WORKER_ID": "0", "WEB_CONCURRENCY": "1"}, []),  # the only worker
+        ({"WEB_CONCURRENCY": "4"}, []),  # not a gunicorn worker (the bridge, sharing .env)
+    ],
+)
 def test_alerts_stay_on_when_asked_for_a_single_worker_or_outside_gunicorn(env, caplog, extra, warned):
     caplog.set_level("INFO", logger="otel_wandb.alerts")
     pipeline = Pipeline.from_env(env=dict(env, WANDB_MODE="disabled", **extra))
@@ -207,8 +252,9 @@ def test_daily_cost_resets_at_local_midnight_through_the_pipeline(env, receivers
     def spend(usd: float, hh: int, mm: int, day: int) -> list[tuple[str, str]]:
         clock.t = datetime(2026, 11, day, hh, mm, tzinfo=tokyo).timestamp()
         before = len(manager.events)
-        pipeline.add_metrics([r.MetricPoint("app.ai.cost", r.SUM, unit="USD", temporality=r.DELTA, monotonic=True,
-                                            value=usd, time_ns=1)])
+        pipeline.add_metrics(
+            [r.MetricPoint("app.ai.cost", r.SUM, unit="USD", temporality=r.DELTA, monotonic=True, value=usd, time_ns=1)]
+        )
         assert pipeline.flush_once()
         return [(e.kind, e.rule) for e in manager.events[before:]]
 
@@ -223,9 +269,11 @@ def test_daily_cost_resets_at_local_midnight_through_the_pipeline(env, receivers
         pipeline.shutdown(10)
         manager.shutdown(5)
     mails = smtp.wait_for(3)
-    assert [m.subject for m in mails] == ["[ai-diary] [FIRING] AI API Cost Spike",
-                                          "[ai-diary] [RESOLVED] AI API Cost Spike",
-                                          "[ai-diary] [FIRING] AI API Cost Spike"]
+    assert [m.subject for m in mails] == [
+        "[ai-diary] [FIRING] AI API Cost Spike",
+        "[ai-diary] [RESOLVED] AI API Cost Spike",
+        "[ai-diary] [FIRING] AI API Cost Spike",
+    ]
     assert "2026-11-29, Asia/Tokyo" in mails[0].body and "2026-11-30, Asia/Tokyo" in mails[2].body
     state = json.loads((tmp_path / "alerts-state.json").read_text())
     assert state["day"] == "2026-11-30" and state["daily_ai_cost"] == pytest.approx(1.2)

@@ -17,9 +17,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from tests.support.collector import ALLOWED_NEIGHBOURS, FORBIDDEN_KEYS, metrics_request
 from otel_wandb.bridge import _decode as otlp_decode
 from otel_wandb.bridge._decode import PayloadError, is_forbidden_key
+from tests.support.collector import ALLOWED_NEIGHBOURS, FORBIDDEN_KEYS, metrics_request
 
 RESOURCE = Resource.create({"service.name": "diary", "deployment.environment.name": "test"})
 CANARY = "CANARY-diary-text-7f3a"
@@ -31,12 +31,16 @@ def test_sdk_spans_roundtrip():
     provider = TracerProvider(resource=RESOURCE)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("app.api")
-    with tracer.start_as_current_span("POST /entries", kind=SpanKind.SERVER,
-                                      attributes={"http.route": "/entries", "tags": ["a", "b"], "ratio": 0.5,
-                                                  "ok": True, **FORBIDDEN}) as parent:
-        with tracer.start_as_current_span("chat gpt-4o-mini", kind=SpanKind.CLIENT) as child:
-            child.record_exception(ValueError("model said no"))
-            child.set_status(Status(StatusCode.ERROR, "model said no"))
+    with (
+        tracer.start_as_current_span(
+            "POST /entries",
+            kind=SpanKind.SERVER,
+            attributes={"http.route": "/entries", "tags": ["a", "b"], "ratio": 0.5, "ok": True, **FORBIDDEN},
+        ) as parent,
+        tracer.start_as_current_span("chat gpt-4o-mini", kind=SpanKind.CLIENT) as child,
+    ):
+        child.record_exception(ValueError("model said no"))
+        child.set_status(Status(StatusCode.ERROR, "model said no"))
     body = encode_spans(exporter.get_finished_spans()).SerializeToString()
     decoded = otlp_decode.decode("traces", body)
     assert decoded.rejected == 0
@@ -56,8 +60,11 @@ def test_sdk_spans_roundtrip():
 
 def test_sdk_metrics_roundtrip_all_kinds():
     reader = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[reader], resource=RESOURCE,
-                             views=[View(instrument_name="exp.*", aggregation=ExponentialBucketHistogramAggregation())])
+    provider = MeterProvider(
+        metric_readers=[reader],
+        resource=RESOURCE,
+        views=[View(instrument_name="exp.*", aggregation=ExponentialBucketHistogramAggregation())],
+    )
     meter = provider.get_meter("m")
     meter.create_counter("c", unit="1").add(3, {"route": "/a", **FORBIDDEN})
     meter.create_up_down_counter("ud").add(-2)
@@ -69,7 +76,11 @@ def test_sdk_metrics_roundtrip_all_kinds():
     body = encode_metrics(reader.get_metrics_data()).SerializeToString()
     points = {p.name: p for p in otlp_decode.decode("metrics", body).records}
     assert (points["c"].kind, points["c"].value, points["c"].monotonic, points["c"].attributes) == (
-        "sum", 3.0, True, {"route": "/a"})
+        "sum",
+        3.0,
+        True,
+        {"route": "/a"},
+    )
     assert (points["ud"].value, points["ud"].monotonic) == (-2.0, False)
     hist = points["h"]
     assert (hist.kind, hist.count, hist.sum, hist.min, hist.max, hist.unit) == ("histogram", 1, 0.2, 0.2, 0.2, "s")
@@ -88,8 +99,12 @@ def test_sdk_logs_roundtrip():
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
     from opentelemetry._logs import SeverityNumber
 
-    provider.get_logger("audit").emit(body="entry.delete", severity_number=SeverityNumber.INFO,
-                                      severity_text="INFO", attributes={"actor": "u1", **FORBIDDEN})
+    provider.get_logger("audit").emit(
+        body="entry.delete",
+        severity_number=SeverityNumber.INFO,
+        severity_text="INFO",
+        attributes={"actor": "u1", **FORBIDDEN},
+    )
     provider.get_logger("app").emit(body={"event": "x", "n": 1}, severity_number=SeverityNumber.ERROR)
     # GenAI events hold content in the body (event_name field, or the older event.name attribute): replaced
     genai = provider.get_logger("genai")
@@ -98,8 +113,12 @@ def test_sdk_logs_roundtrip():
     body = encode_logs(exporter.get_finished_logs()).SerializeToString()
     audit, err, user_msg, choice = otlp_decode.decode("logs", body).records
     assert (user_msg.body, choice.body, choice.attributes) == ("REDACTED", "REDACTED", {"event.name": "gen_ai.choice"})
-    assert (audit.scope, audit.severity_number, audit.body, audit.attributes) == ("audit", 9, "entry.delete",
-                                                                                 {"actor": "u1"})
+    assert (audit.scope, audit.severity_number, audit.body, audit.attributes) == (
+        "audit",
+        9,
+        "entry.delete",
+        {"actor": "u1"},
+    )
     assert audit.time_ns > 0 and audit.trace_id is None
     assert (err.scope, err.severity_number, err.body) == ("app", 17, '{"event": "x", "n": 1}')
 
@@ -110,16 +129,23 @@ def test_forbidden_keys():
     assert [k for k in ALLOWED_NEIGHBOURS if is_forbidden_key(k)] == []
     assert not any(is_forbidden_key(k) for k in ("app.contents", "xapp.content", "http.request.header.authorization2"))
     assert is_forbidden_key("HTTP.Request.Header.X-Api-Key") and is_forbidden_key("http.request.header.cookie")
-    attrs = otlp_decode.attributes(metrics_request(attrs={**FORBIDDEN, **ALLOWED_NEIGHBOURS})
-                                   .resource_metrics[0].scope_metrics[0].metrics[0].sum.data_points[0].attributes)
+    attrs = otlp_decode.attributes(
+        metrics_request(attrs={**FORBIDDEN, **ALLOWED_NEIGHBOURS})
+        .resource_metrics[0]
+        .scope_metrics[0]
+        .metrics[0]
+        .sum.data_points[0]
+        .attributes
+    )
     assert attrs == {"point": 0, **ALLOWED_NEIGHBOURS}
 
 
 def test_payload_errors():
     with pytest.raises(PayloadError, match="protobuf traces"):
         otlp_decode.decode("traces", b"\x0a\xff\xff")
-    bad_id = otlp_decode.decode("traces", b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"spanId":"xyz"}]}]}]}',
-                                json_body=True)  # one bad span: rejected on its own, named
+    bad_id = otlp_decode.decode(
+        "traces", b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"spanId":"xyz"}]}]}]}', json_body=True
+    )  # one bad span: rejected on its own, named
     assert bad_id.records == [] and bad_id.rejected == 1 and "spanId" in bad_id.errors[0]
     with pytest.raises(PayloadError, match="resourceSpans must be a list"):
         otlp_decode.decode("traces", b'{"resourceSpans": 5}', json_body=True)

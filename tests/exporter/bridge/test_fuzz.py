@@ -3,6 +3,7 @@ seeds from tests/exporter/bridge/fuzz_corpus/, structurally absurd messages, hos
 with a real offline W&B run. Every request gets an answer and no 5xx, the bridge's memory stays bounded, and the run
 is still correct afterwards: valid data sent last is counted exactly, and no key holds NaN, inf or a control
 character. ``FUZZ_SEED`` / ``FUZZ_PAYLOADS`` replay or widen a run."""
+
 from __future__ import annotations
 
 import http.client
@@ -31,8 +32,11 @@ CORPUS = Path(__file__).parent / "fuzz_corpus"
 SEED = int(os.environ.get("FUZZ_SEED", "20261203"))
 PAYLOADS = int(os.environ.get("FUZZ_PAYLOADS", "6000"))
 PATHS = ("/v1/traces", "/v1/metrics", "/v1/logs")
-REQUESTS = {"/v1/traces": ExportTraceServiceRequest, "/v1/metrics": ExportMetricsServiceRequest,
-            "/v1/logs": ExportLogsServiceRequest}
+REQUESTS = {
+    "/v1/traces": ExportTraceServiceRequest,
+    "/v1/metrics": ExportMetricsServiceRequest,
+    "/v1/logs": ExportLogsServiceRequest,
+}
 RSS_GROWTH_LIMIT_MIB = 150
 
 
@@ -49,10 +53,13 @@ def corpus() -> list[tuple[str, bytes]]:
 def write_corpus() -> None:
     """Regenerate fuzz_corpus/ (valid requests of every kind and the hostile cases of issue 13)."""
     CORPUS.mkdir(exist_ok=True)
-    seeds = {"traces-valid-spans": spans_request(5, error_every=2).SerializeToString(),
-             "metrics-valid-sum": metrics_request(points=3).SerializeToString(),
-             "logs-valid": logs_request([("app", 17, "failed", {"k": 1}), ("audit", 9, "entry.create", {})])
-             .SerializeToString()}
+    seeds = {
+        "traces-valid-spans": spans_request(5, error_every=2).SerializeToString(),
+        "metrics-valid-sum": metrics_request(points=3).SerializeToString(),
+        "logs-valid": logs_request(
+            [("app", 17, "failed", {"k": 1}), ("audit", 9, "entry.create", {})]
+        ).SerializeToString(),
+    }
     for case in hostile_cases():
         name = case.name.replace(" ", "-").replace("*", "").replace("/", "")
         seeds[f"{case.path.rsplit('/', 1)[1]}-{name}" + ("-json" if case.content_type == JSON else "")] = case.body
@@ -70,17 +77,18 @@ def mutate(rng: random.Random, body: bytes) -> bytes:
             for _ in range(rng.randint(1, 8)):
                 data[rng.randrange(len(data))] = rng.randrange(256)
         elif op < 0.5:  # truncate
-            del data[rng.randrange(len(data)):]
+            del data[rng.randrange(len(data)) :]
         elif op < 0.7:  # insert random bytes (varints, lengths)
             at = rng.randrange(len(data) + 1)
-            data[at:at] = bytes(rng.choice((0x0A, 0x12, 0x1A, 0xFF, 0x80, 0x01, rng.randrange(256)))
-                                for _ in range(rng.randint(1, 12)))
+            data[at:at] = bytes(
+                rng.choice((0x0A, 0x12, 0x1A, 0xFF, 0x80, 0x01, rng.randrange(256))) for _ in range(rng.randint(1, 12))
+            )
         elif op < 0.85:  # duplicate a slice
             a = rng.randrange(len(data))
             b = min(len(data), a + rng.randint(1, 64))
             data[a:a] = data[a:b]
         else:  # splice a tail of itself
-            data += data[rng.randrange(len(data)):]
+            data += data[rng.randrange(len(data)) :]
     return bytes(data)
 
 
@@ -159,15 +167,31 @@ def hostile_json(rng: random.Random, path: str, body: bytes) -> bytes:
         depth = rng.choice((50, 900, 3000))
         return ('{"resourceSpans":' + "[" * depth + "]" * depth + "}").encode()
     if op == 1:
-        return json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [
-            {"traceId": rng.choice(("zz", "00" * 16, "", 5)), "spanId": rng.choice(("11" * 8, None, [])),
-             "name": rng.choice((1, "x", None)), "startTimeUnixNano": rng.choice(("-1", "1e99", 3.5, "18446744073709551616"))}]}]}]}
+        return json.dumps(
+            {
+                "resourceSpans": [
+                    {
+                        "scopeSpans": [
+                            {
+                                "spans": [
+                                    {
+                                        "traceId": rng.choice(("zz", "00" * 16, "", 5)),
+                                        "spanId": rng.choice(("11" * 8, None, [])),
+                                        "name": rng.choice((1, "x", None)),
+                                        "startTimeUnixNano": rng.choice(("-1", "1e99", 3.5, "18446744073709551616")),
+                                    }
+                                ]
+                            }
+                        ]
+                    }
+                ]
+            }
         ).encode()
     if op == 2:
         return rng.choice((b"null", b"[]", b'"string"', b"{", b'{"resourceMetrics": {"a": 1}}', b"\xff\xfe{}"))
     if op == 3 and isinstance(obj, dict):
         text = json.dumps(obj)
-        return text.replace('"asInt"', '"asDouble"').replace(":", ": 1e400, \"x\":", 1).encode()
+        return text.replace('"asInt"', '"asDouble"').replace(":", ': 1e400, "x":', 1).encode()
     return json.dumps(obj).encode()
 
 
@@ -209,8 +233,15 @@ def rss_mib(pid: int) -> float:
 def test_thousands_of_hostile_payloads_never_silence_or_crash_the_bridge(tmp_path: Path):
     rng = random.Random(SEED)
     seeds = corpus()
-    bridge = start_bridge({"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_EXPORT_INTERVAL": "2",
-                           "WANDB_BRIDGE_READ_TIMEOUT_S": "5", "ALERTS_ENABLED": "false"})
+    bridge = start_bridge(
+        {
+            "WANDB_MODE": "offline",
+            "WANDB_DIR": str(tmp_path),
+            "WANDB_EXPORT_INTERVAL": "2",
+            "WANDB_BRIDGE_READ_TIMEOUT_S": "5",
+            "ALERTS_ENABLED": "false",
+        }
+    )
     statuses: Counter[int] = Counter()
     kinds: Counter[str] = Counter()
     try:
@@ -241,8 +272,10 @@ def test_thousands_of_hostile_payloads_never_silence_or_crash_the_bridge(tmp_pat
         client.conn.close()
     finally:
         code = bridge.stop()
-    print(f"\nfuzz: {PAYLOADS} payloads (seed {SEED}) in {elapsed:.1f} s: {dict(kinds)}; statuses {dict(statuses)}; "
-          f"bridge RSS {rss_start:.0f} -> peak {peak:.0f} MiB")
+    print(
+        f"\nfuzz: {PAYLOADS} payloads (seed {SEED}) in {elapsed:.1f} s: {dict(kinds)}; statuses {dict(statuses)}; "
+        f"bridge RSS {rss_start:.0f} -> peak {peak:.0f} MiB"
+    )
     assert code == 0, bridge.output()
     assert peak - rss_start < RSS_GROWTH_LIMIT_MIB
     run = read_run(find_runs(tmp_path)[0])

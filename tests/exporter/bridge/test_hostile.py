@@ -1,6 +1,7 @@
 """No sender can silence the W&B run: every case of issue 13, sent to a real bridge process, gets a 4xx or an OTLP
 partial success, and the valid data sent after each case is in the offline run read back from disk, with no NaN or
 inf anywhere. Protocol abuse (negative and short lengths, bad chunk sizes, other methods) gets an answer too."""
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,15 @@ RESPONSES = {"/v1/traces": ExportTraceServiceResponse, "/v1/metrics": ExportMetr
 @pytest.fixture(scope="module")
 def bridge(tmp_path_factory: pytest.TempPathFactory):
     wdir = tmp_path_factory.mktemp("hostile-run")
-    handle = start_bridge({"WANDB_MODE": "offline", "WANDB_DIR": str(wdir), "WANDB_EXPORT_INTERVAL": "1",
-                           "WANDB_BRIDGE_READ_TIMEOUT_S": "1", "ALERTS_ENABLED": "false"})
+    handle = start_bridge(
+        {
+            "WANDB_MODE": "offline",
+            "WANDB_DIR": str(wdir),
+            "WANDB_EXPORT_INTERVAL": "1",
+            "WANDB_BRIDGE_READ_TIMEOUT_S": "1",
+            "ALERTS_ENABLED": "false",
+        }
+    )
     handle.wandb_dir = wdir
     yield handle
     handle.stop()
@@ -65,9 +73,15 @@ def test_every_hostile_case_is_refused_and_the_valid_data_after_it_is_in_the_run
         assert status < 500, f"{case.name}: {status} {body[:200]!r}"
         if status == 200:
             resp = RESPONSES.get(case.path, ExportTraceServiceResponse).FromString(body)
-            rejected = (resp.partial_success.rejected_spans if case.path == "/v1/traces"
-                        else getattr(resp.partial_success, "rejected_data_points", 0)) \
-                if case.path != "/v1/logs" else None
+            rejected = (
+                (
+                    resp.partial_success.rejected_spans
+                    if case.path == "/v1/traces"
+                    else getattr(resp.partial_success, "rejected_data_points", 0)
+                )
+                if case.path != "/v1/logs"
+                else None
+            )
             assert rejected is None or rejected >= 1, f"{case.name}: accepted silently"
             assert resp.partial_success.error_message, case.name
         else:
@@ -99,26 +113,37 @@ def test_every_hostile_case_is_refused_and_the_valid_data_after_it_is_in_the_run
 
 @pytest.fixture
 def live_bridge(tmp_path: Path):
-    handle = start_bridge({"WANDB_MODE": "disabled", "WANDB_DIR": str(tmp_path), "WANDB_EXPORT_INTERVAL": "3600",
-                           "WANDB_BRIDGE_READ_TIMEOUT_S": "1", "WANDB_BRIDGE_MAX_BODY_BYTES": "1048576",
-                           "ALERTS_ENABLED": "false"})
+    handle = start_bridge(
+        {
+            "WANDB_MODE": "disabled",
+            "WANDB_DIR": str(tmp_path),
+            "WANDB_EXPORT_INTERVAL": "3600",
+            "WANDB_BRIDGE_READ_TIMEOUT_S": "1",
+            "WANDB_BRIDGE_MAX_BODY_BYTES": "1048576",
+            "ALERTS_ENABLED": "false",
+        }
+    )
     yield handle
     handle.stop()
 
 
-@pytest.mark.parametrize("head, body, expected", [
-    (b"Content-Length: -1", b"x" * 64, 400),
-    (b"Content-Length: 1e3", b"x" * 64, 400),
-    (b"Content-Length: 5\r\nContent-Length: 6", b"x" * 6, 400),
-    (b"Content-Length: 4000000000", b"x" * 64, 413),  # over the cap: refused before a byte is read
-    (b"Transfer-Encoding: chunked", b"-1\r\nxx\r\n0\r\n\r\n", 400),
-    (b"Transfer-Encoding: chunked", b"5\r\nabcdefgh\r\n0\r\n\r\n", 400),  # a chunk longer than its size
-    (b"Transfer-Encoding: gzip", b"x", 400),
-    (b"Content-Length: 100", b"only 20 bytes here..", 400),  # shorter than declared: the read times out
-])
+@pytest.mark.parametrize(
+    "head, body, expected",
+    [
+        (b"Content-Length: -1", b"x" * 64, 400),
+        (b"Content-Length: 1e3", b"x" * 64, 400),
+        (b"Content-Length: 5\r\nContent-Length: 6", b"x" * 6, 400),
+        (b"Content-Length: 4000000000", b"x" * 64, 413),  # over the cap: refused before a byte is read
+        (b"Transfer-Encoding: chunked", b"-1\r\nxx\r\n0\r\n\r\n", 400),
+        (b"Transfer-Encoding: chunked", b"5\r\nabcdefgh\r\n0\r\n\r\n", 400),  # a chunk longer than its size
+        (b"Transfer-Encoding: gzip", b"x", 400),
+        (b"Content-Length: 100", b"only 20 bytes here..", 400),  # shorter than declared: the read times out
+    ],
+)
 def test_lengths_and_chunks_that_lie_get_an_answer(live_bridge, head, body, expected):
-    request = (b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n" + head
-               + b"\r\n\r\n" + body)
+    request = (
+        b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n" + head + b"\r\n\r\n" + body
+    )
     response = _raw(live_bridge.url, request)
     assert _status(response) in ((expected, 408) if expected == 400 and b"100" in head else (expected,)), response
 
@@ -136,8 +161,9 @@ def test_a_huge_body_with_a_negative_length_costs_no_memory(live_bridge):
     rss_before = _rss_kib(live_bridge.proc.pid)
     host, port = live_bridge.url.split("://", 1)[1].split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
-                     b"Content-Length: -1\r\n\r\n")
+        sock.sendall(
+            b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: -1\r\n\r\n"
+        )
         answer = sock.recv(4096)
         sent = 0
         try:

@@ -11,24 +11,41 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from tests.support.collector import PROTO, get_json, logs_request, metrics_request, post, spans_request
 from otel_wandb.bridge._server import _status_proto
 from otel_wandb.config import BridgeConfig, ConfigError
 from otel_wandb.config import bridge_log_level as log_level
+from tests.support.collector import PROTO, get_json, logs_request, metrics_request, post, spans_request
 
 
 def _json_request(n: int = 2) -> bytes:
     """Hand-written OTLP/JSON as an SDK would send it: hex ids, lowerCamelCase, enum ints, int64 as strings."""
-    spans = [{
-        "traceId": f"{i + 1:032x}", "spanId": f"{i + 1:016x}", "parentSpanId": "", "name": "POST /entries",
-        "kind": 2, "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000000250000000",
-        "attributes": [{"key": "http.route", "value": {"stringValue": "/entries"}},
-                       {"key": "http.response.status_code", "value": {"intValue": "201"}}],
-        "status": {"code": 2 if i == 0 else 0, "message": "boom" if i == 0 else ""},
-    } for i in range(n)]
-    return json.dumps({"resourceSpans": [{
-        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]},
-        "scopeSpans": [{"scope": {"name": "flask"}, "spans": spans}]}]}).encode()
+    spans = [
+        {
+            "traceId": f"{i + 1:032x}",
+            "spanId": f"{i + 1:016x}",
+            "parentSpanId": "",
+            "name": "POST /entries",
+            "kind": 2,
+            "startTimeUnixNano": "1700000000000000000",
+            "endTimeUnixNano": "1700000000250000000",
+            "attributes": [
+                {"key": "http.route", "value": {"stringValue": "/entries"}},
+                {"key": "http.response.status_code", "value": {"intValue": "201"}},
+            ],
+            "status": {"code": 2 if i == 0 else 0, "message": "boom" if i == 0 else ""},
+        }
+        for i in range(n)
+    ]
+    return json.dumps(
+        {
+            "resourceSpans": [
+                {
+                    "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]},
+                    "scopeSpans": [{"scope": {"name": "flask"}, "spans": spans}],
+                }
+            ]
+        }
+    ).encode()
 
 
 def test_protobuf_traces_reach_the_pipeline(make_bridge, pipeline):
@@ -40,7 +57,12 @@ def test_protobuf_traces_reach_the_pipeline(make_bridge, pipeline):
     assert [s.span_id for s in pipeline.spans] == [f"{i:016x}" for i in (1, 2, 3)]
     s = pipeline.spans[0]
     assert (s.kind, s.trace_id, s.attributes["http.route"], s.resource["service.name"], s.scope) == (
-        "server", f"{1:032x}", "/entries", "ai-diary-test", "test.scope")
+        "server",
+        f"{1:032x}",
+        "/entries",
+        "ai-diary-test",
+        "test.scope",
+    )
     assert s.duration_s == pytest.approx(0.005)
 
 
@@ -58,13 +80,19 @@ def test_json_traces_with_hex_ids(make_bridge, pipeline):
 
 def test_gzip_metrics_and_logs(make_bridge, pipeline):
     bridge = make_bridge()
-    status, _, _ = post(bridge.url, "/v1/metrics", metrics_request(value=7, points=3).SerializeToString(),
-                        gzip_body=True)
+    status, _, _ = post(
+        bridge.url, "/v1/metrics", metrics_request(value=7, points=3).SerializeToString(), gzip_body=True
+    )
     assert status == 200
     assert [(p.name, p.kind, p.value, p.monotonic, p.temporality) for p in pipeline.metrics] == [
-        ("test.requests", "sum", 7.0, True, "cumulative")] * 3
-    status, _, _ = post(bridge.url, "/v1/logs", logs_request([("audit", 9, "login", {"actor": "u1"})])
-                        .SerializeToString(), gzip_body=True)
+        ("test.requests", "sum", 7.0, True, "cumulative")
+    ] * 3
+    status, _, _ = post(
+        bridge.url,
+        "/v1/logs",
+        logs_request([("audit", 9, "login", {"actor": "u1"})]).SerializeToString(),
+        gzip_body=True,
+    )
     assert status == 200
     (log,) = pipeline.logs
     assert (log.scope, log.severity_number, log.body, log.attributes) == ("audit", 9, "login", {"actor": "u1"})
@@ -105,8 +133,13 @@ def test_chunked_body(make_bridge, pipeline):
     conn = http.client.HTTPConnection(bridge.url.split("://", 1)[1], timeout=5)
     body = spans_request(3).SerializeToString()
     try:
-        conn.request("POST", "/v1/traces", body=iter([body[:10], body[10:]]),
-                     headers={"Content-Type": PROTO}, encode_chunked=True)
+        conn.request(
+            "POST",
+            "/v1/traces",
+            body=iter([body[:10], body[10:]]),
+            headers={"Content-Type": PROTO},
+            encode_chunked=True,
+        )
         resp = conn.getresponse()
         assert resp.status == 200, resp.read()
     finally:
@@ -114,14 +147,17 @@ def test_chunked_body(make_bridge, pipeline):
     assert len(pipeline.spans) == 3
 
 
-@pytest.mark.parametrize("body, ctype, gz, needle", [
-    (b"\xff\xff\xff\xff", PROTO, False, "invalid OTLP protobuf traces request"),
-    (b"{not json", "application/json", False, "body is not valid JSON"),
-    (b'{"resourceSpans": 5}', "application/json", False, "invalid OTLP/JSON traces request"),
-])
+@pytest.mark.parametrize(
+    "body, ctype, gz, needle",
+    [
+        (b"\xff\xff\xff\xff", PROTO, False, "invalid OTLP protobuf traces request"),
+        (b"{not json", "application/json", False, "body is not valid JSON"),
+        (b'{"resourceSpans": 5}', "application/json", False, "invalid OTLP/JSON traces request"),
+    ],
+)
 def test_malformed_payload_is_400_with_a_message(make_bridge, pipeline, body, ctype, gz, needle):
     bridge = make_bridge()
-    status, headers, resp = post(bridge.url, "/v1/traces", body, ctype, gzip_body=gz)
+    status, _headers, resp = post(bridge.url, "/v1/traces", body, ctype, gzip_body=gz)
     assert status == 400
     if ctype == PROTO:
         assert resp.startswith(b"\x08\x03") and needle.encode() in resp  # google.rpc.Status{code=3, message}
@@ -151,8 +187,9 @@ def test_every_gzip_member_is_decoded_and_a_cut_off_stream_is_400(make_bridge, p
     for cut in (whole[:-4], whole[:-12], whole[: len(whole) // 2], gzip.compress(first) + whole[:-1]):
         status, _, resp = post(bridge.url, "/v1/traces", cut, headers={"Content-Encoding": "gzip"})
         assert status == 400 and b"truncated" in resp, (len(cut), resp)
-    status, _, resp = post(bridge.url, "/v1/traces", gzip.compress(first) + b"trailing junk",
-                           headers={"Content-Encoding": "gzip"})
+    status, _, resp = post(
+        bridge.url, "/v1/traces", gzip.compress(first) + b"trailing junk", headers={"Content-Encoding": "gzip"}
+    )
     assert status == 400 and b"not valid gzip" in resp
     assert pipeline.spans == []
 
@@ -210,8 +247,13 @@ def test_partial_success_counts_rejected_records(make_bridge, pipeline):
     assert row["test.requests/delta"] == 4  # 4 cumulative streams at 1; the second batch repeats the same points
     assert not [k for k in row if k.startswith("bad.gauge")]
     rejected = {k: v for k, v in row.items() if k.startswith("rejected/")}
-    assert rejected == {"rejected/spans": 1, "rejected/spans@reason=decode": 1, "rejected/metric_points": 4,
-                        "rejected/metric_points@reason=decode": 2, "rejected/metric_points@reason=value": 2}, rejected
+    assert rejected == {
+        "rejected/spans": 1,
+        "rejected/spans@reason=decode": 1,
+        "rejected/metric_points": 4,
+        "rejected/metric_points@reason=decode": 2,
+        "rejected/metric_points@reason=value": 2,
+    }, rejected
 
 
 @pytest.mark.parametrize("content_type", [PROTO, "application/json"])
@@ -289,23 +331,38 @@ def test_cli_refuses_bad_settings_naming_the_variable(tmp_path):
     import sys
 
     env = {**os.environ, "WANDB_BRIDGE_PORT": "http", "WANDB_DIR": str(tmp_path)}
-    res = subprocess.run([sys.executable, "-m", "otel_wandb.bridge"], env=env, capture_output=True, text=True,
-                         timeout=60)
-    assert res.returncode == 2 and "WANDB_BRIDGE_PORT must be an integer" in res.stderr and "http" not in res.stderr.split("configuration:")[-1]
-    res = subprocess.run([sys.executable, "-m", "otel_wandb.bridge"], env={**env, "WANDB_BRIDGE_PORT": "0",
-                                                                        "WANDB_BRIDGE_LOG_LEVEL": "verbose"},
-                         capture_output=True, text=True, timeout=60)
-    assert res.returncode == 2 and "invalid configuration: WANDB_BRIDGE_LOG_LEVEL must be one of" in res.stderr and "verbose" not in res.stderr
+    res = subprocess.run(
+        [sys.executable, "-m", "otel_wandb.bridge"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert (
+        res.returncode == 2
+        and "WANDB_BRIDGE_PORT must be an integer" in res.stderr
+        and "http" not in res.stderr.split("configuration:")[-1]
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "otel_wandb.bridge"],
+        env={**env, "WANDB_BRIDGE_PORT": "0", "WANDB_BRIDGE_LOG_LEVEL": "verbose"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (
+        res.returncode == 2
+        and "invalid configuration: WANDB_BRIDGE_LOG_LEVEL must be one of" in res.stderr
+        and "verbose" not in res.stderr
+    )
     assert "Traceback" not in res.stderr
-    res = subprocess.run([sys.executable, "-m", "otel_wandb.bridge", "--help"], capture_output=True, text=True,
-                         timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "otel_wandb.bridge", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 0 and "WANDB_BRIDGE_TOKEN" in res.stdout
 
 
 def test_config_errors_name_the_variable():
     assert BridgeConfig.from_env({}) == BridgeConfig()
-    cfg = BridgeConfig.from_env({"WANDB_BRIDGE_PORT": "0", "WANDB_BRIDGE_TOKEN": " t ",
-                                 "WANDB_BRIDGE_MAX_BODY_BYTES": "2048"})
+    cfg = BridgeConfig.from_env(
+        {"WANDB_BRIDGE_PORT": "0", "WANDB_BRIDGE_TOKEN": " t ", "WANDB_BRIDGE_MAX_BODY_BYTES": "2048"}
+    )
     assert (cfg.port, cfg.token, cfg.max_body_bytes) == (0, "t", 2048)
     secret = BridgeConfig.from_env({"WANDB_BRIDGE_TOKEN": "s3cr3t-bridge-token"})
     assert "s3cr3t" not in repr(secret) + str(secret) and "max_body_bytes" in repr(secret)
@@ -313,7 +370,8 @@ def test_config_errors_name_the_variable():
         BridgeConfig.from_env({"WANDB_BRIDGE_PORT": "http"})
     with pytest.raises(ConfigError, match="WANDB_BRIDGE_MAX_BODY_BYTES"):
         BridgeConfig.from_env({"WANDB_BRIDGE_MAX_BODY_BYTES": "-1"})
-    assert [log_level(e) for e in ({}, {"WANDB_BRIDGE_LOG_LEVEL": " debug "}, {"WANDB_BRIDGE_LOG_LEVEL": "WARNING"})] \
-        == ["INFO", "DEBUG", "WARNING"]
+    assert [
+        log_level(e) for e in ({}, {"WANDB_BRIDGE_LOG_LEVEL": " debug "}, {"WANDB_BRIDGE_LOG_LEVEL": "WARNING"})
+    ] == ["INFO", "DEBUG", "WARNING"]
     with pytest.raises(ConfigError, match="WANDB_BRIDGE_LOG_LEVEL"):
         log_level({"WANDB_BRIDGE_LOG_LEVEL": "verbose"})

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.collector import logs_request, metrics_request, post, spans_request
-from tests.support import wait_until
-from otel_wandb.runfile import find_runs, read_run, wait_complete
 from app.demo.topology import start_bridge
+from otel_wandb.runfile import find_runs, read_run, wait_complete
+from tests.support import wait_until
+from tests.support.collector import logs_request, metrics_request, post, spans_request
 
 pytestmark = pytest.mark.integration  # the real collector and a bridge subprocess
 
@@ -16,22 +16,44 @@ TOKEN = "bridge-test-token"
 
 def test_bridge_run_holds_the_collectors_spans_and_points(start_collector, tmp_path):
     wandb_dir = tmp_path / "wandb"
-    bridge = start_bridge({"WANDB_MODE": "offline", "WANDB_DIR": str(wandb_dir), "WANDB_PROJECT": "bridge-test",
-                           "WANDB_EXPORT_INTERVAL": "1", "WANDB_BRIDGE_TOKEN": TOKEN, "WANDB_SILENT": "true"})
+    bridge = start_bridge(
+        {
+            "WANDB_MODE": "offline",
+            "WANDB_DIR": str(wandb_dir),
+            "WANDB_PROJECT": "bridge-test",
+            "WANDB_EXPORT_INTERVAL": "1",
+            "WANDB_BRIDGE_TOKEN": TOKEN,
+            "WANDB_SILENT": "true",
+        }
+    )
     try:
-        col = start_collector({"WANDB_BRIDGE_EXPORTER": "otlp_http/wandb_bridge", "WANDB_BRIDGE_ENDPOINT": bridge.url,
-                               "WANDB_BRIDGE_TOKEN": TOKEN, "OTEL_COLLECTOR_BATCH_TIMEOUT": "100ms",
-                               "WANDB_BRIDGE_LOGS_EXPORTER": "otlp_http/wandb_bridge"})
+        col = start_collector(
+            {
+                "WANDB_BRIDGE_EXPORTER": "otlp_http/wandb_bridge",
+                "WANDB_BRIDGE_ENDPOINT": bridge.url,
+                "WANDB_BRIDGE_TOKEN": TOKEN,
+                "OTEL_COLLECTOR_BATCH_TIMEOUT": "100ms",
+                "WANDB_BRIDGE_LOGS_EXPORTER": "otlp_http/wandb_bridge",
+            }
+        )
         for start in (0, 150):
             body = spans_request(150, start=start, error_every=10).SerializeToString()
             assert post(col.http_endpoint, "/v1/traces", body)[0] == 200
         assert post(col.http_endpoint, "/v1/metrics", metrics_request(points=5, value=1).SerializeToString())[0] == 200
         logs = [("app", 17, "boom", {}), ("app", 9, "ok", {}), ("audit", 9, "login", {})]
         assert post(col.http_endpoint, "/v1/logs", logs_request(logs).SerializeToString())[0] == 200
-        stats = wait_until(lambda: (s := bridge.stats())["spans"] >= 300 and s["metric_points"] >= 5
-                           and s["log_records"] >= 3 and s, 20, "300 spans, 5 points and 3 logs at the bridge")
+        stats = wait_until(
+            lambda: (s := bridge.stats())["spans"] >= 300 and s["metric_points"] >= 5 and s["log_records"] >= 3 and s,
+            20,
+            "300 spans, 5 points and 3 logs at the bridge",
+        )
         assert (stats["spans"], stats["metric_points"], stats["log_records"], stats["rejected"], stats["errors"]) == (
-            300, 5, 3, 0, 0)
+            300,
+            5,
+            3,
+            0,
+            0,
+        )
         col.stop()
     finally:
         rc = bridge.stop(60)  # SIGTERM: the bridge flushes the last interval and finishes the run

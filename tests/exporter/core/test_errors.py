@@ -1,5 +1,6 @@
 """One exception, two signals: the request span's ``exception`` event and the ERROR log of the same exception
 (``exc_info``) -- through the real SDK providers and our exporters -- make one error group and one occurrence."""
+
 from __future__ import annotations
 
 import logging
@@ -46,9 +47,11 @@ def test_span_event_and_exc_info_log_of_one_exception_are_one_group():
     try:
         for route, fn in (("/boom", divide), ("/save", lambda: save_entry(conn))):
             for _ in range(2):  # two requests: one group, two occurrences
-                with tracer.start_as_current_span(f"GET {route}", kind=SpanKind.SERVER, attributes={
-                        "http.route": route, "http.request.method": "GET",
-                        "http.response.status_code": 500}) as span:
+                with tracer.start_as_current_span(
+                    f"GET {route}",
+                    kind=SpanKind.SERVER,
+                    attributes={"http.route": route, "http.request.method": "GET", "http.response.status_code": 500},
+                ) as span:
                     try:
                         fn()
                     except Exception as exc:  # what the app's catch-all handler does, plus logging exc_info

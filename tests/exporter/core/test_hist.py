@@ -1,5 +1,6 @@
 """Histogram quantiles at realistic small counts against the exact nearest-rank value, and merges of streams
 whose bucket layouts differ (counts must stay exact)."""
+
 from __future__ import annotations
 
 import math
@@ -15,14 +16,13 @@ from opentelemetry.sdk.metrics.view import (
 )
 
 from otel_wandb import records as r
-from otel_wandb.sdk._convert import metric_records
 from otel_wandb.core import Aggregator, CoreConfig
-from otel_wandb.sdk import EXP_HISTOGRAM_MAX_SIZE
 from otel_wandb.core._stats import ExpHist, ExplicitHist
+from otel_wandb.sdk import EXP_HISTOGRAM_MAX_SIZE
+from otel_wandb.sdk._convert import metric_records
 from tests.support import exact
 
 S = 1_000_000_000
-
 
 
 def points(values, aggregation, attrs=None):
@@ -79,8 +79,18 @@ def test_explicit_buckets_use_the_same_nearest_rank():
 
 
 def explicit(bounds, counts, lo, hi):
-    return r.MetricPoint("lat", r.HISTOGRAM, temporality=r.DELTA, bounds=bounds, bucket_counts=counts,
-                         count=sum(counts), sum=0.0, min=lo, max=hi, attributes={"http.route": "/x"})
+    return r.MetricPoint(
+        "lat",
+        r.HISTOGRAM,
+        temporality=r.DELTA,
+        bounds=bounds,
+        bucket_counts=counts,
+        count=sum(counts),
+        sum=0.0,
+        min=lo,
+        max=hi,
+        attributes={"http.route": "/x"},
+    )
 
 
 def test_streams_with_different_explicit_layouts_merge_with_exact_counts():
@@ -105,7 +115,7 @@ def test_exponential_and_explicit_streams_of_one_metric_merge_with_exact_counts(
     agg.add_metrics([e, x])
     row = agg.flush(S).row
     assert row["lat/count"] == 210
-    assert min(values + [0.01]) <= row["lat/p50"] <= max(values + [0.7])
+    assert min([*values, 0.01]) <= row["lat/p50"] <= max([*values, 0.7])
     as_explicit = ExpHist.from_point(e).as_explicit()
     assert sum(as_explicit.counts) == 200
     assert as_explicit.quantile(0.95) == pytest.approx(exact(values, 0.95), rel=0.05)
@@ -127,9 +137,21 @@ def test_zeros_of_an_exponential_histogram_stay_zero_as_explicit_buckets():
     """The zero bucket becomes [~0, 0], not (previous edge, 0]: zeros never interpolate to negative values
     (the OTel SDK's histograms take no negative values: the point is built by hand, as another SDK may send it)."""
     values = [-3.0, -2.5, 0.0, 0.0, 1.2, 1.5, 1.8, 6.0]  # scale 0: -|v| in [-4, -2) x2, zeros x2, (1, 2] x3, (4, 8]
-    p = r.MetricPoint("lat", r.EXP_HISTOGRAM, temporality=r.DELTA, count=8, sum=sum(values), min=-3.0, max=6.0,
-                      scale=0, zero_count=2, positive_offset=0, positive_counts=(3, 0, 1), negative_offset=1,
-                      negative_counts=(2,))
+    p = r.MetricPoint(
+        "lat",
+        r.EXP_HISTOGRAM,
+        temporality=r.DELTA,
+        count=8,
+        sum=sum(values),
+        min=-3.0,
+        max=6.0,
+        scale=0,
+        zero_count=2,
+        positive_offset=0,
+        positive_counts=(3, 0, 1),
+        negative_offset=1,
+        negative_counts=(2,),
+    )
     h = ExpHist.from_point(p)
     e = h.as_explicit()
     assert sum(e.counts) == 8

@@ -1,31 +1,30 @@
 """Metric points -> interval rows: histogram quantiles, sums (delta/cumulative/reset), gauges, breakdowns, caps."""
+
 from __future__ import annotations
 
 import logging
-import math
 import random
 
 import pytest
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
-from opentelemetry.sdk.metrics import Histogram
 
 from otel_wandb import records as r
-from otel_wandb.sdk._convert import metric_records
 from otel_wandb.core import Aggregator, CoreConfig, log_warnings
 from otel_wandb.core._stats import ExplicitHist
+from otel_wandb.sdk._convert import metric_records
 from tests.support import exact
 
 S = 1_000_000_000
 
 
-
 def sdk_points(values, name="lat"):
     """Record values through the real SDK (base2 exponential aggregation) and convert the collected points."""
     reader = InMemoryMetricReader(preferred_temporality={Histogram: AggregationTemporality.DELTA})
-    provider = MeterProvider(metric_readers=[reader], views=[View(instrument_name="*",
-                             aggregation=ExponentialBucketHistogramAggregation())])
+    provider = MeterProvider(
+        metric_readers=[reader], views=[View(instrument_name="*", aggregation=ExponentialBucketHistogramAggregation())]
+    )
     hist = provider.get_meter("t").create_histogram(name, unit="s")
     for v in values:
         hist.record(v)
@@ -37,8 +36,11 @@ def sdk_points(values, name="lat"):
 @pytest.mark.parametrize("dist", ["lognormal", "uniform", "bimodal"])
 def test_exponential_histogram_p95_within_3_percent_of_exact(dist):
     rng = random.Random(7)
-    gen = {"lognormal": lambda: rng.lognormvariate(-3, 1.0), "uniform": lambda: rng.uniform(0.01, 2.0),
-           "bimodal": lambda: rng.choice([rng.gauss(0.05, 0.005), rng.gauss(0.8, 0.05)])}[dist]
+    gen = {
+        "lognormal": lambda: rng.lognormvariate(-3, 1.0),
+        "uniform": lambda: rng.uniform(0.01, 2.0),
+        "bimodal": lambda: rng.choice([rng.gauss(0.05, 0.005), rng.gauss(0.8, 0.05)]),
+    }[dist]
     values = [abs(gen()) + 1e-4 for _ in range(20_000)]
     agg = Aggregator(CoreConfig(), start_ns=0)
     points = sdk_points(values)
@@ -58,8 +60,9 @@ def test_cumulative_exponential_points_are_diffed_per_interval():
     second = [rng.lognormvariate(-1, 0.3) for _ in range(3000)]  # a slower second interval
     agg = Aggregator(CoreConfig(), start_ns=0)
     reader = InMemoryMetricReader(preferred_temporality={Histogram: AggregationTemporality.CUMULATIVE})
-    provider = MeterProvider(metric_readers=[reader], views=[View(instrument_name="*",
-                             aggregation=ExponentialBucketHistogramAggregation())])
+    provider = MeterProvider(
+        metric_readers=[reader], views=[View(instrument_name="*", aggregation=ExponentialBucketHistogramAggregation())]
+    )
     h = provider.get_meter("t").create_histogram("lat")
     for v in first:
         h.record(v)
@@ -78,8 +81,17 @@ def test_cumulative_exponential_points_are_diffed_per_interval():
 
 
 def test_explicit_histogram_linear_interpolation_clamped_by_min_max():
-    p = r.MetricPoint("d", r.HISTOGRAM, count=10, sum=30, min=1.0, max=9.0, bounds=(0, 5, 10),
-                      bucket_counts=(0, 5, 5, 0), temporality=r.DELTA)
+    p = r.MetricPoint(
+        "d",
+        r.HISTOGRAM,
+        count=10,
+        sum=30,
+        min=1.0,
+        max=9.0,
+        bounds=(0, 5, 10),
+        bucket_counts=(0, 5, 5, 0),
+        temporality=r.DELTA,
+    )
     h = ExplicitHist.from_point(p)
     # nearest rank ceil(q*n); the k-th of c values of a bucket sits at k/(c+1) of it (same rule as exponential)
     assert h.quantile(0.5) == pytest.approx(1 + 4 * 5 / 6)  # rank 5: the 5th of 5 in (1, 5]
@@ -89,8 +101,9 @@ def test_explicit_histogram_linear_interpolation_clamped_by_min_max():
 
 
 def sum_point(v, start=1, temporality=r.CUMULATIVE, attrs=None, name="reqs"):
-    return r.MetricPoint(name, r.SUM, value=v, start_time_ns=start, temporality=temporality, monotonic=True,
-                         attributes=attrs or {})
+    return r.MetricPoint(
+        name, r.SUM, value=v, start_time_ns=start, temporality=temporality, monotonic=True, attributes=attrs or {}
+    )
 
 
 def test_cumulative_sum_deltas_totals_and_resets():
@@ -114,9 +127,18 @@ def test_two_workers_cumulative_streams_with_equal_attributes_never_collide():
         res = {"service.name": "ai-diary", "app.worker.id": worker, "service.instance.id": f"h-w{worker}"}
         pt = sum_point(value, attrs=attrs)
         pt.resource = res
-        hist = r.MetricPoint("lat", r.HISTOGRAM, attributes=attrs, resource=res, start_time_ns=1,
-                             temporality=r.CUMULATIVE, count=count, sum=count * 0.01, bounds=(0.1,),
-                             bucket_counts=(count, 0))
+        hist = r.MetricPoint(
+            "lat",
+            r.HISTOGRAM,
+            attributes=attrs,
+            resource=res,
+            start_time_ns=1,
+            temporality=r.CUMULATIVE,
+            count=count,
+            sum=count * 0.01,
+            bounds=(0.1,),
+            bucket_counts=(count, 0),
+        )
         return [pt, hist]
 
     agg = Aggregator(CoreConfig(), start_ns=0, process_start_ns=0)
@@ -132,12 +154,15 @@ def test_two_workers_cumulative_streams_with_equal_attributes_never_collide():
 
 def test_delta_sum_gauge_and_breakdowns_with_status_class():
     agg = Aggregator(CoreConfig(), start_ns=0)
-    agg.add_metrics([
-        sum_point(2, temporality=r.DELTA, attrs={"http.route": "/a", "http.response.status_code": 200}),
-        sum_point(3, temporality=r.DELTA, attrs={"http.route": "/b", "http.response.status_code": 503}),
-        sum_point(1, temporality=r.DELTA, attrs={"http.route": "/b", "user.id": "u1"}),
-        r.MetricPoint("queue", r.GAUGE, value=4.0), r.MetricPoint("queue", r.GAUGE, value=7.0),
-    ])
+    agg.add_metrics(
+        [
+            sum_point(2, temporality=r.DELTA, attrs={"http.route": "/a", "http.response.status_code": 200}),
+            sum_point(3, temporality=r.DELTA, attrs={"http.route": "/b", "http.response.status_code": 503}),
+            sum_point(1, temporality=r.DELTA, attrs={"http.route": "/b", "user.id": "u1"}),
+            r.MetricPoint("queue", r.GAUGE, value=4.0),
+            r.MetricPoint("queue", r.GAUGE, value=7.0),
+        ]
+    )
     row = agg.flush(S).row
     assert row["reqs/delta"] == 6
     assert row["reqs/delta@http.route=/a"] == 2 and row["reqs/delta@http.route=/b"] == 4
@@ -179,8 +204,17 @@ def test_number_of_metric_names_is_capped():
 def test_one_source_of_truth_the_duplicate_request_views_are_not_written_next_to_the_spans():
     """http.server.request.duration (and the GenAI duration and token metrics) count the requests http/* and ai/*
     hold: never written as metric keys, in any order of arrival."""
-    dup = r.MetricPoint("http.server.request.duration", r.HISTOGRAM, "s", {"http.route": "/a"}, temporality=r.DELTA,
-                        count=2, sum=0.3, bounds=(0.1, 1.0), bucket_counts=(1, 1, 0))
+    dup = r.MetricPoint(
+        "http.server.request.duration",
+        r.HISTOGRAM,
+        "s",
+        {"http.route": "/a"},
+        temporality=r.DELTA,
+        count=2,
+        sum=0.3,
+        bounds=(0.1, 1.0),
+        bucket_counts=(1, 1, 0),
+    )
     first = Aggregator(CoreConfig(), start_ns=0)
     first.add_metrics([dup])  # before any span
     assert not [k for k in first.flush(S).row if k.startswith("http.server.request.duration")]

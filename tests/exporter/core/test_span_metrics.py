@@ -1,6 +1,7 @@
 """Behind gateway collectors the requests come from span_metrics streams: several gateways x several service
 instances add up to exact counts, percentiles come from the merged exponential histograms, the keys are the ones
 the spans make elsewhere, and the (tail-sampled) spans make the error tables but never the counts."""
+
 from __future__ import annotations
 
 import random
@@ -28,18 +29,30 @@ class Gateway:
         view = View(instrument_name="*", aggregation=ExponentialBucketHistogramAggregation(max_size=320))
         self.provider = MeterProvider(metric_readers=[self.reader], views=[view])
         self.hist = self.provider.get_meter("spanmetricsconnector").create_histogram(
-            "span_metrics.http.server.duration", unit="s")
+            "span_metrics.http.server.duration", unit="s"
+        )
         self.gateway, self.instance, self.worker = gateway, instance, worker
 
     def request(self, route: str, seconds: float, status: int) -> None:
-        self.hist.record(seconds, {"http.route": route, "http.request.method": "GET",
-                                   "http.response.status_code": status, "collector.instance.id": self.gateway,
-                                   "status.code": "STATUS_CODE_ERROR" if status >= 500 else "STATUS_CODE_UNSET"})
+        self.hist.record(
+            seconds,
+            {
+                "http.route": route,
+                "http.request.method": "GET",
+                "http.response.status_code": status,
+                "collector.instance.id": self.gateway,
+                "status.code": "STATUS_CODE_ERROR" if status >= 500 else "STATUS_CODE_UNSET",
+            },
+        )
 
     def points(self) -> list[r.MetricPoint]:
         out = []
         for p in metric_records(self.reader.get_metrics_data()):
-            p.resource = {"service.name": "ai-diary", "service.instance.id": self.instance, "app.worker.id": self.worker}
+            p.resource = {
+                "service.name": "ai-diary",
+                "service.instance.id": self.instance,
+                "app.worker.id": self.worker,
+            }
             out.append(p)
         return out
 
@@ -100,9 +113,19 @@ def test_sampled_spans_make_the_error_tables_not_the_counts():
     agg = Aggregator(CoreConfig(), start_ns=0)
     agg.add_metrics(gw.points())
     # tail sampling kept the five error traces and one baseline trace
-    spans = [r.SpanRecord("POST /api/entries", r.SERVER, 0, 20_000_000, f"{i:032x}", f"{i:016x}", is_error=i < 5,
-                          attributes={"http.route": "/api/entries", "http.response.status_code": 500 if i < 5 else 200})
-             for i in range(6)]
+    spans = [
+        r.SpanRecord(
+            "POST /api/entries",
+            r.SERVER,
+            0,
+            20_000_000,
+            f"{i:032x}",
+            f"{i:016x}",
+            is_error=i < 5,
+            attributes={"http.route": "/api/entries", "http.response.status_code": 500 if i < 5 else 200},
+        )
+        for i in range(6)
+    ]
     agg.add_spans(spans)
     res = agg.flush(S)
     assert res.row["http/requests"] == 50 and res.row["http/errors"] == 5  # from span_metrics, not 6 spans
@@ -112,16 +135,45 @@ def test_sampled_spans_make_the_error_tables_not_the_counts():
 
 def test_ai_section_from_span_metrics_tokens_and_the_cost_metric():
     agg = Aggregator(CoreConfig(request_source="span_metrics"), start_ns=0)
-    agg.add_metrics([
-        r.MetricPoint("span_metrics.gen_ai.client.duration", r.EXP_HISTOGRAM, "s",
-                      {"gen_ai.request.model": "gpt-4o-mini", "app.feature": "mood"}, temporality=r.DELTA,
-                      time_ns=S, count=4, sum=1.0, scale=2, positive_offset=-8, positive_counts=(1, 2, 1)),
-        r.MetricPoint("gen_ai.client.token.usage", r.HISTOGRAM, "{token}",
-                      {"gen_ai.request.model": "gpt-4o-mini", "gen_ai.token.type": "input"}, temporality=r.DELTA,
-                      time_ns=S, count=4, sum=4000.0, bounds=(100.0, 10_000.0), bucket_counts=(0, 4, 0)),
-        r.MetricPoint("app.ai.cost", r.SUM, "USD", {"gen_ai.request.model": "gpt-4o-mini", "app.feature": "mood"},
-                      temporality=r.DELTA, monotonic=True, time_ns=S, value=0.25),
-    ])
+    agg.add_metrics(
+        [
+            r.MetricPoint(
+                "span_metrics.gen_ai.client.duration",
+                r.EXP_HISTOGRAM,
+                "s",
+                {"gen_ai.request.model": "gpt-4o-mini", "app.feature": "mood"},
+                temporality=r.DELTA,
+                time_ns=S,
+                count=4,
+                sum=1.0,
+                scale=2,
+                positive_offset=-8,
+                positive_counts=(1, 2, 1),
+            ),
+            r.MetricPoint(
+                "gen_ai.client.token.usage",
+                r.HISTOGRAM,
+                "{token}",
+                {"gen_ai.request.model": "gpt-4o-mini", "gen_ai.token.type": "input"},
+                temporality=r.DELTA,
+                time_ns=S,
+                count=4,
+                sum=4000.0,
+                bounds=(100.0, 10_000.0),
+                bucket_counts=(0, 4, 0),
+            ),
+            r.MetricPoint(
+                "app.ai.cost",
+                r.SUM,
+                "USD",
+                {"gen_ai.request.model": "gpt-4o-mini", "app.feature": "mood"},
+                temporality=r.DELTA,
+                monotonic=True,
+                time_ns=S,
+                value=0.25,
+            ),
+        ]
+    )
     row = agg.flush(S).row
     assert row["ai/calls"] == 4 and row["ai/calls@app.feature=mood"] == 4
     assert row["ai/input_tokens"] == 4000 and row["ai/input_tokens@gen_ai.request.model=gpt-4o-mini"] == 4000

@@ -1,8 +1,8 @@
 """Spans and logs -> interval rows, tables, error groups and alert signals (pure core, synthetic records)."""
+
 from __future__ import annotations
 
 import logging
-import math
 import random
 
 import pytest
@@ -11,29 +11,43 @@ from otel_wandb import records as r
 from otel_wandb.core import Aggregator, CoreConfig, log_warnings
 from otel_wandb.core._errors import ErrorGroups, fingerprint, normalize_message, top_app_frame
 from otel_wandb.core._stats import LogSketch
-from tests.support import exact
 from otel_wandb.pricing import Price, PriceList
+from tests.support import exact
 
 S = 1_000_000_000
-STACK = ('Traceback (most recent call last):\n'
-         '  File "/srv/venv/lib/python3.11/site-packages/flask/app.py", line 880, in full_dispatch_request\n'
-         '  File "/srv/app/api/entries.py", line 42, in get_entry\n'
-         '  File "/usr/lib/python3.11/json/decoder.py", line 337, in decode\n')
+STACK = (
+    "Traceback (most recent call last):\n"
+    '  File "/srv/venv/lib/python3.11/site-packages/flask/app.py", line 880, in full_dispatch_request\n'
+    '  File "/srv/app/api/entries.py", line 42, in get_entry\n'
+    '  File "/usr/lib/python3.11/json/decoder.py", line 337, in decode\n'
+)
 
 
 def server(i, ms, route="/api/entries/<id>", code=200, method="GET", error=False, trace=None, exc=()):
-    return r.SpanRecord(f"{method} {route}", r.SERVER, 0, int(ms * 1e6), trace or f"{i:032x}", f"{i:016x}",
-                        is_error=error, attributes={"http.route": route, "http.request.method": method,
-                                                    "http.response.status_code": code}, exceptions=exc)
+    return r.SpanRecord(
+        f"{method} {route}",
+        r.SERVER,
+        0,
+        int(ms * 1e6),
+        trace or f"{i:032x}",
+        f"{i:016x}",
+        is_error=error,
+        attributes={"http.route": route, "http.request.method": method, "http.response.status_code": code},
+        exceptions=exc,
+    )
 
 
 def genai(i, model="gpt-4o-mini-2024-07-18", feature="summarize", inp=100, out=20, cached=0, ms=300.0):
-    attrs = {"gen_ai.operation.name": "chat", "gen_ai.request.model": model, "gen_ai.usage.input_tokens": inp,
-             "gen_ai.usage.output_tokens": out, "app.feature": feature}
+    attrs = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": model,
+        "gen_ai.usage.input_tokens": inp,
+        "gen_ai.usage.output_tokens": out,
+        "app.feature": feature,
+    }
     if cached:
         attrs["gen_ai.usage.cache_read.input_tokens"] = cached
     return r.SpanRecord("chat", r.CLIENT, 0, int(ms * 1e6), f"{i:032x}", f"{i + 1:016x}", attributes=attrs)
-
 
 
 def test_server_spans_counts_errors_percentiles_and_breakdowns():
@@ -69,8 +83,13 @@ def test_server_spans_counts_errors_percentiles_and_breakdowns():
 def test_genai_spans_tokens_cost_from_pricing_with_snapshot_names():
     pricing = PriceList({"gpt-4o-mini": Price(input=0.15e-6, cached_input=0.075e-6, output=0.60e-6)})
     agg = Aggregator(CoreConfig(pricing=pricing), start_ns=0)
-    agg.add_spans([genai(1, inp=1000, out=200, cached=400), genai(2, feature="reflect", inp=500, out=100),
-                   genai(3, model="mystery", inp=10, out=10)])
+    agg.add_spans(
+        [
+            genai(1, inp=1000, out=200, cached=400),
+            genai(2, feature="reflect", inp=500, out=100),
+            genai(3, model="mystery", inp=10, out=10),
+        ]
+    )
     res = agg.flush(S)
     row = res.row
     c1 = 600 * 0.15e-6 + 400 * 0.075e-6 + 200 * 0.60e-6
@@ -88,8 +107,18 @@ def test_genai_spans_tokens_cost_from_pricing_with_snapshot_names():
 def test_cost_metric_wins_over_span_pricing_once_seen():
     agg = Aggregator(CoreConfig(pricing=PriceList({"gpt-4o-mini": Price(1.0, 1.0, 1.0)})), start_ns=0)
     agg.add_spans([genai(1)])
-    agg.add_metrics([r.MetricPoint("app.ai.cost", r.SUM, value=0.25, temporality=r.DELTA, monotonic=True,
-                                   attributes={"gen_ai.request.model": "gpt-4o-mini", "app.feature": "mood"})])
+    agg.add_metrics(
+        [
+            r.MetricPoint(
+                "app.ai.cost",
+                r.SUM,
+                value=0.25,
+                temporality=r.DELTA,
+                monotonic=True,
+                attributes={"gen_ai.request.model": "gpt-4o-mini", "app.feature": "mood"},
+            )
+        ]
+    )
     res = agg.flush(S)
     assert res.signals.ai_cost_usd == pytest.approx(0.25)
     assert res.row["app.ai.cost/delta@app.feature=mood"] == pytest.approx(0.25)
@@ -98,8 +127,7 @@ def test_cost_metric_wins_over_span_pricing_once_seen():
 
 
 def test_error_fingerprint_normalizes_and_picks_top_in_app_frame():
-    a = fingerprint("KeyError", "entry 1234 of user 'bob' at 0xdeadbeef id 3f2a1b4c-1d2e-4f50-8a9b-0c1d2e3f4a5b",
-                    STACK)
+    a = fingerprint("KeyError", "entry 1234 of user 'bob' at 0xdeadbeef id 3f2a1b4c-1d2e-4f50-8a9b-0c1d2e3f4a5b", STACK)
     b = fingerprint("KeyError", 'entry 99 of user "alice" at 0x1 id 00000000-0000-4000-8000-000000000000', STACK)
     assert a[0] == b[0]
     assert a[1] == "entry <num> of user <str> at <hex> id <uuid>"
@@ -111,7 +139,7 @@ def test_error_fingerprint_normalizes_and_picks_top_in_app_frame():
 def test_error_groups_are_bounded_and_sample_at_most_five_traces():
     groups = ErrorGroups(max_groups=3)
     for i in range(10):
-        g, new = groups.record("E", "same", "", f"t{i}", i)
+        g, _new = groups.record("E", "same", "", f"t{i}", i)
     assert g.count == 10 and g.sample_trace_ids == ["t0", "t1", "t2", "t3", "t4"]
     assert (g.first_seen_ns, g.last_seen_ns) == (0, 9)
     for t in ("A", "B", "C", "D"):
@@ -126,9 +154,21 @@ def test_errors_tables_groups_and_new_group_signals():
     # the same exception recorded on a child span of trace 0 is one occurrence, not two
     spans.append(r.SpanRecord("db", r.INTERNAL, 0, 1, f"{0:032x}", "ab" * 8, exceptions=exc))
     agg.add_spans(spans)
-    agg.add_logs([r.LogRecord(5, 17, "ERROR", body="payment 42 failed", scope="app.billing", trace_id="f" * 32,
-                              attributes={"diary.text": "secret"}),
-                  r.LogRecord(6, 9, "INFO", body="ok"), r.LogRecord(7, 13, "WARN", body="hm")])
+    agg.add_logs(
+        [
+            r.LogRecord(
+                5,
+                17,
+                "ERROR",
+                body="payment 42 failed",
+                scope="app.billing",
+                trace_id="f" * 32,
+                attributes={"diary.text": "secret"},
+            ),
+            r.LogRecord(6, 9, "INFO", body="ok"),
+            r.LogRecord(7, 13, "WARN", body="hm"),
+        ]
+    )
     res = agg.flush(S)
     assert res.row["errors/occurrences"] == 21 and res.row["errors/new_groups"] == 2
     assert res.row["logs/count@severity=ERROR"] == 1 and res.row["logs/count@severity=INFO"] == 1
@@ -149,9 +189,17 @@ def test_logs_without_a_severity_number_count_and_group_by_their_text():
     """As otel-collector.yaml routes them to error.log: number 0 + text ERROR/FATAL/CRITICAL (any case, a prefix) is
     an error; a number, when set, wins over the text."""
     agg = Aggregator(CoreConfig(), start_ns=0)
-    cases = [(0, "ERROR", "db down"), (0, "critical", "disk full"), (0, "Fatal", "gone"), (0, "WARNING", "slow"),
-             (0, "", "plain"), (0, "notice", "hi"), (0, "debug", "x"), (9, "ERROR", "number wins"),
-             (17, "", "by number")]
+    cases = [
+        (0, "ERROR", "db down"),
+        (0, "critical", "disk full"),
+        (0, "Fatal", "gone"),
+        (0, "WARNING", "slow"),
+        (0, "", "plain"),
+        (0, "notice", "hi"),
+        (0, "debug", "x"),
+        (9, "ERROR", "number wins"),
+        (17, "", "by number"),
+    ]
     agg.add_logs([r.LogRecord(i, n, text, body=body, scope="app") for i, (n, text, body) in enumerate(cases)])
     res = agg.flush(S)
     counts = {k.split("=", 1)[1]: v for k, v in res.row.items() if k.startswith("logs/count@severity=")}
@@ -161,8 +209,9 @@ def test_logs_without_a_severity_number_count_and_group_by_their_text():
 
 def test_error_on_child_span_gets_route_from_server_span_of_same_trace():
     agg = Aggregator(CoreConfig(), start_ns=0)
-    child = r.SpanRecord("llm", r.CLIENT, 0, 1, "c" * 32, "1" * 16,
-                         exceptions=(r.ExceptionInfo("TimeoutError", "read timed out"),))
+    child = r.SpanRecord(
+        "llm", r.CLIENT, 0, 1, "c" * 32, "1" * 16, exceptions=(r.ExceptionInfo("TimeoutError", "read timed out"),)
+    )
     agg.add_spans([child, server(1, 20, route="/api/summary", code=200, trace="c" * 32)])
     row = agg.flush(S).tables["recent_errors"].rows[0]
     assert row[2:4] == ["/api/summary", "TimeoutError"]
@@ -186,9 +235,18 @@ def test_route_index_stays_bounded_and_raw_paths_never_become_routes():
     """A scan of distinct unmatched paths (no http.route; the span name holds the raw path) must not grow memory
     per path, and with http.route the lookup cache stops at twice the series cap."""
     agg = Aggregator(CoreConfig(max_series=10), start_ns=0)
-    scan = [r.SpanRecord(f"GET /scan/{i}", r.SERVER, 0, 10**6, f"{i:032x}", f"{i:016x}",
-                         attributes={"http.request.method": "GET", "http.response.status_code": 404})
-            for i in range(3000)]
+    scan = [
+        r.SpanRecord(
+            f"GET /scan/{i}",
+            r.SERVER,
+            0,
+            10**6,
+            f"{i:032x}",
+            f"{i:016x}",
+            attributes={"http.request.method": "GET", "http.response.status_code": 404},
+        )
+        for i in range(3000)
+    ]
     agg.add_spans(scan)
     agg.add_spans([server(i, 1, route=f"/r{i}") for i in range(3000)])
     assert len(agg._by_route) <= 20 and len(agg._http) <= 12
@@ -245,8 +303,9 @@ def test_log_sketch_relative_error_and_flat_memory():
 def test_malformed_records_are_skipped_not_raised():
     agg = Aggregator(CoreConfig(), start_ns=0)
     bad = r.SpanRecord("x", r.SERVER, 0, "late", "t" * 32, "s" * 16)  # type: ignore[arg-type]
-    odd = r.SpanRecord("GET", r.SERVER, 0, 10**6, "a" * 32, "b" * 16, attributes={"http.route": 42,
-                                                                                  "http.response.status_code": "x"})
+    odd = r.SpanRecord(
+        "GET", r.SERVER, 0, 10**6, "a" * 32, "b" * 16, attributes={"http.route": 42, "http.response.status_code": "x"}
+    )
     agg.add_spans([bad, odd, server(1, 2)])
     agg.add_logs([r.LogRecord(1, None, body=None)])  # type: ignore[arg-type]
     row = agg.flush(S).row

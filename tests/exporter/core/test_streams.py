@@ -1,5 +1,6 @@
 """Cumulative metric streams: the first point of an unseen stream (collector ``initial_value: auto``), a restart
 of the process that diffs them (the bridge), and eviction past ``max_streams`` -- never counting a total twice."""
+
 from __future__ import annotations
 
 import pytest
@@ -13,8 +14,17 @@ APP_START = 1_700_000_000 * S  # the app's process start: its cumulative streams
 
 
 def cost(value, t, start=APP_START, feature="summarize"):
-    return r.MetricPoint("app.ai.cost", r.SUM, unit="USD", temporality=r.CUMULATIVE, monotonic=True, value=value,
-                         start_time_ns=start, time_ns=t, attributes={"app.feature": feature})
+    return r.MetricPoint(
+        "app.ai.cost",
+        r.SUM,
+        unit="USD",
+        temporality=r.CUMULATIVE,
+        monotonic=True,
+        value=value,
+        start_time_ns=start,
+        time_ns=t,
+        attributes={"app.feature": feature},
+    )
 
 
 def test_bridge_restart_does_not_count_the_apps_running_total_again():
@@ -43,15 +53,28 @@ def test_stream_that_starts_after_us_counts_its_first_point_in_full():
     row = agg.flush(APP_START + 20 * S).row
     assert row["app.ai.cost/delta"] == pytest.approx(0.25)
     # unset start time, or start == timestamp: cannot tell -> baseline (as the collector does)
-    agg.add_metrics([cost(7.0, APP_START + 30 * S, start=0, feature="a"),
-                     cost(9.0, APP_START + 30 * S, start=APP_START + 30 * S, feature="b")])
+    agg.add_metrics(
+        [
+            cost(7.0, APP_START + 30 * S, start=0, feature="a"),
+            cost(9.0, APP_START + 30 * S, start=APP_START + 30 * S, feature="b"),
+        ]
+    )
     assert agg.flush(APP_START + 30 * S).row["app.ai.cost/delta"] == 0
 
 
 def test_first_cumulative_histogram_point_of_an_old_stream_is_a_baseline():
     def hist(count, start, t):
-        return r.MetricPoint("lat", r.HISTOGRAM, temporality=r.CUMULATIVE, start_time_ns=start, time_ns=t,
-                             count=count, sum=count * 0.1, bounds=(0.1, 1.0), bucket_counts=(count, 0, 0))
+        return r.MetricPoint(
+            "lat",
+            r.HISTOGRAM,
+            temporality=r.CUMULATIVE,
+            start_time_ns=start,
+            time_ns=t,
+            count=count,
+            sum=count * 0.1,
+            bounds=(0.1, 1.0),
+            bucket_counts=(count, 0, 0),
+        )
 
     agg = Aggregator(CoreConfig(), start_ns=0, process_start_ns=APP_START)
     agg.add_metrics([hist(500, APP_START - 3600 * S, APP_START)])
@@ -61,8 +84,16 @@ def test_first_cumulative_histogram_point_of_an_old_stream_is_a_baseline():
 
 
 def reqs(value, step, route, start=5 * S):
-    return r.MetricPoint("reqs", r.SUM, temporality=r.CUMULATIVE, monotonic=True, value=value, start_time_ns=start,
-                         time_ns=start + step * S, attributes={"route": route})
+    return r.MetricPoint(
+        "reqs",
+        r.SUM,
+        temporality=r.CUMULATIVE,
+        monotonic=True,
+        value=value,
+        start_time_ns=start,
+        time_ns=start + step * S,
+        attributes={"route": route},
+    )
 
 
 def test_more_live_streams_than_the_cap_keep_counting_those_kept(caplog):
@@ -85,10 +116,15 @@ def test_evicted_stream_that_comes_back_is_a_baseline_then_counts_again():
     up to its last point was counted), its later points count: exact totals, nothing counted twice."""
     state = MetricState(max_streams=2, process_start_ns=0)
     rows = []
-    for step, points in enumerate([[reqs(100, 1, "/a"), reqs(10, 1, "/b")],
-                                   [reqs(200, 2, "/a"), reqs(50, 2, "/c")],  # /b quiet: forgotten for /c
-                                   [reqs(300, 3, "/a"), reqs(30, 3, "/b")],  # /b back: baseline; /c forgotten
-                                   [reqs(400, 4, "/a"), reqs(45, 4, "/b")]], start=1):
+    for _step, points in enumerate(
+        [
+            [reqs(100, 1, "/a"), reqs(10, 1, "/b")],
+            [reqs(200, 2, "/a"), reqs(50, 2, "/c")],  # /b quiet: forgotten for /c
+            [reqs(300, 3, "/a"), reqs(30, 3, "/b")],  # /b back: baseline; /c forgotten
+            [reqs(400, 4, "/a"), reqs(45, 4, "/b")],
+        ],
+        start=1,
+    ):
         state.add(points)
         rows.append(state.sum_deltas["reqs"])
         state.flush(1.0, {})
@@ -126,8 +162,19 @@ def test_late_point_of_a_previous_start_is_dropped_and_a_new_start_is_a_reset():
     state = MetricState(process_start_ns=0)
     totals = []
     for start, t, v in ((5, 10, 8.0), (20, 30, 2.0), (5, 15, 9.0), (20, 40, 6.0)):  # (5, 15): late, old start
-        state.add([r.MetricPoint("reqs", r.SUM, temporality=r.CUMULATIVE, monotonic=True, value=v,
-                                 start_time_ns=start * S, time_ns=t * S)])
+        state.add(
+            [
+                r.MetricPoint(
+                    "reqs",
+                    r.SUM,
+                    temporality=r.CUMULATIVE,
+                    monotonic=True,
+                    value=v,
+                    start_time_ns=start * S,
+                    time_ns=t * S,
+                )
+            ]
+        )
         row: dict = {}
         state.flush(1.0, row)
         totals.append(row["reqs/total"])
@@ -159,8 +206,17 @@ def test_without_a_start_time_a_drop_is_a_reset():
 
 def test_cumulative_histogram_late_point_and_same_start_decrease_are_dropped():
     def hist(count, t):
-        return r.MetricPoint("lat", r.HISTOGRAM, temporality=r.CUMULATIVE, start_time_ns=5 * S, time_ns=t * S,
-                             count=count, sum=count * 0.1, bounds=(0.1, 1.0), bucket_counts=(count, 0, 0))
+        return r.MetricPoint(
+            "lat",
+            r.HISTOGRAM,
+            temporality=r.CUMULATIVE,
+            start_time_ns=5 * S,
+            time_ns=t * S,
+            count=count,
+            sum=count * 0.1,
+            bounds=(0.1, 1.0),
+            bucket_counts=(count, 0, 0),
+        )
 
     state = MetricState(process_start_ns=0)
     counts = []
@@ -176,14 +232,27 @@ def test_up_down_counter_total_is_its_level():
     """UpDownCounters are always cumulative and their value is a level (db.client.connections.usage): the first
     point counts in full even if the stream started before us (cumulativetodelta converts only monotonic sums), so
     the total is the current level; deltas are level changes of either sign, also across a new start time."""
+
     def usage(v, t, start=5 * S, pid=1):
-        return r.MetricPoint("db.client.connections.usage", r.SUM, start_time_ns=start, time_ns=t * S,
-                             temporality=r.CUMULATIVE, monotonic=False, value=v, resource={"process.pid": pid})
+        return r.MetricPoint(
+            "db.client.connections.usage",
+            r.SUM,
+            start_time_ns=start,
+            time_ns=t * S,
+            temporality=r.CUMULATIVE,
+            monotonic=False,
+            value=v,
+            resource={"process.pid": pid},
+        )
 
     state = MetricState(process_start_ns=100 * S)  # the bridge started after the app
     rows = []
-    for points in ([usage(3.0, 110)], [usage(1.0, 170)], [usage(1.0, 175), usage(4.0, 160)],  # late: dropped
-                   [usage(2.0, 230, start=200 * S), usage(5.0, 231, pid=2)]):  # restart (level 2); a second pid
+    for points in (
+        [usage(3.0, 110)],
+        [usage(1.0, 170)],
+        [usage(1.0, 175), usage(4.0, 160)],  # late: dropped
+        [usage(2.0, 230, start=200 * S), usage(5.0, 231, pid=2)],
+    ):  # restart (level 2); a second pid
         state.add(points)
         row: dict = {}
         state.flush(60, row)

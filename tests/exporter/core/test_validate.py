@@ -1,5 +1,6 @@
 """The core's boundary: each invalid record is rejected alone with its reason counted in the row, the rest of the
 batch is aggregated, and an interval that cannot be closed is dropped without silencing the next one."""
+
 from __future__ import annotations
 
 import math
@@ -13,8 +14,17 @@ S = 1_000_000_000
 
 
 def exp_point(**kw) -> r.MetricPoint:
-    base = dict(name="lat", kind=r.EXP_HISTOGRAM, temporality=r.DELTA, time_ns=S, count=3, sum=1.5, scale=3,
-                positive_offset=0, positive_counts=(1, 2))
+    base = dict(
+        name="lat",
+        kind=r.EXP_HISTOGRAM,
+        temporality=r.DELTA,
+        time_ns=S,
+        count=3,
+        sum=1.5,
+        scale=3,
+        positive_offset=0,
+        positive_counts=(1, 2),
+    )
     return r.MetricPoint(**{**base, **kw})
 
 
@@ -26,10 +36,16 @@ INVALID = [
     (exp_point(count=4), "buckets"),  # 1 + 2 buckets, count 4
     (exp_point(sum=math.nan), "sum"),
     (exp_point(min=math.inf), "sum"),
-    (r.MetricPoint("h", r.HISTOGRAM, temporality=r.DELTA, count=3, sum=1.0, bounds=(0.1, 0.5), bucket_counts=(1, 2)),
-     "buckets"),
-    (r.MetricPoint("h", r.HISTOGRAM, temporality=r.DELTA, count=3, sum=1.0, bounds=(0.5, 0.1),
-                   bucket_counts=(1, 1, 1)), "bounds"),
+    (
+        r.MetricPoint("h", r.HISTOGRAM, temporality=r.DELTA, count=3, sum=1.0, bounds=(0.1, 0.5), bucket_counts=(1, 2)),
+        "buckets",
+    ),
+    (
+        r.MetricPoint(
+            "h", r.HISTOGRAM, temporality=r.DELTA, count=3, sum=1.0, bounds=(0.5, 0.1), bucket_counts=(1, 1, 1)
+        ),
+        "bounds",
+    ),
     (r.MetricPoint("g", r.GAUGE, value=math.nan), "value"),
     (r.MetricPoint("s", r.SUM, temporality=r.DELTA, monotonic=True, value=math.inf), "value"),
     (r.MetricPoint("bad\x00name", r.SUM, value=1.0), "name"),
@@ -64,8 +80,15 @@ def test_a_name_reused_with_another_kind_is_rejected_not_silently_dropped():
 
 def test_labels_that_become_keys_are_cleaned_not_dropped():
     agg = Aggregator(CoreConfig(), start_ns=0)
-    span = r.SpanRecord("GET", r.SERVER, 0, 10**6, "a" * 32, "b" * 16,
-                        attributes={"http.route": "/x\x00\x1b[2J" + "y" * 500, "http.request.method": "GET"})
+    span = r.SpanRecord(
+        "GET",
+        r.SERVER,
+        0,
+        10**6,
+        "a" * 32,
+        "b" * 16,
+        attributes={"http.route": "/x\x00\x1b[2J" + "y" * 500, "http.request.method": "GET"},
+    )
     assert agg.add_spans([span]) == 0
     row = agg.flush(S).row
     routes = [k for k in row if k.startswith("http/requests@http.route=")]

@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from otel_wandb import logfiles as logq
 from otel_wandb.logfiles._files import Entry, entries, stream_files, to_line
 from tests.support import ROOT, LineReader
 
-T0 = int(datetime(2026, 11, 29, 9, 0, tzinfo=timezone.utc).timestamp() * 1e9)
+T0 = int(datetime(2026, 11, 29, 9, 0, tzinfo=UTC).timestamp() * 1e9)
 MIN = 60 * 10**9
 RES = {"service.name": "ai-diary", "service.version": "0.1.0"}
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -24,8 +24,9 @@ TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 def rec(minute: int, sev: int, body: str, scope: str = "app", trace: str = "", **attrs: object) -> Entry:
     text = {9: "INFO", 13: "WARN", 17: "ERROR"}[sev]
-    return Entry(T0 + minute * MIN, sev, text, body, scope, trace, "00f067aa0ba902b7" if trace else "", dict(attrs),
-                 dict(RES))
+    return Entry(
+        T0 + minute * MIN, sev, text, body, scope, trace, "00f067aa0ba902b7" if trace else "", dict(attrs), dict(RES)
+    )
 
 
 def write(path: Path, lines: list[list[Entry]]) -> None:
@@ -42,23 +43,70 @@ def log_dir(tmp_path: Path) -> Path:
     d = tmp_path / "logs"
     d.mkdir()
     # Oldest backup compressed, a newer plain backup, then the current file (lumberjack-style names).
-    write(d / "combined-2026-11-29T09-30-00.000.log.gz", [
-        [rec(0, 9, "GET /api/entries 200", **{"http.route": "/api/entries", "enduser.pseudo.id": "u_aaa"}),
-         rec(1, 17, "db timeout after 3000 ms", **{"http.route": "/api/entries", "exception.type": "TimeoutError",
-                                                      "exception.message": "db timeout after 3000 ms"})]])
-    write(d / "combined-2026-11-29T10-00-00.000.log", [
-        [rec(40, 13, "slow LLM call", trace=TRACE, **{"http.route": "/api/entries/<int:id>/summary"})],
-        [rec(41, 17, "db timeout after 5012 ms", trace=TRACE,
-             **{"http.route": "/api/entries/<int:id>/summary", "exception.type": "TimeoutError",
-                "exception.message": "db timeout after 5012 ms", "enduser.pseudo.id": "u_bbb"})]])
-    write(d / "combined.log", [
-        [rec(70, 9, "POST /api/entries 201", **{"http.route": "/api/entries", "enduser.pseudo.id": "u_bbb"}),
-         rec(71, 17, "upstream 502 from llm", **{"http.route": "/api/entries/<int:id>/reflect"})]])
+    write(
+        d / "combined-2026-11-29T09-30-00.000.log.gz",
+        [
+            [
+                rec(0, 9, "GET /api/entries 200", **{"http.route": "/api/entries", "enduser.pseudo.id": "u_aaa"}),
+                rec(
+                    1,
+                    17,
+                    "db timeout after 3000 ms",
+                    **{
+                        "http.route": "/api/entries",
+                        "exception.type": "TimeoutError",
+                        "exception.message": "db timeout after 3000 ms",
+                    },
+                ),
+            ]
+        ],
+    )
+    write(
+        d / "combined-2026-11-29T10-00-00.000.log",
+        [
+            [rec(40, 13, "slow LLM call", trace=TRACE, **{"http.route": "/api/entries/<int:id>/summary"})],
+            [
+                rec(
+                    41,
+                    17,
+                    "db timeout after 5012 ms",
+                    trace=TRACE,
+                    **{
+                        "http.route": "/api/entries/<int:id>/summary",
+                        "exception.type": "TimeoutError",
+                        "exception.message": "db timeout after 5012 ms",
+                        "enduser.pseudo.id": "u_bbb",
+                    },
+                )
+            ],
+        ],
+    )
+    write(
+        d / "combined.log",
+        [
+            [
+                rec(70, 9, "POST /api/entries 201", **{"http.route": "/api/entries", "enduser.pseudo.id": "u_bbb"}),
+                rec(71, 17, "upstream 502 from llm", **{"http.route": "/api/entries/<int:id>/reflect"}),
+            ]
+        ],
+    )
     (d / "combined.log").open("a").write("{not json\n")
-    write(d / "audit.log", [[
-        rec(5, 9, "audit", "audit", **{"audit.action": "user.register", "audit.actor": "u_ccc", "audit.seq": 6}),
-        rec(72, 9, "audit", "audit", **{"audit.action": "entry.delete", "audit.actor": "u_bbb", "audit.seq": 7}),
-        rec(73, 9, "audit", "audit", **{"audit.action": "entry.create", "audit.actor": "u_aaa", "audit.seq": 8})]])
+    write(
+        d / "audit.log",
+        [
+            [
+                rec(
+                    5, 9, "audit", "audit", **{"audit.action": "user.register", "audit.actor": "u_ccc", "audit.seq": 6}
+                ),
+                rec(
+                    72, 9, "audit", "audit", **{"audit.action": "entry.delete", "audit.actor": "u_bbb", "audit.seq": 7}
+                ),
+                rec(
+                    73, 9, "audit", "audit", **{"audit.action": "entry.create", "audit.actor": "u_aaa", "audit.seq": 8}
+                ),
+            ]
+        ],
+    )
     return d
 
 
@@ -85,8 +133,9 @@ def test_backups_and_compressed_files_are_read_oldest_first(log_dir: Path):
 def test_severity_and_time_filters(log_dir: Path, capsys):
     rows = jsonl(["--severity", "ERROR"], log_dir, capsys)
     assert [r["severity"] for r in rows] == ["ERROR"] * 3
-    rows = jsonl(["--severity", "warn", "--since", "2026-11-29T09:30:00Z", "--until", "2026-11-29T10:30Z"],
-                 log_dir, capsys)
+    rows = jsonl(
+        ["--severity", "warn", "--since", "2026-11-29T09:30:00Z", "--until", "2026-11-29T10:30Z"], log_dir, capsys
+    )
     assert [r["body"] for r in rows] == ["slow LLM call", "db timeout after 5012 ms", "upstream 502 from llm"]
     assert jsonl(["--since", "1h"], log_dir, capsys) == []  # all records are from the past (2026-11-29 09:00..)
 
@@ -97,7 +146,9 @@ def test_route_trace_user_and_action_filters(log_dir: Path, capsys):
     rows = jsonl(["--trace-id", TRACE.upper()], log_dir, capsys)
     assert [r["trace_id"] for r in rows] == [TRACE, TRACE]
     assert [r["body"] for r in jsonl(["--user", "u_bbb"], log_dir, capsys)] == [
-        "db timeout after 5012 ms", "POST /api/entries 201"]
+        "db timeout after 5012 ms",
+        "POST /api/entries 201",
+    ]
     rows = jsonl(["--stream", "audit", "--action", "entry.delete"], log_dir, capsys)
     assert [(r["attributes"]["audit.actor"], r["attributes"]["audit.seq"]) for r in rows] == [("u_bbb", 7)]
     assert len(jsonl(["--stream", "audit", "--stream", "combined", "--user", "u_bbb"], log_dir, capsys)) == 3
@@ -110,7 +161,7 @@ def test_group_by_counts(log_dir: Path, capsys):
     assert total[("/api/entries", "INFO")] == 2
     assert total[("/api/entries/<int:id>/summary", "WARN")] == 1
     assert sum(total.values()) == 6
-    rc, out = run(["--log-dir", str(log_dir), "--group-by", "severity"], capsys)
+    _rc, out = run(["--log-dir", str(log_dir), "--group-by", "severity"], capsys)
     assert out.splitlines()[0].split() == ["SEVERITY", "COUNT"]
     assert [line.split() for line in out.splitlines()[1:]] == [["ERROR", "3"], ["INFO", "2"], ["WARN", "1"]]
 
@@ -143,9 +194,15 @@ def test_bad_arguments_get_clear_errors(tmp_path: Path, capsys):
             assert f"argument {option}: expected a whole number >= {least}" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args", [["--group-by", "severity", "--top-errors", "3"],
-                                  ["--top-errors", "3", "--group-by", "severity"],
-                                  ["--follow", "--group-by", "severity"], ["--follow", "--top-errors", "2"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--group-by", "severity", "--top-errors", "3"],
+        ["--top-errors", "3", "--group-by", "severity"],
+        ["--follow", "--group-by", "severity"],
+        ["--follow", "--top-errors", "2"],
+    ],
+)
 def test_conflicting_output_modes_are_a_usage_error(log_dir: Path, capsys, args):
     with pytest.raises(SystemExit) as exit_:
         logq.main(["--log-dir", str(log_dir), *args])
@@ -164,8 +221,7 @@ def test_lines_written_just_before_a_rotation_are_not_lost(tmp_path: Path):
     write(path, [[rec(0, 9, "before start")]])
     got: queue.Queue[str] = queue.Queue()
     stop = threading.Event()
-    reader = threading.Thread(target=lambda: [got.put(e.body) for e in follow([path], 0.02, stop.is_set)],
-                              daemon=True)
+    reader = threading.Thread(target=lambda: [got.put(e.body) for e in follow([path], 0.02, stop.is_set)], daemon=True)
     reader.start()
     try:
         body = None
@@ -200,9 +256,13 @@ def test_lines_written_just_before_a_rotation_are_not_lost(tmp_path: Path):
 @pytest.mark.integration  # `python -m otel_wandb.logfiles --follow` in its own process
 def test_follow_tails_new_lines_across_rotation(log_dir: Path):
     env = {**os.environ, "LOG_DIR": str(log_dir), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "otel_wandb.logfiles", "--follow", "--severity", "WARN",
-                             "--format", "jsonl"], stdout=subprocess.PIPE, text=True, env=env,
-                            cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "otel_wandb.logfiles", "--follow", "--severity", "WARN", "--format", "jsonl"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     out = LineReader(proc.stdout)
 
     def body(what: str) -> str:
@@ -247,11 +307,21 @@ def test_several_streams_come_out_in_time_order(log_dir: Path, capsys):
 
 def test_top_errors_with_warnings_keeps_model_names(log_dir: Path, capsys):
     with open(log_dir / "combined.log", "a") as fh:
-        fh.write(to_line([rec(90, 13, "AI call failed: model=gpt-4o-mini status=502"),
-                          rec(91, 13, "AI call failed: model=gpt-4o-mini status=503")]) + "\n")
+        fh.write(
+            to_line(
+                [
+                    rec(90, 13, "AI call failed: model=gpt-4o-mini status=502"),
+                    rec(91, 13, "AI call failed: model=gpt-4o-mini status=503"),
+                ]
+            )
+            + "\n"
+        )
     rows = jsonl(["--top-errors", "10", "--severity", "WARN"], log_dir, capsys)
     assert [(r["count"], r["error"]) for r in rows] == [
-        (2, "AI call failed: model=gpt-4o-mini status=<n>"), (2, "TimeoutError: db timeout after <n> ms"),
-        (1, "slow LLM call"), (1, "upstream <n> from llm")]
+        (2, "AI call failed: model=gpt-4o-mini status=<n>"),
+        (2, "TimeoutError: db timeout after <n> ms"),
+        (1, "slow LLM call"),
+        (1, "upstream <n> from llm"),
+    ]
     assert logq.main(["--log-dir", str(log_dir), "--top-errors", "3", "--since", "2030-01-01"]) == 0
     assert "no matching records" in capsys.readouterr().err

@@ -18,22 +18,26 @@ import pytest
 
 from otel_wandb import records as r
 from otel_wandb.core import Aggregator, CoreConfig
+from otel_wandb.pricing import Price, PriceList
 from otel_wandb.report import main as report_main
 from otel_wandb.report import write_report
+from otel_wandb.report._svg import SEVERITY_COLORS
 from otel_wandb.runfile import find_runs, read_run
 from otel_wandb.sink import WandbSink
 from tests.support import ROOT
 from tests.support.chromium import chromium_cmd, console_messages
-from otel_wandb.pricing import Price, PriceList
-from otel_wandb.report._svg import SEVERITY_COLORS
 
 T0 = 1_796_000_000 * 10**9  # 2026-11-29 (ns)
 STEP = 10 * 10**9
 ROUTES = ("/api/entries", "/api/entries/<int:id>/summary", "/api/entries/<int:id>/reflect")
 MODELS = ("gpt-4o-mini", "llama-3.1-8b-local")
 FEATURES = ("summarize", "reflect", "mood")
-PRICING = PriceList({"gpt-4o-mini": Price(input=0.15e-6, cached_input=0.075e-6, output=0.6e-6),
-                     "llama-3.1-8b-local": Price(0.0, 0.0, 0.0)})
+PRICING = PriceList(
+    {
+        "gpt-4o-mini": Price(input=0.15e-6, cached_input=0.075e-6, output=0.6e-6),
+        "llama-3.1-8b-local": Price(0.0, 0.0, 0.0),
+    }
+)
 
 
 @dataclass
@@ -49,43 +53,73 @@ def _hex(rng: random.Random, n: int) -> str:
     return "".join(rng.choice("0123456789abcdef") for _ in range(n))
 
 
-def make_run(wandb_dir: Path, intervals: int = 8, seed: int = 7, offset_s: int = 0,
-             ai: bool = True) -> tuple[Path, Truth]:
+def make_run(
+    wandb_dir: Path, intervals: int = 8, seed: int = 7, offset_s: int = 0, ai: bool = True
+) -> tuple[Path, Truth]:
     """Drive the real core and the real W&B sink (offline) with known traffic; return the run dir and the truth.
     ``ai=False``: the same traffic without a single AI call."""
     rng = random.Random(seed)
     T0 = globals()["T0"] + offset_s * 10**9
     truth = Truth()
     agg = Aggregator(CoreConfig(pricing=PRICING), start_ns=T0, process_start_ns=T0)  # cost streams start with us
-    sink = WandbSink(project="ai-diary-report-test", mode="offline", dir=str(wandb_dir), name="report-test",
-                     env={})
+    sink = WandbSink(project="ai-diary-report-test", mode="offline", dir=str(wandb_dir), name="report-test", env={})
     cum_cost: dict[tuple, float] = {}
     for i in range(intervals):
         base = T0 + i * STEP
         spans, points = [], []
         for k in range(rng.randint(20, 60)):
             route = rng.choice(ROUTES)
-            failing = i in (3, 4) and k % 4 == 0 or rng.random() < 0.02
+            failing = (i in (3, 4) and k % 4 == 0) or rng.random() < 0.02
             code = 500 if failing else rng.choice((200, 200, 201, 404))
             start = base + rng.randint(0, STEP // 2)
             dur = int(rng.lognormvariate(3.5 if i != 5 else 6.8, 0.4) * 1e6)
             trace = _hex(rng, 32)
-            exc = (r.ExceptionInfo("TimeoutError", f"db timeout after {rng.randint(1000, 5000)} ms",
-                                   'File "app/db.py", line 42, in query'),) if failing else ()
-            spans.append(r.SpanRecord(name=f"GET {route}", kind=r.SERVER, start_ns=start, end_ns=start + dur,
-                                      trace_id=trace, span_id=_hex(rng, 16), is_error=failing,
-                                      attributes={"http.route": route, "http.request.method": "GET",
-                                                  "http.response.status_code": code}, exceptions=exc))
+            exc = (
+                (
+                    r.ExceptionInfo(
+                        "TimeoutError",
+                        f"db timeout after {rng.randint(1000, 5000)} ms",
+                        'File "app/db.py", line 42, in query',
+                    ),
+                )
+                if failing
+                else ()
+            )
+            spans.append(
+                r.SpanRecord(
+                    name=f"GET {route}",
+                    kind=r.SERVER,
+                    start_ns=start,
+                    end_ns=start + dur,
+                    trace_id=trace,
+                    span_id=_hex(rng, 16),
+                    is_error=failing,
+                    attributes={"http.route": route, "http.request.method": "GET", "http.response.status_code": code},
+                    exceptions=exc,
+                )
+            )
             truth.requests += 1
             truth.errors += code >= 500
             if ai and route != "/api/entries":
                 model, feature = rng.choice(MODELS), rng.choice(FEATURES)
                 inp, out = rng.randint(50, 900), rng.randint(10, 300)
-                spans.append(r.SpanRecord(name=f"chat {model}", kind=r.CLIENT, start_ns=start + 1000,
-                                          end_ns=start + dur // 2, trace_id=trace, span_id=_hex(rng, 16),
-                                          attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": model,
-                                                      "app.feature": feature, "gen_ai.usage.input_tokens": inp,
-                                                      "gen_ai.usage.output_tokens": out}))
+                spans.append(
+                    r.SpanRecord(
+                        name=f"chat {model}",
+                        kind=r.CLIENT,
+                        start_ns=start + 1000,
+                        end_ns=start + dur // 2,
+                        trace_id=trace,
+                        span_id=_hex(rng, 16),
+                        attributes={
+                            "gen_ai.operation.name": "chat",
+                            "gen_ai.request.model": model,
+                            "app.feature": feature,
+                            "gen_ai.usage.input_tokens": inp,
+                            "gen_ai.usage.output_tokens": out,
+                        },
+                    )
+                )
                 truth.tokens += inp + out
                 p = PRICING.prices[model]
                 cost = inp * p.input + out * p.output + 0.0005  # the app's price list differs from the span pricing
@@ -93,13 +127,27 @@ def make_run(wandb_dir: Path, intervals: int = 8, seed: int = 7, offset_s: int =
                 cum_cost[key] = cum_cost.get(key, 0.0) + cost
                 truth.cost += cost
         for (model, feature), total in cum_cost.items():  # cumulative counter, as the SDK exports it
-            points.append(r.MetricPoint(name="app.ai.cost", kind=r.SUM, unit="USD", temporality=r.CUMULATIVE,
-                                        monotonic=True, value=total, start_time_ns=T0, time_ns=base + STEP,
-                                        attributes={"gen_ai.request.model": model, "app.feature": feature}))
+            points.append(
+                r.MetricPoint(
+                    name="app.ai.cost",
+                    kind=r.SUM,
+                    unit="USD",
+                    temporality=r.CUMULATIVE,
+                    monotonic=True,
+                    value=total,
+                    start_time_ns=T0,
+                    time_ns=base + STEP,
+                    attributes={"gen_ai.request.model": model, "app.feature": feature},
+                )
+            )
         agg.add_spans(spans)
         agg.add_metrics(points)
-        agg.add_logs([r.LogRecord(time_ns=base + 5, severity_number=9, body="ok"),
-                      r.LogRecord(time_ns=base + 6, severity_number=17, body="AI call failed: status=502")])
+        agg.add_logs(
+            [
+                r.LogRecord(time_ns=base + 5, severity_number=9, body="ok"),
+                r.LogRecord(time_ns=base + 6, severity_number=17, body="AI call failed: status=502"),
+            ]
+        )
         res = agg.flush(base + STEP)
         assert sink.log(res.row, res.tables)
         if i == 3:
@@ -180,13 +228,25 @@ def test_page_is_self_contained(report):
     assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", html)
     charts = re.findall(r'<svg class="chart" data-chart="([^"]+)" data-points="(\d+)"', html)
     got = {name: int(n) for name, n in charts}
-    for name in ("request_rate", "requests", "latency", "latency_by_route", "error_rate", "error_groups",
-                 "tokens_by_model", "tokens_by_feature", "cost_by_model", "cost_by_feature", "alerts"):
+    for name in (
+        "request_rate",
+        "requests",
+        "latency",
+        "latency_by_route",
+        "error_rate",
+        "error_groups",
+        "tokens_by_model",
+        "tokens_by_feature",
+        "cost_by_model",
+        "cost_by_feature",
+        "alerts",
+    ):
         assert got.get(name, 0) > 0, f"chart {name} is empty"
     assert got["alerts"] == 3
     by_route = html.split('data-chart="latency_by_route"', 1)[1].split("</svg>", 1)[0]
     assert sorted(re.findall(r'class="series" data-series="([^"]+)"', by_route)) == sorted(
-        {"/api/entries", "/api/entries/&lt;id&gt;/summary", "/api/entries/&lt;id&gt;/reflect"})
+        {"/api/entries", "/api/entries/&lt;id&gt;/summary", "/api/entries/&lt;id&gt;/reflect"}
+    )
     timeline = html.split('data-chart="alerts"', 1)[1].split("</svg>", 1)[0]
     labels = re.findall(r'class="event-label"[^>]*><title>[^<]*</title>([^<]+)</text>', timeline)
     assert labels and all(len(x) <= 30 for x in labels) and any("High Response Time" in x for x in labels)
@@ -208,9 +268,9 @@ def _png_distinct_colors(data: bytes, sample_rows: int = 60) -> int:
     bpp = 3 if color_type == 2 else 4
     pos, idat = 8, b""
     while pos < len(data):
-        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
+        length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
         if ctype == b"IDAT":
-            idat += data[pos + 8:pos + 8 + length]
+            idat += data[pos + 8 : pos + 8 + length]
         pos += 12 + length
     raw = zlib.decompress(idat)
     stride = w * bpp
@@ -218,7 +278,7 @@ def _png_distinct_colors(data: bytes, sample_rows: int = 60) -> int:
     colors: set[bytes] = set()
     step = max(1, h // sample_rows)
     for y in range(h):
-        ftype, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        ftype, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         for i in range(stride):
             a = line[i - bpp] if i >= bpp else 0
             b = prev[i]
@@ -233,7 +293,7 @@ def _png_distinct_colors(data: bytes, sample_rows: int = 60) -> int:
                 pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
                 line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
         if y % step == 0:
-            colors.update(bytes(line[i:i + 3]) for i in range(0, stride, bpp))
+            colors.update(bytes(line[i : i + 3]) for i in range(0, stride, bpp))
         prev = line
     return len(colors)
 
@@ -241,8 +301,12 @@ def _png_distinct_colors(data: bytes, sample_rows: int = 60) -> int:
 @pytest.mark.integration  # a real Chromium
 def test_renders_in_headless_chromium(report, tmp_path):
     url = report.resolve().as_uri()
-    dom = subprocess.run(chromium_cmd(tmp_path, "--virtual-time-budget=3000", "--enable-logging=stderr", "--v=0",
-                                      "--dump-dom", url), capture_output=True, text=True, timeout=120)
+    dom = subprocess.run(
+        chromium_cmd(tmp_path, "--virtual-time-budget=3000", "--enable-logging=stderr", "--v=0", "--dump-dom", url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert console_messages(dom.stderr) == []
     # the browser parsed the page into SVG elements with the drawn series, bars and alert markers
@@ -251,8 +315,12 @@ def test_renders_in_headless_chromium(report, tmp_path):
     assert len(re.findall(r"<rect[^>]+class=\"bar\"", dom.stdout)) >= 1
     assert len(re.findall(r"<circle[^>]+class=\"event\"", dom.stdout)) == 3
     png = tmp_path / "shot.png"
-    shot = subprocess.run(chromium_cmd(tmp_path, f"--screenshot={png}", "--window-size=1280,2400",
-                                        "--hide-scrollbars", url), capture_output=True, text=True, timeout=120)
+    shot = subprocess.run(
+        chromium_cmd(tmp_path, f"--screenshot={png}", "--window-size=1280,2400", "--hide-scrollbars", url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shot.returncode == 0 and png.exists(), shot.stderr[-2000:]
     data = png.read_bytes()
     assert _png_size(data) == (1280, 2400)
@@ -271,9 +339,14 @@ def test_cli_writes_the_report_and_rejects_bad_sources(offline_run, tmp_path, ca
 
 @pytest.mark.integration  # the command line in its own process
 def test_publishing_the_dashboard_needs_an_api_key():
-    res = subprocess.run([sys.executable, "-m", "otel_wandb.report", "--publish-dashboard"], capture_output=True,
-                         text=True, env={k: v for k, v in os.environ.items() if k != "WANDB_API_KEY"}, timeout=60,
-                         cwd=ROOT)
+    res = subprocess.run(
+        [sys.executable, "-m", "otel_wandb.report", "--publish-dashboard"],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "WANDB_API_KEY"},
+        timeout=60,
+        cwd=ROOT,
+    )
     assert res.returncode == 2 and "WANDB_API_KEY" in res.stderr
 
 
@@ -298,8 +371,11 @@ def test_run_report_colours_severities_from_the_one_palette(report):
     volume = html.split('data-chart="logs_by_severity"', 1)[1].split("</svg>", 1)[0]
     fills = dict(re.findall(r'<rect class="legend" data-series="([^"]+)"[^>]* fill="(#[0-9a-f]{6})"', volume))
     assert fills == {"ERROR": SEVERITY_COLORS["ERROR"], "INFO": SEVERITY_COLORS["INFO"]}  # ERROR listed first
-    bars = re.findall(r'<rect class="bar" data-series="(\w+)" data-time="[^"]+" data-value="([^"]+)"[^>]* '
-                      r'fill="(#[0-9a-f]{6})"', volume)
+    bars = re.findall(
+        r'<rect class="bar" data-series="(\w+)" data-time="[^"]+" data-value="([^"]+)"[^>]* '
+        r'fill="(#[0-9a-f]{6})"',
+        volume,
+    )
     assert len(bars) == 2 * 8 and all(v == "1" for _, v, _ in bars)  # one ok + one failure logged per interval
     assert {(s, f) for s, _, f in bars} == {("ERROR", "#dc2626"), ("INFO", "#2563eb")}
     timeline = html.split('data-chart="alerts"', 1)[1].split("</svg>", 1)[0]

@@ -25,8 +25,15 @@ SEV_TEXT = {1: "TRACE", 5: "DEBUG", 9: "INFO", 13: "WARN", 17: "ERROR", 21: "FAT
 
 
 def rec(sec: int, sev: int, body: str, scope: str = "app", text: str | None = None, **attrs) -> Entry:
-    return Entry(T0 + sec * S, sev, SEV_TEXT[sev] if text is None else text, body, scope,
-                 attributes=attrs, resource={"service.name": "ai-diary"})
+    return Entry(
+        T0 + sec * S,
+        sev,
+        SEV_TEXT[sev] if text is None else text,
+        body,
+        scope,
+        attributes=attrs,
+        resource={"service.name": "ai-diary"},
+    )
 
 
 def totals(html: str) -> dict[str, float]:
@@ -43,8 +50,9 @@ def chart(html: str, chart_id: str) -> str:
 
 def segments(html: str, chart_id: str, base: float) -> dict[tuple[str, int], float]:
     """(series, minute of the interval end after ``base``) -> value, from a stacked-bar chart."""
-    found = re.findall(r'<rect class="bar" data-series="([^"]+)" data-time="([^"]+)" data-value="([^"]+)"',
-                       chart(html, chart_id))
+    found = re.findall(
+        r'<rect class="bar" data-series="([^"]+)" data-time="([^"]+)" data-value="([^"]+)"', chart(html, chart_id)
+    )
     return {(unescape(s), round((float(t) - base) / 60)): float(v) for s, t, v in found}
 
 
@@ -56,8 +64,9 @@ def bars(html: str, chart_id: str) -> dict[str, float]:
 def fills(html: str, chart_id: str) -> dict[str, set[str]]:
     """Series -> the fill colours of its bars and legend swatch."""
     out: dict[str, set[str]] = {}
-    for series, fill in re.findall(r'<rect class="(?:bar|legend)" data-series="([^"]+)"[^>]*? fill="(#[0-9a-f]{6})"',
-                                   chart(html, chart_id)):
+    for series, fill in re.findall(
+        r'<rect class="(?:bar|legend)" data-series="([^"]+)"[^>]*? fill="(#[0-9a-f]{6})"', chart(html, chart_id)
+    ):
         out.setdefault(series, set()).add(fill)
     return out
 
@@ -93,9 +102,17 @@ def known_records() -> list[Entry]:
         r(121, 5, "cache miss for key 12", "app.cache"),
         r(130, 17, f"AI provider rejected input: '{CANARY} my secret day'", "app.llm"),
         r(131, 9, f'summary ready for "{CANARY}"', "app.llm"),
-        r(132, 17, "summarize failed", "app.llm", **{"exception.type": "ValueError",
-                                                      "exception.message": f'bad entry "a \\" {CANARY}"\n{CANARY}',
-                                                      "http.route": ROUTE_ONE}),
+        r(
+            132,
+            17,
+            "summarize failed",
+            "app.llm",
+            **{
+                "exception.type": "ValueError",
+                "exception.message": f'bad entry "a \\" {CANARY}"\n{CANARY}',
+                "http.route": ROUTE_ONE,
+            },
+        ),
         # minute 3: another failed authentication, a registration
         r(185, 13, "audit auth.failed", "audit", **{"audit.action": "auth.failed", "audit.outcome": "failure"}),
         r(186, 9, "audit user.register", "audit", **{"audit.action": "user.register", "audit.outcome": "success"}),
@@ -118,11 +135,18 @@ def known(tmp_path_factory) -> tuple[Path, str]:
 def test_log_volume_per_severity_per_minute(known):
     _, html = known
     assert segments(html, "logs_by_severity", M0) == {
-        ("INFO", 1): 4, ("WARN", 1): 1,  # the interval ending at minute 1 holds minute 0
-        ("FATAL", 2): 1, ("ERROR", 2): 2, ("WARN", 2): 2,
-        ("ERROR", 3): 2, ("INFO", 3): 1, ("DEBUG", 3): 1,
-        ("WARN", 4): 1, ("INFO", 4): 1,
-        ("INFO", 60): 1}
+        ("INFO", 1): 4,
+        ("WARN", 1): 1,  # the interval ending at minute 1 holds minute 0
+        ("FATAL", 2): 1,
+        ("ERROR", 2): 2,
+        ("WARN", 2): 2,
+        ("ERROR", 3): 2,
+        ("INFO", 3): 1,
+        ("DEBUG", 3): 1,
+        ("WARN", 4): 1,
+        ("INFO", 4): 1,
+        ("INFO", 60): 1,
+    }
     assert charts(html)["logs_by_severity"] == 11  # drawn segments
     assert len(re.findall(r'<rect class="bar" data-series="INFO"', chart(html, "logs_by_severity"))) == 4
     t = totals(html)
@@ -133,9 +157,13 @@ def test_log_volume_per_severity_per_minute(known):
 def test_one_severity_palette_error_red_info_blue(known):
     _, html = known
     got = fills(html, "logs_by_severity")
-    assert got == {"FATAL": {SEVERITY_COLORS["FATAL"]}, "ERROR": {SEVERITY_COLORS["ERROR"]},
-                   "WARN": {SEVERITY_COLORS["WARN"]}, "INFO": {SEVERITY_COLORS["INFO"]},
-                   "DEBUG": {SEVERITY_COLORS["DEBUG"]}}
+    assert got == {
+        "FATAL": {SEVERITY_COLORS["FATAL"]},
+        "ERROR": {SEVERITY_COLORS["ERROR"]},
+        "WARN": {SEVERITY_COLORS["WARN"]},
+        "INFO": {SEVERITY_COLORS["INFO"]},
+        "DEBUG": {SEVERITY_COLORS["DEBUG"]},
+    }
     (er, eg, eb), (ir, ig, ib) = rgb(got["ERROR"].pop()), rgb(got["INFO"].pop())
     assert er > 180 and er > 2 * max(eg, eb), "ERROR is red"
     assert ib > 180 and ib > 1.5 * max(ir, ig), "INFO is blue"
@@ -163,10 +191,19 @@ def test_errors_per_logger_and_per_route(known):
 def test_top_messages_with_first_and_last_seen(known):
     _, html = known
     table = html.split('data-table="top_messages"', 1)[1].split("</table>", 1)[0]
-    rows = re.findall(r'<tr data-count="(\d+)" data-severity="(\w+)" data-first="([\d.]+)" data-last="([\d.]+)">'
-                      r"(.*?)</tr>", table)
-    got = {(sev, re.findall(r"<td>(.*?)</td>", cells)[1], unescape(re.findall(r"<td>(.*?)</td>", cells)[2])):
-           (int(n), float(first) - M0, float(last) - M0) for n, sev, first, last, cells in rows}
+    rows = re.findall(
+        r'<tr data-count="(\d+)" data-severity="(\w+)" data-first="([\d.]+)" data-last="([\d.]+)">'
+        r"(.*?)</tr>",
+        table,
+    )
+    got = {
+        (sev, re.findall(r"<td>(.*?)</td>", cells)[1], unescape(re.findall(r"<td>(.*?)</td>", cells)[2])): (
+            int(n),
+            float(first) - M0,
+            float(last) - M0,
+        )
+        for n, sev, first, last, cells in rows
+    }
     assert got == {
         ("INFO", "app.api", "GET /api/entries <num>"): (4, 1, 3570),
         ("ERROR", "app.db", "db timeout after <num> ms"): (2, 61, 75),
@@ -175,7 +212,8 @@ def test_top_messages_with_first_and_last_seen(known):
         ("DEBUG", "app.cache", "cache miss for key <num>"): (1, 121, 121),
         ("ERROR", "app.llm", "AI provider rejected input: <str>"): (1, 130, 130),
         ("INFO", "app.llm", "summary ready for <str>"): (1, 131, 131),
-        ("ERROR", "app.llm", "ValueError: bad entry <str>"): (1, 132, 132)}
+        ("ERROR", "app.llm", "ValueError: bad entry <str>"): (1, 132, 132),
+    }
     assert [int(r[0]) for r in rows] == [4, 2, 1, 1, 1, 1, 1, 1]  # most frequent first, then first seen
     assert "2026-11-30 00:54:01" in table and "2026-11-30 01:53:30" in table  # first / last seen, to the second
     assert "audit " not in table  # audit records have their own panels
@@ -183,10 +221,13 @@ def test_top_messages_with_first_and_last_seen(known):
 
 def test_audit_actions_and_failed_authentications_over_time(known):
     _, html = known
-    assert segments(html, "audit_by_action", M0) == {("entry.create", 1): 1, ("auth.failed", 2): 2,
-                                                     ("auth.failed", 4): 1, ("user.register", 4): 1}
-    assert segments(html, "auth_failures", M0) == {("failed authentications", 2): 2,
-                                                   ("failed authentications", 4): 1}
+    assert segments(html, "audit_by_action", M0) == {
+        ("entry.create", 1): 1,
+        ("auth.failed", 2): 2,
+        ("auth.failed", 4): 1,
+        ("user.register", 4): 1,
+    }
+    assert segments(html, "auth_failures", M0) == {("failed authentications", 2): 2, ("failed authentications", 4): 1}
     assert bars(html, "audit_actions") == {"auth.failed": 3, "entry.create": 1, "user.register": 1}
     colors = fills(html, "audit_by_action")  # a failure in the severity palette's amber, no success in red/amber
     assert colors["auth.failed"] == {SEVERITY_COLORS["WARN"]}
@@ -203,8 +244,11 @@ def test_what_the_log_files_do_not_hold_is_a_dash_with_its_reason_never_zero(kno
     assert "http.response.status_code" in p.unavailable["requests"]
     assert "gen_ai.request.model" in p.unavailable["tokens"] and "W&B run" in p.unavailable["alerts"]
     for name, reason in p.unavailable.items():
-        card = re.search(rf'<span class="total na-total" data-total="{name}" data-unavailable="([^"]+)" '
-                         rf'title="([^"]+)">(.*?)</span><div class="why">(.*?)</div>', html)
+        card = re.search(
+            rf'<span class="total na-total" data-total="{name}" data-unavailable="([^"]+)" '
+            rf'title="([^"]+)">(.*?)</span><div class="why">(.*?)</div>',
+            html,
+        )
         assert card, name
         assert card.group(3) == "—" and unescape(card.group(1)) == unescape(card.group(2)) == reason
         assert reason.startswith(unescape(card.group(4))) and card.group(4)  # the short note under the dash
@@ -220,13 +264,27 @@ def test_measured_zeros_are_zero(tmp_path: Path):
     """No audit record and no error in the files: those are measured, so 0 (and the charts say what is empty)."""
     d = tmp_path / "logs"
     d.mkdir()
-    (d / "combined.log").write_text(to_line([rec(0, 9, "started"), rec(30, 9, "ready"),
-                                             rec(40, 9, "GET 200", **{"http.response.status_code": 200,
-                                                                      "http.route": "/health"})]) + "\n")
+    (d / "combined.log").write_text(
+        to_line(
+            [
+                rec(0, 9, "started"),
+                rec(30, 9, "ready"),
+                rec(40, 9, "GET 200", **{"http.response.status_code": 200, "http.route": "/health"}),
+            ]
+        )
+        + "\n"
+    )
     html = write_report(d, tmp_path / "r.html").read_text()
     p = parse(html)
-    assert p.totals == {"requests": 1.0, "errors": 0.0, "error_rate": 0.0, "log_records": 3.0,
-                        "error_records": 0.0, "audit_events": 0.0, "auth_failures": 0.0}
+    assert p.totals == {
+        "requests": 1.0,
+        "errors": 0.0,
+        "error_rate": 0.0,
+        "log_records": 3.0,
+        "error_records": 0.0,
+        "audit_events": 0.0,
+        "auth_failures": 0.0,
+    }
     for name in ("errors", "error_records", "audit_events", "auth_failures"):
         assert re.search(rf'data-total="{name}" data-value="0.0">0</span>', html), name
     assert re.search(r'data-total="error_rate" data-value="0.0">0.00%</span>', html)
@@ -250,15 +308,38 @@ def test_a_quoted_canary_never_reaches_the_page(known):
 def test_report_from_log_files_with_http_and_ai_attributes(tmp_path: Path):
     d = tmp_path / "logs"
     d.mkdir()
-    access = [rec(i * 7, 9 if i % 5 else 17, f"request {i}", **{"http.route": "/api/entries",
-                                                                 "http.response.status_code": 200 if i % 5 else 503,
-                                                                 "http.server.request.duration": 0.010 * (i + 1)})
-              for i in range(30)]
-    ai = [rec(i * 11, 9, "ai call", **{"gen_ai.request.model": "gpt-4o-mini", "app.feature": "summarize",
-                                       "gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 20 + i,
-                                       "app.ai.cost_usd": 0.001}) for i in range(10)]
-    audit = [rec(5, 9, "audit entry.create", "audit", **{"audit.action": "entry.create", "audit.seq": 1}),
-             rec(6, 13, "audit auth.failed", "audit", **{"audit.action": "auth.failed", "audit.seq": 2})]
+    access = [
+        rec(
+            i * 7,
+            9 if i % 5 else 17,
+            f"request {i}",
+            **{
+                "http.route": "/api/entries",
+                "http.response.status_code": 200 if i % 5 else 503,
+                "http.server.request.duration": 0.010 * (i + 1),
+            },
+        )
+        for i in range(30)
+    ]
+    ai = [
+        rec(
+            i * 11,
+            9,
+            "ai call",
+            **{
+                "gen_ai.request.model": "gpt-4o-mini",
+                "app.feature": "summarize",
+                "gen_ai.usage.input_tokens": 100,
+                "gen_ai.usage.output_tokens": 20 + i,
+                "app.ai.cost_usd": 0.001,
+            },
+        )
+        for i in range(10)
+    ]
+    audit = [
+        rec(5, 9, "audit entry.create", "audit", **{"audit.action": "entry.create", "audit.seq": 1}),
+        rec(6, 13, "audit auth.failed", "audit", **{"audit.action": "auth.failed", "audit.seq": 2}),
+    ]
     with gzip.open(d / "combined-2026-11-29T10-00-00.000-size.log.gz", "wt") as fh:
         fh.write(to_line(access[:10]) + "\n")
     (d / "combined-2026-11-29T10-30-00.000-size.log").write_text(to_line(access[10:20] + ai) + "\n")
@@ -282,8 +363,9 @@ def test_report_from_log_files_with_http_and_ai_attributes(tmp_path: Path):
 def test_tokens_without_cost_say_so(tmp_path: Path):
     d = tmp_path / "logs"
     d.mkdir()
-    (d / "combined.log").write_text(to_line([rec(0, 9, "ai call", **{"gen_ai.request.model": "m",
-                                                                     "gen_ai.usage.input_tokens": 7})]) + "\n")
+    (d / "combined.log").write_text(
+        to_line([rec(0, 9, "ai call", **{"gen_ai.request.model": "m", "gen_ai.usage.input_tokens": 7})]) + "\n"
+    )
     p = parse(write_report(d, tmp_path / "r.html").read_text())
     assert p.totals["tokens"] == 7 and p.totals["ai_calls"] == 1
     assert "app.ai.cost_usd" in p.unavailable["cost_usd"]
@@ -294,8 +376,12 @@ def test_audit_log_only_when_combined_holds_none(tmp_path: Path):
     d = tmp_path / "logs"
     d.mkdir()
     (d / "combined.log").write_text(to_line([rec(0, 9, "started")]) + "\n")
-    (d / "audit.log").write_text(to_line([rec(10, 13, "audit auth.failed", "audit",
-                                              **{"audit.action": "auth.failed", "audit.outcome": "failure"})]) + "\n")
+    (d / "audit.log").write_text(
+        to_line(
+            [rec(10, 13, "audit auth.failed", "audit", **{"audit.action": "auth.failed", "audit.outcome": "failure"})]
+        )
+        + "\n"
+    )
     data = from_logs(d)
     assert data.audit_actions == {"auth.failed": 1} and data.totals["auth_failures"] == 1
     assert data.totals["log_records"] == 1  # the volume is combined.log's
@@ -305,14 +391,21 @@ def test_audit_log_only_when_combined_holds_none(tmp_path: Path):
 def test_report_from_plain_application_logs_says_what_is_missing(tmp_path: Path):
     d = tmp_path / "logs"
     d.mkdir()
-    (d / "combined.log").write_text(to_line([rec(0, 9, "started"), rec(1, 17, "db timeout after 3000 ms"),
-                                             rec(2, 17, "db timeout after 4000 ms")]) + "\n")
+    (d / "combined.log").write_text(
+        to_line([rec(0, 9, "started"), rec(1, 17, "db timeout after 3000 ms"), rec(2, 17, "db timeout after 4000 ms")])
+        + "\n"
+    )
     html = write_report(d, tmp_path / "r.html").read_text()
     p = parse(html)
     assert "requests" not in p.totals and p.totals["log_records"] == 3
     assert "no log record carries http.response.status_code" in html
-    assert re.findall(r'<p class="na" data-unavailable="([^"]+)"', html) == ["error_rate", "requests", "latency",
-                                                                              "ai", "alerts"]
+    assert re.findall(r'<p class="na" data-unavailable="([^"]+)"', html) == [
+        "error_rate",
+        "requests",
+        "latency",
+        "ai",
+        "alerts",
+    ]
     assert charts(html)["error_groups"] == 1 and "db timeout after &lt;num&gt; ms" in html
 
 
@@ -320,14 +413,31 @@ def test_report_from_plain_application_logs_says_what_is_missing(tmp_path: Path)
 def test_logs_report_renders_in_headless_chromium_without_console_errors(known, tmp_path):
     d, _ = known
     page = d.parent / "report-logs.html"
-    res = subprocess.run(chromium_cmd(tmp_path, "--virtual-time-budget=3000", "--enable-logging=stderr", "--v=0",
-                                       "--dump-dom", page.resolve().as_uri()),
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        chromium_cmd(
+            tmp_path,
+            "--virtual-time-budget=3000",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--dump-dom",
+            page.resolve().as_uri(),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert console_messages(res.stderr) == []
     dom = res.stdout
-    for chart_id in ("logs_by_severity", "errors_by_logger", "errors_by_route", "audit_by_action", "auth_failures",
-                     "audit_actions", "error_groups"):
+    for chart_id in (
+        "logs_by_severity",
+        "errors_by_logger",
+        "errors_by_route",
+        "audit_by_action",
+        "auth_failures",
+        "audit_actions",
+        "error_groups",
+    ):
         assert re.search(rf'<svg[^>]+data-chart="{chart_id}"', dom), chart_id
     assert len(re.findall(r'<rect[^>]+class="bar"', dom)) >= 11
 

@@ -3,6 +3,7 @@ that fits the longest label next to the rotated unit label -- measured in headle
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -14,15 +15,16 @@ from otel_wandb.report import _svg as svg
 from tests.support.chromium import chromium_cmd
 
 
-@pytest.mark.parametrize("vmax", [0.00187, 0.0008, 0.0025, 0.9, 1.0, 7.3, 42, 62.5, 188, 250, 1250, 3750, 4900,
-                                  12_345, 2.6e6])
+@pytest.mark.parametrize(
+    "vmax", [0.00187, 0.0008, 0.0025, 0.9, 1.0, 7.3, 42, 62.5, 188, 250, 1250, 3750, 4900, 12_345, 2.6e6]
+)
 def test_ticks_are_nice_numbers_covering_the_data(vmax):
     ticks, step = svg.nice_ticks(vmax)
     mantissa = step / 10 ** math.floor(math.log10(step) + 1e-9)
     assert round(mantissa, 9) in (1, 2, 5)
     assert ticks[0] == 0 and ticks[-1] >= vmax and ticks[-2] < vmax
     assert 2 <= len(ticks) - 1 <= 4
-    assert all(math.isclose(b - a, step, rel_tol=1e-9) for a, b in zip(ticks, ticks[1:]))
+    assert all(math.isclose(b - a, step, rel_tol=1e-9) for a, b in itertools.pairwise(ticks))
 
 
 def test_the_auditors_bad_ticks_are_gone():
@@ -32,15 +34,18 @@ def test_the_auditors_bad_ticks_are_gone():
     assert [svg.tick_label(v, step, "usd") for v in usd] == ["$0", "$0.0005", "$0.0010", "$0.0015", "$0.0020"]
 
 
-@pytest.mark.parametrize("vmax, axis, labels", [
-    (0.78, "pct", ["0%", "20%", "40%", "60%", "80%"]),
-    (0.031, "pct", ["0%", "1%", "2%", "3%", "4%"]),
-    (0.9, "usd", ["$0", "$0.50", "$1.00"]),
-    (180, "usd", ["$0", "$50", "$100", "$150", "$200"]),
-    (4900, "num", ["0", "2k", "4k", "6k"]),
-    (1600, "num", ["0", "500", "1000", "1500", "2000"]),
-    (2.6e6, "num", ["0", "1M", "2M", "3M"]),
-])
+@pytest.mark.parametrize(
+    "vmax, axis, labels",
+    [
+        (0.78, "pct", ["0%", "20%", "40%", "60%", "80%"]),
+        (0.031, "pct", ["0%", "1%", "2%", "3%", "4%"]),
+        (0.9, "usd", ["$0", "$0.50", "$1.00"]),
+        (180, "usd", ["$0", "$50", "$100", "$150", "$200"]),
+        (4900, "num", ["0", "2k", "4k", "6k"]),
+        (1600, "num", ["0", "500", "1000", "1500", "2000"]),
+        (2.6e6, "num", ["0", "1M", "2M", "3M"]),
+    ],
+)
 def test_tick_labels(vmax, axis, labels):
     ticks, step = svg.nice_ticks(vmax)
     assert [svg.tick_label(v, step, axis) for v in ticks] == labels
@@ -82,13 +87,20 @@ document.getElementById("result").textContent = JSON.stringify(out);
 
 @pytest.mark.integration  # a real Chromium
 def test_tick_labels_are_neither_clipped_nor_touch_the_unit_label_in_chromium(tmp_path):
-    charts = "".join(svg.line_chart(cid, cid, [0.0, 10.0, 20.0, 30.0][:len(vals)], {"s": vals}, unit, axis=axis)
-                     for cid, (vals, unit, axis) in CASES.items())
+    charts = "".join(
+        svg.line_chart(cid, cid, [0.0, 10.0, 20.0, 30.0][: len(vals)], {"s": vals}, unit, axis=axis)
+        for cid, (vals, unit, axis) in CASES.items()
+    )
     page = tmp_path / "ticks.html"
-    page.write_text(f'<!doctype html><html><body style="margin:0">{charts}<pre id="result"></pre>{MEASURE}'
-                    "</body></html>")
-    dom = subprocess.run(chromium_cmd(tmp_path, "--virtual-time-budget=3000", "--dump-dom", page.as_uri()),
-                         capture_output=True, text=True, timeout=120)
+    page.write_text(
+        f'<!doctype html><html><body style="margin:0">{charts}<pre id="result"></pre>{MEASURE}</body></html>'
+    )
+    dom = subprocess.run(
+        chromium_cmd(tmp_path, "--virtual-time-budget=3000", "--dump-dom", page.as_uri()),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     found = re.search(r'<pre id="result">(.*?)</pre>', dom.stdout, re.S)
     assert found and found.group(1), dom.stdout[-2000:]

@@ -7,38 +7,73 @@ import re
 
 import pytest
 
-from otel_wandb.report import _workspace as dashboard
 from otel_wandb import records as r
 from otel_wandb.config import BridgeConfig, ConfigError, RunConfig
 from otel_wandb.core import Aggregator, CoreConfig
 from otel_wandb.pricing import Price, PriceList
+from otel_wandb.report import _workspace as dashboard
 
 SECTIONS = ["Requests", "Latency", "Errors", "AI usage & cost", "Alerts"]
 
 
 def produced_keys() -> set[str]:
     """Row keys and ``tables/<name>`` keys the real Aggregator emits for representative traffic over 2 intervals."""
-    agg = Aggregator(CoreConfig(pricing=PriceList({"m1": Price(input=1e-6, cached_input=5e-7, output=2e-6)})), start_ns=1)
+    agg = Aggregator(
+        CoreConfig(pricing=PriceList({"m1": Price(input=1e-6, cached_input=5e-7, output=2e-6)})), start_ns=1
+    )
     keys: set[str] = set()
     for i in range(2):
         t = (i + 1) * 10**10
         spans = []
-        for k, (route, code) in enumerate([("/api/entries", 200), ("/api/entries/<int:id>", 500),
-                                           ("/api/entries", 404)]):
+        for k, (route, code) in enumerate(
+            [("/api/entries", 200), ("/api/entries/<int:id>", 500), ("/api/entries", 404)]
+        ):
             tid = f"{i:02d}{k:030d}"
-            spans.append(r.SpanRecord("GET " + route, r.SERVER, t - 5 * 10**8, t - 10**8, tid, f"{k:016d}",
-                                      is_error=code >= 500, attributes={"http.route": route,
-                                                                        "http.request.method": "GET",
-                                                                        "http.response.status_code": code},
-                                      exceptions=(r.ExceptionInfo("ValueError", f"bad {i}"),) if code >= 500 else ()))
-            spans.append(r.SpanRecord("chat m1", r.CLIENT, t - 4 * 10**8, t - 2 * 10**8, tid, f"{k + 9:016d}",
-                                      attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": "m1",
-                                                  "app.feature": "summarize", "gen_ai.usage.input_tokens": 10,
-                                                  "gen_ai.usage.output_tokens": 5}))
+            spans.append(
+                r.SpanRecord(
+                    "GET " + route,
+                    r.SERVER,
+                    t - 5 * 10**8,
+                    t - 10**8,
+                    tid,
+                    f"{k:016d}",
+                    is_error=code >= 500,
+                    attributes={"http.route": route, "http.request.method": "GET", "http.response.status_code": code},
+                    exceptions=(r.ExceptionInfo("ValueError", f"bad {i}"),) if code >= 500 else (),
+                )
+            )
+            spans.append(
+                r.SpanRecord(
+                    "chat m1",
+                    r.CLIENT,
+                    t - 4 * 10**8,
+                    t - 2 * 10**8,
+                    tid,
+                    f"{k + 9:016d}",
+                    attributes={
+                        "gen_ai.operation.name": "chat",
+                        "gen_ai.request.model": "m1",
+                        "app.feature": "summarize",
+                        "gen_ai.usage.input_tokens": 10,
+                        "gen_ai.usage.output_tokens": 5,
+                    },
+                )
+            )
         agg.add_spans(spans)
-        agg.add_metrics([r.MetricPoint("app.ai.cost", r.SUM, "USD", {"gen_ai.request.model": "m1",
-                                                                    "app.feature": "summarize"},
-                                       start_time_ns=1, time_ns=t, monotonic=True, value=0.01 * (i + 1))])
+        agg.add_metrics(
+            [
+                r.MetricPoint(
+                    "app.ai.cost",
+                    r.SUM,
+                    "USD",
+                    {"gen_ai.request.model": "m1", "app.feature": "summarize"},
+                    start_time_ns=1,
+                    time_ns=t,
+                    monotonic=True,
+                    value=0.01 * (i + 1),
+                )
+            ]
+        )
         agg.add_logs([r.LogRecord(t - 1, 9, "INFO", "ok"), r.LogRecord(t - 1, 17, "ERROR", "boom")])
         res = agg.flush(t)
         keys |= set(res.row) | {f"tables/{name}" for name in res.tables}  # the sink logs tables as tables/<name>
@@ -60,10 +95,19 @@ def test_every_referenced_key_is_produced(produced):
 
 
 def test_the_check_catches_a_wrong_key(produced):
-    bad = (dashboard.SectionSpec("Requests", (dashboard.PanelSpec("typo", keys=("http/request",)),
-                                              dashboard.PanelSpec("bad regex", regex=r"^http/requests@route=.+$"))),)
-    assert dashboard.check_keys(produced, bad) == ["key 'http/request' is not produced by the exporters",
-                                                   "regex '^http/requests@route=.+$' matches no produced key"]
+    bad = (
+        dashboard.SectionSpec(
+            "Requests",
+            (
+                dashboard.PanelSpec("typo", keys=("http/request",)),
+                dashboard.PanelSpec("bad regex", regex=r"^http/requests@route=.+$"),
+            ),
+        ),
+    )
+    assert dashboard.check_keys(produced, bad) == [
+        "key 'http/request' is not produced by the exporters",
+        "regex '^http/requests@route=.+$' matches no produced key",
+    ]
 
 
 def test_breakdown_regexes_select_only_their_breakdown(produced):
@@ -74,7 +118,9 @@ def test_breakdown_regexes_select_only_their_breakdown(produced):
         assert not any(k.endswith("_total") for k in matched)
     per_route = dashboard.spec()[0].panels[1].regex
     assert sorted(k for k in produced if re.search(per_route, k)) == [
-        "http/requests@http.route=/api/entries", "http/requests@http.route=/api/entries/<int:id>"]
+        "http/requests@http.route=/api/entries",
+        "http/requests@http.route=/api/entries/<int:id>",
+    ]
 
 
 def test_builds_wandb_workspace_objects_without_saving():
@@ -109,7 +155,7 @@ def test_builds_wandb_workspace_objects_without_saving():
                 walk(v)
 
     walk(doc)
-    keys, regexes = dashboard.referenced_keys()
+    _keys, regexes = dashboard.referenced_keys()
     line_keys = {k for s in dashboard.spec() for p in s.panels if p.kind == dashboard.LINE for k in p.keys}
     assert found["metricRegex"] == regexes
     assert found["metrics"] == line_keys
@@ -122,13 +168,16 @@ def test_publish_needs_an_api_key(monkeypatch):
         dashboard.publish("e", "p")
 
 
-@pytest.mark.parametrize("env, wanted", [
-    ({}, False),  # no key: the run is offline
-    ({"WANDB_API_KEY": "k"}, True),
-    ({"WANDB_API_KEY": "k", "WANDB_MODE": "offline"}, False),
-    ({"WANDB_API_KEY": "k", "WANDB_BRIDGE_PUBLISH_DASHBOARD": "false"}, False),
-    ({"WANDB_BRIDGE_PUBLISH_DASHBOARD": "true"}, True),
-])
+@pytest.mark.parametrize(
+    "env, wanted",
+    [
+        ({}, False),  # no key: the run is offline
+        ({"WANDB_API_KEY": "k"}, True),
+        ({"WANDB_API_KEY": "k", "WANDB_MODE": "offline"}, False),
+        ({"WANDB_API_KEY": "k", "WANDB_BRIDGE_PUBLISH_DASHBOARD": "false"}, False),
+        ({"WANDB_BRIDGE_PUBLISH_DASHBOARD": "true"}, True),
+    ],
+)
 def test_the_bridge_publishes_the_dashboard_when_the_run_goes_online(env, wanted):
     assert dashboard.publish_wanted(BridgeConfig.from_env(env), RunConfig.from_env(env)) is wanted
 

@@ -1,9 +1,9 @@
 """End to end: the real app (Flask test client, real openai SDK against the local LLM server) wired through
 app/telemetry/ with our three exporters -> a real offline W&B run -> read back from disk and checked against
 what was done: requests made, errors injected, the LLM server's own usage totals, pricing, exact p95."""
+
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
@@ -11,27 +11,26 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text as sql_text
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from sqlalchemy import text as sql_text
 
 from app.local_llm import FAIL_HEADER
-from tests.support.telemetry import flush
 from otel_wandb import sdk
 from otel_wandb.config import ExportConfig
-from otel_wandb.pricing import PriceList
 from otel_wandb.core import CoreConfig
 from otel_wandb.pipeline import Pipeline
+from otel_wandb.pricing import PriceList
 from otel_wandb.runfile import find_runs, read_run
 from otel_wandb.sink import WandbSink
-from tests.support import exact, ROOT
+from tests.support import exact
+from tests.support.telemetry import flush
 
 pytestmark = pytest.mark.telemetry  # apps use the telemetry_state providers (tests/conftest.py)
 
 PRICES = PriceList.load(ExportConfig.from_env({}).pricing_path)
-
 
 
 @pytest.fixture
@@ -62,8 +61,9 @@ def log_exporter(pipe):
     return sdk.WandbLogExporter(pipeline=pipe)
 
 
-def test_app_traffic_lands_in_the_offline_run_with_exact_numbers(make_app, telemetry_state, pipe, wandb_dir,
-                                                                 llm_server, monkeypatch):
+def test_app_traffic_lands_in_the_offline_run_with_exact_numbers(
+    make_app, telemetry_state, pipe, wandb_dir, llm_server, monkeypatch
+):
     raw = InMemorySpanExporter()  # the same spans, unaggregated, for the exact reference values
     telemetry_state.tracer_provider.add_span_processor(SimpleSpanProcessor(raw))
     app = make_app()
@@ -84,8 +84,9 @@ def test_app_traffic_lands_in_the_offline_run_with_exact_numbers(make_app, telem
         made += 1
         ok_ai += 1
     # a long entry (> 1024 prompt tokens) asked twice: the second call reports cached tokens, priced apart
-    long_id = client.post("/api/entries", json={"text": "a long and quiet day by the sea. " * 160},
-                          headers=headers).json["id"]
+    long_id = client.post(
+        "/api/entries", json={"text": "a long and quiet day by the sea. " * 160}, headers=headers
+    ).json["id"]
     made += 1
     for _ in range(2):
         assert client.post(f"/api/entries/{long_id}/ai/reflect", headers=headers).status_code == 200
@@ -96,8 +97,7 @@ def test_app_traffic_lands_in_the_offline_run_with_exact_numbers(make_app, telem
     llm = app.extensions["llm"]
     llm._client = None
     orig = llm.client
-    monkeypatch.setattr(llm, "client", lambda: orig().with_options(default_headers={FAIL_HEADER: "500"},
-                                                                     max_retries=0))
+    monkeypatch.setattr(llm, "client", lambda: orig().with_options(default_headers={FAIL_HEADER: "500"}, max_retries=0))
     injected = 3
     for eid in ids[:injected]:
         assert client.post(f"/api/entries/{eid}/ai/summarize", headers=headers).status_code >= 500
@@ -139,8 +139,11 @@ def test_app_traffic_lands_in_the_offline_run_with_exact_numbers(make_app, telem
     # tables present, bounded
     errors = run.tables["tables/recent_errors"]
     assert 1 <= len(errors) <= 20
-    assert all(e["route"] == "/api/entries/<int:entry_id>/ai/<feature>" for e in errors if e["exception_type"]
-               .startswith("HTTP"))
+    assert all(
+        e["route"] == "/api/entries/<int:entry_id>/ai/<feature>"
+        for e in errors
+        if e["exception_type"].startswith("HTTP")
+    )
     assert len(run.tables["tables/slowest_traces"]) == 5
     assert run.tables["tables/error_groups"]
     # privacy: no diary text anywhere in the run
@@ -192,13 +195,26 @@ def test_opentelemetry_instrument_entry_points_produce_a_run(tmp_path):
     script = tmp_path / "job.py"
     script.write_text(SCRIPT)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "WANDB_"))}
-    env.update(OTEL_TRACES_EXPORTER="wandb", OTEL_METRICS_EXPORTER="wandb", OTEL_LOGS_EXPORTER="wandb",
-               OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED="true", OTEL_SERVICE_NAME="job",
-               WANDB_MODE="offline", WANDB_DIR=str(tmp_path), WANDB_EXPORT_INTERVAL="3600",
-               OTEL_METRIC_EXPORT_INTERVAL="3600000")
+    env.update(
+        OTEL_TRACES_EXPORTER="wandb",
+        OTEL_METRICS_EXPORTER="wandb",
+        OTEL_LOGS_EXPORTER="wandb",
+        OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED="true",
+        OTEL_SERVICE_NAME="job",
+        WANDB_MODE="offline",
+        WANDB_DIR=str(tmp_path),
+        WANDB_EXPORT_INTERVAL="3600",
+        OTEL_METRIC_EXPORT_INTERVAL="3600000",
+    )
     bindir = Path(sys.executable).parent
-    proc = subprocess.run([str(bindir / "opentelemetry-instrument"), sys.executable, str(script)], env=env,
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(bindir / "opentelemetry-instrument"), sys.executable, str(script)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = find_runs(tmp_path)
     run = read_run(run_dir)

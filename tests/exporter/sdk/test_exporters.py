@@ -1,8 +1,8 @@
 """Real OpenTelemetry SDK providers -> our three exporters -> a real offline wandb run, read back from disk."""
+
 from __future__ import annotations
 
 import logging
-import math
 import random
 from importlib.metadata import entry_points
 
@@ -17,15 +17,14 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_wandb import sdk
 from otel_wandb.config import ExportConfig
-from otel_wandb.pricing import PriceList
 from otel_wandb.core import CoreConfig
 from otel_wandb.pipeline import Pipeline
+from otel_wandb.pricing import PriceList
 from otel_wandb.runfile import find_runs, read_run
 from otel_wandb.sink import WandbSink
 from tests.support import exact
 
 MS = 1_000_000
-
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +56,16 @@ def offline_run(tmp_path_factory):
             ms = rng.lognormvariate(3, 0.7)
             expected["durations"][interval].append(ms)
             code = 500 if i % 30 == 0 else 200
-            s = tracer.start_span("GET /api/entries/<id>", kind=SpanKind.SERVER, start_time=t0,
-                                  attributes={"http.route": "/api/entries/<id>", "http.request.method": "GET",
-                                              "http.response.status_code": code})
+            s = tracer.start_span(
+                "GET /api/entries/<id>",
+                kind=SpanKind.SERVER,
+                start_time=t0,
+                attributes={
+                    "http.route": "/api/entries/<id>",
+                    "http.request.method": "GET",
+                    "http.response.status_code": code,
+                },
+            )
             if code == 500:
                 s.record_exception(KeyError(f"entry {i} missing"))
                 s.set_status(Status(StatusCode.ERROR))
@@ -70,9 +76,18 @@ def offline_run(tmp_path_factory):
             else:  # a faster second interval: the run summary (max) of p95 is the first interval's
                 hist.record(ms / 10_000, {"http.route": "/api/entries/<id>", "http.response.status_code": code})
                 expected["hist1"].append(ms / 10_000)
-        g = tracer.start_span("chat gpt-4o-mini", kind=SpanKind.CLIENT, start_time=t0, attributes={
-            "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini", "app.feature": "summarize",
-            "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 100})
+        g = tracer.start_span(
+            "chat gpt-4o-mini",
+            kind=SpanKind.CLIENT,
+            start_time=t0,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": "gpt-4o-mini",
+                "app.feature": "summarize",
+                "gen_ai.usage.input_tokens": 1000,
+                "gen_ai.usage.output_tokens": 100,
+            },
+        )
         g.end(end_time=t0 + 250 * MS)
         cost.add(0.01, {"gen_ai.request.model": "gpt-4o-mini", "app.feature": "summarize"})
         log.error("could not save entry %d", 12345 + interval)
@@ -91,7 +106,7 @@ def offline_run(tmp_path_factory):
 
 
 def test_interval_rows_have_the_exact_counts(offline_run):
-    run, exp = offline_run
+    run, _exp = offline_run
     rows = [h for h in run.history if "http/requests" in h]
     assert [h["http/requests"] for h in rows] == [300, 120]
     assert [h["http/errors"] for h in rows] == [10, 4]
@@ -168,8 +183,9 @@ def test_logs_and_error_tables_read_back(offline_run):
 
 def test_alert_config_and_multi_block_records(offline_run):
     run, _ = offline_run
-    assert run.alerts == [{"title": "p95 latency high", "text": "p95 above 800 ms", "level": "WARN",
-                           "wait_duration": 30.0}]
+    assert run.alerts == [
+        {"title": "p95 latency high", "text": "p95 above 800 ms", "level": "WARN", "wait_duration": 30.0}
+    ]
     assert run.config["suite"] == "sdk"
     big = [h for h in run.history if "big/key_02499_" + "x" * 20 in h]
     assert len(big) == 1 and big[0]["big/key_01234_" + "x" * 20] == 1234
@@ -177,9 +193,11 @@ def test_alert_config_and_multi_block_records(offline_run):
 
 
 def test_entry_points_resolve_to_our_exporters():
-    for group, cls in (("opentelemetry_traces_exporter", sdk.WandbSpanExporter),
-                       ("opentelemetry_metrics_exporter", sdk.WandbMetricExporter),
-                       ("opentelemetry_logs_exporter", sdk.WandbLogExporter)):
+    for group, cls in (
+        ("opentelemetry_traces_exporter", sdk.WandbSpanExporter),
+        ("opentelemetry_metrics_exporter", sdk.WandbMetricExporter),
+        ("opentelemetry_logs_exporter", sdk.WandbLogExporter),
+    ):
         (ep,) = entry_points(group=group, name="wandb")
         assert ep.load() is cls
 

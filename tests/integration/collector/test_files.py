@@ -13,22 +13,33 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
-from tests.support.collector import file_set, logs_request, post, read_log_records
-from tests.support import wait_until
 from app.demo.topology import COLLECTOR_CONFIG
+from tests.support import wait_until
+from tests.support.collector import file_set, logs_request, post, read_log_records
 
 
 def _validate(collector_bin, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
     env = {**os.environ, **env_extra}
-    return subprocess.run([str(collector_bin), "validate", f"--config=file:{COLLECTOR_CONFIG}"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [str(collector_bin), "validate", f"--config=file:{COLLECTOR_CONFIG}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_config_validates_with_defaults_and_overrides(collector_bin):
     assert _validate(collector_bin, {}).returncode == 0
-    compose_like = {"OTEL_COLLECTOR_HOST": "0.0.0.0", "LOG_DIR": "/var/log/ai-diary", "LOG_MAX_MEGABYTES": "50",
-                    "OTLP_BACKEND_EXPORTER": "otlp_http/backend", "OTLP_BACKEND_ENDPOINT": "http://jaeger:4318",
-                    "OTLP_BACKEND_HEADERS": '{"wandb-api-key": "k"}', "WANDB_BRIDGE_ENDPOINT": "http://bridge:4319"}
+    compose_like = {
+        "OTEL_COLLECTOR_HOST": "0.0.0.0",
+        "LOG_DIR": "/var/log/ai-diary",
+        "LOG_MAX_MEGABYTES": "50",
+        "OTLP_BACKEND_EXPORTER": "otlp_http/backend",
+        "OTLP_BACKEND_ENDPOINT": "http://jaeger:4318",
+        "OTLP_BACKEND_HEADERS": '{"wandb-api-key": "k"}',
+        "WANDB_BRIDGE_ENDPOINT": "http://bridge:4319",
+    }
     assert _validate(collector_bin, compose_like).returncode == 0
     bad = _validate(collector_bin, {"LOG_MAX_MEGABYTES": "lots"})
     assert bad.returncode != 0 and "max_megabytes" in bad.stderr
@@ -52,8 +63,13 @@ def test_build_script_fails_loudly_without_go(collector_bin):
     from app.demo.topology import BUILD_SCRIPT
 
     before = collector_bin.stat().st_mtime_ns
-    res = subprocess.run(["bash", str(BUILD_SCRIPT)], env={**os.environ, "GO": "/nonexistent/go", "FORCE": "1"},
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        ["bash", str(BUILD_SCRIPT)],
+        env={**os.environ, "GO": "/nonexistent/go", "FORCE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode != 0 and "'/nonexistent/go' not found" in res.stderr
     assert collector_bin.stat().st_mtime_ns == before  # the previous binary is left alone
 
@@ -72,28 +88,37 @@ def test_logs_are_routed_to_combined_error_and_audit(start_collector):
     sent = _emit(3, col.http_endpoint)
     # the OTel Python SDK over gRPC too
     provider = LoggerProvider(resource=Resource.create({"service.name": "sdk"}))
-    provider.add_log_record_processor(BatchLogRecordProcessor(GrpcLogExporter(endpoint=col.grpc_endpoint,
-                                                                              insecure=True)))
+    provider.add_log_record_processor(
+        BatchLogRecordProcessor(GrpcLogExporter(endpoint=col.grpc_endpoint, insecure=True))
+    )
     provider.get_logger("audit").emit(body="sdk-audit", severity_number=SeverityNumber.INFO)
     provider.get_logger("app").emit(body="sdk-error", severity_number=SeverityNumber.ERROR)
     provider.get_logger("app").emit(body="sdk-info", severity_number=SeverityNumber.INFO)
     provider.shutdown()
     # no severity number (0): the text decides, any case; a number, when set, wins over the text
-    texts = {"text-error": (0, "ERROR"), "text-critical": (0, "critical"), "text-fatal": (0, "Fatal"),
-             "text-info": (0, "INFO"), "number-wins": (9, "ERROR")}
+    texts = {
+        "text-error": (0, "ERROR"),
+        "text-critical": (0, "critical"),
+        "text-fatal": (0, "Fatal"),
+        "text-info": (0, "INFO"),
+        "number-wins": (9, "ERROR"),
+    }
     by_text = logs_request([("app", sev, body, {}) for body, (sev, _) in texts.items()])
     for sl, (_, text) in zip(by_text.resource_logs[0].scope_logs, texts.values(), strict=True):
         sl.log_records[0].severity_text = text
     assert post(col.http_endpoint, "/v1/logs", by_text.SerializeToString())[0] == 200
     # last, a record every route takes: once it is in all three files, so is everything sent before it (each file
     # is written in the order its pipeline received the records), so exact counts below catch any extra record
-    assert post(col.http_endpoint, "/v1/logs", logs_request([("audit", 17, "the-end", {})]).SerializeToString())[0] \
-        == 200
+    assert (
+        post(col.http_endpoint, "/v1/logs", logs_request([("audit", 17, "the-end", {})]).SerializeToString())[0] == 200
+    )
     bodies = [b for _, _, b, _ in sent] + ["sdk-audit", "sdk-error", "sdk-info"] + list(texts) + ["the-end"]
     expect = {
         "combined.log": Counter(bodies),
-        "error.log": Counter([b for _, sev, b, _ in sent if sev >= 17] + ["sdk-error", "text-error", "text-critical",
-                                                                          "text-fatal", "the-end"]),
+        "error.log": Counter(
+            [b for _, sev, b, _ in sent if sev >= 17]
+            + ["sdk-error", "text-error", "text-critical", "text-fatal", "the-end"]
+        ),
         "audit.log": Counter([b for scope, _, b, _ in sent if scope == "audit"] + ["sdk-audit", "the-end"]),
     }
     log_dir = col.log_dir
@@ -156,8 +181,12 @@ def test_rotation_keeps_at_most_max_backups(start_collector):
     col = start_collector({**ROTATION_ENV, "LOG_MAX_BACKUPS": "2"})
     _load(col.http_endpoint, 12_000, 500, 300)
     live = col.log_dir / "combined.log"
-    wait_until(lambda: any("load-0011999" in line for line in live.read_text().splitlines()[-3:])
-               if live.exists() else False, 30, "the last record in the live file", interval=0.2)
+    wait_until(
+        lambda: any("load-0011999" in line for line in live.read_text().splitlines()[-3:]) if live.exists() else False,
+        30,
+        "the last record in the live file",
+        interval=0.2,
+    )
     backups = wait_until(lambda: _backups_once_pruned(col.log_dir, 2), 10, "lumberjack to prune to 2 backups")
     assert len(backups) == 2, [f.name for f in backups]
     # the newest records survive: the live file plus two backups hold the tail of the stream
@@ -174,10 +203,17 @@ def test_the_demos_rotation_settings_cut_and_report_backups(start_collector, tmp
     col = start_collector(ROTATION_ENV)
     _load(col.http_endpoint, 12_000, 500, 300)  # ~5 MB in combined.log
     live = col.log_dir / "combined.log"
-    wait_until(lambda: any("load-0011999" in line for line in live.read_text().splitlines()[-3:])
-               if live.exists() else False, 30, "the last record in the live file", interval=0.2)
-    backups = wait_until(lambda: _backups_once_pruned(col.log_dir, ROTATE_BACKUPS), 10,
-                         f"lumberjack to prune to {ROTATE_BACKUPS} backups")
+    wait_until(
+        lambda: any("load-0011999" in line for line in live.read_text().splitlines()[-3:]) if live.exists() else False,
+        30,
+        "the last record in the live file",
+        interval=0.2,
+    )
+    backups = wait_until(
+        lambda: _backups_once_pruned(col.log_dir, ROTATE_BACKUPS),
+        10,
+        f"lumberjack to prune to {ROTATE_BACKUPS} backups",
+    )
     assert len(backups) == ROTATE_BACKUPS, [f.name for f in backups]
     assert f"combined.log {ROTATE_BACKUPS} backup(s)" in rotation_line(col.log_dir, 12_000)
     quiet = tmp_path / "quiet"

@@ -1,6 +1,7 @@
 """A poison span never holds up the valid ones: through the real collector (persistent queue, retries without an
 end), a batch whose one span the bridge cannot take is answered with a partial success -- the collector drops
 nothing valid and retries nothing -- and the bridge's run counts every valid span."""
+
 from __future__ import annotations
 
 import pytest
@@ -25,12 +26,25 @@ def _poisoned_batch(valid: int) -> bytes:
 
 
 def test_a_poison_span_does_not_hold_up_the_valid_ones(start_collector, tmp_path):
-    bridge = start_bridge({"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wandb"),
-                           "WANDB_EXPORT_INTERVAL": "1", "ALERTS_ENABLED": "false"})
+    bridge = start_bridge(
+        {
+            "WANDB_MODE": "offline",
+            "WANDB_DIR": str(tmp_path / "wandb"),
+            "WANDB_EXPORT_INTERVAL": "1",
+            "ALERTS_ENABLED": "false",
+        }
+    )
     try:
-        col = start_collector({"WANDB_BRIDGE_EXPORTER": "otlp_http/wandb_bridge", "WANDB_BRIDGE_ENDPOINT": bridge.url,
-                               "WANDB_BRIDGE_TOKEN": "", "WANDB_BRIDGE_RETRY_INITIAL": "100ms",
-                               "WANDB_BRIDGE_RETRY_MAX_INTERVAL": "200ms", "WANDB_BRIDGE_RETRY_MAX_ELAPSED": "0s"})
+        col = start_collector(
+            {
+                "WANDB_BRIDGE_EXPORTER": "otlp_http/wandb_bridge",
+                "WANDB_BRIDGE_ENDPOINT": bridge.url,
+                "WANDB_BRIDGE_TOKEN": "",
+                "WANDB_BRIDGE_RETRY_INITIAL": "100ms",
+                "WANDB_BRIDGE_RETRY_MAX_INTERVAL": "200ms",
+                "WANDB_BRIDGE_RETRY_MAX_ELAPSED": "0s",
+            }
+        )
         assert post(col.http_endpoint, "/v1/traces", _poisoned_batch(10))[0] == 200
         stats = wait_until(lambda: (s := bridge.stats())["spans"] >= 10 and s, 30, "the valid spans at the bridge")
         assert stats["spans"] == 10 and stats["rejected"] == 1

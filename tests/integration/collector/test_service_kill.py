@@ -75,15 +75,24 @@ class Load:
 
 
 def _audit_creates_since(log_dir: Path, since_ns: int) -> int:
-    return sum(1 for r in read_log_records(log_dir, "audit.log")
-               if (r["body"] or "").endswith("entry.create") and int(r.get("time_ns") or 0) >= since_ns)
+    return sum(
+        1
+        for r in read_log_records(log_dir, "audit.log")
+        if (r["body"] or "").endswith("entry.create") and int(r.get("time_ns") or 0) >= since_ns
+    )
 
 
 def test_collector_killed_mid_load_no_service_request_fails(tmp_path: Path) -> None:
     assert COLLECTOR_BIN.exists(), "build the collector first: collector/build.sh (make test does)"
-    topo = compose_topology(tmp_path, COMPOSE_PROFILES="", WEB_CONCURRENCY="2", GUNICORN_THREADS="4",
-                            OTEL_BSP_SCHEDULE_DELAY="200", OTEL_METRIC_EXPORT_INTERVAL="1000",
-                            DEPLOYMENT_ENVIRONMENT="kill-test")
+    topo = compose_topology(
+        tmp_path,
+        COMPOSE_PROFILES="",
+        WEB_CONCURRENCY="2",
+        GUNICORN_THREADS="4",
+        OTEL_BSP_SCHEDULE_DELAY="200",
+        OTEL_METRIC_EXPORT_INTERVAL="1000",
+        DEPLOYMENT_ENVIRONMENT="kill-test",
+    )
     try:
         topo.up()
         base, bridge = topo.url("app", 8000), topo.url("wandb-bridge", 4319)
@@ -101,18 +110,28 @@ def test_collector_killed_mid_load_no_service_request_fails(tmp_path: Path) -> N
             wait_until(lambda: load.served >= restarted + 300, 90, "load after the restart", interval=0.2)
             created_before_stop = load.created
         served, created = load.served, load.created
-        print(f"\n{served} requests ({created} entries), {during} of them while the collector was down; "
-              f"max latency {load.max_latency_s * 1000:.0f} ms; statuses {dict(load.statuses)}")
+        print(
+            f"\n{served} requests ({created} entries), {during} of them while the collector was down; "
+            f"max latency {load.max_latency_s * 1000:.0f} ms; statuses {dict(load.statuses)}"
+        )
         assert load.errors == [], load.errors[:5]
         assert set(load.statuses) <= {200, 201}, load.statuses
 
         # telemetry after the restart: the service keeps exporting to the new collector process
-        stats = wait_until(lambda: (s := httpx.get(f"{bridge}/healthz").json())["spans"] >= served and s, 60,
-                           f">= {served} spans (one server span per request) at the bridge", interval=0.5)
+        stats = wait_until(
+            lambda: (s := httpx.get(f"{bridge}/healthz").json())["spans"] >= served and s,
+            60,
+            f">= {served} spans (one server span per request) at the bridge",
+            interval=0.5,
+        )
         assert stats["rejected"] == 0 and stats["errors"] == 0, stats
         logs = topo.volumes["logs"]
-        after = wait_until(lambda: _audit_creates_since(logs, restarted_ns), 60,
-                           "audit records of entries created after the restart in audit.log", interval=0.5)
+        after = wait_until(
+            lambda: _audit_creates_since(logs, restarted_ns),
+            60,
+            "audit records of entries created after the restart in audit.log",
+            interval=0.5,
+        )
         assert 0 < after <= created_before_stop
         assert "exited" not in topo.tail("app")
     finally:

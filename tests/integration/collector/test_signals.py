@@ -13,19 +13,30 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
-from tests.support.collector import (
-    ALLOWED_NEIGHBOURS, BACKEND_CONFIG, FORBIDDEN_KEYS, count_in_file, logs_request, metrics_request, post,
-    read_log_records, set_attributes, spans_request,
-)
-from tests.support import free_port, wait_until
-from otel_wandb.bridge._decode import FORBIDDEN_KEY_PATTERN
 from app.demo.topology import COLLECTOR_CONFIG
+from otel_wandb.bridge._decode import FORBIDDEN_KEY_PATTERN
+from tests.support import free_port, wait_until
+from tests.support.collector import (
+    ALLOWED_NEIGHBOURS,
+    BACKEND_CONFIG,
+    FORBIDDEN_KEYS,
+    count_in_file,
+    logs_request,
+    metrics_request,
+    post,
+    read_log_records,
+    set_attributes,
+    spans_request,
+)
 
 CANARY = "CANARY-secret-diary-text-91c2"
 FORBIDDEN = {key: f"{CANARY}-{i}" for i, key in enumerate(FORBIDDEN_KEYS)}
 ALLOWED = ALLOWED_NEIGHBOURS
-FAST_RETRY = {"WANDB_BRIDGE_RETRY_INITIAL": "100ms", "WANDB_BRIDGE_RETRY_MAX_INTERVAL": "500ms",
-              "OTEL_COLLECTOR_BATCH_TIMEOUT": "100ms"}
+FAST_RETRY = {
+    "WANDB_BRIDGE_RETRY_INITIAL": "100ms",
+    "WANDB_BRIDGE_RETRY_MAX_INTERVAL": "500ms",
+    "OTEL_COLLECTOR_BATCH_TIMEOUT": "100ms",
+}
 
 
 def _bridge_env(bridge_url: str) -> dict[str, str]:
@@ -68,9 +79,12 @@ def _forbidden_everywhere_metrics():
 def _forbidden_everywhere_logs():
     """An app error, an audit record and two GenAI events (event_name field / event.name attribute) whose bodies
     hold content; forbidden keys on the resource, the scopes and every record."""
-    records = [("app", 17, "failed", {**FORBIDDEN, **ALLOWED}), ("audit", 9, "entry.create", {**FORBIDDEN, **ALLOWED}),
-               ("genai", 9, f'{{"content": "{CANARY} user prompt"}}', {"event.name": "gen_ai.user.message"}),
-               ("genai", 9, f"{CANARY} assistant answer", {})]
+    records = [
+        ("app", 17, "failed", {**FORBIDDEN, **ALLOWED}),
+        ("audit", 9, "entry.create", {**FORBIDDEN, **ALLOWED}),
+        ("genai", 9, f'{{"content": "{CANARY} user prompt"}}', {"event.name": "gen_ai.user.message"}),
+        ("genai", 9, f"{CANARY} assistant answer", {}),
+    ]
     req = logs_request(records)
     rl = req.resource_logs[0]
     set_attributes(rl.resource.attributes, FORBIDDEN)
@@ -80,15 +94,22 @@ def _forbidden_everywhere_logs():
     return req
 
 
-def test_backend_and_bridge_get_all_signals_without_forbidden_attributes(start_collector, make_bridge, pipeline,
-                                                                          tmp_path):
+def test_backend_and_bridge_get_all_signals_without_forbidden_attributes(
+    start_collector, make_bridge, pipeline, tmp_path
+):
     cfg = tmp_path / "backend.yaml"
     cfg.write_text(BACKEND_CONFIG)
     backend = start_collector(name="backend", config=cfg)
     bridge = make_bridge()
-    col = start_collector({"OTLP_BACKEND_EXPORTER": "otlp_http/backend", "OTLP_BACKEND_ENDPOINT": backend.http_endpoint,
-                           "OTLP_BACKEND_HEADERS": '{"x-tenant": "diary"}', **_bridge_env(bridge.url),
-                           "WANDB_BRIDGE_LOGS_EXPORTER": "otlp_http/wandb_bridge"})
+    col = start_collector(
+        {
+            "OTLP_BACKEND_EXPORTER": "otlp_http/backend",
+            "OTLP_BACKEND_ENDPOINT": backend.http_endpoint,
+            "OTLP_BACKEND_HEADERS": '{"x-tenant": "diary"}',
+            **_bridge_env(bridge.url),
+            "WANDB_BRIDGE_LOGS_EXPORTER": "otlp_http/wandb_bridge",
+        }
+    )
     assert post(col.http_endpoint, "/v1/traces", _forbidden_everywhere_traces().SerializeToString())[0] == 200
     assert post(col.http_endpoint, "/v1/metrics", _forbidden_everywhere_metrics().SerializeToString())[0] == 200
     assert post(col.http_endpoint, "/v1/logs", _forbidden_everywhere_logs().SerializeToString())[0] == 200
@@ -96,12 +117,22 @@ def test_backend_and_bridge_get_all_signals_without_forbidden_attributes(start_c
     out = backend.log_dir
     want = {"traces.json": ("spans", 20), "metrics.json": ("points", 5), "logs.json": ("logs", 4)}
     for name, (key, n) in want.items():
-        wait_until(lambda: count_in_file(out / name)[key] >= n, 20, f"{n} {key} at the backend", interval=0.1)
-    wait_until(lambda: len(pipeline.spans) >= 20 and len(pipeline.metrics) >= 5 and len(pipeline.logs) >= 4, 20,
-               "the bridge")
+        wait_until(
+            lambda name=name, key=key, n=n: count_in_file(out / name)[key] >= n,
+            20,
+            f"{n} {key} at the backend",
+            interval=0.1,
+        )
+    wait_until(
+        lambda: len(pipeline.spans) >= 20 and len(pipeline.metrics) >= 5 and len(pipeline.logs) >= 4, 20, "the bridge"
+    )
     files = [out / n for n in want] + [col.log_dir / f for f in ("combined.log", "error.log", "audit.log")]
-    wait_until(lambda: (col.log_dir / "audit.log").exists() and read_log_records(col.log_dir, "audit.log"), 10,
-               "audit.log", interval=0.1)
+    wait_until(
+        lambda: (col.log_dir / "audit.log").exists() and read_log_records(col.log_dir, "audit.log"),
+        10,
+        "audit.log",
+        interval=0.1,
+    )
     for path in files:
         text = path.read_text()
         assert CANARY not in text, path.name
@@ -125,17 +156,27 @@ def test_bridge_outage_and_collector_crash_lose_nothing(start_collector, make_br
     port = free_port()
     col = start_collector(_bridge_env(f"http://127.0.0.1:{port}"))
     for batch in range(4):  # bridge down: everything waits in the persistent queue
-        assert post(col.http_endpoint, "/v1/traces", spans_request(250, start=batch * 250).SerializeToString())[0] == 200
+        assert (
+            post(col.http_endpoint, "/v1/traces", spans_request(250, start=batch * 250).SerializeToString())[0] == 200
+        )
     assert post(col.http_endpoint, "/v1/metrics", metrics_request(points=40).SerializeToString())[0] == 200
     col.restart(kill=True)  # SIGKILL: only the on-disk queue survives
     restarted = len(col.lines)
     assert post(col.http_endpoint, "/v1/traces", spans_request(500, start=1000).SerializeToString())[0] == 200
     # the restarted collector sends from its queue and fails (the bridge is still down) before the bridge comes up
-    wait_until(lambda: any("Exporting failed" in line and "wandb_bridge" in line for line in col.lines[restarted:]),
-               30, "the restarted collector to fail a send to the bridge", interval=0.1)
+    wait_until(
+        lambda: any("Exporting failed" in line and "wandb_bridge" in line for line in col.lines[restarted:]),
+        30,
+        "the restarted collector to fail a send to the bridge",
+        interval=0.1,
+    )
     make_bridge(port=port)  # the bridge comes up
-    wait_until(lambda: len({s.span_id for s in pipeline.spans}) >= 1500 and len(pipeline.metrics) >= 40, 30,
-               "every queued span and point at the bridge", interval=0.1)
+    wait_until(
+        lambda: len({s.span_id for s in pipeline.spans}) >= 1500 and len(pipeline.metrics) >= 40,
+        30,
+        "every queued span and point at the bridge",
+        interval=0.1,
+    )
     assert {s.span_id for s in pipeline.spans} == {f"{i:016x}" for i in range(1, 1501)}
     assert {p.attributes["point"] for p in pipeline.metrics} == set(range(40))
 
@@ -181,6 +222,7 @@ def test_collector_killed_mid_load_sender_sees_no_failure(start_collector, make_
     provider.shutdown()
     assert len(sent) > 1000 and len(exporter.results) > 5
     assert exporter.results.count(SpanExportResult.FAILURE) == 0
-    wait_until(lambda: len({s.span_id for s in pipeline.spans}) >= len(sent), 30, "all spans at the bridge",
-               interval=0.1)
+    wait_until(
+        lambda: len({s.span_id for s in pipeline.spans}) >= len(sent), 30, "all spans at the bridge", interval=0.1
+    )
     assert {s.span_id for s in pipeline.spans} == set(sent)

@@ -40,11 +40,20 @@ COVERAGE = """<?xml version="1.0" ?>
 
 def run_report(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "GITHUB_"))}
-    env.update(WANDB_MODE="offline", WANDB_DIR=str(tmp_path), WANDB_SILENT="true", WANDB_PROJECT="ai-diary-ci",
-               GITHUB_SHA="0123456789abcdef", GITHUB_REF_NAME="main", GITHUB_RUN_ID="42",
-               GITHUB_EVENT_NAME="push", GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"))
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=120)
+    env.update(
+        WANDB_MODE="offline",
+        WANDB_DIR=str(tmp_path),
+        WANDB_SILENT="true",
+        WANDB_PROJECT="ai-diary-ci",
+        GITHUB_SHA="0123456789abcdef",
+        GITHUB_REF_NAME="main",
+        GITHUB_RUN_ID="42",
+        GITHUB_EVENT_NAME="push",
+        GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"),
+    )
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def run_record(run_dir: Path) -> tuple[str, dict]:
@@ -75,8 +84,13 @@ def test_offline_run_holds_tests_and_coverage(tmp_path: Path) -> None:
     assert config["github_sha"] == "0123456789abcdef" and config["github_run_id"] == "42"
     assert len(run.history) == 1  # one row, not one call per metric
     row = run.history[0]
-    assert (row["tests.total"], row["tests.passed"], row["tests.failed"], row["tests.errors"],
-            row["tests.skipped"]) == (5, 2, 1, 1, 1)
+    assert (
+        row["tests.total"],
+        row["tests.passed"],
+        row["tests.failed"],
+        row["tests.errors"],
+        row["tests.skipped"],
+    ) == (5, 2, 1, 1, 1)
     assert row["tests.duration_s"] == pytest.approx(2.5)
     assert row["coverage.line_rate"] == pytest.approx(0.8) and row["coverage.lines_covered"] == 8
     assert run.summary["tests.failed"] == 1 and run.summary["coverage.branch_rate"] == pytest.approx(0.5)

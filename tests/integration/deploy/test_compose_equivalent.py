@@ -92,7 +92,7 @@ def _drive(base: str, n_entries: int, pause_s: float) -> int:
             return c.post(f"/api/entries/{entry_id}/ai/summarize").status_code
 
     with ThreadPoolExecutor(max_workers=6) as pool:  # sync workers: concurrency spreads over both
-        for round_ids in (ids[: n_entries // 2], ids[n_entries // 2:]):
+        for round_ids in (ids[: n_entries // 2], ids[n_entries // 2 :]):
             assert list(pool.map(ai, round_ids)) == [200] * len(round_ids)
             # pacing, the scenario itself: the rounds fall into different bridge export intervals (no event marks an
             # interval's end from outside the bridge), so the run gets several rows to add up
@@ -105,10 +105,17 @@ def test_compose_topology_end_to_end(tmp_path: Path) -> None:
 
     assert COLLECTOR_BIN.exists(), "build the collector first: collector/build.sh (make test does)"
     topo = compose_topology(
-        tmp_path, WANDB_EXPORT_INTERVAL="2", OTEL_METRIC_EXPORT_INTERVAL="1000", OTEL_BSP_SCHEDULE_DELAY="200",
-        WEB_CONCURRENCY="2", GUNICORN_THREADS="1", LOCAL_LLM_LATENCY_MS="150", DEPLOYMENT_ENVIRONMENT="compose-test",
+        tmp_path,
+        WANDB_EXPORT_INTERVAL="2",
+        OTEL_METRIC_EXPORT_INTERVAL="1000",
+        OTEL_BSP_SCHEDULE_DELAY="200",
+        WEB_CONCURRENCY="2",
+        GUNICORN_THREADS="1",
+        LOCAL_LLM_LATENCY_MS="150",
+        DEPLOYMENT_ENVIRONMENT="compose-test",
         COMPOSE_PROFILES="local-llm",
-        OTLP_BACKEND_METRICS_EXPORTER="otlp_http/backend")  # the backend sees each worker's own streams
+        OTLP_BACKEND_METRICS_EXPORTER="otlp_http/backend",
+    )  # the backend sees each worker's own streams
     assert set(topo.services) >= {"app", "otel-collector", "wandb-bridge", "jaeger", "local-llm", "init-volumes"}
     try:
         outputs = topo.up()
@@ -118,9 +125,14 @@ def test_compose_topology_end_to_end(tmp_path: Path) -> None:
 
         # SIGTERM to gunicorn: each worker flushes its providers (worker_exit -> telemetry.shutdown)
         assert topo.stop("app") == 0, topo.tail("app")
-        stats = wait_until(lambda: (s := httpx.get(f"{bridge}/healthz").json())["spans"] >= n_requests
-                           and s["metric_points"] > 0 and s, 60, f"the bridge to receive >= {n_requests} spans",
-                           interval=0.5)
+        stats = wait_until(
+            lambda: (
+                (s := httpx.get(f"{bridge}/healthz").json())["spans"] >= n_requests and s["metric_points"] > 0 and s
+            ),
+            60,
+            f"the bridge to receive >= {n_requests} spans",
+            interval=0.5,
+        )
         assert stats["rejected"] == 0 and stats["errors"] == 0, stats
         assert stats["log_records"] > 0, stats  # compose sends the logs to the bridge too (WANDB_BRIDGE_LOGS_EXPORTER)
 

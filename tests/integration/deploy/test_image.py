@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tests.support import ROOT
 
 pytestmark = pytest.mark.timeout(900)  # a fresh virtualenv from the lock: up to 600 s for the install on a cold cache
@@ -47,32 +48,48 @@ def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _py(venv: Path, code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     base = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(cwd), **env}
-    return subprocess.run([str(venv / "bin" / "python"), "-c", code], cwd=cwd, env=base, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [str(venv / "bin" / "python"), "-c", code], cwd=cwd, env=base, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_runtime_venv_has_the_roles_and_no_dev_tools(image_venv: Path) -> None:
     bins = {p.name for p in (image_venv / "bin").iterdir()}
     assert {"gunicorn", "wandb-bridge", "ai-diary-logs", "wandb"} <= bins
     assert not {"pytest", "hadolint", "check-jsonschema"} & bins, "dev extras must not reach the image"
-    frozen = subprocess.run([str(UV), "pip", "freeze", "--python", str(image_venv / "bin" / "python")],
-                            capture_output=True, text=True, check=True, timeout=120).stdout.splitlines()
-    locked = {line.strip() for line in (ROOT / "requirements.lock").read_text().splitlines()
-              if re.match(r"^[a-z0-9]", line)}
+    frozen = subprocess.run(
+        [str(UV), "pip", "freeze", "--python", str(image_venv / "bin" / "python")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout.splitlines()
+    locked = {
+        line.strip() for line in (ROOT / "requirements.lock").read_text().splitlines() if re.match(r"^[a-z0-9]", line)
+    }
     unpinned = [p for p in frozen if not p.startswith(("ai-diary", "otel-wandb")) and p not in locked]
     assert unpinned == [], "every installed version comes from requirements.lock"
 
 
 def test_installed_app_serves_outside_the_checkout(image_venv: Path, tmp_path: Path) -> None:
-    code = ("import app, otel_wandb\n"
-            "from app import create_app\n"
-            "assert 'site-packages' in app.__file__, app.__file__\n"
-            "client = create_app().test_client()\n"
-            "r = client.get('/healthz'); assert r.status_code == 200, r.data\n"
-            "r = client.post('/api/users', json={'name': 'x'}); assert r.status_code == 201, r.data\n"
-            "from otel_wandb.alerts import load_config\n"
-            "print(len(load_config().rules))\n")
-    proc = _py(image_venv, code, tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-               PSEUDONYM_SECRET="x" * 32, OTEL_SDK_DISABLED="true", ALERTS_FILE=str(ROOT / "alerts.yaml"))
+    code = (
+        "import app, otel_wandb\n"
+        "from app import create_app\n"
+        "assert 'site-packages' in app.__file__, app.__file__\n"
+        "client = create_app().test_client()\n"
+        "r = client.get('/healthz'); assert r.status_code == 200, r.data\n"
+        "r = client.post('/api/users', json={'name': 'x'}); assert r.status_code == 201, r.data\n"
+        "from otel_wandb.alerts import load_config\n"
+        "print(len(load_config().rules))\n"
+    )
+    proc = _py(
+        image_venv,
+        code,
+        tmp_path,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        PSEUDONYM_SECRET="x" * 32,
+        OTEL_SDK_DISABLED="true",
+        ALERTS_FILE=str(ROOT / "alerts.yaml"),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert int(proc.stdout.split()[-1]) >= 3

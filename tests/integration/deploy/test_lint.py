@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from tests.support import ROOT
 
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -64,9 +65,11 @@ def test_actionlint_clean(actionlint: Path) -> None:
 
 def test_actionlint_catches_a_bad_workflow(actionlint: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yml"
-    bad.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
-                   "      - run: echo ${{ github.event.nosuch.field }}\n        if: ${{ secrets.X }}\n"
-                   "      - uses: actions/checkout@v6\n        with:\n          no-such-input: 1\n")
+    bad.write_text(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - run: echo ${{ github.event.nosuch.field }}\n        if: ${{ secrets.X }}\n"
+        "      - uses: actions/checkout@v6\n        with:\n          no-such-input: 1\n"
+    )
     proc = run(actionlint, bad)
     assert proc.returncode != 0
     assert "no-such-input" in proc.stdout
@@ -78,8 +81,11 @@ def test_collector_image_tag_equals_manifest_release() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     image = compose["services"]["otel-collector"]["image"]
     assert image == f"otel/opentelemetry-collector-contrib:{release}"
-    component_versions = {m["gomod"].split()[-1] for kind in ("receivers", "processors", "exporters", "connectors",
-                                                              "extensions") for m in manifest.get(kind, [])}
+    component_versions = {
+        m["gomod"].split()[-1]
+        for kind in ("receivers", "processors", "exporters", "connectors", "extensions")
+        for m in manifest.get(kind, [])
+    }
     assert component_versions == {f"v{release}"}
 
 
@@ -143,15 +149,30 @@ def test_collector_config_loads_from_env_as_on_ecs(tmp_path: Path) -> None:
     """ECS passes otel-collector.yaml in OTEL_COLLECTOR_CONFIG (--config=env:...); the binary must accept it."""
     binary = ROOT / "collector" / "_build" / "otelcol-ai-diary"
     assert binary.exists(), "build the collector first: collector/build.sh (make test does)"
-    env = {"PATH": "/usr/bin:/bin", "OTEL_COLLECTOR_CONFIG": (ROOT / "otel-collector.yaml").read_text(),
-           "OTEL_COLLECTOR_QUEUE_DIR": str(tmp_path / "queue"), "LOG_DIR": str(tmp_path / "logs"),
-           "OTLP_BACKEND_TRACES_EXPORTER": "otlp_http/backend", "OTLP_BACKEND_HEADERS": "[]"}
-    ok = subprocess.run([str(binary), "validate", "--config=env:OTEL_COLLECTOR_CONFIG"], env=env,
-                        capture_output=True, text=True, timeout=60)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "OTEL_COLLECTOR_CONFIG": (ROOT / "otel-collector.yaml").read_text(),
+        "OTEL_COLLECTOR_QUEUE_DIR": str(tmp_path / "queue"),
+        "LOG_DIR": str(tmp_path / "logs"),
+        "OTLP_BACKEND_TRACES_EXPORTER": "otlp_http/backend",
+        "OTLP_BACKEND_HEADERS": "[]",
+    }
+    ok = subprocess.run(
+        [str(binary), "validate", "--config=env:OTEL_COLLECTOR_CONFIG"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert ok.returncode == 0, ok.stderr
     env["OTLP_BACKEND_TRACES_EXPORTER"] = "otlp_grpc/nosuch"
-    bad = subprocess.run([str(binary), "validate", "--config=env:OTEL_COLLECTOR_CONFIG"], env=env,
-                         capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [str(binary), "validate", "--config=env:OTEL_COLLECTOR_CONFIG"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode != 0
 
 
@@ -175,8 +196,11 @@ def test_deploy_doc_gives_each_task_what_compose_gives_each_service() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     for block, service in zip(blocks, ("app", "otel-collector", "wandb-bridge"), strict=True):
         block |= fixed
-        from_env = {k for k, v in compose[service]["environment"].items()
-                    if str(v).startswith("${") and not SECRET_NAME.search(k)}
+        from_env = {
+            k
+            for k, v in compose[service]["environment"].items()
+            if str(v).startswith("${") and not SECRET_NAME.search(k)
+        }
         assert from_env - block == set(), f"{service}: missing in docs/deploy.md env_of"
     create = re.search(r"create-service --cluster \$CLUSTER --service-name ai-diary (.*?)\n(?!\s)", doc, re.S)
     assert create and '--deployment-configuration "$SINGLE"' in create.group(1)

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from tests.support import ROOT
 
 SCRIPT = ROOT / "scripts" / "test-deps.sh"
@@ -19,7 +20,7 @@ def _bin(tmp: Path, uid: int, *, sudo: bool, browser: str | None = None) -> Path
     bindir = tmp / "bin"
     bindir.mkdir()
     calls = tmp / "calls"
-    tools = {"id": f'echo {uid}', "apt-get": f'echo "apt-get $*" >> {calls}'}
+    tools = {"id": f"echo {uid}", "apt-get": f'echo "apt-get $*" >> {calls}'}
     if sudo:
         tools["sudo"] = f'echo "sudo $*" >> {calls}; [ "$1" = "-n" ] && shift; [ "$1" = true ] && exit 0; exec "$@"'
     if browser:
@@ -32,8 +33,7 @@ def _bin(tmp: Path, uid: int, *, sudo: bool, browser: str | None = None) -> Path
 
 
 def _run(bindir: Path) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    proc = subprocess.run([BASH, str(SCRIPT)], env={"PATH": str(bindir)}, capture_output=True, text=True,
-                          timeout=30)
+    proc = subprocess.run([BASH, str(SCRIPT)], env={"PATH": str(bindir)}, capture_output=True, text=True, timeout=30)
     calls = bindir.parent / "calls"
     return proc, calls.read_text().splitlines() if calls.exists() else []
 
@@ -49,7 +49,9 @@ def test_not_root_installs_through_passwordless_sudo(tmp_path: Path) -> None:
     proc, calls = _run(_bin(tmp_path, 1001, sudo=True))
     assert proc.returncode == 0, proc.stderr
     assert [c for c in calls if c.startswith("apt-get")] == [
-        "apt-get update -q", "apt-get install -y -q --no-install-recommends chromium"]
+        "apt-get update -q",
+        "apt-get install -y -q --no-install-recommends chromium",
+    ]
     assert "sudo -n apt-get update -q" in calls
 
 

@@ -12,7 +12,7 @@ import pytest
 from tests.support import ROOT
 from tests.support.gunicorn import run_gunicorn
 
-MINI_APP = '''
+MINI_APP = """
 import logging, os, sys
 logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 from otel_wandb.alerts import install
@@ -25,15 +25,22 @@ if manager:
 def app(environ, start_response):
     start_response("200 OK", [("Content-Length", "0")])
     return [b""]
-'''
+"""
 STATE = re.compile(r"^worker (\d+) alerts (on|off)$", re.M)
 
 
 def run_workers(tmp_path: Path, workers: str, expect: int, **extra: str) -> str:
     (tmp_path / "mini.py").write_text(MINI_APP)
-    env = {**os.environ, "HOME": str(tmp_path), "PORT": "0", "GUNICORN_BIND_HOST": "127.0.0.1",
-           "WEB_CONCURRENCY": workers, "OTEL_SDK_DISABLED": "true", "ALERTS_STATE_FILE": "off",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "PORT": "0",
+        "GUNICORN_BIND_HOST": "127.0.0.1",
+        "WEB_CONCURRENCY": workers,
+        "OTEL_SDK_DISABLED": "true",
+        "ALERTS_STATE_FILE": "off",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)]),
+    }
     env.pop("ALERTS_ENABLED", None)
     env.update(extra)
     with run_gunicorn("mini:app", env=env, cwd=tmp_path, log=tmp_path / "gunicorn.log") as server:

@@ -1,4 +1,5 @@
 """The real deployment shape: ``gunicorn 'app:create_app()'`` with two workers sharing one SQLite file."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,9 @@ from tests.support.gunicorn import gunicorn_app
 
 @pytest.fixture
 def gunicorn_client(tmp_path, llm_server):
-    with gunicorn_app(tmp_path, llm_server.base_url, workers=2, database=tmp_path / "shared.sqlite3",
-                      timeout=10) as client:
+    with gunicorn_app(
+        tmp_path, llm_server.base_url, workers=2, database=tmp_path / "shared.sqlite3", timeout=10
+    ) as client:
         yield client
 
 
@@ -50,14 +52,23 @@ def _raw_request(sock_path, request: bytes) -> tuple[int, dict]:
 
 def test_malformed_chunked_body_is_400_not_an_unhandled_error(tmp_path, llm_server):
     log = tmp_path / "app.log"
-    with gunicorn_app(tmp_path, llm_server.base_url, workers=1, database=tmp_path / "d.sqlite3", timeout=10,
-                      stdout=log):
-        status, body = _raw_request(tmp_path / "g.sock", (
-            b"POST /api/users HTTP/1.1\r\nHost: diary\r\nContent-Type: application/json\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\nZZ\r\n{\"name\": \"a\"}\r\n0\r\n\r\n"))
-        ok_status, ok_body = _raw_request(tmp_path / "g.sock", (
-            b"POST /api/users HTTP/1.1\r\nHost: diary\r\nContent-Type: application/json\r\n"
-            b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nd\r\n{\"name\": \"a\"}\r\n0\r\n\r\n"))
+    with gunicorn_app(
+        tmp_path, llm_server.base_url, workers=1, database=tmp_path / "d.sqlite3", timeout=10, stdout=log
+    ):
+        status, body = _raw_request(
+            tmp_path / "g.sock",
+            (
+                b"POST /api/users HTTP/1.1\r\nHost: diary\r\nContent-Type: application/json\r\n"
+                b'Transfer-Encoding: chunked\r\n\r\nZZ\r\n{"name": "a"}\r\n0\r\n\r\n'
+            ),
+        )
+        ok_status, ok_body = _raw_request(
+            tmp_path / "g.sock",
+            (
+                b"POST /api/users HTTP/1.1\r\nHost: diary\r\nContent-Type: application/json\r\n"
+                b'Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nd\r\n{"name": "a"}\r\n0\r\n\r\n'
+            ),
+        )
     assert status == 400 and body["error"]["code"] == "invalid_body" and body["error"]["field"] == "body"
     assert ok_status == 201 and ok_body["token"]  # well-formed chunked bodies still work
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]

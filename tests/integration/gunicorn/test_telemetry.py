@@ -1,6 +1,7 @@
 """gunicorn's own log lines (master and workers) are the service's JSON lines: a real gunicorn with the project's
 gunicorn.conf.py (logconfig_dict -> app/telemetry/_logging.py). Every stderr line parses as JSON with service,
 version and environment; the request URI gunicorn logs for a failing request keeps no query value."""
+
 from __future__ import annotations
 
 import json
@@ -10,29 +11,42 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import free_port, ROOT
+from tests.support import ROOT, free_port
 from tests.support.gunicorn import run_gunicorn
 
-
-FAILING_APP = '''
+FAILING_APP = """
 def app(environ, start_response):
     if environ["PATH_INFO"] == "/boom":
         raise RuntimeError("the handler failed")
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
     return [b"ok"]
-'''
-
+"""
 
 
 def test_gunicorn_lines_are_json_with_service_and_version(tmp_path: Path) -> None:
     (tmp_path / "failing.py").write_text(FAILING_APP)
     port, canary = free_port(), "cnry" + secrets.token_hex(8)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
-           "PYTHONDONTWRITEBYTECODE": "1", "PORT": str(port), "GUNICORN_BIND_HOST": "127.0.0.1",
-           "WEB_CONCURRENCY": "1", "OTEL_SDK_DISABLED": "true", "APP_VERSION": "4.5.6",
-           "DEPLOYMENT_ENVIRONMENT": "gunicorn-test"}
-    with run_gunicorn("failing:app", env=env, cwd=tmp_path, log=tmp_path / "stderr.txt", stdout=None,
-                      args=["--chdir", str(tmp_path)], stop_timeout=30) as server:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "PYTHONPATH": str(ROOT),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PORT": str(port),
+        "GUNICORN_BIND_HOST": "127.0.0.1",
+        "WEB_CONCURRENCY": "1",
+        "OTEL_SDK_DISABLED": "true",
+        "APP_VERSION": "4.5.6",
+        "DEPLOYMENT_ENVIRONMENT": "gunicorn-test",
+    }
+    with run_gunicorn(
+        "failing:app",
+        env=env,
+        cwd=tmp_path,
+        log=tmp_path / "stderr.txt",
+        stdout=None,
+        args=["--chdir", str(tmp_path)],
+        stop_timeout=30,
+    ) as server:
         server.wait_for_text("telemetry initialised in worker", 30)
         assert httpx.get(f"http://127.0.0.1:{port}/ok", timeout=5).text == "ok"
         assert httpx.get(f"http://127.0.0.1:{port}/boom?q={canary}", timeout=5).status_code == 500

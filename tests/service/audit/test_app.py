@@ -9,12 +9,14 @@ from tests.support import metric_points
 
 
 def _audit_records(log_exporter) -> list:
-    return [d.log_record for d in log_exporter.get_finished_logs()
-            if d.instrumentation_scope is not None and d.instrumentation_scope.name == "audit"]
+    return [
+        d.log_record
+        for d in log_exporter.get_finished_logs()
+        if d.instrumentation_scope is not None and d.instrumentation_scope.name == "audit"
+    ]
 
 
-def test_requests_append_to_the_chain_and_stamp_the_log_records(app, client, register, log_exporter, tmp_path,
-                                                                capsys):
+def test_requests_append_to_the_chain_and_stamp_the_log_records(app, client, register, log_exporter, tmp_path, capsys):
     engine = app.extensions["db_engine"]
     assert "audit_chain" in inspect(engine).get_table_names()  # created with the app's tables
     headers = register("alice")
@@ -54,8 +56,9 @@ def test_a_failing_chain_never_breaks_the_request(app, client, register, log_exp
     assert all(r.attributes["audit.chain_error"] == "OperationalError" for r in records)
 
 
-def test_a_failed_append_is_logged_marked_counted_and_seen_by_verify(app, client, register, log_exporter,
-                                                                    metric_reader, tmp_path, caplog, capsys):
+def test_a_failed_append_is_logged_marked_counted_and_seen_by_verify(
+    app, client, register, log_exporter, metric_reader, tmp_path, caplog, capsys
+):
     from otel_wandb.logfiles._files import Entry, to_line
 
     engine = app.extensions["db_engine"]
@@ -72,14 +75,18 @@ def test_a_failed_append_is_logged_marked_counted_and_seen_by_verify(app, client
     for r in records[1:]:
         assert r.attributes["audit.chain_error"] == "IntegrityError" and "audit.seq" not in r.attributes
     errors = [x.getMessage() for x in caplog.records if x.name == "app.audit._events" and x.levelname == "ERROR"]
-    assert [m.split(" (")[0] for m in errors] == ["audit chain append failed for entry.create",
-                                                   "audit chain append failed for auth.failed"]
+    assert [m.split(" (")[0] for m in errors] == [
+        "audit chain append failed for entry.create",
+        "audit chain append failed for auth.failed",
+    ]
     points = {p.attributes["audit.action"]: p.value for p in metric_points(metric_reader, "app.audit.chain_failures")}
     assert points == {"entry.create": 1, "auth.failed": 1}
 
     log = tmp_path / "audit.log"  # the collector's audit log as it would hold these records
-    log.write_text(to_line([Entry(r.timestamp, 9, "INFO", "audit", "audit", attributes=dict(r.attributes))
-                            for r in records]) + "\n")
+    log.write_text(
+        to_line([Entry(r.timestamp, 9, "INFO", "audit", "audit", attributes=dict(r.attributes)) for r in records])
+        + "\n"
+    )
     assert main(["verify", "--database", str(engine.url)]) == 0  # the chain alone looks complete...
     capsys.readouterr()
     assert main(["verify", "--database", str(engine.url), "--audit-log", str(log)]) == 1  # ...the log shows the gap

@@ -12,11 +12,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from app.audit import _chain as audit_chain
 from app.audit import GENESIS, Link, append, main, record_hash, verify
+from app.audit import _chain as audit_chain
 from app.db import create_schema, make_engine
 from tests.support import ROOT
-
 
 
 @pytest.fixture
@@ -33,9 +32,18 @@ def engine(db_url: str):
 
 
 def fill(engine, n: int) -> list[Link]:
-    return [append(engine, action="entry.create", actor=f"u_{i % 3}", target=f"entry:{i}", outcome="success",
-                   time_ns=1_700_000_000_000_000_000 + i, details={"client.address": "127.0.0.1"})
-            for i in range(n)]
+    return [
+        append(
+            engine,
+            action="entry.create",
+            actor=f"u_{i % 3}",
+            target=f"entry:{i}",
+            outcome="success",
+            time_ns=1_700_000_000_000_000_000 + i,
+            details={"client.address": "127.0.0.1"},
+        )
+        for i in range(n)
+    ]
 
 
 def unguard(engine) -> None:
@@ -52,8 +60,14 @@ def tamper(engine, sql: str, params: dict | None = None) -> None:
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app.audit", *args], capture_output=True, text=True,
-                          cwd=ROOT, env={**os.environ, **(env or {})}, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "app.audit", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
 
 
 def test_chain_links_and_hashes(engine):
@@ -63,30 +77,45 @@ def test_chain_links_and_hashes(engine):
         rows = conn.execute(text("SELECT seq, prev_hash, hash, details FROM audit_chain ORDER BY seq")).all()
     assert rows[0].prev_hash == GENESIS
     assert all(rows[i].prev_hash == rows[i - 1].hash for i in range(1, 5))
-    assert rows[2].hash == record_hash(3, rows[1].hash, 1_700_000_000_000_000_002, "entry.create", "u_2",
-                                       "entry:2", "success", '{"client.address":"127.0.0.1"}')
+    assert rows[2].hash == record_hash(
+        3,
+        rows[1].hash,
+        1_700_000_000_000_000_002,
+        "entry.create",
+        "u_2",
+        "entry:2",
+        "success",
+        '{"client.address":"127.0.0.1"}',
+    )
     verdict = verify(engine)
     assert verdict.ok and verdict.count == 5 and verdict.head == links[-1]
 
 
-@pytest.mark.parametrize("tamper_sql, seq, words", [
-    ("UPDATE audit_chain SET outcome='failure' WHERE seq=3", 3, "edited"),
-    ("UPDATE audit_chain SET details='{\"client.address\":\"10.0.0.1\"}' WHERE seq=4", 4, "edited"),
-    ("DELETE FROM audit_chain WHERE seq=2", 2, "missing"),
-    ("DELETE FROM audit_chain WHERE seq=1", 1, "missing"),
-    # swap two records' contents (reordering) keeping seq, prev_hash and hash in place
-    ("UPDATE audit_chain SET actor = CASE seq WHEN 2 THEN 'u_2' WHEN 3 THEN 'u_1' END, "
-     "target = CASE seq WHEN 2 THEN 'entry:2' WHEN 3 THEN 'entry:1' END, "
-     "time_ns = CASE seq WHEN 2 THEN 1700000000000000002 WHEN 3 THEN 1700000000000000001 END WHERE seq IN (2, 3)",
-     2, "edited"),
-    # renumber: move seq 5 to 9 (a gap) - reported at the first missing seq
-    ("UPDATE audit_chain SET seq=9 WHERE seq=5", 5, "missing"),
-])
+@pytest.mark.parametrize(
+    "tamper_sql, seq, words",
+    [
+        ("UPDATE audit_chain SET outcome='failure' WHERE seq=3", 3, "edited"),
+        ('UPDATE audit_chain SET details=\'{"client.address":"10.0.0.1"}\' WHERE seq=4', 4, "edited"),
+        ("DELETE FROM audit_chain WHERE seq=2", 2, "missing"),
+        ("DELETE FROM audit_chain WHERE seq=1", 1, "missing"),
+        # swap two records' contents (reordering) keeping seq, prev_hash and hash in place
+        (
+            "UPDATE audit_chain SET actor = CASE seq WHEN 2 THEN 'u_2' WHEN 3 THEN 'u_1' END, "
+            "target = CASE seq WHEN 2 THEN 'entry:2' WHEN 3 THEN 'entry:1' END, "
+            "time_ns = CASE seq WHEN 2 THEN 1700000000000000002 WHEN 3 THEN 1700000000000000001 END "
+            "WHERE seq IN (2, 3)",
+            2,
+            "edited",
+        ),
+        # renumber: move seq 5 to 9 (a gap) - reported at the first missing seq
+        ("UPDATE audit_chain SET seq=9 WHERE seq=5", 5, "missing"),
+    ],
+)
 def test_verify_names_first_broken_seq(engine, db_url, tamper_sql, seq, words, capsys):
     fill(engine, 6)
-    with pytest.raises(IntegrityError, match="audit_chain is append-only"):  # the triggers refuse it...
-        with engine.begin() as conn:
-            conn.execute(text(tamper_sql))
+    # the triggers refuse it...
+    with pytest.raises(IntegrityError, match="audit_chain is append-only"), engine.begin() as conn:
+        conn.execute(text(tamper_sql))
     assert verify(engine).ok and verify(engine).guarded is True
     tamper(engine, tamper_sql)  # ...so drop them first, as someone with DDL rights could
     verdict = verify(engine)
@@ -100,8 +129,16 @@ def test_edit_with_recomputed_hash_breaks_the_next_link(engine):
     fill(engine, 4)
     with engine.connect() as conn:
         prev = conn.execute(text("SELECT hash FROM audit_chain WHERE seq=1")).scalar_one()
-    forged = record_hash(2, prev, 1_700_000_000_000_000_001, "entry.create", "someone_else", "entry:1", "success",
-                         '{"client.address":"127.0.0.1"}')
+    forged = record_hash(
+        2,
+        prev,
+        1_700_000_000_000_000_001,
+        "entry.create",
+        "someone_else",
+        "entry:1",
+        "success",
+        '{"client.address":"127.0.0.1"}',
+    )
     tamper(engine, "UPDATE audit_chain SET actor='someone_else', hash=:h WHERE seq=2", {"h": forged})
     verdict = verify(engine)
     assert verdict.broken_seq == 3 and "prev_hash" in verdict.message
@@ -153,9 +190,9 @@ def test_concurrent_processes_keep_one_unbroken_chain(engine, db_url):
     assert verdict.count == workers * per_worker
     with engine.connect() as conn:
         per_actor = dict(conn.execute(text("SELECT actor, count(*) FROM audit_chain GROUP BY actor")).all())
-        interleaved = conn.execute(text(
-            "SELECT count(*) FROM audit_chain a JOIN audit_chain b ON b.seq = a.seq + 1 WHERE a.actor != b.actor"
-        )).scalar_one()
+        interleaved = conn.execute(
+            text("SELECT count(*) FROM audit_chain a JOIN audit_chain b ON b.seq = a.seq + 1 WHERE a.actor != b.actor")
+        ).scalar_one()
     assert per_actor == {f"w{w}": per_worker for w in range(workers)}
     assert interleaved > 0  # the writers really ran at the same time
 
@@ -172,9 +209,17 @@ def test_cli_checks_against_the_collectors_audit_log(engine, db_url, tmp_path, c
     links = fill(engine, 5)
     log_dir = tmp_path / "logs"
     log_dir.mkdir()
-    recs = [Entry(1, 9, "INFO", "audit entry.create", "audit",
-                  attributes={"audit.action": "entry.create", "audit.seq": lk.seq, "audit.hash": lk.hash})
-            for lk in links]
+    recs = [
+        Entry(
+            1,
+            9,
+            "INFO",
+            "audit entry.create",
+            "audit",
+            attributes={"audit.action": "entry.create", "audit.seq": lk.seq, "audit.hash": lk.hash},
+        )
+        for lk in links
+    ]
     (log_dir / "audit-2026-11-29T10-00-00.000-size.log").write_text(to_line(recs[:3]) + "\n")
     (log_dir / "audit.log").write_text(to_line(recs[3:]) + "\n")
     assert main(["verify", "--database", db_url, "--audit-log", str(log_dir)]) == 0
@@ -201,11 +246,13 @@ def test_non_transient_errors_raise_at_once(tmp_path):
 
 def test_append_only_triggers_refuse_update_delete_and_come_back_at_start(engine, db_url, capsys):
     fill(engine, 3)
-    for sql in ("UPDATE audit_chain SET actor='x' WHERE seq=2", "DELETE FROM audit_chain WHERE seq=3",
-                "DELETE FROM audit_chain"):
-        with pytest.raises(IntegrityError, match="append-only"):
-            with engine.begin() as conn:
-                conn.execute(text(sql))
+    for sql in (
+        "UPDATE audit_chain SET actor='x' WHERE seq=2",
+        "DELETE FROM audit_chain WHERE seq=3",
+        "DELETE FROM audit_chain",
+    ):
+        with pytest.raises(IntegrityError, match="append-only"), engine.begin() as conn:
+            conn.execute(text(sql))
     assert verify(engine).count == 3
     unguard(engine)
     assert main(["verify", "--database", db_url]) == 0  # intact, but the guard is gone: said so
@@ -213,9 +260,8 @@ def test_append_only_triggers_refuse_update_delete_and_come_back_at_start(engine
     assert captured.out.startswith("OK: 3 records") and "triggers on audit_chain are missing" in captured.err
     create_schema(engine)  # the next app start puts them back on an existing database
     assert verify(engine).guarded is True
-    with pytest.raises(IntegrityError, match="append-only"):
-        with engine.begin() as conn:
-            conn.execute(text("DELETE FROM audit_chain WHERE seq=1"))
+    with pytest.raises(IntegrityError, match="append-only"), engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_chain WHERE seq=1"))
     assert [lk.seq for lk in fill(engine, 1)] == [4]  # appending still works
 
 

@@ -29,16 +29,30 @@ from tests.support import ROOT as REPO
 CANARY = "demo-canary-7f3a9c"
 
 
-def run_demo(out: Path, topology: str, requests: int = 40, cwd: Path = REPO,
-             **extra: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OPENAI_API_KEY", "WANDB_API_KEY", "WANDB_MODE", "OPENAI_BASE_URL")
-           and not k.startswith(("OTEL_", "DEMO_"))}
-    env.update({"DEMO_OUT": str(out), "DEMO_REQUESTS": str(requests), "DEMO_TOPOLOGY": topology,
-                "DEMO_CANARY": CANARY, "DEMO_ALERT_WINDOW_S": "6", "DEMO_EXPORT_INTERVAL_S": "1",
-                "DEMO_ALERT_TIMEOUT_S": "45", **extra})
-    return subprocess.run([sys.executable, "-m", "app.demo"], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=240)
+def run_demo(
+    out: Path, topology: str, requests: int = 40, cwd: Path = REPO, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OPENAI_API_KEY", "WANDB_API_KEY", "WANDB_MODE", "OPENAI_BASE_URL")
+        and not k.startswith(("OTEL_", "DEMO_"))
+    }
+    env.update(
+        {
+            "DEMO_OUT": str(out),
+            "DEMO_REQUESTS": str(requests),
+            "DEMO_TOPOLOGY": topology,
+            "DEMO_CANARY": CANARY,
+            "DEMO_ALERT_WINDOW_S": "6",
+            "DEMO_EXPORT_INTERVAL_S": "1",
+            "DEMO_ALERT_TIMEOUT_S": "45",
+            **extra,
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "app.demo"], cwd=cwd, env=env, capture_output=True, text=True, timeout=240
+    )
 
 
 @pytest.mark.integration  # python -m app.demo: the local LLM, gunicorn, the collector and the bridge
@@ -121,8 +135,7 @@ def test_scan_finds_the_canary_in_every_kind_of_sink(tmp_path):
 
 def test_traffic_against_the_real_app(app):
     """The driver against the real Flask app (WSGI transport): no unexpected outcome, bad input gets 4xx."""
-    traffic = Traffic("http://demo.test", users=2, canary=CANARY, seed=3,
-                      transport=httpx.WSGITransport(app=app))
+    traffic = Traffic("http://demo.test", users=2, canary=CANARY, seed=3, transport=httpx.WSGITransport(app=app))
     traffic.register()
     ran = traffic.run(60, STEADY_MIX)
     tally = traffic.tally
@@ -137,9 +150,13 @@ def test_traffic_against_the_real_app(app):
 
 
 def test_config_errors_name_the_variable(monkeypatch, capsys):
-    for env, name in (({"DEMO_REQUESTS": "lots"}, "DEMO_REQUESTS"), ({"DEMO_TOPOLOGY": "k8s"}, "DEMO_TOPOLOGY"),
-                      ({"DEMO_CANARY": "abc"}, "DEMO_CANARY"), ({"DEMO_ALERTS": "maybe"}, "DEMO_ALERTS"),
-                      ({"DEMO_LLM": "openai"}, "OPENAI_API_KEY")):
+    for env, name in (
+        ({"DEMO_REQUESTS": "lots"}, "DEMO_REQUESTS"),
+        ({"DEMO_TOPOLOGY": "k8s"}, "DEMO_TOPOLOGY"),
+        ({"DEMO_CANARY": "abc"}, "DEMO_CANARY"),
+        ({"DEMO_ALERTS": "maybe"}, "DEMO_ALERTS"),
+        ({"DEMO_LLM": "openai"}, "OPENAI_API_KEY"),
+    ):
         with pytest.raises(DemoConfigError, match=name):
             DemoConfig.from_env(env)
     monkeypatch.setenv("DEMO_REQUESTS", "5")

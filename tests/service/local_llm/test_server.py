@@ -1,4 +1,5 @@
 """The local OpenAI-compatible server, driven by the real openai SDK."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import openai
 import pytest
@@ -57,8 +57,10 @@ def test_non_streaming_usage_and_determinism(llm):
     assert stats["requests"] == 3
     assert stats["prompt_tokens"] == u1.prompt_tokens + u2.prompt_tokens + other.usage.prompt_tokens
     assert stats["completion_tokens"] == u1.completion_tokens + u2.completion_tokens + other.usage.completion_tokens
-    assert stats["cached_tokens"] == u2.prompt_tokens_details.cached_tokens + \
-        other.usage.prompt_tokens_details.cached_tokens
+    assert (
+        stats["cached_tokens"]
+        == u2.prompt_tokens_details.cached_tokens + other.usage.prompt_tokens_details.cached_tokens
+    )
 
 
 def cacheable(tokens: int) -> int:
@@ -82,8 +84,10 @@ def test_prompt_caching_follows_openai_rules(llm):
     assert -(-len(SYSTEM) // 4) == 18 and other.prompt_tokens > 1226
     assert other.prompt_tokens_details.cached_tokens == cacheable(4 + 18 + 4 + 1200) == 1152
     # another system prompt in front: the prefix differs from the first token on
-    fresh = c.chat.completions.create(model="gpt-4o-mini", messages=[
-        {"role": "system", "content": "Reply in French."}, {"role": "user", "content": long_entry}]).usage
+    fresh = c.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "system", "content": "Reply in French."}, {"role": "user", "content": long_entry}],
+    ).usage
     assert fresh.prompt_tokens_details.cached_tokens == 0
     assert llm.stats()["cached_tokens"] == 1280 + 1152
 
@@ -91,8 +95,9 @@ def test_prompt_caching_follows_openai_rules(llm):
 def test_streaming_with_usage_chunk(llm):
     c = client(llm)
     plain = c.chat.completions.create(model="gpt-4o-mini", messages=msgs("stream me"))
-    stream = c.chat.completions.create(model="gpt-4o-mini", messages=msgs("stream me"), stream=True,
-                                       stream_options={"include_usage": True})
+    stream = c.chat.completions.create(
+        model="gpt-4o-mini", messages=msgs("stream me"), stream=True, stream_options={"include_usage": True}
+    )
     parts, usage, finish = [], None, None
     for chunk in stream:
         if chunk.usage is not None:
@@ -131,8 +136,9 @@ def test_forced_failures(llm, fault, error):
 
 def test_sdk_retries_past_transient_failures(llm):
     c = client(llm, max_retries=2)
-    r = c.chat.completions.create(model="m", messages=msgs("retry"),
-                                  extra_headers={FAIL_HEADER: "429", FAIL_ATTEMPTS_HEADER: "2"})
+    r = c.chat.completions.create(
+        model="m", messages=msgs("retry"), extra_headers={FAIL_HEADER: "429", FAIL_ATTEMPTS_HEADER: "2"}
+    )
     assert r.choices[0].message.content
     s = llm.stats()
     assert s["failures_429"] == 2 and s["requests"] == 1
@@ -185,8 +191,13 @@ def test_latency_injection():
 def test_cli_announces_port(tmp_path):
     port_file = tmp_path / "port"
     env = dict(os.environ, LOCAL_LLM_SEED="7")
-    proc = subprocess.Popen([sys.executable, "-m", "app.local_llm", "--host", "127.0.0.1", "--port", "0",
-                             "--port-file", str(port_file)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.local_llm", "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = json.loads(LineReader(proc.stdout).next(30, "the port announcement"))
         assert first["port"] > 0 and int(port_file.read_text()) == first["port"]
@@ -198,14 +209,17 @@ def test_cli_announces_port(tmp_path):
         proc.stdout.close()
 
 
-@pytest.mark.parametrize("env, value, message", [
-    ("LOCAL_LLM_FAIL_429_RATE", "5", "LOCAL_LLM_FAIL_429_RATE must be a fraction between 0 and 1"),
-    ("LOCAL_LLM_TIMEOUT_RATE", "-0.1", "LOCAL_LLM_TIMEOUT_RATE must be a fraction between 0 and 1"),
-    ("LOCAL_LLM_FAIL_500_RATE", "nan", "LOCAL_LLM_FAIL_500_RATE must be a number"),
-    ("LOCAL_LLM_LATENCY_MS", "-5", "LOCAL_LLM_LATENCY_MS must be a number >= 0"),
-    ("LOCAL_LLM_TIMEOUT_SLEEP_S", "soon", "LOCAL_LLM_TIMEOUT_SLEEP_S must be a number"),
-    ("LOCAL_LLM_SEED", "1.5", "LOCAL_LLM_SEED must be an integer"),
-])
+@pytest.mark.parametrize(
+    "env, value, message",
+    [
+        ("LOCAL_LLM_FAIL_429_RATE", "5", "LOCAL_LLM_FAIL_429_RATE must be a fraction between 0 and 1"),
+        ("LOCAL_LLM_TIMEOUT_RATE", "-0.1", "LOCAL_LLM_TIMEOUT_RATE must be a fraction between 0 and 1"),
+        ("LOCAL_LLM_FAIL_500_RATE", "nan", "LOCAL_LLM_FAIL_500_RATE must be a number"),
+        ("LOCAL_LLM_LATENCY_MS", "-5", "LOCAL_LLM_LATENCY_MS must be a number >= 0"),
+        ("LOCAL_LLM_TIMEOUT_SLEEP_S", "soon", "LOCAL_LLM_TIMEOUT_SLEEP_S must be a number"),
+        ("LOCAL_LLM_SEED", "1.5", "LOCAL_LLM_SEED must be an integer"),
+    ],
+)
 def test_bad_fault_settings_are_rejected_naming_the_variable(env, value, message):
     with pytest.raises(ValueError, match=message):
         Faults.from_env(env={env: value})
@@ -217,14 +231,18 @@ def test_fault_rates_must_not_exceed_one_together():
     with pytest.raises(ValueError, match="fail_500_rate must be a fraction"):
         Faults(fail_500_rate=2)
     assert Faults.from_env(env={"LOCAL_LLM_FAIL_429_RATE": "0.5", "LOCAL_LLM_FAIL_500_RATE": "0.5"}) == Faults(
-        fail_429_rate=0.5, fail_500_rate=0.5)
+        fail_429_rate=0.5, fail_500_rate=0.5
+    )
 
 
-@pytest.mark.parametrize("argv, env, named", [
-    (["--fail-500-rate", "-1"], {}, "--fail-500-rate must be a fraction between 0 and 1"),
-    (["--latency-ms", "-3"], {}, "--latency-ms must be a number >= 0"),
-    ([], {"LOCAL_LLM_FAIL_429_RATE": "5"}, "LOCAL_LLM_FAIL_429_RATE must be a fraction between 0 and 1"),
-])
+@pytest.mark.parametrize(
+    "argv, env, named",
+    [
+        (["--fail-500-rate", "-1"], {}, "--fail-500-rate must be a fraction between 0 and 1"),
+        (["--latency-ms", "-3"], {}, "--latency-ms must be a number >= 0"),
+        ([], {"LOCAL_LLM_FAIL_429_RATE": "5"}, "LOCAL_LLM_FAIL_429_RATE must be a fraction between 0 and 1"),
+    ],
+)
 def test_cli_rejects_bad_fault_settings_naming_the_flag_or_variable(monkeypatch, capsys, argv, env, named):
     from app.local_llm import main
 
@@ -242,16 +260,23 @@ def test_a_flag_wins_over_a_bad_variable(monkeypatch):
     assert Faults.from_env({"fail_429_rate": 0.25}).fail_429_rate == 0.25
 
 
-@pytest.mark.parametrize("headers, named", [
-    ({FAIL_HEADER: "500", FAIL_ATTEMPTS_HEADER: "x"}, FAIL_ATTEMPTS_HEADER),
-    ({FAIL_HEADER: "500", FAIL_ATTEMPTS_HEADER: "-1"}, FAIL_ATTEMPTS_HEADER),
-    ({FAIL_HEADER: "500", "x-stainless-retry-count": "one"}, "x-stainless-retry-count"),
-    ({FAIL_HEADER: "teapot"}, FAIL_HEADER),
-])
+@pytest.mark.parametrize(
+    "headers, named",
+    [
+        ({FAIL_HEADER: "500", FAIL_ATTEMPTS_HEADER: "x"}, FAIL_ATTEMPTS_HEADER),
+        ({FAIL_HEADER: "500", FAIL_ATTEMPTS_HEADER: "-1"}, FAIL_ATTEMPTS_HEADER),
+        ({FAIL_HEADER: "500", "x-stainless-retry-count": "one"}, "x-stainless-retry-count"),
+        ({FAIL_HEADER: "teapot"}, FAIL_HEADER),
+    ],
+)
 def test_bad_fault_headers_are_an_openai_style_400(llm, capfd, headers, named):
     body = json.dumps({"model": "m", "messages": msgs("x")}).encode()
-    req = urllib.request.Request(llm.base_url + "/chat/completions", data=body, method="POST",
-                                 headers={"Content-Type": "application/json", **headers})
+    req = urllib.request.Request(
+        llm.base_url + "/chat/completions",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", **headers},
+    )
     with pytest.raises(urllib.error.HTTPError) as exc:
         urllib.request.urlopen(req, timeout=10)
     assert exc.value.code == 400
@@ -272,8 +297,10 @@ def test_a_bad_content_length_is_a_400_never_a_traceback(llm, capfd, length):
 
     url = urlparse(llm.base_url)
     with socket.create_connection((url.hostname, url.port), timeout=10) as s:
-        s.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
-                  f"Content-Type: application/json\r\n\r\n".encode())
+        s.sendall(
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
+            f"Content-Type: application/json\r\n\r\n".encode()
+        )
         reply = s.recv(4096).decode("latin-1")
     assert reply.startswith("HTTP/1.1 400") and "Content-Length" in reply
     assert "Traceback" not in capfd.readouterr().err

@@ -1,6 +1,7 @@
 """Fail closed: when the providers already set in the process (``opentelemetry-instrument``'s) cannot be given the
 privacy filter (app/telemetry/_adopt.py: the SDK's internals are not the shape it knows), ``configure`` logs an
 ERROR, shuts those providers down and serves without telemetry -- nothing is exported unfiltered."""
+
 from __future__ import annotations
 
 import io
@@ -17,8 +18,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from app import telemetry
 from tests.support.telemetry import reset_globals, stdout_lines
 
-REFUSED = ("telemetry: the existing providers could not be given the privacy filter; shutting them down, serving "
-           "without telemetry")
+REFUSED = (
+    "telemetry: the existing providers could not be given the privacy filter; shutting them down, serving "
+    "without telemetry"
+)
 
 
 def _unknown_span_shape(tp: TracerProvider, lp: LoggerProvider) -> None:
@@ -47,12 +50,17 @@ def foreign_providers(telemetry_env):
     reset_globals()
 
 
-@pytest.mark.parametrize("break_shape, reason", [
-    (_unknown_span_shape, "cannot reach the span processors of TracerProvider"),
-    (_unknown_log_shape, "cannot reach the log record processors of LoggerProvider"),
-], ids=["span-processors", "log-processors"])
+@pytest.mark.parametrize(
+    "break_shape, reason",
+    [
+        (_unknown_span_shape, "cannot reach the span processors of TracerProvider"),
+        (_unknown_log_shape, "cannot reach the log record processors of LoggerProvider"),
+    ],
+    ids=["span-processors", "log-processors"],
+)
 def test_providers_that_cannot_take_the_filter_are_shut_down_and_nothing_is_exported(
-        foreign_providers, make_app, break_shape, reason):
+    foreign_providers, make_app, break_shape, reason
+):
     tp, lp, spans, logs = foreign_providers
     break_shape(tp, lp)
     out = io.StringIO()
@@ -98,7 +106,9 @@ def test_what_the_refused_providers_still_hold_is_dropped_not_flushed_unfiltered
     trace.set_tracer_provider(tp)
     _logs.set_logger_provider(lp)
     secret = "Bearer SECRET-" + secrets.token_hex(8)
-    with tp.get_tracer("early").start_as_current_span("early", attributes={"http.request.header.authorization": secret}):
+    with tp.get_tracer("early").start_as_current_span(
+        "early", attributes={"http.request.header.authorization": secret}
+    ):
         pass
     lp.get_logger("early").emit(body=f"token {secret}")
     try:

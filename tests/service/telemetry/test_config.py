@@ -1,9 +1,9 @@
 """configure(): OTEL_* environment handling, OTEL_SDK_DISABLED, and running under opentelemetry-instrument."""
+
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import textwrap
@@ -19,11 +19,10 @@ from app import telemetry
 from app.config import ConfigError, TelemetrySettings
 from app.telemetry import _providers as telemetry_setup
 from app.telemetry import _setup as telemetry_state_module
-from tests.support.telemetry import flush, reset_globals, stdout_lines
 from tests.support import ROOT
+from tests.support.telemetry import flush, reset_globals
 
 pytestmark = pytest.mark.telemetry  # apps use the telemetry_state providers (tests/conftest.py)
-
 
 
 @pytest.fixture
@@ -39,8 +38,15 @@ def test_sdk_disabled_sets_no_providers_and_app_works(fresh, tmp_path, llm_serve
     fresh.setenv("OTEL_SDK_DISABLED", "true")
     from app import create_app
 
-    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'd.sqlite3'}",
-                      "PSEUDONYM_SECRET": "s", "OPENAI_BASE_URL": llm_server.base_url, "OPENAI_API_KEY": "k"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'd.sqlite3'}",
+            "PSEUDONYM_SECRET": "s",
+            "OPENAI_BASE_URL": llm_server.base_url,
+            "OPENAI_API_KEY": "k",
+        }
+    )
     c = app.test_client()
     token = c.post("/api/users", json={"name": "zed"}).json["token"]
     h = {"Authorization": f"Bearer {token}"}
@@ -68,12 +74,22 @@ def test_bad_values_name_the_variable(fresh):
 
 
 BAD_VALUES = [
-    ("OTEL_TRACES_SAMPLER", "bogus"), ("OTEL_BSP_MAX_QUEUE_SIZE", "abc"), ("OTEL_BSP_SCHEDULE_DELAY", "0"),
-    ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1.5"), ("OTEL_BSP_EXPORT_TIMEOUT", "-1"), ("OTEL_BLRP_MAX_QUEUE_SIZE", "abc"),
-    ("OTEL_BLRP_SCHEDULE_DELAY", "soon"), ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "0"), ("OTEL_BLRP_EXPORT_TIMEOUT", "x"),
-    ("OTEL_METRIC_EXPORT_INTERVAL", "abc"), ("OTEL_METRIC_EXPORT_TIMEOUT", "nan"), ("OTEL_EXPORTER_OTLP_TIMEOUT", "ten"),
-    ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "-5"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift"),
-    ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/json"), ("AI_DIARY_FAST_OTLP", "maybe"),
+    ("OTEL_TRACES_SAMPLER", "bogus"),
+    ("OTEL_BSP_MAX_QUEUE_SIZE", "abc"),
+    ("OTEL_BSP_SCHEDULE_DELAY", "0"),
+    ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1.5"),
+    ("OTEL_BSP_EXPORT_TIMEOUT", "-1"),
+    ("OTEL_BLRP_MAX_QUEUE_SIZE", "abc"),
+    ("OTEL_BLRP_SCHEDULE_DELAY", "soon"),
+    ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "0"),
+    ("OTEL_BLRP_EXPORT_TIMEOUT", "x"),
+    ("OTEL_METRIC_EXPORT_INTERVAL", "abc"),
+    ("OTEL_METRIC_EXPORT_TIMEOUT", "nan"),
+    ("OTEL_EXPORTER_OTLP_TIMEOUT", "ten"),
+    ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "-5"),
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift"),
+    ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/json"),
+    ("AI_DIARY_FAST_OTLP", "maybe"),
 ]
 
 
@@ -88,10 +104,16 @@ def test_values_the_sdk_would_only_warn_about_stop_the_start(fresh, name, value)
     assert telemetry.state() is None
 
 
-@pytest.mark.parametrize(("sampler", "arg", "message"), [
-    ("traceidratio", "abc", "OTEL_TRACES_SAMPLER_ARG"), ("parentbased_traceidratio", "1.5", "OTEL_TRACES_SAMPLER_ARG"),
-    ("", "", ""), ("parentbased_traceidratio", "0", ""), ("ALWAYS_OFF", "ignored", ""),
-])
+@pytest.mark.parametrize(
+    ("sampler", "arg", "message"),
+    [
+        ("traceidratio", "abc", "OTEL_TRACES_SAMPLER_ARG"),
+        ("parentbased_traceidratio", "1.5", "OTEL_TRACES_SAMPLER_ARG"),
+        ("", "", ""),
+        ("parentbased_traceidratio", "0", ""),
+        ("ALWAYS_OFF", "ignored", ""),
+    ],
+)
 def test_sampler_and_its_ratio(fresh, sampler, arg, message):
     fresh.setenv("OTEL_TRACES_SAMPLER", sampler)
     fresh.setenv("OTEL_TRACES_SAMPLER_ARG", arg)
@@ -117,7 +139,9 @@ def test_exporter_selection_follows_the_sdk(fresh):
     fresh.delenv("OTEL_TRACES_EXPORTER")
     fresh.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
     fresh.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
-    assert telemetry_setup.exporter_names("traces", TelemetrySettings.from_env()) == []  # nothing configured: no exporter, no localhost:4317
+    assert (
+        telemetry_setup.exporter_names("traces", TelemetrySettings.from_env()) == []
+    )  # nothing configured: no exporter, no localhost:4317
     fresh.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
     assert telemetry_setup.exporter_names("traces", TelemetrySettings.from_env()) == ["otlp_proto_grpc"]
     fresh.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
@@ -136,8 +160,10 @@ def test_exporter_selection_follows_the_sdk(fresh):
 def test_wandb_entry_points_load_when_registered(fresh):
     from importlib.metadata import entry_points
 
-    eps = {g: [e.name for e in entry_points(group=g)] for g in
-           ("opentelemetry_traces_exporter", "opentelemetry_metrics_exporter", "opentelemetry_logs_exporter")}
+    eps = {
+        g: [e.name for e in entry_points(group=g)]
+        for g in ("opentelemetry_traces_exporter", "opentelemetry_metrics_exporter", "opentelemetry_logs_exporter")
+    }
     if not all("wandb" in names for names in eps.values()):
         pytest.fail(f"the wandb exporter entry points are not installed (pip install -e .): {eps}")
     from opentelemetry.sdk._configuration import _import_exporters
@@ -236,20 +262,38 @@ def test_under_opentelemetry_instrument_no_double_instrumentation(tmp_path, clie
     span_exporter.clear()
     client.get(f"/api/entries/{eid}", headers=headers)
     flush()
-    own_db = sum(1 for s in span_exporter.get_finished_spans()
-                 if s.attributes.get("db.system.name") or s.attributes.get("db.system"))
+    own_db = sum(
+        1
+        for s in span_exporter.get_finished_spans()
+        if s.attributes.get("db.system.name") or s.attributes.get("db.system")
+    )
     assert own_db >= 1
     script = tmp_path / "serve.py"
     script.write_text(SCRIPT)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env.update(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none",
-               OTEL_SERVICE_NAME="ai-diary", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([str(Path(sys.executable).parent / "opentelemetry-instrument"), sys.executable,
-                           str(script), str(tmp_path / "db.sqlite3")], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    env.update(
+        OTEL_TRACES_EXPORTER="none",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_LOGS_EXPORTER="none",
+        OTEL_SERVICE_NAME="ai-diary",
+        PYTHONPATH=str(ROOT),
+    )
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "opentelemetry-instrument"),
+            sys.executable,
+            str(script),
+            str(tmp_path / "db.sqlite3"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     result = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and result, proc.stderr[-3000:]
-    out = json.loads(result[0][len("RESULT "):])
+    out = json.loads(result[0][len("RESULT ") :])
     assert out["owned"] is False
     assert out["get_server"] == 1 and out["route"] == ["/api/entries/<int:entry_id>"]
     assert out["get_db"] == own_db

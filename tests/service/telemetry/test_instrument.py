@@ -3,6 +3,7 @@ every exporter (app/telemetry/_adopt.py), and the service's defaults must still 
 app.telemetry.distro: resource, stable HTTP semantic conventions, base2 histograms). A real ``opentelemetry-instrument
 python script.py`` subprocess with the console exporters (spans, metrics and logs printed on stdout), a canary in
 client-controlled fields, and a positive control proving the spans and logs were exported at all."""
+
 from __future__ import annotations
 
 import json
@@ -56,13 +57,29 @@ def _run(tmp_path: Path, canary: str, **extra: str) -> subprocess.CompletedProce
     script.write_text(SCRIPT)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AI_DIARY_"))}
     env = {k: v for k, v in env.items() if k not in ("APP_VERSION", "DEPLOYMENT_ENVIRONMENT")}
-    env.update({"PYTHONPATH": str(ROOT), "OTEL_TRACES_EXPORTER": "console", "OTEL_LOGS_EXPORTER": "console",
-                "OTEL_METRICS_EXPORTER": "console", "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED": "true",
-                "APP_VERSION": "7.7.7", "DEPLOYMENT_ENVIRONMENT": "instrument-test",
-                "OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_BLRP_SCHEDULE_DELAY": "100", "LOG_LEVEL": "INFO", **extra})
-    return subprocess.run([str(BIN / "opentelemetry-instrument"), sys.executable, str(script), canary,
-                           str(tmp_path / "d.sqlite3")], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=120)
+    env.update(
+        {
+            "PYTHONPATH": str(ROOT),
+            "OTEL_TRACES_EXPORTER": "console",
+            "OTEL_LOGS_EXPORTER": "console",
+            "OTEL_METRICS_EXPORTER": "console",
+            "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED": "true",
+            "APP_VERSION": "7.7.7",
+            "DEPLOYMENT_ENVIRONMENT": "instrument-test",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "OTEL_BLRP_SCHEDULE_DELAY": "100",
+            "LOG_LEVEL": "INFO",
+            **extra,
+        }
+    )
+    return subprocess.run(
+        [str(BIN / "opentelemetry-instrument"), sys.executable, str(script), canary, str(tmp_path / "d.sqlite3")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.integration  # the app in a real `opentelemetry-instrument python` process
@@ -88,8 +105,13 @@ def test_opentelemetry_instrument_exports_through_the_privacy_filter(tmp_path):
     routed = [d["attributes"] for d in server if d["attributes"].get("http.route") == "/api/entries/<int:entry_id>"]
     assert routed[0]["http.request.method"] == "GET" and routed[0]["url.query"] == "q=REDACTED"
     assert not [d for d in server if "http.method" in d["attributes"] or "http.target" in d["attributes"]]
-    found = {m["name"]: m for d in docs for rm in d.get("resource_metrics", ()) for sm in rm["scope_metrics"]
-             for m in sm["metrics"]}
+    found = {
+        m["name"]: m
+        for d in docs
+        for rm in d.get("resource_metrics", ())
+        for sm in rm["scope_metrics"]
+        for m in sm["metrics"]
+    }
     duration = found["http.server.request.duration"]
     assert duration["unit"] == "s" and "http.server.duration" not in found
     assert all("scale" in p and "positive" in p for p in duration["data"]["data_points"])  # base2 exponential
@@ -112,19 +134,26 @@ def json_documents(text: str) -> list[dict[str, Any]]:
 def test_ours_are_the_only_distro_and_configurator():
     """opentelemetry-instrument takes the FIRST entry point of each group: with two installed, which one wins is
     up to the metadata order. opentelemetry-distro is not a dependency; ours must be the only ones."""
-    found = {g: [(e.name, e.value) for e in entry_points(group=g)]
-             for g in ("opentelemetry_distro", "opentelemetry_configurator")}
-    assert found == {"opentelemetry_distro": [("ai_diary", "app.telemetry.distro:AiDiaryDistro")],
-                     "opentelemetry_configurator": [("ai_diary", "app.telemetry.distro:AiDiaryConfigurator")]}, (
-        f"{found}: reinstall (uv pip sync requirements.lock, then pip install --no-deps -e .)")
+    found = {
+        g: [(e.name, e.value) for e in entry_points(group=g)]
+        for g in ("opentelemetry_distro", "opentelemetry_configurator")
+    }
+    assert found == {
+        "opentelemetry_distro": [("ai_diary", "app.telemetry.distro:AiDiaryDistro")],
+        "opentelemetry_configurator": [("ai_diary", "app.telemetry.distro:AiDiaryConfigurator")],
+    }, f"{found}: reinstall (uv pip sync requirements.lock, then pip install --no-deps -e .)"
 
 
 def test_resource_defaults_never_override_what_is_set(monkeypatch):
-    from app.telemetry import distro as otel_defaults
     from opentelemetry.sdk.resources import Resource
 
-    env = {"OTEL_RESOURCE_ATTRIBUTES": "service.version=9.9,team=a%2Cb", "APP_VERSION": "1.0",
-           "OTEL_PYTHON_EXCLUDED_URLS": "/x"}
+    from app.telemetry import distro as otel_defaults
+
+    env = {
+        "OTEL_RESOURCE_ATTRIBUTES": "service.version=9.9,team=a%2Cb",
+        "APP_VERSION": "1.0",
+        "OTEL_PYTHON_EXCLUDED_URLS": "/x",
+    }
     otel_defaults.apply_env_defaults(env)
     assert "OTEL_PYTHON_FLASK_EXCLUDED_URLS" in env and env["OTEL_PYTHON_FLASK_EXCLUDED_URLS"] == "/x"
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", env["OTEL_RESOURCE_ATTRIBUTES"])

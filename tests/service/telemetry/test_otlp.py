@@ -1,4 +1,5 @@
 """The fast OTLP span encoder (app/telemetry/_otlp.py) produces what the SDK's encoder produces."""
+
 from __future__ import annotations
 
 import threading
@@ -11,8 +12,17 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
-from opentelemetry.trace import set_span_in_context, NonRecordingSpan
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+    set_span_in_context,
+)
 
 from app.telemetry._otlp import FastOTLPSpanExporter, SpanEncoder
 from tests.support.telemetry import flush
@@ -31,20 +41,36 @@ def synthetic_spans():
     tps = [TracerProvider(resource=Resource.create({"service.name": n, "k": i})) for i, n in enumerate("ab")]
     for tp in tps:
         tp.add_span_processor(SimpleSpanProcessor(mem))
-    remote = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(1),
-                         trace_state=TraceState([("vendor", "x1"), ("b", "2")]))
+    remote = SpanContext(
+        0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(1), trace_state=TraceState([("vendor", "x1"), ("b", "2")])
+    )
     for tp in tps:
         for scope, version, schema in (("s1", "1.0", "https://opentelemetry.io/schemas/1.21.0"), ("s2", None, None)):
             t = tp.get_tracer(scope, version, schema_url=schema, attributes={"scope.attr": 1} if version else None)
-            with t.start_as_current_span("root", kind=SpanKind.SERVER, context=set_span_in_context(
-                    NonRecordingSpan(remote)), attributes={
-                    "s": "ü-string", "i": -5, "big": 2**62, "f": 1.5, "b": True, "bf": False, "arr": ["a", "b"],
-                    "iarr": [1, 2], "barr": [True], "farr": [0.5], "empty": ""}) as sp:
+            with t.start_as_current_span(
+                "root",
+                kind=SpanKind.SERVER,
+                context=set_span_in_context(NonRecordingSpan(remote)),
+                attributes={
+                    "s": "ü-string",
+                    "i": -5,
+                    "big": 2**62,
+                    "f": 1.5,
+                    "b": True,
+                    "bf": False,
+                    "arr": ["a", "b"],
+                    "iarr": [1, 2],
+                    "barr": [True],
+                    "farr": [0.5],
+                    "empty": "",
+                },
+            ) as sp:
                 sp.add_event("evt", {"e": 1, "msg": "x"})
                 sp.add_event("bare")
                 sp.set_status(Status(StatusCode.ERROR, "bad thing"))
-                with t.start_as_current_span("child", kind=SpanKind.CLIENT, links=[
-                        Link(remote, {"l": "v"}), Link(SpanContext(1, 2, False))]):
+                with t.start_as_current_span(
+                    "child", kind=SpanKind.CLIENT, links=[Link(remote, {"l": "v"}), Link(SpanContext(1, 2, False))]
+                ):
                     pass
                 try:
                     with t.start_as_current_span("raises"):
@@ -82,10 +108,10 @@ def test_app_spans_encode_identically(client, register, span_exporter):
 class _Sink(BaseHTTPRequestHandler):
     bodies: list[bytes] = []
 
-    def log_message(self, *a):  # noqa: D401
+    def log_message(self, *a):
         pass
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         self.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
         self.send_response(200)
         self.send_header("Content-Length", "0")

@@ -1,4 +1,5 @@
 """The privacy policy on its own: which keys go, which values are redacted (app/telemetry/_privacy.py)."""
+
 from __future__ import annotations
 
 import logging
@@ -9,8 +10,17 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from app.telemetry._privacy import (REDACTED, Policy, PrivacySpanExporter, RedactingFilter, redact_error,
-                                   redact_query, redact_stacktrace, redact_text, redact_url)
+from app.telemetry._privacy import (
+    REDACTED,
+    Policy,
+    PrivacySpanExporter,
+    RedactingFilter,
+    redact_error,
+    redact_query,
+    redact_stacktrace,
+    redact_text,
+    redact_url,
+)
 
 
 def test_query_and_url_values_go_names_stay():
@@ -20,16 +30,25 @@ def test_query_and_url_values_go_names_stay():
 
 
 def test_free_text_loses_quoted_literals_tokens_and_pydantic_inputs():
-    out = redact_text("invalid literal for int(): 'dear diary' input_value='x', input_type=str Bearer abc.def.ghi sk-12345678901")
+    out = redact_text(
+        "invalid literal for int(): 'dear diary' input_value='x', input_type=str Bearer abc.def.ghi sk-12345678901"
+    )
     assert "dear diary" not in out and "abc.def.ghi" not in out and "sk-12345678901" not in out
     assert "invalid literal for int()" in out
 
 
 def test_policy_drops_headers_content_and_parameters():
     p = Policy()
-    attrs = {"http.request.header.authorization": ("Bearer x",), "http.request.header.cookie": ("a",),
-             "gen_ai.input.messages": "[...]", "gen_ai.output.messages": "[...]", "db.query.parameter.0": "x",
-             "url.query": "q=diary", "http.route": "/r", "exception.message": "bad 'diary'"}
+    attrs = {
+        "http.request.header.authorization": ("Bearer x",),
+        "http.request.header.cookie": ("a",),
+        "gen_ai.input.messages": "[...]",
+        "gen_ai.output.messages": "[...]",
+        "db.query.parameter.0": "x",
+        "url.query": "q=diary",
+        "http.route": "/r",
+        "exception.message": "bad 'diary'",
+    }
     clean, changed = p.attributes(attrs)
     assert changed
     assert set(clean) == {"url.query", "http.route", "exception.message"}
@@ -42,11 +61,27 @@ def test_policy_drops_headers_content_and_parameters():
 
 def test_credential_headers_go_whatever_the_instrumentation_calls_them():
     """OTel Python's HTTP utilities write ``http.request.header.x_api_key`` ("-" as "_"); others keep the dash."""
-    names = ["authorization", "proxy_authorization", "cookie", "set_cookie", "x_api_key", "x-api-key", "api_key",
-             "openai_api_key", "wandb-api-key", "x_auth_token", "x_goog_api_key", "x_amz_security_token",
-             "x_session_id", "x_hub_signature_256"]
-    attrs = {**{f"http.request.header.{n}": ("v",) for n in names}, "http.response.header.set_cookie": ("v",),
-             "http.request.header.content_type": ("application/json",)}
+    names = [
+        "authorization",
+        "proxy_authorization",
+        "cookie",
+        "set_cookie",
+        "x_api_key",
+        "x-api-key",
+        "api_key",
+        "openai_api_key",
+        "wandb-api-key",
+        "x_auth_token",
+        "x_goog_api_key",
+        "x_amz_security_token",
+        "x_session_id",
+        "x_hub_signature_256",
+    ]
+    attrs = {
+        **{f"http.request.header.{n}": ("v",) for n in names},
+        "http.response.header.set_cookie": ("v",),
+        "http.request.header.content_type": ("application/json",),
+    }
     clean, _ = Policy(capture_content=True).attributes(attrs)
     assert clean == {"http.request.header.content_type": ("application/json",)}
 
@@ -56,8 +91,13 @@ def test_genai_content_opt_in_keeps_only_content_keys():
     row = "new row violates check constraint\nDETAIL: Failing row contains (7, dear diary SECRET)"
     tb = f'Traceback (most recent call last):\n  File "a.py", line 1, in f\n    g()\nIntegrityError: {row}'
     clean, changed = Policy(capture_content=True).attributes(
-        {"exception.message": row, "exception.stacktrace": tb, "url.full": "http://h/v1?key=SECRET",
-         "gen_ai.input.messages": "[SECRET-PROMPT]"})
+        {
+            "exception.message": row,
+            "exception.stacktrace": tb,
+            "url.full": "http://h/v1?key=SECRET",
+            "gen_ai.input.messages": "[SECRET-PROMPT]",
+        }
+    )
     assert changed and clean["gen_ai.input.messages"] == "[SECRET-PROMPT]"
     assert "SECRET" not in clean["exception.message"] and "violates check constraint" in clean["exception.message"]
     assert "SECRET" not in clean["exception.stacktrace"] and 'File "a.py"' in clean["exception.stacktrace"]
@@ -75,12 +115,17 @@ def test_span_exporter_wrapper_rewrites_only_what_it_must():
     tp = TracerProvider()
     tp.add_span_processor(SimpleSpanProcessor(PrivacySpanExporter(mem, Policy())))
     t = tp.get_tracer("t")
-    with t.start_as_current_span("GET /raw/path/canary", kind=SpanKind.SERVER,
-                                 attributes={"http.request.method": "GET", "url.path": "/raw/path/canary"}) as s:
+    with t.start_as_current_span(
+        "GET /raw/path/canary",
+        kind=SpanKind.SERVER,
+        attributes={"http.request.method": "GET", "url.path": "/raw/path/canary"},
+    ) as s:
         s.add_event("exception", {"exception.message": "no 'canary' here"})
-    with t.start_as_current_span("GET /r/<id>", kind=SpanKind.SERVER,
-                                 attributes={"http.request.method": "GET", "http.route": "/r/<id>",
-                                             "url.path": "/r/1"}):
+    with t.start_as_current_span(
+        "GET /r/<id>",
+        kind=SpanKind.SERVER,
+        attributes={"http.request.method": "GET", "http.route": "/r/<id>", "url.path": "/r/1"},
+    ):
         pass
     raw, routed = mem.get_finished_spans()
     assert raw.name == "GET" and raw.attributes["url.path"] == REDACTED
@@ -89,8 +134,9 @@ def test_span_exporter_wrapper_rewrites_only_what_it_must():
 
 
 def test_logging_filter_redacts_messages():
-    rec = logging.LogRecord("x", logging.INFO, __file__, 1, "GET /api?q=%s with Bearer %s", ("secret", "tok123456"),
-                            None)
+    rec = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "GET /api?q=%s with Bearer %s", ("secret", "tok123456"), None
+    )
     assert RedactingFilter().filter(rec)
     assert "secret" not in rec.getMessage() and "tok123456" not in rec.getMessage()
 
@@ -103,8 +149,10 @@ def test_quoted_literals_of_any_length_and_across_lines_and_open_quotes_go():
 
 
 def test_error_messages_and_status_descriptions_are_content_free():
-    pg = ('new row for relation "entries" violates check constraint "entries_len"\n'
-          "DETAIL:  Failing row contains (7, dear diary CANARY, 2026-11-29).")
+    pg = (
+        'new row for relation "entries" violates check constraint "entries_len"\n'
+        "DETAIL:  Failing row contains (7, dear diary CANARY, 2026-11-29)."
+    )
     out = redact_error(pg)
     assert "CANARY" not in out and "violates check constraint" in out
     assert "CANARY" not in redact_error("insert failed DETAIL: Failing row contains (1, CANARY)")  # one line

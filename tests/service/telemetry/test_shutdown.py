@@ -2,6 +2,7 @@
 against a local socket that accepts connections and never answers, and against a dead port. Spans, metrics and
 logs are pending when shutdown starts; it must return within its timeout (plus generous slack for thread start-up
 on a loaded machine) and report False, since the exporters could not finish."""
+
 from __future__ import annotations
 
 import contextlib

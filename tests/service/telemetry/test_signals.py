@@ -1,11 +1,11 @@
 """Metrics and logs of the real app through app/telemetry/: names, units, histogram kind, trace ids, audit."""
+
 from __future__ import annotations
 
 import pytest
-
 from opentelemetry.sdk.metrics.export import ExponentialHistogramDataPoint
 
-from tests.support.telemetry import flush, reset_globals, stdout_lines
+from tests.support.telemetry import flush, stdout_lines
 
 pytestmark = pytest.mark.telemetry  # apps use the telemetry_state providers (tests/conftest.py)
 
@@ -72,8 +72,9 @@ def test_logs_carry_trace_ids_and_stdout_is_json(client, register, log_exporter,
     assert line["trace_id"] == format(server.context.trace_id, "032x")
     assert line["span_id"] == format(server.context.span_id, "016x")
     assert line["service"] == "ai-diary" and line["version"] and line["level"] == "WARNING"
-    assert all({"ts", "level", "logger", "message", "service", "version"} <= set(x) for x in
-               stdout_lines(telemetry_stdout))
+    assert all(
+        {"ts", "level", "logger", "message", "service", "version"} <= set(x) for x in stdout_lines(telemetry_stdout)
+    )
 
 
 def test_audit_record_per_action(client, register, log_exporter):

@@ -1,4 +1,5 @@
 """Traces of the real app through app/telemetry/: server spans per route, DB and GenAI children, errors."""
+
 from __future__ import annotations
 
 import secrets
@@ -8,7 +9,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from app import telemetry
 from app.local_llm import FAIL_ATTEMPTS_HEADER, FAIL_HEADER
-from tests.support.telemetry import flush, reset_globals, stdout_lines
+from tests.support.telemetry import flush
 
 pytestmark = pytest.mark.telemetry  # apps use the telemetry_state providers (tests/conftest.py)
 
@@ -19,8 +20,11 @@ def server_spans(exporter):
 
 def by_route(exporter, method, route):
     flush()
-    return [s for s in server_spans(exporter) if s.attributes.get("http.route") == route
-            and s.attributes.get("http.request.method") == method]
+    return [
+        s
+        for s in server_spans(exporter)
+        if s.attributes.get("http.route") == route and s.attributes.get("http.request.method") == method
+    ]
 
 
 ROUTES = [
@@ -120,12 +124,15 @@ def test_error_path_marks_span_and_metric(client, register, span_exporter, metri
     assert server.attributes["http.response.status_code"] == 500
     assert server.attributes["error.type"] == "500"
     assert [e for e in server.events if e.name == "exception"]
-    exc = [e for e in server.events if e.name == "exception"][0]
+    exc = next(e for e in server.events if e.name == "exception")
     assert exc.attributes["exception.type"].endswith("OperationalError")
     from tests.support import metric_points
 
-    pts = [p for p in metric_points(metric_reader, "http.server.request.duration")
-           if p.attributes.get("http.response.status_code") == 500]
+    pts = [
+        p
+        for p in metric_points(metric_reader, "http.server.request.duration")
+        if p.attributes.get("http.response.status_code") == 500
+    ]
     assert pts and pts[0].attributes["error.type"] == "500"
 
 
@@ -164,9 +171,8 @@ def test_resource_attributes(telemetry_state):
 @pytest.mark.parametrize("feature", ["summarize"])
 def test_ai_call_context_outside_requests(feature, telemetry_state, span_exporter):
     tracer = telemetry_state.tracer_provider.get_tracer("t")
-    with telemetry.ai_call_context(feature, "p-123"):
-        with tracer.start_as_current_span("inside"):
-            pass
+    with telemetry.ai_call_context(feature, "p-123"), tracer.start_as_current_span("inside"):
+        pass
     with tracer.start_as_current_span("outside"):
         pass
     flush()
@@ -184,10 +190,18 @@ def llm_client_with(app, monkeypatch, **options):
     monkeypatch.setattr(llm, "client", lambda: orig().with_options(**options))
 
 
-@pytest.mark.parametrize("telemetry_overrides", [{"OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST": ".*",
-                                                  "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE": ".*"}])
-def test_each_llm_attempt_is_an_http_client_span_under_the_genai_span(client, register, span_exporter, monkeypatch,
-                                                                       telemetry_state):
+@pytest.mark.parametrize(
+    "telemetry_overrides",
+    [
+        {
+            "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST": ".*",
+            "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE": ".*",
+        }
+    ],
+)
+def test_each_llm_attempt_is_an_http_client_span_under_the_genai_span(
+    client, register, span_exporter, monkeypatch, telemetry_state
+):
     """Two injected 500s, then success (the SDK retries twice): three POST client spans under the one chat span.
     Header capture is switched on for everything: the Authorization header (the API key) is recorded, and the
     privacy filter keeps it from every exported span; the query value in url.full is redacted."""
@@ -199,8 +213,13 @@ def test_each_llm_attempt_is_an_http_client_span_under_the_genai_span(client, re
     headers = register("fay")
     eid = client.post("/api/entries", json={"text": "x"}, headers=headers).json["id"]
     canary = "cnry" + secrets.token_hex(8)
-    llm_client_with(client.application, monkeypatch, default_headers={FAIL_HEADER: "500", FAIL_ATTEMPTS_HEADER: "2"},
-                    default_query={"sig": canary}, max_retries=2)
+    llm_client_with(
+        client.application,
+        monkeypatch,
+        default_headers={FAIL_HEADER: "500", FAIL_ATTEMPTS_HEADER: "2"},
+        default_query={"sig": canary},
+        max_retries=2,
+    )
     flush()
     span_exporter.clear()
     resp = client.post(f"/api/entries/{eid}/ai/summarize", headers=headers)
@@ -218,8 +237,11 @@ def test_each_llm_attempt_is_an_http_client_span_under_the_genai_span(client, re
     assert [k for k in keys if "authorization" in k or "api_key" in k] == []
     texts = str([(s.name, dict(s.attributes), [dict(e.attributes or {}) for e in s.events]) for s in spans])
     assert "test-key" not in texts and canary not in texts
-    recorded = [s.attributes.get("http.request.header.authorization") for s in raw.get_finished_spans()
-                if s.kind == SpanKind.CLIENT and s.attributes.get("http.request.method") == "POST"]
+    recorded = [
+        s.attributes.get("http.request.header.authorization")
+        for s in raw.get_finished_spans()
+        if s.kind == SpanKind.CLIENT and s.attributes.get("http.request.method") == "POST"
+    ]
     assert recorded == [("Bearer test-key",)] * 3  # positive control: it was there to be filtered
 
 
@@ -236,15 +258,23 @@ def test_disabled_instrumentations_are_not_wired(client, register, span_exporter
     assert not [s for s in spans if s.attributes.get("http.request.method") == "POST" and s.kind == SpanKind.CLIENT]
 
 
-@pytest.mark.parametrize("telemetry_overrides", [{"OTEL_PYTHON_EXCLUDED_URLS": "/api/openapi"},
-                                                 {"OTEL_PYTHON_FLASK_EXCLUDED_URLS": "/api/openapi",
-                                                  "OTEL_PYTHON_EXCLUDED_URLS": "/api/entries"}])
+@pytest.mark.parametrize(
+    "telemetry_overrides",
+    [
+        {"OTEL_PYTHON_EXCLUDED_URLS": "/api/openapi"},
+        {"OTEL_PYTHON_FLASK_EXCLUDED_URLS": "/api/openapi", "OTEL_PYTHON_EXCLUDED_URLS": "/api/entries"},
+    ],
+)
 def test_excluded_urls_follow_the_flask_instrumentation_precedence(client, register, span_exporter):
     """The Flask variable, else the generic one, else our default (/healthz,/readyz)."""
     headers = register("hal")
     assert client.get("/api/openapi.json").status_code == 200
     assert client.get("/api/entries", headers=headers).status_code == 200
     assert client.get("/healthz").status_code == 200
-    routes = {s.attributes.get("http.route") for s in by_route(span_exporter, "GET", "/api/entries") +
-              by_route(span_exporter, "GET", "/healthz") + by_route(span_exporter, "GET", "/api/openapi.json")}
+    routes = {
+        s.attributes.get("http.route")
+        for s in by_route(span_exporter, "GET", "/api/entries")
+        + by_route(span_exporter, "GET", "/healthz")
+        + by_route(span_exporter, "GET", "/api/openapi.json")
+    }
     assert routes == {"/api/entries", "/healthz"}

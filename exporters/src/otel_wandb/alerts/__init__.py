@@ -15,7 +15,8 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from otel_wandb.alerts._channels import WandbChannel, channels_from_settings
 from otel_wandb.alerts._dispatcher import Dispatcher
@@ -24,8 +25,18 @@ from otel_wandb.alerts._rules import AlertsConfig, AlertsConfigError, load_confi
 from otel_wandb.alerts._state import StateStore
 from otel_wandb.config import ALERTS_ENABLED, AlertSettings, ChannelSettings, ConfigError
 
-__all__ = ["AlertEvent", "AlertManager", "AlertsConfig", "AlertsConfigError", "ConfigError", "Evaluator", "build",
-           "install", "load_config", "sibling_workers"]
+__all__ = [
+    "AlertEvent",
+    "AlertManager",
+    "AlertsConfig",
+    "AlertsConfigError",
+    "ConfigError",
+    "Evaluator",
+    "build",
+    "install",
+    "load_config",
+    "sibling_workers",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +46,14 @@ GUNICORN_CONF_DEFAULT_WORKERS = 2  # the ai-diary service's gunicorn.conf.py def
 class AlertManager:
     """Listener for ``IntervalResult`` (or bare ``Signals``): evaluate, persist state, dispatch."""
 
-    def __init__(self, config: AlertsConfig, dispatcher: Dispatcher, *, store: StateStore | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: AlertsConfig,
+        dispatcher: Dispatcher,
+        *,
+        store: StateStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.dispatcher = dispatcher
         self.store = store or StateStore(None)
@@ -70,9 +87,16 @@ class AlertManager:
         return self.dispatcher.shutdown(timeout)
 
 
-def build(sink: Any = None, *, config: AlertsConfig | None = None, config_path: str | None = None,
-          env: Mapping[str, str] | None = None, clock: Callable[[], float] = time.time,
-          state_path: str | os.PathLike[str] | None | bool = True, backoff: float | None = None) -> AlertManager:
+def build(
+    sink: Any = None,
+    *,
+    config: AlertsConfig | None = None,
+    config_path: str | None = None,
+    env: Mapping[str, str] | None = None,
+    clock: Callable[[], float] = time.time,
+    state_path: str | os.PathLike[str] | bool | None = True,
+    backoff: float | None = None,
+) -> AlertManager:
     """An :class:`AlertManager` from the rules file and env vars (``state_path=True``: ``ALERTS_STATE_FILE``)."""
     settings = AlertSettings.from_env(env)
     config = config or load_config(config_path, env)
@@ -83,13 +107,20 @@ def build(sink: Any = None, *, config: AlertsConfig | None = None, config_path: 
     unconfigured = (used | ({"wandb"} if config.wandb else set())) - set(channels)
     dispatcher = Dispatcher(
         {k: v for k, v in channels.items() if k in used or k == "wandb"},
-        retries=settings.retries, backoff=backoff if backoff is not None else settings.backoff_s,
-        queue_size=settings.queue_size, unconfigured=unconfigured)
+        retries=settings.retries,
+        backoff=backoff if backoff is not None else settings.backoff_s,
+        queue_size=settings.queue_size,
+        unconfigured=unconfigured,
+    )
     path = settings.state_file if state_path is True else (state_path or None)
     manager = AlertManager(config, dispatcher, store=StateStore(path), clock=clock)
-    logger.info("alerts: %d rule(s) (%s), time zone %s, state file %s",
-                len(config.enabled_rules), ", ".join(r.name for r in config.enabled_rules), config.timezone,
-                path or "none (set ALERTS_STATE_FILE or WANDB_DIR to keep the day's AI cost across restarts)")
+    logger.info(
+        "alerts: %d rule(s) (%s), time zone %s, state file %s",
+        len(config.enabled_rules),
+        ", ".join(r.name for r in config.enabled_rules),
+        config.timezone,
+        path or "none (set ALERTS_STATE_FILE or WANDB_DIR to keep the day's AI cost across restarts)",
+    )
     return manager
 
 
@@ -123,11 +154,15 @@ def install(pipeline: Any, sink: Any = None, **kwargs: Any) -> AlertManager | No
     workers = sibling_workers(settings)
     if workers > 1:
         explicit = settings.enabled_explicitly
-        logger.warning("alerts %s in gunicorn worker %s of %d: each worker sees only its share of the requests "
-                       "(one alert per worker per breach, per-worker daily AI cost, one shared state file). "
-                       "Evaluate alerts in the W&B bridge (OTEL_*_EXPORTER=otlp to the collector, as in compose)%s",
-                       "ON (ALERTS_ENABLED=true)" if explicit else "OFF", settings.worker_id, workers,
-                       "" if explicit else ", or set ALERTS_ENABLED=true to evaluate per worker anyway")
+        logger.warning(
+            "alerts %s in gunicorn worker %s of %d: each worker sees only its share of the requests "
+            "(one alert per worker per breach, per-worker daily AI cost, one shared state file). "
+            "Evaluate alerts in the W&B bridge (OTEL_*_EXPORTER=otlp to the collector, as in compose)%s",
+            "ON (ALERTS_ENABLED=true)" if explicit else "OFF",
+            settings.worker_id,
+            workers,
+            "" if explicit else ", or set ALERTS_ENABLED=true to evaluate per worker anyway",
+        )
         if not explicit:
             return None
     if sink is None:

@@ -17,11 +17,12 @@ import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
 
+from otel_wandb.alerts._evaluator import AlertEvent
 from otel_wandb.config import (
     ALERT_EMAIL_TO,
     SLACK_WEBHOOK_URL,
@@ -37,7 +38,6 @@ from otel_wandb.config import (
     ChannelSettings,
     ConfigError,
 )
-from otel_wandb.alerts._evaluator import AlertEvent
 
 SMS_MAX_CHARS = 320
 
@@ -179,8 +179,15 @@ class SmsChannel:
 
     name = "sms"
 
-    def __init__(self, url: str, recipients: tuple[str, ...], sender: str = "", account_sid: str = "",
-                 auth_token: str = "", timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        recipients: tuple[str, ...],
+        sender: str = "",
+        account_sid: str = "",
+        auth_token: str = "",
+        timeout: float = 5.0,
+    ) -> None:
         self.url, self.recipients, self.sender = url, recipients, sender
         self._auth = (account_sid, auth_token) if account_sid else None
         self._secrets = (url, auth_token)
@@ -233,7 +240,8 @@ def _check_login_transport(host: str, starttls: bool, username: str, allow_plain
         return
     raise ConfigError(
         f"{SMTP_USERNAME}: a login without STARTTLS to a remote host would send the password in clear text; set "
-        f"{SMTP_STARTTLS}=true (or {SMTP_ALLOW_PLAINTEXT_LOGIN}=true to accept that)")
+        f"{SMTP_STARTTLS}=true (or {SMTP_ALLOW_PLAINTEXT_LOGIN}=true to accept that)"
+    )
 
 
 def channels_from_settings(cfg: ChannelSettings | None = None) -> dict[str, Channel]:
@@ -248,13 +256,25 @@ def channels_from_settings(cfg: ChannelSettings | None = None) -> dict[str, Chan
             raise ConfigError(f"{SMTP_PASSWORD}: required when {SMTP_USERNAME} is set")
         _check_login_transport(cfg.smtp_host, cfg.smtp_starttls, cfg.smtp_username, cfg.smtp_allow_plaintext_login)
         found["email"] = EmailChannel(
-            host=cfg.smtp_host, port=cfg.smtp_port or (587 if cfg.smtp_starttls else 25),
+            host=cfg.smtp_host,
+            port=cfg.smtp_port or (587 if cfg.smtp_starttls else 25),
             sender=cfg.email_from or "ai-diary-alerts@localhost",
-            recipients=_required(cfg.email_to, ALERT_EMAIL_TO, SMTP_HOST), starttls=cfg.smtp_starttls,
-            username=cfg.smtp_username, password=cfg.smtp_password, timeout=cfg.timeout_s, ca_file=cfg.smtp_ca_file)
+            recipients=_required(cfg.email_to, ALERT_EMAIL_TO, SMTP_HOST),
+            starttls=cfg.smtp_starttls,
+            username=cfg.smtp_username,
+            password=cfg.smtp_password,
+            timeout=cfg.timeout_s,
+            ca_file=cfg.smtp_ca_file,
+        )
     if cfg.sms_url:
         if bool(cfg.sms_account_sid) != bool(cfg.sms_auth_token):
             raise ConfigError(f"{SMS_ACCOUNT_SID} and {SMS_AUTH_TOKEN}: set both or neither")
-        found["sms"] = SmsChannel(_url(cfg.sms_url, SMS_WEBHOOK_URL), _required(cfg.sms_to, SMS_TO, SMS_WEBHOOK_URL),
-                                  cfg.sms_from, cfg.sms_account_sid, cfg.sms_auth_token, cfg.timeout_s)
+        found["sms"] = SmsChannel(
+            _url(cfg.sms_url, SMS_WEBHOOK_URL),
+            _required(cfg.sms_to, SMS_TO, SMS_WEBHOOK_URL),
+            cfg.sms_from,
+            cfg.sms_account_sid,
+            cfg.sms_auth_token,
+            cfg.timeout_s,
+        )
     return found

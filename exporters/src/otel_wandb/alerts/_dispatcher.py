@@ -19,7 +19,8 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from otel_wandb.alerts._channels import Channel, ChannelError
 from otel_wandb.alerts._evaluator import AlertEvent
@@ -31,6 +32,7 @@ _STOP = object()
 try:
     from opentelemetry.instrumentation.utils import suppress_instrumentation as _untraced
 except ImportError:  # pragma: no cover - without OpenTelemetry instrumentation there is nothing to suppress
+
     def _untraced() -> Any:
         return contextlib.nullcontext()
 
@@ -45,8 +47,15 @@ def send_untraced(channel: Channel, event: AlertEvent, recipient: str | None = N
 
 
 class ChannelWorker:
-    def __init__(self, channel: Channel, *, retries: int = 3, backoff: float = 1.0, max_backoff: float = 30.0,
-                 queue_size: int = 100) -> None:
+    def __init__(
+        self,
+        channel: Channel,
+        *,
+        retries: int = 3,
+        backoff: float = 1.0,
+        max_backoff: float = 30.0,
+        queue_size: int = 100,
+    ) -> None:
         self.channel = channel
         self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
@@ -65,8 +74,9 @@ class ChannelWorker:
             return True
         except queue.Full:
             self.dropped += 1
-            logger.warning("alert queue for channel %s full: dropped %r (%s)", self.channel.name, event.title,
-                           event.kind)
+            logger.warning(
+                "alert queue for channel %s full: dropped %r (%s)", self.channel.name, event.title, event.kind
+            )
             return False
 
     def _run(self) -> None:
@@ -89,9 +99,14 @@ class ChannelWorker:
             ok = self._attempts(event, lambda: send_untraced(ch, event), "")
         else:
             n = len(recipients)
-            ok = all([self._attempts(event, lambda to=to: send_untraced(ch, event, to),
-                                     f" to recipient {i}/{n}" if n > 1 else "")
-                      for i, to in enumerate(recipients, 1)])
+            ok = all(
+                [
+                    self._attempts(
+                        event, lambda to=to: send_untraced(ch, event, to), f" to recipient {i}/{n}" if n > 1 else ""
+                    )
+                    for i, to in enumerate(recipients, 1)
+                ]
+            )
         if ok:
             self.sent += 1
         else:
@@ -106,17 +121,34 @@ class ChannelWorker:
             except Exception as exc:  # ChannelError, or a bug in a channel: both are logged, never raised
                 reason = str(exc) if isinstance(exc, ChannelError) else f"{type(exc).__name__}: {exc}"
                 last = attempt == attempts
-                logger.log(logging.ERROR if last else logging.WARNING,
-                           "alert %r (%s) via %s%s: attempt %d/%d failed after %.2fs: %s%s", event.title,
-                           event.kind, self.channel.name, who, attempt, attempts, time.monotonic() - started, reason,
-                           "; giving up" if last else "")
+                logger.log(
+                    logging.ERROR if last else logging.WARNING,
+                    "alert %r (%s) via %s%s: attempt %d/%d failed after %.2fs: %s%s",
+                    event.title,
+                    event.kind,
+                    self.channel.name,
+                    who,
+                    attempt,
+                    attempts,
+                    time.monotonic() - started,
+                    reason,
+                    "; giving up" if last else "",
+                )
                 if last:
                     return False
                 delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
                 self._closing.wait(delay)  # shutdown cuts the backoff short
                 continue
-            logger.info("alert %r (%s) via %s%s: delivered on attempt %d/%d in %.2fs", event.title, event.kind,
-                        self.channel.name, who, attempt, attempts, time.monotonic() - started)
+            logger.info(
+                "alert %r (%s) via %s%s: delivered on attempt %d/%d in %.2fs",
+                event.title,
+                event.kind,
+                self.channel.name,
+                who,
+                attempt,
+                attempts,
+                time.monotonic() - started,
+            )
             return True
         return False
 
@@ -134,8 +166,11 @@ class ChannelWorker:
                 except queue.Empty:
                     continue
                 self.dropped += 1
-                logger.warning("alert channel %s closing with a full queue: dropped %r", self.channel.name,
-                               getattr(lost, "title", lost))
+                logger.warning(
+                    "alert channel %s closing with a full queue: dropped %r",
+                    self.channel.name,
+                    getattr(lost, "title", lost),
+                )
 
     def join(self, timeout: float) -> bool:
         self._thread.join(max(0.0, timeout))
@@ -143,12 +178,22 @@ class ChannelWorker:
 
 
 class Dispatcher:
-    def __init__(self, channels: Mapping[str, Channel], *, retries: int = 3, backoff: float = 1.0,
-                 max_backoff: float = 30.0, queue_size: int = 100, unconfigured: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        channels: Mapping[str, Channel],
+        *,
+        retries: int = 3,
+        backoff: float = 1.0,
+        max_backoff: float = 30.0,
+        queue_size: int = 100,
+        unconfigured: Iterable[str] = (),
+    ) -> None:
         self.inline = {name: ch for name, ch in channels.items() if getattr(ch, "inline", False)}
-        self.workers = {name: ChannelWorker(ch, retries=retries, backoff=backoff, max_backoff=max_backoff,
-                                            queue_size=queue_size)
-                        for name, ch in channels.items() if name not in self.inline}
+        self.workers = {
+            name: ChannelWorker(ch, retries=retries, backoff=backoff, max_backoff=max_backoff, queue_size=queue_size)
+            for name, ch in channels.items()
+            if name not in self.inline
+        }
         self._skipped: set[str] = set()
         self._closed = False
         for name, ch in channels.items():

@@ -22,14 +22,14 @@ from __future__ import annotations
 import math
 from array import array
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any, Mapping
-
-from otel_wandb.records import Signals
+from typing import Any
 
 from otel_wandb.alerts._groups import ErrorGroupMemory, group_text
 from otel_wandb.alerts._rules import PERCENTILE_RE, AlertsConfig, Rule
+from otel_wandb.records import Signals
 
 MAX_INTERVALS = 2048  # window entries kept, whatever the windows say
 MAX_SAMPLES_PER_INTERVAL = 1000  # latency samples kept per interval (8 bytes each): <= 16 MiB worst case
@@ -170,8 +170,17 @@ class Evaluator:
         self.daily_cost += max(0.0, float(signals.ai_cost_usd or 0.0))
         lat = array("d", sorted(list(signals.latency_ms)[:MAX_SAMPLES_PER_INTERVAL]))  # sorted runs: cheap merge
         weight = max(1.0, int(signals.requests) / len(lat)) if lat else 1.0
-        self._window.append(_Entry(now, int(signals.requests), int(signals.errors), lat, weight, signals.p95_ms,
-                                   float(signals.ai_cost_usd or 0.0)))
+        self._window.append(
+            _Entry(
+                now,
+                int(signals.requests),
+                int(signals.errors),
+                lat,
+                weight,
+                signals.p95_ms,
+                float(signals.ai_cost_usd or 0.0),
+            )
+        )
         horizon = now - self.config.max_window
         while self._window and self._window[0].at <= horizon:
             self._window.popleft()
@@ -214,8 +223,10 @@ class Evaluator:
                 if max(n, requests) < rule.min_samples:
                     return _Reading(None)
                 value = weighted_percentile(groups, q)
-                return _Reading(value, f"p{q:g} response time {value:,.0f} ms ({max(n, requests)} requests, "
-                                       f"{n} samples over {span})")
+                return _Reading(
+                    value,
+                    f"p{q:g} response time {value:,.0f} ms ({max(n, requests)} requests, {n} samples over {span})",
+                )
             p95s = [e.p95_ms for e in entries if e.p95_ms is not None]
             if q == 95 and p95s and requests >= rule.min_samples:  # no samples: worst interval p95
                 value = max(p95s)
@@ -250,8 +261,18 @@ class Evaluator:
         limit = rule.threshold if kind == "fire" or rule.resolve_threshold is None else rule.resolve_threshold
         what = "threshold" if limit == rule.threshold else "resolve threshold"
         text = f"{rule.name} {head}: {reading.detail} {cmp} {what} {format_value(rule.metric, limit)}"
-        return AlertEvent(kind, rule.name, reading.value, rule.threshold, text, rule.level if kind == "fire" else
-                          "INFO", rule.channels, rule.wait, now, reminder=reminder)
+        return AlertEvent(
+            kind,
+            rule.name,
+            reading.value,
+            rule.threshold,
+            text,
+            rule.level if kind == "fire" else "INFO",
+            rule.channels,
+            rule.wait,
+            now,
+            reminder=reminder,
+        )
 
     def _error_groups(self, rule: Rule, signals: Signals, now: float) -> list[AlertEvent]:
         st = self.rules[rule.name]
@@ -266,7 +287,19 @@ class Evaluator:
             text = group_text(group)
             if rest > 0 and i == len(shown) - 1:
                 text += f" (and {rest} more new error groups not listed)"
-            events.append(AlertEvent("fire", rule.name, float(group.get("count") or 1), None, text, rule.level,
-                                     rule.channels, rule.wait, now, key=str(group["fingerprint"]),
-                                     subject=str(group.get("type") or "Error")[:40]))
+            events.append(
+                AlertEvent(
+                    "fire",
+                    rule.name,
+                    float(group.get("count") or 1),
+                    None,
+                    text,
+                    rule.level,
+                    rule.channels,
+                    rule.wait,
+                    now,
+                    key=str(group["fingerprint"]),
+                    subject=str(group.get("type") or "Error")[:40],
+                )
+            )
         return events

@@ -12,8 +12,9 @@ them either.
 from __future__ import annotations
 
 from collections import OrderedDict
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from otel_wandb.core import strip_literals
 
@@ -41,8 +42,7 @@ class ErrorGroupMemory:
         self.held_more = 0  # held groups beyond MAX_HELD (counted, not kept)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"fingerprints": list(self.fingerprints), "held_groups": list(self.held),
-                "held_more": self.held_more}
+        return {"fingerprints": list(self.fingerprints), "held_groups": list(self.held), "held_more": self.held_more}
 
     def restore(self, state: Mapping[str, Any]) -> None:
         for fp in list(state.get("fingerprints") or [])[-MAX_FINGERPRINTS:]:
@@ -82,7 +82,7 @@ class ErrorGroupMemory:
 def _when(value: Any) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = value / 1e9 if value > 1e14 else float(value)  # nanoseconds or seconds since the epoch
-        return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
+        return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
     return str(value)
 
 
@@ -91,8 +91,11 @@ def group_text(group: Mapping[str, Any]) -> str:
     kind = str(group.get("type") or "Error")[:100]
     message = " ".join(strip_literals(str(group.get("message") or "")).split())[:200]
     traces = ", ".join(str(t) for t in list(group.get("sample_trace_ids") or ())[:3])
-    parts = [f"New error group {kind}: {message}" if message else f"New error group {kind}",
-             f"fingerprint {fp[:16]}", f"count {group.get('count', 1)}"]
+    parts = [
+        f"New error group {kind}: {message}" if message else f"New error group {kind}",
+        f"fingerprint {fp[:16]}",
+        f"count {group.get('count', 1)}",
+    ]
     if group.get("frame"):
         parts.append(f"at {str(group['frame'])[:120]}")
     first = group.get("first_seen", group.get("first_seen_ns"))

@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -32,14 +33,45 @@ DEFAULT_RULES: dict[str, Any] = {
     "timezone": "UTC",
     "wandb": True,
     "rules": [
-        {"name": "High Error Rate", "metric": "error_rate", "comparison": ">", "threshold": 0.05, "window": "5m",
-         "min_samples": 20, "wait": 300, "channels": ["slack", "email"], "level": "ERROR"},
-        {"name": "High Response Time", "metric": "p95_response_time", "comparison": ">", "threshold": 1000,
-         "window": "5m", "min_samples": 20, "wait": 600, "channels": ["slack"], "level": "WARN"},
-        {"name": "AI API Cost Spike", "metric": "daily_ai_cost", "comparison": ">", "threshold": 100, "wait": 0,
-         "channels": ["email", "sms"], "level": "WARN"},
-        {"name": "New Error Group", "metric": "new_error_group", "wait": 0, "channels": ["slack"], "level": "ERROR",
-         "enabled": True},
+        {
+            "name": "High Error Rate",
+            "metric": "error_rate",
+            "comparison": ">",
+            "threshold": 0.05,
+            "window": "5m",
+            "min_samples": 20,
+            "wait": 300,
+            "channels": ["slack", "email"],
+            "level": "ERROR",
+        },
+        {
+            "name": "High Response Time",
+            "metric": "p95_response_time",
+            "comparison": ">",
+            "threshold": 1000,
+            "window": "5m",
+            "min_samples": 20,
+            "wait": 600,
+            "channels": ["slack"],
+            "level": "WARN",
+        },
+        {
+            "name": "AI API Cost Spike",
+            "metric": "daily_ai_cost",
+            "comparison": ">",
+            "threshold": 100,
+            "wait": 0,
+            "channels": ["email", "sms"],
+            "level": "WARN",
+        },
+        {
+            "name": "New Error Group",
+            "metric": "new_error_group",
+            "wait": 0,
+            "channels": ["slack"],
+            "level": "ERROR",
+            "enabled": True,
+        },
     ],
 }
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -117,13 +149,13 @@ class Rule(BaseModel):
         return value.upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
-    def _threshold_required(self) -> "Rule":
+    def _threshold_required(self) -> Rule:
         if self.metric != "new_error_group" and self.threshold is None:
             raise ValueError(f"threshold: required for metric {self.metric!r} (a number to compare against)")
         return self
 
     @model_validator(mode="after")
-    def _hysteresis(self) -> "Rule":
+    def _hysteresis(self) -> Rule:
         r, t = self.resolve_threshold, self.threshold
         if r is not None and t is not None and (r > t if self.comparison in (">", ">=") else r < t):
             side = "at or below" if self.comparison in (">", ">=") else "at or above"
@@ -131,10 +163,9 @@ class Rule(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _window(self) -> "Rule":
-        if self.metric in WINDOW_METRICS or PERCENTILE_RE.match(self.metric):
-            if self.window <= 0:
-                raise ValueError("window: must be positive for a windowed metric")
+    def _window(self) -> Rule:
+        if (self.metric in WINDOW_METRICS or PERCENTILE_RE.match(self.metric)) and self.window <= 0:
+            raise ValueError("window: must be positive for a windowed metric")
         return self
 
     def breached(self, value: float) -> bool:
@@ -159,7 +190,7 @@ class AlertsConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _unique(self) -> "AlertsConfig":
+    def _unique(self) -> AlertsConfig:
         seen: set[str] = set()
         for rule in self.rules:
             if rule.name in seen:

@@ -10,9 +10,26 @@ plain records.
 
 from __future__ import annotations
 
-from otel_wandb.bridge._decode import FORBIDDEN_KEY_PATTERN, LOGS, METRICS, TRACES, PayloadError, decode, is_forbidden_key
+from otel_wandb.bridge._decode import (
+    FORBIDDEN_KEY_PATTERN,
+    LOGS,
+    METRICS,
+    TRACES,
+    PayloadError,
+    decode,
+    is_forbidden_key,
+)
 from otel_wandb.bridge._main import main
 from otel_wandb.bridge._server import BridgeServer
 
-__all__ = ["FORBIDDEN_KEY_PATTERN", "LOGS", "METRICS", "TRACES", "BridgeServer", "PayloadError", "decode",
-           "is_forbidden_key", "main"]
+__all__ = [
+    "FORBIDDEN_KEY_PATTERN",
+    "LOGS",
+    "METRICS",
+    "TRACES",
+    "BridgeServer",
+    "PayloadError",
+    "decode",
+    "is_forbidden_key",
+    "main",
+]

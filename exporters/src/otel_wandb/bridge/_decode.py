@@ -13,8 +13,9 @@ import base64
 import json
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
@@ -30,12 +31,29 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from otel_wandb.bridge import _lite as otlp_lite
 from otel_wandb.core import MAX_DEPTH
 from otel_wandb.records import (
-    CLIENT, CONSUMER, CUMULATIVE, DELTA, EXP_HISTOGRAM, GAUGE, HISTOGRAM, INTERNAL, PRODUCER, SERVER, SUM,
-    ExceptionInfo, LogRecord, MetricPoint, SpanRecord,
+    CLIENT,
+    CONSUMER,
+    CUMULATIVE,
+    DELTA,
+    EXP_HISTOGRAM,
+    GAUGE,
+    HISTOGRAM,
+    INTERNAL,
+    PRODUCER,
+    SERVER,
+    SUM,
+    ExceptionInfo,
+    LogRecord,
+    MetricPoint,
+    SpanRecord,
 )
 
 TRACES, METRICS, LOGS = "traces", "metrics", "logs"
-REQUEST_TYPES = {TRACES: ExportTraceServiceRequest, METRICS: ExportMetricsServiceRequest, LOGS: ExportLogsServiceRequest}
+REQUEST_TYPES = {
+    TRACES: ExportTraceServiceRequest,
+    METRICS: ExportMetricsServiceRequest,
+    LOGS: ExportLogsServiceRequest,
+}
 
 # The key policy, shared with the collector's redaction step (otel-collector.yaml wraps it as "(?is)^(...)\z";
 # tests/test_collector_signals.py checks they agree): a whole key, any case, '-' or '_' in header names (Python's
@@ -157,8 +175,9 @@ def parse(signal: str, body: bytes, *, json_body: bool = False) -> tuple[Any, li
         try:
             obj = json.loads(body)
         except RecursionError:
-            raise PayloadError(f"JSON nested deeper than the parser allows (~{sys.getrecursionlimit() - 100} "
-                               "levels)") from None
+            raise PayloadError(
+                f"JSON nested deeper than the parser allows (~{sys.getrecursionlimit() - 100} levels)"
+            ) from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise PayloadError(f"body is not valid JSON: {exc}") from None
         if not isinstance(obj, dict):
@@ -179,8 +198,11 @@ def parse(signal: str, body: bytes, *, json_body: bool = False) -> tuple[Any, li
 # Every export request has the same envelope: field 1 repeated {resource = 1, repeated {scope = 1, repeated record =
 # 2} = 2} (resource_spans/scope_spans/spans, resource_metrics/scope_metrics/metrics, resource_logs/scope_logs/
 # log_records), so one lite schema reads all three with the records left as raw bytes.
-_LAYOUT = {TRACES: ("resource_spans", "scope_spans", "spans"), METRICS: ("resource_metrics", "scope_metrics", "metrics"),
-           LOGS: ("resource_logs", "scope_logs", "log_records")}
+_LAYOUT = {
+    TRACES: ("resource_spans", "scope_spans", "spans"),
+    METRICS: ("resource_metrics", "scope_metrics", "metrics"),
+    LOGS: ("resource_logs", "scope_logs", "log_records"),
+}
 _RECORD_TYPES = {TRACES: Span, METRICS: Metric, LOGS: ProtoLogRecord}
 
 
@@ -200,7 +222,9 @@ def _salvage_proto(signal: str, body: bytes) -> tuple[Any, list[str]]:
         try:
             resource = Resource.FromString(outer.resource)
         except (DecodeError, RecursionError) as exc:
-            errors += [f"a resource cannot be decoded ({type(exc).__name__})"] * sum(len(m.records) for m in outer.middle)
+            errors += [f"a resource cannot be decoded ({type(exc).__name__})"] * sum(
+                len(m.records) for m in outer.middle
+            )
             continue
         dst = getattr(msg, outer_f).add()
         dst.resource.CopyFrom(resource)
@@ -217,8 +241,10 @@ def _salvage_proto(signal: str, body: bytes) -> tuple[Any, list[str]]:
                 try:
                     records.append(_RECORD_TYPES[signal].FromString(raw))
                 except (DecodeError, RecursionError) as exc:
-                    errors.append(f"a {record_f[:-1].replace('_', ' ')} cannot be decoded ({type(exc).__name__}: "
-                                  f"invalid UTF-8, a malformed or too deeply nested value)")
+                    errors.append(
+                        f"a {record_f[:-1].replace('_', ' ')} cannot be decoded ({type(exc).__name__}: "
+                        f"invalid UTF-8, a malformed or too deeply nested value)"
+                    )
     return msg, errors
 
 
@@ -277,6 +303,7 @@ def _salvage_json(signal: str, obj: dict) -> tuple[Any, list[str]]:
 
 # -- conversion ----------------------------------------------------------------------------------------------
 
+
 def spans(body: bytes) -> Decoded:
     """Encoded ExportTraceServiceRequest -> SpanRecords, through the lite schema and the KeyValue cache."""
     try:
@@ -307,12 +334,23 @@ def spans(body: bytes) -> Decoded:
                         exceptions = _exceptions(s.events)
                     kind = s.kind
                     status = s.status
-                    append(SpanRecord(
-                        s.name, _KINDS[kind] if 0 <= kind < 6 else INTERNAL, s.start_time_unix_nano,
-                        s.end_time_unix_nano, tid.hex(), sid.hex(), s.parent_span_id.hex() or None,
-                        status.code == _STATUS_ERROR, status.message, span_attributes(s.attributes), resource, scope,
-                        exceptions,
-                    ))
+                    append(
+                        SpanRecord(
+                            s.name,
+                            _KINDS[kind] if 0 <= kind < 6 else INTERNAL,
+                            s.start_time_unix_nano,
+                            s.end_time_unix_nano,
+                            tid.hex(),
+                            sid.hex(),
+                            s.parent_span_id.hex() or None,
+                            status.code == _STATUS_ERROR,
+                            status.message,
+                            span_attributes(s.attributes),
+                            resource,
+                            scope,
+                            exceptions,
+                        )
+                    )
                 except (*_ITEM_ERRORS, ValueError) as exc:
                     out.reject(f"a span cannot be decoded: {_reason(exc)}")
     return out
@@ -335,8 +373,13 @@ def _exceptions(raw_events: Any) -> tuple:
         e = otlp_lite.parse_event(raw)
         if e.name == "exception":
             a = attributes(e.attributes)
-            out.append(ExceptionInfo(str(a.get("exception.type", "")), str(a.get("exception.message", "")),
-                                     str(a.get("exception.stacktrace", ""))))
+            out.append(
+                ExceptionInfo(
+                    str(a.get("exception.type", "")),
+                    str(a.get("exception.message", "")),
+                    str(a.get("exception.stacktrace", "")),
+                )
+            )
     return tuple(out)
 
 
@@ -361,12 +404,12 @@ def metrics(req: ExportMetricsServiceRequest) -> Decoded:
                         out.records.append(_point(m, point, resource))
                     except _ITEM_ERRORS as exc:
                         out.reject(f"metric {m.name!r}: a point cannot be decoded ({_reason(exc)})")
-                    except _Unsupported as exc:
+                    except _UnsupportedError as exc:
                         out.reject(str(exc))
     return out
 
 
-class _Unsupported(ValueError):
+class _UnsupportedError(ValueError):
     pass
 
 
@@ -382,28 +425,70 @@ def _point(m: Any, p: Any, resource: dict[str, Any]) -> MetricPoint:
     name, unit = m.name, m.unit
     if which == "sum":
         temp, mono = _TEMPORALITY.get(m.sum.aggregation_temporality, CUMULATIVE), m.sum.is_monotonic
-        return MetricPoint(name, SUM, unit, attributes(p.attributes), resource, p.start_time_unix_nano,
-                           p.time_unix_nano, temp, mono, _number(p))
+        return MetricPoint(
+            name,
+            SUM,
+            unit,
+            attributes(p.attributes),
+            resource,
+            p.start_time_unix_nano,
+            p.time_unix_nano,
+            temp,
+            mono,
+            _number(p),
+        )
     if which == "gauge":
-        return MetricPoint(name, GAUGE, unit, attributes(p.attributes), resource, p.start_time_unix_nano,
-                           p.time_unix_nano, value=_number(p))
+        return MetricPoint(
+            name,
+            GAUGE,
+            unit,
+            attributes(p.attributes),
+            resource,
+            p.start_time_unix_nano,
+            p.time_unix_nano,
+            value=_number(p),
+        )
     if which == "histogram":
         return MetricPoint(
-            name, HISTOGRAM, unit, attributes(p.attributes), resource, p.start_time_unix_nano, p.time_unix_nano,
-            _TEMPORALITY.get(m.histogram.aggregation_temporality, CUMULATIVE), count=p.count, sum=p.sum,
-            min=p.min if p.HasField("min") else None, max=p.max if p.HasField("max") else None,
-            bounds=tuple(p.explicit_bounds), bucket_counts=tuple(p.bucket_counts))
+            name,
+            HISTOGRAM,
+            unit,
+            attributes(p.attributes),
+            resource,
+            p.start_time_unix_nano,
+            p.time_unix_nano,
+            _TEMPORALITY.get(m.histogram.aggregation_temporality, CUMULATIVE),
+            count=p.count,
+            sum=p.sum,
+            min=p.min if p.HasField("min") else None,
+            max=p.max if p.HasField("max") else None,
+            bounds=tuple(p.explicit_bounds),
+            bucket_counts=tuple(p.bucket_counts),
+        )
     if which == "exponential_histogram":
         return MetricPoint(
-            name, EXP_HISTOGRAM, unit, attributes(p.attributes), resource, p.start_time_unix_nano, p.time_unix_nano,
-            _TEMPORALITY.get(m.exponential_histogram.aggregation_temporality, CUMULATIVE), count=p.count,
-            sum=p.sum, min=p.min if p.HasField("min") else None, max=p.max if p.HasField("max") else None,
-            scale=p.scale, zero_count=p.zero_count, positive_offset=p.positive.offset,
-            positive_counts=tuple(p.positive.bucket_counts), negative_offset=p.negative.offset,
-            negative_counts=tuple(p.negative.bucket_counts))
+            name,
+            EXP_HISTOGRAM,
+            unit,
+            attributes(p.attributes),
+            resource,
+            p.start_time_unix_nano,
+            p.time_unix_nano,
+            _TEMPORALITY.get(m.exponential_histogram.aggregation_temporality, CUMULATIVE),
+            count=p.count,
+            sum=p.sum,
+            min=p.min if p.HasField("min") else None,
+            max=p.max if p.HasField("max") else None,
+            scale=p.scale,
+            zero_count=p.zero_count,
+            positive_offset=p.positive.offset,
+            positive_counts=tuple(p.positive.bucket_counts),
+            negative_offset=p.negative.offset,
+            negative_counts=tuple(p.negative.bucket_counts),
+        )
     if which == "summary":
-        raise _Unsupported(f"metric {name!r}: summary points are not supported")
-    raise _Unsupported(f"metric {name!r}: no data")
+        raise _UnsupportedError(f"metric {name!r}: summary points are not supported")
+    raise _UnsupportedError(f"metric {name!r}: no data")
 
 
 def _body(v: Any) -> str:
@@ -431,10 +516,19 @@ def logs(req: ExportLogsServiceRequest) -> Decoded:
                     attrs = attributes(r.attributes)
                     # GenAI events (gen_ai.user.message, gen_ai.choice...) carry content in the body: never keep it
                     genai = _GENAI_EVENT.match(r.event_name) or _GENAI_EVENT.match(str(attrs.get("event.name", "")))
-                    append(LogRecord(
-                        r.time_unix_nano or r.observed_time_unix_nano, r.severity_number, r.severity_text,
-                        REDACTED_BODY if genai else _body(r.body), scope, r.trace_id.hex() or None,
-                        r.span_id.hex() or None, attrs, resource))
+                    append(
+                        LogRecord(
+                            r.time_unix_nano or r.observed_time_unix_nano,
+                            r.severity_number,
+                            r.severity_text,
+                            REDACTED_BODY if genai else _body(r.body),
+                            scope,
+                            r.trace_id.hex() or None,
+                            r.span_id.hex() or None,
+                            attrs,
+                            resource,
+                        )
+                    )
                 except _ITEM_ERRORS as exc:
                     out.reject(f"a log record cannot be decoded ({_reason(exc)})")
     return out

@@ -8,7 +8,8 @@ walking the full protobuf message tree (see bench/bench_bridge.py).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
@@ -22,8 +23,9 @@ _SKIP = ("", None)  # cached marker for a forbidden key
 
 
 def _build() -> Any:
-    fdp = descriptor_pb2.FileDescriptorProto(name="ai_diary_otlp_lite_trace.proto", package="ai_diary.lite",
-                                             syntax="proto3")
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name="ai_diary_otlp_lite_trace.proto", package="ai_diary.lite", syntax="proto3"
+    )
 
     def msg(name: str, fields: list[tuple[int, str, int, int, str | None]]) -> None:
         m = fdp.message_type.add(name=name)
@@ -34,14 +36,26 @@ def _build() -> Any:
 
     # field numbers as in opentelemetry/proto/trace/v1/trace.proto and collector/trace/v1/trace_service.proto
     msg("Status", [(2, "message", _F.TYPE_STRING, _O, None), (3, "code", _F.TYPE_INT32, _O, None)])
-    msg("Span", [(1, "trace_id", _F.TYPE_BYTES, _O, None), (2, "span_id", _F.TYPE_BYTES, _O, None),
-                 (4, "parent_span_id", _F.TYPE_BYTES, _O, None), (5, "name", _F.TYPE_STRING, _O, None),
-                 (6, "kind", _F.TYPE_INT32, _O, None), (7, "start_time_unix_nano", _F.TYPE_FIXED64, _O, None),
-                 (8, "end_time_unix_nano", _F.TYPE_FIXED64, _O, None), (9, "attributes", _F.TYPE_BYTES, _R, None),
-                 (11, "events", _F.TYPE_BYTES, _R, None), (15, "status", _F.TYPE_MESSAGE, _O, "Status")])
+    msg(
+        "Span",
+        [
+            (1, "trace_id", _F.TYPE_BYTES, _O, None),
+            (2, "span_id", _F.TYPE_BYTES, _O, None),
+            (4, "parent_span_id", _F.TYPE_BYTES, _O, None),
+            (5, "name", _F.TYPE_STRING, _O, None),
+            (6, "kind", _F.TYPE_INT32, _O, None),
+            (7, "start_time_unix_nano", _F.TYPE_FIXED64, _O, None),
+            (8, "end_time_unix_nano", _F.TYPE_FIXED64, _O, None),
+            (9, "attributes", _F.TYPE_BYTES, _R, None),
+            (11, "events", _F.TYPE_BYTES, _R, None),
+            (15, "status", _F.TYPE_MESSAGE, _O, "Status"),
+        ],
+    )
     msg("ScopeSpans", [(1, "scope", _F.TYPE_BYTES, _O, None), (2, "spans", _F.TYPE_MESSAGE, _R, "Span")])
-    msg("ResourceSpans", [(1, "resource", _F.TYPE_BYTES, _O, None),
-                          (2, "scope_spans", _F.TYPE_MESSAGE, _R, "ScopeSpans")])
+    msg(
+        "ResourceSpans",
+        [(1, "resource", _F.TYPE_BYTES, _O, None), (2, "scope_spans", _F.TYPE_MESSAGE, _R, "ScopeSpans")],
+    )
     msg("Request", [(1, "resource_spans", _F.TYPE_MESSAGE, _R, "ResourceSpans")])
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fdp)
@@ -53,12 +67,14 @@ LiteTraceRequest = _build()
 
 def _build_envelope() -> Any:
     """The envelope every OTLP export request shares (see ``_decode.parse``): records left as raw bytes."""
-    fdp = descriptor_pb2.FileDescriptorProto(name="ai_diary_otlp_envelope.proto", package="ai_diary.envelope",
-                                             syntax="proto3")
-    for name, fields in (("Middle", [(1, "scope", _F.TYPE_BYTES, _O, None), (2, "records", _F.TYPE_BYTES, _R, None)]),
-                         ("Outer", [(1, "resource", _F.TYPE_BYTES, _O, None),
-                                    (2, "middle", _F.TYPE_MESSAGE, _R, "Middle")]),
-                         ("Envelope", [(1, "outer", _F.TYPE_MESSAGE, _R, "Outer")])):
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name="ai_diary_otlp_envelope.proto", package="ai_diary.envelope", syntax="proto3"
+    )
+    for name, fields in (
+        ("Middle", [(1, "scope", _F.TYPE_BYTES, _O, None), (2, "records", _F.TYPE_BYTES, _R, None)]),
+        ("Outer", [(1, "resource", _F.TYPE_BYTES, _O, None), (2, "middle", _F.TYPE_MESSAGE, _R, "Middle")]),
+        ("Envelope", [(1, "outer", _F.TYPE_MESSAGE, _R, "Outer")]),
+    ):
         m = fdp.message_type.add(name=name)
         for num, fname, ftype, label, tname in fields:
             f = m.field.add(name=fname, number=num, type=ftype, label=label)

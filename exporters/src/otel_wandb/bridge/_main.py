@@ -13,12 +13,11 @@ The W&B run itself is configured by the WANDB_* variables through ``Pipeline.fro
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from collections.abc import Callable
+from typing import Any
 
 from otel_wandb.bridge import _server
 from otel_wandb.bridge._server import BridgeServer
@@ -34,8 +33,7 @@ def _publish_dashboard(run: RunConfig) -> None:
     threading.Thread(target=publish_once, args=(run.dir or ".",), name="wandb-dashboard", daemon=True).start()
 
 
-def main(argv: list[str] | None = None,
-         server_factory: Callable[[BridgeConfig, Any], Any] = BridgeServer) -> int:
+def main(argv: list[str] | None = None, server_factory: Callable[[BridgeConfig, Any], Any] = BridgeServer) -> int:
     """Run the bridge in the foreground until SIGTERM/SIGINT; then stop and finish the W&B run."""
     level_error: ConfigError | None = None
     try:
@@ -64,8 +62,14 @@ def main(argv: list[str] | None = None,
     try:
         server = server_factory(config, pipeline)
     except OSError as exc:
-        logger.error("wandb-bridge: cannot listen on %s:%s (%s=%s): %s", config.host, config.port, WANDB_BRIDGE_PORT,
-                     config.port, exc)
+        logger.error(
+            "wandb-bridge: cannot listen on %s:%s (%s=%s): %s",
+            config.host,
+            config.port,
+            WANDB_BRIDGE_PORT,
+            config.port,
+            exc,
+        )
         pipeline.shutdown(config.shutdown_timeout_s)
         return 2
     if publish:

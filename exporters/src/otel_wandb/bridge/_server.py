@@ -15,7 +15,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import socket
 import threading
 import time
 import zlib
@@ -41,8 +40,10 @@ def _response_type(signal: str) -> Any:
         from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
         from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
-        _RESPONSES.update({TRACES: ExportTraceServiceResponse, METRICS: ExportMetricsServiceResponse,
-                           LOGS: ExportLogsServiceResponse})
+
+        _RESPONSES.update(
+            {TRACES: ExportTraceServiceResponse, METRICS: ExportMetricsServiceResponse, LOGS: ExportLogsServiceResponse}
+        )
     return _RESPONSES[signal]
 
 
@@ -148,7 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         if self.path.split("?", 1)[0] in ("/healthz", "/health"):
             body = json.dumps({"status": "ok", **self.server.stats.snapshot()}).encode()
             self._send(200, body, _JSON)
@@ -157,7 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, b'{"code": 5, "message": "not found"}', _JSON)
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+    def do_POST(self) -> None:
         self._body_consumed = False
         signal = _PATHS.get(self.path.split("?", 1)[0])
         ctype = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
@@ -171,9 +172,12 @@ class _Handler(BaseHTTPRequestHandler):
                     raise HttpError(415, f"Content-Type {ctype!r} not supported: use {_PROTO} or {_JSON}")
                 body = self._read_body()
                 self._export(signal, body, as_json)
-            except (TimeoutError, socket.timeout):
-                raise HttpError(408, "the body did not arrive within WANDB_BRIDGE_READ_TIMEOUT_S "
-                                     f"({self.server.config.read_timeout_s:g} s)") from None
+            except TimeoutError:
+                raise HttpError(
+                    408,
+                    "the body did not arrive within WANDB_BRIDGE_READ_TIMEOUT_S "
+                    f"({self.server.config.read_timeout_s:g} s)",
+                ) from None
             except HttpError:
                 raise
             except RecursionError:
@@ -192,8 +196,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 extra["Connection"] = "close"
             if as_json:
-                self._send(err.status, json.dumps({"code": err.rpc_code, "message": err.message}).encode(), _JSON,
-                           extra)
+                self._send(
+                    err.status, json.dumps({"code": err.rpc_code, "message": err.message}).encode(), _JSON, extra
+                )
             else:
                 self._send(err.status, _status_proto(err.rpc_code, err.message), _PROTO, extra)
 
@@ -276,8 +281,10 @@ class _Handler(BaseHTTPRequestHandler):
             invalid = self.server.feed(signal, records)
             if invalid:
                 rejected += invalid
-                errors.append(f"{invalid} {_RECORD_COUNTER[signal]} rejected as invalid (rejected/"
-                              f"{_RECORD_COUNTER[signal]} in the run counts them by reason)")
+                errors.append(
+                    f"{invalid} {_RECORD_COUNTER[signal]} rejected as invalid (rejected/"
+                    f"{_RECORD_COUNTER[signal]} in the run counts them by reason)"
+                )
         self.server.stats.add(requests=1, rejected=rejected, **{_RECORD_COUNTER[signal]: len(records)})
         resp = _response_type(signal)()
         if rejected:
@@ -338,4 +345,3 @@ class BridgeServer(ThreadingHTTPServer):
                 self.pipeline.shutdown(max(0.1, deadline - time.monotonic()))
             except Exception:  # never let shutdown raise
                 logger.exception("bridge: pipeline shutdown failed")
-

@@ -5,8 +5,8 @@ from __future__ import annotations
 import heapq
 import logging
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from otel_wandb import records as r
 from otel_wandb.core._ai import AiSection, as_int
@@ -103,12 +103,14 @@ class Aggregator:
 
     MAX_WARNINGS = 100
 
-    def __init__(self, config: CoreConfig | None = None, start_ns: int | None = None, *,
-                 process_start_ns: int | None = None) -> None:
+    def __init__(
+        self, config: CoreConfig | None = None, start_ns: int | None = None, *, process_start_ns: int | None = None
+    ) -> None:
         self.cfg = config or CoreConfig()
         self.warnings: list[tuple] = []  # (logger, msg, args), see take_warnings
-        self.metrics = MetricState(self.cfg.max_series, self.cfg.breakdown_attrs, process_start_ns=process_start_ns,
-                                   warn=self._warn)
+        self.metrics = MetricState(
+            self.cfg.max_series, self.cfg.breakdown_attrs, process_start_ns=process_start_ns, warn=self._warn
+        )
         self.errors = ErrorSection(self.cfg.max_error_groups, self.cfg.max_error_rows, self.cfg.message_chars)
         self.groups = self.errors.groups
         self._start_ns = start_ns
@@ -164,8 +166,13 @@ class Aggregator:
         self.dropped += n
         if key not in self._warned_rejects:
             self._warned_rejects.add(key)
-            self._warn(logger, "rejected %s (%s): see the rejected/%s keys of the run; the rest of each batch is "
-                       "kept", signal, reason, signal)
+            self._warn(
+                logger,
+                "rejected %s (%s): see the rejected/%s keys of the run; the rest of each batch is kept",
+                signal,
+                reason,
+                signal,
+            )
 
     def add_spans(self, spans: Iterable[r.SpanRecord]) -> int:
         """Aggregate ``spans``; returns how many were rejected (counted by reason)."""
@@ -180,9 +187,10 @@ class Aggregator:
                 attrs = s.attributes
                 if s.kind == r.SERVER:
                     self._server(s, attrs)
-                elif "gen_ai.operation.name" in attrs or "gen_ai.request.model" in attrs:
-                    if not self.from_span_metrics:
-                        self.ai.add(s, attrs)
+                elif (
+                    "gen_ai.operation.name" in attrs or "gen_ai.request.model" in attrs
+                ) and not self.from_span_metrics:
+                    self.ai.add(s, attrs)
                 if s.exceptions:
                     for e in s.exceptions:
                         self.errors.exception(s.end_ns, s.trace_id, str(attrs.get("http.route") or ""), e)
@@ -198,8 +206,14 @@ class Aggregator:
             return series
         if section not in self._warned:
             self._warned.add(section)
-            self._warn(logger, "%s/* has more than %d breakdown series; further series are reported as %s "
-                       "(raise WANDB_EXPORT_MAX_SERIES to change)", section, self.cfg.max_series, OVERFLOW)
+            self._warn(
+                logger,
+                "%s/* has more than %d breakdown series; further series are reported as %s "
+                "(raise WANDB_EXPORT_MAX_SERIES to change)",
+                section,
+                self.cfg.max_series,
+                OVERFLOW,
+            )
         return series.split("=", 1)[0] + "=" + OVERFLOW
 
     def _lat(self, table: dict, key: str) -> _Lat:
@@ -304,8 +318,11 @@ class Aggregator:
         if is_span_metric(p.name) and self.cfg.request_source != "spans":
             if not self.from_span_metrics:
                 self.from_span_metrics = True
-                self._warn(logger, "span_metrics points arrive: http/* and ai/* now count every request from them "
-                           "(spans keep making the error tables and slowest traces)")
+                self._warn(
+                    logger,
+                    "span_metrics points arrive: http/* and ai/* now count every request from them "
+                    "(spans keep making the error tables and slowest traces)",
+                )
             h = self.metrics.hist_delta(p)
             if h is not None and h.count > 0:
                 self.span_metrics.add_duration(p, h)
@@ -346,8 +363,13 @@ class Aggregator:
             failed = type(exc).__name__
             if "flush" not in self._warned:
                 self._warned.add("flush")
-                self._warn(logger, "an export interval could not be closed (%s: %s): its data is dropped; the next "
-                           "interval is written", failed, exc)
+                self._warn(
+                    logger,
+                    "an export interval could not be closed (%s: %s): its data is dropped; the next "
+                    "interval is written",
+                    failed,
+                    exc,
+                )
             row = {"interval/time": now_ns / 1e9, "interval/seconds": max(0.0, (now_ns - start) / 1e9)}
             result = IntervalResult(row, {}, r.Signals(interval_start_ns=start, interval_end_ns=now_ns))
         self._start_ns = now_ns
@@ -379,11 +401,11 @@ class Aggregator:
                 row[f"http/requests{sfx}"] = x.count
                 row[f"http/errors{sfx}"] = x.errors
             row[f"http/error_rate{sfx}"] = x.errors / x.count if x.count else 0.0
-            for label, q in QUANTILES:
+            for stat, q in QUANTILES:
                 v = x.quantile_ms(q)
                 if v is not None:
-                    row[f"http/{label}_ms{sfx}"] = v
-                    if not key and label == "p95":
+                    row[f"http/{stat}_ms{sfx}"] = v
+                    if not key and stat == "p95":
                         p95 = v
         for cls, n in status.items():
             row[f"http/requests@status_class={cls}"] = n
@@ -426,20 +448,35 @@ class Aggregator:
         if self._slow:
             slow = sorted(self._slow, reverse=True)
             tables["slowest_traces"] = Table(
-                list(SLOW_COLUMNS), [[t / 1e9, tid, route, m, code, ms] for ms, _, t, tid, route, m, code in slow])
+                list(SLOW_COLUMNS), [[t / 1e9, tid, route, m, code, ms] for ms, _, t, tid, route, m, code in slow]
+            )
         if errs.dirty and self.groups.groups:
             groups = sorted(self.groups.groups.values(), key=lambda g: g.count, reverse=True)[: self.cfg.max_group_rows]
-            tables["error_groups"] = Table(list(GROUP_COLUMNS), [
-                [g.fingerprint, g.type, g.message, g.frame, g.count, g.first_seen_ns / 1e9, g.last_seen_ns / 1e9,
-                 ",".join(g.sample_trace_ids)] for g in groups])
+            tables["error_groups"] = Table(
+                list(GROUP_COLUMNS),
+                [
+                    [
+                        g.fingerprint,
+                        g.type,
+                        g.message,
+                        g.frame,
+                        g.count,
+                        g.first_seen_ns / 1e9,
+                        g.last_seen_ns / 1e9,
+                        ",".join(g.sample_trace_ids),
+                    ]
+                    for g in groups
+                ],
+            )
 
         signals = r.Signals(
             interval_start_ns=start_ns,
             interval_end_ns=now_ns,
             requests=requests,
             errors=errors,
-            latency_ms=tuple(self.span_metrics.latency_sample(self.cfg.latency_sample) if self.from_span_metrics
-                             else self._sample),
+            latency_ms=tuple(
+                self.span_metrics.latency_sample(self.cfg.latency_sample) if self.from_span_metrics else self._sample
+            ),
             p95_ms=p95,
             ai_cost_usd=ai_cost,
             new_error_groups=tuple(errs.new_groups),
@@ -459,5 +496,11 @@ class Aggregator:
         known.add("keys/dropped")
         if dropped and "keys" not in self._warned:
             self._warned.add("keys")
-            self._warn(logger, "the run has %d distinct keys (W&B allows < 10,000 per project): %d new keys left out, "
-                      "e.g. %s; raise WANDB_EXPORT_MAX_KEYS or lower WANDB_EXPORT_MAX_SERIES", cap, len(dropped), dropped[0])
+            self._warn(
+                logger,
+                "the run has %d distinct keys (W&B allows < 10,000 per project): %d new keys left out, "
+                "e.g. %s; raise WANDB_EXPORT_MAX_KEYS or lower WANDB_EXPORT_MAX_SERIES",
+                cap,
+                len(dropped),
+                dropped[0],
+            )

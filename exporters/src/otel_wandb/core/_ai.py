@@ -8,13 +8,12 @@ name the model extends with ``-`` (dated snapshots such as ``gpt-4o-mini-2024-07
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from otel_wandb import records as r
 from otel_wandb.core._stats import QUANTILES, LogSketch
 from otel_wandb.core._validate import label
 from otel_wandb.pricing import PriceList
-
 
 
 def as_int(v) -> int:
@@ -25,7 +24,7 @@ def as_int(v) -> int:
 
 
 class AiStats:
-    __slots__ = ("calls", "errors", "inp", "out", "cached", "cost", "sketch")
+    __slots__ = ("cached", "calls", "cost", "errors", "inp", "out", "sketch")
 
     def __init__(self) -> None:
         self.calls = self.errors = self.inp = self.out = self.cached = 0
@@ -78,14 +77,19 @@ class AiSection:
             row[f"ai/output_tokens{sfx}"] = x.out
             row[f"ai/cached_tokens{sfx}"] = x.cached
             row[f"ai/cost_usd{sfx}"] = x.cost
-            for label, q in QUANTILES:
+            for stat, q in QUANTILES:
                 v = x.sketch.quantile(q)
                 if v is not None:
-                    row[f"ai/{label}_ms{sfx}"] = v
+                    row[f"ai/{stat}_ms{sfx}"] = v
             if not key:
                 span_cost = x.cost
-                for name, val in (("calls", x.calls), ("input_tokens", x.inp), ("output_tokens", x.out),
-                                  ("cached_tokens", x.cached), ("cost_usd", x.cost)):
+                for name, val in (
+                    ("calls", x.calls),
+                    ("input_tokens", x.inp),
+                    ("output_tokens", x.out),
+                    ("cached_tokens", x.cached),
+                    ("cost_usd", x.cost),
+                ):
                     totals[f"ai/{name}_total"] = totals.get(f"ai/{name}_total", 0) + val
                     row[f"ai/{name}_total"] = totals[f"ai/{name}_total"]
         return span_cost

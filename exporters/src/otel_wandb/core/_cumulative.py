@@ -39,7 +39,8 @@ time the cap turns a stream away (the caller warns once).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from otel_wandb import records as r
 
@@ -47,7 +48,7 @@ START_TOLERANCE_NS = 1_000_000_000
 
 
 class _Stream:
-    __slots__ = ("start", "time", "value", "interval")
+    __slots__ = ("interval", "start", "time", "value")
 
     def __init__(self, start: int, time: int, value: Any, interval: int) -> None:
         self.start, self.time, self.value, self.interval = start, time, value, interval
@@ -62,8 +63,13 @@ def _minus(value, prev):
 
 
 class Streams:
-    def __init__(self, max_streams: int, process_start_ns: int, on_cap: Callable[[], None],
-                 on_decrease: Callable[[r.MetricPoint], None]) -> None:
+    def __init__(
+        self,
+        max_streams: int,
+        process_start_ns: int,
+        on_cap: Callable[[], None],
+        on_decrease: Callable[[r.MetricPoint], None],
+    ) -> None:
         self.max_streams = max_streams
         self.horizon_ns = process_start_ns - START_TOLERANCE_NS
         self._on_cap, self._on_decrease = on_cap, on_decrease

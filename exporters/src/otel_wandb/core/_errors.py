@@ -48,7 +48,8 @@ _TYPE_NAME = re.compile(  # see step 4: what a parenthesized group may hold to s
     r"|[a-z][a-z0-9]*(?:_[a-z0-9]+)*_(?:error|exceeded|failed|timeout|not_found|invalid)"
     r"|insufficient_quota|invalid_api_key|content_filter|content_policy_violation|unsupported_parameter"
     r"|invalid_value|invalid_type|invalid_json|model_not_found"
-    r")\)")
+    r")\)"
+)
 _HEX = re.compile(r"\b0x[0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}\b")
 _NUM = re.compile(r"(?<![A-Za-z_<])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 _WS = re.compile(r"\s+")
@@ -153,8 +154,9 @@ class ErrorGroups:
         self.groups: dict[str, ErrorGroup] = {}
         self.evicted = 0
 
-    def record(self, exc_type: str, message: str, stacktrace: str, trace_id: str | None, time_ns: int
-               ) -> tuple[ErrorGroup, bool]:
+    def record(
+        self, exc_type: str, message: str, stacktrace: str, trace_id: str | None, time_ns: int
+    ) -> tuple[ErrorGroup, bool]:
         fp, norm, frame = fingerprint(exc_type, message, stacktrace)
         group = self.groups.pop(fp, None)  # pop + reinsert keeps dict order = recency
         is_new = group is None
@@ -209,8 +211,14 @@ class ErrorSection:
         attrs = rec.attributes or {}
         etype = attrs.get("exception.type")
         if etype:
-            self.record(rec.time_ns, rec.trace_id, "", short_type(str(etype)),
-                        str(attrs.get("exception.message") or ""), str(attrs.get("exception.stacktrace") or ""))
+            self.record(
+                rec.time_ns,
+                rec.trace_id,
+                "",
+                short_type(str(etype)),
+                str(attrs.get("exception.message") or ""),
+                str(attrs.get("exception.stacktrace") or ""),
+            )
             return
         body = rec.body if isinstance(rec.body, str) else str(rec.body)
         # whole body: the group normalizes it (content-free) before anything is cut
@@ -236,8 +244,14 @@ class ErrorSection:
             self._keys.add(key)
         if len(self.rows) < self.max_rows:
             # the group's normalized, content-free message: never the raw one (it may quote the user's input)
-            row = [time_ns / 1e9, trace_id or "", route or "", etype, group.message[: self.message_chars],
-                   group.fingerprint]
+            row = [
+                time_ns / 1e9,
+                trace_id or "",
+                route or "",
+                etype,
+                group.message[: self.message_chars],
+                group.fingerprint,
+            ]
             self.rows.append(row)
             if trace_id and not route:
                 self._waiting.setdefault(trace_id, []).append(row)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from otel_wandb import records as r
 from otel_wandb.core._cumulative import Streams
@@ -34,8 +34,14 @@ logger = logging.getLogger(__name__)
 
 OVERFLOW = "__overflow__"
 Warn = Callable[..., None]  # (logger, msg, *args)
-BREAKDOWN_ATTRS = ("http.route", "http.request.method", "gen_ai.request.model", "gen_ai.token.type",
-                   "app.feature", "error.type")
+BREAKDOWN_ATTRS = (
+    "http.route",
+    "http.request.method",
+    "gen_ai.request.model",
+    "gen_ai.token.type",
+    "app.feature",
+    "error.type",
+)
 STATUS_ATTRS = ("http.response.status_code", "http.status_code")
 _FAMILY = {r.EXP_HISTOGRAM: r.HISTOGRAM}  # explicit and exponential points of one histogram merge
 
@@ -53,7 +59,7 @@ def _attrs_key(attrs) -> tuple:
 
 
 class _Acc:
-    __slots__ = ("kind", "delta", "has_delta", "last", "hist")
+    __slots__ = ("delta", "has_delta", "hist", "kind", "last")
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -64,9 +70,16 @@ class _Acc:
 
 
 class MetricState:
-    def __init__(self, max_series: int = 50, breakdown_attrs: Iterable[str] = BREAKDOWN_ATTRS,
-                 max_streams: int = 10_000, max_metrics: int = 300, *, process_start_ns: int | None = None,
-                 warn: Warn | None = None) -> None:
+    def __init__(
+        self,
+        max_series: int = 50,
+        breakdown_attrs: Iterable[str] = BREAKDOWN_ATTRS,
+        max_streams: int = 10_000,
+        max_metrics: int = 300,
+        *,
+        process_start_ns: int | None = None,
+        warn: Warn | None = None,
+    ) -> None:
         self.max_metrics = max_metrics  # distinct metric names (W&B allows < 10,000 keys per project)
         self.max_series = max_series
         self.breakdown_attrs = tuple(breakdown_attrs)
@@ -96,8 +109,13 @@ class MetricState:
                 rejected.append("type_conflict")
                 if ("kind", p.name) not in self._warned:
                     self._warned.add(("kind", p.name))
-                    self._warn(logger, "metric %s arrives as %s after %s: these points are rejected (one name, one "
-                               "instrument kind)", p.name, p.kind, kind)
+                    self._warn(
+                        logger,
+                        "metric %s arrives as %s after %s: these points are rejected (one name, one instrument kind)",
+                        p.name,
+                        p.kind,
+                        kind,
+                    )
                 continue
             try:
                 self._add(p)
@@ -131,22 +149,36 @@ class MetricState:
             return series
         if name not in self._warned:
             self._warned.add(name)
-            self._warn(logger, "metric %s has more than %d breakdown series; further series are reported as %s "
-                       "(raise WANDB_EXPORT_MAX_SERIES to change)", name, self.max_series, OVERFLOW)
+            self._warn(
+                logger,
+                "metric %s has more than %d breakdown series; further series are reported as %s "
+                "(raise WANDB_EXPORT_MAX_SERIES to change)",
+                name,
+                self.max_series,
+                OVERFLOW,
+            )
         return f"{attr}={OVERFLOW}"
 
     def _stream_cap(self) -> None:
         if ("streams",) not in self._warned:
             self._warned.add(("streams",))
-            self._warn(logger, "more than %d cumulative metric streams: the least recently seen are forgotten (or a "
-                       "new one is not kept while all were seen this interval); one that comes back restarts from a "
-                       "baseline (its increase meanwhile is not counted)", self.streams.max_streams)
+            self._warn(
+                logger,
+                "more than %d cumulative metric streams: the least recently seen are forgotten (or a "
+                "new one is not kept while all were seen this interval); one that comes back restarts from a "
+                "baseline (its increase meanwhile is not counted)",
+                self.streams.max_streams,
+            )
 
     def _decrease(self, p: r.MetricPoint) -> None:
         if ("decrease", p.name) not in self._warned:
             self._warned.add(("decrease", p.name))
-            self._warn(logger, "cumulative metric %s decreased without a new start time (two writers with one "
-                       "stream identity?): the decrease is ignored", p.name)
+            self._warn(
+                logger,
+                "cumulative metric %s decreased without a new start time (two writers with one "
+                "stream identity?): the decrease is ignored",
+                p.name,
+            )
 
     def hist_delta(self, p: r.MetricPoint) -> ExpHist | ExplicitHist | None:
         """A histogram point's new part: the point itself (delta) or its difference to its stream's previous point
@@ -164,8 +196,12 @@ class MetricState:
             if len(self.seen_names) >= self.max_metrics:
                 if ("names",) not in self._warned:
                     self._warned.add(("names",))
-                    self._warn(logger, "more than %d metric names: %s and later new names are not exported",
-                               self.max_metrics, p.name)
+                    self._warn(
+                        logger,
+                        "more than %d metric names: %s and later new names are not exported",
+                        self.max_metrics,
+                        p.name,
+                    )
                 return
             self.seen_names.add(p.name)
             self._kinds[p.name] = kind
@@ -212,8 +248,13 @@ class MetricState:
             except Exception as exc:  # this stream is dropped from this interval (once logged); the rest is written
                 if ("flush", name) not in self._warned:
                     self._warned.add(("flush", name))
-                    self._warn(logger, "metric %s could not be summarized (%s: %s): dropped from this interval",
-                               name, type(exc).__name__, exc)
+                    self._warn(
+                        logger,
+                        "metric %s could not be summarized (%s: %s): dropped from this interval",
+                        name,
+                        type(exc).__name__,
+                        exc,
+                    )
                 self.flush_errors += 1
         self._acc = {}
         self.sum_deltas = {}

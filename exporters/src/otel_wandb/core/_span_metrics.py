@@ -32,9 +32,17 @@ HTTP_DURATION = "span_metrics.http.server.duration"
 AI_DURATION = "span_metrics.gen_ai.client.duration"
 TOKEN_USAGE = "gen_ai.client.token.usage"
 # views of requests the http/* and ai/* sections already hold
-DUPLICATES = frozenset({"http.server.request.duration", "gen_ai.client.operation.duration", TOKEN_USAGE,
-                        "span_metrics.http.server.calls", "span_metrics.gen_ai.client.calls", HTTP_DURATION,
-                        AI_DURATION})
+DUPLICATES = frozenset(
+    {
+        "http.server.request.duration",
+        "gen_ai.client.operation.duration",
+        TOKEN_USAGE,
+        "span_metrics.http.server.calls",
+        "span_metrics.gen_ai.client.calls",
+        HTTP_DURATION,
+        AI_DURATION,
+    }
+)
 WORKER_ATTR = "app.worker.id"
 _UNIT_MS = {"s": 1000.0, "ms": 1.0, "us": 0.001, "ns": 1e-6}
 Hist = ExpHist | ExplicitHist
@@ -152,8 +160,12 @@ class SpanMetricsSection:
                     row[f"ai/{kind}_tokens{sfx}"] = self.tokens[(key, kind)]
             if key in self.cost:
                 row[f"ai/cost_usd{sfx}"] = self.cost[key]
-        overall = {"calls": self.ai[""].count if "" in self.ai else 0, "input_tokens": self.tokens.get(("", "input")),
-                   "output_tokens": self.tokens.get(("", "output")), "cost_usd": self.cost.get("")}
+        overall = {
+            "calls": self.ai[""].count if "" in self.ai else 0,
+            "input_tokens": self.tokens.get(("", "input")),
+            "output_tokens": self.tokens.get(("", "output")),
+            "cost_usd": self.cost.get(""),
+        }
         for name, value in overall.items():
             if value is not None and (value or f"ai/{name}_total" in totals):
                 totals[f"ai/{name}_total"] = totals.get(f"ai/{name}_total", 0) + value

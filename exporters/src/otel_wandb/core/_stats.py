@@ -61,7 +61,7 @@ def _position(k: int, c: int) -> float:
 class LogSketch:
     """Mergeable relative-error quantile sketch for positive values (durations)."""
 
-    __slots__ = ("_inv_log_gamma", "_gamma", "buckets", "count", "total", "min", "max", "zeros")
+    __slots__ = ("_gamma", "_inv_log_gamma", "buckets", "count", "max", "min", "total", "zeros")
 
     def __init__(self, alpha: float = 0.01) -> None:
         self._gamma = 1 + 2 * alpha / (1 - alpha)
@@ -124,7 +124,6 @@ class LogSketch:
         return self.total / self.count if self.count else None
 
 
-
 @dataclass(slots=True)
 class ExpHist:
     """A base2 exponential histogram (positive and negative ranges) that can be merged, diffed and queried."""
@@ -139,12 +138,12 @@ class ExpHist:
     max: float | None = None
 
     @classmethod
-    def from_point(cls, p) -> "ExpHist":
+    def from_point(cls, p) -> ExpHist:
         pos = {p.positive_offset + i: c for i, c in enumerate(p.positive_counts) if c}
         neg = {p.negative_offset + i: c for i, c in enumerate(p.negative_counts) if c}
         return cls(p.scale, p.zero_count, pos, neg, p.count, p.sum, p.min, p.max)
 
-    def downscaled(self, scale: int) -> "ExpHist":
+    def downscaled(self, scale: int) -> ExpHist:
         if scale >= self.scale:
             return self
         shift = self.scale - scale
@@ -167,10 +166,18 @@ class ExpHist:
             for i, c in src.items():
                 dst[i] = max(0, dst.get(i, 0) + sign * c)
         lo, hi = _merged_range(a, b, sign)
-        return ExpHist(scale, max(0, a.zero_count + sign * b.zero_count), pos, neg,
-                       max(0, a.count + sign * b.count), a.sum + sign * b.sum, lo, hi)
+        return ExpHist(
+            scale,
+            max(0, a.zero_count + sign * b.zero_count),
+            pos,
+            neg,
+            max(0, a.count + sign * b.count),
+            a.sum + sign * b.sum,
+            lo,
+            hi,
+        )
 
-    def as_explicit(self) -> "ExplicitHist":
+    def as_explicit(self) -> ExplicitHist:
         """The same counts as explicit buckets whose bounds are this histogram's occupied bucket edges."""
         base = 2.0 ** (2.0**-self.scale)
         buckets = [(-(base**i), c) for i, c in self.neg.items() if c]  # upper edge of [-base^(i+1), -base^i)
@@ -222,7 +229,7 @@ class ExplicitHist:
     max: float | None = None
 
     @classmethod
-    def from_point(cls, p) -> "ExplicitHist":
+    def from_point(cls, p) -> ExplicitHist:
         return cls(tuple(p.bounds), list(p.bucket_counts), p.count, p.sum, p.min, p.max)
 
     def rebucketed(self, bounds: tuple[float, ...]) -> list[int]:
@@ -234,7 +241,7 @@ class ExplicitHist:
                 out[bisect.bisect_left(bounds, self.bounds[i]) if i < n else len(bounds)] += c
         return out
 
-    def merged(self, other, sign: int = 1) -> "ExplicitHist":
+    def merged(self, other, sign: int = 1) -> ExplicitHist:
         """``self + other`` (sign=1) or ``self - other`` (sign=-1, counts clamped at 0); different bounds are
         merged on the bounds both share (exact counts, coarser buckets)."""
         if isinstance(other, ExpHist):
@@ -246,8 +253,9 @@ class ExplicitHist:
             mine, theirs = self.rebucketed(bounds), other.rebucketed(bounds)
         counts = [max(0, a + sign * b) for a, b in zip(mine, theirs)]
         lo, hi = _merged_range(self, other, sign)
-        return ExplicitHist(bounds, counts, max(0, self.count + sign * other.count), self.sum + sign * other.sum,
-                            lo, hi)
+        return ExplicitHist(
+            bounds, counts, max(0, self.count + sign * other.count), self.sum + sign * other.sum, lo, hi
+        )
 
     def quantile(self, q: float) -> float | None:
         total = sum(self.counts)
@@ -258,7 +266,11 @@ class ExplicitHist:
         n = len(self.bounds)
         for i, c in enumerate(self.counts):
             if c and seen + c >= rank:
-                lo = self.bounds[i - 1] if i > 0 else (self.min if self.min is not None else self.bounds[0] if n else 0.0)
+                lo = (
+                    self.bounds[i - 1]
+                    if i > 0
+                    else (self.min if self.min is not None else self.bounds[0] if n else 0.0)
+                )
                 hi = self.bounds[i] if i < n else (self.max if self.max is not None else lo)
                 if self.min is not None:
                     lo = max(lo, self.min)

@@ -20,6 +20,7 @@ Limits (stated once, used by the bridge's decoder too):
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -88,7 +89,7 @@ def _explicit_problem(p: r.MetricPoint) -> str | None:
         return None if p.count == 0 or not bounds else "buckets"
     if len(counts) != len(bounds) + 1 or len(counts) > MAX_BUCKETS:
         return "buckets"
-    if not all(_finite(b) for b in bounds) or any(b >= c for b, c in zip(bounds, bounds[1:], strict=False)):
+    if not all(_finite(b) for b in bounds) or any(b >= c for b, c in itertools.pairwise(bounds)):
         return "bounds"
     if not all(_count(c) for c in counts) or sum(counts) != p.count:
         return "buckets"

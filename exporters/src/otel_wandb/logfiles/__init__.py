@@ -29,5 +29,18 @@ from otel_wandb.logfiles._files import (
 )
 from otel_wandb.logfiles._follow import follow
 
-__all__ = ["SEVERITY_BY_NAME", "STREAMS", "Entry", "entries", "error_group_key",
-           "follow", "main", "parse_line", "read_file", "severity_name", "stream_files", "to_line", "top_errors"]
+__all__ = [
+    "SEVERITY_BY_NAME",
+    "STREAMS",
+    "Entry",
+    "entries",
+    "error_group_key",
+    "follow",
+    "main",
+    "parse_line",
+    "read_file",
+    "severity_name",
+    "stream_files",
+    "to_line",
+    "top_errors",
+]

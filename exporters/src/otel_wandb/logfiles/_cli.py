@@ -8,13 +8,15 @@ import json
 import re
 import sys
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Callable, Iterable, Sequence, TextIO
+from typing import TextIO
 
-from otel_wandb.logfiles._follow import follow
-from otel_wandb.config import LOG_DIR, log_dir as default_log_dir
+from otel_wandb.config import LOG_DIR
+from otel_wandb.config import log_dir as default_log_dir
 from otel_wandb.logfiles._files import SEVERITY_BY_NAME, STREAMS, Entry, entries, read_file
+from otel_wandb.logfiles._follow import follow
 
 # Attribute keys that may carry the pseudonymous user id, first match wins.
 USER_KEYS = ("enduser.pseudo.id", "enduser.id", "user.pseudo_id", "user.id", "audit.actor", "actor")
@@ -27,7 +29,7 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 def parse_time(text: str, now: datetime | None = None) -> int:
     """ISO 8601 (``2026-11-29T12:00``, ``Z`` or offset; naive means UTC) or relative (``15m``, ``2h``, ``1d``)
     → Unix nanoseconds."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     m = _REL.match(text.strip())
     if m:
         ts = now - timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
@@ -37,7 +39,7 @@ def parse_time(text: str, now: datetime | None = None) -> int:
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a time: {text!r} (use ISO 8601 or e.g. 15m, 2h, 1d)") from None
         if ts.tzinfo is None:
-            ts = ts.replace(tzinfo=timezone.utc)
+            ts = ts.replace(tzinfo=UTC)
     return int(ts.timestamp() * 1e9)
 
 
@@ -48,7 +50,8 @@ def parse_severity(text: str) -> int:
         return SEVERITY_BY_NAME[text.upper()]
     except KeyError:
         raise argparse.ArgumentTypeError(
-            f"unknown severity {text!r}: one of {', '.join(SEVERITY_BY_NAME)} or 1-24") from None
+            f"unknown severity {text!r}: one of {', '.join(SEVERITY_BY_NAME)} or 1-24"
+        ) from None
 
 
 def non_negative(text: str, least: int = 0) -> int:
@@ -106,8 +109,11 @@ def build_filter(args: argparse.Namespace) -> Callable[[Entry], bool]:
     return lambda e: all(t(e) for t in tests)
 
 
-_NORMALIZE = [(re.compile(r"\b[0-9a-f]{8,}\b", re.I), "<hex>"), (re.compile(r"\b\d+(\.\d+)?\b"), "<n>"),
-              (re.compile(r"'[^']*'|\"[^\"]*\""), "<s>")]
+_NORMALIZE = [
+    (re.compile(r"\b[0-9a-f]{8,}\b", re.I), "<hex>"),
+    (re.compile(r"\b\d+(\.\d+)?\b"), "<n>"),
+    (re.compile(r"'[^']*'|\"[^\"]*\""), "<s>"),
+]
 
 
 def error_group_key(entry: Entry) -> str:
@@ -119,15 +125,17 @@ def error_group_key(entry: Entry) -> str:
     return f"{etype}: {message}" if etype else message
 
 
-def top_errors(items: Iterable[Entry], n: int,
-               min_severity: int = SEVERITY_BY_NAME["ERROR"]) -> list[dict[str, object]]:
+def top_errors(
+    items: Iterable[Entry], n: int, min_severity: int = SEVERITY_BY_NAME["ERROR"]
+) -> list[dict[str, object]]:
     groups: dict[str, dict[str, object]] = {}
     for e in items:
         if e.severity_number < min_severity:
             continue
         key = error_group_key(e)
-        g = groups.setdefault(key, {"count": 0, "error": key, "first": e.time_iso, "last": e.time_iso,
-                                    "example": e.body})
+        g = groups.setdefault(
+            key, {"count": 0, "error": key, "first": e.time_iso, "last": e.time_iso, "example": e.body}
+        )
         g["count"] = int(g["count"]) + 1
         g["first"] = min(str(g["first"]), e.time_iso)
         g["last"] = max(str(g["last"]), e.time_iso)
@@ -157,9 +165,14 @@ def print_table(rows: list[dict[str, object]], out: TextIO, max_width: int = 80)
 def entry_row(e: Entry) -> dict[str, object]:
     route = _first(e, ROUTE_KEYS)
     action = _first(e, ACTION_KEYS)
-    return {"time": e.time_iso, "severity": e.severity, "scope": e.scope,
-            "route/action": route if route is not None else (action or ""), "trace_id": e.trace_id[:16],
-            "body": e.body}
+    return {
+        "time": e.time_iso,
+        "severity": e.severity,
+        "scope": e.scope,
+        "route/action": route if route is not None else (action or ""),
+        "trace_id": e.trace_id[:16],
+        "body": e.body,
+    }
 
 
 def emit(e: Entry, fmt: str, out: TextIO) -> None:
@@ -167,18 +180,25 @@ def emit(e: Entry, fmt: str, out: TextIO) -> None:
         out.write(json.dumps(e.to_json(), ensure_ascii=False, default=str) + "\n")
     else:
         r = entry_row(e)
-        out.write(f"{r['time']}  {r['severity']:<5}  {_cell(r['route/action'], 28):<28}  {r['trace_id']:<16}  "
-                  f"{_cell(r['body'], 200)}\n")
+        out.write(
+            f"{r['time']}  {r['severity']:<5}  {_cell(r['route/action'], 28):<28}  {r['trace_id']:<16}  "
+            f"{_cell(r['body'], 200)}\n"
+        )
     out.flush()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ai-diary-logs", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--log-dir", type=Path, default=None,
-                   help=f"collector log directory (default ${LOG_DIR} or ./logs)")
-    p.add_argument("--stream", "-s", action="append", choices=STREAMS,
-                   help="which file(s): combined (default), error, audit; repeatable")
+    p = argparse.ArgumentParser(
+        prog="ai-diary-logs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--log-dir", type=Path, default=None, help=f"collector log directory (default ${LOG_DIR} or ./logs)")
+    p.add_argument(
+        "--stream",
+        "-s",
+        action="append",
+        choices=STREAMS,
+        help="which file(s): combined (default), error, audit; repeatable",
+    )
     p.add_argument("--file", action="append", type=Path, default=[], help="read this file instead (repeatable)")
     p.add_argument("--severity", "--level", type=parse_severity, help="minimum severity (INFO, WARN, ERROR or 1-24)")
     p.add_argument("--since", type=parse_time, help="from this time (ISO 8601 or relative: 15m, 2h, 1d)")
@@ -222,8 +242,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         source = entries(log_dir, streams)
     selected = sorted((e for e in source if keep(e)), key=lambda e: e.time_ns)  # stable: file order on ties
     if args.group_by or args.top_errors is not None:
-        rows = group_counts(selected, args.group_by) if args.group_by else top_errors(
-            selected, args.top_errors, args.severity or SEVERITY_BY_NAME["ERROR"])
+        rows = (
+            group_counts(selected, args.group_by)
+            if args.group_by
+            else top_errors(selected, args.top_errors, args.severity or SEVERITY_BY_NAME["ERROR"])
+        )
         if not rows:
             print("ai-diary-logs: no matching records", file=sys.stderr)
         if args.format == "jsonl":
@@ -233,7 +256,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             print_table(rows, out)
         return 0
     if args.limit is not None:
-        selected = selected[-args.limit:] if args.limit else []
+        selected = selected[-args.limit :] if args.limit else []
     for e in selected:
         emit(e, args.format, out)
     return 0

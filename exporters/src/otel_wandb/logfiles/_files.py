@@ -13,18 +13,27 @@ import gzip
 import json
 import logging
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 STREAMS = ("combined", "error", "audit")
 
 _SEVERITY_NAMES = ((21, "FATAL"), (17, "ERROR"), (13, "WARN"), (9, "INFO"), (5, "DEBUG"), (1, "TRACE"))
-SEVERITY_BY_NAME = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "WARNING": 13, "ERROR": 17, "FATAL": 21,
-                    "CRITICAL": 21}
+SEVERITY_BY_NAME = {
+    "TRACE": 1,
+    "DEBUG": 5,
+    "INFO": 9,
+    "WARN": 13,
+    "WARNING": 13,
+    "ERROR": 17,
+    "FATAL": 21,
+    "CRITICAL": 21,
+}
 
 
 def severity_name(number: int) -> str:
@@ -55,27 +64,43 @@ class Entry:
 
     @property
     def time_iso(self) -> str:
-        ts = datetime.fromtimestamp(self.time_ns / 1e9, tz=timezone.utc)
+        ts = datetime.fromtimestamp(self.time_ns / 1e9, tz=UTC)
         return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     def get(self, name: str) -> Any:
         """A field by name: built-ins (time, severity, body, scope, trace_id, span_id, file), then attributes,
         then resource attributes (``resource.<key>`` forces the resource)."""
-        builtin = {"time": self.time_iso, "severity": self.severity, "body": self.body, "scope": self.scope,
-                   "trace_id": self.trace_id, "span_id": self.span_id, "file": self.file}
+        builtin = {
+            "time": self.time_iso,
+            "severity": self.severity,
+            "body": self.body,
+            "scope": self.scope,
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "file": self.file,
+        }
         if name in builtin:
             return builtin[name]
         if name.startswith("resource."):
-            return self.resource.get(name[len("resource."):])
+            return self.resource.get(name[len("resource.") :])
         if name in self.attributes:
             return self.attributes[name]
         return self.resource.get(name)
 
     def to_json(self) -> dict[str, Any]:
-        return {"time": self.time_iso, "time_unix_nano": self.time_ns, "severity": self.severity,
-                "severity_number": self.severity_number, "body": self.body, "scope": self.scope,
-                "trace_id": self.trace_id, "span_id": self.span_id, "attributes": self.attributes,
-                "resource": self.resource, "file": self.file}
+        return {
+            "time": self.time_iso,
+            "time_unix_nano": self.time_ns,
+            "severity": self.severity,
+            "severity_number": self.severity_number,
+            "body": self.body,
+            "scope": self.scope,
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "attributes": self.attributes,
+            "resource": self.resource,
+            "file": self.file,
+        }
 
 
 def any_value(value: dict[str, Any] | None) -> Any:
@@ -126,11 +151,20 @@ def parse_line(line: str, file: str = "") -> list[Entry]:
                 number = _severity_number(rec.get("severityNumber", 0))
                 time_ns = int(rec.get("timeUnixNano") or 0) or int(rec.get("observedTimeUnixNano") or 0)
                 body = any_value(rec.get("body"))
-                out.append(Entry(
-                    time_ns=time_ns, severity_number=number, severity_text=rec.get("severityText", "") or "",
-                    body=body if isinstance(body, str) else ("" if body is None else json.dumps(body)),
-                    scope=scope, trace_id=(rec.get("traceId") or "").lower(), span_id=(rec.get("spanId") or "").lower(),
-                    attributes=attributes(rec.get("attributes")), resource=resource, file=file))
+                out.append(
+                    Entry(
+                        time_ns=time_ns,
+                        severity_number=number,
+                        severity_text=rec.get("severityText", "") or "",
+                        body=body if isinstance(body, str) else ("" if body is None else json.dumps(body)),
+                        scope=scope,
+                        trace_id=(rec.get("traceId") or "").lower(),
+                        span_id=(rec.get("spanId") or "").lower(),
+                        attributes=attributes(rec.get("attributes")),
+                        resource=resource,
+                        file=file,
+                    )
+                )
     return out
 
 
@@ -140,8 +174,7 @@ def stream_files(log_dir: str | os.PathLike[str], stream: str) -> list[Path]:
     name = stream if "." in stream else f"{stream}.log"
     base = Path(name)
     stem, ext = base.stem, base.suffix
-    backups = [p for p in log_dir.glob(f"{stem}-*{ext}*")
-               if p.name.endswith(ext) or p.name.endswith(ext + ".gz")]
+    backups = [p for p in log_dir.glob(f"{stem}-*{ext}*") if p.name.endswith(ext) or p.name.endswith(ext + ".gz")]
     backups.sort(key=lambda p: p.name)
     current = log_dir / name
     return backups + ([current] if current.exists() else [])
@@ -174,8 +207,6 @@ def entries(log_dir: str | os.PathLike[str], streams: Iterable[str] = ("combined
             yield from read_file(path)
 
 
-
-
 def _to_any(value: Any) -> dict[str, Any]:
     if isinstance(value, bool):
         return {"boolValue": value}
@@ -202,11 +233,28 @@ def to_line(items: Iterable[Entry]) -> str:
         groups.setdefault(json.dumps(e.resource, sort_keys=True, default=str), {}).setdefault(e.scope, []).append(e)
     resource_logs = []
     for res_key, scopes in groups.items():
-        resource_logs.append({
-            "resource": {"attributes": _to_kvs(json.loads(res_key))},
-            "scopeLogs": [{"scope": {"name": scope}, "logRecords": [{
-                "timeUnixNano": str(e.time_ns), "observedTimeUnixNano": str(e.time_ns),
-                "severityNumber": e.severity_number, "severityText": e.severity_text,
-                "body": {"stringValue": e.body}, "attributes": _to_kvs(e.attributes),
-                "traceId": e.trace_id, "spanId": e.span_id} for e in recs]} for scope, recs in scopes.items()]})
+        resource_logs.append(
+            {
+                "resource": {"attributes": _to_kvs(json.loads(res_key))},
+                "scopeLogs": [
+                    {
+                        "scope": {"name": scope},
+                        "logRecords": [
+                            {
+                                "timeUnixNano": str(e.time_ns),
+                                "observedTimeUnixNano": str(e.time_ns),
+                                "severityNumber": e.severity_number,
+                                "severityText": e.severity_text,
+                                "body": {"stringValue": e.body},
+                                "attributes": _to_kvs(e.attributes),
+                                "traceId": e.trace_id,
+                                "spanId": e.span_id,
+                            }
+                            for e in recs
+                        ],
+                    }
+                    for scope, recs in scopes.items()
+                ],
+            }
+        )
     return json.dumps({"resourceLogs": resource_logs}, separators=(",", ":"))

@@ -44,6 +44,25 @@ from otel_wandb.report._workspace import (
     spec,
 )
 
-__all__ = ["DEFAULT_OUT", "MARKER", "PanelSpec", "ReportData", "SectionSpec", "build_workspace",
-           "check_keys", "from_logs", "from_run", "load", "main", "merge", "publish", "publish_once",
-           "publish_wanted", "referenced_keys", "render", "resolve", "spec", "write_report"]
+__all__ = [
+    "DEFAULT_OUT",
+    "MARKER",
+    "PanelSpec",
+    "ReportData",
+    "SectionSpec",
+    "build_workspace",
+    "check_keys",
+    "from_logs",
+    "from_run",
+    "load",
+    "main",
+    "merge",
+    "publish",
+    "publish_once",
+    "publish_wanted",
+    "referenced_keys",
+    "render",
+    "resolve",
+    "spec",
+    "write_report",
+]

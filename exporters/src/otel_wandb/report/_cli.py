@@ -6,15 +6,15 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
+from otel_wandb.config import LOG_DIR, WANDB_DIR, env_str, environ
 from otel_wandb.report._html import render
 from otel_wandb.report._merge import merge
 from otel_wandb.report._model import ReportData, from_logs, from_run
 from otel_wandb.report._workspace import publish
 from otel_wandb.runfile import find_runs
-from otel_wandb.config import LOG_DIR, WANDB_DIR, env_str, environ
 
 logger = logging.getLogger(__name__)
 DEFAULT_OUT = "ai-diary-report.html"
@@ -33,8 +33,10 @@ def resolve(source: str | os.PathLike[str]) -> tuple[str, Path]:
             return "run", runs[-1]
         if any(p.glob("*.log")) or any(p.glob("*.log.gz")):
             return "logs", p
-    raise ValueError(f"{source}: not a W&B run (directory with run-*.wandb, a .wandb file, or a wandb dir) nor a "
-                     "collector log directory (combined.log)")
+    raise ValueError(
+        f"{source}: not a W&B run (directory with run-*.wandb, a .wandb file, or a wandb dir) nor a "
+        "collector log directory (combined.log)"
+    )
 
 
 Source = str | os.PathLike[str]
@@ -82,13 +84,21 @@ def default_source() -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ai-diary-report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", nargs="*", help="run dir, .wandb file, wandb dir or log dir (default: $WANDB_DIR, "
-                                                  "then $LOG_DIR); several run dirs are merged into one report")
+    parser = argparse.ArgumentParser(
+        prog="ai-diary-report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "source",
+        nargs="*",
+        help="run dir, .wandb file, wandb dir or log dir (default: $WANDB_DIR, "
+        "then $LOG_DIR); several run dirs are merged into one report",
+    )
     parser.add_argument("-o", "--out", default=DEFAULT_OUT, help=f"HTML file to write (default {DEFAULT_OUT})")
-    parser.add_argument("--publish-dashboard", action="store_true",
-                        help="save the W&B workspace (exporters/src/otel_wandb/report/_workspace.py); needs WANDB_API_KEY")
+    parser.add_argument(
+        "--publish-dashboard",
+        action="store_true",
+        help="save the W&B workspace (exporters/src/otel_wandb/report/_workspace.py); needs WANDB_API_KEY",
+    )
     parser.add_argument("--entity", help="W&B entity for --publish-dashboard (default $WANDB_ENTITY)")
     parser.add_argument("--project", help="W&B project for --publish-dashboard (default $WANDB_PROJECT or ai-diary)")
     args = parser.parse_args(argv)
@@ -101,8 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if not args.source:
             return 0
-    source: Source | list[Source] | None = args.source if len(args.source) > 1 else (
-        args.source[0] if args.source else default_source())
+    source: Source | list[Source] | None = (
+        args.source if len(args.source) > 1 else (args.source[0] if args.source else default_source())
+    )
     if not source:
         print("ai-diary-report: no source: pass a run or log directory, or set WANDB_DIR / LOG_DIR", file=sys.stderr)
         return 2

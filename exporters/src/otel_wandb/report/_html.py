@@ -1,6 +1,6 @@
 """Render :class:`~otel_wandb.report._model.ReportData` as one self-contained HTML page (inline CSS and SVG only).
 
-The sections mirror the W&B dashboard (exporters/src/otel_wandb/report/_workspace.py): Requests, Latency, Errors, AI usage & cost, Alerts,
+The sections mirror the W&B dashboard (``_workspace``): Requests, Latency, Errors, AI usage & cost, Alerts,
 plus Logs and Audit (the log source's own analysis). A measured figure is in
 ``<span class="total" data-total="<name>" data-value="<exact value>">``; a figure this source cannot tell is
 ``<span class="total na-total" data-total="<name>" data-unavailable="<reason>" title="<reason>">—</span>`` with the
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from html import escape
 from string import Template
-from typing import Callable
 
 from otel_wandb.report import _svg as svg
 from otel_wandb.report._model import AUTH_FAILED, ReportData
@@ -42,7 +42,8 @@ table{border-collapse:collapse;background:#fff;font-size:12px;width:100%}th,td{b
 text-align:left;vertical-align:top}th{background:#f8fafc}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .notes{color:#92400e;background:#fffbeb;border:1px solid #fde68a;border-radius:6px;padding:6px 10px;font-size:12px}
 .na{color:#475569;background:#f8fafc;border:1px dashed #cbd5e1;border-radius:6px;padding:6px 10px;font-size:12px}
-.card .why{color:#64748b;font-size:11px;max-width:220px}.card .na-total{color:#94a3b8}.empty{color:#64748b;font-size:12px}
+.card .why{color:#64748b;font-size:11px;max-width:220px}.card .na-total{color:#94a3b8}
+.empty{color:#64748b;font-size:12px}
 $severity_css
 </style></head><body>
 <header><h1>$title</h1><p>source: $source &middot; generated $generated &middot; $span</p></header>
@@ -54,8 +55,9 @@ $sections
 """)
 
 
-SEVERITY_CSS = "".join(f".sev-{name},.level-{name}{{color:{color};font-weight:600}}"
-                       for name, color in svg.SEVERITY_COLORS.items())
+SEVERITY_CSS = "".join(
+    f".sev-{name},.level-{name}{{color:{color};font-weight:600}}" for name, color in svg.SEVERITY_COLORS.items()
+)
 DASH = "—"
 TOP_ROWS = 15  # rows of the top tables and bars of the ranked bar charts
 
@@ -63,11 +65,15 @@ TOP_ROWS = 15  # rows of the top tables and bars of the ranked bar charts
 def _card(name: str, label: str, value: float | None, text: str, reason: str = "") -> str:
     if value is None:  # not known from this source: a dash, the reason as its tooltip and in short under it
         why = escape(reason, quote=True)
-        return (f'<div class="card" title="{why}"><div class="label">{escape(label)}</div><span class="total '
-                f'na-total" data-total="{name}" data-unavailable="{why}" title="{why}">{DASH}</span>'
-                f'<div class="why">{escape(_short(reason))}</div></div>')
-    return (f'<div class="card"><div class="label">{escape(label)}</div><span class="total" data-total="{name}" '
-            f'data-value="{value!r}">{escape(text)}</span></div>')
+        return (
+            f'<div class="card" title="{why}"><div class="label">{escape(label)}</div><span class="total '
+            f'na-total" data-total="{name}" data-unavailable="{why}" title="{why}">{DASH}</span>'
+            f'<div class="why">{escape(_short(reason))}</div></div>'
+        )
+    return (
+        f'<div class="card"><div class="label">{escape(label)}</div><span class="total" data-total="{name}" '
+        f'data-value="{value!r}">{escape(text)}</span></div>'
+    )
 
 
 def _short(reason: str) -> str:
@@ -82,8 +88,10 @@ def _panel(title: str, chart: str, wide: bool = False) -> str:
 
 def _na(name: str, reason: str) -> str:
     """What stands where a panel or a section has no source: a dash and the reason (never an empty chart)."""
-    return (f'<p class="na" data-unavailable="{escape(name)}" title="{escape(reason, quote=True)}">{DASH} not in '
-            f"this source: {escape(reason)}</p>")
+    return (
+        f'<p class="na" data-unavailable="{escape(name)}" title="{escape(reason, quote=True)}">{DASH} not in '
+        f"this source: {escape(reason)}</p>"
+    )
 
 
 def _na_panel(title: str, name: str, reason: str, wide: bool = False) -> str:
@@ -96,14 +104,31 @@ def _latency(d: ReportData) -> str:
         return _na_section("latency", "Latency", d.unavailable["latency"])
     wide = not any(v is not None for vals in d.p95_by_route.values() for v in vals)
     why = d.empty.get("latency", "no data")
-    overall = _panel("Server latency p50 / p95 / p99", svg.line_chart(
-        "latency", "Server latency percentiles", d.times, {"p50": d.p50, "p95": d.p95, "p99": d.p99}, "ms",
-        width=WIDE if wide else svg.W, empty_reason=why), wide=wide)
+    overall = _panel(
+        "Server latency p50 / p95 / p99",
+        svg.line_chart(
+            "latency",
+            "Server latency percentiles",
+            d.times,
+            {"p50": d.p50, "p95": d.p95, "p99": d.p99},
+            "ms",
+            width=WIDE if wide else svg.W,
+            empty_reason=why,
+        ),
+        wide=wide,
+    )
     if wide:
         return _section("latency", "Latency", overall)
     routes = {_route(rt): vals for rt, vals in d.p95_by_route.items()}
-    return _section("latency", "Latency", overall + _panel("p95 per route (busiest routes)", svg.line_chart(
-        "latency_by_route", "Server latency p95 per route", d.times, routes, "ms", empty_reason=why)))
+    return _section(
+        "latency",
+        "Latency",
+        overall
+        + _panel(
+            "p95 per route (busiest routes)",
+            svg.line_chart("latency_by_route", "Server latency p95 per route", d.times, routes, "ms", empty_reason=why),
+        ),
+    )
 
 
 def _route(route: str) -> str:
@@ -127,7 +152,7 @@ def _ts_s(t: object) -> str:
     """To the second, with the year (a message's first / last seen)."""
     if not isinstance(t, (int, float)):
         return ""
-    return datetime.fromtimestamp(float(t), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(float(t), tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _usd(v: float) -> str:
@@ -136,12 +161,22 @@ def _usd(v: float) -> str:
     return f"${v:,.4f}" if v < 100 else f"${v:,.2f}"
 
 
-def _table(head: list[str], rows: list[list[str]], num_cols: set[int] = frozenset(),  # type: ignore[assignment]
-           table_id: str = "", title: str = "", row_attrs: list[str] | None = None) -> str:
+def _table(
+    head: list[str],
+    rows: list[list[str]],
+    num_cols: set[int] = frozenset(),  # type: ignore[assignment]
+    table_id: str = "",
+    title: str = "",
+    row_attrs: list[str] | None = None,
+) -> str:
     th = "".join(f"<th>{escape(h)}</th>" for h in head)
     attrs = row_attrs or [""] * len(rows)
-    trs = "".join(f"<tr{a}>" + "".join(f'<td class="num">{c}</td>' if i in num_cols else f"<td>{c}</td>"
-                                       for i, c in enumerate(r)) + "</tr>" for r, a in zip(rows, attrs))
+    trs = "".join(
+        f"<tr{a}>"
+        + "".join(f'<td class="num">{c}</td>' if i in num_cols else f"<td>{c}</td>" for i, c in enumerate(r))
+        + "</tr>"
+        for r, a in zip(rows, attrs)
+    )
     tid = f' data-table="{escape(table_id)}"' if table_id else ""
     h3 = f"<h3>{escape(title)}</h3>" if title else ""
     return f'<div class="panel" style="flex:1 1 100%">{h3}<table{tid}><tr>{th}</tr>{trs}</table></div>'
@@ -185,31 +220,78 @@ def _requests(d: ReportData) -> str:
     if not d.known("requests"):
         return _na_section("requests", "Requests", d.unavailable["requests"])
     why = d.empty.get("requests", "no data")
-    return _section("requests", "Requests",
-                    _panel("Request rate", svg.line_chart("request_rate", "Request rate", d.times,
-                                                          {"requests/s": d.request_rate}, "req/s", empty_reason=why))
-                    + _panel("Requests per interval", svg.line_chart(
-                        "requests", "Requests and errors per interval", d.times,
-                        {"requests": d.requests, "errors": d.errors}, empty_reason=why,
-                        colors={"errors": svg.SEVERITY_COLORS["ERROR"]})))
+    return _section(
+        "requests",
+        "Requests",
+        _panel(
+            "Request rate",
+            svg.line_chart(
+                "request_rate", "Request rate", d.times, {"requests/s": d.request_rate}, "req/s", empty_reason=why
+            ),
+        )
+        + _panel(
+            "Requests per interval",
+            svg.line_chart(
+                "requests",
+                "Requests and errors per interval",
+                d.times,
+                {"requests": d.requests, "errors": d.errors},
+                empty_reason=why,
+                colors={"errors": svg.SEVERITY_COLORS["ERROR"]},
+            ),
+        ),
+    )
 
 
 def _errors(d: ReportData) -> str:
     red = svg.SEVERITY_COLORS["ERROR"]
     if d.known("error_rate"):
-        rate = _panel("Error rate", svg.line_chart("error_rate", "Error rate (5xx / requests)", d.times,
-                                                   {"error rate": d.error_rate}, "", lambda v: f"{v:.1%}", "pct",
-                                                   colors={"error rate": red}))
+        rate = _panel(
+            "Error rate",
+            svg.line_chart(
+                "error_rate",
+                "Error rate (5xx / requests)",
+                d.times,
+                {"error rate": d.error_rate},
+                "",
+                lambda v: f"{v:.1%}",
+                "pct",
+                colors={"error rate": red},
+            ),
+        )
     else:
         rate = _na_panel("Error rate", "error_rate", d.unavailable["error_rate"])
     groups = d.error_groups[:TOP_ROWS]
-    chart = _panel("Top error groups", svg.bar_chart(
-        "error_groups", "Top error groups", [(f"{g['type']}: {g['message']}", float(g["count"])) for g in groups],
-        color=red, empty_reason=d.empty.get("error_groups", "none")))
-    table = _table(["count", "type", "message", "where", "first seen", "last seen"],
-                   [[str(g["count"]), escape(str(g["type"])), escape(str(g["message"])),
-                     escape(_route(str(g.get("where") or ""))), _ts(g.get("first_seen")), _ts(g.get("last_seen"))]
-                    for g in groups], {0}, "error_groups") if groups else ""
+    chart = _panel(
+        "Top error groups",
+        svg.bar_chart(
+            "error_groups",
+            "Top error groups",
+            [(f"{g['type']}: {g['message']}", float(g["count"])) for g in groups],
+            color=red,
+            empty_reason=d.empty.get("error_groups", "none"),
+        ),
+    )
+    table = (
+        _table(
+            ["count", "type", "message", "where", "first seen", "last seen"],
+            [
+                [
+                    str(g["count"]),
+                    escape(str(g["type"])),
+                    escape(str(g["message"])),
+                    escape(_route(str(g.get("where") or ""))),
+                    _ts(g.get("first_seen")),
+                    _ts(g.get("last_seen")),
+                ]
+                for g in groups
+            ],
+            {0},
+            "error_groups",
+        )
+        if groups
+        else ""
+    )
     return _section("errors", "Errors", rate + chart + table)
 
 
@@ -220,24 +302,51 @@ def _ranked(counts: dict[str, int], label: Callable[[str], str] = str) -> list[t
 def _logs(d: ReportData) -> str:
     """Log volume per severity over time, ERROR/FATAL records per logger and per route, the top messages."""
     if d.logs_by_severity or d.known("log_records"):
-        parts = [_panel("Log volume per severity", svg.stacked_bars(
-            "logs_by_severity", "Log records per severity and interval", d.times, d.seconds, d.logs_by_severity,
-            "records", svg.SEVERITY_COLORS, WIDE, d.empty.get("logs_by_severity", "no data")), wide=True)]
+        parts = [
+            _panel(
+                "Log volume per severity",
+                svg.stacked_bars(
+                    "logs_by_severity",
+                    "Log records per severity and interval",
+                    d.times,
+                    d.seconds,
+                    d.logs_by_severity,
+                    "records",
+                    svg.SEVERITY_COLORS,
+                    WIDE,
+                    d.empty.get("logs_by_severity", "no data"),
+                ),
+                wide=True,
+            )
+        ]
     else:
         parts = [_na_panel("Log volume per severity", "logs_by_severity", d.unavailable["log_records"], True)]
     per_record = ("errors_by_logger", "errors_by_route", "top_messages")
     reasons = {d.unavailable.get(name, "") for name in per_record}
     if len(reasons) == 1 and "" not in reasons:  # the run: one panel says why for the three
-        parts.append(_na_panel("ERROR / FATAL records per logger and per route, top messages", ",".join(per_record),
-                               reasons.pop(), True))
+        parts.append(
+            _na_panel(
+                "ERROR / FATAL records per logger and per route, top messages",
+                ",".join(per_record),
+                reasons.pop(),
+                True,
+            )
+        )
         return _section("logs", "Logs", "".join(parts))
     red = svg.SEVERITY_COLORS["ERROR"]
     for name, title, counts, label in (
-            ("errors_by_logger", "ERROR / FATAL records per logger", d.errors_by_logger, str),
-            ("errors_by_route", "ERROR / FATAL records per route", d.errors_by_route, _route)):
+        ("errors_by_logger", "ERROR / FATAL records per logger", d.errors_by_logger, str),
+        ("errors_by_route", "ERROR / FATAL records per route", d.errors_by_route, _route),
+    ):
         if d.known(name):
-            parts.append(_panel(title, svg.bar_chart(name, title, _ranked(counts, label), color=red,
-                                                     empty_reason=d.empty.get(name, "none"))))
+            parts.append(
+                _panel(
+                    title,
+                    svg.bar_chart(
+                        name, title, _ranked(counts, label), color=red, empty_reason=d.empty.get(name, "none")
+                    ),
+                )
+            )
         else:
             parts.append(_na_panel(title, name, d.unavailable[name]))
     title = "Top messages (content-free: quoted text, numbers and ids masked; audit records: see Audit)"
@@ -247,12 +356,30 @@ def _logs(d: ReportData) -> str:
     elif not top:
         parts.append(_panel(title, f'<p class="empty">{escape(d.empty.get("top_messages", "none"))}</p>', True))
     else:
-        parts.append(_table(
-            ["count", "severity", "logger", "message", "first seen (UTC)", "last seen (UTC)"],
-            [[f"{m['count']:,}", _sev(m["severity"]), escape(str(m["logger"])), escape(str(m["message"])),
-              _ts_s(m["first_seen"]), _ts_s(m["last_seen"])] for m in top], {0}, "top_messages", title,
-            [f' data-count="{m["count"]}" data-severity="{escape(str(m["severity"]))}" '
-             f'data-first="{m["first_seen"]:.3f}" data-last="{m["last_seen"]:.3f}"' for m in top]))
+        parts.append(
+            _table(
+                ["count", "severity", "logger", "message", "first seen (UTC)", "last seen (UTC)"],
+                [
+                    [
+                        f"{m['count']:,}",
+                        _sev(m["severity"]),
+                        escape(str(m["logger"])),
+                        escape(str(m["message"])),
+                        _ts_s(m["first_seen"]),
+                        _ts_s(m["last_seen"]),
+                    ]
+                    for m in top
+                ],
+                {0},
+                "top_messages",
+                title,
+                [
+                    f' data-count="{m["count"]}" data-severity="{escape(str(m["severity"]))}" '
+                    f'data-first="{m["first_seen"]:.3f}" data-last="{m["last_seen"]:.3f}"'
+                    for m in top
+                ],
+            )
+        )
     return _section("logs", "Logs", "".join(parts))
 
 
@@ -260,23 +387,48 @@ def _ai(d: ReportData) -> str:
     if not d.known("ai"):
         return _na_section("ai", "AI usage & cost", d.unavailable["ai"])
     panels = []
-    for key, label, data, unit, fmt, axis in (("tokens", "Tokens", d.tokens, "tokens", svg.fmt_num, "num"),
-                                              ("cost", "Cost", d.cost, "USD", _usd, "usd")):
+    for key, label, data, unit, fmt, axis in (
+        ("tokens", "Tokens", d.tokens, "tokens", svg.fmt_num, "num"),
+        ("cost", "Cost", d.cost, "USD", _usd, "usd"),
+    ):
         figure = "tokens" if key == "tokens" else "cost_usd"
         for dim in ("model", "feature"):
             title = f"{label} per {dim}"
             if d.known(figure):
-                panels.append(_panel(title, svg.line_chart(f"{key}_by_{dim}", title, d.times, data[dim], unit, fmt,
-                                                           axis, empty_reason=d.empty.get("ai", "no data"))))
+                panels.append(
+                    _panel(
+                        title,
+                        svg.line_chart(
+                            f"{key}_by_{dim}",
+                            title,
+                            d.times,
+                            data[dim],
+                            unit,
+                            fmt,
+                            axis,
+                            empty_reason=d.empty.get("ai", "no data"),
+                        ),
+                    )
+                )
             else:
                 panels.append(_na_panel(title, f"{key}_by_{dim}", d.unavailable[figure]))
     names = [(dim, name) for dim in ("model", "feature") for name in sorted(set(d.tokens[dim]) | set(d.cost[dim]))]
     if names:
-        panels.append(_table(["model / feature", "tokens", "cost (USD)"],
-                             [[escape(f"{dim}: {name}"),
-                               f"{sum(d.tokens[dim].get(name, [])):,.0f}" if d.known("tokens") else DASH,
-                               _usd(sum(d.cost[dim].get(name, []))) if d.known("cost_usd") else DASH]
-                              for dim, name in names], {1, 2}, "ai"))
+        panels.append(
+            _table(
+                ["model / feature", "tokens", "cost (USD)"],
+                [
+                    [
+                        escape(f"{dim}: {name}"),
+                        f"{sum(d.tokens[dim].get(name, [])):,.0f}" if d.known("tokens") else DASH,
+                        _usd(sum(d.cost[dim].get(name, []))) if d.known("cost_usd") else DASH,
+                    ]
+                    for dim, name in names
+                ],
+                {1, 2},
+                "ai",
+            )
+        )
     return _section("ai", "AI usage & cost", "".join(panels))
 
 
@@ -284,12 +436,22 @@ def _alerts(d: ReportData) -> str:
     if not d.known("alerts"):
         return _na_section("alerts", "Alerts", d.unavailable["alerts"])
     t = d.times
-    return _section("alerts", "Alerts",
-                    _panel("Alert timeline", svg.timeline("alerts", "Alert timeline", d.alerts,
-                                                          t[0] if t else None, t[-1] if t else None, WIDE), wide=True)
-                    + _table(["time", "level", "title", "text"],
-                             [[_ts(a.get("time")), _sev(a.get("level")), escape(str(a.get("title"))),
-                               escape(str(a.get("text")))] for a in d.alerts]))
+    return _section(
+        "alerts",
+        "Alerts",
+        _panel(
+            "Alert timeline",
+            svg.timeline("alerts", "Alert timeline", d.alerts, t[0] if t else None, t[-1] if t else None, WIDE),
+            wide=True,
+        )
+        + _table(
+            ["time", "level", "title", "text"],
+            [
+                [_ts(a.get("time")), _sev(a.get("level")), escape(str(a.get("title"))), escape(str(a.get("text")))]
+                for a in d.alerts
+            ],
+        ),
+    )
 
 
 def _audit(d: ReportData) -> str:
@@ -303,17 +465,48 @@ def _audit(d: ReportData) -> str:
     colors = {a: svg.NEUTRAL_COLORS[i % len(svg.NEUTRAL_COLORS)] for i, a in enumerate(others)}
     colors[AUTH_FAILED] = svg.SEVERITY_COLORS["WARN"]
     failed = {"failed authentications": d.auth_failures}
-    return _section("audit", "Audit",
-                    _panel("Audit actions over time", svg.stacked_bars(
-                        "audit_by_action", "Audit records per action and interval", d.times, d.seconds,
-                        d.audit_by_action, "records", colors, WIDE, why), wide=True)
-                    + _panel("Failed authentications over time", svg.stacked_bars(
-                        "auth_failures", "Failed authentications per interval", d.times, d.seconds, failed,
-                        "records", {"failed authentications": svg.SEVERITY_COLORS["WARN"]},
-                        empty_reason=d.empty.get("auth_failures", "no failed authentication")))
-                    + _panel("Audit actions", svg.bar_chart(
-                        "audit_actions", "Audit actions", _ranked(d.audit_actions), color=svg.NEUTRAL_COLORS[2],
-                        empty_reason=why)))
+    return _section(
+        "audit",
+        "Audit",
+        _panel(
+            "Audit actions over time",
+            svg.stacked_bars(
+                "audit_by_action",
+                "Audit records per action and interval",
+                d.times,
+                d.seconds,
+                d.audit_by_action,
+                "records",
+                colors,
+                WIDE,
+                why,
+            ),
+            wide=True,
+        )
+        + _panel(
+            "Failed authentications over time",
+            svg.stacked_bars(
+                "auth_failures",
+                "Failed authentications per interval",
+                d.times,
+                d.seconds,
+                failed,
+                "records",
+                {"failed authentications": svg.SEVERITY_COLORS["WARN"]},
+                empty_reason=d.empty.get("auth_failures", "no failed authentication"),
+            ),
+        )
+        + _panel(
+            "Audit actions",
+            svg.bar_chart(
+                "audit_actions",
+                "Audit actions",
+                _ranked(d.audit_actions),
+                color=svg.NEUTRAL_COLORS[2],
+                empty_reason=why,
+            ),
+        ),
+    )
 
 
 def render(d: ReportData) -> str:
@@ -324,6 +517,13 @@ def render(d: ReportData) -> str:
         sections = [_requests(d), _latency(d), _errors(d), _ai(d), _alerts(d), _logs(d), _audit(d)]
     span = f"{_ts(t[0])} → {_ts(t[-1])} UTC, {len(t)} intervals" if t else "no intervals"
     notes = "".join(f'<p class="notes">{escape(n)}</p>' for n in d.notes)
-    return PAGE.substitute(title=escape(d.title), source=escape(d.source), span=escape(span), notes=notes,
-                           generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                           totals=_cards(d), sections="\n".join(sections), severity_css=SEVERITY_CSS)
+    return PAGE.substitute(
+        title=escape(d.title),
+        source=escape(d.source),
+        span=escape(span),
+        notes=notes,
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        totals=_cards(d),
+        sections="\n".join(sections),
+        severity_css=SEVERITY_CSS,
+    )

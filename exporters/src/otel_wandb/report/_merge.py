@@ -7,7 +7,7 @@ value any run reported there (an upper bound, said in the notes). Error groups m
 from __future__ import annotations
 
 import statistics
-from typing import Sequence
+from collections.abc import Sequence
 
 from otel_wandb.report._model import ReportData
 from otel_wandb.report._svg import by_severity
@@ -30,8 +30,9 @@ def merge(parts: Sequence[ReportData]) -> ReportData:
     width = statistics.median(widths) if widths else 1.0
     all_t = [t for p in parts for t in p.times]
     what = "W&B runs" if parts[0].kind == "run" else "log directories"
-    d = ReportData(title=f"ai-diary - {len(parts)} {what} merged", source=", ".join(p.source for p in parts),
-                   kind=parts[0].kind)
+    d = ReportData(
+        title=f"ai-diary - {len(parts)} {what} merged", source=", ".join(p.source for p in parts), kind=parts[0].kind
+    )
     if all_t:
         lo = min(all_t)
         cells = int((max(all_t) - lo) // width) + 1
@@ -77,15 +78,20 @@ def merge(parts: Sequence[ReportData]) -> ReportData:
         for m in p.top_messages:
             got = messages.setdefault((str(m["severity"]), str(m["logger"]), str(m["message"])), {**m, "count": 0})
             got["count"] += m["count"]
-            got["first_seen"], got["last_seen"] = min(got["first_seen"], m["first_seen"]), max(got["last_seen"],
-                                                                                                m["last_seen"])
+            got["first_seen"], got["last_seen"] = (
+                min(got["first_seen"], m["first_seen"]),
+                max(got["last_seen"], m["last_seen"]),
+            )
     d.top_messages = sorted(messages.values(), key=lambda m: (-m["count"], m["first_seen"], m["message"]))
     for p in parts:
         for k, v in p.totals.items():
             if v is not None:
                 d.totals[k] = (d.totals.get(k) or 0.0) + v
-        for target, source in ((d.audit_actions, p.audit_actions), (d.errors_by_logger, p.errors_by_logger),
-                               (d.errors_by_route, p.errors_by_route)):
+        for target, source in (
+            (d.audit_actions, p.audit_actions),
+            (d.errors_by_logger, p.errors_by_logger),
+            (d.errors_by_route, p.errors_by_route),
+        ):
             for a, n in source.items():
                 target[a] = target.get(a, 0) + n
         for k, why in p.empty.items():
@@ -97,8 +103,10 @@ def merge(parts: Sequence[ReportData]) -> ReportData:
         if len(missing) == len(parts):
             d.unknown(k, missing[0].unavailable[k])
         else:
-            d.notes.append(f"{k}: measured in {len(parts) - len(missing)} of {len(parts)} sources only "
-                           f"({missing[0].unavailable[k]})")
+            d.notes.append(
+                f"{k}: measured in {len(parts) - len(missing)} of {len(parts)} sources only "
+                f"({missing[0].unavailable[k]})"
+            )
     requests = d.totals.get("requests")
     if d.known("requests") and requests:  # a rate of the sums, not a sum of rates
         d.totals["error_rate"] = (d.totals.get("errors") or 0.0) / requests
@@ -106,6 +114,8 @@ def merge(parts: Sequence[ReportData]) -> ReportData:
         d.unknown("error_rate", "no requests: a rate needs at least one")
     else:
         d.unknown("error_rate", d.unavailable["requests"])
-    d.notes.append(f"{len(parts)} runs on a {width:g} s grid: counts, tokens and cost are summed; latency "
-                   "percentiles show the highest run's value in each cell")
+    d.notes.append(
+        f"{len(parts)} runs on a {width:g} s grid: counts, tokens and cost are summed; latency "
+        "percentiles show the highest run's value in each cell"
+    )
     return d

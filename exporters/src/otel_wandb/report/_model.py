@@ -1,7 +1,7 @@
 """What the HTML report shows, as plain data, built from an offline W&B run or from the collector's log files.
 
 Run source (exporters/src/otel_wandb/runfile.py): one point per logged interval, read with the core's key grammar
-(``http/requests``, ``http/p95_ms``, ``ai/input_tokens@gen_ai.request.model=<m>``, ... see exporters/src/otel_wandb/core/);
+(``http/requests``, ``http/p95_ms``, ``ai/input_tokens@gen_ai.request.model=<m>``, ... see otel_wandb.core);
 error groups from the last ``tables/error_groups`` snapshot; alerts placed at the interval logged before them.
 Log source (collector files): log volume per severity, errors per logger and per route, top messages (content-free),
 error groups from ERROR records, audit actions and failed authentications over time; HTTP / GenAI figures only where
@@ -15,14 +15,13 @@ measured nothing means for a chart ("no AI calls in this run").
 from __future__ import annotations
 
 import logging
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from otel_wandb.core import normalize_message
-from otel_wandb.logfiles import Entry, entries, error_group_key, severity_name
+from otel_wandb.logfiles import Entry, entries, severity_name
 from otel_wandb.report._svg import by_severity, severity_key
 from otel_wandb.runfile import iter_payloads, read_run
 
@@ -31,8 +30,19 @@ logger = logging.getLogger(__name__)
 MODEL_ATTR, FEATURE_ATTR = "gen_ai.request.model", "app.feature"
 APP_COST = "app.ai.cost/delta"
 # the headline figures (cards), in page order
-TOTALS = ("requests", "errors", "error_rate", "ai_calls", "tokens", "cost_usd", "alerts", "log_records",
-          "error_records", "audit_events", "auth_failures")
+TOTALS = (
+    "requests",
+    "errors",
+    "error_rate",
+    "ai_calls",
+    "tokens",
+    "cost_usd",
+    "alerts",
+    "log_records",
+    "error_records",
+    "audit_events",
+    "auth_failures",
+)
 # The service audits a failed authentication as action "auth.failed", outcome "failure" (app/auth.py, app/audit);
 # any other auth.* action with outcome "failure" counts too.
 AUTH_FAILED, AUDIT_SCOPE, FAILURE = "auth.failed", "audit", "failure"
@@ -93,7 +103,7 @@ def _num(v: Any) -> float | None:
 
 def _breakdowns(rows: list[dict], stat: str, attr: str) -> dict[str, list[float]]:
     prefix = f"{stat}@{attr}="
-    names = sorted({k[len(prefix):] for row in rows for k in row if k.startswith(prefix)})
+    names = sorted({k[len(prefix) :] for row in rows for k in row if k.startswith(prefix)})
     return {n: [_num(row.get(prefix + n)) or 0.0 for row in rows] for n in names}
 
 
@@ -102,7 +112,7 @@ ROUTE_P95, ROUTE_REQUESTS, MAX_ROUTES = "http/p95_ms@http.route=", "http/request
 
 def _latency_by_route(rows: list[dict]) -> dict[str, list[float | None]]:
     """p95 per route for the ``MAX_ROUTES`` routes with the most requests (None where a route had none)."""
-    routes = {k[len(ROUTE_P95):] for row in rows for k in row if k.startswith(ROUTE_P95)}
+    routes = {k[len(ROUTE_P95) :] for row in rows for k in row if k.startswith(ROUTE_P95)}
     busiest = sorted(routes, key=lambda rt: (-sum(_num(row.get(ROUTE_REQUESTS + rt)) or 0.0 for row in rows), rt))
     return {rt: [_num(row.get(ROUTE_P95 + rt)) for row in rows] for rt in sorted(busiest[:MAX_ROUTES])}
 
@@ -110,7 +120,6 @@ def _latency_by_route(rows: list[dict]) -> dict[str, list[float | None]]:
 def _alert_positions(run_dir: Path) -> list[float | None]:
     """``interval/time`` of the history row logged right before each alert record (alerts carry no time)."""
     from wandb.proto import wandb_internal_pb2 as pb
-
 
     files = sorted(run_dir.glob("run-*.wandb"))
     last: float | None = None
@@ -137,8 +146,9 @@ def _alert_positions(run_dir: Path) -> list[float | None]:
 def from_run(run_dir: str | Path) -> ReportData:
 
     run = read_run(run_dir)
-    rows = sorted((r for r in run.history if _num(r.get("interval/time")) is not None),
-                  key=lambda r: r["interval/time"])
+    rows = sorted(
+        (r for r in run.history if _num(r.get("interval/time")) is not None), key=lambda r: r["interval/time"]
+    )
     d = ReportData(title=f"ai-diary - W&B run {run.run_id or Path(run_dir).name}", source=str(run_dir), kind="run")
     d.times = [float(r["interval/time"]) for r in rows]
     d.seconds = [_num(r.get("interval/seconds")) or 0.0 for r in rows]
@@ -151,8 +161,10 @@ def from_run(run_dir: str | Path) -> ReportData:
     for dim, attr in (("model", MODEL_ATTR), ("feature", FEATURE_ATTR)):
         inp = _breakdowns(rows, "ai/input_tokens", attr)
         out = _breakdowns(rows, "ai/output_tokens", attr)
-        d.tokens[dim] = {n: [a + b for a, b in zip(inp.get(n, [0.0] * len(rows)), out.get(n, [0.0] * len(rows)))]
-                         for n in sorted(set(inp) | set(out))}
+        d.tokens[dim] = {
+            n: [a + b for a, b in zip(inp.get(n, [0.0] * len(rows)), out.get(n, [0.0] * len(rows)))]
+            for n in sorted(set(inp) | set(out))
+        }
         d.cost[dim] = _breakdowns(rows, cost_key, attr)
     for key in sorted({k for r in rows for k in r if k.startswith("logs/count@severity=")}):
         values = [_num(r.get(key)) or 0.0 for r in rows]
@@ -162,43 +174,79 @@ def from_run(run_dir: str | Path) -> ReportData:
     groups: dict[str, dict] = {}
     for row in run.tables.get("tables/error_groups", []):  # snapshots in logging order: the last one wins
         groups[str(row.get("fingerprint"))] = row
-    d.error_groups = sorted(({"type": g.get("type", ""), "message": g.get("message", ""),
-                              "count": int(g.get("count") or 0), "first_seen": _num(g.get("first_seen")),
-                              "last_seen": _num(g.get("last_seen")), "where": g.get("frame", "")}
-                             for g in groups.values()), key=lambda g: (-g["count"], g["type"]))
+    d.error_groups = sorted(
+        (
+            {
+                "type": g.get("type", ""),
+                "message": g.get("message", ""),
+                "count": int(g.get("count") or 0),
+                "first_seen": _num(g.get("first_seen")),
+                "last_seen": _num(g.get("last_seen")),
+                "where": g.get("frame", ""),
+            }
+            for g in groups.values()
+        ),
+        key=lambda g: (-g["count"], g["type"]),
+    )
     times = _alert_positions(Path(run_dir)) if run.alerts else []
-    d.alerts = [{"time": times[i] if i < len(times) else None, "title": a.get("title", ""),
-                 "level": str(a.get("level", "")), "text": a.get("text", "")} for i, a in enumerate(run.alerts)]
+    d.alerts = [
+        {
+            "time": times[i] if i < len(times) else None,
+            "title": a.get("title", ""),
+            "level": str(a.get("level", "")),
+            "text": a.get("text", ""),
+        }
+        for i, a in enumerate(run.alerts)
+    ]
     col = lambda key: sum(_num(r.get(key)) or 0.0 for r in rows)  # noqa: E731
     requests, errors = col("http/requests"), col("http/errors")
     tok_in, tok_out = col("ai/input_tokens"), col("ai/output_tokens")
-    d.totals = {"requests": requests, "errors": errors, "error_rate": errors / requests if requests else None,
-                "ai_calls": col("ai/calls"), "input_tokens": tok_in, "output_tokens": tok_out,
-                "tokens": tok_in + tok_out,
-                "cost_usd": col(cost_key), "alerts": float(len(d.alerts))}
+    d.totals = {
+        "requests": requests,
+        "errors": errors,
+        "error_rate": errors / requests if requests else None,
+        "ai_calls": col("ai/calls"),
+        "input_tokens": tok_in,
+        "output_tokens": tok_out,
+        "tokens": tok_in + tok_out,
+        "cost_usd": col(cost_key),
+        "alerts": float(len(d.alerts)),
+    }
     d.totals["log_records"] = float(sum(sum(v) for v in d.logs_by_severity.values()))
-    d.totals["error_records"] = float(sum(sum(v) for s, v in d.logs_by_severity.items()
-                                          if severity_key(s) in ("ERROR", "FATAL")))
+    d.totals["error_records"] = float(
+        sum(sum(v) for s, v in d.logs_by_severity.items() if severity_key(s) in ("ERROR", "FATAL"))
+    )
     if cost_key == APP_COST:
-        d.notes.append(f"cost from the app's {APP_COST.split('/')[0]} counter (priced from exporters/src/otel_wandb/pricing.json)")
+        d.notes.append(
+            f"cost from the app's {APP_COST.split('/')[0]} counter (priced from exporters/src/otel_wandb/pricing.json)"
+        )
     # what the run measured as nothing (the exporter sees every span: no AI span is no AI call) ...
-    d.empty.update(latency="no requests in this run", latency_by_route="no requests in this run",
-                   request_rate="no requests in this run", requests="no requests in this run",
-                   ai="no AI calls in this run", alerts="no alerts in this run",
-                   logs_by_severity="no log records in this run", error_groups="no errors in this run")
+    d.empty.update(
+        latency="no requests in this run",
+        latency_by_route="no requests in this run",
+        request_rate="no requests in this run",
+        requests="no requests in this run",
+        ai="no AI calls in this run",
+        alerts="no alerts in this run",
+        logs_by_severity="no log records in this run",
+        error_groups="no errors in this run",
+    )
     # ... and what it cannot tell
     if not d.totals["requests"]:
         d.unknown("error_rate", "no requests in this run: a rate needs at least one")
     if not d.logs_by_severity:
         for name in ("log_records", "error_records"):
-            d.unknown(name, "the run holds no log counts: no log record reached the exporter (logs may not be "
-                            "routed to it)")
+            d.unknown(
+                name, "the run holds no log counts: no log record reached the exporter (logs may not be routed to it)"
+            )
     for name in ("errors_by_logger", "errors_by_route", "top_messages"):
-        d.unknown(name, "the W&B run counts log records per severity only: per logger, route and message need "
-                        "the collector's logs (ai-diary-report $LOG_DIR)")
+        d.unknown(
+            name,
+            "the W&B run counts log records per severity only: per logger, route and message need "
+            "the collector's logs (ai-diary-report $LOG_DIR)",
+        )
     for name in ("audit_events", "auth_failures", "audit"):
-        d.unknown(name, "audit records are in the collector's audit log, not in the W&B run "
-                        "(ai-diary-report $LOG_DIR)")
+        d.unknown(name, "audit records are in the collector's audit log, not in the W&B run (ai-diary-report $LOG_DIR)")
     if not rows:
         d.notes.append("the run has no logged intervals")
         for name in TOTALS:
@@ -212,8 +260,16 @@ _COUNTERS = ("sev", "tok", "cost", "audit")  # per-name counts in a bucket
 
 
 def _new_bucket() -> dict[str, Any]:
-    return {"sev": defaultdict(float), "req": 0.0, "err": 0.0, "lat": [], "tok": defaultdict(float),
-            "cost": defaultdict(float), "audit": defaultdict(float), "auth": 0.0}
+    return {
+        "sev": defaultdict(float),
+        "req": 0.0,
+        "err": 0.0,
+        "lat": [],
+        "tok": defaultdict(float),
+        "cost": defaultdict(float),
+        "audit": defaultdict(float),
+        "auth": 0.0,
+    }
 
 
 def _rebucket(per_second: dict[int, dict[str, Any]], target_points: int) -> tuple[float, dict[int, dict[str, Any]]]:
@@ -255,8 +311,10 @@ def logger_of(e: Entry) -> str:
 
 
 NO_ROUTE = "(outside a request)"
-NO_HTTP = ("no log record carries http.response.status_code: the collector's logs hold log records, not requests "
-           "(the W&B run counts them)")
+NO_HTTP = (
+    "no log record carries http.response.status_code: the collector's logs hold log records, not requests "
+    "(the W&B run counts them)"
+)
 NO_AI = "no log record carries gen_ai.request.model: the W&B run counts AI calls"
 NO_TOKENS = "no log record carries gen_ai.usage.*_tokens: the W&B run counts tokens"
 NO_COST = "no log record carries app.ai.cost_usd: the W&B run prices AI calls"
@@ -310,9 +368,10 @@ def from_logs(log_dir: str | Path, target_points: int = 60) -> ReportData:
                 b["cost"][(dim, name)] += cost or 0.0
         key = message_key(e)
         if not is_audit:  # audit records have their own panels
-            m = messages.setdefault((sev, logger_of(e), key), {"severity": sev, "logger": logger_of(e),
-                                                               "message": key, "count": 0, "first_seen": t,
-                                                               "last_seen": t})
+            m = messages.setdefault(
+                (sev, logger_of(e), key),
+                {"severity": sev, "logger": logger_of(e), "message": key, "count": 0, "first_seen": t, "last_seen": t},
+            )
             m["count"] += 1
             m["first_seen"], m["last_seen"] = min(m["first_seen"], t), max(m["last_seen"], t)
         if sev in ("ERROR", "FATAL"):
@@ -320,8 +379,17 @@ def from_logs(log_dir: str | Path, target_points: int = 60) -> ReportData:
             route = str(e.attributes.get("http.route") or NO_ROUTE)
             d.errors_by_logger[logger_name] = d.errors_by_logger.get(logger_name, 0) + 1
             d.errors_by_route[route] = d.errors_by_route.get(route, 0) + 1
-            g = groups.setdefault(key, {"type": str(e.attributes.get("exception.type") or f"log:{e.scope or 'root'}"),
-                                        "message": key, "count": 0, "first_seen": t, "last_seen": t, "where": ""})
+            g = groups.setdefault(
+                key,
+                {
+                    "type": str(e.attributes.get("exception.type") or f"log:{e.scope or 'root'}"),
+                    "message": key,
+                    "count": 0,
+                    "first_seen": t,
+                    "last_seen": t,
+                    "where": "",
+                },
+            )
             g["count"] += 1
             g["first_seen"], g["last_seen"] = min(g["first_seen"], t), max(g["last_seen"], t)
             g["where"] = str(e.attributes.get("http.route") or g["where"])
@@ -350,16 +418,27 @@ def from_logs(log_dir: str | Path, target_points: int = 60) -> ReportData:
     d.top_messages = sorted(messages.values(), key=lambda m: (-m["count"], m["first_seen"], m["message"]))
     d.top_messages = d.top_messages[:TOP_MESSAGES]
     requests, errors = float(sum(d.requests)), float(sum(d.errors))
-    d.totals = {"requests": requests, "errors": errors, "error_rate": errors / requests if requests else None,
-                "ai_calls": float(ai_records), "tokens": float(sum(sum(v) for v in d.tokens["model"].values())),
-                "cost_usd": float(sum(sum(v) for v in d.cost["model"].values())),
-                "log_records": float(sum(sum(v) for v in d.logs_by_severity.values())),
-                "error_records": float(sum(d.errors_by_logger.values())),
-                "audit_events": float(sum(d.audit_actions.values())), "auth_failures": float(sum(d.auth_failures))}
-    d.empty.update(logs_by_severity="no log records in these files", errors_by_logger="no ERROR or FATAL records",
-                   errors_by_route="no ERROR or FATAL records", error_groups="no ERROR or FATAL records",
-                   top_messages="no log records besides audit records", audit="no audit records",
-                   auth_failures="no failed authentication")
+    d.totals = {
+        "requests": requests,
+        "errors": errors,
+        "error_rate": errors / requests if requests else None,
+        "ai_calls": float(ai_records),
+        "tokens": float(sum(sum(v) for v in d.tokens["model"].values())),
+        "cost_usd": float(sum(sum(v) for v in d.cost["model"].values())),
+        "log_records": float(sum(sum(v) for v in d.logs_by_severity.values())),
+        "error_records": float(sum(d.errors_by_logger.values())),
+        "audit_events": float(sum(d.audit_actions.values())),
+        "auth_failures": float(sum(d.auth_failures)),
+    }
+    d.empty.update(
+        logs_by_severity="no log records in these files",
+        errors_by_logger="no ERROR or FATAL records",
+        errors_by_route="no ERROR or FATAL records",
+        error_groups="no ERROR or FATAL records",
+        top_messages="no log records besides audit records",
+        audit="no audit records",
+        auth_failures="no failed authentication",
+    )
     if not has_http:
         for name in ("requests", "errors", "error_rate", "latency"):
             d.unknown(name, NO_HTTP)

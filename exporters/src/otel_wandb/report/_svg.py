@@ -7,9 +7,9 @@ reader with a screen reader) can find it; points carry ``<title>`` tooltips that
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from html import escape
-from typing import Callable, Mapping, Sequence
 
 # Series that are not severities (models, features, routes, audit actions) take these by position.
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563")
@@ -17,12 +17,25 @@ PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#d
 # level takes its colour from here, by name, never by position: ERROR/FATAL red, WARN amber, INFO blue,
 # DEBUG/TRACE grey (FATAL a darker red and TRACE a lighter grey, so that a stack of both still tells them apart).
 SEVERITY_ORDER = ("FATAL", "ERROR", "WARN", "INFO", "DEBUG", "TRACE", "UNSET")  # most severe first
-SEVERITY_COLORS = {"FATAL": "#991b1b", "ERROR": "#dc2626", "WARN": "#d97706", "INFO": "#2563eb",
-                   "DEBUG": "#64748b", "TRACE": "#94a3b8", "UNSET": "#a8a29e"}
+SEVERITY_COLORS = {
+    "FATAL": "#991b1b",
+    "ERROR": "#dc2626",
+    "WARN": "#d97706",
+    "INFO": "#2563eb",
+    "DEBUG": "#64748b",
+    "TRACE": "#94a3b8",
+    "UNSET": "#a8a29e",
+}
 LEVEL_COLORS = SEVERITY_COLORS  # alert levels (ERROR / WARN / INFO) are severities too
 NEUTRAL_COLORS = ("#16a34a", "#7c3aed", "#0891b2", "#db2777")  # hues no severity uses (green, violet, cyan, pink)
-_SEVERITY_ALIASES = {"WARNING": "WARN", "CRITICAL": "FATAL", "ERR": "ERROR", "INFORMATION": "INFO",
-                     "NOTSET": "UNSET", "": "UNSET"}
+_SEVERITY_ALIASES = {
+    "WARNING": "WARN",
+    "CRITICAL": "FATAL",
+    "ERR": "ERROR",
+    "INFORMATION": "INFO",
+    "NOTSET": "UNSET",
+    "": "UNSET",
+}
 
 
 def severity_key(name: object) -> str:
@@ -42,6 +55,8 @@ def by_severity(names: Sequence[str]) -> list[str]:
     """``names`` most severe first (unknown names last, alphabetically)."""
     rank = {n: i for i, n in enumerate(SEVERITY_ORDER)}
     return sorted(names, key=lambda n: (rank.get(severity_key(n), len(rank)), n))
+
+
 W, H = 640, 230
 ML, MR, MT, MB = 56, 12, 14, 44  # margins: left (timeline; line charts size theirs), right, top, bottom
 CHAR_W = 6.6  # px per character of an 11 px label (digits and "$.,%k" in a system sans: ~6.1-6.4)
@@ -59,7 +74,7 @@ def fmt_num(v: float) -> str:
 
 
 def fmt_time(t: float, with_date: bool = False) -> str:
-    ts = datetime.fromtimestamp(t, tz=timezone.utc)
+    ts = datetime.fromtimestamp(t, tz=UTC)
     return ts.strftime("%m-%d %H:%M" if with_date else "%H:%M:%S")
 
 
@@ -99,41 +114,60 @@ def tick_label(v: float, step: float, axis: str = "num") -> str:
 def left_margin(labels: Sequence[str], unit: str) -> int:
     """Room for the longest tick label, the gap to the axis and, with a unit, the rotated unit label left of it."""
     longest = max((len(x) for x in labels), default=1)
-    return int(math.ceil(longest * CHAR_W)) + 8 + (20 if unit else 4)
+    return math.ceil(longest * CHAR_W) + 8 + (20 if unit else 4)
 
 
 def _frame(chart_id: str, title: str, points: int, body: str, height: int = H, width: int = W) -> str:
-    return (f'<svg class="chart" data-chart="{escape(chart_id)}" data-points="{points}" role="img" '
-            f'xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}">'
-            f"<title>{escape(title)}</title>{body}</svg>")
+    return (
+        f'<svg class="chart" data-chart="{escape(chart_id)}" data-points="{points}" role="img" '
+        f'xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}">'
+        f"<title>{escape(title)}</title>{body}</svg>"
+    )
 
 
 def empty(chart_id: str, title: str, reason: str, width: int = W) -> str:
-    body = (f'<rect x="0.5" y="0.5" width="{width - 1}" height="{H - 1}" fill="#f8fafc" stroke="#cbd5e1"/>'
-            f'<text x="{width / 2}" y="{H / 2}" text-anchor="middle" fill="#64748b" font-size="13">'
-            f"{escape(reason)}</text>")
+    body = (
+        f'<rect x="0.5" y="0.5" width="{width - 1}" height="{H - 1}" fill="#f8fafc" stroke="#cbd5e1"/>'
+        f'<text x="{width / 2}" y="{H / 2}" text-anchor="middle" fill="#64748b" font-size="13">'
+        f"{escape(reason)}</text>"
+    )
     return _frame(chart_id, title, 0, body, width=width)
 
 
-def _axes(ticks: Sequence[float], labels: Sequence[str], ml: int, pw: float, t0: float, t1: float, unit: str,
-          x: Callable[[float], float], y: Callable[[float], float]) -> list[str]:
+def _axes(
+    ticks: Sequence[float],
+    labels: Sequence[str],
+    ml: int,
+    pw: float,
+    t0: float,
+    t1: float,
+    unit: str,
+    x: Callable[[float], float],
+    y: Callable[[float], float],
+) -> list[str]:
     """Plot area, y grid with tick labels, five x labels and the rotated unit label."""
     ph = H - MT - MB
     parts = [f'<rect x="{ml}" y="{MT}" width="{pw}" height="{ph}" fill="#fff" stroke="#e2e8f0"/>']
     for v, label in zip(ticks, labels):  # y grid and labels
-        parts.append(f'<line x1="{ml}" x2="{ml + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#e2e8f0"/>'
-                     f'<text class="tick" x="{ml - 6}" y="{y(v) + 4:.1f}" text-anchor="end" font-size="11" '
-                     f'fill="#475569">{escape(label)}</text>')
+        parts.append(
+            f'<line x1="{ml}" x2="{ml + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#e2e8f0"/>'
+            f'<text class="tick" x="{ml - 6}" y="{y(v) + 4:.1f}" text-anchor="end" font-size="11" '
+            f'fill="#475569">{escape(label)}</text>'
+        )
     span = (t1 - t0) or 1.0
     with_date = t1 - t0 > 86400
     for i in range(5 if t1 > t0 else 1):  # x labels
         t = t0 + span * i / 4 if t1 > t0 else t0
         anchor = "start" if i == 0 and t1 > t0 else "end" if i == 4 else "middle"
-        parts.append(f'<text x="{x(t):.1f}" y="{MT + ph + 16}" text-anchor="{anchor}" font-size="11" '
-                     f'fill="#475569">{fmt_time(t, with_date)}</text>')
+        parts.append(
+            f'<text x="{x(t):.1f}" y="{MT + ph + 16}" text-anchor="{anchor}" font-size="11" '
+            f'fill="#475569">{fmt_time(t, with_date)}</text>'
+        )
     if unit:
-        parts.append(f'<text class="unit" x="12" y="{MT + ph / 2}" font-size="11" fill="#475569" '
-                     f'transform="rotate(-90 12 {MT + ph / 2})" text-anchor="middle">{escape(unit)}</text>')
+        parts.append(
+            f'<text class="unit" x="12" y="{MT + ph / 2}" font-size="11" fill="#475569" '
+            f'transform="rotate(-90 12 {MT + ph / 2})" text-anchor="middle">{escape(unit)}</text>'
+        )
     return parts
 
 
@@ -147,9 +181,11 @@ def _legend(items: Sequence[tuple[str, str]], ml: float, width: int) -> tuple[li
         if legend_x > ml and legend_x + item_w > width - MR:  # wrap the legend onto another row
             legend_x, legend_row = ml, legend_row + 1
         ly = H - 16 + 14 * legend_row
-        parts.append(f'<rect class="legend" data-series="{escape(name)}" x="{legend_x:.1f}" y="{ly}" width="10" '
-                     f'height="10" fill="{color}"/><text x="{legend_x + 14:.1f}" y="{ly + 9}" font-size="11" '
-                     f'fill="#1e293b"><title>{escape(name)}</title>{escape(label)}</text>')
+        parts.append(
+            f'<rect class="legend" data-series="{escape(name)}" x="{legend_x:.1f}" y="{ly}" width="10" '
+            f'height="10" fill="{color}"/><text x="{legend_x + 14:.1f}" y="{ly + 9}" font-size="11" '
+            f'fill="#1e293b"><title>{escape(name)}</title>{escape(label)}</text>'
+        )
         legend_x += item_w
     return parts, legend_row
 
@@ -159,9 +195,18 @@ def series_color(name: str, index: int, colors: Mapping[str, str] | None) -> str
     return colors[name] if colors and name in colors else PALETTE[index % len(PALETTE)]
 
 
-def line_chart(chart_id: str, title: str, times: Sequence[float], series: Mapping[str, Sequence[float | None]],
-               unit: str = "", fmt: Callable[[float], str] = fmt_num, axis: str = "num", width: int = W,
-               colors: Mapping[str, str] | None = None, empty_reason: str = "no data") -> str:
+def line_chart(
+    chart_id: str,
+    title: str,
+    times: Sequence[float],
+    series: Mapping[str, Sequence[float | None]],
+    unit: str = "",
+    fmt: Callable[[float], str] = fmt_num,
+    axis: str = "num",
+    width: int = W,
+    colors: Mapping[str, str] | None = None,
+    empty_reason: str = "no data",
+) -> str:
     """Lines over time; y ticks are nice numbers labelled per ``axis`` (:func:`tick_label`), ``fmt`` formats the
     point tooltips; the left margin fits the longest tick label. ``colors`` fixes a series' colour by name (the
     severities); other series take the palette by position. Without data the chart says ``empty_reason``."""
@@ -189,20 +234,32 @@ def line_chart(chart_id: str, title: str, times: Sequence[float], series: Mappin
                 segs.append([])
                 continue
             segs[-1].append(f"{x(t):.1f},{y(v):.1f}")
-            dots.append(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="2.5" fill="{color}"><title>{escape(name)} '
-                        f"{fmt_time(t, with_date)}: {escape(fmt(v))}{escape(unit and ' ' + unit)}</title></circle>")
+            dots.append(
+                f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="2.5" fill="{color}"><title>{escape(name)} '
+                f"{fmt_time(t, with_date)}: {escape(fmt(v))}{escape(unit and ' ' + unit)}</title></circle>"
+            )
         for seg in segs:
             if len(seg) > 1:
-                parts.append(f'<polyline class="series" data-series="{escape(name)}" fill="none" stroke="{color}" '
-                             f'stroke-width="2" points="{" ".join(seg)}"/>')
+                parts.append(
+                    f'<polyline class="series" data-series="{escape(name)}" fill="none" stroke="{color}" '
+                    f'stroke-width="2" points="{" ".join(seg)}"/>'
+                )
         parts.extend(dots)
     legend, rows = _legend(swatches, ml, width)
     return _frame(chart_id, title, pts, "".join(parts + legend), H + 14 * rows, width)
 
 
-def stacked_bars(chart_id: str, title: str, times: Sequence[float], seconds: Sequence[float],
-                 series: Mapping[str, Sequence[float]], unit: str = "", colors: Mapping[str, str] | None = None,
-                 width: int = W, empty_reason: str = "no data") -> str:
+def stacked_bars(
+    chart_id: str,
+    title: str,
+    times: Sequence[float],
+    seconds: Sequence[float],
+    series: Mapping[str, Sequence[float]],
+    unit: str = "",
+    colors: Mapping[str, str] | None = None,
+    width: int = W,
+    empty_reason: str = "no data",
+) -> str:
     """Counts per interval as stacked bars: one bar per interval (``times`` = interval ends, ``seconds`` = their
     lengths), one segment per series in ``series`` order from the bottom. Every segment is a
     ``<rect class="bar" data-series=... data-time=<interval end> data-value=<count>>`` with a tooltip; zero
@@ -234,11 +291,13 @@ def stacked_bars(chart_id: str, title: str, times: Sequence[float], seconds: Seq
             gap = min(1.0, (right - left) / 4)
             top, bottom = y(base[i] + v), y(base[i])
             base[i] += v
-            parts.append(f'<rect class="bar" data-series="{escape(name)}" data-time="{end:.3f}" data-value="{v:.15g}" '
-                         f'x="{left + gap:.1f}" y="{top:.1f}" width="{max(1.0, right - left - 2 * gap):.1f}" '
-                         f'height="{max(0.5, bottom - top):.1f}" fill="{color}"><title>{escape(name)} '
-                         f"{fmt_time(start, with_date)}–{fmt_time(end, with_date)}: {escape(fmt_num(v))}"
-                         f"{escape(unit and ' ' + unit)}</title></rect>")
+            parts.append(
+                f'<rect class="bar" data-series="{escape(name)}" data-time="{end:.3f}" data-value="{v:.15g}" '
+                f'x="{left + gap:.1f}" y="{top:.1f}" width="{max(1.0, right - left - 2 * gap):.1f}" '
+                f'height="{max(0.5, bottom - top):.1f}" fill="{color}"><title>{escape(name)} '
+                f"{fmt_time(start, with_date)}–{fmt_time(end, with_date)}: {escape(fmt_num(v))}"
+                f"{escape(unit and ' ' + unit)}</title></rect>"
+            )
     legend, rows = _legend(swatches, ml, width)
     return _frame(chart_id, title, segs, "".join(parts + legend), H + 14 * rows, width)
 
@@ -248,11 +307,17 @@ def legend_label(name: str, limit: int = 40) -> str:
     if len(name) <= limit:
         return name
     head = (limit - 1) // 2
-    return name[:head] + "…" + name[len(name) - (limit - 1 - head):]
+    return name[:head] + "…" + name[len(name) - (limit - 1 - head) :]
 
 
-def bar_chart(chart_id: str, title: str, items: Sequence[tuple[str, float]], fmt: Callable[[float], str] = fmt_num,
-              color: str = PALETTE[1], empty_reason: str = "none") -> str:
+def bar_chart(
+    chart_id: str,
+    title: str,
+    items: Sequence[tuple[str, float]],
+    fmt: Callable[[float], str] = fmt_num,
+    color: str = PALETTE[1],
+    empty_reason: str = "none",
+) -> str:
     if not items:
         return empty(chart_id, title, empty_reason)
     row_h, label_w = 22, 300
@@ -264,13 +329,15 @@ def bar_chart(chart_id: str, title: str, items: Sequence[tuple[str, float]], fmt
         yy = MT + i * row_h
         w = max(1.0, v / vmax * bw)
         short = label if len(label) <= 46 else label[:45] + "…"
-        parts.append(f'<text x="{label_w - 8}" y="{yy + 14}" text-anchor="end" font-size="11" fill="#1e293b">'
-                     f"<title>{escape(label)}</title>{escape(short)}</text>"
-                     f'<rect class="bar" data-label="{escape(label)}" data-value="{v:.15g}" x="{label_w}" '
-                     f'y="{yy + 3}" width="{w:.1f}" height="{row_h - 7}" fill="{color}">'
-                     f"<title>{escape(label)}: {escape(fmt(v))}</title></rect>"
-                     f'<text x="{label_w + w + 6:.1f}" y="{yy + 14}" font-size="11" fill="#475569">'
-                     f"{escape(fmt(v))}</text>")
+        parts.append(
+            f'<text x="{label_w - 8}" y="{yy + 14}" text-anchor="end" font-size="11" fill="#1e293b">'
+            f"<title>{escape(label)}</title>{escape(short)}</text>"
+            f'<rect class="bar" data-label="{escape(label)}" data-value="{v:.15g}" x="{label_w}" '
+            f'y="{yy + 3}" width="{w:.1f}" height="{row_h - 7}" fill="{color}">'
+            f"<title>{escape(label)}: {escape(fmt(v))}</title></rect>"
+            f'<text x="{label_w + w + 6:.1f}" y="{yy + 14}" font-size="11" fill="#475569">'
+            f"{escape(fmt(v))}</text>"
+        )
     return _frame(chart_id, title, len(items), "".join(parts), height)
 
 
@@ -282,8 +349,14 @@ def _short(title: str, limit: int = 30) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def timeline(chart_id: str, title: str, events: Sequence[Mapping[str, object]], t0: float | None,
-             t1: float | None, width: int = W) -> str:
+def timeline(
+    chart_id: str,
+    title: str,
+    events: Sequence[Mapping[str, object]],
+    t0: float | None,
+    t1: float | None,
+    width: int = W,
+) -> str:
     """Events (``time``, ``title``, ``level``) as labelled markers on a time axis, one lane per level. Labels that
     would overlap alternate above and below the lane, else are left out (every marker keeps its ``<title>``)."""
     timed = [e for e in events if isinstance(e.get("time"), (int, float))]
@@ -293,16 +366,19 @@ def timeline(chart_id: str, title: str, events: Sequence[Mapping[str, object]], 
     lo = min(times + ([t0] if t0 is not None else []))
     hi = max(times + ([t1] if t1 is not None else []))
     span = (hi - lo) or 1.0
-    lanes = [lv for lv in ("ERROR", "WARN", "INFO") if any(str(e.get("level")).upper() == lv for e in timed)] or \
-        ["INFO"]
+    lanes = [lv for lv in ("ERROR", "WARN", "INFO") if any(str(e.get("level")).upper() == lv for e in timed)] or [
+        "INFO"
+    ]
     lane_h = 52
     pw = width - ML - MR - 80  # room on the right for the last label
     x = lambda t: ML + 10 + (t - lo) / span * pw  # noqa: E731
     parts = []
     for i, lv in enumerate(lanes):
         yy = MT + i * lane_h + lane_h / 2
-        parts.append(f'<line x1="{ML}" x2="{width - MR}" y1="{yy}" y2="{yy}" stroke="#e2e8f0"/>'
-                     f'<text x="{ML - 6}" y="{yy + 4}" text-anchor="end" font-size="11" fill="#475569">{lv}</text>')
+        parts.append(
+            f'<line x1="{ML}" x2="{width - MR}" y1="{yy}" y2="{yy}" stroke="#e2e8f0"/>'
+            f'<text x="{ML - 6}" y="{yy + 4}" text-anchor="end" font-size="11" fill="#475569">{lv}</text>'
+        )
     ends: dict[tuple[int, int], float] = {}  # (lane, row above/below) -> x where its last label ends
     for e in sorted(timed, key=lambda e: float(e["time"])):  # type: ignore[arg-type]
         lv = str(e.get("level")).upper()
@@ -312,8 +388,10 @@ def timeline(chart_id: str, title: str, events: Sequence[Mapping[str, object]], 
         color = "#16a34a" if name.startswith("[RESOLVED]") else severity_color(lv)
         cx = x(float(e["time"]))  # type: ignore[arg-type]
         tip = f"{fmt_time(float(e['time']))} {escape(name)}"  # type: ignore[arg-type]
-        parts.append(f'<circle class="event" cx="{cx:.1f}" cy="{yy}" r="6" fill="{color}" fill-opacity="0.85">'
-                     f"<title>{tip}</title></circle>")
+        parts.append(
+            f'<circle class="event" cx="{cx:.1f}" cy="{yy}" r="6" fill="{color}" fill-opacity="0.85">'
+            f"<title>{tip}</title></circle>"
+        )
         label = _short(name)
         start, end = cx - 4, cx - 4 + len(label) * CHAR_W * 10 / 11
         if end > width - MR:  # near the right edge: the label ends at the marker instead
@@ -321,13 +399,17 @@ def timeline(chart_id: str, title: str, events: Sequence[Mapping[str, object]], 
         for row, dy in ((0, -11), (1, 20)):
             if ends.get((lane, row), -1.0) < start:
                 ends[(lane, row)] = end + 6
-                parts.append(f'<text class="event-label" x="{start:.1f}" y="{yy + dy}" font-size="10" '
-                             f'fill="#334155"><title>{tip}</title>{escape(label)}</text>')
+                parts.append(
+                    f'<text class="event-label" x="{start:.1f}" y="{yy + dy}" font-size="10" '
+                    f'fill="#334155"><title>{tip}</title>{escape(label)}</text>'
+                )
                 break
     axis_y = MT + lane_h * len(lanes) + 14
     for i in range(5):
         t = lo + span * i / 4
         anchor = "start" if i == 0 else "end" if i == 4 else "middle"
-        parts.append(f'<text x="{x(t):.1f}" y="{axis_y}" text-anchor="{anchor}" font-size="11" fill="#475569">'
-                     f"{fmt_time(t)}</text>")
+        parts.append(
+            f'<text x="{x(t):.1f}" y="{axis_y}" text-anchor="{anchor}" font-size="11" fill="#475569">'
+            f"{fmt_time(t)}</text>"
+        )
     return _frame(chart_id, title, len(timed), "".join(parts), axis_y + 10, width)

@@ -18,5 +18,12 @@ from otel_wandb.core import EXP_HISTOGRAM_MAX_SIZE
 from otel_wandb.sdk._convert import log_records, metric_records, span_records
 from otel_wandb.sdk._exporters import WandbLogExporter, WandbMetricExporter, WandbSpanExporter
 
-__all__ = ["EXP_HISTOGRAM_MAX_SIZE", "WandbLogExporter", "WandbMetricExporter", "WandbSpanExporter", "log_records",
-           "metric_records", "span_records"]
+__all__ = [
+    "EXP_HISTOGRAM_MAX_SIZE",
+    "WandbLogExporter",
+    "WandbMetricExporter",
+    "WandbSpanExporter",
+    "log_records",
+    "metric_records",
+    "span_records",
+]

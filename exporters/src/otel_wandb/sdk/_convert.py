@@ -6,7 +6,7 @@ once a span ends), ids are formatted once, no per-span dict copies.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -19,8 +19,13 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from otel_wandb import records as r
 
-_KIND = {SpanKind.SERVER: r.SERVER, SpanKind.CLIENT: r.CLIENT, SpanKind.INTERNAL: r.INTERNAL,
-         SpanKind.PRODUCER: r.PRODUCER, SpanKind.CONSUMER: r.CONSUMER}
+_KIND = {
+    SpanKind.SERVER: r.SERVER,
+    SpanKind.CLIENT: r.CLIENT,
+    SpanKind.INTERNAL: r.INTERNAL,
+    SpanKind.PRODUCER: r.PRODUCER,
+    SpanKind.CONSUMER: r.CONSUMER,
+}
 _EMPTY: dict = {}
 _ERROR = StatusCode.ERROR
 
@@ -56,9 +61,15 @@ def span_record(span) -> r.SpanRecord:
         attrs = getattr(attrs, "_dict", attrs)  # BoundedAttributes' plain dict (read only here)
     if events:
         exceptions = tuple(
-            r.ExceptionInfo(str(a.get("exception.type", "")), str(a.get("exception.message", "")),
-                            str(a.get("exception.stacktrace", "")))
-            for e in events if e.name == "exception" for a in (e.attributes or _EMPTY,))
+            r.ExceptionInfo(
+                str(a.get("exception.type", "")),
+                str(a.get("exception.message", "")),
+                str(a.get("exception.stacktrace", "")),
+            )
+            for e in events
+            if e.name == "exception"
+            for a in (e.attributes or _EMPTY,)
+        )
     resource = span.resource
     scope = span.instrumentation_scope
     return r.SpanRecord(
@@ -95,30 +106,72 @@ def metric_records(metrics_data) -> Iterator[r.MetricPoint]:
                 if isinstance(data, Sum):
                     temp, mono = _temporality(data.aggregation_temporality), bool(data.is_monotonic)
                     for p in data.data_points:
-                        yield r.MetricPoint(m.name, r.SUM, m.unit or "", p.attributes or _EMPTY, resource,
-                                            p.start_time_unix_nano or 0, p.time_unix_nano or 0, temp, mono,
-                                            float(p.value))
+                        yield r.MetricPoint(
+                            m.name,
+                            r.SUM,
+                            m.unit or "",
+                            p.attributes or _EMPTY,
+                            resource,
+                            p.start_time_unix_nano or 0,
+                            p.time_unix_nano or 0,
+                            temp,
+                            mono,
+                            float(p.value),
+                        )
                 elif isinstance(data, Gauge):
                     for p in data.data_points:
-                        yield r.MetricPoint(m.name, r.GAUGE, m.unit or "", p.attributes or _EMPTY, resource,
-                                            0, p.time_unix_nano or 0, value=float(p.value))
+                        yield r.MetricPoint(
+                            m.name,
+                            r.GAUGE,
+                            m.unit or "",
+                            p.attributes or _EMPTY,
+                            resource,
+                            0,
+                            p.time_unix_nano or 0,
+                            value=float(p.value),
+                        )
                 elif isinstance(data, Histogram):
                     temp = _temporality(data.aggregation_temporality)
                     for p in data.data_points:
                         yield r.MetricPoint(
-                            m.name, r.HISTOGRAM, m.unit or "", p.attributes or _EMPTY, resource,
-                            p.start_time_unix_nano or 0, p.time_unix_nano or 0, temp, count=p.count, sum=p.sum,
-                            min=_finite(p.min), max=_finite(p.max), bounds=tuple(p.explicit_bounds),
-                            bucket_counts=tuple(p.bucket_counts))
+                            m.name,
+                            r.HISTOGRAM,
+                            m.unit or "",
+                            p.attributes or _EMPTY,
+                            resource,
+                            p.start_time_unix_nano or 0,
+                            p.time_unix_nano or 0,
+                            temp,
+                            count=p.count,
+                            sum=p.sum,
+                            min=_finite(p.min),
+                            max=_finite(p.max),
+                            bounds=tuple(p.explicit_bounds),
+                            bucket_counts=tuple(p.bucket_counts),
+                        )
                 elif isinstance(data, ExponentialHistogram):
                     temp = _temporality(data.aggregation_temporality)
                     for p in data.data_points:
                         yield r.MetricPoint(
-                            m.name, r.EXP_HISTOGRAM, m.unit or "", p.attributes or _EMPTY, resource,
-                            p.start_time_unix_nano or 0, p.time_unix_nano or 0, temp, count=p.count, sum=p.sum,
-                            min=_finite(p.min), max=_finite(p.max), scale=p.scale, zero_count=p.zero_count,
-                            positive_offset=p.positive.offset, positive_counts=tuple(p.positive.bucket_counts),
-                            negative_offset=p.negative.offset, negative_counts=tuple(p.negative.bucket_counts))
+                            m.name,
+                            r.EXP_HISTOGRAM,
+                            m.unit or "",
+                            p.attributes or _EMPTY,
+                            resource,
+                            p.start_time_unix_nano or 0,
+                            p.time_unix_nano or 0,
+                            temp,
+                            count=p.count,
+                            sum=p.sum,
+                            min=_finite(p.min),
+                            max=_finite(p.max),
+                            scale=p.scale,
+                            zero_count=p.zero_count,
+                            positive_offset=p.positive.offset,
+                            positive_counts=tuple(p.positive.bucket_counts),
+                            negative_offset=p.negative.offset,
+                            negative_counts=tuple(p.negative.bucket_counts),
+                        )
 
 
 def _finite(v):
@@ -136,15 +189,17 @@ def log_records(batch: Iterable) -> list[r.LogRecord]:
         resource = getattr(item, "resource", None) or getattr(lr, "resource", None)
         sev = lr.severity_number
         body = lr.body
-        out.append(r.LogRecord(
-            lr.timestamp or lr.observed_timestamp or 0,
-            int(getattr(sev, "value", sev) or 0),
-            lr.severity_text or "",
-            body if isinstance(body, str) else ("" if body is None else str(body)),
-            scope.name if scope is not None else "",
-            "%032x" % lr.trace_id if lr.trace_id else None,
-            "%016x" % lr.span_id if lr.span_id else None,
-            lr.attributes or _EMPTY,
-            resource.attributes if resource is not None else _EMPTY,
-        ))
+        out.append(
+            r.LogRecord(
+                lr.timestamp or lr.observed_timestamp or 0,
+                int(getattr(sev, "value", sev) or 0),
+                lr.severity_text or "",
+                body if isinstance(body, str) else ("" if body is None else str(body)),
+                scope.name if scope is not None else "",
+                "%032x" % lr.trace_id if lr.trace_id else None,
+                "%016x" % lr.span_id if lr.span_id else None,
+                lr.attributes or _EMPTY,
+                resource.attributes if resource is not None else _EMPTY,
+            )
+        )
     return out

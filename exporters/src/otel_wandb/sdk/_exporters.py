@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics import (
@@ -22,8 +23,8 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_wandb.config import ExportConfig
 from otel_wandb.core import EXP_HISTOGRAM_MAX_SIZE
-from otel_wandb.sdk._convert import log_records, metric_records, span_records
 from otel_wandb.pipeline import Pipeline
+from otel_wandb.sdk._convert import log_records, metric_records, span_records
 
 logger = logging.getLogger(__name__)
 
@@ -139,16 +140,29 @@ class WandbMetricExporter(_Base, MetricExporter):
     _OK, _FAIL = MetricExportResult.SUCCESS, MetricExportResult.FAILURE
     _SIGNAL = "metric_points"
 
-    def __init__(self, pipeline: Pipeline | None = None, preferred_temporality: dict | None = None,
-                 preferred_aggregation: dict | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline | None = None,
+        preferred_temporality: dict | None = None,
+        preferred_aggregation: dict | None = None,
+    ) -> None:
         cfg = ExportConfig.from_env()
         delta = cfg.temporality == "delta"
         d, c = AggregationTemporality.DELTA, AggregationTemporality.CUMULATIVE
-        temporality = {Counter: d if delta else c, UpDownCounter: c, Histogram: d if delta else c,
-                       ObservableCounter: d if delta else c, ObservableUpDownCounter: c, ObservableGauge: c}
+        temporality = {
+            Counter: d if delta else c,
+            UpDownCounter: c,
+            Histogram: d if delta else c,
+            ObservableCounter: d if delta else c,
+            ObservableUpDownCounter: c,
+            ObservableGauge: c,
+        }
         temporality.update(preferred_temporality or {})
-        hist = (ExponentialBucketHistogramAggregation(max_size=EXP_HISTOGRAM_MAX_SIZE)
-                if cfg.histogram == "exponential" else ExplicitBucketHistogramAggregation())
+        hist = (
+            ExponentialBucketHistogramAggregation(max_size=EXP_HISTOGRAM_MAX_SIZE)
+            if cfg.histogram == "exponential"
+            else ExplicitBucketHistogramAggregation()
+        )
         aggregation = {Histogram: hist}
         aggregation.update(preferred_aggregation or {})
         MetricExporter.__init__(self, preferred_temporality=temporality, preferred_aggregation=aggregation)
