@@ -16,6 +16,7 @@ from flask.json.provider import DefaultJSONProvider
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from app.schemas import PATTERN_RULES
 from app.telemetry import exception_attributes
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ def validation_error_response(exc: ValidationError) -> Response:
     msg = str(err["msg"])
     if err.get("type") == "extra_forbidden":
         msg = "unknown field"
+    elif err.get("type") == "string_pattern_mismatch":  # the rule in words, not the regex (app/schemas.py)
+        msg = PATTERN_RULES.get(str(err.get("ctx", {}).get("pattern")), "does not match the documented pattern")
     return error_response(400, "invalid_field", f"{field}: {msg}", field)
 
 

@@ -13,7 +13,7 @@ bp = APIBlueprint("users", __name__, url_prefix="/api/users", abp_tags=[Tag(name
                   abp_responses=error_responses(400, 413))
 
 
-@bp.post("", responses={201: UserCreated})
+@bp.post("", responses={201: UserCreated}, operation_id="registerUser")
 def register(body: UserCreate):
     """Create a user and issue its bearer token."""
     token, token_hash = new_token()
