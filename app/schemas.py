@@ -8,10 +8,12 @@ read alike (no ``\\s``, ``\\d``, ``\\w``: their meanings differ between the thre
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic_core import PydanticCustomError
 
 Feature = Literal["summarize", "reflect", "mood"]
 MAX_TEXT = 20_000
@@ -143,6 +145,15 @@ class _CachedSchema(BaseModel):
 
 
 _SCHEMAS: dict[type, dict[str, Any]] = {}
+_DECIMAL = re.compile(r"-?[0-9]+")
+
+
+def _decimal(value: Any) -> Any:
+    """A query integer is written in decimal digits: pydantic's lax parsing would also take ' 5', '1_0', '5.0'."""
+    if isinstance(value, str) and not _DECIMAL.fullmatch(value):
+        raise PydanticCustomError("int_parsing", "Input should be a valid integer, unable to parse string as an "
+                                                 "integer")
+    return value
 
 
 class ListQuery(_CachedSchema):
@@ -150,7 +161,7 @@ class ListQuery(_CachedSchema):
 
     model_config = ConfigDict(extra="forbid")
 
-    limit: int = Field(20, ge=1, le=100)
+    limit: Annotated[int, BeforeValidator(_decimal)] = Field(20, ge=1, le=100)
     cursor: Annotated[str, StringConstraints(pattern=CURSOR_PATTERN)] = optional(
         description="Opaque: the next_cursor of the previous page; left out: from the newest entry.")
 

@@ -222,3 +222,23 @@ def test_lone_surrogates_are_400_naming_the_field_not_500(client, auth_headers):
     resp = client.post("/api/entries", data='{"text": "a\\ud800b"}', content_type="application/json",
                        headers=auth_headers)
     assert resp.status_code == 400 and resp.json["error"]["field"] == "text"
+
+
+@pytest.mark.parametrize("limit, status", [("5", 200), ("05", 200), ("100", 200), ("+5", 400), ("%205", 400),
+                                           ("5%20", 400), ("5.0", 400), ("1_0", 400), ("1e1", 400), ("0x5", 400),
+                                           ("-1", 400), ("101", 400), ("", 400)])
+def test_limit_is_a_decimal_integer_in_range(client, auth_headers, limit, status):
+    resp = client.get(f"/api/entries?limit={limit}", headers=auth_headers)
+    assert resp.status_code == status
+    if status == 400:
+        assert resp.json["error"]["field"] == "limit"
+
+
+@pytest.mark.parametrize("method", ["get", "patch", "delete"])
+def test_ids_are_ascii_digits_only(client, auth_headers, method):
+    eid = client.post("/api/entries", json={"text": "x"}, headers=auth_headers).json["id"]
+    other_script = "".join(chr(0x0660 + int(d)) for d in str(eid))  # Arabic-Indic digits of the same id
+    resp = client.open(f"/api/entries/{other_script}", method=method.upper(), json={"text": "y"},
+                       headers=auth_headers)
+    assert resp.status_code == 404 and resp.json["error"]["code"] == "not_found"
+    assert client.get(f"/api/entries/{eid}", headers=auth_headers).json["text"] == "x"
