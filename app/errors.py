@@ -4,6 +4,7 @@ Validation errors from flask-openapi3 become 400 naming the first bad field; wer
 status (401/404/405/413...); :class:`ApiError` carries our own; anything else is a 500 whose log line names the
 exception type and the code location only (exception messages may quote user input).
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,14 +17,16 @@ from flask.json.provider import DefaultJSONProvider
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from app.schemas import PATTERN_RULES
 from app.telemetry import exception_attributes
 
 logger = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
         self.headers = headers or {}
@@ -40,8 +43,9 @@ class JSONProvider(DefaultJSONProvider):
             raise ValueError("JSON nested too deeply") from None
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None,
-                   headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> Response:
     body: dict[str, Any] = {"code": code, "message": message}
     if field:
         body["field"] = field
@@ -64,6 +68,8 @@ def validation_error_response(exc: ValidationError) -> Response:
     msg = str(err["msg"])
     if err.get("type") == "extra_forbidden":
         msg = "unknown field"
+    elif err.get("type") == "string_pattern_mismatch":  # the rule in words, not the regex (app/schemas.py)
+        msg = PATTERN_RULES.get(str(err.get("ctx", {}).get("pattern")), "does not match the documented pattern")
     return error_response(400, "invalid_field", f"{field}: {msg}", field)
 
 
@@ -96,7 +102,8 @@ def register(app: Flask) -> None:
         headers = dict(exc.get_headers())
         headers.pop("Content-Type", None)
         message = {413: f"the request body exceeds {app.config.get('MAX_CONTENT_LENGTH')} bytes"}.get(
-            exc.code or 500, exc.description or exc.name)
+            exc.code or 500, exc.description or exc.name
+        )
         return error_response(exc.code or 500, _code_for(exc), message, headers=headers)
 
     @app.errorhandler(Exception)
@@ -105,6 +112,12 @@ def register(app: Flask) -> None:
         # the request span's exception attributes (content-free message, frames) as extras, never exc_info (any
         # handler would print the raw message): the OTel record carries them, so the W&B error groups see one
         # exception, and stdout shows the frames only
-        logger.error("unhandled %s in %s %s\n%s", type(exc).__name__, request.method, request.url_rule, frames,
-                     extra={"exception.type": type(exc).__name__, **exception_attributes(exc)})
+        logger.error(
+            "unhandled %s in %s %s\n%s",
+            type(exc).__name__,
+            request.method,
+            request.url_rule,
+            frames,
+            extra={"exception.type": type(exc).__name__, **exception_attributes(exc)},
+        )
         return error_response(500, "internal_error", "internal server error")

@@ -1,4 +1,5 @@
 """Blueprints of the JSON API, its OpenAPI document, and the app-wide request guards (app/api/guard.py)."""
+
 from __future__ import annotations
 
 import copy
@@ -6,11 +7,20 @@ from typing import Any
 
 from flask import Response, jsonify
 from flask_openapi3 import OpenAPI
+from werkzeug.routing import IntegerConverter
 
 from app.api import entries, guard, health, users
 
 
+class AsciiIntegerConverter(IntegerConverter):
+    """``<int:...>`` of ASCII digits only: werkzeug's ``\\d+`` also matches other scripts' digits (``/entries/١``
+    would address entry 1), which the document's ``type: integer`` path parameter does not describe."""
+
+    regex = r"[0-9]+"
+
+
 def register(app: OpenAPI) -> None:
+    app.url_map.converters["int"] = AsciiIntegerConverter  # before the blueprints add their rules
     app.register_api(health.bp)
     app.register_api(users.bp)
     app.register_api(entries.bp)

@@ -1,13 +1,14 @@
 """Diary entries of the authenticated user, and the AI features on one entry.
 
 Another user's entry is indistinguishable from a missing one (404). Lists use keyset pagination on the id,
-newest first; ``next_cursor`` is opaque.
+newest first; ``next_cursor`` is opaque to clients (the document gives its exact pattern, app/schemas.py).
 """
+
 from __future__ import annotations
 
 import base64
-import binascii
-from datetime import datetime, timezone
+import re
+from datetime import UTC, datetime
 
 from flask import current_app, g, request
 from flask_openapi3 import APIBlueprint, Tag
@@ -18,33 +19,63 @@ from app.auth import require_user
 from app.db import get_session
 from app.errors import ApiError
 from app.models import AI_COLUMNS, Entry
-from app.schemas import (MAX_ID, AIPath, AIResult, EntryCreate, EntryList, EntryOut, EntryPath, EntryUpdate,
-                         ListQuery, error_responses)
+from app.schemas import (
+    CREATE_ENTRY,
+    CURSOR_PATTERN,
+    DELETE_ENTRY,
+    GET_ENTRY,
+    LIST_ENTRIES,
+    PATTERN_RULES,
+    RUN_FEATURE,
+    UPDATE_ENTRY,
+    AIPath,
+    AIResult,
+    EntryCreate,
+    EntryList,
+    EntryOut,
+    EntryPath,
+    EntryUpdate,
+    ListQuery,
+    error_responses,
+)
 
-bp = APIBlueprint("entries", __name__, url_prefix="/api/entries", abp_tags=[Tag(name="entries")],
-                  abp_security=[{"bearer": []}],
-                  abp_responses=error_responses(400, 401, 404, 413))
+# every operation: a bad parameter or body (400), no valid token (401), a body over the limit (413, app/api/guard.py)
+bp = APIBlueprint(
+    "entries",
+    __name__,
+    url_prefix="/api/entries",
+    abp_tags=[Tag(name="entries")],
+    abp_security=[{"bearer": []}],
+    abp_responses=error_responses(400, 401, 413),
+)
 bp.before_request(require_user)
+NOT_FOUND = error_responses(404)  # the operations on one entry (another user's entry is not found either)
+_CURSOR = re.compile(CURSOR_PATTERN)
 
 
 def encode_cursor(entry_id: int) -> str:
-    return base64.urlsafe_b64encode(f"e{entry_id}".encode()).decode().rstrip("=")
+    """URL-safe base64 of the id as 8 big-endian bytes, unpadded: 11 characters matching CURSOR_PATTERN."""
+    return base64.urlsafe_b64encode(entry_id.to_bytes(8, "big")).decode("ascii").rstrip("=")
 
 
 def decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-        if raw[:1] != "e" or not raw[1:].isdigit() or int(raw[1:]) > MAX_ID:
-            raise ValueError(raw)
-        return int(raw[1:])
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ApiError(400, "invalid_field", "cursor: not a cursor returned by this API", "cursor") from None
+    """The id of a cursor matching CURSOR_PATTERN (ListQuery has checked that; checked again here): 0..MAX_ID."""
+    if not _CURSOR.fullmatch(cursor):  # fullmatch: Python's $ would also match before a final newline
+        raise ApiError(400, "invalid_field", f"cursor: {PATTERN_RULES[CURSOR_PATTERN]}", "cursor")
+    # the first character (A-Z, a-f: 0..31) keeps the top bit clear, so the id is at most MAX_ID
+    return int.from_bytes(base64.urlsafe_b64decode(cursor + "="), "big")
 
 
 def _out(entry: Entry) -> dict:
     ai = {feature: getattr(entry, col.key) for feature, col in AI_COLUMNS.items() if getattr(entry, col.key)}
-    return EntryOut(id=entry.id, text=entry.text, tags=list(entry.tags or []), created_at=entry.created_at,
-                    updated_at=entry.updated_at, ai=ai).model_dump(mode="json")
+    return EntryOut(
+        id=entry.id,
+        text=entry.text,
+        tags=list(entry.tags or []),
+        created_at=entry.created_at,
+        updated_at=entry.updated_at,
+        ai=ai,
+    ).model_dump(mode="json")
 
 
 def _own(entry_id: int) -> Entry:
@@ -54,7 +85,7 @@ def _own(entry_id: int) -> Entry:
     return entry
 
 
-@bp.post("", responses={201: EntryOut})
+@bp.post("", responses={201: EntryOut}, operation_id=CREATE_ENTRY)
 def create_entry(body: EntryCreate):
     """Write a new entry."""
     session = get_session()
@@ -65,7 +96,7 @@ def create_entry(body: EntryCreate):
     return _out(entry), 201
 
 
-@bp.get("", responses={200: EntryList})
+@bp.get("", responses={200: EntryList}, operation_id=LIST_ENTRIES)
 def list_entries(query: ListQuery):
     """Own entries, newest first; follow ``next_cursor`` for older ones."""
     stmt = select(Entry).where(Entry.user_id == g.user_id)
@@ -77,13 +108,13 @@ def list_entries(query: ListQuery):
     return {"items": [_out(e) for e in page], "next_cursor": nxt}
 
 
-@bp.get("/<int:entry_id>", responses={200: EntryOut})
+@bp.get("/<int:entry_id>", responses={200: EntryOut, **NOT_FOUND}, operation_id=GET_ENTRY)
 def get_entry(path: EntryPath):
     """One own entry, with its stored AI results."""
     return _out(_own(path.entry_id))
 
 
-@bp.patch("/<int:entry_id>", responses={200: EntryOut})
+@bp.patch("/<int:entry_id>", responses={200: EntryOut, **NOT_FOUND}, operation_id=UPDATE_ENTRY)
 def update_entry(path: EntryPath, body: EntryUpdate):
     """Change the text and/or the tags. Changing the text keeps earlier AI results (they record their model)."""
     entry = _own(path.entry_id)
@@ -91,13 +122,13 @@ def update_entry(path: EntryPath, body: EntryUpdate):
         entry.text = body.text
     if body.tags is not None:
         entry.tags = list(body.tags)
-    entry.updated_at = datetime.now(timezone.utc)
+    entry.updated_at = datetime.now(UTC)
     get_session().commit()
     audit("entry.update", actor=g.pseudo_id, target=f"entry:{entry.id}")
     return _out(entry)
 
 
-@bp.delete("/<int:entry_id>", responses={204: None})
+@bp.delete("/<int:entry_id>", responses={204: None, **NOT_FOUND}, operation_id=DELETE_ENTRY)
 def delete_entry(path: EntryPath):
     """Delete an own entry."""
     session = get_session()
@@ -107,7 +138,11 @@ def delete_entry(path: EntryPath):
     return "", 204
 
 
-@bp.post("/<int:entry_id>/ai/<feature>", responses={200: AIResult, **error_responses(502, 503, 504)})
+@bp.post(
+    "/<int:entry_id>/ai/<feature>",
+    responses={200: AIResult, **error_responses(404, 502, 503, 504)},
+    operation_id=RUN_FEATURE,
+)
 def run_feature(path: AIPath):
     """Run an AI feature (summarize, reflect, mood) on an entry and store the result with it.
 
@@ -126,11 +161,14 @@ def run_feature(path: AIPath):
         audit(f"ai.{path.feature}", actor=g.pseudo_id, target=target, outcome="failure")
         raise
     result = done.as_dict()
-    stored = {**result, "created_at": datetime.now(timezone.utc).isoformat()}
+    stored = {**result, "created_at": datetime.now(UTC).isoformat()}
     column = AI_COLUMNS[path.feature]
     # One atomic single-column UPDATE: no lost update when features run concurrently on the same entry.
-    changed = session.execute(update(Entry).where(Entry.id == path.entry_id, Entry.user_id == g.user_id)
-                              .values({column: stored, Entry.updated_at: Entry.updated_at})).rowcount
+    changed = session.execute(
+        update(Entry)
+        .where(Entry.id == path.entry_id, Entry.user_id == g.user_id)
+        .values({column: stored, Entry.updated_at: Entry.updated_at})
+    ).rowcount
     session.commit()
     if changed != 1:  # deleted while the model was answering: nothing stored
         raise ApiError(404, "not_found", f"entry {path.entry_id} not found")

@@ -6,6 +6,7 @@ werkzeug silently cuts at the limit) → 413; a body that cannot be read (malfor
 a client that disconnects mid-body) → 400 ``invalid_body`` (field ``body``). ``single_query_values`` answers 400
 naming a query parameter that is given more than once (every parameter of this API is a single value).
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,8 +19,10 @@ from app.errors import ApiError
 try:  # gunicorn's body reader raises its own parse errors (e.g. InvalidChunkSize), not OSError
     from gunicorn.http.errors import ParseException
 except ImportError:  # pragma: no cover - gunicorn is a dependency; other servers raise OSError/ValueError
-    class ParseException(Exception):  # type: ignore[no-redef]
+
+    class ParseException(Exception):  # type: ignore[no-redef]  # noqa: N818 - gunicorn's name
         """Placeholder when gunicorn is not installed."""
+
 
 logger = logging.getLogger(__name__)
 MAX_NAME = 64  # a repeated parameter's name is echoed in the error, cut to this length
@@ -35,15 +38,20 @@ def read_body() -> None:
         data = request.get_data(cache=True)
         # werkzeug's limit on a stream without Content-Length stops reading at the limit without an error:
         # one more byte from the server's stream tells a body of exactly the limit from a longer one.
-        if limit is not None and request.content_length is None and len(data) >= limit \
-                and request.environ["wsgi.input"].read(1):
+        if (
+            limit is not None
+            and request.content_length is None
+            and len(data) >= limit
+            and request.environ["wsgi.input"].read(1)
+        ):
             raise RequestEntityTooLarge()
     except RequestEntityTooLarge:
         raise
     except (ClientDisconnected, ParseException, OSError, ValueError) as exc:
         logger.warning("request body could not be read: %s", type(exc).__name__)
-        raise ApiError(400, "invalid_body", "the request body could not be read (malformed or incomplete)",
-                       "body") from None
+        raise ApiError(
+            400, "invalid_body", "the request body could not be read (malformed or incomplete)", "body"
+        ) from None
 
 
 def single_query_values() -> None:

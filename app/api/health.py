@@ -1,4 +1,5 @@
 """Liveness and readiness probes (no authentication, no database access for liveness)."""
+
 from __future__ import annotations
 
 from flask import jsonify
@@ -10,13 +11,13 @@ from app.schemas import Health, error_responses
 bp = APIBlueprint("health", __name__, abp_tags=[Tag(name="health")], abp_responses=error_responses())
 
 
-@bp.get("/healthz", responses={200: Health})
+@bp.get("/healthz", responses={200: Health}, operation_id="healthz")
 def healthz():
     """Liveness: the process serves requests."""
     return jsonify(status="ok")
 
 
-@bp.get("/readyz", responses={200: Health, **error_responses(503)})
+@bp.get("/readyz", responses={200: Health, **error_responses(503)}, operation_id="readyz")
 def readyz():
     """Readiness: the database answers ``SELECT 1``."""
     if db.ping():

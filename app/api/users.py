@@ -1,4 +1,5 @@
 """Registration: ``POST /api/users {"name"}`` → 201 ``{"id", "token"}`` (the token is shown once)."""
+
 from __future__ import annotations
 
 from flask_openapi3 import APIBlueprint, Tag
@@ -9,11 +10,12 @@ from app.db import get_session
 from app.models import User
 from app.schemas import UserCreate, UserCreated, error_responses
 
-bp = APIBlueprint("users", __name__, url_prefix="/api/users", abp_tags=[Tag(name="users")],
-                  abp_responses=error_responses(400, 413))
+bp = APIBlueprint(
+    "users", __name__, url_prefix="/api/users", abp_tags=[Tag(name="users")], abp_responses=error_responses(400, 413)
+)
 
 
-@bp.post("", responses={201: UserCreated})
+@bp.post("", responses={201: UserCreated}, operation_id="registerUser")
 def register(body: UserCreate):
     """Create a user and issue its bearer token."""
     token, token_hash = new_token()

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import httpx
 
-from tests.support import ROOT, wait_until
+from tests.support import ROOT, free_port, wait_until
 
 T = TypeVar("T")
 CONFIG = ROOT / "gunicorn.conf.py"
@@ -43,8 +43,9 @@ class Gunicorn:
         def alive_check() -> T:
             value = check()
             if not value and self.proc.poll() is not None:
-                raise AssertionError(f"gunicorn exited with {self.proc.returncode} while waiting for {what}:\n"
-                                     f"{self.output()[-3000:]}")
+                raise AssertionError(
+                    f"gunicorn exited with {self.proc.returncode} while waiting for {what}:\n{self.output()[-3000:]}"
+                )
             return value
 
         try:
@@ -56,8 +57,11 @@ class Gunicorn:
 
     def wait_for_text(self, text: str, timeout: float = 60.0, count: int = 1) -> str:
         """Wait until ``text`` occurs ``count`` times in the log; returns the log."""
-        return self.wait_until(lambda: (out := self.output()).count(text) >= count and out, timeout,
-                               f"{count} x {text!r} in the gunicorn log")
+        return self.wait_until(
+            lambda: (out := self.output()).count(text) >= count and out,
+            timeout,
+            f"{count} x {text!r} in the gunicorn log",
+        )
 
     def stop(self, timeout: float = 20.0) -> int:
         """SIGTERM to the process group, a bounded wait, then SIGKILL. Returns the master's exit code."""
@@ -74,9 +78,17 @@ class Gunicorn:
 
 
 @contextlib.contextmanager
-def run_gunicorn(app: str, *, env: Mapping[str, str], cwd: Path, log: Path, config: bool = True,
-                 args: Sequence[str] = (), stdout: Path | None | str = "log",
-                 stop_timeout: float = 20.0) -> Iterator[Gunicorn]:
+def run_gunicorn(
+    app: str,
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    log: Path,
+    config: bool = True,
+    args: Sequence[str] = (),
+    stdout: Path | str | None = "log",
+    stop_timeout: float = 20.0,
+) -> Iterator[Gunicorn]:
     """``python -m gunicorn [--config gunicorn.conf.py] *args app`` with exactly ``env``, in its own session;
     stderr goes to ``log``, stdout to ``log`` too (``"log"``), to another file, or nowhere (None). Stopped on exit."""
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -89,8 +101,9 @@ def run_gunicorn(app: str, *, env: Mapping[str, str], cwd: Path, log: Path, conf
             out = subprocess.DEVNULL
         else:
             out = files.enter_context(open(stdout, "wb"))
-        proc = subprocess.Popen(argv, cwd=cwd, env=dict(env), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv, cwd=cwd, env=dict(env), stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     server = Gunicorn(proc, log)
     try:
         yield server
@@ -99,20 +112,53 @@ def run_gunicorn(app: str, *, env: Mapping[str, str], cwd: Path, log: Path, conf
 
 
 @contextlib.contextmanager
-def gunicorn_app(tmp_path: Path, llm_base_url: str, *, workers: int, database: Path,
-                 timeout: float = 20.0, stdout: Path | None = None) -> Iterator[httpx.Client]:
-    """``gunicorn 'app:create_app()'`` with ``workers`` workers on a unix socket (``tmp_path / "g.sock"``),
-    telemetry off; yields a client once ``/readyz`` answers 200 and stops gunicorn on exit. The app's JSON log
-    lines (stdout) go to the file ``stdout`` if given, else nowhere; gunicorn's stderr to ``tmp_path/gunicorn.err``."""
+def gunicorn_app(
+    tmp_path: Path,
+    llm_base_url: str,
+    *,
+    workers: int,
+    database: Path,
+    timeout: float = 20.0,
+    stdout: Path | None = None,
+    tcp: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[httpx.Client]:
+    """``gunicorn 'app:create_app()'`` with ``workers`` workers on a unix socket (``tmp_path / "g.sock"``), or with
+    ``tcp`` on a free 127.0.0.1 port (the client's ``base_url``: for tools that speak only TCP), telemetry off
+    unless ``env`` (variables set last) says otherwise; yields a client once ``/readyz`` answers 200 and stops
+    gunicorn on exit. The app's JSON log lines (stdout) go to the file ``stdout`` if given, else nowhere;
+    gunicorn's stderr to ``tmp_path/gunicorn.err``."""
     sock = tmp_path / "g.sock"
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}", "PSEUDONYM_SECRET": "s",
-           "OPENAI_BASE_URL": llm_base_url, "OPENAI_API_KEY": "k", "OTEL_SDK_DISABLED": "true",
-           "LOG_LEVEL": "WARNING"}
-    args = ["--workers", str(workers), "--bind", f"unix:{sock}", "--graceful-timeout", "3"]
-    with run_gunicorn("app:create_app()", env=env, cwd=ROOT, log=tmp_path / "gunicorn.err", config=False,
-                      args=args, stdout=stdout, stop_timeout=10) as server, \
-            httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://diary",
-                         timeout=timeout) as client:
+    port = free_port() if tcp else None
+    bind = f"127.0.0.1:{port}" if tcp else f"unix:{sock}"
+    full_env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{database}",
+        "PSEUDONYM_SECRET": "s",
+        "OPENAI_BASE_URL": llm_base_url,
+        "OPENAI_API_KEY": "k",
+        "OTEL_SDK_DISABLED": "true",
+        "LOG_LEVEL": "WARNING",
+        **(env or {}),
+    }
+    args = ["--workers", str(workers), "--bind", bind, "--graceful-timeout", "3"]
+    with (
+        run_gunicorn(
+            "app:create_app()",
+            env=full_env,
+            cwd=ROOT,
+            log=tmp_path / "gunicorn.err",
+            config=False,
+            args=args,
+            stdout=stdout,
+            stop_timeout=10,
+        ) as server,
+        httpx.Client(
+            transport=None if tcp else httpx.HTTPTransport(uds=str(sock)),
+            base_url=f"http://127.0.0.1:{port}" if tcp else "http://diary",
+            timeout=timeout,
+        ) as client,
+    ):
 
         def ready() -> bool:
             try:

@@ -40,10 +40,12 @@ def test_other_users_entries_are_404(client, register, row_counts):
     alice, bob = register("alice"), register("bob")
     entry = create(client, alice, "alice's secret")
     eid = entry["id"]
-    for method, url, body in [("get", f"/api/entries/{eid}", None),
-                              ("patch", f"/api/entries/{eid}", {"text": "hacked"}),
-                              ("delete", f"/api/entries/{eid}", None),
-                              ("post", f"/api/entries/{eid}/ai/summarize", None)]:
+    for method, url, body in [
+        ("get", f"/api/entries/{eid}", None),
+        ("patch", f"/api/entries/{eid}", {"text": "hacked"}),
+        ("delete", f"/api/entries/{eid}", None),
+        ("post", f"/api/entries/{eid}/ai/summarize", None),
+    ]:
         resp = getattr(client, method)(url, json=body, headers=bob)
         assert resp.status_code == 404, (method, url)
         assert resp.json["error"]["code"] == "not_found"
@@ -82,18 +84,32 @@ def test_pagination_is_stable_when_new_entries_arrive(client, auth_headers):
     assert [e["id"] for e in page2["items"]] == sorted(first, reverse=True)[2:4]
 
 
-@pytest.mark.parametrize("qs, field", [
-    ("limit=0", "limit"), ("limit=101", "limit"), ("limit=abc", "limit"), ("limit=-1", "limit"),
-    ("limit=1.5", "limit"), ("cursor=", "cursor"), ("cursor=!!!", "cursor"), ("cursor=abc", "cursor"),
-    ("cursor=ZTE", "cursor_ok"), ("cursor=" + "A" * 65, "cursor"), ("cursor=eDEy", "cursor"),
-    ("cursor=ZTk5OTk5OTk5OTk5OTk5OTk5OTk5", "cursor"),  # "e" + 20 nines: beyond a 64-bit id
-    ("foo=1", "foo"), ("limit=5&Limit=5", "Limit"),  # unknown parameters (names are case-sensitive)
-    ("limit=1&limit=2", "limit"), ("limit=2&limit=2", "limit"), ("cursor=ZTE&cursor=ZTI", "cursor"),  # repeated
-])
+@pytest.mark.parametrize(
+    "qs, field",
+    [
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=abc", "limit"),
+        ("limit=-1", "limit"),
+        ("limit=1.5", "limit"),
+        ("cursor=", "cursor"),
+        ("cursor=!!!", "cursor"),
+        ("cursor=abc", "cursor"),
+        ("cursor=AAAAAAAAAAE", "cursor_ok"),
+        ("cursor=" + "A" * 65, "cursor"),
+        ("cursor=eDEy", "cursor"),
+        ("cursor=ZTk5OTk5OTk5OTk5OTk5OTk5OTk5", "cursor"),  # "e" + 20 nines: beyond a 64-bit id
+        ("foo=1", "foo"),
+        ("limit=5&Limit=5", "Limit"),  # unknown parameters (names are case-sensitive)
+        ("limit=1&limit=2", "limit"),
+        ("limit=2&limit=2", "limit"),
+        ("cursor=ZTE&cursor=ZTI", "cursor"),  # repeated
+    ],
+)
 def test_bad_list_parameters_are_400_naming_the_field(client, auth_headers, qs, field):
     create(client, auth_headers)
     resp = client.get(f"/api/entries?{qs}", headers=auth_headers)
-    if field == "cursor_ok":  # a well-formed cursor ("e1") is accepted
+    if field == "cursor_ok":  # a well-formed cursor (id 1) is accepted
         assert resp.status_code == 200
         return
     assert resp.status_code == 400, resp.json
@@ -104,14 +120,27 @@ def test_bad_list_parameters_are_400_naming_the_field(client, auth_headers, qs, 
         assert resp.json["error"]["message"] == f"{field}: unknown field"
 
 
-@pytest.mark.parametrize("body, field", [
-    ({}, "text"), ({"text": ""}, "text"), ({"text": None}, "text"), ({"text": 7}, "text"),
-    ({"text": ["a"]}, "text"), ({"text": "x" * 20_001}, "text"), ({"text": "ok", "tags": "work"}, "tags"),
-    ({"text": "ok", "tags": [1]}, "tags.0"), ({"text": "ok", "tags": ["ok", ""]}, "tags.1"),
-    ({"text": "ok", "tags": ["t"] * 21}, "tags"), ({"text": "ok", "tags": ["x" * 41]}, "tags.0"),
-    ({"text": "ok", "mood": "happy"}, "mood"), ([], "body"), ("just a string", "body"),
-    ({"text": "nul\u0000byte"}, "text"), ({"text": "ok", "tags": ["a\u0000"]}, "tags.0"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({}, "text"),
+        ({"text": ""}, "text"),
+        ({"text": None}, "text"),
+        ({"text": 7}, "text"),
+        ({"text": ["a"]}, "text"),
+        ({"text": "x" * 20_001}, "text"),
+        ({"text": "ok", "tags": "work"}, "tags"),
+        ({"text": "ok", "tags": [1]}, "tags.0"),
+        ({"text": "ok", "tags": ["ok", ""]}, "tags.1"),
+        ({"text": "ok", "tags": ["t"] * 21}, "tags"),
+        ({"text": "ok", "tags": ["x" * 41]}, "tags.0"),
+        ({"text": "ok", "mood": "happy"}, "mood"),
+        ([], "body"),
+        ("just a string", "body"),
+        ({"text": "nul\u0000byte"}, "text"),
+        ({"text": "ok", "tags": ["a\u0000"]}, "tags.0"),
+    ],
+)
 def test_bad_entry_bodies_are_400_and_store_nothing(client, auth_headers, row_counts, body, field):
     before = row_counts()
     resp = client.post("/api/entries", json=body, headers=auth_headers)
@@ -120,13 +149,16 @@ def test_bad_entry_bodies_are_400_and_store_nothing(client, auth_headers, row_co
     assert row_counts() == before
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"data": b"{\"text\": ", "content_type": "application/json"},
-    {"data": b"\xff\xfe\x00", "content_type": "application/json"},
-    {"data": "text=hello", "content_type": "application/x-www-form-urlencoded"},
-    {"data": "hello", "content_type": "text/plain"},
-    {},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"data": b'{"text": ', "content_type": "application/json"},
+        {"data": b"\xff\xfe\x00", "content_type": "application/json"},
+        {"data": "text=hello", "content_type": "application/x-www-form-urlencoded"},
+        {"data": "hello", "content_type": "text/plain"},
+        {},
+    ],
+)
 def test_non_json_bodies_are_400_body(client, auth_headers, row_counts, kwargs):
     before = row_counts()
     resp = client.post("/api/entries", headers=auth_headers, **kwargs)
@@ -135,10 +167,17 @@ def test_non_json_bodies_are_400_body(client, auth_headers, row_counts, kwargs):
     assert row_counts() == before
 
 
-@pytest.mark.parametrize("body, field", [
-    ({}, "body"), ({"text": ""}, "text"), ({"text": None, "tags": None}, "body"), ({"tags": "x"}, "tags"),
-    ({"id": 5, "text": "x"}, "id"), ({"text": 3}, "text"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({}, "body"),
+        ({"text": ""}, "text"),
+        ({"text": None, "tags": None}, "text"),
+        ({"tags": "x"}, "tags"),
+        ({"id": 5, "text": "x"}, "id"),
+        ({"text": 3}, "text"),
+    ],
+)
 def test_bad_updates_are_400_and_change_nothing(client, auth_headers, body, field):
     entry = create(client, auth_headers, "original", ["a"])
     resp = client.patch(f"/api/entries/{entry['id']}", json=body, headers=auth_headers)
@@ -162,9 +201,12 @@ def test_body_over_the_limit_is_413_and_stores_nothing(make_app, row_counts):
 
 def chunked_post(client, path, body: bytes, headers=None):
     """POST as a server that terminates chunked input (gunicorn) hands it over: no Content-Length."""
-    return client.post(path, input_stream=io.BytesIO(body), environ_overrides={"wsgi.input_terminated": True},
-                       headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked",
-                                **(headers or {})})
+    return client.post(
+        path,
+        input_stream=io.BytesIO(body),
+        environ_overrides={"wsgi.input_terminated": True},
+        headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked", **(headers or {})},
+    )
 
 
 def test_streamed_body_over_the_limit_is_413_not_invalid_json(make_app):
@@ -184,11 +226,18 @@ def test_streamed_body_over_the_limit_is_413_not_invalid_json(make_app):
 
 def test_body_cut_short_is_400_invalid_body(client, row_counts):
     """The client announced 100 bytes and disconnected after 11 (werkzeug raises ClientDisconnected)."""
-    resp = client.post("/api/users", input_stream=io.BytesIO(b'{"name": "a'), content_type="application/json",
-                       environ_overrides={"CONTENT_LENGTH": "100"})
+    resp = client.post(
+        "/api/users",
+        input_stream=io.BytesIO(b'{"name": "a'),
+        content_type="application/json",
+        environ_overrides={"CONTENT_LENGTH": "100"},
+    )
     assert resp.status_code == 400
-    assert resp.json["error"] == {"code": "invalid_body", "field": "body",
-                                  "message": "the request body could not be read (malformed or incomplete)"}
+    assert resp.json["error"] == {
+        "code": "invalid_body",
+        "field": "body",
+        "message": "the request body could not be read (malformed or incomplete)",
+    }
     assert row_counts() == (0, 0)
 
 
@@ -229,8 +278,7 @@ def test_ids_beyond_64_bits_are_400_naming_the_field(client, auth_headers, entry
 def test_json_nested_too_deeply_is_400_body(client, auth_headers, row_counts, path, headers_needed):
     before = row_counts()
     deep = b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    resp = client.post(path, data=deep, content_type="application/json",
-                       headers=auth_headers if headers_needed else {})
+    resp = client.post(path, data=deep, content_type="application/json", headers=auth_headers if headers_needed else {})
     assert resp.status_code == 400, resp.json
     assert resp.json["error"] == {"code": "invalid_body", "field": "body", "message": "the body is not valid JSON"}
     assert row_counts() == before

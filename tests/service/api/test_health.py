@@ -22,15 +22,23 @@ def test_openapi_document_describes_the_api(client):
     doc = resp.json
     assert doc["openapi"].startswith("3.") and doc["info"]["title"] == "ai-diary"
     paths = doc["paths"]
-    assert {"/api/users", "/api/entries", "/api/entries/{entry_id}", "/api/entries/{entry_id}/ai/{feature}",
-            "/healthz", "/readyz"} <= set(paths)
+    assert {
+        "/api/users",
+        "/api/entries",
+        "/api/entries/{entry_id}",
+        "/api/entries/{entry_id}/ai/{feature}",
+        "/healthz",
+        "/readyz",
+    } <= set(paths)
     assert set(paths["/api/entries/{entry_id}"]) == {"get", "patch", "delete"}
     schemas = doc["components"]["schemas"]
     assert {"EntryCreate", "AIResult", "ErrorBody"} <= set(schemas) and "ValidationErrorModel" not in schemas
     assert paths["/api/entries"]["post"]["responses"]["400"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/ErrorBody"}
-    feature = [p for p in paths["/api/entries/{entry_id}/ai/{feature}"]["post"]["parameters"]
-               if p["name"] == "feature"][0]
+        "$ref": "#/components/schemas/ErrorBody"
+    }
+    feature = next(
+        p for p in paths["/api/entries/{entry_id}/ai/{feature}"]["post"]["parameters"] if p["name"] == "feature"
+    )
     assert set(feature["schema"]["enum"]) == {"summarize", "reflect", "mood"}
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     error_ref = {"$ref": "#/components/schemas/ErrorBody"}
@@ -42,7 +50,8 @@ def test_openapi_document_describes_the_api(client):
     assert set(paths["/healthz"]["get"]["responses"]) == {"200", "500"}  # nothing to validate: no 400
     assert set(paths["/readyz"]["get"]["responses"]) == {"200", "500", "503"}
     assert {"400", "401", "404", "413", "500", "502", "503", "504"} <= set(
-        paths["/api/entries/{entry_id}/ai/{feature}"]["post"]["responses"])
+        paths["/api/entries/{entry_id}/ai/{feature}"]["post"]["responses"]
+    )
     assert not [k for k in doc if k.startswith("x-")]
 
 

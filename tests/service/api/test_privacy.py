@@ -1,5 +1,6 @@
 """Privacy and audit invariants of the service: diary text and tokens never reach logs, metrics or audit records;
 user ids appear only pseudonymized."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,21 +13,22 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from app import privacy
+from app.audit import audit
 from app.auth import bind_user
 from tests.support import TEST_SECRET
 
 CANARY = "CANARY-7f3a9e-diary-secret"
 
 
-def test_canary_text_and_tokens_never_reach_logs_metrics_or_audit(make_app, metric_reader, log_exporter, caplog,
-                                                                    capfd):
+def test_canary_text_and_tokens_never_reach_logs_metrics_or_audit(make_app, metric_reader, log_exporter, caplog, capfd):
     caplog.set_level(logging.DEBUG)
     app = make_app(AI_MODEL_REFLECT="unpriced-model")  # exercises the unknown-model warning too
     client = app.test_client()
     token = client.post("/api/users", json={"name": f"name-{CANARY}"}).json["token"]
     headers = {"Authorization": f"Bearer {token}"}
-    eid = client.post("/api/entries", json={"text": f"I feel {CANARY}", "tags": [CANARY[:30]]},
-                      headers=headers).json["id"]
+    eid = client.post("/api/entries", json={"text": f"I feel {CANARY}", "tags": [CANARY[:30]]}, headers=headers).json[
+        "id"
+    ]
     client.patch(f"/api/entries/{eid}", json={"text": f"updated {CANARY}"}, headers=headers)
     for feature in ("summarize", "reflect", "mood"):
         assert client.post(f"/api/entries/{eid}/ai/{feature}", headers=headers).status_code == 200
@@ -54,17 +56,21 @@ def test_audit_records_carry_pseudonymous_actor_and_the_trace_context(app, clien
     provider.add_span_processor(SimpleSpanProcessor(spans))
     tracer = provider.get_tracer("test")
     user_id = client.post("/api/users", json={"name": "a"}).json["id"]
-    with app.test_request_context("/api/entries", headers={"User-Agent": "pytest-agent"}):
-        with tracer.start_as_current_span("request") as span:
-            pseudo = bind_user(user_id)
-            from app.audit import audit
-            audit("entry.create", actor=pseudo, target="entry:1")
+    with (
+        app.test_request_context("/api/entries", headers={"User-Agent": "pytest-agent"}),
+        tracer.start_as_current_span("request") as span,
+    ):
+        pseudo = bind_user(user_id)
+        audit("entry.create", actor=pseudo, target="entry:1")
     (finished,) = spans.get_finished_spans()
     assert finished.attributes["enduser.pseudo.id"] == pseudo
     expected = "u_" + hmac.new(TEST_SECRET.encode(), str(user_id).encode(), hashlib.sha256).hexdigest()[:16]
     assert pseudo == expected
-    rec = [r.log_record for r in log_exporter.get_finished_logs()
-           if r.log_record.attributes["audit.action"] == "entry.create"][0]
+    rec = next(
+        r.log_record
+        for r in log_exporter.get_finished_logs()
+        if r.log_record.attributes["audit.action"] == "entry.create"
+    )
     assert rec.trace_id == span.get_span_context().trace_id and rec.span_id == span.get_span_context().span_id
     assert rec.attributes["user_agent.original"] == "pytest-agent"
     assert rec.attributes["audit.actor"] == pseudo and rec.attributes["audit.target"] == "entry:1"
