@@ -5,19 +5,20 @@ from __future__ import annotations
 import heapq
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeAlias, TypeVar
 
 from otel_wandb import records as r
 from otel_wandb.core._ai import AiSection, as_int
 from otel_wandb.core._errors import ErrorSection
 from otel_wandb.core._metrics import BREAKDOWN_ATTRS, OVERFLOW, MetricState, status_class
-from otel_wandb.core._span_metrics import DUPLICATES, TOKEN_USAGE, SpanMetricsSection, is_span_metric
+from otel_wandb.core._span_metrics import DUPLICATES, TOKEN_USAGE, HistStats, SpanMetricsSection, is_span_metric
 from otel_wandb.core._stats import QUANTILES, LogSketch
 from otel_wandb.core._validate import label, log_problem, point_problem, span_problem
 from otel_wandb.pricing import PriceList
 
-_STATUS_CLASS: dict = {}  # status code value -> "2xx"... ("" when not a status), filled lazily
+_STATUS_CLASS: dict[object, str] = {}  # status code value -> "2xx"... ("" when not a status), filled lazily
 logger = logging.getLogger(__name__)
 WORKER_ATTR = "app.worker.id"  # resource attribute set by app.telemetry.init_worker (gunicorn post_fork)
 SEVERITIES = ((4, "TRACE"), (8, "DEBUG"), (12, "INFO"), (16, "WARN"), (20, "ERROR"), (99, "FATAL"))
@@ -25,17 +26,19 @@ _TEXT_SEVERITY = (("error", 17), ("fatal", 21), ("critical", 21), ("warn", 13), 
 ERROR_COLUMNS = ["time", "trace_id", "route", "exception_type", "message", "fingerprint"]
 SLOW_COLUMNS = ["time", "trace_id", "route", "method", "status_code", "duration_ms"]
 GROUP_COLUMNS = ["fingerprint", "type", "message", "frame", "count", "first_seen", "last_seen", "sample_trace_ids"]
+LogWarning: TypeAlias = tuple[logging.Logger, str, tuple[object, ...]]  # (logger, msg, args), see take_warnings
+_K = TypeVar("_K")
 
 
 @dataclass(slots=True)
 class Table:
     columns: list[str]
-    rows: list[list]
+    rows: list[list[str | float]]
 
 
 @dataclass(slots=True)
 class IntervalResult:
-    row: dict
+    row: dict[str, float]
     tables: dict[str, Table]
     signals: r.Signals
 
@@ -43,7 +46,7 @@ class IntervalResult:
 @dataclass(slots=True)
 class CoreConfig:
     max_series: int = 50
-    breakdown_attrs: tuple = BREAKDOWN_ATTRS
+    breakdown_attrs: tuple[str, ...] = BREAKDOWN_ATTRS
     max_error_rows: int = 50
     slowest_n: int = 10
     max_error_groups: int = 500
@@ -71,7 +74,7 @@ class _Lat:
         return self.sketch.quantile(q)
 
 
-def log_warnings(warnings: Iterable[tuple]) -> None:
+def log_warnings(warnings: Iterable[LogWarning]) -> None:
     """Log what ``Aggregator.take_warnings`` returned (call it without holding the aggregator's lock)."""
     for log, msg, args in warnings:
         log.warning(msg, *args)
@@ -107,7 +110,7 @@ class Aggregator:
         self, config: CoreConfig | None = None, start_ns: int | None = None, *, process_start_ns: int | None = None
     ) -> None:
         self.cfg = config or CoreConfig()
-        self.warnings: list[tuple] = []  # (logger, msg, args), see take_warnings
+        self.warnings: list[LogWarning] = []
         self.metrics = MetricState(
             self.cfg.max_series, self.cfg.breakdown_attrs, process_start_ns=process_start_ns, warn=self._warn
         )
@@ -130,11 +133,11 @@ class Aggregator:
         self._random = self._rng.random
         self._reset()
 
-    def _warn(self, log: logging.Logger, msg: str, *args) -> None:
+    def _warn(self, log: logging.Logger, msg: str, *args: object) -> None:
         if len(self.warnings) < self.MAX_WARNINGS:
             self.warnings.append((log, msg, args))
 
-    def take_warnings(self) -> list[tuple]:
+    def take_warnings(self) -> list[LogWarning]:
         """The warnings collected since the last call (for ``log_warnings``)."""
         out, self.warnings = self.warnings, []
         return out
@@ -144,14 +147,14 @@ class Aggregator:
         self._overall = self._http[""] = _Lat()
         self._by_route: dict[str, _Lat] = {}  # raw route -> its (possibly __overflow__) entry of _http
         self._by_method: dict[str, _Lat] = {}
-        self._by_worker: dict = {}  # app.worker.id -> its entry of _http
+        self._by_worker: dict[object, _Lat] = {}  # app.worker.id -> its entry of _http
         self._status: dict[str, int] = {}
         self.ai.reset()
         self.span_metrics.reset()
         self._logs: dict[str, int] = {}
         self._sample: list[float] = []
         self._seen_requests = 0
-        self._slow: list[tuple] = []
+        self._slow: list[tuple[float, int, int, str, str, str, int]] = []  # (ms, seq, end, trace, route, method, code)
         self._seq = 0
         self.errors.reset()
         self._first_ns = 0
@@ -216,13 +219,13 @@ class Aggregator:
             )
         return series.split("=", 1)[0] + "=" + OVERFLOW
 
-    def _lat(self, table: dict, key: str) -> _Lat:
+    def _lat(self, table: dict[str, _Lat], key: str) -> _Lat:
         x = table.get(key)
         if x is None:
             x = table[key] = _Lat()
         return x
 
-    def _part(self, index: dict, attr: str, value, ms: float, err: bool, bucket: int) -> None:
+    def _part(self, index: dict[_K, _Lat], attr: str, value: _K, ms: float, err: bool, bucket: int | None) -> None:
         """One server span into its ``@attr=value`` series (``index`` caches raw value -> capped entry, for at
         most ``2 * max_series`` values: beyond, overflowing values are looked up each time, never stored)."""
         x = index.get(value)
@@ -234,7 +237,7 @@ class Aggregator:
         x.errors += err
         x.sketch.add_keyed(ms, bucket)
 
-    def _server(self, s: r.SpanRecord, attrs) -> None:
+    def _server(self, s: r.SpanRecord, attrs: r.Attributes) -> None:
         ms = (s.end_ns - s.start_ns) / 1e6
         if ms < 0:
             ms = 0.0
@@ -380,10 +383,10 @@ class Aggregator:
 
     def _result(self, start_ns: int, now_ns: int) -> IntervalResult:
         seconds = max(0.0, (now_ns - start_ns) / 1e9)
-        row: dict = {"interval/time": now_ns / 1e9, "interval/seconds": seconds}
+        row: dict[str, float] = {"interval/time": now_ns / 1e9, "interval/seconds": seconds}
         tot = self._totals
 
-        http: dict = self.span_metrics.http if self.from_span_metrics else self._http
+        http: Mapping[str, _Lat | HistStats] = self.span_metrics.http if self.from_span_metrics else self._http
         status = self.span_metrics.status if self.from_span_metrics else self._status
         overall = http.get("")
         requests = overall.count if overall else 0
@@ -483,7 +486,7 @@ class Aggregator:
         )
         return IntervalResult(row, tables, signals)
 
-    def _apply_key_budget(self, row: dict) -> None:
+    def _apply_key_budget(self, row: dict[str, float]) -> None:
         """Keys the run already has always pass; a new one passes while the run has fewer than ``max_keys``."""
         known, cap = self.keys, self.cfg.max_keys
         new = [k for k in row if k not in known]

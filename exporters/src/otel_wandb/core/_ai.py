@@ -16,7 +16,9 @@ from otel_wandb.core._validate import label
 from otel_wandb.pricing import PriceList
 
 
-def as_int(v) -> int:
+def as_int(v: object) -> int:
+    if not isinstance(v, str | bytes | int | float):  # an attribute value: None, a list... counts 0
+        return 0
     try:
         return int(v or 0)
     except (TypeError, ValueError):
@@ -41,7 +43,7 @@ class AiSection:
     def reset(self) -> None:
         self.series = {}
 
-    def add(self, s: r.SpanRecord, attrs) -> None:
+    def add(self, s: r.SpanRecord, attrs: r.Attributes) -> None:
         ms = max(0.0, (s.end_ns - s.start_ns) / 1e6)
         model = label(attrs.get("gen_ai.request.model") or attrs.get("gen_ai.response.model") or "unknown")
         feature = label(attrs.get("app.feature") or "unknown")
@@ -65,7 +67,7 @@ class AiSection:
             x.cost += cost
             x.sketch.add(ms)
 
-    def flush(self, row: dict, totals: dict) -> float:
+    def flush(self, row: dict[str, float], totals: dict[str, float]) -> float:
         """Write this interval's ``ai/*`` keys into ``row`` (running totals kept in ``totals``); returns the
         interval's span-priced cost."""
         span_cost = 0.0

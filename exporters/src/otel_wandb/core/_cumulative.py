@@ -40,26 +40,34 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import TypeAlias, overload
 
 from otel_wandb import records as r
+from otel_wandb.core._stats import ExpHist, ExplicitHist, Hist
 
 START_TOLERANCE_NS = 1_000_000_000
+# a stream's identity: (name, attributes, resource), each mapping as sorted (key, repr(value)) pairs
+StreamKey: TypeAlias = tuple[str, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
+Value: TypeAlias = float | Hist  # a sum's value or a histogram; a stream keeps its kind
 
 
 class _Stream:
     __slots__ = ("interval", "start", "time", "value")
 
-    def __init__(self, start: int, time: int, value: Any, interval: int) -> None:
+    def __init__(self, start: int, time: int, value: Value, interval: int) -> None:
         self.start, self.time, self.value, self.interval = start, time, value, interval
 
 
-def _count(value) -> float:
+def _count(value: Value) -> float:
     return value if isinstance(value, float) else value.count
 
 
-def _minus(value, prev):
-    return value - prev if isinstance(value, float) else value.merged(prev, -1)
+def _minus(value: Value, prev: Value) -> Value:
+    if isinstance(value, float) and isinstance(prev, float):
+        return value - prev
+    if isinstance(value, ExpHist | ExplicitHist) and isinstance(prev, ExpHist | ExplicitHist):
+        return value.merged(prev, -1)
+    raise TypeError("a stream's points changed kind")  # never: one name has one instrument kind
 
 
 class Streams:
@@ -73,8 +81,8 @@ class Streams:
         self.max_streams = max_streams
         self.horizon_ns = process_start_ns - START_TOLERANCE_NS
         self._on_cap, self._on_decrease = on_cap, on_decrease
-        self._live: OrderedDict[tuple, _Stream] = OrderedDict()  # least recently seen first
-        self._counted: OrderedDict[tuple, int] = OrderedDict()  # forgotten / not kept: key -> start time
+        self._live: OrderedDict[StreamKey, _Stream] = OrderedDict()  # least recently seen first
+        self._counted: OrderedDict[StreamKey, int] = OrderedDict()  # forgotten / not kept: key -> start time
         self._interval = 0
         self.evicted = 0  # streams forgotten to make room
         self.refused = 0  # points of streams not kept (the cap was full of streams seen this interval)
@@ -85,7 +93,11 @@ class Streams:
     def next_interval(self) -> None:
         self._interval += 1
 
-    def new_part(self, key: tuple, p: r.MetricPoint, value, monotonic: bool):
+    @overload
+    def new_part(self, key: StreamKey, p: r.MetricPoint, value: float, monotonic: bool) -> float | None: ...
+    @overload
+    def new_part(self, key: StreamKey, p: r.MetricPoint, value: Hist, monotonic: bool) -> Hist | None: ...
+    def new_part(self, key: StreamKey, p: r.MetricPoint, value: Value, monotonic: bool) -> Value | None:
         st = self._live.get(key)
         if st is None:
             return self._first(key, p, value, monotonic)
@@ -107,7 +119,7 @@ class Streams:
         st.start, st.time, st.value = start, t, value
         return new
 
-    def _first(self, key: tuple, p: r.MetricPoint, value, monotonic: bool):
+    def _first(self, key: StreamKey, p: r.MetricPoint, value: Value, monotonic: bool) -> Value | None:
         start = p.start_time_ns
         if key in self._counted:
             new = None
@@ -131,7 +143,7 @@ class Streams:
         self._live[key] = _Stream(start, p.time_ns, value, self._interval)
         return new
 
-    def _remember(self, key: tuple, start: int) -> None:
+    def _remember(self, key: StreamKey, start: int) -> None:
         self._counted[key] = start
         self._counted.move_to_end(key)
         if len(self._counted) > self.max_streams:

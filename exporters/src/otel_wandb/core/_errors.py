@@ -132,7 +132,7 @@ class ErrorGroup:
     last_seen_ns: int = 0
     sample_trace_ids: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, str | int | list[str]]:
         return {
             "fingerprint": self.fingerprint,
             "type": self.type,
@@ -196,12 +196,12 @@ class ErrorSection:
         self.reset()
 
     def reset(self) -> None:
-        self.rows: list[list] = []
+        self.rows: list[list[str | float]] = []
         self.occurrences = 0
-        self.new_groups: list[dict] = []
+        self.new_groups: list[dict[str, str | int | list[str]]] = []
         self.dirty = False  # a group changed: the error_groups table is due
-        self._keys: set[tuple] = set()
-        self._waiting: dict[str, list[list]] = {}  # trace id -> rows without a route yet
+        self._keys: set[tuple[str | None, str]] = set()
+        self._waiting: dict[str, list[list[str | float]]] = {}  # trace id -> rows without a route yet
 
     def exception(self, time_ns: int, trace_id: str | None, route: str, e: r.ExceptionInfo) -> None:
         self.record(time_ns, trace_id, route, short_type(e.type), e.message, e.stacktrace)
@@ -244,7 +244,7 @@ class ErrorSection:
             self._keys.add(key)
         if len(self.rows) < self.max_rows:
             # the group's normalized, content-free message: never the raw one (it may quote the user's input)
-            row = [
+            row: list[str | float] = [
                 time_ns / 1e9,
                 trace_id or "",
                 route or "",

@@ -24,10 +24,11 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
+from typing import overload
 
 from otel_wandb import records as r
-from otel_wandb.core._cumulative import Streams
-from otel_wandb.core._stats import QUANTILES, ExpHist, ExplicitHist
+from otel_wandb.core._cumulative import StreamKey, Streams, Value
+from otel_wandb.core._stats import QUANTILES, ExpHist, ExplicitHist, Hist
 from otel_wandb.core._validate import label
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,9 @@ STATUS_ATTRS = ("http.response.status_code", "http.status_code")
 _FAMILY = {r.EXP_HISTOGRAM: r.HISTOGRAM}  # explicit and exponential points of one histogram merge
 
 
-def status_class(code) -> str | None:
+def status_class(code: object) -> str | None:
+    if not isinstance(code, str | bytes | int | float):  # an attribute value: None, a list... is no status
+        return None
     try:
         c = int(code)
     except (TypeError, ValueError):
@@ -54,7 +57,7 @@ def status_class(code) -> str | None:
     return f"{c // 100}xx" if 100 <= c < 600 else None
 
 
-def _attrs_key(attrs) -> tuple:
+def _attrs_key(attrs: r.Attributes) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, repr(v)) for k, v in attrs.items()))
 
 
@@ -66,7 +69,7 @@ class _Acc:
         self.delta = 0.0
         self.has_delta = False
         self.last: float | None = None
-        self.hist = None
+        self.hist: Hist | None = None
 
 
 class MetricState:
@@ -186,8 +189,12 @@ class MetricState:
         h = ExpHist.from_point(p) if p.kind == r.EXP_HISTOGRAM else ExplicitHist.from_point(p)
         return self._new_part(p, h, True) if p.temporality == r.CUMULATIVE else h
 
-    def _new_part(self, p: r.MetricPoint, value, monotonic: bool):
-        key = (p.name, _attrs_key(p.attributes), _attrs_key(p.resource))
+    @overload
+    def _new_part(self, p: r.MetricPoint, value: float, monotonic: bool) -> float | None: ...
+    @overload
+    def _new_part(self, p: r.MetricPoint, value: Hist, monotonic: bool) -> Hist | None: ...
+    def _new_part(self, p: r.MetricPoint, value: Value, monotonic: bool) -> Value | None:
+        key: StreamKey = (p.name, _attrs_key(p.attributes), _attrs_key(p.resource))
         return self.streams.new_part(key, p, value, monotonic)
 
     def _add(self, p: r.MetricPoint) -> None:
@@ -207,9 +214,7 @@ class MetricState:
             self._kinds[p.name] = kind
         cumulative = p.temporality == r.CUMULATIVE
         if kind in (r.HISTOGRAM, r.EXP_HISTOGRAM):
-            h = ExpHist.from_point(p) if kind == r.EXP_HISTOGRAM else ExplicitHist.from_point(p)
-            if cumulative:
-                h = self._new_part(p, h, True)
+            h = self.hist_delta(p)
             if h is None or h.count <= 0:
                 return
             for s in self._series_for(p):
@@ -219,8 +224,8 @@ class MetricState:
         if kind == r.SUM:
             v = float(p.value)
             if cumulative:
-                v = self._new_part(p, v, bool(p.monotonic))
-                v = 0.0 if v is None else v  # nothing new: the row still has the metric (delta 0)
+                new = self._new_part(p, v, bool(p.monotonic))
+                v = 0.0 if new is None else new  # nothing new: the row still has the metric (delta 0)
             self.sum_deltas[p.name] = self.sum_deltas.get(p.name, 0.0) + v
             if p.name in self.watch:
                 self.watched.append((p, v))
@@ -240,7 +245,7 @@ class MetricState:
         return acc
 
     # -- output --------------------------------------------------------------------------------------------
-    def flush(self, interval_s: float, row: dict) -> None:
+    def flush(self, interval_s: float, row: dict[str, float]) -> None:
         interval_s = max(interval_s, 1e-9)
         for (name, series), acc in self._acc.items():
             try:
@@ -261,7 +266,7 @@ class MetricState:
         self.watched = []
         self.streams.next_interval()
 
-    def _write(self, name: str, series: str, acc: _Acc, interval_s: float, row: dict) -> None:
+    def _write(self, name: str, series: str, acc: _Acc, interval_s: float, row: dict[str, float]) -> None:
         suffix = f"@{series}" if series else ""
         out: dict[str, float] = {}
         if acc.kind == r.SUM:

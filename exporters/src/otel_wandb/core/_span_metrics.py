@@ -73,7 +73,7 @@ class HistStats:
         return None if v is None else v * self.to_ms
 
 
-def _error(attrs: dict, code_class: str | None) -> bool:
+def _error(attrs: r.Attributes, code_class: str | None) -> bool:
     return attrs.get("status.code") == "STATUS_CODE_ERROR" or code_class == "5xx" or "error.type" in attrs
 
 
@@ -142,7 +142,7 @@ class SpanMetricsSection:
         for key in keys:
             self.cost[key] = self.cost.get(key, 0.0) + delta
 
-    def write_ai(self, row: dict, totals: dict) -> None:
+    def write_ai(self, row: dict[str, float], totals: dict[str, float]) -> None:
         """The ai/* keys (calls, errors, percentiles from the histograms; tokens and cost from the app's metrics)."""
         keys = set(self.ai) | {k for k, _ in self.tokens} | set(self.cost)
         for key in keys:

@@ -39,7 +39,11 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeAlias, overload
+
+from otel_wandb.records import MetricPoint
 
 QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 # buckets of a base2 exponential histogram the exporters ask for (the SDK default is 160): one scale finer, which
@@ -138,7 +142,7 @@ class ExpHist:
     max: float | None = None
 
     @classmethod
-    def from_point(cls, p) -> ExpHist:
+    def from_point(cls, p: MetricPoint) -> ExpHist:
         pos = {p.positive_offset + i: c for i, c in enumerate(p.positive_counts) if c}
         neg = {p.negative_offset + i: c for i, c in enumerate(p.negative_counts) if c}
         return cls(p.scale, p.zero_count, pos, neg, p.count, p.sum, p.min, p.max)
@@ -155,7 +159,11 @@ class ExpHist:
                 dst[j] = dst.get(j, 0) + c
         return ExpHist(scale, self.zero_count, pos, neg, self.count, self.sum, self.min, self.max)
 
-    def merged(self, other, sign: int = 1):
+    @overload
+    def merged(self, other: ExpHist, sign: int = 1) -> ExpHist: ...
+    @overload
+    def merged(self, other: ExplicitHist, sign: int = 1) -> ExplicitHist: ...
+    def merged(self, other: Hist, sign: int = 1) -> Hist:
         """``self + other`` (sign=1) or ``self - other`` (sign=-1, counts clamped at 0) at the common scale."""
         if not isinstance(other, ExpHist):
             return self.as_explicit().merged(other, sign)
@@ -229,7 +237,7 @@ class ExplicitHist:
     max: float | None = None
 
     @classmethod
-    def from_point(cls, p) -> ExplicitHist:
+    def from_point(cls, p: MetricPoint) -> ExplicitHist:
         return cls(tuple(p.bounds), list(p.bucket_counts), p.count, p.sum, p.min, p.max)
 
     def rebucketed(self, bounds: tuple[float, ...]) -> list[int]:
@@ -241,7 +249,7 @@ class ExplicitHist:
                 out[bisect.bisect_left(bounds, self.bounds[i]) if i < n else len(bounds)] += c
         return out
 
-    def merged(self, other, sign: int = 1) -> ExplicitHist:
+    def merged(self, other: Hist, sign: int = 1) -> ExplicitHist:
         """``self + other`` (sign=1) or ``self - other`` (sign=-1, counts clamped at 0); different bounds are
         merged on the bounds both share (exact counts, coarser buckets)."""
         if isinstance(other, ExpHist):
@@ -283,7 +291,10 @@ class ExplicitHist:
         return self.max
 
 
-def _merged_range(a, b, sign: int) -> tuple[float | None, float | None]:
+Hist: TypeAlias = ExpHist | ExplicitHist
+
+
+def _merged_range(a: Hist, b: Hist, sign: int) -> tuple[float | None, float | None]:
     if sign > 0:
         return _opt(min, a.min, b.min), _opt(max, a.max, b.max)
     return a.min, a.max  # a later cumulative point: its min/max bound the interval's values
@@ -297,7 +308,7 @@ def _clamp(v: float, lo: float | None, hi: float | None) -> float:
     return v
 
 
-def _opt(fn, a, b):
+def _opt(fn: Callable[[float, float], float], a: float | None, b: float | None) -> float | None:
     if a is None:
         return b
     if b is None:
