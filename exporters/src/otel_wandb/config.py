@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, overload
 
 Env = Mapping[str, str]
 N = TypeVar("N", int, float)
@@ -112,6 +112,11 @@ def _fmt(x: float) -> str:
     return str(x) if isinstance(x, int) else f"{x:g}"
 
 
+@overload
+def env_number(
+    env: Env, name: str, default: float, *, lo: float | None = None, hi: float | None = None, above: float | None = None
+) -> float: ...
+@overload
 def env_number(
     env: Env,
     name: str,
@@ -120,8 +125,18 @@ def env_number(
     lo: float | None = None,
     hi: float | None = None,
     above: float | None = None,
-    kind: type[N] = float,
-) -> N:  # type: ignore[assignment]
+    kind: type[N],
+) -> N: ...
+def env_number(
+    env: Env,
+    name: str,
+    default: float,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    above: float | None = None,
+    kind: type[float] = float,
+) -> float:
     """``env[name]`` as ``kind`` (``int`` or ``float``), ``default`` when unset or blank. Bounds: ``lo <= value <=
     hi`` (either may be None) and ``value > above``; NaN and infinities are refused."""
     raw = env_str(env, name)

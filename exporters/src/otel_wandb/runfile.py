@@ -14,15 +14,25 @@ import json
 import logging
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol, TypeAlias
 
 logger = logging.getLogger(__name__)
 
 HEADER_LEN = 7
 BLOCK = 32768
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+JsonObject: TypeAlias = dict[str, Any]  # a decoded JSON object (values of any JSON type)
+
+
+class _Item(Protocol):
+    """A history item, summary or config update of a record (``wandb_internal_pb2``)."""
+
+    key: str
+    nested_key: Sequence[str]
+    value_json: str
 
 
 @dataclass
@@ -30,14 +40,14 @@ class RunData:
     run_dir: Path
     run_id: str = ""
     project: str = ""
-    history: list[dict] = field(default_factory=list)
-    summary: dict = field(default_factory=dict)
-    alerts: list[dict] = field(default_factory=list)
-    config: dict = field(default_factory=dict)
-    tables: dict[str, list[dict]] = field(default_factory=dict)  # key -> rows of every logged table, in order
+    history: list[JsonObject] = field(default_factory=list)
+    summary: JsonObject = field(default_factory=dict)
+    alerts: list[JsonObject] = field(default_factory=list)
+    config: JsonObject = field(default_factory=dict)
+    tables: dict[str, list[JsonObject]] = field(default_factory=dict)  # key -> rows of every logged table, in order
     exit_code: int | None = None
 
-    def series(self, key: str) -> list:
+    def series(self, key: str) -> list[Any]:
         """Values of one history key, in step order (rows without the key skipped)."""
         return [row[key] for row in self.history if key in row]
 
@@ -70,7 +80,7 @@ def iter_payloads(path: str | Path) -> Iterator[bytes]:
             buf = b""
 
 
-def _set(target: dict, item) -> None:
+def _set(target: JsonObject, item: _Item) -> None:
     path = list(item.nested_key) or [item.key]
     try:
         value = json.loads(item.value_json)
@@ -94,7 +104,7 @@ def read_run(run_dir: str | Path) -> RunData:
         raise FileNotFoundError(f"no run-*.wandb file in {run_dir}")
     data = RunData(run_dir)
     for payload in iter_payloads(files[0]):
-        rec = pb.Record()
+        rec = pb.Record()  # type: ignore[attr-defined]  # wandb's pb2 star-imports per protobuf version: unseen
         try:
             rec.ParseFromString(payload)
         except Exception:
@@ -102,7 +112,7 @@ def read_run(run_dir: str | Path) -> RunData:
             continue
         kind = rec.WhichOneof("record_type")
         if kind == "history":
-            row: dict = {}
+            row: JsonObject = {}
             for item in rec.history.item:
                 _set(row, item)
             data.history.append(row)
@@ -131,7 +141,7 @@ def read_run(run_dir: str | Path) -> RunData:
     return data
 
 
-def _table_rows(path: Path) -> list[dict]:
+def _table_rows(path: Path) -> list[JsonObject]:
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -157,12 +167,13 @@ def is_complete(run_dir: str | Path) -> bool:
         return False
     if last is None:
         return False
-    rec = pb.Record()
+    rec = pb.Record()  # type: ignore[attr-defined]  # wandb's pb2 star-imports per protobuf version: unseen
     try:
         rec.ParseFromString(last)
     except Exception:
         return False
-    return rec.WhichOneof("record_type") == "exit"
+    kind: str | None = rec.WhichOneof("record_type")
+    return kind == "exit"
 
 
 def wait_complete(run_dir: str | Path, timeout: float = 10.0) -> bool:

@@ -8,10 +8,10 @@ import json
 import re
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypedDict
 
 from otel_wandb.config import LOG_DIR
 from otel_wandb.config import log_dir as default_log_dir
@@ -105,8 +105,22 @@ def build_filter(args: argparse.Namespace) -> Callable[[Entry], bool]:
         tests.append(lambda e: needle in e.body.lower())
     for spec in args.where or ():
         key, _, pattern = spec.partition("=")
-        tests.append(lambda e, k=key, p=pattern: _match(p, e.get(k)))
+        tests.append(_where(key, pattern))
     return lambda e: all(t(e) for t in tests)
+
+
+def _where(key: str, pattern: str) -> Callable[[Entry], bool]:
+    return lambda e: _match(pattern, e.get(key))
+
+
+class ErrorCount(TypedDict):
+    """One row of ``--top-errors``."""
+
+    count: int
+    error: str
+    first: str  # time_iso of the first and last occurrence
+    last: str
+    example: str
 
 
 _NORMALIZE = [
@@ -125,10 +139,8 @@ def error_group_key(entry: Entry) -> str:
     return f"{etype}: {message}" if etype else message
 
 
-def top_errors(
-    items: Iterable[Entry], n: int, min_severity: int = SEVERITY_BY_NAME["ERROR"]
-) -> list[dict[str, object]]:
-    groups: dict[str, dict[str, object]] = {}
+def top_errors(items: Iterable[Entry], n: int, min_severity: int = SEVERITY_BY_NAME["ERROR"]) -> list[ErrorCount]:
+    groups: dict[str, ErrorCount] = {}
     for e in items:
         if e.severity_number < min_severity:
             continue
@@ -136,10 +148,10 @@ def top_errors(
         g = groups.setdefault(
             key, {"count": 0, "error": key, "first": e.time_iso, "last": e.time_iso, "example": e.body}
         )
-        g["count"] = int(g["count"]) + 1
-        g["first"] = min(str(g["first"]), e.time_iso)
-        g["last"] = max(str(g["last"]), e.time_iso)
-    return sorted(groups.values(), key=lambda g: (-int(g["count"]), str(g["error"])))[:n]
+        g["count"] += 1
+        g["first"] = min(g["first"], e.time_iso)
+        g["last"] = max(g["last"], e.time_iso)
+    return sorted(groups.values(), key=lambda g: (-g["count"], g["error"]))[:n]
 
 
 def group_counts(items: Iterable[Entry], keys: Sequence[str]) -> list[dict[str, object]]:
@@ -152,7 +164,7 @@ def _cell(value: object, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def print_table(rows: list[dict[str, object]], out: TextIO, max_width: int = 80) -> None:
+def print_table(rows: Sequence[Mapping[str, object]], out: TextIO, max_width: int = 80) -> None:
     if not rows:
         return
     cols = list(rows[0])
@@ -242,7 +254,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         source = entries(log_dir, streams)
     selected = sorted((e for e in source if keep(e)), key=lambda e: e.time_ns)  # stable: file order on ties
     if args.group_by or args.top_errors is not None:
-        rows = (
+        rows: Sequence[Mapping[str, object]] = (
             group_counts(selected, args.group_by)
             if args.group_by
             else top_errors(selected, args.top_errors, args.severity or SEVERITY_BY_NAME["ERROR"])

@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from otel_wandb.logfiles._files import Entry, parse_line
 
@@ -15,7 +16,8 @@ class _Tail:
     handle stays readable after a rotation: it is drained to EOF before the new file is opened (from its start)."""
 
     def __init__(self, path: Path) -> None:
-        self.path, self.fh, self.partial = path, None, b""
+        self.path, self.partial = path, b""
+        self.fh: BinaryIO | None = None
         self._open(at_end=True)
 
     def _open(self, at_end: bool) -> None:
