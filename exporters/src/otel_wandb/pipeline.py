@@ -26,23 +26,33 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Protocol, TypeVar
 
 from otel_wandb import records as r
 from otel_wandb.config import ALERTS_ENABLED, WANDB_EXPORT_PRICING, AlertSettings, ConfigError, ExportConfig
-from otel_wandb.core import Aggregator, CoreConfig, IntervalResult, log_warnings
+from otel_wandb.core import Aggregator, CoreConfig, IntervalResult, Table, log_warnings
 from otel_wandb.pricing import PriceList
 from otel_wandb.sink import WandbSink
 
 logger = logging.getLogger(__name__)
 
 Listener = Callable[[IntervalResult], None]
+_R = TypeVar("_R", r.SpanRecord, r.MetricPoint, r.LogRecord)
+
+
+class Sink(Protocol):
+    """Where intervals go: ``WandbSink`` (tests hand in recorders). An optional ``start()`` is called on the
+    flusher thread when the first record arrives (False: exports fail from then on)."""
+
+    def log(self, row: Mapping[str, float], tables: Mapping[str, Table]) -> bool: ...
+
+    def finish(self, timeout: float) -> bool: ...
 
 
 class Pipeline:
     def __init__(
         self,
-        sink=None,
+        sink: Sink | None = None,
         interval_s: float = 60.0,
         *,
         core_config: CoreConfig | None = None,
@@ -104,7 +114,7 @@ class Pipeline:
             if not self._closed:
                 self._agg.reject(signal, reason, n)
 
-    def _add(self, fn: Callable[[Aggregator, Any], int], items: Any) -> int | None:
+    def _add(self, fn: Callable[[Aggregator, Iterable[_R]], int], items: Iterable[_R]) -> int | None:
         local = self._local
         if getattr(local, "busy", False):  # logging from inside our own locked section: never deadlock
             self.reentrant_dropped += 1
@@ -274,7 +284,7 @@ class Pipeline:
 
     # -- process-wide instance -----------------------------------------------------------------------------
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, sink: Any = None) -> Pipeline:
+    def from_env(cls, env: Mapping[str, str] | None = None, sink: Sink | None = None) -> Pipeline:
         """The pipeline the environment describes (``otel_wandb.config``): its W&B sink and, when the ``alerts``
         extra is installed and ``ALERTS_ENABLED`` is not false, its alerts."""
         cfg = ExportConfig.from_env(env)

@@ -23,6 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from types import ModuleType
 from typing import Any
 
 from otel_wandb.config import WANDB_DIR, ConfigError, RunConfig
@@ -52,7 +53,7 @@ _PER_INTERVAL_MEAN = (
 )
 
 
-def _import_wandb():
+def _import_wandb() -> ModuleType:
     try:
         import wandb
     except ImportError as exc:  # pragma: no cover - wandb is a hard dependency of the project
@@ -96,7 +97,7 @@ class WandbSink:
         group: str | None = None,
         name: str | None = None,
         job_type: str | None = None,
-        config: Mapping | None = None,
+        config: Mapping[str, Any] | None = None,
         finish_timeout: float = 10.0,
         init_timeout: float | None = None,
         init_fn: Callable[..., Any] | None = None,

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     ExponentialHistogram,
     Gauge,
     Histogram,
+    MetricsData,
     Sum,
 )
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
 from otel_wandb import records as r
@@ -26,14 +30,14 @@ _KIND = {
     SpanKind.PRODUCER: r.PRODUCER,
     SpanKind.CONSUMER: r.CONSUMER,
 }
-_EMPTY: dict = {}
+_EMPTY: r.Attributes = {}
 _ERROR = StatusCode.ERROR
 
 
 _SERVER, _CLIENT, _INTERNAL = SpanKind.SERVER, SpanKind.CLIENT, SpanKind.INTERNAL
 
 
-def _kind(k) -> str:
+def _kind(k: SpanKind) -> str:
     # identity checks: hashing an Enum member runs Python code, ``is`` does not
     if k is _INTERNAL:
         return r.INTERNAL
@@ -44,11 +48,11 @@ def _kind(k) -> str:
     return _KIND.get(k, r.INTERNAL)
 
 
-def span_record(span) -> r.SpanRecord:
+def span_record(span: ReadableSpan) -> r.SpanRecord:
     ctx = span.context
     parent = span.parent
     status = span.status
-    exceptions = ()
+    exceptions: tuple[r.ExceptionInfo, ...] = ()
     # the SDK's containers are final once a span has ended: read them without the defensive copies that the
     # public properties make (a tuple of events, a Mapping whose .get() misses raise KeyError internally)
     events = getattr(span, "_events", None)
@@ -89,15 +93,15 @@ def span_record(span) -> r.SpanRecord:
     )
 
 
-def span_records(spans: Iterable) -> list[r.SpanRecord]:
+def span_records(spans: Iterable[ReadableSpan]) -> list[r.SpanRecord]:
     return [span_record(s) for s in spans]
 
 
-def _temporality(t) -> str:
+def _temporality(t: AggregationTemporality) -> str:
     return r.DELTA if t == AggregationTemporality.DELTA else r.CUMULATIVE
 
 
-def metric_records(metrics_data) -> Iterator[r.MetricPoint]:
+def metric_records(metrics_data: MetricsData) -> Iterator[r.MetricPoint]:
     for rm in metrics_data.resource_metrics:
         resource = rm.resource.attributes if rm.resource is not None else _EMPTY
         for sm in rm.scope_metrics:
@@ -132,57 +136,57 @@ def metric_records(metrics_data) -> Iterator[r.MetricPoint]:
                         )
                 elif isinstance(data, Histogram):
                     temp = _temporality(data.aggregation_temporality)
-                    for p in data.data_points:
+                    for h in data.data_points:
                         yield r.MetricPoint(
                             m.name,
                             r.HISTOGRAM,
                             m.unit or "",
-                            p.attributes or _EMPTY,
+                            h.attributes or _EMPTY,
                             resource,
-                            p.start_time_unix_nano or 0,
-                            p.time_unix_nano or 0,
+                            h.start_time_unix_nano or 0,
+                            h.time_unix_nano or 0,
                             temp,
-                            count=p.count,
-                            sum=p.sum,
-                            min=_finite(p.min),
-                            max=_finite(p.max),
-                            bounds=tuple(p.explicit_bounds),
-                            bucket_counts=tuple(p.bucket_counts),
+                            count=h.count,
+                            sum=h.sum,
+                            min=_finite(h.min),
+                            max=_finite(h.max),
+                            bounds=tuple(h.explicit_bounds),
+                            bucket_counts=tuple(h.bucket_counts),
                         )
                 elif isinstance(data, ExponentialHistogram):
                     temp = _temporality(data.aggregation_temporality)
-                    for p in data.data_points:
+                    for e in data.data_points:
                         yield r.MetricPoint(
                             m.name,
                             r.EXP_HISTOGRAM,
                             m.unit or "",
-                            p.attributes or _EMPTY,
+                            e.attributes or _EMPTY,
                             resource,
-                            p.start_time_unix_nano or 0,
-                            p.time_unix_nano or 0,
+                            e.start_time_unix_nano or 0,
+                            e.time_unix_nano or 0,
                             temp,
-                            count=p.count,
-                            sum=p.sum,
-                            min=_finite(p.min),
-                            max=_finite(p.max),
-                            scale=p.scale,
-                            zero_count=p.zero_count,
-                            positive_offset=p.positive.offset,
-                            positive_counts=tuple(p.positive.bucket_counts),
-                            negative_offset=p.negative.offset,
-                            negative_counts=tuple(p.negative.bucket_counts),
+                            count=e.count,
+                            sum=e.sum,
+                            min=_finite(e.min),
+                            max=_finite(e.max),
+                            scale=e.scale,
+                            zero_count=e.zero_count,
+                            positive_offset=e.positive.offset,
+                            positive_counts=tuple(e.positive.bucket_counts),
+                            negative_offset=e.negative.offset,
+                            negative_counts=tuple(e.negative.bucket_counts),
                         )
 
 
-def _finite(v):
+def _finite(v: float | None) -> float | None:
     if v is None:
         return None
     v = float(v)
     return v if v == v and abs(v) != float("inf") else None
 
 
-def log_records(batch: Iterable) -> list[r.LogRecord]:
-    out = []
+def log_records(batch: Iterable[ReadableLogRecord]) -> list[r.LogRecord]:
+    out: list[r.LogRecord] = []
     for item in batch:
         lr = item.log_record
         scope = getattr(item, "instrumentation_scope", None)
@@ -192,7 +196,7 @@ def log_records(batch: Iterable) -> list[r.LogRecord]:
         out.append(
             r.LogRecord(
                 lr.timestamp or lr.observed_timestamp or 0,
-                int(getattr(sev, "value", sev) or 0),
+                int(sev.value if isinstance(sev, SeverityNumber) else sev or 0),
                 lr.severity_text or "",
                 body if isinstance(body, str) else ("" if body is None else str(body)),
                 scope.name if scope is not None else "",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Generic, TypeVar
 
+from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics import (
     Counter,
@@ -17,8 +18,13 @@ from opentelemetry.sdk.metrics import (
     ObservableUpDownCounter,
     UpDownCounter,
 )
-from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter, MetricExportResult
-from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, ExponentialBucketHistogramAggregation
+from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.metrics.view import (
+    Aggregation,
+    ExplicitBucketHistogramAggregation,
+    ExponentialBucketHistogramAggregation,
+)
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_wandb.config import ExportConfig
@@ -27,6 +33,8 @@ from otel_wandb.pipeline import Pipeline
 from otel_wandb.sdk._convert import log_records, metric_records, span_records
 
 logger = logging.getLogger(__name__)
+_Result = TypeVar("_Result", SpanExportResult, MetricExportResult, LogRecordExportResult)
+_R = TypeVar("_R")  # a record
 
 
 def _flush_global_providers() -> None:
@@ -42,8 +50,9 @@ def _flush_global_providers() -> None:
                 logger.debug("force_flush of %r failed", provider, exc_info=True)
 
 
-class _Base:
-    _FAIL = _OK = None
+class _Base(Generic[_Result]):
+    _FAIL: _Result
+    _OK: _Result
     _SIGNAL = ""  # spans, metric_points, log_records: the name of the run's rejected/<signal> counter
 
     def __init__(self, pipeline: Pipeline | None = None) -> None:
@@ -65,7 +74,12 @@ class _Base:
             p.add_exit_hook(_flush_global_providers)
         return self._pipeline
 
-    def _export(self, add, convert, batch):
+    def _export(
+        self,
+        add: Callable[[Pipeline, list[_R]], int | None],
+        convert: Callable[..., Iterable[_R]],  # takes the batch, or a list of one of its items
+        batch: object,
+    ) -> _Result:
         t0 = time.thread_time()
         try:
             p = self._get()
@@ -105,7 +119,7 @@ class _Base:
                 logger.debug("shutdown failed", exc_info=True)
 
 
-def _convert(convert: Any, batch: Any) -> tuple[list, int]:
+def _convert(convert: Callable[..., Iterable[_R]], batch: object) -> tuple[list[_R], int]:
     """SDK items -> records, and how many could not be converted: one bad item never costs its batch (a batch of
     spans or log records is converted again item by item when the whole fails)."""
     try:
@@ -113,7 +127,8 @@ def _convert(convert: Any, batch: Any) -> tuple[list, int]:
     except Exception:
         if not isinstance(batch, Sequence):
             return [], 1
-    records, failed = [], 0
+    records: list[_R] = []
+    failed = 0
     for item in batch:
         try:
             records.extend(convert([item]))
@@ -122,11 +137,11 @@ def _convert(convert: Any, batch: Any) -> tuple[list, int]:
     return records, failed
 
 
-class WandbSpanExporter(_Base, SpanExporter):
+class WandbSpanExporter(_Base[SpanExportResult], SpanExporter):
     _OK, _FAIL = SpanExportResult.SUCCESS, SpanExportResult.FAILURE
     _SIGNAL = "spans"
 
-    def export(self, spans: Sequence) -> SpanExportResult:
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         return self._export(Pipeline.add_spans, span_records, spans)
 
     def shutdown(self) -> None:
@@ -136,20 +151,20 @@ class WandbSpanExporter(_Base, SpanExporter):
         return self._force_flush(timeout_millis)
 
 
-class WandbMetricExporter(_Base, MetricExporter):
+class WandbMetricExporter(_Base[MetricExportResult], MetricExporter):
     _OK, _FAIL = MetricExportResult.SUCCESS, MetricExportResult.FAILURE
     _SIGNAL = "metric_points"
 
     def __init__(
         self,
         pipeline: Pipeline | None = None,
-        preferred_temporality: dict | None = None,
-        preferred_aggregation: dict | None = None,
+        preferred_temporality: dict[type, AggregationTemporality] | None = None,
+        preferred_aggregation: dict[type, Aggregation] | None = None,
     ) -> None:
         cfg = ExportConfig.from_env()
         delta = cfg.temporality == "delta"
         d, c = AggregationTemporality.DELTA, AggregationTemporality.CUMULATIVE
-        temporality = {
+        temporality: dict[type, AggregationTemporality] = {
             Counter: d if delta else c,
             UpDownCounter: c,
             Histogram: d if delta else c,
@@ -158,31 +173,31 @@ class WandbMetricExporter(_Base, MetricExporter):
             ObservableGauge: c,
         }
         temporality.update(preferred_temporality or {})
-        hist = (
+        hist: Aggregation = (
             ExponentialBucketHistogramAggregation(max_size=EXP_HISTOGRAM_MAX_SIZE)
             if cfg.histogram == "exponential"
             else ExplicitBucketHistogramAggregation()
         )
-        aggregation = {Histogram: hist}
+        aggregation: dict[type, Aggregation] = {Histogram: hist}
         aggregation.update(preferred_aggregation or {})
         MetricExporter.__init__(self, preferred_temporality=temporality, preferred_aggregation=aggregation)
         _Base.__init__(self, pipeline)
 
-    def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs) -> MetricExportResult:
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object) -> MetricExportResult:
         return self._export(Pipeline.add_metrics, metric_records, metrics_data)
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return self._force_flush(timeout_millis)
 
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
         self._do_shutdown(timeout_millis / 1000.0)
 
 
-class WandbLogExporter(_Base, LogRecordExporter):
+class WandbLogExporter(_Base[LogRecordExportResult], LogRecordExporter):
     _OK, _FAIL = LogRecordExportResult.SUCCESS, LogRecordExportResult.FAILURE
     _SIGNAL = "log_records"
 
-    def export(self, batch: Sequence) -> LogRecordExportResult:
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         return self._export(Pipeline.add_logs, log_records, batch)
 
     def shutdown(self) -> None:
