@@ -11,11 +11,11 @@ import logging
 import sys
 import time
 
-from otel_wandb.alerts import AlertEvent, ConfigError, build
+from otel_wandb.alerts import AlertEvent, AlertManager, ConfigError, build
 from otel_wandb.alerts._evaluator import format_value
 
 
-def _check(manager) -> None:
+def _check(manager: AlertManager) -> None:
     cfg = manager.config
     print(
         f"time zone {cfg.timezone}; W&B run alerts {'on' if cfg.wandb else 'off'}; "
@@ -26,7 +26,7 @@ def _check(manager) -> None:
         cond = (
             "each new fingerprint"
             if rule.metric == "new_error_group"
-            else f"{rule.metric} {rule.comparison} {format_value(rule.metric, rule.threshold)}{where}"
+            else f"{rule.metric} {rule.comparison} {format_value(rule.metric, rule.threshold or 0.0)}{where}"
         )
         print(
             f"  {'on ' if rule.enabled else 'off'} {rule.name}: {cond}, min {rule.min_samples} samples, "

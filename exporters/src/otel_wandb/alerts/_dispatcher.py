@@ -15,6 +15,7 @@ webhook's secret path (Slack) back into the telemetry it alerts on.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
 import threading
@@ -102,7 +103,9 @@ class ChannelWorker:
             ok = all(
                 [
                     self._attempts(
-                        event, lambda to=to: send_untraced(ch, event, to), f" to recipient {i}/{n}" if n > 1 else ""
+                        event,
+                        functools.partial(send_untraced, ch, event, to),
+                        f" to recipient {i}/{n}" if n > 1 else "",
                     )
                     for i, to in enumerate(recipients, 1)
                 ]

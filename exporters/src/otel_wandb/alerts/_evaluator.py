@@ -71,7 +71,7 @@ class _Entry:
     at: float
     requests: int
     errors: int
-    latency_ms: array  # array('d'), at most MAX_SAMPLES_PER_INTERVAL
+    latency_ms: array[float]  # array('d'), at most MAX_SAMPLES_PER_INTERVAL
     weight: float  # requests each kept sample stands for (the core sends a bounded reservoir sample)
     p95_ms: float | None
     cost: float
@@ -90,7 +90,7 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-def weighted_percentile(groups: list[tuple[array, float]], q: float) -> float:
+def weighted_percentile(groups: list[tuple[array[float], float]], q: float) -> float:
     """Nearest-rank percentile over samples that each stand for ``weight`` requests (equal weights: plain)."""
     if len({w for _, w in groups}) <= 1:
         return percentile([x for xs, _ in groups for x in xs], q)
@@ -258,7 +258,7 @@ class Evaluator:
     def _event(self, kind: str, rule: Rule, reading: _Reading, now: float, reminder: bool = False) -> AlertEvent:
         cmp = rule.comparison if kind == "fire" else {">": "<=", ">=": "<", "<": ">=", "<=": ">"}[rule.comparison]
         head = {"fire": "still firing" if reminder else "FIRING", "resolve": "RESOLVED"}[kind]
-        limit = rule.threshold if kind == "fire" or rule.resolve_threshold is None else rule.resolve_threshold
+        limit = (rule.threshold or 0.0) if kind == "fire" or rule.resolve_threshold is None else rule.resolve_threshold
         what = "threshold" if limit == rule.threshold else "resolve threshold"
         text = f"{rule.name} {head}: {reading.detail} {cmp} {what} {format_value(rule.metric, limit)}"
         return AlertEvent(

@@ -114,7 +114,7 @@ class Rule(BaseModel):
     threshold: float | None = None  # required for every metric but new_error_group
     resolve_threshold: float | None = None  # hysteresis: clear only past this value (default: the threshold)
     window: float = 300.0  # seconds
-    min_samples: int = Field(default=None, ge=1, validate_default=True)  # type: ignore[assignment]
+    min_samples: int = Field(default=None, ge=1, validate_default=True)
     wait: float = 0.0  # seconds
     channels: tuple[Literal["slack", "email", "sms"], ...] = ()
     level: Literal["INFO", "WARN", "ERROR"] = "WARN"
