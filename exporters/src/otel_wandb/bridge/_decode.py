@@ -15,10 +15,10 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -49,7 +49,7 @@ from otel_wandb.records import (
 )
 
 TRACES, METRICS, LOGS = "traces", "metrics", "logs"
-REQUEST_TYPES = {
+REQUEST_TYPES: dict[str, type[Message]] = {
     TRACES: ExportTraceServiceRequest,
     METRICS: ExportMetricsServiceRequest,
     LOGS: ExportLogsServiceRequest,
@@ -129,11 +129,14 @@ def attributes(kvs: Any) -> dict[str, Any]:
     return out
 
 
+Record: TypeAlias = SpanRecord | MetricPoint | LogRecord  # one signal's records per request
+
+
 @dataclass(slots=True)
 class Decoded:
     """Records decoded from one request, plus what had to be rejected (for OTLP partial success)."""
 
-    records: list = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
     rejected: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -203,7 +206,7 @@ _LAYOUT = {
     METRICS: ("resource_metrics", "scope_metrics", "metrics"),
     LOGS: ("resource_logs", "scope_logs", "log_records"),
 }
-_RECORD_TYPES = {TRACES: Span, METRICS: Metric, LOGS: ProtoLogRecord}
+_RECORD_TYPES: dict[str, type[Message]] = {TRACES: Span, METRICS: Metric, LOGS: ProtoLogRecord}
 
 
 def _camel(name: str) -> str:
@@ -248,11 +251,11 @@ def _salvage_proto(signal: str, body: bytes) -> tuple[Any, list[str]]:
     return msg, errors
 
 
-def _salvage_json(signal: str, obj: dict) -> tuple[Any, list[str]]:
+def _salvage_json(signal: str, obj: dict[str, Any]) -> tuple[Any, list[str]]:
     outer_f, scope_f, record_f = _LAYOUT[signal]
     msg, errors = REQUEST_TYPES[signal](), []
 
-    def items(parent: Any, field: str) -> list:
+    def items(parent: Any, field: str) -> list[Any]:
         value = parent.get(field, parent.get(_camel(field))) if isinstance(parent, dict) else None
         if value is None:
             return []
@@ -329,7 +332,7 @@ def spans(body: bytes) -> Decoded:
                     out.reject("a span's trace_id must be 16 bytes and its span_id 8 bytes")
                     continue
                 try:
-                    exceptions: tuple = ()
+                    exceptions: tuple[ExceptionInfo, ...] = ()
                     if s.events:
                         exceptions = _exceptions(s.events)
                     kind = s.kind
@@ -367,7 +370,7 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__} in a nested value"
 
 
-def _exceptions(raw_events: Any) -> tuple:
+def _exceptions(raw_events: Any) -> tuple[ExceptionInfo, ...]:
     out = []
     for raw in raw_events:
         e = otlp_lite.parse_event(raw)

@@ -133,7 +133,8 @@ def parse_resource(raw: bytes) -> Any:
 
 
 def parse_scope_name(raw: bytes) -> str:
-    return InstrumentationScope.FromString(raw).name
+    name: str = InstrumentationScope.FromString(raw).name
+    return name
 
 
 def parse_event(raw: bytes) -> Any:

@@ -24,7 +24,7 @@ from typing import Any
 from google.protobuf import json_format
 
 from otel_wandb.bridge import _decode as otlp_decode
-from otel_wandb.bridge._decode import LOGS, METRICS, TRACES, PayloadError
+from otel_wandb.bridge._decode import LOGS, METRICS, TRACES, PayloadError, Record
 from otel_wandb.config import BridgeConfig
 
 logger = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     def setup(self) -> None:
-        self.timeout = self.server.config.read_timeout_s
+        self.timeout = self.server.config.read_timeout_s  # type: ignore[misc]  # typeshed: a ClassVar; setup() reads the instance's
         super().setup()
 
     def __getattr__(self, name: str) -> Any:
@@ -312,9 +312,9 @@ class BridgeServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host}:{port}"  # type: ignore[str-bytes-safe]  # typeshed: str | bytes; bound, it is str
 
-    def feed(self, signal: str, records: list) -> int:
+    def feed(self, signal: str, records: list[Record]) -> int:
         """Hand records to the pipeline; returns how many it rejected as invalid (the rest were taken). Raises
         HttpError(503, retryable) when the pipeline is closed or broken: the collector keeps the batch for later."""
         try:
