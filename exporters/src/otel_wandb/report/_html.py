@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from html import escape
 from string import Template
@@ -145,7 +146,7 @@ def _na_section(sid: str, title: str, reason: str) -> str:
 
 
 def _ts(t: object) -> str:
-    return svg.fmt_time(float(t), with_date=True) if isinstance(t, (int, float)) else ""  # type: ignore[arg-type]
+    return svg.fmt_time(float(t), with_date=True) if isinstance(t, (int, float)) else ""
 
 
 def _ts_s(t: object) -> str:
@@ -164,7 +165,7 @@ def _usd(v: float) -> str:
 def _table(
     head: list[str],
     rows: list[list[str]],
-    num_cols: set[int] = frozenset(),  # type: ignore[assignment]
+    num_cols: AbstractSet[int] = frozenset(),
     table_id: str = "",
     title: str = "",
     row_attrs: list[str] | None = None,

@@ -7,7 +7,8 @@ value any run reported there (an upper bound, said in the notes). Error groups m
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from otel_wandb.report._model import ReportData
 from otel_wandb.report._svg import by_severity
@@ -20,7 +21,8 @@ def _add(target: list[float], idx: int, value: float | None) -> None:
 
 def _max(target: list[float | None], idx: int, value: float | None) -> None:
     if value is not None:
-        target[idx] = value if target[idx] is None else max(target[idx], value)  # type: ignore[type-var]
+        current = target[idx]
+        target[idx] = value if current is None else max(current, value)
 
 
 def merge(parts: Sequence[ReportData]) -> ReportData:
@@ -38,10 +40,11 @@ def merge(parts: Sequence[ReportData]) -> ReportData:
         cells = int((max(all_t) - lo) // width) + 1
         d.times = [lo + i * width for i in range(cells)]
         d.seconds = [width] * cells
-        zeros = lambda: [0.0] * cells  # noqa: E731
+        zeros: Callable[[], list[float]] = lambda: [0.0] * cells  # noqa: E731
+        nones: Callable[[], list[float | None]] = lambda: [None] * cells  # noqa: E731
         d.requests, d.errors = zeros(), zeros()
         d.auth_failures = zeros() if any(p.auth_failures for p in parts) else []
-        d.p50, d.p95, d.p99 = ([None] * cells for _ in range(3))
+        d.p50, d.p95, d.p99 = nones(), nones(), nones()
         for p in parts:
             for i, t in enumerate(p.times):
                 c = int((t - lo) // width)
@@ -49,8 +52,8 @@ def merge(parts: Sequence[ReportData]) -> ReportData:
                 _add(d.errors, c, p.errors[i])
                 for src, dst in ((p.p50, d.p50), (p.p95, d.p95), (p.p99, d.p99)):
                     _max(dst, c, src[i])
-                for route, values in p.p95_by_route.items():
-                    _max(d.p95_by_route.setdefault(route, [None] * cells), c, values[i])
+                for route, p95s in p.p95_by_route.items():
+                    _max(d.p95_by_route.setdefault(route, [None] * cells), c, p95s[i])
                 for field in ("tokens", "cost"):
                     for dim, series in getattr(p, field).items():
                         for name, values in series.items():
@@ -62,7 +65,7 @@ def merge(parts: Sequence[ReportData]) -> ReportData:
                 if p.auth_failures:
                     _add(d.auth_failures, c, p.auth_failures[i])
         d.logs_by_severity = {s: d.logs_by_severity[s] for s in by_severity(list(d.logs_by_severity))}
-    groups: dict[tuple[str, str], dict] = {}
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
     for p in parts:
         for g in p.error_groups:
             key = (str(g["type"]), str(g["message"]))
@@ -73,7 +76,7 @@ def merge(parts: Sequence[ReportData]) -> ReportData:
                 m[k] = fn(vals) if vals else None
     d.error_groups = sorted(groups.values(), key=lambda g: (-g["count"], g["type"]))
     d.alerts = sorted((a for p in parts for a in p.alerts), key=lambda a: (a.get("time") is None, a.get("time") or 0))
-    messages: dict[tuple[str, str, str], dict] = {}
+    messages: dict[tuple[str, str, str], dict[str, Any]] = {}
     for p in parts:
         for m in p.top_messages:
             got = messages.setdefault((str(m["severity"]), str(m["logger"]), str(m["message"])), {**m, "count": 0})

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,7 @@ def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
-def _breakdowns(rows: list[dict], stat: str, attr: str) -> dict[str, list[float]]:
+def _breakdowns(rows: list[dict[str, Any]], stat: str, attr: str) -> dict[str, list[float]]:
     prefix = f"{stat}@{attr}="
     names = sorted({k[len(prefix) :] for row in rows for k in row if k.startswith(prefix)})
     return {n: [_num(row.get(prefix + n)) or 0.0 for row in rows] for n in names}
@@ -110,7 +111,7 @@ def _breakdowns(rows: list[dict], stat: str, attr: str) -> dict[str, list[float]
 ROUTE_P95, ROUTE_REQUESTS, MAX_ROUTES = "http/p95_ms@http.route=", "http/requests@http.route=", 6
 
 
-def _latency_by_route(rows: list[dict]) -> dict[str, list[float | None]]:
+def _latency_by_route(rows: list[dict[str, Any]]) -> dict[str, list[float | None]]:
     """p95 per route for the ``MAX_ROUTES`` routes with the most requests (None where a route had none)."""
     routes = {k[len(ROUTE_P95) :] for row in rows for k in row if k.startswith(ROUTE_P95)}
     busiest = sorted(routes, key=lambda rt: (-sum(_num(row.get(ROUTE_REQUESTS + rt)) or 0.0 for row in rows), rt))
@@ -125,7 +126,7 @@ def _alert_positions(run_dir: Path) -> list[float | None]:
     last: float | None = None
     out: list[float | None] = []
     for payload in iter_payloads(files[0]):
-        rec = pb.Record()
+        rec = pb.Record()  # type: ignore[attr-defined]  # wandb's pb2 star-imports per protobuf version: unseen
         try:
             rec.ParseFromString(payload)
         except Exception:  # noqa: BLE001 - same tolerance as runfile.read_run
@@ -171,7 +172,7 @@ def from_run(run_dir: str | Path) -> ReportData:
         sev = severity_key(key.split("=", 1)[1])
         d.logs_by_severity[sev] = [a + b for a, b in zip(d.logs_by_severity.get(sev, [0.0] * len(rows)), values)]
     d.logs_by_severity = {s: d.logs_by_severity[s] for s in by_severity(list(d.logs_by_severity))}
-    groups: dict[str, dict] = {}
+    groups: dict[str, dict[str, Any]] = {}
     for row in run.tables.get("tables/error_groups", []):  # snapshots in logging order: the last one wins
         groups[str(row.get("fingerprint"))] = row
     d.error_groups = sorted(
@@ -198,7 +199,7 @@ def from_run(run_dir: str | Path) -> ReportData:
         }
         for i, a in enumerate(run.alerts)
     ]
-    col = lambda key: sum(_num(r.get(key)) or 0.0 for r in rows)  # noqa: E731
+    col: Callable[[str], float] = lambda key: sum(_num(r.get(key)) or 0.0 for r in rows)  # noqa: E731
     requests, errors = col("http/requests"), col("http/errors")
     tok_in, tok_out = col("ai/input_tokens"), col("ai/output_tokens")
     d.totals = {
@@ -401,16 +402,16 @@ def from_logs(log_dir: str | Path, target_points: int = 60) -> ReportData:
     keys = list(range(min(buckets), max(buckets) + 1)) if buckets else []
     d.times = [(k + 1) * bucket_s for k in keys]
     d.seconds = [bucket_s] * len(keys)
-    get = lambda k: buckets.get(k) or _new_bucket()  # noqa: E731
+    get: Callable[[int], dict[str, Any]] = lambda k: buckets.get(k) or _new_bucket()  # noqa: E731
     d.requests = [get(k)["req"] for k in keys]
     d.errors = [get(k)["err"] for k in keys]
     for q, target in ((0.5, d.p50), (0.95, d.p95), (0.99, d.p99)):
         target.extend(_quantile(get(k)["lat"], q) for k in keys)
     for sev in by_severity(list({s for b in buckets.values() for s in b["sev"]})):
         d.logs_by_severity[sev] = [float(get(k)["sev"].get(sev, 0.0)) for k in keys]
-    for field_name, target in (("tok", d.tokens), ("cost", d.cost)):
+    for field_name, dims in (("tok", d.tokens), ("cost", d.cost)):
         for dim, name in sorted({dn for b in buckets.values() for dn in b[field_name]}):
-            target[dim][name] = [float(get(k)[field_name].get((dim, name), 0.0)) for k in keys]
+            dims[dim][name] = [float(get(k)[field_name].get((dim, name), 0.0)) for k in keys]
     for action in sorted(d.audit_actions):
         d.audit_by_action[action] = [float(get(k)["audit"].get(action, 0.0)) for k in keys]
     d.auth_failures = [get(k)["auth"] for k in keys]

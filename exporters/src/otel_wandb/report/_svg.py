@@ -219,8 +219,8 @@ def line_chart(
     labels = [tick_label(v, step, axis) for v in ticks]
     ymax, ml = ticks[-1], left_margin(labels, unit)
     pw, ph = width - ml - MR, H - MT - MB
-    x = lambda t: ml + (t - t0) / span * pw if t1 > t0 else ml + pw / 2  # noqa: E731
-    y = lambda v: MT + ph - v / ymax * ph  # noqa: E731
+    x: Callable[[float], float] = lambda t: ml + (t - t0) / span * pw if t1 > t0 else ml + pw / 2  # noqa: E731
+    y: Callable[[float], float] = lambda v: MT + ph - v / ymax * ph  # noqa: E731
     parts = _axes(ticks, labels, ml, pw, t0, t1, unit, x, y)
     with_date = t1 - t0 > 86400
     swatches = []
@@ -275,8 +275,8 @@ def stacked_bars(
     labels = [tick_label(v, step, "num") for v in ticks]
     ymax, ml = ticks[-1], left_margin(labels, unit)
     pw, ph = width - ml - MR, H - MT - MB
-    x = lambda t: ml + (t - t0) / span * pw  # noqa: E731
-    y = lambda v: MT + ph - v / ymax * ph  # noqa: E731
+    x: Callable[[float], float] = lambda t: ml + (t - t0) / span * pw  # noqa: E731
+    y: Callable[[float], float] = lambda v: MT + ph - v / ymax * ph  # noqa: E731
     parts = _axes(ticks, labels, ml, pw, t0, t1, unit, x, y)
     with_date = t1 - t0 > 86400
     base = [0.0] * len(times)
@@ -349,6 +349,12 @@ def _short(title: str, limit: int = 30) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _time_of(event: Mapping[str, object]) -> float:
+    """An event's ``time`` (events without a numeric one are filtered out before)."""
+    t = event.get("time")
+    return float(t) if isinstance(t, (int, float)) else 0.0
+
+
 def timeline(
     chart_id: str,
     title: str,
@@ -362,7 +368,7 @@ def timeline(
     timed = [e for e in events if isinstance(e.get("time"), (int, float))]
     if not timed:
         return empty(chart_id, title, "no alerts" if not events else "alerts without time", width)
-    times = [float(e["time"]) for e in timed]  # type: ignore[arg-type]
+    times = [_time_of(e) for e in timed]
     lo = min(times + ([t0] if t0 is not None else []))
     hi = max(times + ([t1] if t1 is not None else []))
     span = (hi - lo) or 1.0
@@ -371,7 +377,7 @@ def timeline(
     ]
     lane_h = 52
     pw = width - ML - MR - 80  # room on the right for the last label
-    x = lambda t: ML + 10 + (t - lo) / span * pw  # noqa: E731
+    x: Callable[[float], float] = lambda t: ML + 10 + (t - lo) / span * pw  # noqa: E731
     parts = []
     for i, lv in enumerate(lanes):
         yy = MT + i * lane_h + lane_h / 2
@@ -380,14 +386,14 @@ def timeline(
             f'<text x="{ML - 6}" y="{yy + 4}" text-anchor="end" font-size="11" fill="#475569">{lv}</text>'
         )
     ends: dict[tuple[int, int], float] = {}  # (lane, row above/below) -> x where its last label ends
-    for e in sorted(timed, key=lambda e: float(e["time"])):  # type: ignore[arg-type]
+    for e in sorted(timed, key=_time_of):
         lv = str(e.get("level")).upper()
         lane = lanes.index(lv) if lv in lanes else 0
         yy = MT + lane * lane_h + lane_h / 2
         name = str(e.get("title", ""))
         color = "#16a34a" if name.startswith("[RESOLVED]") else severity_color(lv)
-        cx = x(float(e["time"]))  # type: ignore[arg-type]
-        tip = f"{fmt_time(float(e['time']))} {escape(name)}"  # type: ignore[arg-type]
+        cx = x(_time_of(e))
+        tip = f"{fmt_time(_time_of(e))} {escape(name)}"
         parts.append(
             f'<circle class="event" cx="{cx:.1f}" cy="{yy}" r="6" fill="{color}" fill-opacity="0.85">'
             f"<title>{tip}</title></circle>"

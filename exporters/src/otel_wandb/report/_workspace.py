@@ -14,6 +14,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from otel_wandb.config import BridgeConfig, RunConfig
@@ -125,7 +126,7 @@ def referenced_keys(sections: tuple[SectionSpec, ...] | None = None) -> tuple[se
     return keys, regexes
 
 
-def _import():
+def _import() -> tuple[ModuleType, ModuleType]:
     try:
         import wandb_workspaces.reports.v2 as wr
         import wandb_workspaces.workspaces as ws
