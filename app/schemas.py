@@ -13,6 +13,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from flask_openapi3.types import ResponseDict
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -80,12 +81,18 @@ Tag = Annotated[
 Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT, pattern=NO_NUL)]
 
 
+class OpenAPIConfig(ConfigDict, total=False):
+    """pydantic's model config plus flask-openapi3's ``openapi_extra`` (a response's example, headers, links)."""
+
+    openapi_extra: dict[str, Any]
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class UserCreate(_Body):
-    model_config = ConfigDict(openapi_extra={"example": {"name": "Alice"}})
+    model_config = OpenAPIConfig(openapi_extra={"example": {"name": "Alice"}})
 
     name: Annotated[
         str,
@@ -120,7 +127,7 @@ class UserCreated(BaseModel):
 
 
 class EntryCreate(_Body):
-    model_config = ConfigDict(openapi_extra={"example": {"text": "A long day at work.", "tags": [" work "]}})
+    model_config = OpenAPIConfig(openapi_extra={"example": {"text": "A long day at work.", "tags": [" work "]}})
 
     text: Text
     tags: list[Tag] = Field(default_factory=list, max_length=20)
@@ -129,7 +136,7 @@ class EntryCreate(_Body):
 class EntryUpdate(_Body):
     """At least one of the fields (``minProperties``); a field left out keeps its value, null is not a value."""
 
-    model_config = ConfigDict(
+    model_config = OpenAPIConfig(
         json_schema_extra={"minProperties": 1}, openapi_extra={"example": {"tags": ["work", "tired"]}}
     )
 
@@ -206,7 +213,9 @@ class AIResult(BaseModel):
 
 class EntryOut(BaseModel):
     # every response carrying an entry (201 of POST, 200 of GET and PATCH) links its id to the entry's operations
-    model_config = ConfigDict(openapi_extra={"links": _links("id", GET_ENTRY, UPDATE_ENTRY, DELETE_ENTRY, RUN_FEATURE)})
+    model_config = OpenAPIConfig(
+        openapi_extra={"links": _links("id", GET_ENTRY, UPDATE_ENTRY, DELETE_ENTRY, RUN_FEATURE)}
+    )
 
     id: int = Field(ge=1, le=MAX_ID)
     text: str
@@ -219,7 +228,7 @@ class EntryOut(BaseModel):
 class EntryList(BaseModel):
     # next_cursor feeds the next page (a null one, on the last page, is no value: the link is not followed); no
     # link from items/0/id, which an empty page does not have
-    model_config = ConfigDict(openapi_extra={"links": _links("next_cursor", LIST_ENTRIES, parameter="cursor")})
+    model_config = OpenAPIConfig(openapi_extra={"links": _links("next_cursor", LIST_ENTRIES, parameter="cursor")})
 
     items: list[EntryOut]
     next_cursor: Annotated[str, StringConstraints(pattern=CURSOR_PATTERN)] | None = Field(
@@ -240,7 +249,7 @@ class ErrorBody(BaseModel):
 # 401 and 503 share ErrorBody (same title, same schema: no docstring, it would become a description) and add their
 # headers: the WWW-Authenticate challenge (app/auth.py); Retry-After when the AI provider is rate limiting.
 class _Unauthorized(ErrorBody):
-    model_config = ConfigDict(
+    model_config = OpenAPIConfig(
         title="ErrorBody",
         openapi_extra={
             "headers": {
@@ -255,7 +264,7 @@ class _Unauthorized(ErrorBody):
 
 
 class _Unavailable(ErrorBody):
-    model_config = ConfigDict(
+    model_config = OpenAPIConfig(
         title="ErrorBody",
         openapi_extra={
             "headers": {
@@ -272,7 +281,7 @@ class _Unavailable(ErrorBody):
 _ERROR_MODELS: dict[int, type[ErrorBody]] = {401: _Unauthorized, 503: _Unavailable}
 
 
-def error_responses(*statuses: int) -> dict[int, type[ErrorBody]]:
+def error_responses(*statuses: int) -> ResponseDict:
     """The OpenAPI ``responses`` for these error statuses, plus the 500 every operation can answer (one place)."""
     return {status: _ERROR_MODELS.get(status, ErrorBody) for status in (*statuses, 500)}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import current_app, g, request
 from flask_openapi3 import APIBlueprint, Tag
@@ -18,6 +19,7 @@ from app.audit import audit
 from app.auth import require_user
 from app.db import get_session
 from app.errors import ApiError
+from app.llm import Completion
 from app.models import AI_COLUMNS, Entry
 from app.schemas import (
     CREATE_ENTRY,
@@ -66,7 +68,7 @@ def decode_cursor(cursor: str) -> int:
     return int.from_bytes(base64.urlsafe_b64decode(cursor + "="), "big")
 
 
-def _out(entry: Entry) -> dict:
+def _out(entry: Entry) -> dict[str, Any]:
     ai = {feature: getattr(entry, col.key) for feature, col in AI_COLUMNS.items() if getattr(entry, col.key)}
     return EntryOut(
         id=entry.id,
@@ -86,7 +88,7 @@ def _own(entry_id: int) -> Entry:
 
 
 @bp.post("", responses={201: EntryOut}, operation_id=CREATE_ENTRY)
-def create_entry(body: EntryCreate):
+def create_entry(body: EntryCreate) -> tuple[dict[str, Any], int]:
     """Write a new entry."""
     session = get_session()
     entry = Entry(user_id=g.user_id, text=body.text, tags=list(body.tags))
@@ -97,7 +99,7 @@ def create_entry(body: EntryCreate):
 
 
 @bp.get("", responses={200: EntryList}, operation_id=LIST_ENTRIES)
-def list_entries(query: ListQuery):
+def list_entries(query: ListQuery) -> dict[str, Any]:
     """Own entries, newest first; follow ``next_cursor`` for older ones."""
     stmt = select(Entry).where(Entry.user_id == g.user_id)
     if query.cursor is not None:
@@ -109,13 +111,13 @@ def list_entries(query: ListQuery):
 
 
 @bp.get("/<int:entry_id>", responses={200: EntryOut, **NOT_FOUND}, operation_id=GET_ENTRY)
-def get_entry(path: EntryPath):
+def get_entry(path: EntryPath) -> dict[str, Any]:
     """One own entry, with its stored AI results."""
     return _out(_own(path.entry_id))
 
 
 @bp.patch("/<int:entry_id>", responses={200: EntryOut, **NOT_FOUND}, operation_id=UPDATE_ENTRY)
-def update_entry(path: EntryPath, body: EntryUpdate):
+def update_entry(path: EntryPath, body: EntryUpdate) -> dict[str, Any]:
     """Change the text and/or the tags. Changing the text keeps earlier AI results (they record their model)."""
     entry = _own(path.entry_id)
     if body.text is not None:
@@ -129,7 +131,7 @@ def update_entry(path: EntryPath, body: EntryUpdate):
 
 
 @bp.delete("/<int:entry_id>", responses={204: None, **NOT_FOUND}, operation_id=DELETE_ENTRY)
-def delete_entry(path: EntryPath):
+def delete_entry(path: EntryPath) -> tuple[str, int]:
     """Delete an own entry."""
     session = get_session()
     session.delete(_own(path.entry_id))
@@ -143,7 +145,7 @@ def delete_entry(path: EntryPath):
     responses={200: AIResult, **error_responses(404, 502, 503, 504)},
     operation_id=RUN_FEATURE,
 )
-def run_feature(path: AIPath):
+def run_feature(path: AIPath) -> dict[str, Any]:
     """Run an AI feature (summarize, reflect, mood) on an entry and store the result with it.
 
     Takes no request body (an empty JSON object ``{}`` sent as application/json is accepted too); any other body is
@@ -156,7 +158,7 @@ def run_feature(path: AIPath):
     session.rollback()  # no transaction stays open during the LLM call
     target = f"entry:{path.entry_id}"
     try:
-        done = current_app.extensions["llm"].run(path.feature, text, pseudo_id=g.pseudo_id)
+        done: Completion = current_app.extensions["llm"].run(path.feature, text, pseudo_id=g.pseudo_id)
     except ApiError:
         audit(f"ai.{path.feature}", actor=g.pseudo_id, target=target, outcome="failure")
         raise
@@ -168,7 +170,7 @@ def run_feature(path: AIPath):
         update(Entry)
         .where(Entry.id == path.entry_id, Entry.user_id == g.user_id)
         .values({column: stored, Entry.updated_at: Entry.updated_at})
-    ).rowcount
+    ).rowcount  # type: ignore[attr-defined]  # SQLAlchemy types execute() as Result; DML gives a CursorResult
     session.commit()
     if changed != 1:  # deleted while the model was answering: nothing stored
         raise ApiError(404, "not_found", f"entry {path.entry_id} not found")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import jsonify
+from flask import Response, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
 from app import db
@@ -12,13 +12,13 @@ bp = APIBlueprint("health", __name__, abp_tags=[Tag(name="health")], abp_respons
 
 
 @bp.get("/healthz", responses={200: Health}, operation_id="healthz")
-def healthz():
+def healthz() -> Response:
     """Liveness: the process serves requests."""
     return jsonify(status="ok")
 
 
 @bp.get("/readyz", responses={200: Health, **error_responses(503)}, operation_id="readyz")
-def readyz():
+def readyz() -> Response:
     """Readiness: the database answers ``SELECT 1``."""
     if db.ping():
         return jsonify(status="ready")

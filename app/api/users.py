@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_openapi3 import APIBlueprint, Tag
 
 from app.audit import audit
@@ -16,7 +18,7 @@ bp = APIBlueprint(
 
 
 @bp.post("", responses={201: UserCreated}, operation_id="registerUser")
-def register(body: UserCreate):
+def register(body: UserCreate) -> tuple[dict[str, Any], int]:
     """Create a user and issue its bearer token."""
     token, token_hash = new_token()
     session = get_session()
