@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -155,6 +155,15 @@ class Settings(BaseSettings):
         return getattr(self, f"AI_MODEL_{feature.upper()}", None) or self.AI_MODEL_DEFAULT
 
 
+class _Identity(TypedDict):
+    """The values read even with the SDK disabled."""
+
+    log_level: str | None
+    service_name: str | None
+    app_version: str | None
+    environment: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class TelemetrySettings:
     """What app.telemetry reads, validated (see the module docstring). With ``OTEL_SDK_DISABLED=true`` only the
@@ -177,7 +186,7 @@ class TelemetrySettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TelemetrySettings:
         env = environ() if env is None else env
-        base = {
+        base: _Identity = {
             "log_level": env_str(env, LOG_LEVEL) or None,
             "service_name": env_str(env, OTEL_SERVICE_NAME) or None,
             "app_version": env_str(env, APP_VERSION) or None,

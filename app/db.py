@@ -87,7 +87,8 @@ def create_schema(engine: Engine, attempts: int = 5) -> None:
 def get_session() -> Session:
     if "db_session" not in g:
         g.db_session = current_app.extensions["db_sessionmaker"]()
-    return g.db_session
+    session: Session = g.db_session
+    return session
 
 
 def close_session(_exc: BaseException | None = None) -> None:
@@ -129,6 +130,6 @@ def init_app(app: Flask, url: str | None) -> Engine:
     return engine
 
 
-def _first_line(exc: BaseException, limit: int = 200) -> str:
+def _first_line(exc: BaseException | None, limit: int = 200) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:limit]

@@ -15,6 +15,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from werkzeug.exceptions import HTTPException
 
 from app.schemas import PATTERN_RULES
@@ -58,7 +59,11 @@ def error_response(
 
 def validation_error_response(exc: ValidationError) -> Response:
     """flask-openapi3's validation_error_callback: 400 naming the first bad field (input values never echoed)."""
-    err = exc.errors(include_url=False, include_input=False)[0] if exc.error_count() else {"loc": (), "msg": ""}
+    err: ErrorDetails = (
+        exc.errors(include_url=False, include_input=False)[0]
+        if exc.error_count()
+        else {"type": "", "loc": (), "msg": "", "input": None}
+    )
     field = ".".join(str(part) for part in err["loc"])
     if not field:
         if isinstance(request.get_json(silent=True), dict):  # a model-level rule, e.g. "give text or tags"
@@ -98,7 +103,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         if exc.response is not None and exc.response.is_json:  # abort(response) from validation
-            return exc.response
+            return exc.response  # type: ignore[return-value]  # werkzeug types it as the sans-IO base class
         headers = dict(exc.get_headers())
         headers.pop("Content-Type", None)
         message = {413: f"the request body exceeds {app.config.get('MAX_CONTENT_LENGTH')} bytes"}.get(

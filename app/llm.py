@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 from opentelemetry.metrics import Meter
 
 from app import telemetry
@@ -113,7 +114,10 @@ class LLMService:
         kwargs: dict[str, Any] = {}
         if feature == "mood":
             kwargs["response_format"] = {"type": "json_object"}
-        messages = [{"role": "system", "content": SYSTEM_PROMPTS[feature]}, {"role": "user", "content": text}]
+        messages: list[ChatCompletionMessageParam] = [
+            {"role": "system", "content": SYSTEM_PROMPTS[feature]},
+            {"role": "user", "content": text},
+        ]
         try:
             with telemetry.ai_call_context(feature, pseudo_id):
                 response = client.chat.completions.create(

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, Engine, Integer, String, Text, event, insert, select, text
+from sqlalchemy import BigInteger, Engine, Integer, String, Table, Text, event, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -54,7 +54,7 @@ class AuditChainRecord(Base):
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
-TABLE = AuditChainRecord.__table__
+TABLE: Table = AuditChainRecord.__table__  # type: ignore[assignment]  # SQLAlchemy types it FromClause; mapped: a Table
 ADVISORY_LOCK_KEY = 0x61756469745F63  # "audit_c": PostgreSQL advisory lock serializing appends (and the DDL)
 GUARD_TRIGGERS = ("audit_chain_no_update", "audit_chain_no_delete")
 _SQLITE_GUARD = [

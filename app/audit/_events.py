@@ -21,7 +21,7 @@ CHAIN_FAILURES = "app.audit.chain_failures"
 
 def _otel_logger() -> Logger:
     if has_app_context():
-        cached = current_app.extensions.get("audit_logger")
+        cached: Logger | None = current_app.extensions.get("audit_logger")
         if cached is not None:
             return cached
         provider = current_app.config.get("LOGGER_PROVIDER")  # test seam; default: the global provider

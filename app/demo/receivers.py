@@ -73,13 +73,13 @@ def _wait(items: list[Any], n: int, timeout: float, pred: Callable[[Any], bool])
 
 class _Controller(Controller):
     def _trigger_server(self) -> None:  # learn the port the OS picked for port=0, then let aiosmtpd connect
-        self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()
+        self.port = self.server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # aiosmtpd: an asyncio.Server by now
+        super()._trigger_server()  # type: ignore[no-untyped-call]  # aiosmtpd leaves it unannotated
 
     def factory(self) -> Any:
         with warnings.catch_warnings():  # AUTH without TLS is what a loopback test server wants
             warnings.simplefilter("ignore", UserWarning)
-            return super().factory()
+            return super().factory()  # type: ignore[no-untyped-call]  # aiosmtpd leaves it unannotated
 
 
 class SmtpReceiver:

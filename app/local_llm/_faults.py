@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
+from email.message import Message
 from typing import Any
 
 from app.config import (
@@ -29,6 +30,8 @@ from app.config import (
     ConfigError,
 )
 from otel_wandb.config import env_number, env_str, environ
+
+Headers = Mapping[str, str] | Message  # a request's headers (http.server's are an email Message)
 
 FAIL_HEADER = "X-Local-LLM-Fail"
 FAIL_ATTEMPTS_HEADER = "X-Local-LLM-Fail-Attempts"
@@ -95,7 +98,7 @@ class Faults:
         return cls(**values)
 
 
-def _count_header(headers: Mapping[str, str], name: str) -> int | None:
+def _count_header(headers: Headers, name: str) -> int | None:
     raw = headers.get(name)
     if raw is None:
         return None
@@ -105,7 +108,7 @@ def _count_header(headers: Mapping[str, str], name: str) -> int | None:
     return int(raw)
 
 
-def pick(headers: Mapping[str, str], faults: Faults, draw: Callable[[], float]) -> str | None:
+def pick(headers: Headers, faults: Faults, draw: Callable[[], float]) -> str | None:
     """The fault this request gets ("429", "500", "timeout") or None. A request that names a fault in FAIL_HEADER
     gets exactly that (for its first FAIL_ATTEMPTS_HEADER attempts, if given) and no random one."""
     forced = (headers.get(FAIL_HEADER) or "").strip().lower()

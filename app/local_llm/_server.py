@@ -261,7 +261,7 @@ def serve_in_thread(host: str = "127.0.0.1", port: int = 0, faults: Faults | Non
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="local-llm", daemon=True)
     thread.start()
     bound_host, bound_port = server.server_address[:2]
-    return Running(f"http://{bound_host}:{bound_port}/v1", server, thread)
+    return Running(f"http://{bound_host}:{bound_port}/v1", server, thread)  # type: ignore[str-bytes-safe]  # typeshed: str | bytes; bound, it is str
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.port_file + ".tmp", "w", encoding="utf-8") as fh:
             fh.write(str(port))
         os.replace(args.port_file + ".tmp", args.port_file)
-    sys.stdout.write(json.dumps({"host": host, "port": port, "base_url": f"http://{host}:{port}/v1"}) + "\n")
+    base_url = f"http://{host}:{port}/v1"  # type: ignore[str-bytes-safe]  # typeshed: str | bytes; bound, it is str
+    sys.stdout.write(json.dumps({"host": host, "port": port, "base_url": base_url}) + "\n")
     sys.stdout.flush()
     try:
         server.serve_forever()

@@ -97,7 +97,7 @@ def discard(provider: Any) -> None:
 def secure_tracer_provider(provider: Any, policy: Policy) -> bool:
     multi = getattr(provider, "_active_span_processor", None)
     procs = getattr(multi, "_span_processors", None)
-    if not isinstance(procs, tuple):
+    if multi is None or not isinstance(procs, tuple):
         logger.error(
             "telemetry: cannot reach the span processors of %s to add the privacy filter", type(provider).__name__
         )

@@ -118,7 +118,7 @@ class Policy:
             self._actions[key] = action
         return action
 
-    def attributes(self, attrs: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
+    def attributes(self, attrs: Mapping[str, Any] | None) -> tuple[Mapping[str, Any] | None, bool]:
         """(clean attributes, changed?) — the input itself (do not modify it) when nothing needs redacting."""
         if not attrs:
             return None, False
@@ -152,7 +152,7 @@ class Policy:
                     del out[key]
                 else:
                     out[key] = new
-        return (out, True) if out is not None else (attrs, False)  # type: ignore[return-value]
+        return (out, True) if out is not None else (attrs, False)
 
     def span(self, span: ReadableSpan) -> ReadableSpan:
         attrs, changed = self.attributes(span.attributes)
@@ -164,10 +164,10 @@ class Policy:
                 name, changed = method, True
             raw_path_keys = [k for k in _RAW_PATH_KEYS if attrs.get(k)]
             if raw_path_keys:
-                attrs = dict(attrs)
+                redacted = dict(attrs)
                 for k in raw_path_keys:
-                    attrs[k] = REDACTED
-                changed = True
+                    redacted[k] = REDACTED
+                attrs, changed = redacted, True
         events = []
         for ev in span.events:
             ev_attrs, ev_changed = self.attributes(ev.attributes)
@@ -228,7 +228,7 @@ class PrivacyLogProcessor(LogRecordProcessor):
         try:
             rec = log_record.log_record
             attrs, changed = self.policy.attributes(rec.attributes)
-            if changed:
+            if changed and attrs is not None:  # changed: attrs is the cleaned copy
                 for key in list(rec.attributes.keys()):
                     if key not in attrs:
                         del rec.attributes[key]

@@ -56,7 +56,7 @@ def load_exporters(signal: Signal, settings: TelemetrySettings) -> list[Any]:
         found = _import_exporters(args["traces"], args["metrics"], args["logs"])
     except RuntimeError as exc:
         raise ConfigError(f"{EXPORTER_VARIABLE[signal]}: {exc}") from None
-    classes = found[("traces", "metrics", "logs").index(signal)]
+    classes: dict[str, type[object]] = {**found[("traces", "metrics", "logs").index(signal)]}
     if signal == "traces" and "otlp_proto_http" in classes and settings.fast_otlp:
         classes["otlp_proto_http"] = FastOTLPSpanExporter
     out = []
@@ -166,7 +166,7 @@ def instrument_app(state: Any, app: Any, excluded_urls: str) -> None:
         if not FlaskInstrumentor().is_instrumented_by_opentelemetry and not getattr(
             app, "_is_instrumented_by_opentelemetry", False
         ):
-            FlaskInstrumentor.instrument_app(
+            FlaskInstrumentor.instrument_app(  # type: ignore[no-untyped-call]  # unannotated upstream
                 app, excluded_urls=excluded_urls, enable_commenter=False, **_providers(state)
             )
             state.apps.add(app)
@@ -232,7 +232,7 @@ def instrument_engine(state: Any, engine: Any) -> None:
             unit="connections",
             description="The number of connections that are currently in state described by the state attribute.",
         )
-    EngineTracer(tracer, engine, usage, enable_commenter=False)
+    EngineTracer(tracer, engine, usage, enable_commenter=False)  # type: ignore[no-untyped-call]  # unannotated upstream
     state.engines.add(engine)
 
 
@@ -241,13 +241,13 @@ def uninstrument(state: Any) -> None:
 
     for app in list(state.apps):
         try:
-            FlaskInstrumentor.uninstrument_app(app)
+            FlaskInstrumentor.uninstrument_app(app)  # type: ignore[no-untyped-call]  # unannotated upstream
         except Exception:  # noqa: BLE001
             logger.debug("uninstrument_app failed", exc_info=True)
     if len(state.engines):
         from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 
-        EngineTracer.remove_all_event_listeners()
+        EngineTracer.remove_all_event_listeners()  # type: ignore[no-untyped-call]  # unannotated upstream
     for inst in state.global_instrumentors:
         try:
             inst.uninstrument()

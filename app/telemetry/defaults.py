@@ -9,7 +9,7 @@ from collections.abc import Mapping, MutableMapping
 from urllib.parse import quote
 
 from otel_wandb.config import environ
-from otel_wandb.core import EXP_HISTOGRAM_MAX_SIZE  # noqa: F401 - the exporter's bucket count, the app's default too
+from otel_wandb.core import EXP_HISTOGRAM_MAX_SIZE as EXP_HISTOGRAM_MAX_SIZE  # the exporter's bucket count, ours too
 
 DEFAULT_SERVICE_NAME = "ai-diary"
 DEFAULT_VERSION = "0.1.0"

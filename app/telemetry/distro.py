@@ -28,7 +28,7 @@ import os
 from typing import Any
 
 from opentelemetry.environment_variables import OTEL_LOGS_EXPORTER, OTEL_METRICS_EXPORTER, OTEL_TRACES_EXPORTER
-from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]  # module is '# type: ignore'
 from opentelemetry.sdk._configuration import _get_exporter_names, _import_exporters, _OTelSDKConfigurator
 from opentelemetry.sdk.environment_variables import OTEL_EXPORTER_OTLP_PROTOCOL
 
@@ -41,7 +41,7 @@ from app.telemetry.defaults import (
 )
 
 
-class AiDiaryDistro(BaseDistro):
+class AiDiaryDistro(BaseDistro):  # type: ignore[misc]  # BaseDistro is untyped (see its import)
     """Entry point ``opentelemetry_distro: ai_diary``: upstream's exporter defaults plus ours."""
 
     def _configure(self, **kwargs: Any) -> None:
@@ -79,4 +79,4 @@ class AiDiaryConfigurator(_OTelSDKConfigurator):
     def _configure(self, **kwargs: Any) -> None:
         if not env_value(OTEL_CONFIG_FILE):
             kwargs["exporter_args_map"] = {**_histogram_preference(), **(kwargs.get("exporter_args_map") or {})}
-        super()._configure(**kwargs)
+        super()._configure(**kwargs)  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
