@@ -15,10 +15,16 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from gunicorn import glogging
 
 from otel_wandb.config import ConfigError, env_number, env_str, environ
+
+if TYPE_CHECKING:  # gunicorn ships no type information: these are Any to mypy, names for readers
+    from gunicorn.arbiter import Arbiter
+    from gunicorn.config import Config
+    from gunicorn.workers.base import Worker
 
 _log = logging.getLogger("gunicorn.error")
 _env = environ()
@@ -49,13 +55,13 @@ loglevel = env_str(_env, "GUNICORN_LOG_LEVEL", "info")
 forwarded_allow_ips = env_str(_env, "FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
-class JsonLogger(glogging.Logger):
+class JsonLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn ships no type information
     """gunicorn's own lines (master and workers) on stderr as the app's JSON lines -- service, version,
     environment; query values and tokens redacted, no traceback (app/telemetry/logjson.py, which imports neither the app
     nor the OpenTelemetry SDK: the master stays light). No access lines: request telemetry is OpenTelemetry's,
     and gunicorn then skips building them."""
 
-    def setup(self, cfg) -> None:
+    def setup(self, cfg: Config) -> None:
         super().setup(cfg)
         self._access_log_enabled = bool(cfg.accesslog)
         try:
@@ -73,7 +79,7 @@ logger_class = JsonLogger
 _SLOT = "ai_diary_worker_slot"
 
 
-def pre_fork(server, worker) -> None:
+def pre_fork(server: Arbiter, worker: Worker) -> None:
     """In the master: give the new worker the lowest slot no live worker holds."""
     used = {getattr(w, _SLOT, None) for w in server.WORKERS.values()}
     slot = 0
@@ -82,7 +88,7 @@ def pre_fork(server, worker) -> None:
     setattr(worker, _SLOT, slot)
 
 
-def post_fork(server, worker) -> None:
+def post_fork(server: Arbiter, worker: Worker) -> None:
     """In the worker: one set of providers per process, tagged with the worker slot."""
     worker_id = getattr(worker, _SLOT, 0)
     os.environ["AI_DIARY_WORKER_ID"] = str(worker_id)
@@ -98,7 +104,7 @@ def post_fork(server, worker) -> None:
         _log.info("telemetry initialised in worker %s (pid %s)", worker_id, worker.pid)
 
 
-def worker_exit(server, worker) -> None:
+def worker_exit(server: Arbiter, worker: Worker) -> None:
     """Flush and stop this worker's telemetry with a bounded wait."""
     try:
         from app import telemetry

@@ -65,5 +65,5 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     if settings.TRUSTED_PROXY_COUNT:
         # outermost, so audit records and the request span both see the forwarded client address
         proxied = ProxyFix(app.wsgi_app, x_for=settings.TRUSTED_PROXY_COUNT, x_proto=0, x_host=0, x_port=0, x_prefix=0)
-        app.wsgi_app = proxied  # type: ignore[method-assign]
+        app.wsgi_app = proxied  # type: ignore[method-assign]  # Flask's documented middleware hook, typed as a method
     return app

@@ -20,7 +20,7 @@ try:  # gunicorn's body reader raises its own parse errors (e.g. InvalidChunkSiz
     from gunicorn.http.errors import ParseException
 except ImportError:  # pragma: no cover - gunicorn is a dependency; other servers raise OSError/ValueError
 
-    class ParseException(Exception):  # type: ignore[no-redef]  # noqa: N818 - gunicorn's name
+    class ParseException(Exception):  # type: ignore[no-redef]  # noqa: N818 - gunicorn's name, a stand-in
         """Placeholder when gunicorn is not installed."""
 
 

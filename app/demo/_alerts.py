@@ -49,7 +49,7 @@ class AlertPhase:
         self.cfg, self.procs = cfg, procs
         self.fired, self.resolved = threading.Event(), threading.Event()
         self.received: list[str] = []
-        self.counts: Counter = Counter()
+        self.counts: Counter[str] = Counter()  # alerts received per channel
         self.smtp: Any = None
         self.hooks: Any = None
         self.t0 = time.monotonic()  # demo start (receivers start first): the time base of every line

@@ -94,6 +94,7 @@ class DemoRun:
             self.oc.phase_requests["steady"] = n
             if alert_budget:
                 with self.phase("alerts"):
+                    assert self.alerts is not None and self.llm is not None  # start() set both (alert_budget > 0)
                     self.llm = self.alerts.run(self.traffic, self.llm, bar, self.oc)
             elif cfg.alerts and not cfg.local_llm:
                 self.oc.notes.append(

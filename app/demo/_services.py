@@ -166,7 +166,7 @@ def require(cond: bool, message: str) -> None:
         raise DemoError(message)
 
 
-def llm_stats(llm: Llm) -> Counter:
+def llm_stats(llm: Llm) -> Counter[str]:
     try:
         return Counter(httpx.get(llm.base_url[: -len("/v1")] + "/stats", timeout=5).json())
     except (httpx.HTTPError, ValueError):

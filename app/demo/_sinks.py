@@ -73,7 +73,7 @@ def _context(data: bytes, at: int) -> str:
     return data[max(0, at - 60) : at + 60].decode("utf-8", "replace").replace("\n", " ")
 
 
-def sink_files(out_dir: Path, extra: dict[str, Sequence[Path]] | None = None) -> dict[str, list[Path]]:
+def sink_files(out_dir: Path, extra: Mapping[str, Sequence[Path]] | None = None) -> dict[str, list[Path]]:
     """Every file of every sink under ``out_dir``, grouped by sink name."""
     groups = {
         "collector log files": out_dir / "logs",
@@ -114,7 +114,7 @@ def scan(
     out_dir: Path,
     canary: str,
     others: Mapping[str, Sequence[str]] | None = None,
-    extra: dict[str, Sequence[Path]] | None = None,
+    extra: Mapping[str, Sequence[Path]] | None = None,
 ) -> ScanResult:
     """``others`` maps a kind ("API token", ...) to the strings of that kind that must not appear either."""
     result = ScanResult()

@@ -179,9 +179,9 @@ def child_problems(files: list[Path]) -> list[str]:
     return notes
 
 
-def audit_counts(log_dir: Path) -> Counter:
+def audit_counts(log_dir: Path) -> Counter[str]:
     """``audit.action`` counts in the collector's audit log (OTLP/JSON lines, rotated backups included)."""
-    counts: Counter = Counter()
+    counts: Counter[str] = Counter()
     for path in sorted(log_dir.glob("audit*")):
         opener = gzip.open if path.suffix == ".gz" else open
         try:

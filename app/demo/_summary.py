@@ -56,7 +56,7 @@ def traffic_table(tally: Tally) -> str:
     width = max([len(e) for e in endpoints] + [len("endpoint")])
     head = f"  {'endpoint':<{width}}" + "".join(f"{c:>7}" for c in CLASSES) + f"{'total':>8}"
     rows = [head, "  " + "-" * (len(head) - 2)]
-    totals: Counter = Counter()
+    totals: Counter[str] = Counter()
     for ep in endpoints:
         cells = [tally.counts.get((ep, c), 0) for c in CLASSES]
         totals.update(dict(zip(CLASSES, cells, strict=True)))
@@ -74,7 +74,7 @@ class Outcome:
 
     topology: str = ""
     llm_text: str = ""
-    llm_stats: Counter = field(default_factory=Counter)
+    llm_stats: Counter[str] = field(default_factory=Counter)
     phase_seconds: dict[str, float] = field(default_factory=dict)
     phase_requests: dict[str, int] = field(default_factory=dict)
     run_dirs: list[Path] = field(default_factory=list)
@@ -185,10 +185,13 @@ def _size(path: Path) -> str:
     return f"{n / 1024:.1f} KiB"
 
 
-def cross_checks(tally: Tally, audit: Counter, wandb_requests: int | None) -> list[str]:
+def cross_checks(tally: Tally, audit: Counter[str], wandb_requests: int | None) -> list[str]:
     """What the sinks recorded against what the demo sent (the collector queue is at-least-once: duplicates are
     possible, losses are not)."""
-    ok = lambda ep, cls="2xx": tally.counts.get((ep, cls), 0)  # noqa: E731
+
+    def ok(ep: str, cls: str = "2xx") -> int:
+        return tally.counts.get((ep, cls), 0)
+
     lines = []
     if wandb_requests is not None:
         lines.append(_check("W&B http/requests_total", wandb_requests, tally.total))

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 
@@ -54,12 +54,17 @@ def status_class(status: int | None) -> str:
     return "err" if status is None else f"{status // 100}xx"
 
 
+class _Budget(TypedDict):
+    left: int | None  # requests still to send (None: no budget)
+    done: int
+
+
 @dataclass
 class Tally:
     """Thread-safe counts of (endpoint, status class), plus every status and unexpected samples."""
 
-    counts: Counter = field(default_factory=Counter)
-    statuses: Counter = field(default_factory=Counter)
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (endpoint, status class)
+    statuses: Counter[int | str] = field(default_factory=Counter)  # HTTP status, or "err"
     unexpected: list[str] = field(default_factory=list)
     unexpected_count: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -261,7 +266,7 @@ class Traffic:
         requests per second overall if given. Returns how many operations ran."""
         ops, weights = list(mix), list(mix.values())
         lock = threading.Lock()
-        state = {"left": budget, "done": 0}
+        state: _Budget = {"left": budget, "done": 0}
         interval = len(self.sessions) / rate if rate else 0.0
 
         def take() -> bool:

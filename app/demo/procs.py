@@ -41,7 +41,7 @@ class Proc:
     log_path: Path
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: Path | None = None
-    popen: subprocess.Popen | None = None
+    popen: subprocess.Popen[bytes] | None = None
     exit_code: int | None = None
     stop_seconds: float = 0.0
     killed: bool = False  # needed SIGKILL: it did not stop within the timeout
@@ -142,6 +142,8 @@ class Proc:
         return self.exit_code
 
     def _kill_group(self) -> None:
+        if self.popen is None:  # never started
+            return
         try:
             os.killpg(self.popen.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):

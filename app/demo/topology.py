@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,7 +50,8 @@ def build_collector(timeout: float = 900) -> Path:
 def _get(url: str, timeout: float = 1.0) -> int:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - loopback only
-            return r.status
+            status: int = r.status
+            return status
     except OSError:
         return 0
 
@@ -63,7 +64,7 @@ class _Proc:
     def __init__(self, args: list[str], env: Mapping[str, str], cwd: Path | None = None) -> None:
         self.args, self.env, self.cwd = args, dict(env), cwd
         self.lines: list[str] = []
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[str] | None = None
 
     def _spawn(self) -> None:
         self.proc = subprocess.Popen(
@@ -77,8 +78,8 @@ class _Proc:
         )
         threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
 
-    def _drain(self, proc: subprocess.Popen) -> None:
-        for line in proc.stderr:  # type: ignore[union-attr]
+    def _drain(self, proc: subprocess.Popen[str]) -> None:
+        for line in proc.stderr or ():  # a pipe: _spawn asks for one
             self.lines.append(line.rstrip())
             if len(self.lines) > 2000:
                 del self.lines[:1000]
@@ -90,7 +91,7 @@ class _Proc:
     def output(self, last: int = 40) -> str:
         return "\n".join(self.lines[-last:])
 
-    def _wait_until(self, ready, timeout: float) -> None:  # noqa: ANN001
+    def _wait_until(self, ready: Callable[[], bool], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
@@ -217,7 +218,8 @@ class BridgeHandle(_Proc):
 
     def stats(self) -> dict[str, int]:
         with urllib.request.urlopen(self.url + "/healthz", timeout=2) as r:  # noqa: S310 - loopback only
-            return json.loads(r.read())
+            stats: dict[str, int] = json.loads(r.read())
+            return stats
 
 
 def start_bridge(env: Mapping[str, str] | None = None, *, port: int = 0, timeout: float = 60.0) -> BridgeHandle:

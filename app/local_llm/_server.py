@@ -225,13 +225,14 @@ class Handler(BaseHTTPRequestHandler):
 class LocalLLMServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    state: State  # set by make_server (the handlers share it)
 
 
 def make_server(host: str = "127.0.0.1", port: int = 0, faults: Faults | None = None) -> LocalLLMServer:
     state = State(faults or Faults.from_env())
     handler = type("BoundHandler", (Handler,), {"state": state})
     server = LocalLLMServer((host, port), handler)
-    server.state = state  # type: ignore[attr-defined]
+    server.state = state
     return server
 
 
@@ -246,8 +247,8 @@ class Running:
         return self.base_url[: -len("/v1")]
 
     def stats(self) -> dict[str, int]:
-        with self.server.state.lock:  # type: ignore[attr-defined]
-            return dict(self.server.state.totals)  # type: ignore[attr-defined]
+        with self.server.state.lock:
+            return dict(self.server.state.totals)
 
     def shutdown(self) -> None:
         self.server.shutdown()

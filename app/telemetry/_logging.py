@@ -47,7 +47,7 @@ def install_otel_bridge(logger_provider: Any) -> logging.Handler | None:
     try:
         from opentelemetry.instrumentation.logging.handler import LoggingHandler
     except ImportError:  # pragma: no cover - older instrumentation: the SDK's (deprecated) handler
-        from opentelemetry.sdk._logs import LoggingHandler  # type: ignore[assignment]
+        from opentelemetry.sdk._logs import LoggingHandler  # type: ignore[assignment]  # the same role, another class
     for h in root.handlers:
         if type(h).__name__ == "LoggingHandler":
             return None  # e.g. opentelemetry-instrument with logging auto-instrumentation

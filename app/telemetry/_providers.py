@@ -197,7 +197,7 @@ def _record_unhandled_exceptions(app: Any) -> None:
             logger.debug("could not record the exception", exc_info=True)
         return handler(exc)
 
-    recording_handler._otel_wrapped = True  # type: ignore[attr-defined]
+    recording_handler._otel_wrapped = True  # type: ignore[attr-defined]  # a marker on a function: mypy has no type for it
     spec[Exception] = recording_handler
 
 

@@ -44,7 +44,7 @@ def send_untraced(channel: Channel, event: AlertEvent, recipient: str | None = N
         if recipient is None:
             channel.send(event)
         else:
-            channel.send_to(event, recipient)  # type: ignore[attr-defined]
+            channel.send_to(event, recipient)  # type: ignore[attr-defined]  # per-recipient channels only (see _attempts)
 
 
 class ChannelWorker:
