@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Lint the deployment files without a Docker engine:
+# Lint the Python code, and the deployment files without a Docker engine:
+#   ruff (format check and lint rules) and mypy (strict; [tool.mypy] in pyproject.toml) on the Python code;
 #   hadolint (Dockerfile), check-jsonschema (compose spec, GitHub workflow schema), actionlint (workflows).
 #   scripts/lint.sh                      run every linter; exit non-zero on the first failure
 #   scripts/lint.sh --actionlint-path    install actionlint if needed and print its path (used by the tests)
@@ -13,6 +14,8 @@ venv="${VENV:-$root/.venv}"
 tools="${AI_DIARY_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ai-diary-tools}"
 actionlint_dir="$tools/actionlint-$ACTIONLINT_VERSION"
 actionlint="$actionlint_dir/actionlint"
+# what ruff formats and lints (tests/test_lint.py runs the same commands); mypy reads its files from pyproject.toml
+python_paths=(app exporters/src tests bench gunicorn.conf.py)
 
 install_actionlint() {
   if [[ -x "$actionlint" ]]; then
@@ -33,8 +36,15 @@ fi
 cd "$root"
 shopt -s nullglob
 workflows=(.github/workflows/*.yml)
-install_actionlint
 
+echo "== ruff format --check"
+"$venv/bin/ruff" format --check "${python_paths[@]}"
+echo "== ruff check"
+"$venv/bin/ruff" check "${python_paths[@]}"
+echo "== mypy"
+"$venv/bin/mypy"
+
+install_actionlint
 echo "== hadolint Dockerfile"
 "$venv/bin/hadolint" Dockerfile
 echo "== check-jsonschema: compose spec"
