@@ -181,7 +181,6 @@ class TelemetrySettings:
     switch_interval_s: float | None = None  # None: the interpreter's
     disabled_instrumentations: frozenset[str] = frozenset()
     histogram: str = BASE2  # the default histogram aggregation of every metric reader
-    declarative_config: bool = False  # OTEL_CONFIG_FILE decides everything
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TelemetrySettings:
@@ -215,7 +214,6 @@ class TelemetrySettings:
                 n.strip().lower() for n in env_str(env, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS).split(",") if n.strip()
             ),
             histogram=env_choice(env, ENV_HIST, BASE2, (BASE2, EXPLICIT)),
-            declarative_config=bool(env_str(env, OTEL_CONFIG_FILE)),
         )
 
     def instrumentation_disabled(self, name: str) -> bool:

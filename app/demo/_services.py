@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from app.demo._config import REPO, DemoConfig
-from app.demo.procs import DemoError, Proc, Procs
+from app.demo.procs import Proc, Procs
 
 log = logging.getLogger(__name__)
 
@@ -159,11 +159,6 @@ def run_dirs(wandb_dir: Path) -> list[Path]:
     if not root.exists():
         return []
     return sorted((p for p in root.iterdir() if p.is_dir() and "run-" in p.name), key=lambda p: p.name)
-
-
-def require(cond: bool, message: str) -> None:
-    if not cond:
-        raise DemoError(message)
 
 
 def llm_stats(llm: Llm) -> Counter[str]:

@@ -82,9 +82,6 @@ class Tally:
     def total(self) -> int:
         return sum(self.counts.values())
 
-    def errors_5xx(self) -> int:
-        return sum(n for (_, cls), n in self.counts.items() if cls in ("5xx", "err"))
-
 
 def diary_text(rng: random.Random, canary: str) -> str:
     first, second = rng.sample(_MOMENTS, 2)

@@ -19,7 +19,6 @@ CACHE_MIN_TOKENS = 1024
 CACHE_STEP_TOKENS = 128
 CACHE_MAX_PREFIXES = 100_000  # bounded memory: the oldest prefixes are forgotten first
 REPLY_PRIMING_TOKENS = 3
-MESSAGE_FRAMING_TOKENS = 4
 
 SENTENCES = (
     "It sounds like today asked a lot of you.",
@@ -54,7 +53,7 @@ def prompt_token_sequence(messages: list[Any]) -> list[str]:
     for msg in messages:
         role = str(msg.get("role", "")) if isinstance(msg, dict) else ""
         text = _content_text(msg.get("content")) if isinstance(msg, dict) else ""
-        tokens += [f"<|start|>{role}", "<|sep|>", "<|sep|>", "<|message|>"]  # MESSAGE_FRAMING_TOKENS
+        tokens += [f"<|start|>{role}", "<|sep|>", "<|sep|>", "<|message|>"]  # the role framing: 4 tokens
         tokens += [text[i : i + CHARS_PER_TOKEN] for i in range(0, len(text), CHARS_PER_TOKEN)]
     return tokens + ["<|start|>assistant"] * REPLY_PRIMING_TOKENS
 

@@ -86,7 +86,6 @@ class Pipeline:
         self.intervals = 0
         self.log_calls = 0
         self.last_export_ok = True
-        self.cpu_add_s = 0.0  # CPU seconds spent aggregating records (callers' threads)
         self.cpu_export_s = 0.0  # CPU seconds in the SDK exporters' export(): conversion + aggregation
         self.cpu_flush_s = 0.0  # CPU seconds spent closing intervals and in sink.log (flusher thread)
         self._thread: threading.Thread | None = None
@@ -119,7 +118,6 @@ class Pipeline:
         if getattr(local, "busy", False):  # logging from inside our own locked section: never deadlock
             self.reentrant_dropped += 1
             return 0
-        t0 = time.thread_time()
         with self._lock:
             if self._closed:
                 return None
@@ -130,7 +128,6 @@ class Pipeline:
                 local.busy = False
             self._added += 1
             warnings = self._agg.take_warnings() if self._agg.warnings else None
-            self.cpu_add_s += time.thread_time() - t0
         if warnings:
             log_warnings(warnings)
         if not self._sink_started:

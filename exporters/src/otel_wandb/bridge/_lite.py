@@ -119,15 +119,6 @@ class KeyValueCache:
         return out
 
 
-def iter_spans(body: bytes) -> Any:
-    """Yield (resource_bytes, scope_bytes, lite_span) for every span in an encoded ExportTraceServiceRequest."""
-    req = LiteTraceRequest.FromString(body)
-    for rs in req.resource_spans:
-        for ss in rs.scope_spans:
-            for s in ss.spans:
-                yield rs.resource, ss.scope, s
-
-
 def parse_resource(raw: bytes) -> Any:
     return Resource.FromString(raw).attributes
 

@@ -62,12 +62,11 @@ def _attrs_key(attrs: r.Attributes) -> tuple[tuple[str, str], ...]:
 
 
 class _Acc:
-    __slots__ = ("delta", "has_delta", "hist", "kind", "last")
+    __slots__ = ("delta", "hist", "kind", "last")
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.delta = 0.0
-        self.has_delta = False
         self.last: float | None = None
         self.hist: Hist | None = None
 
@@ -232,7 +231,6 @@ class MetricState:
             for s in self._series_for(p):
                 acc = self._get(p.name, s, kind)
                 acc.delta += v
-                acc.has_delta = True
             return
         if kind == r.GAUGE:
             for s in self._series_for(p):

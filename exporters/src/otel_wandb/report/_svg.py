@@ -26,7 +26,6 @@ SEVERITY_COLORS = {
     "TRACE": "#94a3b8",
     "UNSET": "#a8a29e",
 }
-LEVEL_COLORS = SEVERITY_COLORS  # alert levels (ERROR / WARN / INFO) are severities too
 NEUTRAL_COLORS = ("#16a34a", "#7c3aed", "#0891b2", "#db2777")  # hues no severity uses (green, violet, cyan, pink)
 _SEVERITY_ALIASES = {
     "WARNING": "WARN",

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 STEP = "interval/time"
 DEFAULT_NAME = "ai-diary observability"
-LINE, BAR, TABLE, MARKDOWN = "line", "bar", "table", "markdown"
+LINE, TABLE, MARKDOWN = "line", "table", "markdown"
 
 
 @dataclass(frozen=True)
