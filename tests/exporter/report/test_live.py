@@ -172,3 +172,15 @@ def test_in_process_opt_in_serves_one_process_and_never_fails_the_pipeline(tmp_p
     finally:
         p.shutdown(5)
     assert p.dashboard._thread is None, "shutdown stops the dashboard"
+
+
+def test_every_viewer_shares_one_drawing_until_the_run_moves(pipeline, dashboard):
+    url = f"{base(dashboard)}/dashboard.json?range=all"
+    pipeline.add_spans([span(i) for i in range(4)])
+    assert pipeline.flush_once()
+    first, again = get(url)[2], get(url)[2]
+    assert first is not again and first == again and json.loads(first)["totals"]["requests"] == 4
+    assert len(dashboard._cache) == 1, "the second viewer got the first drawing"
+    pipeline.add_spans([span(10 + i) for i in range(3)])
+    assert pipeline.flush_once()
+    assert json.loads(get(url)[2])["totals"]["requests"] == 7, "a new interval is a new drawing"

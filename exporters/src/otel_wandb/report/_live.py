@@ -193,11 +193,10 @@ class _Handler(BaseHTTPRequestHandler):
             if url.path in ("/", ""):
                 self._send(302, b"", _HTML, {"Location": "/dashboard"})
             elif url.path == "/dashboard":
-                body = page(srv.run, parse_range(url.query), srv.interval_s).encode()
+                body = srv.rendered("page", parse_range(url.query))
                 self._send(200, body, _HTML, {"Content-Security-Policy": LIVE_CSP + "; frame-ancestors 'none'"})
             elif url.path == "/dashboard.json":
-                body = json.dumps(payload(srv.run, parse_range(url.query)), default=str).encode()
-                self._send(200, body, _JSON)
+                self._send(200, srv.rendered("json", parse_range(url.query)), _JSON)
             elif url.path in ("/healthz", "/health"):
                 self._send(200, b'{"status": "ok"}', _JSON)
             else:
@@ -218,14 +217,35 @@ class DashboardServer(ThreadingHTTPServer):
 
     def __init__(self, run: LiveRun, host: str = "127.0.0.1", port: int = 8088, interval_s: float = 60.0) -> None:
         self.run, self.interval_s = run, interval_s
-        run.remember()  # from now on the sink keeps what it writes
+        self.history = run.remember()  # from now on the sink keeps what it writes
         self._thread: threading.Thread | None = None
+        self._cache: dict[tuple[Any, ...], bytes] = {}
+        self._cache_lock = threading.Lock()
         super().__init__((host, port), _Handler)
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{host!s}:{port}/dashboard"
+
+    def rendered(self, kind: str, range_name: str) -> bytes:
+        """The page ("page") or its JSON ("json") for a range, drawn once per change of the run and shared by every
+        viewer: keyed by the history's version, the run's identity and, for the time-bound ranges, the half
+        minute (their window moves even when nothing new arrives)."""
+        clock = None if RANGES[range_name][1] is None else int(time.time() // 30)
+        key = (kind, range_name, self.history.version, clock, tuple(sorted(self.run.identity().items())))
+        with self._cache_lock:
+            if key in self._cache:
+                return self._cache[key]
+        if kind == "page":
+            body = page(self.run, range_name, self.interval_s).encode()
+        else:
+            body = json.dumps(payload(self.run, range_name), default=str).encode()
+        with self._cache_lock:
+            if len(self._cache) >= 8:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = body
+        return body
 
     def start(self) -> DashboardServer:
         self._thread = threading.Thread(target=self.serve_forever, args=(0.2,), name="wandb-dashboard", daemon=True)
