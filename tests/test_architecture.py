@@ -30,6 +30,7 @@ EXPORTER_LAYERS = {
         "otel_wandb.config",
         "otel_wandb.sink",
         "otel_wandb.alerts",
+        "otel_wandb.report",  # lazily: the opt-in live dashboard of one process
     },
     "otel_wandb.sdk": {"otel_wandb.pipeline", "otel_wandb.core", "otel_wandb.records", "otel_wandb.config"},
     "otel_wandb.alerts": {"otel_wandb.core", "otel_wandb.records", "otel_wandb.config"},

@@ -12,6 +12,8 @@ from otel_wandb.config import ConfigError, env_choice, env_flag, env_number, env
 
 REPO = Path(__file__).resolve().parents[2]
 COLLECTOR_BINARY = REPO / "collector" / "_build" / "otelcol-ai-diary"
+DASHBOARD_PORT = 8088  # the live dashboard's port when it is free (as in compose), else any free port
+DASHBOARD_LINE = r"live dashboard at (http://[^\s\"]+)"  # what the bridge or the exporter pipeline logs
 MARKER = ".ai-diary-demo"  # marks a folder the demo made, so a rerun may wipe it and nothing else
 
 TOPOLOGIES = ("auto", "collector", "inprocess")

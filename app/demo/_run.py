@@ -14,7 +14,7 @@ from tqdm import tqdm
 from app.demo import _alerts as demo_alerts
 from app.demo import _sinks as demo_sinks
 from app.demo import _stack as demo_stack
-from app.demo._config import DemoConfig, DemoConfigError, prepare_out
+from app.demo._config import DASHBOARD_LINE, DemoConfig, DemoConfigError, prepare_out
 from app.demo._services import STEADY_FAULTS, Llm, base_env, llm_stats, service_secrets, start_llm, start_service
 from app.demo._summary import Outcome, banner, canary_line, cross_checks, say, summary
 from app.demo._traffic import STEADY_MIX, Traffic
@@ -73,6 +73,20 @@ class DemoRun:
                 self.procs, self.cfg, self.topology, self.llm, self.stack.otlp_endpoint, self.secrets
             )
             say(f"service ready at {self.base_url} ({self.procs.started[-1].log_path.name} has its output)")
+            self.oc.dashboard_url = self.stack.dashboard_url or self._service_dashboard()
+            if self.oc.dashboard_url:
+                say(f"live dashboard at {self.oc.dashboard_url} (the W&B run as it happens; open it while it runs)")
+
+    def _service_dashboard(self) -> str:
+        """The in-process topology's dashboard URL, from the service's log (one worker serves it); "" if none."""
+        if self.topology == "collector":
+            return ""
+        service = self.procs.started[-1]
+        try:
+            return service.wait_for_output(DASHBOARD_LINE, timeout=10).group(1)
+        except DemoError as exc:
+            self.oc.notes.append(f"no live dashboard: {exc}")
+            return ""
 
     def drive(self) -> None:
         cfg = self.cfg
@@ -114,6 +128,9 @@ class DemoRun:
                 self.oc.llm_stats.update(llm_stats(self.llm))
             if self.traffic:
                 self.traffic.close()
+            if self.oc.dashboard_url:  # its last view, before the process serving it stops
+                saved = demo_stack.save_dashboard(self.oc.dashboard_url, self.cfg.out / "dashboard.html")
+                self.oc.dashboard, self.oc.dashboard_requests = saved
             self.oc.exit_codes = self.procs.stop_all(timeout=30, first=("service", "collector", "wandb-bridge"))
             if self.alerts:
                 self.alerts.stop_receivers(self.oc)
@@ -159,7 +176,10 @@ class DemoRun:
                 "user name": self.traffic.names if self.traffic else [],
                 "service secret": [v for v in self.secrets.values() if v],
             }
-            extra = {"HTML reports": self.oc.reports}
+            extra = {
+                "HTML reports": self.oc.reports,
+                "live dashboard": [self.oc.dashboard] if self.oc.dashboard else [],
+            }
             self.oc.scan = demo_sinks.scan(self.cfg.out, self.cfg.canary, others, extra)
             if self.oc.scan.hits:
                 self.oc.failures.append("privacy: " + canary_line(self.cfg, self.oc.scan).splitlines()[0])

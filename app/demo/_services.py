@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from app.demo._config import REPO, DemoConfig
-from app.demo.procs import Proc, Procs
+from app.demo._config import DASHBOARD_PORT, REPO, DemoConfig
+from app.demo.procs import Proc, Procs, port_or_any
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,8 @@ def service_env(
         env.update({"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint or "", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"})
     else:
         env.update(dict.fromkeys(signals, "wandb"))
+        if workers(cfg, topology) == 1:  # one process, one run: it serves its own live dashboard
+            env["WANDB_EXPORT_DASHBOARD_PORT"] = str(port_or_any(DASHBOARD_PORT))
     return env
 
 

@@ -15,19 +15,29 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from sqlalchemy import create_engine
 
 from app.audit import read_audit_log, verify
 from app.demo import topology as topo
-from app.demo._config import DemoConfig
+from app.demo._config import DASHBOARD_LINE, DASHBOARD_PORT, DemoConfig
 from app.demo._services import run_dirs
 from app.demo._summary import Outcome
-from app.demo.procs import DemoError, Proc, Procs
+from app.demo.procs import DemoError, Proc, Procs, port_or_any
 from otel_wandb import runfile
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Stack", "audit_verify", "log_files", "rotation_line", "run_dirs", "start", "write_report"]
+__all__ = [
+    "Stack",
+    "audit_verify",
+    "log_files",
+    "rotation_line",
+    "run_dirs",
+    "save_dashboard",
+    "start",
+    "write_report",
+]
 
 # The demo's log files rotate small, so a longer run shows backups: 1 MB per file, 3 backups per log. Batches stay
 # far below 1 MB (a file line is one batch; the rotating writer refuses a line larger than a file), as in the
@@ -49,6 +59,7 @@ class Stack:
     collector: Proc | None = None
     bridge: Proc | None = None
     bridge_url: str = ""
+    dashboard_url: str = ""
 
 
 def start(procs: Procs, cfg: DemoConfig, topology: str) -> Stack:
@@ -57,9 +68,15 @@ def start(procs: Procs, cfg: DemoConfig, topology: str) -> Stack:
     bridge = procs.python(
         "wandb-bridge",
         "otel_wandb.bridge",
-        env={"WANDB_BRIDGE_HOST": "127.0.0.1", "WANDB_BRIDGE_PORT": "0", "WANDB_BRIDGE_SHUTDOWN_TIMEOUT_S": "20"},
+        env={
+            "WANDB_BRIDGE_HOST": "127.0.0.1",
+            "WANDB_BRIDGE_PORT": "0",
+            "WANDB_BRIDGE_SHUTDOWN_TIMEOUT_S": "20",
+            "WANDB_BRIDGE_DASHBOARD_PORT": str(port_or_any(DASHBOARD_PORT)),
+        },
     )
     bridge_url = bridge.wait_for_output(r"listening on (http://\S+)", timeout=60).group(1).rstrip("/")
+    dashboard_url = bridge.wait_for_output(DASHBOARD_LINE, timeout=5).group(1)
     bridge.wait_http(bridge_url + "/healthz", timeout=30)
 
     ports = topo.CollectorPorts()
@@ -82,8 +99,28 @@ def start(procs: Procs, cfg: DemoConfig, topology: str) -> Stack:
     )
     collector.wait_http(f"http://127.0.0.1:{ports.health}/", timeout=30, ok=lambda r: r.status_code == 200)
     return Stack(
-        otlp_endpoint=f"http://127.0.0.1:{ports.http}", collector=collector, bridge=bridge, bridge_url=bridge_url
+        otlp_endpoint=f"http://127.0.0.1:{ports.http}",
+        collector=collector,
+        bridge=bridge,
+        bridge_url=bridge_url,
+        dashboard_url=dashboard_url,
     )
+
+
+def save_dashboard(url: str, path: Path) -> tuple[Path | None, float | None]:
+    """Save the live dashboard's page (whole run) and return it with the request total it shows; (None, None) when
+    it does not answer (the demo goes on: the page is a view, the run is the record)."""
+    try:
+        page = httpx.get(url, params={"range": "all"}, timeout=10)
+        data = httpx.get(url + ".json", params={"range": "all"}, timeout=10)
+        page.raise_for_status()
+        data.raise_for_status()
+        total = data.json()["totals"].get("requests")
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        log.warning("the live dashboard at %s did not answer: %s", url, exc)
+        return None, None
+    path.write_text(page.text, encoding="utf-8")
+    return path, total
 
 
 def log_files(log_dir: Path) -> list[Path]:

@@ -84,6 +84,9 @@ class Outcome:
     rotation: str = ""
     stdout_files: list[Path] = field(default_factory=list)
     reports: list[Path] = field(default_factory=list)
+    dashboard_url: str = ""  # the live dashboard while the demo ran
+    dashboard: Path | None = None  # its last view, saved before the processes stopped
+    dashboard_requests: float | None = None  # the request total it showed then
     alert_lines: list[str] = field(default_factory=list)
     exit_codes: dict[str, int | None] = field(default_factory=dict)
     scan: ScanResult | None = None
@@ -141,6 +144,10 @@ def summary(cfg: DemoConfig, tally: Tally, oc: Outcome) -> str:
     lines.append(f"  database (not a sink; holds the entries): {rel(cfg.out / 'db')}")
     for report in oc.reports:
         lines.append(f"  HTML report: {rel(report)}")
+    if oc.dashboard_url:
+        shown = f", {oc.dashboard_requests:.0f} requests shown" if oc.dashboard_requests is not None else ""
+        saved = f"; its last view{shown}: {rel(oc.dashboard)}" if oc.dashboard else ""
+        lines.append(f"  live dashboard (served while the demo ran): {oc.dashboard_url}{saved}")
     if oc.checks:
         lines.append("\ncross-checks (sinks vs what was sent):")
         lines.extend(f"  {c}" for c in oc.checks)

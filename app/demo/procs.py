@@ -34,6 +34,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def port_or_any(preferred: int, host: str = "127.0.0.1") -> int:
+    """``preferred`` when it is free now, else 0 (the program binds any free port and reports it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, preferred))
+        except OSError:
+            return 0
+    return preferred
+
+
 @dataclass
 class Proc:
     name: str

@@ -198,15 +198,18 @@ def start_collector(
 class BridgeHandle(_Proc):
     name = "wandb-bridge"
     _LISTEN = re.compile(r"listening on (http://\S+)")
+    _DASHBOARD = re.compile(r"live dashboard at (http://\S+)")
 
     def __init__(self, env: Mapping[str, str]) -> None:
         super().__init__([sys.executable, "-m", "otel_wandb.bridge"], env, cwd=REPO)
         self.url = ""
+        self.dashboard_url = ""  # http://host:port/dashboard, when the bridge serves it
 
     def _listening(self) -> bool:
         for line in self.lines:
-            m = self._LISTEN.search(line)
-            if m:
+            if m := self._DASHBOARD.search(line):
+                self.dashboard_url = m.group(1)
+            if m := self._LISTEN.search(line):
                 self.url = m.group(1)
                 return _get(self.url + "/healthz") == 200
         return False
@@ -223,9 +226,12 @@ class BridgeHandle(_Proc):
 
 
 def start_bridge(env: Mapping[str, str] | None = None, *, port: int = 0, timeout: float = 60.0) -> BridgeHandle:
-    """Start ``python -m otel_wandb.bridge`` (its W&B run from the WANDB_* env); returns once /healthz answers."""
+    """Start ``python -m otel_wandb.bridge`` (its W&B run from the WANDB_* env); returns once /healthz answers. Its
+    live dashboard takes any free port unless ``env`` says otherwise (``dashboard_url``)."""
     full_env = dict(environ())
-    full_env.update({"WANDB_BRIDGE_HOST": "127.0.0.1", "WANDB_BRIDGE_PORT": str(port)})
+    full_env.update(
+        {"WANDB_BRIDGE_HOST": "127.0.0.1", "WANDB_BRIDGE_PORT": str(port), "WANDB_BRIDGE_DASHBOARD_PORT": "0"}
+    )
     full_env.update(env or {})
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH", "")]))
     return BridgeHandle(full_env).start(timeout)

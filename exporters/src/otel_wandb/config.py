@@ -43,6 +43,8 @@ WANDB_EXPORT_FINISH_TIMEOUT = "WANDB_EXPORT_FINISH_TIMEOUT"  # seconds
 WANDB_METRICS_TEMPORALITY = "WANDB_METRICS_TEMPORALITY"  # delta | cumulative
 WANDB_METRICS_HISTOGRAM = "WANDB_METRICS_HISTOGRAM"  # exponential | explicit
 WANDB_EXPORT_REQUEST_SOURCE = "WANDB_EXPORT_REQUEST_SOURCE"  # auto | spans | span_metrics: what http/*, ai/* count
+WANDB_EXPORT_DASHBOARD_PORT = "WANDB_EXPORT_DASHBOARD_PORT"  # the live dashboard of this process; unset: none
+WANDB_EXPORT_DASHBOARD_HOST = "WANDB_EXPORT_DASHBOARD_HOST"  # its bind address (default 127.0.0.1)
 # -- ours: the OTLP/HTTP bridge ----------------------------------------------------------------------------------
 WANDB_BRIDGE_HOST = "WANDB_BRIDGE_HOST"
 WANDB_BRIDGE_PORT = "WANDB_BRIDGE_PORT"
@@ -51,7 +53,10 @@ WANDB_BRIDGE_MAX_BODY_BYTES = "WANDB_BRIDGE_MAX_BODY_BYTES"
 WANDB_BRIDGE_SHUTDOWN_TIMEOUT_S = "WANDB_BRIDGE_SHUTDOWN_TIMEOUT_S"
 WANDB_BRIDGE_READ_TIMEOUT_S = "WANDB_BRIDGE_READ_TIMEOUT_S"  # every socket read of a request
 WANDB_BRIDGE_LOG_LEVEL = "WANDB_BRIDGE_LOG_LEVEL"
-WANDB_BRIDGE_PUBLISH_DASHBOARD = "WANDB_BRIDGE_PUBLISH_DASHBOARD"  # auto | true | false
+WANDB_BRIDGE_PUBLISH_DASHBOARD = "WANDB_BRIDGE_PUBLISH_DASHBOARD"  # auto | true | false: the W&B workspace
+WANDB_BRIDGE_DASHBOARD = "WANDB_BRIDGE_DASHBOARD"  # true | false: serve the live dashboard (default true)
+WANDB_BRIDGE_DASHBOARD_HOST = "WANDB_BRIDGE_DASHBOARD_HOST"  # its bind address (default 127.0.0.1)
+WANDB_BRIDGE_DASHBOARD_PORT = "WANDB_BRIDGE_DASHBOARD_PORT"  # its port (default 8088; 0: any free port)
 # -- ours: alerts ------------------------------------------------------------------------------------------------
 ALERTS_ENABLED = "ALERTS_ENABLED"
 ALERTS_FILE = "ALERTS_FILE"
@@ -211,6 +216,8 @@ class ExportConfig:
     histogram: str = "exponential"
     pricing_path: str | None = None
     request_source: str = "auto"
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int | None = None  # None: no live dashboard in this process; 0: any free port
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> ExportConfig:
@@ -228,6 +235,12 @@ class ExportConfig:
             histogram=env_choice(env, WANDB_METRICS_HISTOGRAM, "exponential", ("exponential", "explicit")),
             pricing_path=env_file(env, WANDB_EXPORT_PRICING) or None,
             request_source=env_choice(env, WANDB_EXPORT_REQUEST_SOURCE, "auto", ("auto", "spans", "span_metrics")),
+            dashboard_host=env_str(env, WANDB_EXPORT_DASHBOARD_HOST, "127.0.0.1"),
+            dashboard_port=(
+                env_number(env, WANDB_EXPORT_DASHBOARD_PORT, 0, lo=0, hi=65535, kind=int)
+                if env_str(env, WANDB_EXPORT_DASHBOARD_PORT)
+                else None
+            ),
         )
 
 
@@ -278,6 +291,9 @@ class BridgeConfig:
     read_timeout_s: float = 30.0
     log_level: str = "INFO"
     publish_dashboard: str = "auto"  # auto: when the run is online; true; false
+    dashboard: bool = True  # serve the live dashboard (otel_wandb.report's DashboardServer)
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8088
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> BridgeConfig:
@@ -294,6 +310,9 @@ class BridgeConfig:
             read_timeout_s=env_number(env, WANDB_BRIDGE_READ_TIMEOUT_S, 30.0, lo=0.1, hi=3600),
             log_level=bridge_log_level(env),
             publish_dashboard="auto" if publish == "auto" else ("true" if publish in TRUE else "false"),
+            dashboard=env_flag(env, WANDB_BRIDGE_DASHBOARD, default=True),
+            dashboard_host=env_str(env, WANDB_BRIDGE_DASHBOARD_HOST, "127.0.0.1"),
+            dashboard_port=env_number(env, WANDB_BRIDGE_DASHBOARD_PORT, 8088, lo=0, hi=65535, kind=int),
         )
 
 

@@ -26,13 +26,20 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from otel_wandb import records as r
-from otel_wandb.config import ALERTS_ENABLED, WANDB_EXPORT_PRICING, AlertSettings, ConfigError, ExportConfig
+from otel_wandb.config import (
+    ALERTS_ENABLED,
+    WANDB_EXPORT_DASHBOARD_PORT,
+    WANDB_EXPORT_PRICING,
+    AlertSettings,
+    ConfigError,
+    ExportConfig,
+)
 from otel_wandb.core import Aggregator, CoreConfig, IntervalResult, Table, log_warnings
 from otel_wandb.pricing import PriceList
-from otel_wandb.sink import WandbSink
+from otel_wandb.sink import RunHistory, WandbSink
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +49,16 @@ _R = TypeVar("_R", r.SpanRecord, r.MetricPoint, r.LogRecord)
 
 class Sink(Protocol):
     """Where intervals go: ``WandbSink`` (tests hand in recorders). An optional ``start()`` is called on the
-    flusher thread when the first record arrives (False: exports fail from then on)."""
+    flusher thread when the first record arrives (False: exports fail from then on). A live dashboard
+    (``WANDB_EXPORT_DASHBOARD_PORT``, the bridge's) reads it as a ``report.LiveRun``: ``remember()``, ``identity()``."""
 
     def log(self, row: Mapping[str, float], tables: Mapping[str, Table]) -> bool: ...
 
     def finish(self, timeout: float) -> bool: ...
+
+    def remember(self) -> RunHistory: ...
+
+    def identity(self) -> dict[str, Any]: ...
 
 
 class Pipeline:
@@ -88,6 +100,7 @@ class Pipeline:
         self.last_export_ok = True
         self.cpu_export_s = 0.0  # CPU seconds in the SDK exporters' export(): conversion + aggregation
         self.cpu_flush_s = 0.0  # CPU seconds spent closing intervals and in sink.log (flusher thread)
+        self.dashboard: Any = None  # the live dashboard this process serves (WANDB_EXPORT_DASHBOARD_PORT), if any
         self._thread: threading.Thread | None = None
         if start_thread:
             self._thread = threading.Thread(target=self._run, name="wandb-export-flusher", daemon=True)
@@ -258,6 +271,8 @@ class Pipeline:
                 return True
             self._closed = True
         deadline = time.monotonic() + timeout
+        if self.dashboard is not None:
+            self.dashboard.stop(min(1.0, timeout / 10))
         ok = self._flush_via_thread(timeout)  # input is refused already: this is the last interval
         self._stop.set()
         self._wake.set()
@@ -299,6 +314,8 @@ class Pipeline:
             )
         pipeline = cls(sink, cfg.interval_s, core_config=core)
         _install_alerts(pipeline, env)
+        if cfg.dashboard_port is not None:
+            _serve_dashboard(pipeline, sink, cfg, env)
         return pipeline
 
     @classmethod
@@ -340,3 +357,34 @@ def _install_alerts(pipeline: Pipeline, env: Mapping[str, str] | None) -> None:
         logger.info("alerts are off: the alerts extra is not installed (pip install 'otel-wandb[alerts]')")
         return
     install(pipeline, env=env)
+
+
+def _serve_dashboard(pipeline: Pipeline, sink: Sink, cfg: ExportConfig, env: Mapping[str, str] | None) -> None:
+    """The live dashboard of this process's run (opt-in, ``WANDB_EXPORT_DASHBOARD_PORT``). Never fatal: a port that
+    is taken costs the page, not the telemetry. One process only: with several pre-forked workers each holds its own
+    run, and a page of one of them would be read as the service's."""
+    workers = AlertSettings.from_env(env).web_concurrency or 1  # the worker count the server hook exports
+    if workers > 1:
+        logger.warning(
+            "%s is ignored with %d workers (each has its own run): serve the dashboard from the W&B bridge "
+            "(collector topology) instead",
+            WANDB_EXPORT_DASHBOARD_PORT,
+            workers,
+        )
+        return
+    try:
+        from otel_wandb.report import DashboardServer  # lazy: the report's HTML is needed only when asked for
+
+        pipeline.dashboard = DashboardServer(
+            sink, cfg.dashboard_host, cfg.dashboard_port or 0, pipeline.interval_s
+        ).start()
+    except (OSError, ImportError) as exc:
+        logger.warning(
+            "the live dashboard is off: cannot serve it on %s:%s (%s): %s",
+            cfg.dashboard_host,
+            cfg.dashboard_port,
+            WANDB_EXPORT_DASHBOARD_PORT,
+            exc,
+        )
+        return
+    logger.info("live dashboard at %s (read-only)", pipeline.dashboard.url)

@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
@@ -80,6 +81,36 @@ def escape_key(key: str) -> str:
     return key.replace(".", "\\.")
 
 
+class RunHistory:
+    """What the sink has handed to the run, kept in memory for the live dashboard (``otel_wandb.report``): the last
+    ``max_rows`` rows, the latest snapshot of each table and the alerts (bounded). Read-only views of what was
+    written: no second aggregation."""
+
+    def __init__(self, max_rows: int = 1440, max_alerts: int = 500) -> None:
+        self._lock = threading.Lock()
+        self._rows: deque[dict[str, Any]] = deque(maxlen=max_rows)
+        self._tables: dict[str, list[dict[str, Any]]] = {}
+        self._alerts: deque[dict[str, Any]] = deque(maxlen=max_alerts)
+        self.version = 0  # grows with every change: the dashboard refreshes when it moves
+
+    def add_row(self, row: Mapping[str, Any], tables: Mapping[str, Any] | None) -> None:
+        with self._lock:
+            self._rows.append(dict(row))
+            for name, table in (tables or {}).items():
+                self._tables[f"tables/{name}"] = [dict(zip(table.columns, r, strict=False)) for r in table.rows]
+            self.version += 1
+
+    def add_alert(self, title: str, text: str, level: str, at: float) -> None:
+        with self._lock:
+            self._alerts.append({"time": at, "title": title, "level": level, "text": text})
+            self.version += 1
+
+    def snapshot(self) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]], list[dict[str, Any]], int]:
+        """(rows, tables, alerts, version), copies."""
+        with self._lock:
+            return list(self._rows), {k: list(v) for k, v in self._tables.items()}, list(self._alerts), self.version
+
+
 class WandbSink:
     """``run=``: an already created run. ``init_fn=``: called instead of ``wandb.init`` with the same keyword
     arguments (tests: a hanging or failing init). The sink treats whatever run it gets the same way: it always logs
@@ -127,6 +158,7 @@ class WandbSink:
         self._init_fn = init_fn
         self.disabled = False
         self.finished = False
+        self.history: RunHistory | None = None  # what was handed to the run, kept once a dashboard asks for it
         self._defined: set[str] = set()
         self._lock = threading.Lock()  # guards the state flags below; never held across a wandb call
         self._initializing = False
@@ -211,9 +243,44 @@ class WandbSink:
             if summary:
                 self.run.define_metric(escape_key(key), step_metric=STEP_METRIC, summary=summary)
 
+    def remember(self, max_rows: int = 1440) -> RunHistory:
+        """Keep what is handed to the run from now on (the live dashboard reads it); idempotent."""
+        with self._lock:
+            if self.history is None:
+                self.history = RunHistory(max_rows)
+            return self.history
+
+    def identity(self) -> dict[str, Any]:
+        """Which run this is, for people: mode, project, entity, name, the run's URL when online, and where an
+        offline run waits for ``wandb sync``."""
+        run = self.run
+        mode = (self.init_kwargs.get("mode") or "online").lower()
+        sync_dir = getattr(getattr(run, "settings", None), "sync_dir", None) if run is not None else None
+        url = getattr(run, "url", None) if run is not None and mode == "online" else None
+        state = (
+            "finished"
+            if self.finished
+            else "disabled (wandb.init failed)"
+            if self.disabled
+            else "running"
+            if run is not None
+            else "starting"
+        )
+        return {
+            "mode": mode,
+            "project": self.init_kwargs.get("project"),
+            "entity": self.init_kwargs.get("entity"),
+            "name": getattr(run, "name", None) if run is not None else None,
+            "url": url,
+            "sync_dir": str(sync_dir) if sync_dir else None,
+            "state": state,
+        }
+
     # -- data ----------------------------------------------------------------------------------------------
     def log(self, row: Mapping[str, Any], tables: Mapping[str, Any] | None = None) -> bool:
         """One ``run.log`` call with the row and its tables. Returns False if the sink is disabled or failed."""
+        if self.history is not None:
+            self.history.add_row(row, tables)
         if not self.start():
             return False
         try:
@@ -232,12 +299,14 @@ class WandbSink:
         return wandb.Table(columns=list(table.columns), data=[list(r) for r in table.rows])
 
     def alert(self, title: str, text: str, level: str = "WARN", wait_duration: float = 60.0) -> bool:
-        if not self.start():
-            return False
         level = str(level).upper()
         level = "WARN" if level == "WARNING" else level
         if level not in LEVELS:
             level = "WARN"
+        if self.history is not None:
+            self.history.add_alert(title[:63], text, level, time.time())
+        if not self.start():
+            return False
         try:
             wandb = _import_wandb()
             self.run.alert(title=title[:63], text=text, level=wandb.AlertLevel(level), wait_duration=wait_duration)

@@ -158,6 +158,8 @@ BRIDGE_NOT_PASSED = {
     "WANDB_NAME",  # the run's name is left to W&B (an empty value would name it "")
     "WANDB_METRICS_TEMPORALITY",
     "WANDB_METRICS_HISTOGRAM",
+    "WANDB_EXPORT_DASHBOARD_PORT",  # the in-process dashboard; the bridge serves its own (WANDB_BRIDGE_DASHBOARD*)
+    "WANDB_EXPORT_DASHBOARD_HOST",
 }  # validated, used by SDK exporters only
 
 

@@ -85,6 +85,16 @@ def test_demo_end_to_end(tmp_path, topology):
 
     report = out / "report.html"
     assert report.stat().st_size > 1000 and str(report) in text
+    # the live dashboard was named at start and served the run: its last view (saved before the processes
+    # stopped) shows requests, never more than were sent, and went through the privacy scan with the other sinks
+    url = re.search(r"^live dashboard at (http://127\.0\.0\.1:\d+/dashboard) ", text, re.M)
+    assert url, text[:3000]
+    shown = re.search(
+        r"live dashboard \(served while the demo ran\): (\S+); its last view, (\d+) requests shown: ", text
+    )
+    assert shown and shown.group(1) == url.group(1), text[-4000:]
+    assert 0 < int(shown.group(2)) <= sent
+    assert 'data-total="requests"' in (out / "dashboard.html").read_text()
     checks = re.findall(r"^  (W&B http/requests_total|audit\.log [a-z._]+): (\d+) recorded / (\d+) sent", text, re.M)
     assert len(checks) == (9 if topology == "collector" else 1)
     assert all(int(seen) >= int(sent) for _, seen, sent in checks), checks

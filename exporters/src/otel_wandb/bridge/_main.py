@@ -7,6 +7,10 @@ Environment (validated at start by ``otel_wandb.config``; an error names the var
   WANDB_BRIDGE_MAX_BODY_BYTES  cap on a (decompressed) body, 413 above it (default 33554432 = 32 MiB)
   WANDB_BRIDGE_SHUTDOWN_TIMEOUT_S  bound on the final flush + run finish (default 30)
   WANDB_BRIDGE_LOG_LEVEL       DEBUG, INFO, WARNING or ERROR     (default INFO)
+  WANDB_BRIDGE_DASHBOARD       serve the live dashboard of the run (default true; false turns it off)
+  WANDB_BRIDGE_DASHBOARD_HOST  its bind address                  (default 127.0.0.1; 0.0.0.0 in compose, which
+                               publishes it on the host's 127.0.0.1 only)
+  WANDB_BRIDGE_DASHBOARD_PORT  its port, 0 = any free port       (default 8088): GET /dashboard, read-only, no token
 The W&B run itself is configured by the WANDB_* variables through ``Pipeline.from_env()``.
 """
 
@@ -21,9 +25,17 @@ from typing import Any
 
 from otel_wandb.bridge import _server
 from otel_wandb.bridge._server import BridgeServer
-from otel_wandb.config import WANDB_BRIDGE_PORT, BridgeConfig, ConfigError, RunConfig, bridge_log_level
+from otel_wandb.config import (
+    WANDB_BRIDGE_DASHBOARD,
+    WANDB_BRIDGE_DASHBOARD_PORT,
+    WANDB_BRIDGE_PORT,
+    BridgeConfig,
+    ConfigError,
+    RunConfig,
+    bridge_log_level,
+)
 from otel_wandb.pipeline import Pipeline
-from otel_wandb.report import publish_once, publish_wanted
+from otel_wandb.report import DashboardServer, publish_once, publish_wanted
 
 logger = logging.getLogger("otel_wandb.bridge")
 
@@ -72,6 +84,25 @@ def main(argv: list[str] | None = None, server_factory: Callable[[BridgeConfig, 
         )
         pipeline.shutdown(config.shutdown_timeout_s)
         return 2
+    dashboard = None
+    if config.dashboard and pipeline.sink is not None:  # from_env always gives it one
+        try:
+            dashboard = DashboardServer(
+                pipeline.sink, config.dashboard_host, config.dashboard_port, pipeline.interval_s
+            ).start()
+        except OSError as exc:
+            logger.error(
+                "wandb-bridge: cannot serve the dashboard on %s:%s (%s; %s=false turns it off): %s",
+                config.dashboard_host,
+                config.dashboard_port,
+                WANDB_BRIDGE_DASHBOARD_PORT,
+                WANDB_BRIDGE_DASHBOARD,
+                exc,
+            )
+            server.server_close()
+            pipeline.shutdown(config.shutdown_timeout_s)
+            return 2
+        logger.info("wandb-bridge: live dashboard at %s (read-only)", dashboard.url)
     if publish:
         _publish_dashboard(run)
     stopping = threading.Event()
@@ -88,6 +119,8 @@ def main(argv: list[str] | None = None, server_factory: Callable[[BridgeConfig, 
     try:
         server.serve_forever()
     finally:
+        if dashboard is not None:
+            dashboard.stop()
         server.stop(config.shutdown_timeout_s)
         logger.info("wandb-bridge stopped; %s", server.stats.snapshot())
     return 0

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from otel_wandb.report._cli import DEFAULT_OUT, load, main, resolve, write_report
 from otel_wandb.report._html import render
+from otel_wandb.report._live import DashboardServer
 from otel_wandb.report._merge import merge
 from otel_wandb.report._model import ReportData, from_logs, from_run
 from otel_wandb.report._workspace import (
@@ -47,6 +48,7 @@ from otel_wandb.report._workspace import (
 __all__ = [
     "DEFAULT_OUT",
     "MARKER",
+    "DashboardServer",
     "PanelSpec",
     "ReportData",
     "SectionSpec",

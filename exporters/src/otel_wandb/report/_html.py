@@ -23,10 +23,15 @@ from otel_wandb.report._model import AUTH_FAILED, ReportData
 
 WIDE = 1320  # px: a chart spanning the page's row (main is at most 1400 px wide)
 
+# The offline report runs no script at all; the live dashboard (``_live``) runs its one inline script and may fetch
+# from its own origin only: nothing on the page can reach another host.
+STATIC_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+LIVE_CSP = STATIC_CSP + "; script-src 'unsafe-inline'; connect-src 'self'; form-action 'self'"
+
 PAGE = Template("""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
+<meta http-equiv="Content-Security-Policy" content="$csp">
 <title>$title</title>
 <style>
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f1f5f9;color:#0f172a}
@@ -45,14 +50,13 @@ text-align:left;vertical-align:top}th{background:#f8fafc}td.num{text-align:right
 .na{color:#475569;background:#f8fafc;border:1px dashed #cbd5e1;border-radius:6px;padding:6px 10px;font-size:12px}
 .card .why{color:#64748b;font-size:11px;max-width:220px}.card .na-total{color:#94a3b8}
 .empty{color:#64748b;font-size:12px}
+header form{margin-top:6px;font-size:12px;color:#cbd5e1}header select{font:inherit}
 $severity_css
 </style></head><body>
-<header><h1>$title</h1><p>source: $source &middot; generated $generated &middot; $span</p></header>
+<header><h1>$title</h1><p id="span">source: $source &middot; generated $generated &middot; $span</p>$live</header>
 <main>
-<div class="totals">$totals</div>
-$notes
-$sections
-</main></body></html>
+$main
+</main>$script</body></html>
 """)
 
 
@@ -510,21 +514,32 @@ def _audit(d: ReportData) -> str:
     )
 
 
-def render(d: ReportData) -> str:
+def render(d: ReportData, *, live: str = "", script: str = "") -> str:
+    """The whole page. ``live`` (controls under the title) and ``script`` (one inline script) make it the live
+    dashboard; without them it is the offline report, which runs no script."""
+    return PAGE.substitute(
+        csp=LIVE_CSP if script else STATIC_CSP,
+        title=escape(d.title),
+        source=escape(d.source),
+        span=escape(span_text(d)),
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        main=render_main(d),
+        severity_css=SEVERITY_CSS,
+        live=live,
+        script=script,
+    )
+
+
+def span_text(d: ReportData) -> str:
     t = d.times
+    return f"{_ts(t[0])} → {_ts(t[-1])} UTC, {len(t)} intervals" if t else "no intervals"
+
+
+def render_main(d: ReportData) -> str:
+    """The body of the page: the headline figures, the notes and the sections (what the live dashboard swaps)."""
     if d.kind == "logs":  # what the log files hold first; what they cannot tell at the end, said once each
         sections = [_logs(d), _errors(d), _audit(d), _requests(d), _latency(d), _ai(d), _alerts(d)]
     else:
         sections = [_requests(d), _latency(d), _errors(d), _ai(d), _alerts(d), _logs(d), _audit(d)]
-    span = f"{_ts(t[0])} → {_ts(t[-1])} UTC, {len(t)} intervals" if t else "no intervals"
     notes = "".join(f'<p class="notes">{escape(n)}</p>' for n in d.notes)
-    return PAGE.substitute(
-        title=escape(d.title),
-        source=escape(d.source),
-        span=escape(span),
-        notes=notes,
-        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        totals=_cards(d),
-        sections="\n".join(sections),
-        severity_css=SEVERITY_CSS,
-    )
+    return f'<div class="totals">{_cards(d)}</div>\n{notes}\n' + "\n".join(sections)

@@ -145,12 +145,40 @@ def _alert_positions(run_dir: Path) -> list[float | None]:
 
 
 def from_run(run_dir: str | Path) -> ReportData:
-
+    """The report of an offline W&B run read back from disk."""
     run = read_run(run_dir)
-    rows = sorted(
-        (r for r in run.history if _num(r.get("interval/time")) is not None), key=lambda r: r["interval/time"]
+    times = _alert_positions(Path(run_dir)) if run.alerts else []
+    alerts = [
+        {
+            "time": times[i] if i < len(times) else None,
+            "title": a.get("title", ""),
+            "level": str(a.get("level", "")),
+            "text": a.get("text", ""),
+        }
+        for i, a in enumerate(run.alerts)
+    ]
+    return from_rows(
+        run.history,
+        run.tables,
+        alerts,
+        title=f"ai-diary - W&B run {run.run_id or Path(run_dir).name}",
+        source=str(run_dir),
     )
-    d = ReportData(title=f"ai-diary - W&B run {run.run_id or Path(run_dir).name}", source=str(run_dir), kind="run")
+
+
+def from_rows(
+    history: list[dict[str, Any]],
+    tables: dict[str, list[dict[str, Any]]],
+    alerts: list[dict[str, Any]],
+    *,
+    title: str,
+    source: str,
+) -> ReportData:
+    """The report of the rows a run holds (``interval/time`` ordered), its tables' rows (the last snapshot of
+    ``tables/error_groups`` is used) and its alerts (time, title, level, text): the offline run read back from disk,
+    or the live one the sink keeps (``otel_wandb.sink.RunHistory``)."""
+    rows = sorted((r for r in history if _num(r.get("interval/time")) is not None), key=lambda r: r["interval/time"])
+    d = ReportData(title=title, source=source, kind="run")
     d.times = [float(r["interval/time"]) for r in rows]
     d.seconds = [_num(r.get("interval/seconds")) or 0.0 for r in rows]
     d.requests = [_num(r.get("http/requests")) or 0.0 for r in rows]
@@ -173,7 +201,7 @@ def from_run(run_dir: str | Path) -> ReportData:
         d.logs_by_severity[sev] = [a + b for a, b in zip(d.logs_by_severity.get(sev, [0.0] * len(rows)), values)]
     d.logs_by_severity = {s: d.logs_by_severity[s] for s in by_severity(list(d.logs_by_severity))}
     groups: dict[str, dict[str, Any]] = {}
-    for row in run.tables.get("tables/error_groups", []):  # snapshots in logging order: the last one wins
+    for row in tables.get("tables/error_groups", []):  # snapshots in logging order: the last one wins
         groups[str(row.get("fingerprint"))] = row
     d.error_groups = sorted(
         (
@@ -189,16 +217,7 @@ def from_run(run_dir: str | Path) -> ReportData:
         ),
         key=lambda g: (-g["count"], g["type"]),
     )
-    times = _alert_positions(Path(run_dir)) if run.alerts else []
-    d.alerts = [
-        {
-            "time": times[i] if i < len(times) else None,
-            "title": a.get("title", ""),
-            "level": str(a.get("level", "")),
-            "text": a.get("text", ""),
-        }
-        for i, a in enumerate(run.alerts)
-    ]
+    d.alerts = [dict(a) for a in alerts]
     col: Callable[[str], float] = lambda key: sum(_num(r.get(key)) or 0.0 for r in rows)  # noqa: E731
     requests, errors = col("http/requests"), col("http/errors")
     tok_in, tok_out = col("ai/input_tokens"), col("ai/output_tokens")
