@@ -2,8 +2,8 @@
 
     python collector/scaletest/analyze.py RUN_DIR [--example]
 
-Metrics: for every span_metrics stream (metric name + point attributes + resource) the NEWEST cumulative point
-counts (as the bridge's cumulative.Streams would after diffing); streams are then ADDED across gateways
+Metrics: for every span_metrics stream (metric name + point attributes + resource) and start time the NEWEST
+cumulative point counts (as the bridge's cumulative.Streams would after diffing); streams are then ADDED across gateways
 (collector.instance.id) and compared with the sums of RUN_DIR/expect-*.json. Traces: the trace ids received vs
 the ones send.py marked as error/slow (all must be kept) and the baseline share of the rest; duplicates.
 --example prints one trimmed OTLP JSON request of each span_metrics metric.
@@ -54,7 +54,10 @@ def main() -> None:
                                                   sorted(res)))
                     for p in body.get("dataPoints", []):
                         pa = attrs(p.get("attributes"))
-                        key = (m["name"], tuple(sorted(pa.items())), tuple(sorted(res.items())))
+                        # a new start time is a reset (a restarted gateway with a stable collector.instance.id):
+                        # each (stream, start time) segment counts its newest point
+                        key = (m["name"], tuple(sorted(pa.items())), tuple(sorted(res.items())),
+                               int(p.get("startTimeUnixNano", 0)))
                         t = int(p["timeUnixNano"])
                         if key not in newest or t >= newest[key][0]:
                             newest[key] = (t, p, pa, res, int(p.get("startTimeUnixNano", 0)))
@@ -67,7 +70,7 @@ def main() -> None:
     gw_ids = defaultdict(set)
     hist_info = Counter()
     dur_counts = Counter()
-    for (name, pa_t, res_t), (t, p, pa, res, start) in newest.items():
+    for (name, pa_t, res_t, _), (t, p, pa, res, start) in newest.items():
         streams[name].add((pa_t, res_t))
         if "collector.instance.id" in pa:
             gw_ids[name].add(pa["collector.instance.id"])

@@ -36,8 +36,13 @@ start_agent() {
   wait_health ${p}133
 }
 
+busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 case "$cmd" in
   start)
+    for port in 14319 24417 24134 34417 34134 14317 14133 15317 15133; do
+      busy $port && { echo "port $port is in use: stop the previous stack first" >&2; exit 1; }
+    done
     "$py" "$here/capture.py" --port 14319 --out "$run/capture" >"$run/capture.log" 2>&1 &
     echo $! >"$run/capture.pid"
     start_gw 1; start_gw 2; start_agent a 14; start_agent b 15
