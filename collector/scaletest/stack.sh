@@ -10,7 +10,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 col="$here/.."
 bin="${OTELCOL_BIN:-$col/_build/otelcol-ai-diary}"
-py="${PYTHON:-/work/main/.venv/bin/python}"
+py="${PYTHON:-$here/../../.venv/bin/python}"; [[ -x "$py" ]] || py=python3  # capture.py needs opentelemetry-proto
 cmd="$1"; run="$2"; mkdir -p "$run"
 
 wait_health() { for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$1/" >/dev/null 2>&1 && return 0; sleep 0.2; done;
