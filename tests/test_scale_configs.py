@@ -1,0 +1,202 @@
+"""The scale-out collector configs (collector/agent.yaml, collector/gateway.yaml): the agent reuses the single
+collector's privacy wall and log files unchanged, every setting has an env default, both validate with the real
+binary, and one agent -> one gateway -> a capturing "bridge" delivers span_metrics that the bridge core adds up
+to the number of spans sent, plus only the tail-sampled traces."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import yaml
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from collector_harness import collector_bin, post, set_attributes, wait_for  # noqa: F401 - fixtures
+from exporters import core, otlp_decode
+from exporters.metricstate import BREAKDOWN_ATTRS, STATUS_ATTRS
+from exporters.topology import COLLECTOR_CONFIG, CollectorPorts, start_collector
+
+ROOT = Path(__file__).resolve().parents[1]
+AGENT = ROOT / "collector" / "agent.yaml"
+GATEWAY = ROOT / "collector" / "gateway.yaml"
+
+
+def _load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def test_agent_reuses_the_single_collectors_redaction_routing_and_log_files() -> None:
+    single, agent = _load(COLLECTOR_CONFIG), _load(AGENT)
+    for name in ("transform/redact", "filter/error_only", "filter/audit_only", "batch", "resource"):
+        assert agent["processors"][name] == single["processors"][name], name
+    for name in ("file/combined", "file/error", "file/audit"):
+        assert agent["exporters"][name] == single["exporters"][name], name
+    pipes = agent["service"]["pipelines"]
+    for name in ("traces", "metrics", "logs", "logs/error", "logs/audit"):
+        assert pipes[name]["processors"][0] == "memory_limiter"
+        assert "transform/redact" in pipes[name]["processors"], name
+    assert pipes["logs/error"]["exporters"] == ["file/error"] and pipes["logs/audit"]["exporters"] == ["file/audit"]
+    assert "file/combined" in pipes["logs"]["exporters"]
+    lb = agent["exporters"]["load_balancing/traces"]
+    assert lb["routing_key"] == "traceID"
+    # resilience per gateway, not at the load_balancing level (whose retry resends the healthy gateway's share)
+    assert "retry_on_failure" not in lb and "sending_queue" not in lb
+
+
+def test_every_setting_has_an_env_default() -> None:
+    for path in (AGENT, GATEWAY):
+        text = path.read_text()
+        assert "${env:" in text
+        assert not re.findall(r"\$\{env:[A-Za-z0-9_]+\}", text), f"{path.name}: a ${{env:VAR}} without :-default"
+
+
+def test_gateway_span_metrics_match_what_the_bridge_breaks_down() -> None:
+    gw = _load(GATEWAY)
+    allowed = set(BREAKDOWN_ATTRS) | set(STATUS_ATTRS) | {"gen_ai.operation.name"}
+    for name in ("span_metrics/http", "span_metrics/ai"):
+        c = gw["connectors"][name]
+        assert {d["name"] for d in c["dimensions"]} <= allowed, name
+        assert c["histogram"]["unit"] == "s" and "exponential" in c["histogram"], name
+        assert "CUMULATIVE" in c["aggregation_temporality"], name
+    dims = {d["name"] for d in gw["connectors"]["span_metrics/http"]["dimensions"]}
+    assert {"http.route", "http.request.method", "http.response.status_code"} <= dims
+    dims = {d["name"] for d in gw["connectors"]["span_metrics/ai"]["dimensions"]}
+    assert {"gen_ai.request.model", "app.feature"} <= dims
+    pipes = gw["service"]["pipelines"]
+    # span_metrics sees every span: the sampling pipeline is a sibling, fed by the same forward connector
+    assert pipes["traces"]["exporters"] == ["forward/spans"] and pipes["traces"]["processors"] == ["memory_limiter"]
+    assert pipes["traces/sampled"]["receivers"] == ["forward/spans"]
+    assert pipes["traces/sampled"]["processors"] == ["tail_sampling"]
+    for name in ("traces/http_metrics", "traces/ai_metrics"):
+        assert pipes[name]["receivers"] == ["forward/spans"] and "tail_sampling" not in pipes[name]["processors"]
+
+
+def _validate(collector_bin, config: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([str(collector_bin), "validate", f"--config=file:{config}"], env={**os.environ, **env_extra},
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_agent_and_gateway_validate(collector_bin) -> None:
+    assert _validate(collector_bin, AGENT, {}).returncode == 0
+    assert _validate(collector_bin, GATEWAY, {}).returncode == 0
+    res = _validate(collector_bin, AGENT, {"OTEL_GATEWAY_ENDPOINTS": "[gw-1:4417, gw-2:4417]",
+                                           "OTEL_AGENT_LOGS_EXPORTER": "nop", "OTEL_COLLECTOR_HOST": "0.0.0.0"})
+    assert res.returncode == 0, res.stderr
+    res = _validate(collector_bin, GATEWAY, {"OTEL_GATEWAY_ID": "gw-1", "OTLP_BACKEND_EXPORTER": "otlp_http/backend",
+                                             "SPAN_METRICS_TEMPORALITY": "AGGREGATION_TEMPORALITY_DELTA",
+                                             "TAIL_SAMPLING_BASELINE_PERCENT": "10"})
+    assert res.returncode == 0, res.stderr
+
+
+# -- one agent -> one gateway -> a capturing bridge ---------------------------------------------------------------
+
+class _Capture(BaseHTTPRequestHandler):
+    bodies: list[tuple[str, bytes]] = []
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        import gzip
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        self.bodies.append((self.path, body))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def _traces(n: int) -> ExportTraceServiceRequest:
+    """n traces: a SERVER span (every 5th a 500 with status ERROR) with a gen_ai CLIENT child; plus, in each trace,
+    an HTTP CLIENT span (the LLM API call) that span_metrics/http must not count as a request."""
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    set_attributes(rs.resource.attributes, {"service.name": "ai-diary", "service.instance.id": "t-1"})
+    ss = rs.scope_spans.add()
+    now = time.time_ns()
+    for i in range(n):
+        tid = (0xABC000 + i).to_bytes(16, "big")
+        err = i % 5 == 0
+        for j, (kind, attrs) in enumerate((
+                (2, {"http.request.method": "GET", "http.route": "/api/entries",
+                     "http.response.status_code": 500 if err else 200}),
+                (3, {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini", "app.feature": "tag"}),
+                (3, {"http.request.method": "POST", "http.response.status_code": 200}))):
+            s = ss.spans.add()
+            s.trace_id, s.span_id, s.kind, s.name = tid, (i * 4 + j + 1).to_bytes(8, "big"), kind, f"s{j}"
+            if j:
+                s.parent_span_id = (i * 4 + j).to_bytes(8, "big")
+            s.start_time_unix_nano, s.end_time_unix_nano = now - 50_000_000 + j, now - j
+            set_attributes(s.attributes, attrs)
+            if err and j == 0:
+                s.status.code = 2
+    return req
+
+
+def test_agent_to_gateway_span_metrics_add_up_and_only_sampled_traces_reach_the_bridge(collector_bin, tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Capture)
+    _Capture.bodies = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    gw_ports = CollectorPorts()
+    fast = {"OTEL_COLLECTOR_BATCH_TIMEOUT": "200ms", "SPAN_METRICS_FLUSH_INTERVAL": "1s"}
+    gateway = start_collector({**fast, "WANDB_BRIDGE_ENDPOINT": f"http://127.0.0.1:{server.server_port}",
+                               "TAIL_SAMPLING_DECISION_WAIT": "1s", "TAIL_SAMPLING_BASELINE_PERCENT": "0"},
+                              tmp_path / "gw-logs", config=GATEWAY, ports=gw_ports,
+                              queue_dir=tmp_path / "gw-queue")
+    agent = start_collector({**fast, "OTEL_GATEWAY_ENDPOINTS": f"[127.0.0.1:{gw_ports.grpc}]",
+                             "OTEL_AGENT_HOST_NAME": "host-t"}, tmp_path / "agent-logs", config=AGENT)
+    try:
+        n = 20
+        status, _, _ = post(agent.http_endpoint, "/v1/traces", _traces(n).SerializeToString())
+        assert status == 200
+
+        def newest_calls() -> dict[str, int]:
+            newest: dict[tuple, tuple[int, int]] = {}
+            for path, body in list(_Capture.bodies):
+                if path != "/v1/metrics":
+                    continue
+                req = ExportMetricsServiceRequest.FromString(body)
+                for rm in req.resource_metrics:
+                    for sm in rm.scope_metrics:
+                        for m in sm.metrics:
+                            if m.name.endswith(".calls"):
+                                for p in m.sum.data_points:
+                                    key = (m.name, tuple(sorted((a.key, str(a.value)) for a in p.attributes)))
+                                    if key not in newest or p.time_unix_nano >= newest[key][0]:
+                                        newest[key] = (p.time_unix_nano, p.as_int)
+            out: dict[str, int] = {}
+            for (name, _), (_, v) in newest.items():
+                out[name] = out.get(name, 0) + v
+            return out
+
+        wait_for(lambda: newest_calls() == {"span_metrics.http.server.calls": n,
+                                            "span_metrics.gen_ai.client.calls": n}, timeout=30,
+                 what=f"span_metrics totals ({newest_calls()})")
+        sampled = wait_for(lambda: [b for p, b in _Capture.bodies if p == "/v1/traces"], timeout=20)
+        trace_ids = {s.trace_id for b in sampled for rs in ExportTraceServiceRequest.FromString(b).resource_spans
+                     for ss in rs.scope_spans for s in ss.spans}
+        assert trace_ids == {(0xABC000 + i).to_bytes(16, "big") for i in range(0, n, 5)}  # the error traces only
+        # the bridge core adds the cumulative streams up (one gateway here; SCALING-NOTES.md has two)
+        agg = core.Aggregator(process_start_ns=time.time_ns() - 120 * 10**9)
+        for path, body in list(_Capture.bodies):
+            if path == "/v1/metrics":
+                agg.add_metrics(otlp_decode.decode("metrics", body).records)
+        row = agg.flush(time.time_ns()).row
+        assert row["span_metrics.http.server.calls/total"] == n
+        assert row["span_metrics.http.server.calls/total@status_class=5xx"] == n // 5
+        assert row["span_metrics.http.server.duration/count@http.route=/api/entries"] == n
+        assert row["span_metrics.gen_ai.client.calls/total@gen_ai.request.model=gpt-4o-mini"] == n
+        # the agent, not the gateway, writes this host's log files
+        assert (tmp_path / "agent-logs").is_dir() and not any((tmp_path / "gw-logs").iterdir())
+    finally:
+        agent.stop()
+        gateway.stop()
+        server.shutdown()
