@@ -17,12 +17,13 @@ import yaml
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from collector_harness import collector_bin, post, set_attributes, wait_for  # noqa: F401 - fixtures
-from exporters import core, otlp_decode
-from exporters.metricstate import BREAKDOWN_ATTRS, STATUS_ATTRS
-from exporters.topology import COLLECTOR_CONFIG, CollectorPorts, start_collector
+from app.demo.topology import COLLECTOR_CONFIG, CollectorPorts, start_collector
+from otel_wandb import core
+from otel_wandb.bridge import decode
+from otel_wandb.core._metrics import BREAKDOWN_ATTRS, STATUS_ATTRS
+from tests.support import ROOT, wait_until
+from tests.support.collector import post, set_attributes
 
-ROOT = Path(__file__).resolve().parents[1]
 AGENT = ROOT / "collector" / "agent.yaml"
 GATEWAY = ROOT / "collector" / "gateway.yaml"
 
@@ -78,23 +79,43 @@ def test_gateway_span_metrics_match_what_the_bridge_breaks_down() -> None:
 
 
 def _validate(collector_bin, config: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([str(collector_bin), "validate", f"--config=file:{config}"], env={**os.environ, **env_extra},
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [str(collector_bin), "validate", f"--config=file:{config}"],
+        env={**os.environ, **env_extra},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_agent_and_gateway_validate(collector_bin) -> None:
     assert _validate(collector_bin, AGENT, {}).returncode == 0
     assert _validate(collector_bin, GATEWAY, {}).returncode == 0
-    res = _validate(collector_bin, AGENT, {"OTEL_GATEWAY_ENDPOINTS": "[gw-1:4417, gw-2:4417]",
-                                           "OTEL_AGENT_LOGS_EXPORTER": "nop", "OTEL_COLLECTOR_HOST": "0.0.0.0"})
+    res = _validate(
+        collector_bin,
+        AGENT,
+        {
+            "OTEL_GATEWAY_ENDPOINTS": "[gw-1:4417, gw-2:4417]",
+            "OTEL_AGENT_LOGS_EXPORTER": "nop",
+            "OTEL_COLLECTOR_HOST": "0.0.0.0",
+        },
+    )
     assert res.returncode == 0, res.stderr
-    res = _validate(collector_bin, GATEWAY, {"OTEL_GATEWAY_ID": "gw-1", "OTLP_BACKEND_EXPORTER": "otlp_http/backend",
-                                             "SPAN_METRICS_TEMPORALITY": "AGGREGATION_TEMPORALITY_DELTA",
-                                             "TAIL_SAMPLING_BASELINE_PERCENT": "10"})
+    res = _validate(
+        collector_bin,
+        GATEWAY,
+        {
+            "OTEL_GATEWAY_ID": "gw-1",
+            "OTLP_BACKEND_EXPORTER": "otlp_http/backend",
+            "SPAN_METRICS_TEMPORALITY": "AGGREGATION_TEMPORALITY_DELTA",
+            "TAIL_SAMPLING_BASELINE_PERCENT": "10",
+        },
+    )
     assert res.returncode == 0, res.stderr
 
 
 # -- one agent -> one gateway -> a capturing bridge ---------------------------------------------------------------
+
 
 class _Capture(BaseHTTPRequestHandler):
     bodies: list[tuple[str, bytes]] = []
@@ -104,6 +125,7 @@ class _Capture(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         import gzip
+
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if self.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
@@ -125,11 +147,20 @@ def _traces(n: int) -> ExportTraceServiceRequest:
     for i in range(n):
         tid = (0xABC000 + i).to_bytes(16, "big")
         err = i % 5 == 0
-        for j, (kind, attrs) in enumerate((
-                (2, {"http.request.method": "GET", "http.route": "/api/entries",
-                     "http.response.status_code": 500 if err else 200}),
+        for j, (kind, attrs) in enumerate(
+            (
+                (
+                    2,
+                    {
+                        "http.request.method": "GET",
+                        "http.route": "/api/entries",
+                        "http.response.status_code": 500 if err else 200,
+                    },
+                ),
                 (3, {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini", "app.feature": "tag"}),
-                (3, {"http.request.method": "POST", "http.response.status_code": 200}))):
+                (3, {"http.request.method": "POST", "http.response.status_code": 200}),
+            )
+        ):
             s = ss.spans.add()
             s.trace_id, s.span_id, s.kind, s.name = tid, (i * 4 + j + 1).to_bytes(8, "big"), kind, f"s{j}"
             if j:
@@ -147,12 +178,23 @@ def test_agent_to_gateway_span_metrics_add_up_and_only_sampled_traces_reach_the_
     threading.Thread(target=server.serve_forever, daemon=True).start()
     gw_ports = CollectorPorts()
     fast = {"OTEL_COLLECTOR_BATCH_TIMEOUT": "200ms", "SPAN_METRICS_FLUSH_INTERVAL": "1s"}
-    gateway = start_collector({**fast, "WANDB_BRIDGE_ENDPOINT": f"http://127.0.0.1:{server.server_port}",
-                               "TAIL_SAMPLING_DECISION_WAIT": "1s", "TAIL_SAMPLING_BASELINE_PERCENT": "0"},
-                              tmp_path / "gw-logs", config=GATEWAY, ports=gw_ports,
-                              queue_dir=tmp_path / "gw-queue")
-    agent = start_collector({**fast, "OTEL_GATEWAY_ENDPOINTS": f"[127.0.0.1:{gw_ports.grpc}]",
-                             "OTEL_AGENT_HOST_NAME": "host-t"}, tmp_path / "agent-logs", config=AGENT)
+    gateway = start_collector(
+        {
+            **fast,
+            "WANDB_BRIDGE_ENDPOINT": f"http://127.0.0.1:{server.server_port}",
+            "TAIL_SAMPLING_DECISION_WAIT": "1s",
+            "TAIL_SAMPLING_BASELINE_PERCENT": "0",
+        },
+        tmp_path / "gw-logs",
+        config=GATEWAY,
+        ports=gw_ports,
+        queue_dir=tmp_path / "gw-queue",
+    )
+    agent = start_collector(
+        {**fast, "OTEL_GATEWAY_ENDPOINTS": f"[127.0.0.1:{gw_ports.grpc}]", "OTEL_AGENT_HOST_NAME": "host-t"},
+        tmp_path / "agent-logs",
+        config=AGENT,
+    )
     try:
         n = 20
         status, _, _ = post(agent.http_endpoint, "/v1/traces", _traces(n).SerializeToString())
@@ -177,23 +219,28 @@ def test_agent_to_gateway_span_metrics_add_up_and_only_sampled_traces_reach_the_
                 out[name] = out.get(name, 0) + v
             return out
 
-        wait_for(lambda: newest_calls() == {"span_metrics.http.server.calls": n,
-                                            "span_metrics.gen_ai.client.calls": n}, timeout=30,
-                 what=f"span_metrics totals ({newest_calls()})")
-        sampled = wait_for(lambda: [b for p, b in _Capture.bodies if p == "/v1/traces"], timeout=20)
-        trace_ids = {s.trace_id for b in sampled for rs in ExportTraceServiceRequest.FromString(b).resource_spans
-                     for ss in rs.scope_spans for s in ss.spans}
+        want = {"span_metrics.http.server.calls": n, "span_metrics.gen_ai.client.calls": n}
+        wait_until(lambda: newest_calls() == want, 30, "span_metrics totals")
+        sampled = wait_until(lambda: [b for p, b in _Capture.bodies if p == "/v1/traces"], 20, "sampled traces")
+        trace_ids = {
+            s.trace_id
+            for b in sampled
+            for rs in ExportTraceServiceRequest.FromString(b).resource_spans
+            for ss in rs.scope_spans
+            for s in ss.spans
+        }
         assert trace_ids == {(0xABC000 + i).to_bytes(16, "big") for i in range(0, n, 5)}  # the error traces only
         # the bridge core adds the cumulative streams up (one gateway here; SCALING-NOTES.md has two)
         agg = core.Aggregator(process_start_ns=time.time_ns() - 120 * 10**9)
         for path, body in list(_Capture.bodies):
             if path == "/v1/metrics":
-                agg.add_metrics(otlp_decode.decode("metrics", body).records)
+                agg.add_metrics(decode("metrics", body).records)
         row = agg.flush(time.time_ns()).row
-        assert row["span_metrics.http.server.calls/total"] == n
-        assert row["span_metrics.http.server.calls/total@status_class=5xx"] == n // 5
-        assert row["span_metrics.http.server.duration/count@http.route=/api/entries"] == n
-        assert row["span_metrics.gen_ai.client.calls/total@gen_ai.request.model=gpt-4o-mini"] == n
+        # http/* and ai/* now come from the span_metrics streams (the lead's core change): same keys as from spans
+        assert row["http/requests_total"] == n
+        assert row["http/requests@status_class=5xx"] == n // 5
+        assert row["http/requests@http.route=/api/entries"] == n
+        assert row["ai/calls@gen_ai.request.model=gpt-4o-mini"] == n
         # the agent, not the gateway, writes this host's log files
         assert (tmp_path / "agent-logs").is_dir() and not any((tmp_path / "gw-logs").iterdir())
     finally:
