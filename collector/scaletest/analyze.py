@@ -8,6 +8,7 @@ cumulative point counts (as the bridge's cumulative.Streams would after diffing)
 the ones send.py marked as error/slow (all must be kept) and the baseline share of the rest; duplicates.
 --example prints one trimmed OTLP JSON request of each span_metrics metric.
 """
+
 from __future__ import annotations
 
 import glob
@@ -49,15 +50,27 @@ def main() -> None:
                 for m in sm.get("metrics", []):
                     kind = next(k for k in ("sum", "gauge", "histogram", "exponentialHistogram") if k in m)
                     body = m[kind]
-                    shapes.setdefault(m["name"], (kind, m.get("unit"), body.get("aggregationTemporality"),
-                                                  body.get("isMonotonic"), sm["scope"].get("name"),
-                                                  sorted(res)))
+                    shapes.setdefault(
+                        m["name"],
+                        (
+                            kind,
+                            m.get("unit"),
+                            body.get("aggregationTemporality"),
+                            body.get("isMonotonic"),
+                            sm["scope"].get("name"),
+                            sorted(res),
+                        ),
+                    )
                     for p in body.get("dataPoints", []):
                         pa = attrs(p.get("attributes"))
                         # a new start time is a reset (a restarted gateway with a stable collector.instance.id):
                         # each (stream, start time) segment counts its newest point
-                        key = (m["name"], tuple(sorted(pa.items())), tuple(sorted(res.items())),
-                               int(p.get("startTimeUnixNano", 0)))
+                        key = (
+                            m["name"],
+                            tuple(sorted(pa.items())),
+                            tuple(sorted(res.items())),
+                            int(p.get("startTimeUnixNano", 0)),
+                        )
                         t = int(p["timeUnixNano"])
                         if key not in newest or t >= newest[key][0]:
                             newest[key] = (t, p, pa, res, int(p.get("startTimeUnixNano", 0)))
@@ -70,14 +83,17 @@ def main() -> None:
     gw_ids = defaultdict(set)
     hist_info = Counter()
     dur_counts = Counter()
-    for (name, pa_t, res_t, _), (t, p, pa, res, start) in newest.items():
+    for (name, pa_t, res_t, _), (_t, p, pa, _res, _start) in newest.items():
         streams[name].add((pa_t, res_t))
         if "collector.instance.id" in pa:
             gw_ids[name].add(pa["collector.instance.id"])
         if name == "span_metrics.http.server.calls":
-            got_server[f'{pa.get("http.request.method")}|{pa.get("http.route")}|{pa.get("http.response.status_code")}'] += int(p.get("asInt", p.get("asDouble", 0)))
+            got_server[
+                f"{pa.get('http.request.method')}|{pa.get('http.route')}|{pa.get('http.response.status_code')}"
+            ] += int(p.get("asInt", p.get("asDouble", 0)))
         if name == "span_metrics.gen_ai.client.calls":
-            got_ai[f'{pa.get("gen_ai.request.model")}|{pa.get("app.feature")}|{"ERROR" if pa.get("status.code") == "STATUS_CODE_ERROR" else "UNSET"}'] += int(p.get("asInt", 0))
+            status = "ERROR" if pa.get("status.code") == "STATUS_CODE_ERROR" else "UNSET"
+            got_ai[f"{pa.get('gen_ai.request.model')}|{pa.get('app.feature')}|{status}"] += int(p.get("asInt", 0))
         if name.endswith(".duration"):
             hist_info[(name, p.get("scale"))] += 1
             dur_counts[name] += int(p.get("count", 0))
@@ -87,14 +103,18 @@ def main() -> None:
     print("  duration histogram scales (name, scale): streams", dict(hist_info))
     print("  duration counts:", dict(dur_counts))
     ok = got_server == want_server and got_ai == want_ai
-    print(f"server calls: sent {sum(want_server.values())} / span_metrics (sum of newest points over all streams) "
-          f"{sum(got_server.values())}; per route/method/status equal: {got_server == want_server}")
+    print(
+        f"server calls: sent {sum(want_server.values())} / span_metrics (sum of newest points over all streams) "
+        f"{sum(got_server.values())}; per route/method/status equal: {got_server == want_server}"
+    )
     if got_server != want_server:
         for k in sorted(set(want_server) | set(got_server)):
             if want_server[k] != got_server[k]:
                 print(f"   {k}: sent {want_server[k]} got {got_server[k]}")
-    print(f"gen_ai calls: sent {sum(want_ai.values())} / span_metrics {sum(got_ai.values())}; per model/feature/status "
-          f"equal: {got_ai == want_ai}")
+    print(
+        f"gen_ai calls: sent {sum(want_ai.values())} / span_metrics {sum(got_ai.values())}; per model/feature/status "
+        f"equal: {got_ai == want_ai}"
+    )
     if got_ai != want_ai:
         for k in sorted(set(want_ai) | set(got_ai)):
             if want_ai[k] != got_ai[k]:
@@ -111,14 +131,17 @@ def main() -> None:
                     if not s.get("parentSpanId"):
                         seen[s["traceId"]] += 1
     import base64
+
     got_ids = {base64.b64decode(t).hex(): n for t, n in seen.items()}
     missing = [t for t in kept_ids if t not in got_ids]
     dup = sum(1 for n in got_ids.values() if n > 1)
     rest = [t for t in all_ids if t not in kept_ids]
     base = sum(1 for t in rest if t in got_ids)
-    print(f"traces: sent {len(all_ids)}, received {len(got_ids)} root spans ({spans} spans); must-keep (error/slow) "
-          f"{len(kept_ids)}, missing {len(missing)}; baseline {base}/{len(rest)} = {100 * base / max(1, len(rest)):.1f}% "
-          f"of the others; traces with a duplicated root span: {dup}")
+    print(
+        f"traces: sent {len(all_ids)}, received {len(got_ids)} root spans ({spans} spans); must-keep (error/slow) "
+        f"{len(kept_ids)}, missing {len(missing)}; baseline {base}/{len(rest)} = {100 * base / max(1, len(rest)):.1f}% "
+        f"of the others; traces with a duplicated root span: {dup}"
+    )
     if "--example" in sys.argv:
         print_example(run)
     sys.exit(0 if ok and not missing else 1)
@@ -138,8 +161,14 @@ def print_example(run: str) -> None:
                     m = dict(m)
                     m[kind] = dict(m[kind])
                     m[kind]["dataPoints"] = m[kind]["dataPoints"][:1]
-                    ex = {"resourceMetrics": [{"resource": rm.get("resource"),
-                                               "scopeMetrics": [{"scope": sm.get("scope"), "metrics": [m]}]}]}
+                    ex = {
+                        "resourceMetrics": [
+                            {
+                                "resource": rm.get("resource"),
+                                "scopeMetrics": [{"scope": sm.get("scope"), "metrics": [m]}],
+                            }
+                        ]
+                    }
                     print(json.dumps(ex, indent=1))
 
 

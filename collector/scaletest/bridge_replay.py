@@ -1,4 +1,4 @@
-"""Replay what the capture "bridge" received through the REAL bridge core (exporters.core.Aggregator), offline.
+"""Replay what the capture "bridge" received through the REAL bridge core (otel_wandb.core.Aggregator), offline.
 
     .venv/bin/python collector/scaletest/bridge_replay.py RUN_DIR [--every N]
 
@@ -8,6 +8,7 @@ values over the run. Prints the span_metrics and app.ai.cost keys (and the span-
 which behind tail_sampling only see the sampled traces). Shows whether the bridge's cumulative-stream diffing
 adds the gateways' streams without double counting. No W&B, no network.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,11 +18,12 @@ from collections import defaultdict
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
-from google.protobuf.json_format import ParseDict  # noqa: E402
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb  # noqa: E402
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb  # noqa: E402
+from google.protobuf.json_format import ParseDict
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
-from exporters import core, otlp_decode  # noqa: E402
+from otel_wandb import core
+from otel_wandb.bridge import decode
 
 
 def main() -> None:
@@ -40,7 +42,7 @@ def main() -> None:
     last: dict[str, float] = {}
     warnings = []
     for i, (sig, body) in enumerate(reqs):
-        dec = otlp_decode.decode(sig, body)
+        dec = decode(sig, body)
         if agg is None:
             starts = [p.start_time_ns for p in dec.records if getattr(p, "start_time_ns", 0)]
             first = min(starts) if starts else 0
@@ -51,12 +53,18 @@ def main() -> None:
             warnings += agg.take_warnings()
             for k, v in res.row.items():
                 if isinstance(v, (int, float)):
-                    if "/delta" in k or k.endswith(("/count",)) or "/count@" in k or k.startswith(("http/requests", "ai/calls")):
+                    if (
+                        "/delta" in k
+                        or k.endswith(("/count",))
+                        or "/count@" in k
+                        or k.startswith(("http/requests", "ai/calls"))
+                    ):
                         sums[k] += v
                     last[k] = v
     for k in sorted(sums):
         if k.startswith(("span_metrics", "app.ai.cost", "http/requests", "ai/calls")) and (
-                "@" not in k or "status_class" in k or "gen_ai.request.model" in k or "http.route" in k):
+            "@" not in k or "status_class" in k or "gen_ai.request.model" in k or "http.route" in k
+        ):
             print(f"{k:90s} sum over intervals = {sums[k]:g}")
     for k in sorted(last):
         if k.endswith("/total") and k.startswith(("span_metrics", "app.ai.cost")) and "@" not in k:

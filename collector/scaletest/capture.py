@@ -7,6 +7,7 @@ appends each request, decoded to OTLP JSON (protobuf's json_format: camelCase, i
 <out>/<signal>.jsonl. Answers 200 with an empty protobuf response. GET /healthz -> 200. Needs opentelemetry-proto
 (the project's .venv has it). Test tooling only: it keeps nothing but those files.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -12,6 +12,7 @@ goes up per gen_ai call; every 10th trace writes an ERROR log record inside its 
 --expect writes what was sent, counted the way the gateway's span_metrics and tail_sampling should see it.
 Uses opentelemetry-sdk and the OTLP/gRPC exporters (the project's .venv).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,6 @@ import time
 from collections import Counter
 
 from opentelemetry import trace
-from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -34,8 +34,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-ROUTES = [("GET", "/api/entries", 200), ("POST", "/api/entries", 201), ("GET", "/api/entries/<int:entry_id>", 200),
-          ("POST", "/api/ai/summarize", 200)]
+ROUTES = [
+    ("GET", "/api/entries", 200),
+    ("POST", "/api/entries", 201),
+    ("GET", "/api/entries/<int:entry_id>", 200),
+    ("POST", "/api/ai/summarize", 200),
+]
 MODELS = ["gpt-4o-mini", "gpt-4o"]
 FEATURES = ["summarize", "tag"]
 MS = 1_000_000
@@ -64,17 +68,31 @@ def main() -> None:
     ap.add_argument("--expect", help="write the expected counts (JSON) here")
     a = ap.parse_args()
 
-    res = Resource.create({"service.name": "ai-diary", "service.instance.id": a.instance,
-                           "app.worker.id": a.instance.rsplit("-", 1)[-1]})
+    res = Resource.create(
+        {"service.name": "ai-diary", "service.instance.id": a.instance, "app.worker.id": a.instance.rsplit("-", 1)[-1]}
+    )
     ep = f"http://{a.endpoint}"
     tp = TracerProvider(resource=res)
-    tp.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=ep, insecure=True), max_queue_size=100_000,
-                                             max_export_batch_size=512, schedule_delay_millis=200))
-    mp = MeterProvider(resource=res, metric_readers=[PeriodicExportingMetricReader(
-        OTLPMetricExporter(endpoint=ep, insecure=True), export_interval_millis=2000)])
+    tp.add_span_processor(
+        BatchSpanProcessor(
+            OTLPSpanExporter(endpoint=ep, insecure=True),
+            max_queue_size=100_000,
+            max_export_batch_size=512,
+            schedule_delay_millis=200,
+        )
+    )
+    mp = MeterProvider(
+        resource=res,
+        metric_readers=[
+            PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=ep, insecure=True), export_interval_millis=2000)
+        ],
+    )
     lp = LoggerProvider(resource=res)
-    lp.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=ep, insecure=True),
-                                                        max_queue_size=100_000, schedule_delay_millis=200))
+    lp.add_log_record_processor(
+        BatchLogRecordProcessor(
+            OTLPLogExporter(endpoint=ep, insecure=True), max_queue_size=100_000, schedule_delay_millis=200
+        )
+    )
     tracer = tp.get_tracer("flask-like")
     ai_tracer = tp.get_tracer("genai-like")
     cost = mp.get_meter("ai-diary").create_counter("app.ai.cost", unit="USD")
@@ -83,9 +101,21 @@ def main() -> None:
     log.setLevel(logging.INFO)
     log.addHandler(LoggingHandler(logger_provider=lp))
 
-    exp = {"server": Counter(), "server_total": 0, "server_errors": 0, "ai": Counter(), "ai_total": 0,
-           "ai_errors": 0, "http_client_spans": 0, "spans": 0, "traces": 0, "error_traces": 0, "slow_traces": 0,
-           "cost_usd": 0.0, "trace_ids": {}}
+    exp = {
+        "server": Counter(),
+        "server_total": 0,
+        "server_errors": 0,
+        "ai": Counter(),
+        "ai_total": 0,
+        "ai_errors": 0,
+        "http_client_spans": 0,
+        "spans": 0,
+        "traces": 0,
+        "error_traces": 0,
+        "slow_traces": 0,
+        "cost_usd": 0.0,
+        "trace_ids": {},
+    }
     t_begin = time.time()
     for i in range(a.start, a.start + a.traces):
         if a.rate:
@@ -105,15 +135,31 @@ def main() -> None:
         if ai and code != 404:
             model, feature = MODELS[(i // 4) % 2], FEATURES[(i // 8) % 2]
             ai_error = i % 9 == 0
-            g = ai_tracer.start_span(f"chat {model}", kind=SpanKind.CLIENT, context=ctx, start_time=t0 + 5 * MS,
-                                     attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": model,
-                                                 "gen_ai.provider.name": "openai", "app.feature": feature,
-                                                 "gen_ai.usage.input_tokens": 100 + i % 50,
-                                                 "gen_ai.usage.output_tokens": 20 + i % 30})
-            h = tracer.start_span("POST", kind=SpanKind.CLIENT, context=trace.set_span_in_context(g),
-                                  start_time=t0 + 6 * MS, attributes={
-                                      "http.request.method": "POST", "server.address": "api.openai.com",
-                                      "http.response.status_code": 429 if ai_error else 200})
+            g = ai_tracer.start_span(
+                f"chat {model}",
+                kind=SpanKind.CLIENT,
+                context=ctx,
+                start_time=t0 + 5 * MS,
+                attributes={
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.request.model": model,
+                    "gen_ai.provider.name": "openai",
+                    "app.feature": feature,
+                    "gen_ai.usage.input_tokens": 100 + i % 50,
+                    "gen_ai.usage.output_tokens": 20 + i % 30,
+                },
+            )
+            h = tracer.start_span(
+                "POST",
+                kind=SpanKind.CLIENT,
+                context=trace.set_span_in_context(g),
+                start_time=t0 + 6 * MS,
+                attributes={
+                    "http.request.method": "POST",
+                    "server.address": "api.openai.com",
+                    "http.response.status_code": 429 if ai_error else 200,
+                },
+            )
             h.end(end_time=t0 + (dur_ms - 10) * MS)
             if ai_error:
                 g.set_attribute("error.type", "RateLimitError")

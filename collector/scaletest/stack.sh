@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Scale-out test stack on loopback: a capture "bridge", 2 gateways, 2 agents (collector/agent.yaml, gateway.yaml).
+# The agents use the static resolver here (gateways on one address, two ports): it never re-routes. The failover
+# test with the dns resolver is tests/integration/collector/test_fleet.py.
 #   collector/scaletest/stack.sh start RUN_DIR     # starts all, waits for health; pids in RUN_DIR/*.pid
 #   collector/scaletest/stack.sh stop RUN_DIR      # SIGTERM to what it started (by pid)
 #   collector/scaletest/stack.sh gw RUN_DIR N      # (re)start gateway N (1|2) only
@@ -30,7 +32,8 @@ start_agent() {
   local name="$1" p="$2"; mkdir -p "$run/agent-$name-logs"
   env OTEL_COLLECTOR_GRPC_PORT=${p}317 OTEL_COLLECTOR_HTTP_PORT=${p}318 OTEL_COLLECTOR_HEALTH_PORT=${p}133 \
       OTEL_COLLECTOR_METRICS_PORT=${p}888 LOG_DIR="$run/agent-$name-logs" OTEL_AGENT_HOST_NAME="host-$name" \
-      OTEL_GATEWAY_ENDPOINTS='[127.0.0.1:24417, 127.0.0.1:34417]' \
+      OTEL_GATEWAY_RESOLVER=static OTEL_GATEWAY_ENDPOINTS='[127.0.0.1:24417, 127.0.0.1:34417]' \
+      WANDB_BRIDGE_ENDPOINT=http://127.0.0.1:14319 OTEL_COLLECTOR_QUEUE_DIR="$run/agent-$name-queue" \
       nice -n 5 "$bin" --config="$col/agent.yaml" >"$run/agent-$name.log" 2>&1 &
   echo $! >"$run/agent-$name.pid"
   wait_health ${p}133
