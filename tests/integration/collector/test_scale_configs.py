@@ -1,10 +1,13 @@
 """The scale-out collector configs (collector/agent.yaml, collector/gateway.yaml): the agent reuses the single
-collector's privacy wall and log files unchanged, every setting has an env default, both validate with the real
-binary, and one agent -> one gateway -> a capturing "bridge" delivers span_metrics that the bridge core adds up
-to the number of spans sent, plus only the tail-sampled traces."""
+collector's privacy wall and log files unchanged, counts every span of its host (span_metrics before load
+balancing, straight to the bridge), the gateways only sample, every setting has an env default, both validate with
+the real binary, and one agent -> one gateway -> a capturing "bridge" delivers span_metrics that the bridge core
+adds up to the number of spans sent, plus only the tail-sampled traces. The fleet itself (4 app instances, 2 agents,
+2 gateways, a gateway killed): test_fleet.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -44,10 +47,14 @@ def test_agent_reuses_the_single_collectors_redaction_routing_and_log_files() ->
         assert "transform/redact" in pipes[name]["processors"], name
     assert pipes["logs/error"]["exporters"] == ["file/error"] and pipes["logs/audit"]["exporters"] == ["file/audit"]
     assert "file/combined" in pipes["logs"]["exporters"]
-    lb = agent["exporters"]["load_balancing/traces"]
-    assert lb["routing_key"] == "traceID"
-    # resilience per gateway, not at the load_balancing level (whose retry resends the healthy gateway's share)
-    assert "retry_on_failure" not in lb and "sending_queue" not in lb
+    for resolver in ("dns", "static"):
+        for signal, key in (("traces", "traceID"), ("metrics", "resource"), ("logs", "traceID")):
+            lb = agent["exporters"][f"load_balancing/{signal}_{resolver}"]
+            assert lb["routing_key"] == key and resolver in lb["resolver"]
+            # resilience per gateway, not at the load_balancing level (whose retry resends the healthy share)
+            assert "retry_on_failure" not in lb and "sending_queue" not in lb
+    # the default finds the gateways by name (the resolver that drops a dead one), the fixed list on request
+    assert pipes["traces/gateways"]["exporters"][0] == "load_balancing/traces_${env:OTEL_GATEWAY_RESOLVER:-dns}"
 
 
 def test_every_setting_has_an_env_default() -> None:
@@ -57,25 +64,35 @@ def test_every_setting_has_an_env_default() -> None:
         assert not re.findall(r"\$\{env:[A-Za-z0-9_]+\}", text), f"{path.name}: a ${{env:VAR}} without :-default"
 
 
-def test_gateway_span_metrics_match_what_the_bridge_breaks_down() -> None:
-    gw = _load(GATEWAY)
+def test_agents_count_every_span_with_the_dimensions_the_bridge_breaks_down() -> None:
+    agent, gw = _load(AGENT), _load(GATEWAY)
     allowed = set(BREAKDOWN_ATTRS) | set(STATUS_ATTRS) | {"gen_ai.operation.name"}
     for name in ("span_metrics/http", "span_metrics/ai"):
-        c = gw["connectors"][name]
+        c = agent["connectors"][name]
         assert {d["name"] for d in c["dimensions"]} <= allowed, name
-        assert c["histogram"]["unit"] == "s" and "exponential" in c["histogram"], name
-        assert "CUMULATIVE" in c["aggregation_temporality"], name
-    dims = {d["name"] for d in gw["connectors"]["span_metrics/http"]["dimensions"]}
+        hist = c["histogram"]
+        assert hist["unit"] == "s" and "CUMULATIVE" in c["aggregation_temporality"], name
+        # the bridge's p95 within 3 % needs one scale finer than the SDK's default 160 buckets
+        assert hist["exponential"]["max_size"] == f"${{env:SPAN_METRICS_EXP_MAX_SIZE:-{core.EXP_HISTOGRAM_MAX_SIZE}}}"
+    dims = {d["name"] for d in agent["connectors"]["span_metrics/http"]["dimensions"]}
     assert {"http.route", "http.request.method", "http.response.status_code"} <= dims
-    dims = {d["name"] for d in gw["connectors"]["span_metrics/ai"]["dimensions"]}
+    dims = {d["name"] for d in agent["connectors"]["span_metrics/ai"]["dimensions"]}
     assert {"gen_ai.request.model", "app.feature"} <= dims
-    pipes = gw["service"]["pipelines"]
-    # span_metrics sees every span: the sampling pipeline is a sibling, fed by the same forward connector
-    assert pipes["traces"]["exporters"] == ["forward/spans"] and pipes["traces"]["processors"] == ["memory_limiter"]
-    assert pipes["traces/sampled"]["receivers"] == ["forward/spans"]
-    assert pipes["traces/sampled"]["processors"] == ["tail_sampling"]
-    for name in ("traces/http_metrics", "traces/ai_metrics"):
-        assert pipes[name]["receivers"] == ["forward/spans"] and "tail_sampling" not in pipes[name]["processors"]
+    pipes = agent["service"]["pipelines"]
+    # span_metrics sees every span, before load balancing: the gateways' pipeline is a sibling of the two
+    # span_metrics pipelines, all fed by one forward connector after the privacy wall
+    assert pipes["traces"]["exporters"] == ["forward/spans"]
+    for name in ("traces/http_metrics", "traces/ai_metrics", "traces/gateways"):
+        assert pipes[name]["receivers"] == ["forward/spans"], name
+    # the counts go to the bridge through a persistent queue, not through a gateway
+    assert pipes["metrics/span_metrics"]["receivers"] == ["span_metrics/http", "span_metrics/ai"]
+    assert pipes["metrics/span_metrics"]["exporters"][0] == "${env:WANDB_BRIDGE_EXPORTER:-otlp_http/wandb_bridge}"
+    assert agent["exporters"]["otlp_http/wandb_bridge"]["sending_queue"]["storage"] == "file_storage/queue"
+    # the gateways sample and never count (a second span_metrics would double every request)
+    assert "connectors" not in gw
+    assert gw["service"]["pipelines"]["traces"]["processors"] == ["memory_limiter", "tail_sampling"]
+    for name in ("otlp_http/wandb_bridge", "otlp_http/backend"):
+        assert gw["exporters"][name]["sending_queue"]["storage"] == "file_storage/queue", name
 
 
 def _validate(collector_bin, config: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
@@ -91,27 +108,31 @@ def _validate(collector_bin, config: Path, env_extra: dict[str, str]) -> subproc
 def test_agent_and_gateway_validate(collector_bin) -> None:
     assert _validate(collector_bin, AGENT, {}).returncode == 0
     assert _validate(collector_bin, GATEWAY, {}).returncode == 0
-    res = _validate(
-        collector_bin,
-        AGENT,
-        {
-            "OTEL_GATEWAY_ENDPOINTS": "[gw-1:4417, gw-2:4417]",
-            "OTEL_AGENT_LOGS_EXPORTER": "nop",
-            "OTEL_COLLECTOR_HOST": "0.0.0.0",
-        },
-    )
-    assert res.returncode == 0, res.stderr
-    res = _validate(
-        collector_bin,
-        GATEWAY,
-        {
-            "OTEL_GATEWAY_ID": "gw-1",
-            "OTLP_BACKEND_EXPORTER": "otlp_http/backend",
-            "SPAN_METRICS_TEMPORALITY": "AGGREGATION_TEMPORALITY_DELTA",
-            "TAIL_SAMPLING_BASELINE_PERCENT": "10",
-        },
-    )
-    assert res.returncode == 0, res.stderr
+    variants = [
+        (AGENT, {"OTEL_GATEWAY_HOSTNAME": "gateways.ai-diary.svc", "OTEL_AGENT_SPANS_EXPORTER": "file/spans"}),
+        (
+            AGENT,
+            {
+                "OTEL_GATEWAY_RESOLVER": "static",
+                "OTEL_GATEWAY_ENDPOINTS": "[gw-1:4417, gw-2:4417]",
+                "OTEL_AGENT_LOGS_EXPORTER": "nop",
+                "OTEL_COLLECTOR_HOST": "0.0.0.0",
+                "OTEL_AGENT_ID": "host-a",
+                "OTLP_BACKEND_EXPORTER": "otlp_http/backend",
+            },
+        ),
+        (
+            GATEWAY,
+            {
+                "OTLP_BACKEND_EXPORTER": "otlp_http/backend",
+                "WANDB_BRIDGE_LOGS_EXPORTER": "otlp_http/wandb_bridge",
+                "TAIL_SAMPLING_BASELINE_PERCENT": "10",
+            },
+        ),
+    ]
+    for config, env in variants:
+        res = _validate(collector_bin, config, env)
+        assert res.returncode == 0, (config.name, env, res.stderr)
 
 
 # -- one agent -> one gateway -> a capturing bridge ---------------------------------------------------------------
@@ -172,7 +193,20 @@ def _traces(n: int) -> ExportTraceServiceRequest:
     return req
 
 
-def test_agent_to_gateway_span_metrics_add_up_and_only_sampled_traces_reach_the_bridge(collector_bin, tmp_path):
+def _span_lines(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [
+        span
+        for line in path.read_text().splitlines()
+        if line.strip()
+        for rs in json.loads(line).get("resourceSpans", [])
+        for ss in rs.get("scopeSpans", [])
+        for span in ss.get("spans", [])
+    ]
+
+
+def test_agent_span_metrics_and_gateway_samples_reach_the_bridge(collector_bin, tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Capture)
     _Capture.bodies = []
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -190,8 +224,18 @@ def test_agent_to_gateway_span_metrics_add_up_and_only_sampled_traces_reach_the_
         ports=gw_ports,
         queue_dir=tmp_path / "gw-queue",
     )
+    spans_file = tmp_path / "agent-spans.jsonl"
     agent = start_collector(
-        {**fast, "OTEL_GATEWAY_ENDPOINTS": f"[127.0.0.1:{gw_ports.grpc}]", "OTEL_AGENT_HOST_NAME": "host-t"},
+        {
+            **fast,
+            "OTEL_GATEWAY_PORT": str(gw_ports.grpc),  # the dns resolver over the default name, 127.0.0.1
+            "OTEL_GATEWAY_RESOLVE_INTERVAL": "1s",
+            "OTEL_AGENT_HOST_NAME": "host-t",
+            "WANDB_BRIDGE_ENDPOINT": f"http://127.0.0.1:{server.server_port}",  # span_metrics: agent -> bridge
+            "OTEL_AGENT_SPANS_EXPORTER": "file/spans",
+            "OTEL_AGENT_SPANS_FILE": str(spans_file),
+            "LOG_FLUSH_INTERVAL": "200ms",
+        },
         tmp_path / "agent-logs",
         config=AGENT,
     )
@@ -241,6 +285,9 @@ def test_agent_to_gateway_span_metrics_add_up_and_only_sampled_traces_reach_the_
         assert row["http/requests@status_class=5xx"] == n // 5
         assert row["http/requests@http.route=/api/entries"] == n
         assert row["ai/calls@gen_ai.request.model=gpt-4o-mini"] == n
+        # the agent's tap has every span (3 per trace), the sampled traces are the gateway's
+        tapped = wait_until(lambda: len(_span_lines(spans_file)) == 3 * n and _span_lines(spans_file), 10, "the tap")
+        assert {s["traceId"] for s in tapped} == {(0xABC000 + i).to_bytes(16, "big").hex() for i in range(n)}
         # the agent, not the gateway, writes this host's log files
         assert (tmp_path / "agent-logs").is_dir() and not any((tmp_path / "gw-logs").iterdir())
     finally:
