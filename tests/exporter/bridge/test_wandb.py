@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 
 from app.demo.topology import start_bridge
@@ -68,3 +71,30 @@ def test_bridge_run_holds_the_collectors_spans_and_points(start_collector, tmp_p
     assert sum(run.series("test.requests/delta")) == 5
     assert any("http/p95_ms" in row for row in run.history)
     assert sum(run.series("logs/count@severity=ERROR")) == 1 and sum(run.series("logs/count@severity=INFO")) == 2
+
+
+def test_sigusr1_closes_the_interval_at_once(tmp_path):
+    """SIGUSR1: one row per signal with exactly what arrived before it, whatever WANDB_EXPORT_INTERVAL says."""
+    wandb_dir = tmp_path / "wandb"
+    bridge = start_bridge(
+        {
+            "WANDB_MODE": "offline",
+            "WANDB_DIR": str(wandb_dir),
+            "WANDB_PROJECT": "bridge-test",
+            "WANDB_EXPORT_INTERVAL": "3600",
+            "WANDB_SILENT": "true",
+        }
+    )
+    try:
+        for i, (start, n) in enumerate(((0, 40), (40, 25))):
+            assert post(bridge.url, "/v1/traces", spans_request(n, start=start).SerializeToString())[0] == 200
+            os.kill(bridge.pid, signal.SIGUSR1)
+            wait_until(
+                lambda i=i: bridge.output(200).count("SIGUSR1: interval flushed (ok=True)") == i + 1, 30, "flush"
+            )
+    finally:
+        rc = bridge.stop(60)
+    assert rc == 0, bridge.output()
+    (run_dir,) = find_runs(wandb_dir)
+    assert wait_complete(run_dir, 30)
+    assert read_run(run_dir).series("http/requests") == [40, 25]

@@ -8,6 +8,9 @@ Environment (validated at start by ``otel_wandb.config``; an error names the var
   WANDB_BRIDGE_SHUTDOWN_TIMEOUT_S  bound on the final flush + run finish (default 30)
   WANDB_BRIDGE_LOG_LEVEL       DEBUG, INFO, WARNING or ERROR     (default INFO)
 The W&B run itself is configured by the WANDB_* variables through ``Pipeline.from_env()``.
+Signals: SIGTERM/SIGINT stop (the last interval flushed, the run finished); SIGUSR1 closes the current interval
+at once (an operator's "write what you have now"; tests that need exact interval boundaries use it with a long
+WANDB_EXPORT_INTERVAL).
 """
 
 from __future__ import annotations
@@ -82,8 +85,18 @@ def main(argv: list[str] | None = None, server_factory: Callable[[BridgeConfig, 
             logger.info("wandb-bridge: %s received, shutting down", signal.Signals(signum).name)
             threading.Thread(target=server.shutdown, daemon=True).start()
 
+    def _on_flush(_signum: int, _frame: Any) -> None:
+        """SIGUSR1: close the current interval now (one W&B row), on the flusher thread; the timer goes on."""
+
+        def flush() -> None:
+            ok = pipeline.force_flush(config.shutdown_timeout_s)
+            logger.info("wandb-bridge: SIGUSR1: interval flushed (ok=%s)", ok)
+
+        threading.Thread(target=flush, name="wandb-flush-signal", daemon=True).start()
+
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGUSR1, _on_flush)
     logger.info("wandb-bridge listening on %s", server.url)
     try:
         server.serve_forever()
