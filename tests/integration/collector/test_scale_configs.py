@@ -15,6 +15,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import yaml
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -31,8 +32,9 @@ AGENT = ROOT / "collector" / "agent.yaml"
 GATEWAY = ROOT / "collector" / "gateway.yaml"
 
 
-def _load(path: Path) -> dict:
-    return yaml.safe_load(path.read_text())
+def _load(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(path.read_text())
+    return data
 
 
 def test_agent_reuses_the_single_collectors_redaction_routing_and_log_files() -> None:
@@ -95,7 +97,7 @@ def test_agents_count_every_span_with_the_dimensions_the_bridge_breaks_down() ->
         assert gw["exporters"][name]["sending_queue"]["storage"] == "file_storage/queue", name
 
 
-def _validate(collector_bin, config: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
+def _validate(collector_bin: Path, config: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(collector_bin), "validate", f"--config=file:{config}"],
         env={**os.environ, **env_extra},
@@ -105,7 +107,7 @@ def _validate(collector_bin, config: Path, env_extra: dict[str, str]) -> subproc
     )
 
 
-def test_agent_and_gateway_validate(collector_bin) -> None:
+def test_agent_and_gateway_validate(collector_bin: Path) -> None:
     assert _validate(collector_bin, AGENT, {}).returncode == 0
     assert _validate(collector_bin, GATEWAY, {}).returncode == 0
     variants = [
@@ -141,7 +143,7 @@ def test_agent_and_gateway_validate(collector_bin) -> None:
 class _Capture(BaseHTTPRequestHandler):
     bodies: list[tuple[str, bytes]] = []
 
-    def log_message(self, *args) -> None:
+    def log_message(self, *args: Any) -> None:
         pass
 
     def do_POST(self) -> None:
@@ -168,20 +170,19 @@ def _traces(n: int) -> ExportTraceServiceRequest:
     for i in range(n):
         tid = (0xABC000 + i).to_bytes(16, "big")
         err = i % 5 == 0
-        for j, (kind, attrs) in enumerate(
+        spans: tuple[tuple[int, dict[str, Any]], ...] = (
             (
-                (
-                    2,
-                    {
-                        "http.request.method": "GET",
-                        "http.route": "/api/entries",
-                        "http.response.status_code": 500 if err else 200,
-                    },
-                ),
-                (3, {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini", "app.feature": "tag"}),
-                (3, {"http.request.method": "POST", "http.response.status_code": 200}),
-            )
-        ):
+                2,
+                {
+                    "http.request.method": "GET",
+                    "http.route": "/api/entries",
+                    "http.response.status_code": 500 if err else 200,
+                },
+            ),
+            (3, {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini", "app.feature": "tag"}),
+            (3, {"http.request.method": "POST", "http.response.status_code": 200}),
+        )
+        for j, (kind, attrs) in enumerate(spans):
             s = ss.spans.add()
             s.trace_id, s.span_id, s.kind, s.name = tid, (i * 4 + j + 1).to_bytes(8, "big"), kind, f"s{j}"
             if j:
@@ -193,7 +194,7 @@ def _traces(n: int) -> ExportTraceServiceRequest:
     return req
 
 
-def _span_lines(path: Path) -> list[dict]:
+def _span_lines(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [
@@ -206,7 +207,7 @@ def _span_lines(path: Path) -> list[dict]:
     ]
 
 
-def test_agent_span_metrics_and_gateway_samples_reach_the_bridge(collector_bin, tmp_path):
+def test_agent_span_metrics_and_gateway_samples_reach_the_bridge(collector_bin: Path, tmp_path: Path) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Capture)
     _Capture.bodies = []
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -245,7 +246,7 @@ def test_agent_span_metrics_and_gateway_samples_reach_the_bridge(collector_bin, 
         assert status == 200
 
         def newest_calls() -> dict[str, int]:
-            newest: dict[tuple, tuple[int, int]] = {}
+            newest: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[int, int]] = {}
             for path, body in list(_Capture.bodies):
                 if path != "/v1/metrics":
                     continue
@@ -286,7 +287,8 @@ def test_agent_span_metrics_and_gateway_samples_reach_the_bridge(collector_bin, 
         assert row["http/requests@http.route=/api/entries"] == n
         assert row["ai/calls@gen_ai.request.model=gpt-4o-mini"] == n
         # the agent's tap has every span (3 per trace), the sampled traces are the gateway's
-        tapped = wait_until(lambda: len(_span_lines(spans_file)) == 3 * n and _span_lines(spans_file), 10, "the tap")
+        wait_until(lambda: len(_span_lines(spans_file)) == 3 * n, 10, "every span in the tap")
+        tapped = _span_lines(spans_file)
         assert {s["traceId"] for s in tapped} == {(0xABC000 + i).to_bytes(16, "big").hex() for i in range(n)}
         # the agent, not the gateway, writes this host's log files
         assert (tmp_path / "agent-logs").is_dir() and not any((tmp_path / "gw-logs").iterdir())
