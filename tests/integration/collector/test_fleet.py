@@ -495,6 +495,7 @@ def test_fleet_one_run_exact_counts_and_a_gateway_killed_mid_load(tmp_path: Path
             marks = {k: fleet.phase_spans(k) for k in fleet.marks}
             all_spans = list(tap.spans)
             unexpected = [u for t in tallies for u in t.unexpected]
+            llm_totals = llm.stats()
         # all stopped (bridge last: its final interval and the run's finish)
     finally:
         hooks.stop()
@@ -524,6 +525,12 @@ def test_fleet_one_run_exact_counts_and_a_gateway_killed_mid_load(tmp_path: Path
     assert run.series("http/errors_total")[-1] == errors_sent
     gen_ai = sum(1 for s in all_spans if s.gen_ai)
     assert run.series("ai/calls_total")[-1] == gen_ai
+    # tokens: the app's own metric (gen_ai.client.token.usage), cumulative, through the gateways -- a kill heals
+    fig["tokens"] = {
+        "llm_served": (llm_totals["prompt_tokens"], llm_totals["completion_tokens"]),
+        "run": (run.series("ai/input_tokens_total")[-1], run.series("ai/output_tokens_total")[-1]),
+    }
+    assert fig["tokens"]["run"] == fig["tokens"]["llm_served"], fig["tokens"]
     # the 8 app processes' streams were all there
     assert len({s.instance for s in server}) == 2 * INSTANCES
 
