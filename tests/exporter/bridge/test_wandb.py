@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
 import pytest
 
 from app.demo.topology import start_bridge
@@ -68,3 +74,37 @@ def test_bridge_run_holds_the_collectors_spans_and_points(start_collector, tmp_p
     assert sum(run.series("test.requests/delta")) == 5
     assert any("http/p95_ms" in row for row in run.history)
     assert sum(run.series("logs/count@severity=ERROR")) == 1 and sum(run.series("logs/count@severity=INFO")) == 2
+
+
+def _at_least(read: Callable[[], int], n: int) -> bool:
+    return read() >= n
+
+
+def test_sigusr1_closes_the_interval_at_once(tmp_path: Path) -> None:
+    """SIGUSR1: one row per signal with exactly what arrived before it, whatever WANDB_EXPORT_INTERVAL says."""
+    wandb_dir = tmp_path / "wandb"
+    bridge = start_bridge(
+        {
+            "WANDB_MODE": "offline",
+            "WANDB_DIR": str(wandb_dir),
+            "WANDB_PROJECT": "bridge-test",
+            "WANDB_EXPORT_INTERVAL": "3600",
+            "WANDB_SILENT": "true",
+        }
+    )
+
+    def flushed() -> int:
+        return bridge.output(200).count("SIGUSR1: interval flushed (ok=True)")
+
+    try:
+        for start, n in ((0, 40), (40, 25)):
+            assert post(bridge.url, "/v1/traces", spans_request(n, start=start).SerializeToString())[0] == 200
+            want = flushed() + 1
+            os.kill(bridge.pid, signal.SIGUSR1)
+            wait_until(partial(_at_least, flushed, want), 30, "the interval flushed")
+    finally:
+        rc = bridge.stop(60)
+    assert rc == 0, bridge.output()
+    (run_dir,) = find_runs(wandb_dir)
+    assert wait_complete(run_dir, 30)
+    assert read_run(run_dir).series("http/requests") == [40, 25]

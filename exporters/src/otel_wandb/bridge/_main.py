@@ -12,6 +12,9 @@ Environment (validated at start by ``otel_wandb.config``; an error names the var
                                publishes it on the host's 127.0.0.1 only)
   WANDB_BRIDGE_DASHBOARD_PORT  its port, 0 = any free port       (default 8088): GET /dashboard, read-only, no token
 The W&B run itself is configured by the WANDB_* variables through ``Pipeline.from_env()``.
+Signals: SIGTERM/SIGINT stop (the last interval flushed, the run finished); SIGUSR1 closes the current interval
+at once (an operator's "write what you have now"; tests that need exact interval boundaries use it with a long
+WANDB_EXPORT_INTERVAL).
 """
 
 from __future__ import annotations
@@ -113,8 +116,18 @@ def main(argv: list[str] | None = None, server_factory: Callable[[BridgeConfig, 
             logger.info("wandb-bridge: %s received, shutting down", signal.Signals(signum).name)
             threading.Thread(target=server.shutdown, daemon=True).start()
 
+    def _on_flush(_signum: int, _frame: Any) -> None:
+        """SIGUSR1: close the current interval now (one W&B row), on the flusher thread; the timer goes on."""
+
+        def flush() -> None:
+            ok = pipeline.force_flush(config.shutdown_timeout_s)
+            logger.info("wandb-bridge: SIGUSR1: interval flushed (ok=%s)", ok)
+
+        threading.Thread(target=flush, name="wandb-flush-signal", daemon=True).start()
+
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGUSR1, _on_flush)
     logger.info("wandb-bridge listening on %s", server.url)
     try:
         server.serve_forever()

@@ -1,8 +1,9 @@
 """The ``http/*`` and ``ai/*`` sections from a collector's ``span_metrics`` streams (pure; used by the aggregator).
 
 Behind gateway collectors (collector/gateway.yaml) the bridge receives only tail-sampled traces, so counting spans
-would undercount; the gateways' ``span_metrics`` connectors see every span instead and send, per stream (service
-instance x gateway x route, method, status / model, feature), cumulative points:
+would undercount; the ``span_metrics`` connectors of the per-host agents (collector/agent.yaml, before load
+balancing; docs/scaling.md) see every span instead and send, per stream (service instance x collector x route,
+method, status / model, feature), cumulative points:
 
 - ``span_metrics.http.server.duration``: exponential histogram of server span durations (``http.route``,
   ``http.request.method``, ``http.response.status_code``, ``status.code``; resource ``app.worker.id``);
@@ -11,7 +12,7 @@ instance x gateway x route, method, status / model, feature), cumulative points:
 - and the app's own ``gen_ai.client.token.usage`` (per ``gen_ai.token.type``) and ``app.ai.cost``, unsampled.
 
 Each stream's points are diffed (``_cumulative.Streams``: late and duplicate points dropped, resets by start time),
-and the deltas of all streams -- every gateway, every instance -- are added: counts exact, percentiles from the
+and the deltas of all streams -- every collector, every instance -- are added: counts exact, percentiles from the
 merged exponential histograms. The row keys are the span-derived section's, so the dashboard, the report and the
 alert rules do not change with the topology. One source of truth: while this section is the source, spans still
 make the error tables, error groups and slowest traces (every error trace is sampled), never the counts; and the
