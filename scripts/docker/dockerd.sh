@@ -12,8 +12,9 @@
 #                           each with its own stop_grace_period, up to 40 s in docker-compose.yml)
 # The engine: --iptables=false --ip-masq=false --ip-forward=false (no host firewall or sysctl change; containers
 # get no NAT to the outside: builds that need the network use --network=host), --bridge=none (the host's docker0,
-# if any, is left alone: compose makes its own networks), --ip=127.0.0.1 (published ports on loopback only),
-# its own --config-file (an empty one: /etc/docker/daemon.json is not read).
+# if any, is left alone: compose makes its own networks), its own --config-file (an empty one:
+# /etc/docker/daemon.json is not read). Published ports bind 0.0.0.0 unless the port spec names a host IP
+# (dockerd's --ip only applies to the default bridge, which is off): use APP_PORT=127.0.0.1:18000 etc.
 # Root or passwordless sudo is needed; as a non-root user the socket's group is the user's primary group.
 set -euo pipefail
 # shellcheck source=scripts/docker/lib.sh
@@ -149,7 +150,7 @@ TOML
       --host "unix://$sock" --group "$gid" \
       --containerd "$ctr_sock" \
       --data-root "$data_root" --exec-root "$exec_root" --pidfile "$dockerd_pidfile" \
-      --iptables=false --ip-masq=false --ip-forward=false --bridge=none --ip=127.0.0.1 \
+      --iptables=false --ip-masq=false --ip-forward=false --bridge=none \
       </dev/null >>"$state/dockerd.log" 2>&1 &
   until answers; do
     if (( SECONDS >= deadline )); then
@@ -187,10 +188,10 @@ stop() {
       "${AS_ROOT[@]}" kill -KILL "$pid" 2>/dev/null || true
     done
   fi
-  # mounts a killed daemon left under OUR roots (container rootfs, netns)
+  # mounts a killed daemon left under OUR roots (container rootfs, netns, the data-root's own bind mount)
   while read -r mnt; do
     [[ -n "$mnt" ]] && { "${AS_ROOT[@]}" umount -l "$mnt" 2>/dev/null || true; }
-  done < <(awk -v a="$data_root/" -v b="$exec_root/" 'index($2, a) == 1 || index($2, b) == 1 {print $2}' /proc/self/mounts | sort -r)
+  done < <(awk -v a="$data_root" -v b="$exec_root" '$2 == a || index($2, a "/") == 1 || $2 == b || index($2, b "/") == 1 {print $2}' /proc/self/mounts | sort -r)
   "${AS_ROOT[@]}" rm -f "$dockerd_pidfile" "$state/dockerd.launch.pid" "$ctr_pidfile" "$sock"
   [[ "$(cat "$owner_file" 2>/dev/null)" == "$state" ]] && "${AS_ROOT[@]}" rm -f "$owner_file"
   log "stopped ($state)"
