@@ -60,7 +60,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "stand-in images" "$here/standins.sh"
+step "stand-in images" env AI_DIARY_REPO="$repo" "$here/standins.sh"
 
 cp "$repo/.env.example" "$envfile"
 sed -i -e "s/^PSEUDONYM_SECRET=.*/PSEUDONYM_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')/" \
@@ -123,6 +123,16 @@ check() {
     sleep 1
   done
   log "telemetry: traces of ai-diary in Jaeger: ok"
+  # otel-collector -> wandb-bridge (its own metrics on :8888, inside the network: asked from the app container)
+  for t in $(seq 1 30); do
+    compose exec -T app python -c 'import re, sys, urllib.request
+m = urllib.request.urlopen("http://otel-collector:8888/metrics", timeout=4).read().decode()
+sys.exit(0 if re.search(r"^otelcol_exporter_sent_spans[{][^}]*exporter=\"otlp_http/wandb_bridge\"[^}]*[}] [1-9]", m, re.M) else 1)' \
+      2>/dev/null && break
+    (( t < 30 )) || die "the collector sent no span to wandb-bridge in 30 s"
+    sleep 1
+  done
+  log "telemetry: spans sent by the collector to wandb-bridge: ok"
   # the collector's file exporter on the logs volume (the collector image has no shell: look from the app image)
   compose run --rm --no-deps -T --user 10001:10001 -v "${project}_logs:/logs:ro" --entrypoint ls init-volumes /logs \
     | grep -q combined.log || die "no combined.log on the logs volume"
@@ -135,7 +145,7 @@ docker image ls --format '  {{.Repository}}:{{.Tag}}  {{.Size}}' | grep -v '<non
 if [[ -n "${SMOKE_KEEP:-}" ]]; then
   log "SMOKE_KEEP set: left running (DOCKER_HOST=$DOCKER_HOST, project $project)"
 else
-  step "compose down -v" compose down -v --remove-orphans --timeout 60
+  step "compose down -v" compose down -v --remove-orphans
   if [[ -n "$started_dockerd" ]]; then step "dockerd stop" "$here/dockerd.sh" stop "$state" >/dev/null; fi
 fi
 trap - EXIT

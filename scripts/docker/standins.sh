@@ -18,7 +18,8 @@
 # Needs DOCKER_HOST (scripts/docker/dockerd.sh start), Go (collector, jaeger), root or passwordless sudo for
 # debootstrap. Inputs are cached in the tools cache (rootfs tarball, jaeger binary, busybox).
 #   scripts/docker/standins.sh [python] [collector] [jaeger]      (default: all three)
-# Environment: STANDINS_FORCE=1 rebuilds the stand-ins; STANDINS_PULL_TIMEOUT (s, default 20) bounds each probe;
+# Environment: AI_DIARY_REPO (the checkout whose Dockerfile, docker-compose.yml and collector/ are used; default:
+# the one holding this script); STANDINS_FORCE=1 rebuilds the stand-ins; STANDINS_PULL_TIMEOUT (s, default 20) bounds each probe;
 # DEBIAN_MIRROR overrides the mirror found in /etc/apt/sources.list*.
 set -euo pipefail
 # shellcheck source=scripts/docker/lib.sh
@@ -26,7 +27,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ -n "${DOCKER_HOST:-}" ]] || die "DOCKER_HOST is not set: export \"\$(scripts/docker/dockerd.sh start STATE_DIR)\""
 docker info >/dev/null 2>&1 || die "no Docker engine answers on DOCKER_HOST=$DOCKER_HOST"
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+repo="$(cd "${AI_DIARY_REPO:-$(dirname "${BASH_SOURCE[0]}")/../..}" && pwd)"   # whose Dockerfile/compose file
 cache="$TOOLS_DIR/standins"
 mkdir -p "$cache"
 export DOCKER_BUILDKIT=0   # the classic builder: BuildKit would fetch frontends/metadata from a registry
