@@ -80,16 +80,15 @@ step "compose build" nice -n 10 docker compose --project-directory "$repo" -p "$
 unset COMPOSE_PARALLEL_LIMIT
 
 wait_healthy() {
-  local deadline=$((SECONDS + health_timeout)) line bad
+  local deadline=$((SECONDS + health_timeout)) svc st health code bad
   while :; do
     bad=""
     # service, state, health, exit code: healthchecked services healthy, the others running, one-shots exited 0
-    while read -r line; do
-      set -- $line
-      case "$2" in
-        running) [[ "${3:-}" == healthy || "${3:-}" == none ]] || bad+=" $1($2/${3:-})" ;;
-        exited) [[ "${4:-}" == 0 ]] || bad+=" $1(exited ${4:-?})" ;;
-        *) bad+=" $1($2)" ;;
+    while read -r svc st health code; do
+      case "$st" in
+        running) [[ "$health" == healthy || "$health" == none ]] || bad+=" $svc($st/$health)" ;;
+        exited) [[ "$code" == 0 ]] || bad+=" $svc(exited $code)" ;;
+        *) bad+=" $svc($st)" ;;
       esac
     done < <(compose ps -a --format '{{.Service}} {{.State}} {{if .Health}}{{.Health}}{{else}}none{{end}} {{.ExitCode}}')
     [[ -z "$bad" ]] && return 0

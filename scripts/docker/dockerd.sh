@@ -134,6 +134,7 @@ TOML
   if ! pid="$(pid_of "$ctr_pidfile" containerd)"; then
     log "starting containerd ($ctr_sock)"
     # sh records its own pid, then becomes containerd (exec): the pidfile names containerd itself
+    # shellcheck disable=SC2016  # expanded by that sh
     "${AS_ROOT[@]}" setsid sh -c 'echo $$ > "$1"; shift; exec "$@"' sh "$ctr_pidfile" \
       "$containerd" --config "$state/containerd.toml" </dev/null >>"$state/containerd.log" 2>&1 &
     until [[ -S "$ctr_sock" ]]; do
@@ -145,6 +146,7 @@ TOML
   log "starting dockerd (socket $sock, data-root $data_root)"
   # dockerd refuses a --pidfile that names a live process, itself included: the launcher's pid goes elsewhere
   "${AS_ROOT[@]}" rm -f "$dockerd_pidfile"
+  # shellcheck disable=SC2016  # expanded by that sh
   "${AS_ROOT[@]}" setsid sh -c 'echo $$ > "$1"; shift; exec "$@"' sh "$state/dockerd.launch.pid" \
     "$dockerd" --config-file "$state/daemon.json" \
       --host "unix://$sock" --group "$gid" \
@@ -181,9 +183,10 @@ stop() {
   # after a SIGKILL: shims (and the containers under them) of our containerd only
   shims="$(our_shims)"
   if [[ -n "$shims" ]]; then
-    log "killing leftover shims of $ctr_sock and their containers: $(echo $shims)"
+    log "killing leftover shims of $ctr_sock and their containers: ${shims//$'\n'/ }"
     for pid in $shims; do
       # the container's init (the shim's child) first: killing a pid namespace's init ends the whole namespace
+      # shellcheck disable=SC2013  # pids, one word each
       for c in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do "${AS_ROOT[@]}" kill -KILL "$c" 2>/dev/null || true; done
       "${AS_ROOT[@]}" kill -KILL "$pid" 2>/dev/null || true
     done

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # variables for the scripts that source this file
 # Shared helpers of scripts/docker/*.sh (sourced, not run). Everything these scripts download, build or keep lives
 # under the tools cache, never inside the repository:
 #   ${AI_DIARY_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ai-diary-tools}

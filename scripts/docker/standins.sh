@@ -123,6 +123,7 @@ python_standin() {
     "${AS_ROOT[@]}" rm -rf "$tmp/rootfs/usr/lib/python3.11/EXTERNALLY-MANAGED" \
       "$tmp/rootfs/var/lib/apt/lists/"* "$tmp/rootfs/var/cache/apt/"*.bin "$tmp/rootfs/var/cache/apt/archives/"*.deb \
       "$tmp/rootfs/var/log/"*.log "$tmp/rootfs/etc/hostname"
+    # shellcheck disable=SC2016  # expanded by that sh
     "${AS_ROOT[@]}" sh -c ': > "$1/etc/resolv.conf"' sh "$tmp/rootfs"
     "${AS_ROOT[@]}" tar --numeric-owner --xattrs -C "$tmp/rootfs" -cf "$tmp/rootfs.tar" .
     "${AS_ROOT[@]}" chown "$(id -u):$(id -g)" "$tmp/rootfs.tar"
@@ -218,7 +219,9 @@ DOCKERFILE
 busybox_static() {  # a static busybox from Debian's busybox-static .deb (downloaded, not installed)
   local dir="$cache/busybox" deb
   if [[ ! -x "$dir/bin/busybox" ]]; then
-    command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || die "need apt-get and dpkg-deb for busybox-static"
+    if ! command -v apt-get >/dev/null || ! command -v dpkg-deb >/dev/null; then
+      die "need apt-get and dpkg-deb for busybox-static"
+    fi
     rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
     (cd "$dir.tmp" && apt-get download busybox-static >&2) || die "apt-get download busybox-static failed (apt-get update first?)"
     deb="$(ls "$dir.tmp"/busybox-static_*.deb)"
