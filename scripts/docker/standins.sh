@@ -7,7 +7,8 @@
 # Stand-ins (labels ai-diary.standin=true, ai-diary.standin.for, ai-diary.standin.key):
 #   python base (Dockerfile ARG PYTHON_IMAGE): Debian bookworm minbase by debootstrap with python3, venv, pip,
 #       python-is-python3, ca-certificates (Python 3.11.2, not 3.11.14); EXTERNALLY-MANAGED removed (pip installs
-#       like in the python image); the host's CA bundle; SSL_CERT_FILE set (uv does not read the system store).
+#       like in the python image); no docs, man pages or translations (like debian:bookworm-slim, dpkg excludes);
+#       the host's CA bundle; SSL_CERT_FILE set (uv does not read the system store).
 #   collector (docker-compose.yml otel-collector image): FROM scratch, collector/_build/otelcol-ai-diary (our OCB
 #       build: only the components otel-collector.yaml uses) at /otelcol-contrib, uid 10001, ENTRYPOINT and CMD
 #       of the contrib image (["/otelcol-contrib"], ["--config", "/etc/otelcol-contrib/config.yaml"]).
@@ -32,7 +33,7 @@ cache="$TOOLS_DIR/standins"
 mkdir -p "$cache"
 export DOCKER_BUILDKIT=0   # the classic builder: BuildKit would fetch frontends/metadata from a registry
 pull_timeout="${STANDINS_PULL_TIMEOUT:-20}"
-STANDIN_REV=1              # bump when this script changes what a stand-in contains
+STANDIN_REV=2              # bump when this script changes what a stand-in contains
 
 python_image="$(sed -n 's/^ARG PYTHON_IMAGE=\(.*\)$/\1/p' "$repo/Dockerfile" | head -1)"
 compose_image() {  # compose_image REPOSITORY: the image: of docker-compose.yml with that repository
@@ -123,6 +124,16 @@ python_standin() {
     "${AS_ROOT[@]}" rm -rf "$tmp/rootfs/usr/lib/python3.11/EXTERNALLY-MANAGED" \
       "$tmp/rootfs/var/lib/apt/lists/"* "$tmp/rootfs/var/cache/apt/"*.bin "$tmp/rootfs/var/cache/apt/archives/"*.deb \
       "$tmp/rootfs/var/log/"*.log "$tmp/rootfs/etc/hostname"
+    # like debian:bookworm-slim (the python:*-slim images' base): no documentation, man pages or translations
+    # (~50 MB), and dpkg keeps them out of later installs too; the copyright files stay
+    "${AS_ROOT[@]}" find "$tmp/rootfs/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete
+    "${AS_ROOT[@]}" find "$tmp/rootfs/usr/share/doc" -mindepth 1 -type d -empty -delete
+    "${AS_ROOT[@]}" rm -rf "$tmp/rootfs/usr/share/man/"* "$tmp/rootfs/usr/share/locale/"* "$tmp/rootfs/usr/share/info/"* \
+      "$tmp/rootfs/usr/share/groff/"* "$tmp/rootfs/usr/share/lintian/"*
+    printf '%s\n' 'path-exclude /usr/share/doc/*' 'path-include /usr/share/doc/*/copyright' \
+      'path-exclude /usr/share/man/*' 'path-exclude /usr/share/groff/*' 'path-exclude /usr/share/info/*' \
+      'path-exclude /usr/share/lintian/*' 'path-exclude /usr/share/locale/*' \
+      | "${AS_ROOT[@]}" tee "$tmp/rootfs/etc/dpkg/dpkg.cfg.d/docker" >/dev/null
     # shellcheck disable=SC2016  # expanded by that sh
     "${AS_ROOT[@]}" sh -c ': > "$1/etc/resolv.conf"' sh "$tmp/rootfs"
     "${AS_ROOT[@]}" tar --numeric-owner --xattrs -C "$tmp/rootfs" -cf "$tmp/rootfs.tar" .
