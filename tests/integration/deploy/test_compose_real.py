@@ -44,7 +44,8 @@ APP_IMAGE_MAX_BYTES = 300 * 10**6
 CANARY = f"compose-real-canary-{uuid.uuid4().hex[:12]}"
 FEATURES = ("summarize", "reflect", "mood")
 CLIENTS = 4
-REPORT: dict[str, Any] = {}
+REPORT: dict[str, Any] = {}  # figures, printed at the end
+STATE: dict[str, str] = {}  # what later tests take from earlier ones (the user's token)
 
 
 class Api:
@@ -223,7 +224,7 @@ def test_api_flows_through_the_local_llm(stack: Harness, api: Api) -> None:
         user = api.request(c, "POST", "/api/users", json={"name": "compose-real"})
         assert user is not None and user.status_code == 201, user and user.text
         token = user.json()["token"]
-    REPORT["_token"] = token
+    STATE["token"] = token
     with api.client(token) as c:
         ids = []
         for i in range(3):
@@ -346,7 +347,7 @@ def test_collector_log_files_routed_right(stack: Harness, tmp_path: Path) -> Non
 
 def test_bridge_restart_under_traffic_fails_no_request(stack: Harness, api: Api) -> None:
     before = api.sent
-    with Traffic(api, REPORT["_token"]):
+    with Traffic(api, STATE["token"]):
         time.sleep(5)
         t0 = time.monotonic()
         stack.compose("restart", "wandb-bridge", timeout=120)
@@ -360,7 +361,7 @@ def test_bridge_restart_under_traffic_fails_no_request(stack: Harness, api: Api)
 
 def test_collector_kill_under_traffic_fails_no_request(stack: Harness, api: Api) -> None:
     before = api.sent
-    with Traffic(api, REPORT["_token"]):
+    with Traffic(api, STATE["token"]):
         time.sleep(5)
         collector = stack.container("otel-collector")
         t0 = time.monotonic()
