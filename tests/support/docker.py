@@ -192,12 +192,17 @@ class Harness:
         self.timings["app image build"] = time.monotonic() - t0
 
     def choose_ports(self) -> None:
-        """The compose defaults (127.0.0.1:8000, 127.0.0.1:16686) when free; else free ports, said so."""
-        for var, default in (("APP_PORT", 8000), ("JAEGER_UI_PORT", 16686)):
+        """The compose file's published ports (127.0.0.1:<default>) when free; else free ones, said so."""
+        config = (ROOT / "docker-compose.yml").read_text()
+        for var, default in (("APP_PORT", 8000), ("JAEGER_UI_PORT", 16686), ("DASHBOARD_PORT", 8088)):
+            if "${" + var + ":-" not in config:
+                continue
             port = default if port_free(default) else free_port()
             if port != default:
                 self.notes.append(f"{var}: {default} is taken on this machine, published on 127.0.0.1:{port}")
-                self.docker_env[var] = f"127.0.0.1:{port}"
+                # APP_PORT and JAEGER_UI_PORT name the host address too; DASHBOARD_PORT is the port alone
+                host_too = "${" + var + ":-127.0.0.1:" in config
+                self.docker_env[var] = f"127.0.0.1:{port}" if host_too else str(port)
             self.ports[var] = port
 
     # -- the running project ----------------------------------------------------------------------------------------
