@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # ai-diary API image. One image, three roles (see docker-compose.yml):
 #   app           gunicorn -c gunicorn.conf.py "app:create_app()"   (default CMD)
 #   wandb-bridge  wandb-bridge                                       (OTLP/HTTP -> W&B)
@@ -10,11 +9,12 @@ ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 # ---- build: a self-contained virtualenv from the pinned lock ------------------------------------------------
 FROM ${PYTHON_IMAGE} AS build
+# No UV_COMPILE_BYTECODE: precompiled .pyc files were 55 MB of a 366 MB image; the site-packages stay read-only and
+# PYTHONDONTWRITEBYTECODE keeps them so (each process compiles what it imports once, in memory: about 1 s at start).
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     UV_NO_CACHE=1 \
-    UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy
 RUN pip install --no-cache-dir uv==0.13.8 \
     && python -m venv --without-pip /opt/venv
@@ -40,12 +40,17 @@ ENV PATH=/opt/venv/bin:$PATH \
     PORT=8000 \
     WANDB_DIR=/var/lib/ai-diary \
     HOME=/home/app
-# uid/gid 10001, like the collector image, so a shared volume needs one owner.
-RUN groupadd --system --gid 10001 app \
-    && useradd --system --uid 10001 --gid app --home-dir /home/app --create-home --shell /usr/sbin/nologin app \
+# uid/gid 10001, like the collector image, so a shared volume needs one owner (a regular account: 10001 is above
+# SYS_UID_MAX, --system would warn; --no-log-init: no sparse lastlog/faillog entries for a high uid).
+RUN groupadd --gid 10001 app \
+    && useradd --no-log-init --uid 10001 --gid app --home-dir /home/app --create-home --shell /usr/sbin/nologin app \
     && mkdir -p /var/lib/ai-diary /var/log/ai-diary \
     && chown app:app /var/lib/ai-diary /var/log/ai-diary
 COPY --from=build /opt/venv /opt/venv
+# Flask's instance folder of the installed app (<venv>/var/<import name of app/factory.py>-instance) is the data
+# directory: without PSEUDONYM_SECRET (development only; production refuses to start) the generated pseudonym key is
+# kept there, on the app-data volume in compose, so pseudonyms stay stable across container restarts.
+RUN mkdir -p /opt/venv/var && ln -s /var/lib/ai-diary /opt/venv/var/app.factory-instance
 WORKDIR /srv/ai-diary
 COPY gunicorn.conf.py alerts.yaml ./
 ENV ALERTS_FILE=/srv/ai-diary/alerts.yaml

@@ -3,6 +3,8 @@
 Each module exposes ``run() -> str`` (a markdown section). Order: telemetry (issue 2), exporters, bridge.
 A bench that fails gets a section saying so (with the error), and the exit code is 1; the others still run.
 ``python -m bench telemetry exporters`` runs a subset (the file then holds only those sections).
+Sections measured elsewhere (a heading followed by a ``<!-- kept by python -m bench ... -->`` line, e.g. the figures of
+tests/integration/deploy/test_compose_real.py) are carried over from the current file unchanged.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = ("bench_telemetry", "bench_exporters", "bench_bridge")
+KEPT = "<!-- kept by python -m bench"
 logger = logging.getLogger("bench")
 
 
@@ -39,6 +42,16 @@ def header() -> str:
             "",
         ]
     )
+
+
+def kept_sections(text: str) -> list[str]:
+    """The ``## `` sections of ``text`` whose heading is followed by a KEPT marker line, each up to the next heading."""
+    lines, out = text.splitlines(), []
+    for i, line in enumerate(lines):
+        if line.startswith("## ") and i + 1 < len(lines) and lines[i + 1].startswith(KEPT):
+            end = next((j for j in range(i + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
+            out.append("\n".join(lines[i:end]).rstrip() + "\n")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{traceback.format_exc()[-2000:]}\n```\n"
             )
         logger.info("bench: %s took %.0f s", name, time.monotonic() - t0)
+    sections += kept_sections(
+        (ROOT / "BENCHMARKS.md").read_text(encoding="utf-8") if (ROOT / "BENCHMARKS.md").exists() else ""
+    )
     (ROOT / "BENCHMARKS.md").write_text("\n".join(sections), encoding="utf-8")
     logger.info("bench: wrote %s", ROOT / "BENCHMARKS.md")
     return 1 if failed else 0

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import random
+import signal
 import sys
 import threading
 import time
@@ -290,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     base_url = f"http://{host}:{port}/v1"  # type: ignore[str-bytes-safe]  # typeshed: str | bytes; bound, it is str
     sys.stdout.write(json.dumps({"host": host, "port": port, "base_url": base_url}) + "\n")
     sys.stdout.flush()
+    # SIGTERM (docker stop, compose down) ends the process like Ctrl-C does: as a container's PID 1 a signal without
+    # a handler is ignored, and every stop would wait out the grace period and end in SIGKILL (exit 137)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -297,3 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.server_close()
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

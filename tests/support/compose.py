@@ -82,6 +82,8 @@ class Topology:
         }
         self.tmp = tmp
         self.env = env
+        # the image the app service builds (the other services of our image name it without a build: section)
+        self.app_image = next(s["image"] for s in compose["services"].values() if "build" in s)
         self.ports = {(n, p): free_port() for n, s in self.services.items() for p in self._container_ports(s)}
         self.volumes = {name: tmp / "volumes" / name for name in compose.get("volumes", {})}
         for path in self.volumes.values():
@@ -119,12 +121,18 @@ class Topology:
             value = re.sub(rf"(?<![\w.-]){re.escape(target)}(?=/|$|[^\w.-])", str(host), value)
         return value.replace(f"{APP_WORKDIR}/", f"{ROOT}/")
 
-    def argv(self, name: str, command: list[str] | str) -> list[str]:
+    def argv(self, name: str, command: list[str] | str, *, entrypoint: bool = True) -> list[str]:
+        """The service's process: its command, after its entrypoint (a `/bin/sh -c SCRIPT sh` wrapper that ends in
+        `exec "$@"` runs as is, the command then found on the venv-first PATH). Healthchecks run without it."""
         cmd = shlex.split(command) if isinstance(command, str) else list(command)
         image = self.services[name]["image"]
+        wrapper = list(self.services[name].get("entrypoint") or []) if entrypoint else []
+        if wrapper:
+            assert wrapper[:2] == ["/bin/sh", "-c"], f"{name}: no local equivalent for entrypoint {wrapper}"
+            return [self.rewrite(name, a) for a in wrapper + cmd]
         if image.startswith(COLLECTOR_IMAGE):
             exe = [str(COLLECTOR_BIN)]
-        elif "build" in self.services[name]:  # our image: its PATH starts with the venv
+        elif image == self.app_image:  # our image: its PATH starts with the venv
             exe, cmd = [sys.executable if cmd[0] == "python" else str(VENV_BIN / cmd[0])], cmd[1:]
         else:
             raise AssertionError(f"no local equivalent for image {image}")
@@ -256,7 +264,9 @@ class Topology:
                     return resp.status == 200
             except OSError:
                 return False
-        probe = subprocess.run(self.argv(name, test[1:]), env=self.process_env(name), capture_output=True, timeout=10)
+        probe = subprocess.run(
+            self.argv(name, test[1:], entrypoint=False), env=self.process_env(name), capture_output=True, timeout=10
+        )
         return probe.returncode == 0
 
     def up(self) -> dict[str, Path]:

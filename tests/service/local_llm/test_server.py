@@ -209,6 +209,27 @@ def test_cli_announces_port(tmp_path):
         proc.stdout.close()
 
 
+@pytest.mark.integration  # `python -m app.local_llm` in its own process
+def test_cli_stops_cleanly_on_sigterm():
+    """SIGTERM ends the server with exit 0 (handled, not the default action): as a container's PID 1 an unhandled
+    SIGTERM is ignored, and `docker stop` would wait out the grace period and SIGKILL it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.local_llm", "--host", "127.0.0.1", "--port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        json.loads(LineReader(proc.stdout).next(30, "the port announcement"))
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        proc.stdout.close()
+
+
 @pytest.mark.parametrize(
     "env, value, message",
     [

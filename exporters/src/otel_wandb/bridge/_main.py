@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None, server_factory: Callable[[BridgeConfig, 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGUSR1, _on_flush)
     logger.info("wandb-bridge listening on %s", server.url)
+    if not config.token:
+        logger.warning("WANDB_BRIDGE_TOKEN is not set: requests are accepted without a bearer token (development only)")
     try:
         server.serve_forever()
     finally:
