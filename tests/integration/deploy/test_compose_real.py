@@ -194,7 +194,7 @@ def test_every_service_healthy_within_the_stated_time(stack: Harness) -> None:
         f"all healthy {stack.timings['up -> all healthy']:.0f} s after `up` (stated: {HEALTH_TIMEOUT_S} s)"
     )
     # published on loopback only (dockerd's --ip does not apply to compose networks: the file names 127.0.0.1)
-    for svc in ("app", "jaeger"):
+    for svc in ("app", "jaeger", "wandb-bridge"):
         bindings = stack.inspect(svc)["HostConfig"]["PortBindings"]
         assert bindings and all(b["HostIp"] == "127.0.0.1" for v in bindings.values() for b in v), bindings
 
@@ -342,6 +342,32 @@ def test_collector_log_files_routed_right(stack: Harness, tmp_path: Path) -> Non
     REPORT["log files (records)"] = {"combined.log": len(combined), "error.log": len(error), "audit.log": len(audit)}
 
 
+def test_live_dashboard_shows_the_traffic_sent(stack: Harness, api: Api) -> None:
+    """Issue 14 on the real stack: the bridge's dashboard, through the port compose publishes on the host's loopback,
+    shows request totals equal to what was sent (after one export interval), the run's identity, no diary text."""
+    base = f"http://127.0.0.1:{stack.ports['DASHBOARD_PORT']}"
+    sent = api.sent
+    t0 = time.monotonic()
+    data = poll(
+        lambda: (d := http_json(f"{base}/dashboard.json?range=all", timeout=10))["totals"]["requests"] >= sent and d,
+        90,
+        f"{sent} requests on the live dashboard",
+        interval=1,
+    )
+    assert data["totals"]["requests"] == sent, (data["totals"], sent)
+    page = httpx.get(f"{base}/dashboard", timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert "wandb sync" in page.text, "the offline run's identity names the upload command"
+    assert CANARY not in page.text and CANARY not in json.dumps(data)
+    assert httpx.post(f"{base}/dashboard", timeout=10).status_code == 405  # read-only
+    REPORT["live dashboard"] = {
+        "requests shown": data["totals"]["requests"],
+        "requests sent": sent,
+        "shown after s": round(time.monotonic() - t0, 1),
+    }
+
+
 # -- 3. faults under steady traffic --------------------------------------------------------------------------------
 
 
@@ -410,7 +436,7 @@ def test_down_kills_nothing_and_the_runs_hold_every_request(stack: Harness, api:
     sent = api.sent
     # everything the app sent has reached the bridge's queue before the stop (the collector retries until then)
     poll(lambda: bridge_stats(stack)["spans"] >= sent, 120, f">= {sent} spans at the bridge", interval=2)
-    grace = {"app": 35, "wandb-bridge": 40}  # docker-compose.yml stop_grace_period; the others: 10 s
+    grace = {"app": 35, "wandb-bridge": 40, "jaeger": 30}  # docker-compose.yml stop_grace_period; the others: 10 s
     running = [c["Service"] for c in stack.ps() if c["State"] == "running"]
     started = datetime.now(UTC)
     t0 = time.monotonic()
