@@ -247,11 +247,20 @@ def test_api_flows_through_the_local_llm(stack: Harness, api: Api) -> None:
 
 
 def test_development_defaults_are_announced_and_production_refuses(stack: Harness) -> None:
-    logs = stack.compose("logs", "--no-color", "app", "wandb-bridge").stdout
+    # the bridge starts its W&B run with the first interval that has data (WANDB_EXPORT_INTERVAL, 15 s here)
+    logs = poll(
+        lambda: (
+            (out := stack.compose("logs", "--no-color", "app", "wandb-bridge").stdout)
+            and "W&B run is offline" in out
+            and out
+        ),
+        60,
+        "the bridge's offline-run line",
+        interval=2,
+    )
     assert "no OPENAI_API_KEY: the AI features use the local LLM stand-in at http://local-llm:8001/v1" in logs
     assert "PSEUDONYM_SECRET is not set: pseudonyms use the development key" in logs
     assert "WANDB_BRIDGE_TOKEN is not set" in logs
-    assert "W&B run is offline" in logs
     prod = stack.compose(
         "run", "--rm", "--no-deps", "-T", "-e", "DEPLOYMENT_ENVIRONMENT=production", "app", timeout=120, check=False
     )
