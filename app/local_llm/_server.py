@@ -282,25 +282,30 @@ def main(argv: list[str] | None = None) -> int:
         faults = Faults.from_env({name: getattr(args, name) for name in local_llm_faults.ENV})
     except ValueError as exc:
         p.error(str(exc))  # exits 2, naming the flag or variable
-    server = make_server(args.host, args.port, faults)
-    host, port = server.server_address[:2]
-    if args.port_file:
-        with open(args.port_file + ".tmp", "w", encoding="utf-8") as fh:
-            fh.write(str(port))
-        os.replace(args.port_file + ".tmp", args.port_file)
-    base_url = f"http://{host}:{port}/v1"  # type: ignore[str-bytes-safe]  # typeshed: str | bytes; bound, it is str
-    sys.stdout.write(json.dumps({"host": host, "port": port, "base_url": base_url}) + "\n")
-    sys.stdout.flush()
     # SIGTERM (docker stop, compose down) ends the process like Ctrl-C does: as a container's PID 1 a signal without
-    # a handler is ignored, and every stop would wait out the grace period and end in SIGKILL (exit 137)
+    # a handler is ignored, and every stop would wait out the grace period and end in SIGKILL (exit 137). Installed
+    # before the port is announced: whoever reads the announcement may stop it at once.
     signal.signal(signal.SIGTERM, _interrupt)
+    server = make_server(args.host, args.port, faults)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
+        _announce_and_serve(server, args.port_file)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, also one that comes before serve_forever started
         pass
     finally:
         server.server_close()
     return 0
+
+
+def _announce_and_serve(server: ThreadingHTTPServer, port_file: str | None) -> None:
+    host, port = server.server_address[:2]
+    if port_file:
+        with open(port_file + ".tmp", "w", encoding="utf-8") as fh:
+            fh.write(str(port))
+        os.replace(port_file + ".tmp", port_file)
+    base_url = f"http://{host}:{port}/v1"  # type: ignore[str-bytes-safe]  # typeshed: str | bytes; bound, it is str
+    sys.stdout.write(json.dumps({"host": host, "port": port, "base_url": base_url}) + "\n")
+    sys.stdout.flush()
+    server.serve_forever()
 
 
 def _interrupt(signum: int, frame: object) -> None:

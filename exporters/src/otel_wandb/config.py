@@ -53,6 +53,9 @@ WANDB_BRIDGE_MAX_BODY_BYTES = "WANDB_BRIDGE_MAX_BODY_BYTES"
 WANDB_BRIDGE_SHUTDOWN_TIMEOUT_S = "WANDB_BRIDGE_SHUTDOWN_TIMEOUT_S"
 WANDB_BRIDGE_READ_TIMEOUT_S = "WANDB_BRIDGE_READ_TIMEOUT_S"  # every socket read of a request
 WANDB_BRIDGE_LOG_LEVEL = "WANDB_BRIDGE_LOG_LEVEL"
+# how many recent span ids the bridge remembers to drop a span a sender delivers twice (at-least-once: a collector
+# replaying its queue after a crash); default 100000, 0 = off
+WANDB_BRIDGE_DEDUP_SPANS = "WANDB_BRIDGE_DEDUP_SPANS"
 WANDB_BRIDGE_PUBLISH_DASHBOARD = "WANDB_BRIDGE_PUBLISH_DASHBOARD"  # auto | true | false: the W&B workspace
 WANDB_BRIDGE_DASHBOARD = "WANDB_BRIDGE_DASHBOARD"  # true | false: serve the live dashboard (default true)
 WANDB_BRIDGE_DASHBOARD_HOST = "WANDB_BRIDGE_DASHBOARD_HOST"  # its bind address (default 127.0.0.1)
@@ -290,6 +293,7 @@ class BridgeConfig:
     shutdown_timeout_s: float = 30.0
     read_timeout_s: float = 30.0
     log_level: str = "INFO"
+    dedup_spans: int = 100_000
     publish_dashboard: str = "auto"  # auto: when the run is online; true; false
     dashboard: bool = True  # serve the live dashboard (otel_wandb.report's DashboardServer)
     dashboard_host: str = "127.0.0.1"
@@ -309,6 +313,7 @@ class BridgeConfig:
             shutdown_timeout_s=float(env_number(env, WANDB_BRIDGE_SHUTDOWN_TIMEOUT_S, 30, lo=1, hi=3600, kind=int)),
             read_timeout_s=env_number(env, WANDB_BRIDGE_READ_TIMEOUT_S, 30.0, lo=0.1, hi=3600),
             log_level=bridge_log_level(env),
+            dedup_spans=env_number(env, WANDB_BRIDGE_DEDUP_SPANS, 100_000, lo=0, hi=10_000_000, kind=int),
             publish_dashboard="auto" if publish == "auto" else ("true" if publish in TRUE else "false"),
             dashboard=env_flag(env, WANDB_BRIDGE_DASHBOARD, default=True),
             dashboard_host=env_str(env, WANDB_BRIDGE_DASHBOARD_HOST, "127.0.0.1"),

@@ -123,7 +123,8 @@ def test_keep_alive_connection_survives_a_rejected_request(make_bridge, pipeline
             assert resp.status == want
     finally:
         conn.close()
-    assert len(pipeline.spans) == 4
+    assert bridge.stats.snapshot()["spans"] == 4  # two accepted requests on the one connection
+    assert len(pipeline.spans) == 2  # the same two spans sent twice count once
 
 
 def test_chunked_body(make_bridge, pipeline):
@@ -375,3 +376,43 @@ def test_config_errors_name_the_variable():
     ] == ["INFO", "DEBUG", "WARNING"]
     with pytest.raises(ConfigError, match="WANDB_BRIDGE_LOG_LEVEL"):
         log_level({"WANDB_BRIDGE_LOG_LEVEL": "verbose"})
+
+
+def test_a_span_delivered_twice_counts_once(make_bridge, pipeline):
+    """At-least-once transport: a collector that crashed replays batches the bridge already took. The replayed spans
+    are dropped (and counted) so the run's request totals stay exact; new spans in the same batch are kept."""
+    bridge = make_bridge()
+    assert post(bridge.url, "/v1/traces", spans_request(3).SerializeToString())[0] == 200
+    status, _, body = post(bridge.url, "/v1/traces", spans_request(5).SerializeToString())  # ids 1..3 again, 4, 5
+    assert status == 200 and not ExportTraceServiceResponse.FromString(body).HasField("partial_success")
+    assert [s.span_id for s in pipeline.spans] == [f"{i:016x}" for i in (1, 2, 3, 4, 5)]
+    health = get_json(bridge.url, "/healthz")[1]
+    assert (health["spans"], health["duplicate_spans"], health["errors"]) == (8, 3, 0)
+
+
+def test_dedup_window_is_bounded_and_can_be_off(make_bridge, pipeline):
+    bridge = make_bridge(dedup_spans=2)
+    for _ in range(2):
+        post(bridge.url, "/v1/traces", spans_request(3).SerializeToString())  # 3 ids > a window of 2
+    assert len(bridge.recent_spans._seen) <= 2
+    off = make_bridge(dedup_spans=0)
+    post(off.url, "/v1/traces", spans_request(1).SerializeToString())
+    post(off.url, "/v1/traces", spans_request(1).SerializeToString())
+    assert get_json(off.url, "/healthz")[1]["duplicate_spans"] == 0
+
+
+def test_a_body_cut_off_by_its_sender_is_incomplete_not_an_error(make_bridge):
+    """A sender killed mid-request (Content-Length promised more than arrived) is counted apart from bad data."""
+    import socket
+
+    bridge = make_bridge()
+    host, port = bridge.url.split("://", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            f"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: {PROTO}\r\nContent-Length: 100\r\n\r\n".encode()
+        )
+        sock.sendall(b"\x0a\x02")
+        sock.shutdown(socket.SHUT_WR)  # the sender is gone
+        sock.recv(4096)
+    health = get_json(bridge.url, "/healthz")[1]
+    assert (health["incomplete"], health["errors"]) == (1, 0)

@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 import zlib
+from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -26,6 +27,7 @@ from google.protobuf import json_format
 from otel_wandb.bridge import _decode as otlp_decode
 from otel_wandb.bridge._decode import LOGS, METRICS, TRACES, PayloadError, Record
 from otel_wandb.config import BridgeConfig
+from otel_wandb.records import SpanRecord
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +70,50 @@ class HttpError(Exception):
         self.status, self.message, self.rpc_code = status, message, rpc_code
 
 
+class IncompleteBodyError(HttpError):
+    """The sender went away in the middle of its body (a collector killed mid-request): answered 400 if the socket
+    still takes it, counted as ``incomplete``, not as an error of the sender's data."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(400, message)
+
+
+class RecentSpans:
+    """The last ``capacity`` span ids seen (64-bit hashes of trace id + span id, ~90 bytes each): a span delivered
+    twice -- at-least-once transport, a collector replaying its persistent queue after a crash -- is counted once."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._seen: set[int] = set()
+        self._order: deque[int] = deque()
+        self._lock = threading.Lock()
+
+    def new(self, records: list[SpanRecord]) -> tuple[list[SpanRecord], list[int]]:
+        """The records not seen before (nor twice within ``records``), and their keys, remembered from now on."""
+        if not self.capacity:
+            return records, []
+        kept: list[SpanRecord] = []
+        keys: list[int] = []
+        with self._lock:
+            seen, order = self._seen, self._order
+            for record in records:
+                key = hash((record.trace_id, record.span_id))
+                if key in seen:
+                    continue
+                seen.add(key)
+                order.append(key)
+                kept.append(record)
+                keys.append(key)
+            while len(order) > self.capacity:
+                seen.discard(order.popleft())
+        return kept, keys
+
+    def forget(self, keys: list[int]) -> None:
+        """Keys of spans that were not taken after all (the pipeline refused them: the sender will retry)."""
+        with self._lock:
+            self._seen.difference_update(keys)
+
+
 def gunzip(raw: bytes, cap: int) -> bytes:
     """Every member of a gzip body (RFC 1952 allows several; protobuf concatenation merges them), at most cap bytes
     inflated (413 above); 400 when it is not gzip or the stream is cut off before a member's end."""
@@ -95,7 +141,16 @@ class Stats:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.counts = {"requests": 0, "spans": 0, "metric_points": 0, "log_records": 0, "rejected": 0, "errors": 0}
+        self.counts = {
+            "requests": 0,
+            "spans": 0,
+            "metric_points": 0,
+            "log_records": 0,
+            "rejected": 0,
+            "errors": 0,
+            "incomplete": 0,
+            "duplicate_spans": 0,
+        }
 
     def add(self, **kw: int) -> None:
         with self.lock:
@@ -186,7 +241,7 @@ class _Handler(BaseHTTPRequestHandler):
                 logger.exception("bridge: %s %s failed", self.command, self.path)
                 raise HttpError(500, f"internal error ({type(exc).__name__}); not retryable", 13) from None
         except HttpError as err:
-            self.server.stats.add(errors=1)
+            self.server.stats.add(**{"incomplete" if isinstance(err, IncompleteBodyError) else "errors": 1})
             if err.status >= 500:
                 logger.warning("bridge: %s %s -> %d %s", self.command, self.path, err.status, err.message)
             extra = {"WWW-Authenticate": "Bearer"} if err.status == 401 else {}
@@ -234,7 +289,9 @@ class _Handler(BaseHTTPRequestHandler):
                 raise HttpError(413, f"body of {length} bytes exceeds WANDB_BRIDGE_MAX_BODY_BYTES={cap}", 8)
             raw = self.rfile.read(length)
             if len(raw) != length:
-                raise HttpError(400, f"the body ended after {len(raw)} of the {length} bytes Content-Length declares")
+                raise IncompleteBodyError(
+                    f"the body ended after {len(raw)} of the {length} bytes Content-Length declares"
+                )
         self._body_consumed = True
         encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
         if encoding == "gzip":
@@ -248,6 +305,8 @@ class _Handler(BaseHTTPRequestHandler):
         total = 0
         while True:
             line = self.rfile.readline(1024)
+            if not line:
+                raise IncompleteBodyError("the chunked body ended before its last chunk")
             digits = line.split(b";", 1)[0].strip()
             if not digits or len(digits) > 16 or not all(c in b"0123456789abcdefABCDEF" for c in digits):
                 raise HttpError(400, "malformed chunked body: a chunk size must be hexadecimal digits")
@@ -263,7 +322,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise HttpError(413, f"body exceeds WANDB_BRIDGE_MAX_BODY_BYTES={cap}", 8)
             chunk = self.rfile.read(size)
             if len(chunk) != size:
-                raise HttpError(400, "malformed chunked body: a chunk ended early")
+                raise IncompleteBodyError("the chunked body ended inside a chunk")
             parts.append(chunk)
             if self.rfile.readline(8) not in (b"\r\n", b"\n"):
                 raise HttpError(400, "malformed chunked body: a chunk is longer than its size")
@@ -305,6 +364,7 @@ class BridgeServer(ThreadingHTTPServer):
 
     def __init__(self, config: BridgeConfig, pipeline: Any) -> None:
         self.config, self.pipeline, self.stats = config, pipeline, Stats()
+        self.recent_spans = RecentSpans(config.dedup_spans)
         self._adders = {TRACES: pipeline.add_spans, METRICS: pipeline.add_metrics, LOGS: pipeline.add_logs}
         self._thread: threading.Thread | None = None
         super().__init__((config.host, config.port), _Handler)
@@ -317,12 +377,22 @@ class BridgeServer(ThreadingHTTPServer):
     def feed(self, signal: str, records: list[Record]) -> int:
         """Hand records to the pipeline; returns how many it rejected as invalid (the rest were taken). Raises
         HttpError(503, retryable) when the pipeline is closed or broken: the collector keeps the batch for later."""
+        keys: list[int] = []
+        if signal == TRACES:  # a span delivered twice (a collector's replay after a crash) counts once
+            fresh, keys = self.recent_spans.new(records)  # type: ignore[arg-type]  # TRACES: the records are spans
+            if len(fresh) < len(records):
+                self.stats.add(duplicate_spans=len(records) - len(fresh))
+            if not fresh:
+                return 0
+            records = list(fresh)
         try:
             rejected = self._adders[signal](records)
         except Exception as exc:  # the pipeline is broken: let the collector retry later
+            self.recent_spans.forget(keys)
             logger.warning("bridge: pipeline refused %d %s: %s", len(records), signal, exc)
             raise HttpError(503, f"pipeline unavailable: {exc}", 14) from None
         if rejected is None:
+            self.recent_spans.forget(keys)
             raise HttpError(503, "the pipeline is shutting down, retry later", 14)
         return max(0, min(len(records), int(rejected)))
 
