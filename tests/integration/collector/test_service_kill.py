@@ -124,7 +124,7 @@ def test_collector_killed_mid_load_no_service_request_fails(tmp_path: Path) -> N
             f">= {served} spans (one server span per request) at the bridge",
             interval=0.5,
         )
-        assert stats["rejected"] == 0 and stats["errors"] == 0, stats
+        assert stats["rejected"] == 0 and stats["errors"] == 0, (stats["last_error"], stats)
         logs = topo.volumes["logs"]
         after = wait_until(
             lambda: _audit_creates_since(logs, restarted_ns),

@@ -133,7 +133,7 @@ def test_compose_topology_end_to_end(tmp_path: Path) -> None:
             f"the bridge to receive >= {n_requests} spans",
             interval=0.5,
         )
-        assert stats["rejected"] == 0 and stats["errors"] == 0, stats
+        assert stats["rejected"] == 0 and stats["errors"] == 0, (stats["last_error"], stats)
         assert stats["log_records"] > 0, stats  # compose sends the logs to the bridge too (WANDB_BRIDGE_LOGS_EXPORTER)
 
         def server_spans() -> list[tuple[dict[str, Any], dict[str, Any]]] | None:

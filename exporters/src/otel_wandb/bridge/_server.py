@@ -72,7 +72,7 @@ class HttpError(Exception):
 
 class IncompleteBodyError(HttpError):
     """The sender went away in the middle of its body (a collector killed mid-request): answered 400 if the socket
-    still takes it, counted as ``incomplete``, not as an error of the sender's data."""
+    still takes it, counted as ``incomplete`` (like a sender gone before its answer), not as an error of its data."""
 
     def __init__(self, message: str) -> None:
         super().__init__(400, message)
@@ -151,15 +151,21 @@ class Stats:
             "incomplete": 0,
             "duplicate_spans": 0,
         }
+        self.last_error = ""  # "<status> <message>" of the last refused request: the why behind "errors"
 
     def add(self, **kw: int) -> None:
         with self.lock:
             for k, v in kw.items():
                 self.counts[k] += v
 
-    def snapshot(self) -> dict[str, int]:
+    def refused(self, status: int, message: str, *, incomplete: bool) -> None:
         with self.lock:
-            return dict(self.counts)
+            self.counts["incomplete" if incomplete else "errors"] += 1
+            self.last_error = f"{status} {message}"[:300]
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {**self.counts, "last_error": self.last_error}
 
 
 _RECORD_COUNTER = {TRACES: "spans", METRICS: "metric_points", LOGS: "log_records"}  # also the run's rejected/* names
@@ -235,13 +241,17 @@ class _Handler(BaseHTTPRequestHandler):
                 ) from None
             except HttpError:
                 raise
+            except (BrokenPipeError, ConnectionResetError):  # the sender went away: nobody to answer
+                self.server.stats.refused(0, "the sender closed the connection mid-exchange", incomplete=True)
+                self.close_connection = True
+                return
             except RecursionError:
                 raise HttpError(400, "the payload nests too deeply to be parsed") from None
             except Exception as exc:  # a bug of ours: an answer all the same, never a dropped connection
                 logger.exception("bridge: %s %s failed", self.command, self.path)
                 raise HttpError(500, f"internal error ({type(exc).__name__}); not retryable", 13) from None
         except HttpError as err:
-            self.server.stats.add(**{"incomplete" if isinstance(err, IncompleteBodyError) else "errors": 1})
+            self.server.stats.refused(err.status, err.message, incomplete=isinstance(err, IncompleteBodyError))
             if err.status >= 500:
                 logger.warning("bridge: %s %s -> %d %s", self.command, self.path, err.status, err.message)
             extra = {"WWW-Authenticate": "Bearer"} if err.status == 401 else {}
@@ -250,12 +260,15 @@ class _Handler(BaseHTTPRequestHandler):
             if not self._body_consumed:  # an unread body would be parsed as the next request: close instead
                 self.close_connection = True
                 extra["Connection"] = "close"
-            if as_json:
-                self._send(
-                    err.status, json.dumps({"code": err.rpc_code, "message": err.message}).encode(), _JSON, extra
-                )
-            else:
-                self._send(err.status, _status_proto(err.rpc_code, err.message), _PROTO, extra)
+            try:
+                if as_json:
+                    self._send(
+                        err.status, json.dumps({"code": err.rpc_code, "message": err.message}).encode(), _JSON, extra
+                    )
+                else:
+                    self._send(err.status, _status_proto(err.rpc_code, err.message), _PROTO, extra)
+            except (BrokenPipeError, ConnectionResetError):  # a sender that is gone cannot read its answer
+                self.close_connection = True
 
     def _check_auth(self) -> None:
         token = self.server.config.token
