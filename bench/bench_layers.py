@@ -44,6 +44,7 @@ import random
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 import urllib.request
@@ -883,6 +884,8 @@ def _total_tt(st: pstats.Stats) -> float:
     return float(st.get_stats_profile().total_tt)
 
 
+STDLIB = sysconfig.get_paths()["stdlib"] + "/"
+
 # Where a function lives, by its file: the first group whose marker is in the path (builtins have the file "~")
 GROUPS = (
     ("/otel_wandb/", "ours: otel_wandb (processors, exporters, sink)"),
@@ -921,7 +924,7 @@ def top_functions(stats: Mapping[str, pstats.Stats], n: int = 8) -> list[tuple[s
     acc: dict[str, float] = {}
     for st in stats.values():
         for (filename, line, fn), (_, _, tt, _, _) in st.stats.items():  # type: ignore[attr-defined]  # typeshed omits it
-            short = filename.split("site-packages/")[-1].replace(f"{ROOT}/", "")
+            short = filename.split("site-packages/")[-1].replace(f"{ROOT}/", "").replace(STDLIB, "")
             key = f"{short}:{line}({fn})"
             acc[key] = acc.get(key, 0.0) + tt
     return sorted(acc.items(), key=lambda kv: -kv[1])[:n]
