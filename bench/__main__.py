@@ -1,6 +1,7 @@
 """``python -m bench``: runs every benchmark module present and rewrites BENCHMARKS.md from their sections.
 
-Each module exposes ``run() -> str`` (a markdown section). Order: telemetry (issue 2), exporters, bridge.
+Each module exposes ``run() -> str`` (a markdown section). Order: telemetry (issue 2), exporters, bridge, scale
+(issue 12: the bridge behind agents and gateways).
 A bench that fails gets a section saying so (with the error), and the exit code is 1; the others still run.
 ``python -m bench telemetry exporters`` runs a subset (the file then holds only those sections).
 """
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ("bench_telemetry", "bench_exporters", "bench_bridge")
+MODULES = ("bench_telemetry", "bench_exporters", "bench_bridge", "bench_scale")
 logger = logging.getLogger("bench")
 
 
