@@ -34,6 +34,9 @@ def test_arithmetic() -> None:
     assert bs.marginal(0.1, 0.01, 20.0, 1000) == 0.0  # never below zero (tick noise)
     assert bs.rate_under(1.0, 0.1, 1e-4) == pytest.approx(9000)
     assert bs.rate_under(1.0, 0.1, 0.0) == float("inf")
+    # RAW: 0.001 cores + 30 µs/request; AGG: 0.02 cores + 1 µs/request -> 10x where 0.001 + 30e-6 r = 0.2 + 10e-6 r
+    assert bs.rate_for_ratio((0.001, 30e-6), (0.02, 1e-6)) == pytest.approx(0.199 / 20e-6)
+    assert bs.rate_for_ratio((0.001, 30e-6), (0.02, 3e-6)) == float("inf")  # per request only 10x: never above
 
 
 def _window(chain: str, rate: int, bridge: float, spans_in: int, points: int) -> bs.Window:
@@ -58,10 +61,10 @@ def test_section_renders_ratios_and_the_model() -> None:
         "agg1": {"bridge": 0.004, "agent": 0.002, "gateway": 0.001},
     }
     fast = {k: 1.0 for k in ("agent_cores", "gateway_cores", "requests", "spans", "gateway_spans", "send_s", "total_s")}
-    fast |= {"bridge_cores": 0.01, "agent_cores": 0.9, "gateway_cores": 0.5, "rate": 5000.0}
+    fast |= {"bridge_cores": 0.01, "agent_cores": 1.0, "gateway_cores": 0.7, "rate": 5000.0}
     res = bs.Results(windows, idle, fast, 20.0, (1000, 4000))
     ratio = 3.2 / (0.02 + 0.24)  # RAW 3.2 CPU-s, AGG 0.02 + 0.24 for the same 40,000 requests
     assert res.ratio("agg", 4000) == pytest.approx(ratio)
     text = bs.section(res)
     assert f"| **{ratio:.1f}x** |" in text  # >= 10x: bold
-    assert "| RAW | 4,000 |" in text and "The agent is the busiest tier" in text
+    assert "| RAW | 4,000 |" in text and "the agent is the busiest tier" in text
