@@ -1,6 +1,7 @@
 """``python -m bench``: runs every benchmark module present and rewrites BENCHMARKS.md from their sections.
 
-Each module exposes ``run() -> str`` (a markdown section). Order: telemetry (issue 2), exporters, bridge, layers (issue 12).
+Each module exposes ``run() -> str`` (a markdown section). Order: telemetry (issue 2), exporters, bridge, layers and
+scale (issue 12: what our layers cost per request; the bridge behind agents and gateways).
 A bench that fails gets a section saying so (with the error), and the exit code is 1; the others still run.
 ``python -m bench telemetry exporters`` runs a subset (the file then holds only those sections).
 Sections measured elsewhere (a heading followed by a ``<!-- kept by python -m bench ... -->`` line, e.g. the figures of
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ("bench_telemetry", "bench_exporters", "bench_bridge", "bench_layers")
+MODULES = ("bench_telemetry", "bench_exporters", "bench_bridge", "bench_layers", "bench_scale")
 KEPT = "<!-- kept by python -m bench"
 logger = logging.getLogger("bench")
 
