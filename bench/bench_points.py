@@ -15,8 +15,9 @@ Trees are compared in ONE run, interleaved A/B (alternating order per round), me
     BENCH_POINTS_BASE=/tmp/points-base .venv/bin/python -m bench.bench_points  # baseline tree vs this tree
     .venv/bin/python -m bench.bench_points --profile                          # cProfile of this tree
 
-``BENCH_POINTS_BASE`` is a checkout of the baseline (``git worktree add /tmp/points-base redesign``); each tree's
-``exporters/src`` is put first on the subprocess's PYTHONPATH, and the subprocess checks it imported that tree.
+``BENCH_POINTS_BASE`` is a checkout of the baseline (``git worktree add /tmp/points-base redesign``); this file
+runs as a script in each subprocess with only that tree's ``exporters/src`` on PYTHONPATH (checked: the otel_wandb
+imported must be that tree's).
 The rows written are compared between trees (same keys, values equal within 1e-9 relative): a speed-up that
 changed an output would fail the bench.
 """
@@ -195,9 +196,10 @@ def _child(bodies_file: str, repeats: int) -> None:
 
 
 def _run_tree(tree: Path, bodies_file: str) -> dict[str, Any]:
-    env = dict(os.environ, PYTHONPATH=f"{tree / 'exporters' / 'src'}{os.pathsep}{tree}")
+    # this file runs as a script (the baseline tree need not have it); only otel_wandb comes from ``tree``
+    env = dict(os.environ, PYTHONPATH=str(tree / "exporters" / "src"))
     out = subprocess.run(
-        [sys.executable, "-c", f"import bench.bench_points as b; b._child({bodies_file!r}, 2)"],
+        [sys.executable, __file__, "--child", bodies_file],
         env=env,
         cwd=tree,
         capture_output=True,
@@ -283,7 +285,9 @@ def _bucket_sizes(bodies: list[bytes]) -> tuple[int, int, int]:
 
 
 if __name__ == "__main__":
-    if "--profile" in sys.argv:
+    if sys.argv[1:2] == ["--child"]:
+        _child(sys.argv[2], 2)
+    elif "--profile" in sys.argv:
         bodies = build_bodies()
         measure(bodies)
         res = measure(bodies, profile=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import logging
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias, TypeVar
 
@@ -28,6 +28,7 @@ SLOW_COLUMNS = ["time", "trace_id", "route", "method", "status_code", "duration_
 GROUP_COLUMNS = ["fingerprint", "type", "message", "frame", "count", "first_seen", "last_seen", "sample_trace_ids"]
 LogWarning: TypeAlias = tuple[logging.Logger, str, tuple[object, ...]]  # (logger, msg, args), see take_warnings
 _K = TypeVar("_K")
+_QS = tuple(q for _, q in QUANTILES)
 
 
 @dataclass(slots=True)
@@ -72,6 +73,9 @@ class _Lat:
 
     def quantile_ms(self, q: float) -> float | None:
         return self.sketch.quantile(q)
+
+    def quantiles_ms(self, qs: Sequence[float]) -> list[float | None]:
+        return [self.sketch.quantile(q) for q in qs]
 
 
 def log_warnings(warnings: Iterable[LogWarning]) -> None:
@@ -404,8 +408,7 @@ class Aggregator:
                 row[f"http/requests{sfx}"] = x.count
                 row[f"http/errors{sfx}"] = x.errors
             row[f"http/error_rate{sfx}"] = x.errors / x.count if x.count else 0.0
-            for stat, q in QUANTILES:
-                v = x.quantile_ms(q)
+            for (stat, _), v in zip(QUANTILES, x.quantiles_ms(_QS), strict=True):
                 if v is not None:
                     row[f"http/{stat}_ms{sfx}"] = v
                     if not key and stat == "p95":

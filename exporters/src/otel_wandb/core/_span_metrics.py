@@ -23,7 +23,7 @@ requests and AI calls are counted, whatever the topology (export traces to have 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from otel_wandb import records as r
 from otel_wandb.core._stats import QUANTILES, ExpHist, ExplicitHist
@@ -45,6 +45,7 @@ DUPLICATES = frozenset(
     }
 )
 WORKER_ATTR = "app.worker.id"
+_QS = tuple(q for _, q in QUANTILES)
 _UNIT_MS = {"s": 1000.0, "ms": 1.0, "us": 0.001, "ns": 1e-6}
 Hist = ExpHist | ExplicitHist
 
@@ -70,8 +71,14 @@ class HistStats:
         self.hist = h if self.hist is None else self.hist.merged(h)
 
     def quantile_ms(self, q: float) -> float | None:
-        v = self.hist.quantile(q) if self.hist is not None else None
-        return None if v is None else v * self.to_ms
+        return self.quantiles_ms((q,))[0]
+
+    def quantiles_ms(self, qs: Sequence[float]) -> list[float | None]:
+        """``[self.quantile_ms(q) for q in qs]``, the histogram's buckets sorted once."""
+        if self.hist is None:
+            return [None] * len(qs)
+        to_ms = self.to_ms
+        return [None if v is None else v * to_ms for v in self.hist.quantiles(qs)]
 
 
 def _error(attrs: r.Attributes, code_class: str | None) -> bool:
@@ -152,8 +159,7 @@ class SpanMetricsSection:
             if x is not None:
                 row[f"ai/calls{sfx}"] = x.count
                 row[f"ai/errors{sfx}"] = x.errors
-                for name, q in QUANTILES:
-                    v = x.quantile_ms(q)
+                for (name, _), v in zip(QUANTILES, x.quantiles_ms(_QS), strict=True):
                     if v is not None:
                         row[f"ai/{name}_ms{sfx}"] = v
             for kind in ("input", "output"):
@@ -179,5 +185,5 @@ class SpanMetricsSection:
         if overall is None or overall.hist is None or not overall.count:
             return []
         n = min(size, overall.count, 200)
-        values = (overall.quantile_ms((i + 0.5) / n) for i in range(n))
+        values = overall.quantiles_ms([(i + 0.5) / n for i in range(n)])
         return [v for v in values if v is not None]

@@ -39,8 +39,9 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate, compress
 from typing import TypeAlias, overload
 
 from otel_wandb.records import MetricPoint
@@ -143,21 +144,31 @@ class ExpHist:
 
     @classmethod
     def from_point(cls, p: MetricPoint) -> ExpHist:
-        pos = {p.positive_offset + i: c for i, c in enumerate(p.positive_counts) if c}
-        neg = {p.negative_offset + i: c for i, c in enumerate(p.negative_counts) if c}
-        return cls(p.scale, p.zero_count, pos, neg, p.count, p.sum, p.min, p.max)
+        return cls(
+            p.scale,
+            p.zero_count,
+            _occupied(p.positive_offset, p.positive_counts),
+            _occupied(p.negative_offset, p.negative_counts),
+            p.count,
+            p.sum,
+            p.min,
+            p.max,
+        )
 
     def downscaled(self, scale: int) -> ExpHist:
         if scale >= self.scale:
             return self
         shift = self.scale - scale
-        pos: dict[int, int] = {}
-        neg: dict[int, int] = {}
-        for src, dst in ((self.pos, pos), (self.neg, neg)):
-            for i, c in src.items():
-                j = i >> shift
-                dst[j] = dst.get(j, 0) + c
-        return ExpHist(scale, self.zero_count, pos, neg, self.count, self.sum, self.min, self.max)
+        return ExpHist(
+            scale,
+            self.zero_count,
+            _downscaled(self.pos, shift),
+            _downscaled(self.neg, shift),
+            self.count,
+            self.sum,
+            self.min,
+            self.max,
+        )
 
     @overload
     def merged(self, other: ExpHist, sign: int = 1) -> ExpHist: ...
@@ -169,10 +180,7 @@ class ExpHist:
             return self.as_explicit().merged(other, sign)
         scale = min(self.scale, other.scale)
         a, b = self.downscaled(scale), other.downscaled(scale)
-        pos, neg = dict(a.pos), dict(a.neg)
-        for src, dst in ((b.pos, pos), (b.neg, neg)):
-            for i, c in src.items():
-                dst[i] = max(0, dst.get(i, 0) + sign * c)
+        pos, neg = _combined(a.pos, b.pos, sign), _combined(a.neg, b.neg, sign)
         lo, hi = _merged_range(a, b, sign)
         return ExpHist(
             scale,
@@ -203,28 +211,49 @@ class ExpHist:
         return ExplicitHist(bounds, counts, self.count, self.sum, self.min, self.max)
 
     def quantile(self, q: float) -> float | None:
+        return self.quantiles((q,))[0]
+
+    def quantiles(self, qs: Sequence[float]) -> list[float | None]:
+        """``[self.quantile(q) for q in qs]``, sorting the buckets once (bisect on their running counts)."""
         if self.count <= 0:
-            return None
-        neg = sorted(((i, c) for i, c in self.neg.items() if c), reverse=True)  # most negative first
-        pos = sorted((i, c) for i, c in self.pos.items() if c)
-        total = self.zero_count + sum(c for _, c in neg) + sum(c for _, c in pos)
+            return [None] * len(qs)
+        # the buckets in value order: negative ones most negative first, the zero bucket, the positive ones
+        neg = sorted(((i, c) for i, c in self.neg.items() if c), reverse=True) if self.neg else []
+        pos = sorted(compress(self.pos.items(), self.pos.values()))
+        zero = self.zero_count
+        counts = [c for _, c in neg]
+        if zero:
+            counts.append(zero)
+        counts += [c for _, c in pos]
+        cum = list(accumulate(counts))  # values up to and including each bucket
+        total = cum[-1] if cum else 0
         if total <= 0:
-            return None
-        rank = nearest_rank(q, total)
+            return [None] * len(qs)
+        increasing = min(counts) > 0  # else (counts < 0: never from a validated point) the linear scan
+        n_neg, first_pos = len(neg), len(neg) + (1 if zero else 0)
         base = 2.0 ** (2.0**-self.scale)
-        seen = 0
-        for i, c in neg:  # bucket [-base^(i+1), -base^i): the k-th value from its more negative edge
-            if seen + c >= rank:
-                return _clamp(-(base ** (i + 1 - _position(rank - seen, c))), self.min, self.max)
-            seen += c
-        if seen + self.zero_count >= rank:
-            return _clamp(0.0, self.min, self.max)
-        seen += self.zero_count
-        for i, c in pos:
-            if seen + c >= rank:
-                return _clamp(base ** (i + _position(rank - seen, c)), self.min, self.max)
-            seen += c
-        return self.max if self.max is not None else 0.0
+        lo, hi = self.min, self.max
+        out: list[float | None] = []
+        for q in qs:
+            rank = nearest_rank(q, total)
+            # the first bucket whose running count reaches the rank (counts are positive: cum increases)
+            j = (
+                bisect.bisect_left(cum, rank)
+                if increasing
+                else next((j for j, n in enumerate(cum) if n >= rank), len(cum))
+            )
+            if j >= len(cum):
+                out.append(hi if hi is not None else 0.0)
+                continue
+            c = counts[j]
+            k = rank - (cum[j] - c)
+            if j < n_neg:  # bucket [-base^(i+1), -base^i): the k-th value from its more negative edge
+                out.append(_clamp(-(base ** (neg[j][0] + 1 - _position(k, c))), lo, hi))
+            elif j < first_pos:
+                out.append(_clamp(0.0, lo, hi))
+            else:
+                out.append(_clamp(base ** (pos[j - first_pos][0] + _position(k, c)), lo, hi))
+        return out
 
 
 @dataclass(slots=True)
@@ -265,6 +294,9 @@ class ExplicitHist:
             bounds, counts, max(0, self.count + sign * other.count), self.sum + sign * other.sum, lo, hi
         )
 
+    def quantiles(self, qs: Sequence[float]) -> list[float | None]:
+        return [self.quantile(q) for q in qs]
+
     def quantile(self, q: float) -> float | None:
         total = sum(self.counts)
         if total <= 0:
@@ -292,6 +324,40 @@ class ExplicitHist:
 
 
 Hist: TypeAlias = ExpHist | ExplicitHist
+
+
+def _occupied(offset: int, counts: Sequence[int]) -> dict[int, int]:
+    """Dense bucket counts from ``offset`` -> {index: count} of the non-zero ones (in index order)."""
+    return dict(compress(zip(range(offset, offset + len(counts)), counts), counts))
+
+
+def _downscaled(src: dict[int, int], shift: int) -> dict[int, int]:
+    """Bucket counts at a scale ``shift`` coarser: bucket ``i`` becomes ``i >> shift`` (targets in the order met)."""
+    dst: dict[int, int] = {}
+    get = dst.get
+    for i, c in src.items():
+        j = i >> shift
+        dst[j] = get(j, 0) + c
+    return dst
+
+
+def _combined(a: dict[int, int], b: dict[int, int], sign: int) -> dict[int, int]:
+    """``a`` with each bucket of ``b`` added (sign 1) or subtracted (sign -1), clamped at 0: the loop
+    ``out[i] = max(0, out.get(i, 0) + sign * c)`` with the clamp as a comparison (``max`` is a slow call)."""
+    out = dict(a)
+    get = out.get
+    if sign == 1:
+        for i, c in b.items():
+            v = get(i, 0) + c
+            out[i] = v if v > 0 else 0
+    elif sign == -1:
+        for i, c in b.items():
+            v = get(i, 0) - c
+            out[i] = v if v > 0 else 0
+    else:
+        for i, c in b.items():
+            out[i] = max(0, get(i, 0) + sign * c)
+    return out
 
 
 def _merged_range(a: Hist, b: Hist, sign: int) -> tuple[float | None, float | None]:

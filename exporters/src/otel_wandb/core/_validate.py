@@ -34,6 +34,7 @@ MAX_BUCKETS = 16_384
 MAX_LOG2 = 1000.0  # 2**1000 ~ 1e301: bucket bounds stay finite floats
 MAX_DEPTH = 16
 REPLACEMENT = "\ufffd"
+_INT = {int}
 _KINDS = (r.SUM, r.GAUGE, r.HISTOGRAM, r.EXP_HISTOGRAM)
 
 
@@ -56,6 +57,13 @@ def _finite(x: Any) -> bool:
 
 def _count(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= MAX_COUNT
+
+
+def _counts(xs: Any) -> bool:
+    """``all(_count(x) for x in xs)``; a sequence of plain ints (what a decoder makes) is checked in C."""
+    if set(map(type, xs)) <= _INT:
+        return min(xs, default=0) >= 0 and max(xs, default=0) <= MAX_COUNT
+    return all(_count(x) for x in xs)
 
 
 def _time(x: Any) -> bool:
@@ -91,7 +99,7 @@ def _explicit_problem(p: r.MetricPoint) -> str | None:
         return "buckets"
     if not all(_finite(b) for b in bounds) or any(b >= c for b, c in itertools.pairwise(bounds)):
         return "bounds"
-    if not all(_count(c) for c in counts) or sum(counts) != p.count:
+    if not _counts(counts) or sum(counts) != p.count:
         return "buckets"
     return None
 
@@ -109,7 +117,7 @@ def _exponential_problem(p: r.MetricPoint) -> str | None:
             continue
         if not isinstance(offset, int) or max(abs(offset), abs(offset + len(counts))) * 2.0**-p.scale >= MAX_LOG2:
             return "offset"
-        if not all(_count(c) for c in counts):
+        if not _counts(counts):
             return "buckets"
         total += sum(counts)
     return None if total == p.count else "buckets"

@@ -1,0 +1,180 @@
+"""The exponential histogram math without per-bucket Python loops (``_stats``: ``_occupied``, ``_downscaled``,
+``_combined``, ``ExpHist.quantiles``; ``_validate._counts``) against the straightforward loops it replaced, on
+random histograms: the same buckets, in the same order, and the same quantiles bit for bit."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from otel_wandb import records as r
+from otel_wandb.core import _validate
+from otel_wandb.core._stats import (
+    ExpHist,
+    _clamp,
+    _combined,
+    _downscaled,
+    _occupied,
+    _position,
+    nearest_rank,
+)
+
+# -- the reference: the loops as they were ------------------------------------------------------------------------
+
+
+def ref_occupied(offset, counts):
+    return {offset + i: c for i, c in enumerate(counts) if c}
+
+
+def ref_downscaled(src, shift):
+    dst = {}
+    for i, c in src.items():
+        j = i >> shift
+        dst[j] = dst.get(j, 0) + c
+    return dst
+
+
+def ref_combined(a, b, sign):
+    out = dict(a)
+    for i, c in b.items():
+        out[i] = max(0, out.get(i, 0) + sign * c)
+    return out
+
+
+def ref_quantile(h, q):
+    if h.count <= 0:
+        return None
+    neg = sorted(((i, c) for i, c in h.neg.items() if c), reverse=True)
+    pos = sorted((i, c) for i, c in h.pos.items() if c)
+    total = h.zero_count + sum(c for _, c in neg) + sum(c for _, c in pos)
+    if total <= 0:
+        return None
+    rank = nearest_rank(q, total)
+    base = 2.0 ** (2.0**-h.scale)
+    seen = 0
+    for i, c in neg:
+        if seen + c >= rank:
+            return _clamp(-(base ** (i + 1 - _position(rank - seen, c))), h.min, h.max)
+        seen += c
+    if seen + h.zero_count >= rank:
+        return _clamp(0.0, h.min, h.max)
+    seen += h.zero_count
+    for i, c in pos:
+        if seen + c >= rank:
+            return _clamp(base ** (i + _position(rank - seen, c)), h.min, h.max)
+        seen += c
+    return h.max if h.max is not None else 0.0
+
+
+def ref_counts(xs):
+    return all(_validate._count(x) for x in xs)
+
+
+# -- random histograms --------------------------------------------------------------------------------------------
+
+
+def random_counts(rng, n):
+    return [rng.choice((0, 0, 1, 2, rng.randint(0, 10_000))) for _ in range(n)]
+
+
+def random_hist(rng, negative=True):
+    scale = rng.randint(-1, 8)
+    limit = min(400, int(999 * 2.0**scale) - 321)  # bucket bounds within a float, as validated
+    pos = ref_occupied(rng.randint(-limit, limit), random_counts(rng, rng.randint(0, 320)))
+    neg = ref_occupied(rng.randint(-limit, limit), random_counts(rng, rng.randint(0, 40))) if negative else {}
+    if rng.random() < 0.3:  # not in index order (a merge appends new buckets at the end)
+        pos = dict(rng.sample(list(pos.items()), len(pos)))
+    zero = rng.choice((0, 0, rng.randint(1, 50)))
+    count = zero + sum(pos.values()) + sum(neg.values())
+    lo = rng.choice((None, rng.uniform(-5, 0.01)))
+    hi = rng.choice((None, rng.uniform(1, 1e6)))
+    return ExpHist(scale, zero, pos, neg, count, rng.uniform(0, 1e6), lo, hi)
+
+
+SEEDS = range(200)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_bucket_maps_match_the_loops(seed):
+    rng = random.Random(seed)
+    offset, counts = rng.randint(-2000, 2000), random_counts(rng, rng.randint(0, 320))
+    got = _occupied(offset, tuple(counts))
+    assert got == ref_occupied(offset, counts) and list(got) == list(ref_occupied(offset, counts))
+    h = random_hist(rng)
+    for shift in range(0, 6):
+        got = _downscaled(h.pos, shift)
+        assert got == ref_downscaled(h.pos, shift) and list(got) == list(ref_downscaled(h.pos, shift))
+    other = random_hist(rng)
+    for sign in (1, -1, 2):
+        got = _combined(h.pos, other.pos, sign)
+        want = ref_combined(h.pos, other.pos, sign)
+        assert got == want and list(got) == list(want)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_merges_and_cumulative_diffs_match_the_loops(seed):
+    rng = random.Random(seed)
+    a, b = random_hist(rng), random_hist(rng)
+    for sign in (1, -1):
+        got = a.merged(b, sign)
+        scale = min(a.scale, b.scale)
+        want_pos = ref_combined(ref_downscaled(a.pos, a.scale - scale), ref_downscaled(b.pos, b.scale - scale), sign)
+        want_neg = ref_combined(ref_downscaled(a.neg, a.scale - scale), ref_downscaled(b.neg, b.scale - scale), sign)
+        assert (got.scale, got.pos, got.neg) == (scale, want_pos, want_neg)
+        assert list(got.pos) == list(want_pos)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_quantiles_are_the_linear_scan_bit_for_bit(seed):
+    rng = random.Random(seed)
+    h = random_hist(rng, negative=seed % 3 == 0)
+    qs = [0.5, 0.95, 0.99, 0.0, 1.0] + [(i + 0.5) / 200 for i in range(200)]
+    got = h.quantiles(qs)
+    want = [ref_quantile(h, q) for q in qs]
+    assert got == want  # exact: the same float operations
+    assert [h.quantile(q) for q in qs[:5]] == want[:5]
+
+
+def test_quantiles_of_edge_histograms():
+    cases = [
+        ExpHist(3, 0, {}, {}, 0),  # empty
+        ExpHist(3, 5, {}, {}, 5, 0.0, 0.0, 0.0),  # zeros only
+        ExpHist(3, 0, {4: 0}, {}, 3),  # count set, no bucket counts
+        ExpHist(0, 2, {1: 3}, {0: 1}, 6, 1.0),
+        ExpHist(2, 0, {1: 5, 2: -2, 3: 1}, {}, 4),  # negative counts (never from a point): the linear scan
+        ExpHist(2, -1, {1: 2}, {}, 1),
+    ]
+    for h in cases:
+        for q in (0.0, 0.01, 0.5, 0.95, 1.0):
+            assert h.quantiles([q]) == [ref_quantile(h, q)], (h, q)
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [
+        (),
+        (0, 1, 2),
+        (2**53,),
+        (2**53 + 1,),
+        (-1, 3),
+        (True, 1),
+        (1.0, 2),
+        (1, None),
+        (1, "2"),
+        (1, math.nan),
+        [3] * 320,
+        (r.SUM,),
+    ],
+)
+def test_bucket_count_check_matches_the_loop(counts):
+    assert _validate._counts(counts) == ref_counts(counts)
+
+
+def test_int_subclass_counts_are_checked_like_before():
+    class Count(int):
+        pass
+
+    assert _validate._counts((Count(3), 1)) is ref_counts((Count(3), 1)) is True
+    assert _validate._counts((Count(-3), 1)) is ref_counts((Count(-3), 1)) is False
