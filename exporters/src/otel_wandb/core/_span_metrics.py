@@ -65,10 +65,21 @@ class HistStats:
         self.hist: Hist | None = None
         self.to_ms = to_ms
 
-    def add(self, h: Hist, error: bool) -> None:
+    def add(self, h: Hist, error: bool, coarser: dict[int, ExpHist] | None = None) -> None:
+        """``coarser``: ``h`` downscaled, by scale, shared by the series one point goes into (each downscales it to
+        its own scale at most once per point: the same merge, without repeating the downscale per series)."""
         self.count += h.count
         self.errors += h.count if error else 0
-        self.hist = h if self.hist is None else self.hist.merged(h)
+        acc = self.hist
+        if acc is None:
+            self.hist = h
+            return
+        if coarser is not None and isinstance(acc, ExpHist) and isinstance(h, ExpHist) and acc.scale < h.scale:
+            hd = coarser.get(acc.scale)
+            if hd is None:
+                hd = coarser[acc.scale] = h.downscaled(acc.scale)
+            h = hd
+        self.hist = acc.merged(h)
 
     def quantile_ms(self, q: float) -> float | None:
         return self.quantiles_ms((q,))[0]
@@ -121,16 +132,18 @@ class SpanMetricsSection:
             worker = p.resource.get(WORKER_ATTR)
             if worker is not None:
                 keys.append(f"worker={label(worker)}")
+            coarser: dict[int, ExpHist] = {}
             for key in keys:
-                self._series(self.http, "http", key, to_ms).add(h, err)
+                self._series(self.http, "http", key, to_ms).add(h, err, coarser)
             if cls:
                 self.status[cls] = self.status.get(cls, 0) + h.count
         else:
             err = _error(attrs, None)
             model = label(attrs.get("gen_ai.request.model") or "unknown")
             feature = label(attrs.get("app.feature") or "unknown")
+            coarser = {}
             for key in ("", f"gen_ai.request.model={model}", f"app.feature={feature}"):
-                self._series(self.ai, "ai", key, to_ms).add(h, err)
+                self._series(self.ai, "ai", key, to_ms).add(h, err, coarser)
 
     def add_tokens(self, p: r.MetricPoint, h: Hist) -> None:
         kind = str(p.attributes.get("gen_ai.token.type") or "")

@@ -181,6 +181,9 @@ class ExpHist:
         scale = min(self.scale, other.scale)
         a, b = self.downscaled(scale), other.downscaled(scale)
         pos, neg = _combined(a.pos, b.pos, sign), _combined(a.neg, b.neg, sign)
+        if sign < 0:  # a cumulative point minus the previous one: keep the buckets that grew (the rest are 0, and
+            # every merge of this delta would walk them again; zero buckets count nowhere)
+            pos, neg = _nonzero(pos), _nonzero(neg)
         lo, hi = _merged_range(a, b, sign)
         return ExpHist(
             scale,
@@ -329,6 +332,10 @@ Hist: TypeAlias = ExpHist | ExplicitHist
 def _occupied(offset: int, counts: Sequence[int]) -> dict[int, int]:
     """Dense bucket counts from ``offset`` -> {index: count} of the non-zero ones (in index order)."""
     return dict(compress(zip(range(offset, offset + len(counts)), counts), counts))
+
+
+def _nonzero(counts: dict[int, int]) -> dict[int, int]:
+    return dict(compress(counts.items(), counts.values()))
 
 
 def _downscaled(src: dict[int, int], shift: int) -> dict[int, int]:
