@@ -16,6 +16,7 @@ from otel_wandb.core._stats import (
     ExpHist,
     _clamp,
     _combined,
+    _dense_diff,
     _downscaled,
     _occupied,
     _position,
@@ -187,3 +188,49 @@ def test_int_subclass_counts_are_checked_like_before():
 
     assert _validate._counts((Count(3), 1)) is ref_counts((Count(3), 1)) is True
     assert _validate._counts((Count(-3), 1)) is ref_counts((Count(-3), 1)) is False
+
+
+def exp_point(rng, scale, n_pos, n_neg):
+    return r.MetricPoint(
+        "lat",
+        r.EXP_HISTOGRAM,
+        scale=scale,
+        zero_count=rng.randint(0, 3),
+        positive_offset=rng.randint(-60, 60),
+        positive_counts=tuple(random_counts(rng, n_pos)),
+        negative_offset=rng.randint(-60, 60),
+        negative_counts=tuple(random_counts(rng, n_neg)),
+        count=10**6,
+    )
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_diff_of_two_points_from_their_arrays_is_the_loop(seed):
+    rng = random.Random(seed)
+    scale = rng.randint(0, 6)
+    p1 = exp_point(rng, scale, rng.randint(0, 320), rng.choice((0, 0, 30)))
+    p2 = exp_point(rng, scale, rng.randint(0, 320), rng.choice((0, 0, 30)))
+    a, b = ExpHist.from_point(p1), ExpHist.from_point(p2)
+    assert a.dense is not None
+    got = a.merged(b, -1)
+    for side, (oa, ca), (ob, cb) in (
+        ("pos", (p1.positive_offset, p1.positive_counts), (p2.positive_offset, p2.positive_counts)),
+        ("neg", (p1.negative_offset, p1.negative_counts), (p2.negative_offset, p2.negative_counts)),
+    ):
+        full = ref_combined(ref_occupied(oa, ca), ref_occupied(ob, cb), -1)
+        want = {i: c for i, c in full.items() if c}
+        assert getattr(got, side) == want and list(getattr(got, side)) == list(want)
+        assert _dense_diff(oa, ca, ob, cb) == want
+
+
+@pytest.mark.parametrize(
+    "b",
+    [(-1, 2), (3, -4, 0), (math.nan, -1), (math.nan, 2), (2.5, 1), (1, math.nan, -1)],
+)
+def test_a_diff_with_counts_no_point_has_is_the_loop(b):
+    for ob in (-3, 0, 1, 5):
+        a = (0, 4, 1, 7)
+        full = ref_combined(ref_occupied(0, a), ref_occupied(ob, b), -1)
+        got = _dense_diff(0, a, ob, b)
+        if got is not None:  # None: the caller takes the loop
+            assert got == {i: c for i, c in full.items() if c}

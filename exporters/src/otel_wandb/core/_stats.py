@@ -41,7 +41,8 @@ import bisect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate, compress
+from itertools import accumulate, compress, repeat
+from operator import gt, sub
 from typing import TypeAlias, overload
 
 from otel_wandb.records import MetricPoint
@@ -141,6 +142,11 @@ class ExpHist:
     sum: float = 0.0
     min: float | None = None
     max: float | None = None
+    # the point's own (offset, bucket counts) of the positive and negative range when made by from_point (read
+    # only): a later cumulative point of the stream is diffed against them without a per-bucket loop
+    dense: tuple[tuple[int, Sequence[int]], tuple[int, Sequence[int]]] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     @classmethod
     def from_point(cls, p: MetricPoint) -> ExpHist:
@@ -153,6 +159,7 @@ class ExpHist:
             p.sum,
             p.min,
             p.max,
+            ((p.positive_offset, p.positive_counts), (p.negative_offset, p.negative_counts)),
         )
 
     def downscaled(self, scale: int) -> ExpHist:
@@ -180,10 +187,14 @@ class ExpHist:
             return self.as_explicit().merged(other, sign)
         scale = min(self.scale, other.scale)
         a, b = self.downscaled(scale), other.downscaled(scale)
-        pos, neg = _combined(a.pos, b.pos, sign), _combined(a.neg, b.neg, sign)
-        if sign < 0:  # a cumulative point minus the previous one: keep the buckets that grew (the rest are 0, and
-            # every merge of this delta would walk them again; zero buckets count nowhere)
-            pos, neg = _nonzero(pos), _nonzero(neg)
+        pos = neg = None
+        if sign == -1 and a.dense is not None and b.dense is not None:  # two points of a stream, one scale
+            pos, neg = _dense_diff(*a.dense[0], *b.dense[0]), _dense_diff(*a.dense[1], *b.dense[1])
+        if pos is None or neg is None:
+            pos, neg = _combined(a.pos, b.pos, sign), _combined(a.neg, b.neg, sign)
+            if sign < 0:  # a cumulative point minus the previous one: keep the buckets that grew (the rest are 0,
+                # and every merge of this delta would walk them again; zero buckets count nowhere)
+                pos, neg = _nonzero(pos), _nonzero(neg)
         lo, hi = _merged_range(a, b, sign)
         return ExpHist(
             scale,
@@ -336,6 +347,24 @@ def _occupied(offset: int, counts: Sequence[int]) -> dict[int, int]:
 
 def _nonzero(counts: dict[int, int]) -> dict[int, int]:
     return dict(compress(counts.items(), counts.values()))
+
+
+def _dense_diff(oa: int, a: Sequence[int], ob: int, b: Sequence[int]) -> dict[int, int] | None:
+    """``_nonzero(_combined(_occupied(oa, a), _occupied(ob, b), -1))`` from the bucket arrays, without a Python loop:
+    the buckets of ``a`` less those of ``b`` at the same index, those that stay above 0, in index order. None (the
+    caller takes the loop) when ``b`` has a negative count: its buckets outside ``a`` would then count."""
+    if b and not min(b) >= 0:
+        return None
+    n = len(a)
+    start = ob - oa  # where b begins in a's range
+    if start >= 0:
+        aligned = [0] * min(start, n) + list(b[: max(0, n - start)])
+    else:
+        aligned = list(b[-start : n - start])
+    if len(aligned) < n:
+        aligned += [0] * (n - len(aligned))
+    diffs = list(map(sub, a, aligned))
+    return dict(compress(zip(range(oa, oa + n), diffs), map(gt, diffs, repeat(0))))
 
 
 def _downscaled(src: dict[int, int], shift: int) -> dict[int, int]:
