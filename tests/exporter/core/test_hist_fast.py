@@ -234,3 +234,21 @@ def test_a_diff_with_counts_no_point_has_is_the_loop(b):
         got = _dense_diff(0, a, ob, b)
         if got is not None:  # None: the caller takes the loop
             assert got == {i: c for i, c in full.items() if c}
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        {"http.route": 1, "http.request.method": 2},
+        {"http.route": 1, "bad\nkey": 2},
+        {"http.route": 1, "": 2},
+        {"http.route": 1, 5: 2},
+        {"http.route": 1, "x" * 256: 2},
+        {"x" * 255: 1},
+        {},
+    ],
+)
+def test_attribute_keys_are_checked_like_before_also_when_seen_before(keys):
+    for _ in range(2):  # the second time from the set of keys that passed
+        assert _validate._names(keys) is all(_validate.is_name(k) for k in keys)
+    assert all(_validate.is_name(k) for k in _validate._GOOD_NAMES)

@@ -35,12 +35,26 @@ MAX_LOG2 = 1000.0  # 2**1000 ~ 1e301: bucket bounds stay finite floats
 MAX_DEPTH = 16
 REPLACEMENT = "\ufffd"
 _INT = {int}
+_GOOD_NAMES: set[str] = set()  # attribute keys is_name() accepted (only str passes it)
+_GOOD_NAMES_MAX = 4096
 _KINDS = (r.SUM, r.GAUGE, r.HISTOGRAM, r.EXP_HISTOGRAM)
 
 
 def is_name(value: Any) -> bool:
     """A metric name or attribute key that may become part of a W&B key."""
     return isinstance(value, str) and 0 < len(value) <= MAX_NAME and value.isprintable()
+
+
+def _names(keys: Any) -> bool:
+    """``all(is_name(k) for k in keys)``; keys that passed before (a bounded set: keys repeat on every point of a
+    stream) are not checked again."""
+    if _GOOD_NAMES.issuperset(keys):
+        return True
+    if not all(is_name(k) for k in keys):
+        return False
+    if len(_GOOD_NAMES) < _GOOD_NAMES_MAX:
+        _GOOD_NAMES.update(keys)
+    return True
 
 
 def label(value: Any) -> str:
@@ -78,7 +92,7 @@ def point_problem(p: r.MetricPoint) -> str | None:
         return "kind"
     if not (_time(p.time_ns) and _time(p.start_time_ns)):
         return "time"
-    if p.attributes and not all(is_name(k) for k in p.attributes):
+    if p.attributes and not _names(p.attributes):
         return "attribute_key"
     if p.kind in (r.SUM, r.GAUGE):
         return None if _finite(p.value) else "value"
