@@ -152,10 +152,13 @@ def _report(h: Harness, request: pytest.FixtureRequest) -> None:
     lines += [f"  note: {n}" for n in h.notes]
     text = "\n".join(lines)
     (h.work / "report.txt").write_text(text + "\n")
+    # in make test's own output, not only in a failure's captured teardown: suspend capturing while writing
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        for line in lines:
-            reporter.write_line(line)
+    if capture is not None and reporter is not None:
+        with capture.global_and_fixture_disabled():
+            for line in lines:
+                reporter.write_line(line)
     else:
         print(text)
 
