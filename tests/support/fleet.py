@@ -2,7 +2,8 @@
 
 - ``GatewayHandle``: a gateway collector (collector/gateway.yaml) on its own loopback address (127.0.0.2, 127.0.0.3...),
   all on one OTLP/gRPC port, as the pods behind a Kubernetes headless service are.
-- ``AgentHandle``: an agent collector (collector/agent.yaml) in its own mount namespace (``unshare --mount``, root)
+- ``AgentHandle``: an agent collector (collector/agent.yaml) in its own mount namespace (``unshare --mount``: as
+  root, or through passwordless ``sudo -n`` with the collector itself back under our own uid, as on GitHub's runners)
   whose /etc/hosts is a private file bind-mounted over it: the agents' ``dns`` resolver looks the gateways' name up
   there, and ``HostsHealthChecker`` (the orchestrator's part) rewrites those files when a gateway stops answering its
   health check. Go re-reads /etc/hosts when it changed (checked at most every 5 s), so this exercises the
@@ -14,7 +15,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import threading
@@ -32,11 +35,20 @@ GATEWAYS_NAME = "gateways.fleet.test"
 SERVER, EXCEPTION = 2, "exception"
 
 
+def _root_prefix() -> list[str]:
+    """[] as root, else ``sudo -n --preserve-env`` (tests/support/compose.py runs its root services the same way)."""
+    return [] if os.geteuid() == 0 else ["sudo", "-n", "--preserve-env"]
+
+
 def can_unshare() -> str:
-    """'' when this process may run a command in a private mount namespace, else why not."""
+    """'' when this process may run a command in a private mount namespace (as root or through passwordless sudo),
+    else why not."""
     try:
         res = subprocess.run(
-            ["unshare", "--mount", "--propagation", "private", "true"], capture_output=True, text=True, timeout=10
+            [*_root_prefix(), "unshare", "--mount", "--propagation", "private", "true"],
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"unshare: {exc}"
@@ -102,26 +114,57 @@ def start_gateway(
 
 
 class AgentHandle(CollectorHandle):
-    """An agent whose /etc/hosts is ``hosts_file`` (bind-mounted in its own mount namespace): the collector itself is
-    the process we started (unshare and sh exec into it), so stopping and killing it work as for any collector."""
+    """An agent whose /etc/hosts is ``hosts_file`` (bind-mounted in its own mount namespace). unshare and sh exec into
+    the collector, whose pid the shell writes to ``pid_file`` first; not root, the namespace comes through ``sudo -n``
+    and ``setpriv`` gives the collector our own uid back. Stop and kill signal that pid, so they reach the collector
+    itself either way (sudo would relay SIGTERM but cannot relay SIGKILL)."""
 
     name = "agent"
 
     def __init__(self, hosts_file: Path, env: Mapping[str, str], ports: CollectorPorts, log_dir: Path, config: Path):
         super().__init__(env, ports, log_dir, config)
-        self.hosts_file = hosts_file
+        self.hosts_file, self.pid_file = hosts_file, log_dir.parent / "agent.pid"
+        as_us = (
+            []
+            if os.geteuid() == 0
+            else ["setpriv", f"--reuid={os.getuid()}", f"--regid={os.getgid()}", "--clear-groups"]
+        )
         self.args = [
+            *_root_prefix(),
             "unshare",
             "--mount",
             "--propagation",
             "private",
             "sh",
             "-c",
-            'mount --bind "$0" /etc/hosts && exec "$@"',
+            'echo $$ > "$0" && mount --bind "$1" /etc/hosts && shift && exec "$@"',
+            str(self.pid_file),
             str(hosts_file),
+            *as_us,
             str(COLLECTOR_BINARY),
             f"--config=file:{config}",
         ]
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.kill(int(self.pid_file.read_text()), sig)
+        except (OSError, ValueError):  # not started, or already gone
+            pass
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self._signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._signal(signal.SIGKILL)
+            return self.proc.wait(5)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self._signal(signal.SIGKILL)
+            self.proc.wait(5)
 
     def metrics(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
         return scrape("127.0.0.1", self.ports.metrics)
