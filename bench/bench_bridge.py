@@ -17,7 +17,7 @@ import random
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,8 @@ TICK = os.sysconf("SC_CLK_TCK")
 ROUTES = ["/api/entries", "/api/entries/{entry_id}", "/api/entries/{entry_id}/summary", "/api/users", "/api/mood"]
 
 
-def _kv(kvs: Any, attrs: dict[str, Any]) -> None:
+def set_attributes(kvs: Any, attrs: Mapping[str, str | int]) -> None:
+    """OTLP KeyValues from a mapping of str and int values (the benches' span attributes)."""
     for k, v in attrs.items():
         kv = kvs.add()
         kv.key = k
@@ -48,7 +49,7 @@ def spans_body(n: int, rng: random.Random) -> bytes:
     """Spans shaped like the service's: Flask server spans (11 attributes) and LLM client spans (gen_ai.*)."""
     req = ExportTraceServiceRequest()
     rs = req.resource_spans.add()
-    _kv(
+    set_attributes(
         rs.resource.attributes,
         {
             "service.name": "ai-diary",
@@ -68,7 +69,7 @@ def spans_body(n: int, rng: random.Random) -> bytes:
         s.end_time_unix_nano = now + rng.randint(1_000_000, 400_000_000)
         if i % 3 == 2:
             s.name, s.kind, s.parent_span_id = "chat gpt-4o-mini", 3, rng.randbytes(8)
-            _kv(
+            set_attributes(
                 s.attributes,
                 {
                     "gen_ai.operation.name": "chat",
@@ -84,7 +85,7 @@ def spans_body(n: int, rng: random.Random) -> bytes:
             route = rng.choice(ROUTES)
             code = 500 if rng.random() < 0.02 else 200
             s.name, s.kind = f"GET {route}", 2
-            _kv(
+            set_attributes(
                 s.attributes,
                 {
                     "http.request.method": "GET",
@@ -248,7 +249,7 @@ def _demo_payloads(rng: random.Random, rps: int, period: float) -> tuple[bytes, 
     for i in range(per * 2):
         r = sl.log_records.add()
         r.time_unix_nano, r.severity_number, r.body.string_value = time.time_ns(), 17 if i % 40 == 0 else 9, "request"
-        _kv(r.attributes, {"http.route": rng.choice(ROUTES), "enduser.pseudo.id": "u-0001"})
+        set_attributes(r.attributes, {"http.route": rng.choice(ROUTES), "enduser.pseudo.id": "u-0001"})
     metrics = ExportMetricsServiceRequest()
     m = metrics.resource_metrics.add().scope_metrics.add().metrics.add()
     m.name, m.unit = "http.server.request.duration", "s"
@@ -258,7 +259,7 @@ def _demo_payloads(rng: random.Random, rps: int, period: float) -> tuple[bytes, 
         p.count, p.sum = 100, 3.2
         p.explicit_bounds.extend([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5])
         p.bucket_counts.extend([10] * 10)
-        _kv(p.attributes, {"http.route": route, "http.request.method": "GET"})
+        set_attributes(p.attributes, {"http.route": route, "http.request.method": "GET"})
     return spans, logs.SerializeToString(), metrics.SerializeToString()
 
 

@@ -42,7 +42,6 @@ import os
 import pstats
 import random
 import statistics
-import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -56,7 +55,7 @@ from typing import Any
 
 from app.demo import topology
 from app.demo.procs import free_port
-from bench.bench_telemetry import SETUP, base_env, ensure_wrk, run_wrk, start_server, stop
+from bench.bench_telemetry import ensure_wrk, prepare, run_wrk, start_server, stop
 from bench.proctree import HELPER, TICK, descendants, read_procs, sample, thread_ticks, window
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,17 +210,7 @@ def one_window(
 @contextmanager
 def service(tmp: Path) -> Iterator[tuple[Load, dict[str, str]]]:
     """The database (one user, one entry) and the server environment shared by every variant."""
-    db_url = f"sqlite:///{tmp / 'bench.sqlite3'}"
-    env = base_env(tmp, db_url)
-    setup = subprocess.run(
-        [sys.executable, "-c", SETUP, db_url],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=dict(env, OTEL_SDK_DISABLED="true"),
-        check=True,
-    )
-    ids = json.loads(setup.stdout.strip().splitlines()[-1])
+    env, ids = prepare(tmp)
     yield Load(ensure_wrk(), "http://127.0.0.1:{port}/api/entries/" + str(ids["id"]), ids["token"]), env
 
 

@@ -35,15 +35,15 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from app.demo import topology
+from bench.bench_bridge import set_attributes
 
 logger = logging.getLogger("bench.scale")
 
@@ -75,16 +75,6 @@ DECISION_WAIT = "2s"  # tail_sampling decision wait (10 s by default): shorter s
 # -- the load: app-shaped traces ---------------------------------------------------------------------------------
 
 
-def _kv(kvs: Any, attrs: Mapping[str, str | int]) -> None:
-    for k, v in attrs.items():
-        kv = kvs.add()
-        kv.key = k
-        if isinstance(v, int):
-            kv.value.int_value = v
-        else:
-            kv.value.string_value = v
-
-
 @dataclass(frozen=True, slots=True)
 class Batch:
     """One OTLP export request of ``requests`` app requests (``spans`` spans, ``errors`` of them answered 500)."""
@@ -101,7 +91,7 @@ def requests_body(n: int, rng: random.Random, instance: str = "bench-w1", now_ns
     for AI routes a gen_ai chat span with its httpx CLIENT span; ERROR_SHARE of them fail with 500."""
     req = ExportTraceServiceRequest()
     rs = req.resource_spans.add()
-    _kv(
+    set_attributes(
         rs.resource.attributes,
         {
             "service.name": "ai-diary",
@@ -151,14 +141,18 @@ def requests_body(n: int, rng: random.Random, instance: str = "bench-w1", now_ns
             s.status.code = STATUS_ERROR
             ev = s.events.add()
             ev.name, ev.time_unix_nano = "exception", now
-            _kv(ev.attributes, {"exception.type": "RuntimeError", "exception.message": "llm upstream failed"})
+            set_attributes(
+                ev.attributes, {"exception.type": "RuntimeError", "exception.message": "llm upstream failed"}
+            )
             errors += 1
-        _kv(s.attributes, attrs)
+        set_attributes(s.attributes, attrs)
         d = db.spans.add()
         d.trace_id, d.span_id, d.parent_span_id, d.kind = trace_id, rng.randbytes(8), server_id, CLIENT
         d.name = "SELECT diary"
         d.start_time_unix_nano, d.end_time_unix_nano = start + 200_000, start + 1_200_000
-        _kv(d.attributes, {"db.system.name": "sqlite", "db.namespace": "diary", "db.operation.name": "SELECT"})
+        set_attributes(
+            d.attributes, {"db.system.name": "sqlite", "db.namespace": "diary", "db.operation.name": "SELECT"}
+        )
         spans += 2
         if is_ai:
             chat_id = rng.randbytes(8)
@@ -166,7 +160,7 @@ def requests_body(n: int, rng: random.Random, instance: str = "bench-w1", now_ns
             c.trace_id, c.span_id, c.parent_span_id, c.kind = trace_id, chat_id, server_id, CLIENT
             c.name = "chat gpt-4o-mini"
             c.start_time_unix_nano, c.end_time_unix_nano = start + 2_000_000, now - 1_000_000
-            _kv(
+            set_attributes(
                 c.attributes,
                 {
                     "gen_ai.operation.name": "chat",
@@ -183,7 +177,7 @@ def requests_body(n: int, rng: random.Random, instance: str = "bench-w1", now_ns
             h.trace_id, h.span_id, h.parent_span_id, h.kind = trace_id, rng.randbytes(8), chat_id, CLIENT
             h.name = "POST"
             h.start_time_unix_nano, h.end_time_unix_nano = start + 2_100_000, now - 1_100_000
-            _kv(
+            set_attributes(
                 h.attributes,
                 {"http.request.method": "POST", "http.response.status_code": 200, "server.address": "127.0.0.1"},
             )

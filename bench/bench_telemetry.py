@@ -159,21 +159,27 @@ def run_wrk(wrk: str, url: str, token: str, seconds: float) -> tuple[float, int]
     return float(m.group(1)), int(n.group(1))
 
 
+def prepare(tmp: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """The server environment on a SQLite file in ``tmp`` and that database with one user and one entry: (env, ids
+    with the entry's ``id`` and the user's ``token``)."""
+    db_url = f"sqlite:///{tmp / 'bench.sqlite3'}"
+    env = base_env(tmp, db_url)
+    setup = subprocess.run(
+        [sys.executable, "-c", SETUP, db_url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=dict(env, OTEL_SDK_DISABLED="true"),
+        check=True,
+    )
+    return env, json.loads(setup.stdout.strip().splitlines()[-1])
+
+
 def measure(seconds: float = 6.0, rounds: int = 3) -> dict[str, Any]:
     wrk = ensure_wrk()
     with tempfile.TemporaryDirectory(prefix="bench-telemetry-") as d:
         tmp = Path(d)
-        db_url = f"sqlite:///{tmp / 'bench.sqlite3'}"
-        env = base_env(tmp, db_url)
-        setup = subprocess.run(
-            [sys.executable, "-c", SETUP, db_url],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            env=dict(env, OTEL_SDK_DISABLED="true"),
-            check=True,
-        )
-        ids = json.loads(setup.stdout.strip().splitlines()[-1])
+        env, ids = prepare(tmp)
         sink = subprocess.Popen(
             [sys.executable, "-m", "bench.otlp_sink"], cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env
         )
