@@ -10,26 +10,13 @@ import pytest
 import wandb
 
 from otel_wandb import pipeline as pipeline_mod
-from otel_wandb import records as r
 from otel_wandb.config import ConfigError, ExportConfig
 from otel_wandb.pipeline import Pipeline
 from otel_wandb.pricing import PriceList
 from otel_wandb.sdk import WandbSpanExporter
 from otel_wandb.sink import WandbSink
-from tests.support import wait_until
+from tests.support import server_span, wait_until
 from tests.support.wandb_run import RecorderRun, table_rows
-
-
-def span(i, code=200):
-    return r.SpanRecord(
-        "GET /x",
-        r.SERVER,
-        0,
-        1_000_000,
-        f"{i:032x}",
-        f"{i:016x}",
-        attributes={"http.route": "/x", "http.response.status_code": code},
-    )
 
 
 @pytest.fixture
@@ -44,7 +31,7 @@ def test_at_most_one_log_per_interval_and_nothing_lost_under_concurrency(run):
 
     def producer(base):
         for b in range(50):
-            p.add_spans([span(base + b * 10 + k) for k in range(10)])
+            p.add_spans([server_span(base + b * 10 + k) for k in range(10)])
             time.sleep(0.001)  # pacing: the producers stay busy across several 0.05 s intervals of the flusher
 
     threads = [threading.Thread(target=producer, args=(n * 100_000,), daemon=True) for n in range(4)]
@@ -60,12 +47,12 @@ def test_at_most_one_log_per_interval_and_nothing_lost_under_concurrency(run):
     assert sum(x["http/requests"] for x in run.logged) == 2000
     assert run.logged[-1]["http/requests_total"] == 2000
     assert sum(res.signals.requests for res in seen) == 2000
-    assert p.add_spans([span(1)]) is None, "closed pipeline refuses input"
+    assert p.add_spans([server_span(1)]) is None, "closed pipeline refuses input"
 
 
 def test_force_flush_writes_the_pending_interval_now_with_tables(run):
     p = Pipeline(WandbSink(run=run), interval_s=3600)
-    p.add_spans([span(1, code=503), span(2)])
+    p.add_spans([server_span(1, code=503), server_span(2)])
     assert p.force_flush(5)
     assert len(run.logged) == 1
     payload = run.logged[0]
@@ -87,7 +74,7 @@ def test_failing_listener_does_not_stop_others_or_export(run, caplog):
     got = []
     p.add_listener(lambda res: 1 / 0)
     p.add_listener(got.append)
-    p.add_spans([span(1)])
+    p.add_spans([server_span(1)])
     with caplog.at_level(logging.ERROR):
         assert p.force_flush(5)
     assert len(got) == 1 and len(run.logged) == 1
@@ -120,9 +107,9 @@ def test_init_failure_disables_sink_once_and_exporter_returns_failure(tmp_path, 
     p = Pipeline(sink, interval_s=3600)
     exporter = WandbSpanExporter(pipeline=p)
     with caplog.at_level(logging.WARNING, logger="otel_wandb.sink"):
-        p.add_spans([span(1)])
+        p.add_spans([server_span(1)])
         assert not p.force_flush(30)
-        p.add_spans([span(2)])
+        p.add_spans([server_span(2)])
         assert not p.force_flush(5)
     assert sink.disabled
     assert len([m for m in caplog.messages if "wandb.init failed" in m]) == 1
@@ -180,10 +167,10 @@ def test_flush_and_shutdown_are_bounded_when_the_sink_hangs(run):
     release = threading.Event()
     run.log = lambda payload: release.wait(30)  # a wandb that never answers
     p = Pipeline(WandbSink(run=run), interval_s=3600)
-    p.add_spans([span(1)])
+    p.add_spans([server_span(1)])
     t0 = time.monotonic()
     assert not p.force_flush(0.3)
-    p.add_spans([span(2)])
+    p.add_spans([server_span(2)])
     assert not p.shutdown(0.5)
     assert time.monotonic() - t0 < 3
     release.set()
@@ -193,9 +180,9 @@ def test_sink_calls_happen_on_the_flusher_thread(run):
     threads = []
     run.log = lambda payload: threads.append(threading.current_thread().name)
     p = Pipeline(WandbSink(run=run), interval_s=3600)
-    p.add_spans([span(1)])
+    p.add_spans([server_span(1)])
     assert p.force_flush(5)
-    p.add_spans([span(2)])
+    p.add_spans([server_span(2)])
     assert p.shutdown(5)
     assert threads == ["wandb-export-flusher", "wandb-export-flusher"]
 
@@ -215,7 +202,7 @@ def test_shutdown_is_bounded_while_wandb_init_hangs(caplog):
 
     sink = WandbSink(init_fn=hanging_init, finish_timeout=10)
     p = Pipeline(sink, interval_s=3600)
-    p.add_spans([span(1)])
+    p.add_spans([server_span(1)])
     wait_until(
         lambda: calls, 20, "wandb.init to start"
     )  # the first record starts the init at once, on the flusher thread
@@ -288,12 +275,12 @@ def test_flusher_survives_a_failing_flush_and_writes_the_next_interval(run, capl
         return real_flush(now_ns)
 
     monkeypatch.setattr(p._agg, "flush", flush_once_broken)
-    p.add_spans([span(1)])
+    p.add_spans([server_span(1)])
     with caplog.at_level(logging.ERROR, logger="otel_wandb.pipeline"):
         assert not p.force_flush(5), "the failed interval is reported"
     assert [m for m in caplog.messages if m == "W&B export interval failed"], caplog.messages
     assert p._thread.is_alive(), "the flusher thread survived"
-    p.add_spans([span(2)])
+    p.add_spans([server_span(2)])
     assert p.force_flush(5), "and writes the next interval"
     (row,) = run.logged
     assert row["http/requests_total"] == 2  # the failed flush closed nothing: both spans are in the next interval
@@ -318,9 +305,9 @@ def test_timed_intervals_go_on_after_the_sink_and_a_listener_raise(run, caplog):
     p.add_listener(lambda result: 1 / 0)
     p.add_listener(got.append)
     with caplog.at_level(logging.ERROR, logger="otel_wandb.pipeline"):
-        p.add_spans([span(1)])
+        p.add_spans([server_span(1)])
         wait_until(lambda: failed, 10, "the first timed interval to fail in the sink")
-        p.add_spans([span(2)])
+        p.add_spans([server_span(2)])
         wait_until(lambda: run.logged, 10, "a later timed interval to reach the run")
         wait_until(lambda: any(res.signals.requests for res in got), 10, "the good listener to see a request")
     assert p._thread.is_alive()

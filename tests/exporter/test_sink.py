@@ -12,26 +12,13 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from otel_wandb import records as r
 from otel_wandb.pipeline import Pipeline
 from otel_wandb.sdk import WandbSpanExporter
 from otel_wandb.sink import WandbSink
-from tests.support import wait_until
+from tests.support import server_span, wait_until
 from tests.support.wandb_run import RecorderRun
 
 SINK_LOGGER = "otel_wandb.sink"
-
-
-def span(i: int) -> r.SpanRecord:
-    return r.SpanRecord(
-        "GET /x",
-        r.SERVER,
-        0,
-        1_000_000,
-        f"{i:032x}",
-        f"{i:016x}",
-        attributes={"http.route": "/x", "http.response.status_code": 200},
-    )
 
 
 def sdk_span():
@@ -92,11 +79,11 @@ def test_failing_log_loses_that_interval_only_and_the_next_one_is_written(caplog
     p = Pipeline(WandbSink(run=run), interval_s=3600)
     exporter = WandbSpanExporter(pipeline=p)
     with caplog.at_level(logging.WARNING, logger=SINK_LOGGER):
-        p.add_spans([span(1)])
+        p.add_spans([server_span(1)])
         assert not p.force_flush(5), "the interval could not be written"
         assert not p.last_export_ok
         assert exporter.export([sdk_span()]) is SpanExportResult.FAILURE, "the SDK is told the export failed"
-        p.add_spans([span(2)])
+        p.add_spans([server_span(2)])
         assert p.force_flush(5), "the next interval is written"
         assert exporter.export([sdk_span()]) is SpanExportResult.SUCCESS, "and the exporter recovers"
     assert len(run.log.failures) == 1
@@ -125,7 +112,7 @@ def test_failing_finish_is_reported_not_raised(caplog):
 
     run.finish = broken_finish
     p = Pipeline(WandbSink(run=run), interval_s=3600)
-    p.add_spans([span(1)])
+    p.add_spans([server_span(1)])
     with caplog.at_level(logging.WARNING, logger=SINK_LOGGER):
         assert p.shutdown(5) is False, "the run did not finish: shutdown says so"
         assert p.shutdown(5) is True, "idempotent"

@@ -26,6 +26,7 @@ from typing import IO, Any, TypeVar
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from app.demo.procs import free_port
+from otel_wandb import records
 
 __all__ = [
     "ROOT",
@@ -179,3 +180,14 @@ def metric_points(reader: InMemoryMetricReader, name: str) -> list[Any]:
                 if metric.name == name:
                     points.extend(metric.data.data_points)
     return points
+
+
+def server_span(
+    i: int, code: int = 200, route: str = "/x", duration_ns: int = 1_000_000, method: str | None = None
+) -> records.SpanRecord:
+    """A plain server span record with ids derived from ``i`` (distinct spans for distinct ``i``)."""
+    attributes: dict[str, Any] = {"http.route": route, "http.response.status_code": code}
+    if method:
+        attributes["http.request.method"] = method
+    name = f"{method or 'GET'} {route}"
+    return records.SpanRecord(name, records.SERVER, 0, duration_ns, f"{i:032x}", f"{i:016x}", attributes=attributes)

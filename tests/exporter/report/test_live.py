@@ -17,21 +17,14 @@ from otel_wandb.pipeline import Pipeline
 from otel_wandb.report import DashboardServer
 from otel_wandb.report._live import data
 from otel_wandb.sink import WandbSink
+from tests.support import server_span
 from tests.support.wandb_run import RecorderRun
 
 CANARY = "diary-canary-7f3a"
 
 
-def span(i: int, code: int = 200, route: str = "/api/entries") -> r.SpanRecord:
-    return r.SpanRecord(
-        f"GET {route}",
-        r.SERVER,
-        0,
-        2_000_000,
-        f"{i:032x}",
-        f"{i:016x}",
-        attributes={"http.route": route, "http.request.method": "GET", "http.response.status_code": code},
-    )
+def _span(i: int, code: int = 200, route: str = "/api/entries") -> r.SpanRecord:
+    return server_span(i, code, route, duration_ns=2_000_000, method="GET")
 
 
 @pytest.fixture
@@ -62,9 +55,9 @@ def base(server: DashboardServer) -> str:
 
 
 def test_the_page_shows_what_the_sink_wrote_and_no_second_count(pipeline, dashboard):
-    pipeline.add_spans([span(i) for i in range(7)] + [span(100 + i, 500) for i in range(3)])
+    pipeline.add_spans([_span(i) for i in range(7)] + [_span(100 + i, 500) for i in range(3)])
     assert pipeline.flush_once()
-    pipeline.add_spans([span(200 + i) for i in range(5)])
+    pipeline.add_spans([_span(200 + i) for i in range(5)])
     assert pipeline.flush_once()
     run = pipeline.sink.run
     written = sum(row["http/requests"] for row in run.logged)
@@ -94,7 +87,7 @@ def test_a_range_keeps_the_intervals_that_ended_within_it(pipeline):
 
 
 def test_an_alert_the_sink_recorded_is_on_the_page(pipeline, dashboard):
-    pipeline.add_spans([span(1)])
+    pipeline.add_spans([_span(1)])
     assert pipeline.flush_once()
     assert pipeline.sink.alert("error rate above 5%", "error rate 40% over 5 min", "ERROR")
     p = json.loads(get(f"{base(dashboard)}/dashboard.json?range=15m")[2])
@@ -131,7 +124,7 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 
 def test_privacy_the_page_holds_no_more_than_the_run(pipeline, dashboard):
     """Attributes with diary text never become row keys or values, so the page cannot show them either."""
-    s = span(1)
+    s = _span(1)
     s.attributes.update({"app.diary.text": CANARY, "gen_ai.prompt": CANARY})
     pipeline.add_spans([s])
     assert pipeline.flush_once()
@@ -176,11 +169,11 @@ def test_in_process_opt_in_serves_one_process_and_never_fails_the_pipeline(tmp_p
 
 def test_every_viewer_shares_one_drawing_until_the_run_moves(pipeline, dashboard):
     url = f"{base(dashboard)}/dashboard.json?range=all"
-    pipeline.add_spans([span(i) for i in range(4)])
+    pipeline.add_spans([_span(i) for i in range(4)])
     assert pipeline.flush_once()
     first, again = get(url)[2], get(url)[2]
     assert first is not again and first == again and json.loads(first)["totals"]["requests"] == 4
     assert len(dashboard._cache) == 1, "the second viewer got the first drawing"
-    pipeline.add_spans([span(10 + i) for i in range(3)])
+    pipeline.add_spans([_span(10 + i) for i in range(3)])
     assert pipeline.flush_once()
     assert json.loads(get(url)[2])["totals"]["requests"] == 7, "a new interval is a new drawing"
