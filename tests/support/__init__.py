@@ -53,16 +53,27 @@ def exact(values: Sequence[float], q: float) -> float:
     return v[min(len(v) - 1, max(0, math.ceil(q * len(v)) - 1))]
 
 
-def wait_until(check: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+def wait_until(
+    check: Callable[[], T],
+    timeout: float,
+    what: str,
+    interval: float = 0.05,
+    retry_on: tuple[type[BaseException], ...] = (),
+) -> T:
     """Call ``check`` until it returns something truthy (returned) or ``timeout`` seconds pass (AssertionError
-    naming ``what`` and the last value seen)."""
+    naming ``what`` and the last value seen). Exceptions of the ``retry_on`` types count as "not yet" (a service
+    restarting)."""
     deadline = time.monotonic() + timeout
     while True:
-        value = check()
-        if value:
-            return value
+        try:
+            value: Any = check()
+        except retry_on as exc:
+            value = f"{type(exc).__name__}: {exc}"
+        else:
+            if value:
+                return value  # type: ignore[no-any-return]  # check's own T
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {value!r})")
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {value!r:.2000})")
         time.sleep(interval)
 
 

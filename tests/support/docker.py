@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support import ROOT, free_port
+from tests.support import ROOT, free_port, wait_until
 
 SCRIPTS = ROOT / "scripts" / "docker"
 PROJECT = "ai-diary-compose-test"  # not the file's own name (ai-diary): a developer's stack is left alone
@@ -296,17 +296,9 @@ def http_json(url: str, timeout: float = 10) -> Any:
         return json.loads(resp.read())
 
 
+RESTARTING = (OSError, ValueError, AssertionError, subprocess.SubprocessError)
+
+
 def poll(check: Callable[[], Any], timeout: float, what: str, interval: float = 1.0) -> Any:
-    """Like tests.support.wait_until, with exceptions of ``check`` counted as "not yet" (a service restarting)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (OSError, ValueError, AssertionError, subprocess.SubprocessError) as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {str(last)[:2000]}")
+    """tests.support.wait_until with the failures of a service that is (re)starting counted as "not yet"."""
+    return wait_until(check, timeout, what, interval, retry_on=RESTARTING)
