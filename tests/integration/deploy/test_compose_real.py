@@ -360,8 +360,11 @@ def test_live_dashboard_shows_the_traffic_sent(stack: Harness, api: Api) -> None
     base = f"http://127.0.0.1:{stack.ports['DASHBOARD_PORT']}"
     sent = api.sent
     t0 = time.monotonic()
+    # before the bridge's first interval with data the total is null (not measured yet), never a made-up 0
     data = poll(
-        lambda: (d := http_json(f"{base}/dashboard.json?range=all", timeout=10))["totals"]["requests"] >= sent and d,
+        lambda: (
+            ((d := http_json(f"{base}/dashboard.json?range=all", timeout=10))["totals"]["requests"] or 0) >= sent and d
+        ),
         90,
         f"{sent} requests on the live dashboard",
         interval=1,
