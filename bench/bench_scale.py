@@ -68,6 +68,7 @@ SETTLE_S = 9.0
 ROUNDS = 3
 DRIVE_REQUESTS = 60_000
 PER_EXPORT = 100
+INSTANCES, WORKERS = 4, 2  # the app processes: 4 gunicorn instances x 2 workers (as in the fleet test), one host
 EXPORT_INTERVAL_S = "10"  # the bridge's wandb.log interval in this bench (the default is 60 s)
 DECISION_WAIT = "2s"  # tail_sampling decision wait (10 s by default): shorter settling, same work per trace
 
@@ -86,7 +87,9 @@ class Batch:
     ai: int
 
 
-def requests_body(n: int, rng: random.Random, instance: str = "bench-w1", now_ns: int | None = None) -> Batch:
+def requests_body(
+    n: int, rng: random.Random, instance: str = "bench-1-w0", now_ns: int | None = None, worker: str = "0"
+) -> Batch:
     """``n`` app requests as one ExportTraceServiceRequest, one trace each: SERVER span + SQLAlchemy CLIENT span, and
     for AI routes a gen_ai chat span with its httpx CLIENT span; ERROR_SHARE of them fail with 500."""
     req = ExportTraceServiceRequest()
@@ -97,7 +100,7 @@ def requests_body(n: int, rng: random.Random, instance: str = "bench-w1", now_ns
             "service.name": "ai-diary",
             "service.version": "0.1.0",
             "service.instance.id": instance,
-            "app.worker.id": instance.rsplit("-", 1)[-1],
+            "app.worker.id": worker,
             "telemetry.sdk.language": "python",
             "telemetry.sdk.name": "opentelemetry",
         },
@@ -376,10 +379,15 @@ class Window:
     rate: float = 0.0
 
 
-def make_batches(n_requests: int, rng: random.Random, instances: int = 4) -> list[Batch]:
-    """Pre-built exports (built before the window: the sender's CPU stays out of it), spread over app instances."""
+def make_batches(
+    n_requests: int, rng: random.Random, instances: int = INSTANCES, workers: int = WORKERS
+) -> list[Batch]:
+    """Pre-built exports (built before the window: the sender's CPU stays out of it), spread over the app processes:
+    ``instances`` gunicorn instances of ``workers`` workers each (``service.instance.id`` per process, the worker slot
+    ``app.worker.id`` 0..workers-1 in every instance, as gunicorn.conf.py sets them)."""
+    procs = [(f"bench-{i + 1}-w{w}", str(w)) for i in range(instances) for w in range(workers)]
     return [
-        requests_body(PER_EXPORT, rng, instance=f"bench-w{i % instances + 1}")
+        requests_body(PER_EXPORT, rng, instance=procs[i % len(procs)][0], worker=procs[i % len(procs)][1])
         for i in range(max(1, n_requests // PER_EXPORT))
     ]
 
@@ -643,7 +651,8 @@ def section(res: Results) -> str:
             "trace, the slow ones and 5 % of the rest) -> bridge (`WANDB_EXPORT_REQUEST_SOURCE=span_metrics`); "
             "**AGG 1 %** = AGG with `TAIL_SAMPLING_BASELINE_PERCENT=1`. App-shaped traces: "
             f"{spr:.2f} spans per request (Flask server + SQLAlchemy span; 20 % AI routes add a gen_ai and an httpx "
-            f"span), 2 % errors (500, `error.type`, exception event), 4 app instances, OTLP exports of {PER_EXPORT} "
+            f"span), 2 % errors (500, `error.type`, exception event), {INSTANCES} app instances x {WORKERS} workers "
+            f"(distinct `service.instance.id`, worker slots `app.worker.id` 0..{WORKERS - 1}), OTLP exports of {PER_EXPORT} "
             f"requests. {n} rounds per chain and rate, interleaved (the order rotates): windows of {SEND_S:.0f} s "
             f"sending + {SETTLE_S:.0f} s settling; bridge `WANDB_EXPORT_INTERVAL={EXPORT_INTERVAL_S}`, gateway "
             f"decision wait {DECISION_WAIT}; every bridge warmed up first (its W&B run starts on the first data). "
@@ -668,7 +677,8 @@ def section(res: Results) -> str:
             + ", ".join(f"{NAMES[a]} {res.idle[a]['bridge']:.4f}" for a in ARMS)
             + f". Cost split: {1e6 * per_span:.0f} µs per span (RAW rounds) and {1e6 * per_point:.0f} µs per "
             f"span_metrics point (AGG rounds minus their sampled spans at that cost); AGG receives "
-            f"{res.points_per_s('agg'):.1f} points/s (4 app instances: every stream, cumulative, every 5 s) whatever "
+            f"{res.points_per_s('agg'):.1f} points/s (a stream per host, worker slot and route/method/status or model/feature: "
+            "cumulative, every 5 s) whatever "
             "the request rate. The bridge's model, fixed cores + CPU per request (steady traffic, no settling):",
             "",
             "| bridge of | fixed cores (idle + span_metrics points) | CPU per 1,000 requests (spans received) "

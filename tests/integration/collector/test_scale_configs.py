@@ -159,15 +159,25 @@ class _Capture(BaseHTTPRequestHandler):
         self.end_headers()
 
 
+INSTANCES = (("t-1", "0"), ("t-2", "0"), ("t-3", "1"))
+
+
 def _traces(n: int) -> ExportTraceServiceRequest:
     """n traces: a SERVER span (every 5th a 500 with status ERROR) with a gen_ai CLIENT child; plus, in each trace,
-    an HTTP CLIENT span (the LLM API call) that span_metrics/http must not count as a request."""
+    an HTTP CLIENT span (the LLM API call) that span_metrics/http must not count as a request. Trace i comes from
+    app process INSTANCES[i % 3]: two processes in worker slot 0 (two gunicorn instances of one host), one in slot 1."""
     req = ExportTraceServiceRequest()
-    rs = req.resource_spans.add()
-    set_attributes(rs.resource.attributes, {"service.name": "ai-diary", "service.instance.id": "t-1"})
-    ss = rs.scope_spans.add()
+    scopes = []
+    for instance, slot in INSTANCES:
+        rs = req.resource_spans.add()
+        set_attributes(
+            rs.resource.attributes,
+            {"service.name": "ai-diary", "service.instance.id": instance, "app.worker.id": slot, "process.pid": 4242},
+        )
+        scopes.append(rs.scope_spans.add())
     now = time.time_ns()
     for i in range(n):
+        ss = scopes[i % len(INSTANCES)]
         tid = (0xABC000 + i).to_bytes(16, "big")
         err = i % 5 == 0
         spans: tuple[tuple[int, dict[str, Any]], ...] = (
@@ -245,27 +255,45 @@ def test_agent_span_metrics_and_gateway_samples_reach_the_bridge(collector_bin: 
         status, _, _ = post(agent.http_endpoint, "/v1/traces", _traces(n).SerializeToString())
         assert status == 200
 
-        def newest_calls() -> dict[str, int]:
-            newest: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[int, int]] = {}
+        Stream = tuple[str, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
+
+        def newest_streams() -> dict[Stream, tuple[int, int]]:
+            newest: dict[Stream, tuple[int, int]] = {}
             for path, body in list(_Capture.bodies):
                 if path != "/v1/metrics":
                     continue
                 req = ExportMetricsServiceRequest.FromString(body)
                 for rm in req.resource_metrics:
+                    res = tuple(sorted((a.key, a.value.string_value) for a in rm.resource.attributes))
                     for sm in rm.scope_metrics:
                         for m in sm.metrics:
                             if m.name.endswith(".calls"):
                                 for p in m.sum.data_points:
-                                    key = (m.name, tuple(sorted((a.key, str(a.value)) for a in p.attributes)))
+                                    key = (m.name, res, tuple(sorted((a.key, str(a.value)) for a in p.attributes)))
                                     if key not in newest or p.time_unix_nano >= newest[key][0]:
                                         newest[key] = (p.time_unix_nano, p.as_int)
+            return newest
+
+        def newest_calls() -> dict[str, int]:
             out: dict[str, int] = {}
-            for (name, _), (_, v) in newest.items():
+            for (name, _, _), (_, v) in newest_streams().items():
                 out[name] = out.get(name, 0) + v
             return out
 
         want = {"span_metrics.http.server.calls": n, "span_metrics.gen_ai.client.calls": n}
         wait_until(lambda: newest_calls() == want, 30, "span_metrics totals")
+        # one stream per host and worker slot, not per app process: the two slot-0 processes add into one series,
+        # and the per-process resource attributes are gone (the gateways still get them: the tap below)
+        resources = {res for _, res, _ in newest_streams()}
+        env = (("deployment.environment", "local"), ("deployment.environment.name", "local"))
+        host = (("host.name", "host-t"), ("service.name", "ai-diary"))
+        assert resources == {(("app.worker.id", slot), *env, *host) for slot in ("0", "1")}, resources
+        slot0 = sum(
+            v
+            for (name, res, _), (_, v) in newest_streams().items()
+            if name == "span_metrics.http.server.calls" and ("app.worker.id", "0") in res
+        )
+        assert slot0 == sum(1 for i in range(n) if INSTANCES[i % 3][1] == "0")
         sampled = wait_until(lambda: [b for p, b in _Capture.bodies if p == "/v1/traces"], 20, "sampled traces")
         trace_ids = {
             s.trace_id
@@ -290,6 +318,15 @@ def test_agent_span_metrics_and_gateway_samples_reach_the_bridge(collector_bin: 
         wait_until(lambda: len(_span_lines(spans_file)) == 3 * n, 10, "every span in the tap")
         tapped = _span_lines(spans_file)
         assert {s["traceId"] for s in tapped} == {(0xABC000 + i).to_bytes(16, "big").hex() for i in range(n)}
+        instances = {
+            a["value"]["stringValue"]
+            for line in spans_file.read_text().splitlines()
+            if line.strip()
+            for rs in json.loads(line).get("resourceSpans", [])
+            for a in rs["resource"]["attributes"]
+            if a["key"] == "service.instance.id"
+        }
+        assert instances == {i for i, _ in INSTANCES}  # what goes on to the gateways keeps its process resource
         # the agent, not the gateway, writes this host's log files
         assert (tmp_path / "agent-logs").is_dir() and not any((tmp_path / "gw-logs").iterdir())
     finally:
