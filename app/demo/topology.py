@@ -128,11 +128,21 @@ class CollectorPorts:
     metrics: int = field(default_factory=free_port)
 
 
+# Passed to every collector started here (harmless where unused): the gateway's tail_sampling names the policy that
+# kept a trace, which its bridge pipeline reads (collector/gateway.yaml). Alpha upstream: off unless asked for.
+FEATURE_GATES = ("processor.tailsamplingprocessor.recordpolicy",)
+
+
+def collector_command(config: str | Path) -> list[str]:
+    """The collector's command line for ``config``."""
+    return [str(COLLECTOR_BINARY), f"--config=file:{config}", f"--feature-gates={','.join(FEATURE_GATES)}"]
+
+
 class CollectorHandle(_Proc):
     name = "collector"
 
     def __init__(self, env: Mapping[str, str], ports: CollectorPorts, log_dir: Path, config: Path) -> None:
-        super().__init__([str(COLLECTOR_BINARY), f"--config=file:{config}"], env)
+        super().__init__(collector_command(config), env)
         self.ports, self.log_dir, self.config = ports, log_dir, config
 
     @property

@@ -23,7 +23,7 @@ start_gw() {
   env OTEL_COLLECTOR_GRPC_PORT=${p}4417 OTEL_COLLECTOR_HTTP_PORT=${p}4418 OTEL_COLLECTOR_HEALTH_PORT=${p}4134 \
       OTEL_COLLECTOR_METRICS_PORT=${p}4889 OTEL_COLLECTOR_QUEUE_DIR="$run/gw$n-queue" \
       WANDB_BRIDGE_ENDPOINT=http://127.0.0.1:14319 ${!idvar:+OTEL_GATEWAY_ID=${!idvar}} \
-      nice -n 5 "$bin" --config="$col/gateway.yaml" >"$run/gw$n.log" 2>&1 &
+      nice -n 5 "$bin" --config="$col/gateway.yaml" --feature-gates=processor.tailsamplingprocessor.recordpolicy >"$run/gw$n.log" 2>&1 &
   echo $! >"$run/gw$n.pid"
   wait_health ${p}4134
 }

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from app.demo.procs import free_port
-from app.demo.topology import COLLECTOR_BINARY, CollectorHandle, CollectorPorts, collector_env
+from app.demo.topology import CollectorHandle, CollectorPorts, collector_command, collector_env
 
 GATEWAYS_NAME = "gateways.fleet.test"
 SERVER, EXCEPTION = 2, "exception"
@@ -141,8 +141,7 @@ class AgentHandle(CollectorHandle):
             str(self.pid_file),
             str(hosts_file),
             *as_us,
-            str(COLLECTOR_BINARY),
-            f"--config=file:{config}",
+            *collector_command(config),
         ]
 
     def _signal(self, sig: int) -> None:

@@ -91,7 +91,8 @@ def test_agents_count_every_span_with_the_dimensions_the_bridge_breaks_down() ->
     assert pipes["metrics/span_metrics"]["exporters"][0] == "${env:WANDB_BRIDGE_EXPORTER:-otlp_http/wandb_bridge}"
     assert agent["exporters"]["otlp_http/wandb_bridge"]["sending_queue"]["storage"] == "file_storage/queue"
     # the gateways sample and never count (a second span_metrics would double every request)
-    assert "connectors" not in gw
+    assert not [c for c in gw.get("connectors", {}) if c.startswith("span_metrics")]
+    assert gw["service"]["pipelines"]["traces/bridge"]["receivers"] == ["forward/sampled"]
     assert gw["service"]["pipelines"]["traces"]["processors"] == ["memory_limiter", "tail_sampling"]
     for name in ("otlp_http/wandb_bridge", "otlp_http/backend"):
         assert gw["exporters"][name]["sending_queue"]["storage"] == "file_storage/queue", name
@@ -159,6 +160,10 @@ class _Capture(BaseHTTPRequestHandler):
         self.end_headers()
 
 
+class _Backend(_Capture):
+    bodies: list[tuple[str, bytes]] = []
+
+
 INSTANCES = (("t-1", "0"), ("t-2", "0"), ("t-3", "1"))
 
 
@@ -221,6 +226,9 @@ def test_agent_span_metrics_and_gateway_samples_reach_the_bridge(collector_bin: 
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Capture)
     _Capture.bodies = []
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    backend = ThreadingHTTPServer(("127.0.0.1", 0), _Backend)
+    _Backend.bodies = []
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
     gw_ports = CollectorPorts()
     fast = {"OTEL_COLLECTOR_BATCH_TIMEOUT": "200ms", "SPAN_METRICS_FLUSH_INTERVAL": "1s"}
     gateway = start_collector(
@@ -228,7 +236,10 @@ def test_agent_span_metrics_and_gateway_samples_reach_the_bridge(collector_bin: 
             **fast,
             "WANDB_BRIDGE_ENDPOINT": f"http://127.0.0.1:{server.server_port}",
             "TAIL_SAMPLING_DECISION_WAIT": "1s",
-            "TAIL_SAMPLING_BASELINE_PERCENT": "0",
+            # every trace is kept (baseline 100 %): the backend gets them all, the bridge only the error traces
+            "TAIL_SAMPLING_BASELINE_PERCENT": "100",
+            "OTLP_BACKEND_TRACES_EXPORTER": "otlp_http/backend",
+            "OTLP_BACKEND_ENDPOINT": f"http://127.0.0.1:{backend.server_port}",
         },
         tmp_path / "gw-logs",
         config=GATEWAY,
@@ -303,6 +314,35 @@ def test_agent_span_metrics_and_gateway_samples_reach_the_bridge(collector_bin: 
             for s in ss.spans
         }
         assert trace_ids == {(0xABC000 + i).to_bytes(16, "big") for i in range(0, n, 5)}  # the error traces only
+
+        def backend_traces() -> set[bytes]:
+            return {
+                s.trace_id
+                for p, b in list(_Backend.bodies)
+                if p == "/v1/traces"
+                for rs in ExportTraceServiceRequest.FromString(b).resource_spans
+                for ss in rs.scope_spans
+                for s in ss.spans
+            }
+
+        wait_until(lambda: len(backend_traces()) == n, 20, "every trace at the backend (baseline 100 %)")
+        policies = {
+            a.value.string_value
+            for p, b in list(_Backend.bodies)
+            if p == "/v1/traces"
+            for rs in ExportTraceServiceRequest.FromString(b).resource_spans
+            for ss in rs.scope_spans
+            for a in ss.scope.attributes
+            if a.key == "tailsampling.policy"
+        }
+        assert policies == {"errors", "baseline"}, policies  # the first policy that kept each trace
+        assert {  # and still only the error traces at the bridge, now that every decision was taken
+            s.trace_id
+            for b in [b for p, b in _Capture.bodies if p == "/v1/traces"]
+            for rs in ExportTraceServiceRequest.FromString(b).resource_spans
+            for ss in rs.scope_spans
+            for s in ss.spans
+        } == trace_ids
         # the bridge core adds the cumulative streams up (one gateway here; SCALING-NOTES.md has two)
         agg = core.Aggregator(process_start_ns=time.time_ns() - 120 * 10**9)
         for path, body in list(_Capture.bodies):
@@ -333,3 +373,4 @@ def test_agent_span_metrics_and_gateway_samples_reach_the_bridge(collector_bin: 
         agent.stop()
         gateway.stop()
         server.shutdown()
+        backend.shutdown()
