@@ -67,6 +67,9 @@ SECRET = "sk-canary-7f3a9c"
         {"SMTP_HOST": "mail", "SMTP_STARTTLS": SECRET},
         {"WANDB_INIT_TIMEOUT": SECRET},
         {"WANDB_EXPORT_PRICING": SECRET},
+        {"WANDB_EXPORT_TABLES_INTERVAL": SECRET},
+        {"WANDB_EXPORT_ERROR_ROWS": SECRET},
+        {"WANDB_EXPORT_ERROR_ROWS": "0"},
     ],
 )
 def test_an_error_names_the_variable_and_never_its_value(env):
@@ -82,6 +85,8 @@ def test_blank_means_the_default_everywhere(blank):
     names = (
         "WANDB_EXPORT_INTERVAL",
         "WANDB_EXPORT_MAX_SERIES",
+        "WANDB_EXPORT_TABLES_INTERVAL",
+        "WANDB_EXPORT_ERROR_ROWS",
         "WANDB_METRICS_TEMPORALITY",
         "WANDB_BRIDGE_PORT",
         "WANDB_BRIDGE_HOST",

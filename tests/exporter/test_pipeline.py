@@ -11,6 +11,7 @@ import wandb
 
 from otel_wandb import pipeline as pipeline_mod
 from otel_wandb.config import ConfigError, ExportConfig
+from otel_wandb.core import CoreConfig
 from otel_wandb.pipeline import Pipeline
 from otel_wandb.pricing import PriceList
 from otel_wandb.sdk import WandbSpanExporter
@@ -268,11 +269,11 @@ def test_flusher_survives_a_failing_flush_and_writes_the_next_interval(run, capl
     p = Pipeline(WandbSink(run=run), interval_s=3600)
     real_flush, calls = p._agg.flush, []
 
-    def flush_once_broken(now_ns):
+    def flush_once_broken(now_ns, tables=None):
         calls.append(now_ns)
         if len(calls) == 1:
             raise MemoryError("aggregation blew up")
-        return real_flush(now_ns)
+        return real_flush(now_ns, tables)
 
     monkeypatch.setattr(p._agg, "flush", flush_once_broken)
     p.add_spans([server_span(1)])
@@ -315,3 +316,30 @@ def test_timed_intervals_go_on_after_the_sink_and_a_listener_raise(run, caplog):
     assert "W&B export interval failed" in caplog.messages
     assert any(m.startswith("W&B export listener") and m.endswith("failed") for m in caplog.messages)
     assert p.shutdown(5)
+
+
+def test_periodic_intervals_hold_the_tables_back_and_a_forced_flush_writes_them(run):
+    """WANDB_EXPORT_TABLES_INTERVAL: the timer's intervals are written without tables until they are due; a flush
+    someone asked for (force_flush, shutdown) writes them, even with no new data since."""
+    p = Pipeline(WandbSink(run=run), interval_s=0.2, core_config=CoreConfig(tables_interval_s=3600))
+    try:
+        p.add_spans([server_span(1, code=500)])
+        wait_until(lambda: run.logged, 10, "a periodic interval")
+        (row,) = run.logged
+        assert row["http/requests"] == 1 and not [k for k in row if k.startswith("tables/")]
+        assert p.force_flush(5)
+        assert "tables/slowest_traces" in run.logged[-1] and run.logged[-1]["http/requests"] == 0
+        assert table_rows(run.logged[-1]["tables/slowest_traces"])[0][1] == f"{1:032x}"
+    finally:
+        p.shutdown(5)
+
+
+def test_export_config_reads_the_tables_interval_and_error_rows():
+    cfg = ExportConfig.from_env({"WANDB_EXPORT_TABLES_INTERVAL": "0", "WANDB_EXPORT_ERROR_ROWS": "7"})
+    assert (cfg.tables_interval_s, cfg.error_rows) == (0.0, 7)
+    assert (ExportConfig.from_env({}).tables_interval_s, ExportConfig.from_env({}).error_rows) == (60.0, 50)
+    p = Pipeline.from_env({"WANDB_EXPORT_ERROR_ROWS": "7", "WANDB_MODE": "disabled"}, sink=WandbSink(run=RecorderRun()))
+    try:
+        assert (p._agg.cfg.max_error_rows, p._agg.cfg.tables_interval_s) == (7, 60.0)
+    finally:
+        p.shutdown(5)

@@ -43,6 +43,10 @@ WANDB_EXPORT_FINISH_TIMEOUT = "WANDB_EXPORT_FINISH_TIMEOUT"  # seconds
 WANDB_METRICS_TEMPORALITY = "WANDB_METRICS_TEMPORALITY"  # delta | cumulative
 WANDB_METRICS_HISTOGRAM = "WANDB_METRICS_HISTOGRAM"  # exponential | explicit
 WANDB_EXPORT_REQUEST_SOURCE = "WANDB_EXPORT_REQUEST_SOURCE"  # auto | spans | span_metrics: what http/*, ai/* count
+# seconds: the W&B tables (recent_errors, slowest_traces, error_groups) at most this often -- each logged table is an
+# artifact version -- their rows adding up in between (default 60; 0: with every interval)
+WANDB_EXPORT_TABLES_INTERVAL = "WANDB_EXPORT_TABLES_INTERVAL"
+WANDB_EXPORT_ERROR_ROWS = "WANDB_EXPORT_ERROR_ROWS"  # rows of a recent_errors table (default 50)
 WANDB_EXPORT_DASHBOARD_PORT = "WANDB_EXPORT_DASHBOARD_PORT"  # the live dashboard of this process; unset: none
 WANDB_EXPORT_DASHBOARD_HOST = "WANDB_EXPORT_DASHBOARD_HOST"  # its bind address (default 127.0.0.1)
 # -- ours: the OTLP/HTTP bridge ----------------------------------------------------------------------------------
@@ -219,6 +223,8 @@ class ExportConfig:
     histogram: str = "exponential"
     pricing_path: str | None = None
     request_source: str = "auto"
+    tables_interval_s: float = 60.0
+    error_rows: int = 50
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int | None = None  # None: no live dashboard in this process; 0: any free port
 
@@ -238,6 +244,8 @@ class ExportConfig:
             histogram=env_choice(env, WANDB_METRICS_HISTOGRAM, "exponential", ("exponential", "explicit")),
             pricing_path=env_file(env, WANDB_EXPORT_PRICING) or None,
             request_source=env_choice(env, WANDB_EXPORT_REQUEST_SOURCE, "auto", ("auto", "spans", "span_metrics")),
+            tables_interval_s=env_number(env, WANDB_EXPORT_TABLES_INTERVAL, 60.0, lo=0),
+            error_rows=env_number(env, WANDB_EXPORT_ERROR_ROWS, 50, lo=1, hi=10_000, kind=int),
             dashboard_host=env_str(env, WANDB_EXPORT_DASHBOARD_HOST, "127.0.0.1"),
             dashboard_port=(
                 env_number(env, WANDB_EXPORT_DASHBOARD_PORT, 0, lo=0, hi=65535, kind=int)

@@ -185,7 +185,7 @@ class Pipeline:
                 continue  # woken to start the sink only
             next_flush = time.monotonic() + self.interval_s
             try:
-                ok = self.flush_once()
+                ok = self.flush_once(tables=True if pending else None)  # asked for (force_flush, shutdown): all of it
             except Exception:  # the flusher must survive anything
                 logger.exception("W&B export interval failed")
                 ok = False
@@ -208,8 +208,9 @@ class Pipeline:
             logger.exception("W&B sink start failed")
             self.last_export_ok = False
 
-    def flush_once(self) -> bool:
-        """Close the current interval: aggregate, at most one ``sink.log``, then the listeners."""
+    def flush_once(self, tables: bool | None = True) -> bool:
+        """Close the current interval: aggregate, at most one ``sink.log``, then the listeners. ``tables``: with
+        the tables (True), or when they are due (None: ``CoreConfig.tables_interval_s``)."""
         with self._flush_lock:
             t0 = time.thread_time()
             with self._lock:
@@ -217,14 +218,14 @@ class Pipeline:
                 self._added = 0
                 self._local.busy = True
                 try:
-                    result = self._agg.flush(self._clock())
+                    result = self._agg.flush(self._clock(), tables)
                 finally:
                     self._local.busy = False
                 warnings = self._agg.take_warnings()
             log_warnings(warnings)
             self.intervals += 1
             ok = True
-            if self.sink is not None and had_data:
+            if self.sink is not None and (had_data or result.tables):  # tables held back from quieter intervals
                 ok = bool(self.sink.log(result.row, result.tables))
                 self.log_calls += 1
                 self.last_export_ok = ok
@@ -305,6 +306,8 @@ class Pipeline:
             max_keys=cfg.max_keys,
             pricing=PriceList.load(cfg.pricing_path, variable=WANDB_EXPORT_PRICING),
             request_source=cfg.request_source,
+            tables_interval_s=cfg.tables_interval_s,
+            max_error_rows=cfg.error_rows,
         )
         if sink is None:
             sink = WandbSink(

@@ -48,7 +48,7 @@ class IntervalResult:
 class CoreConfig:
     max_series: int = 50
     breakdown_attrs: tuple[str, ...] = BREAKDOWN_ATTRS
-    max_error_rows: int = 50
+    max_error_rows: int = 50  # recent_errors rows per table: the first ones since the last tables
     slowest_n: int = 10
     max_error_groups: int = 500
     max_group_rows: int = 50
@@ -61,6 +61,10 @@ class CoreConfig:
     # where http/* and ai/* come from: "spans", "span_metrics" (a gateway collector's connector: see
     # _span_metrics), or "auto": span_metrics from the first such point on, spans until then
     request_source: str = "auto"
+    # the tables (recent_errors, slowest_traces, error_groups) at most every this many seconds (each table logged is a
+    # W&B artifact version): between two, their rows add up -- the first error rows, the slowest traces, the groups
+    # -- and an interval is written without them. 0: with every interval. flush(tables=True) forces them.
+    tables_interval_s: float = 0.0
 
 
 class _Lat:
@@ -121,6 +125,7 @@ class Aggregator:
         self.errors = ErrorSection(self.cfg.max_error_groups, self.cfg.max_error_rows, self.cfg.message_chars)
         self.groups = self.errors.groups
         self._start_ns = start_ns
+        self._tables_since_ns: int | None = None  # start of the first interval the next tables cover
         self._totals: dict[str, float] = {}
         self._series: dict[str, set[str]] = {}
         self._warned: set[str] = set()
@@ -135,6 +140,7 @@ class Aggregator:
         self.from_span_metrics = self.cfg.request_source == "span_metrics"  # else spans (until one arrives: auto)
         self._rng = random.Random(0x5EED)
         self._random = self._rng.random
+        self._reset_tables()
         self._reset()
 
     def _warn(self, log: logging.Logger, msg: str, *args: object) -> None:
@@ -158,11 +164,14 @@ class Aggregator:
         self._logs: dict[str, int] = {}
         self._sample: list[float] = []
         self._seen_requests = 0
-        self._slow: list[tuple[float, int, int, str, str, str, int]] = []  # (ms, seq, end, trace, route, method, code)
-        self._seq = 0
         self.errors.reset()
         self._first_ns = 0
         self._rejected = {}
+
+    def _reset_tables(self) -> None:
+        self._slow: list[tuple[float, int, int, str, str, str, int]] = []  # (ms, seq, end, trace, route, method, code)
+        self._seq = 0
+        self.errors.reset_tables()
 
     # -- spans ---------------------------------------------------------------------------------------------
     def reject(self, signal: str, reason: str, n: int = 1) -> None:
@@ -359,13 +368,20 @@ class Aggregator:
         return rejected
 
     # -- flush ---------------------------------------------------------------------------------------------
-    def flush(self, now_ns: int) -> IntervalResult:
-        """Close the interval that ends at ``now_ns``: its row, tables and alert signals; then reset -- always:
-        whatever goes wrong in one interval (logged once), the next one starts clean and is written."""
+    def flush(self, now_ns: int, tables: bool | None = None) -> IntervalResult:
+        """Close the interval that ends at ``now_ns``: its row, alert signals and -- when due (``tables_interval_s``;
+        ``tables=True`` forces them, ``False`` holds them back) -- its tables; then reset -- always: whatever goes
+        wrong in one interval (logged once), the next one starts clean and is written."""
         start = self._start_ns if self._start_ns is not None else (self._first_ns or now_ns)
+        if self._tables_since_ns is None:
+            self._tables_since_ns = start
+        if tables is None:
+            # due once the tables would cover tables_interval_s, give or take half this interval (timer jitter)
+            period = int(self.cfg.tables_interval_s * 1e9)
+            tables = period <= 0 or now_ns - self._tables_since_ns >= period - (now_ns - start) // 2
         failed = ""
         try:
-            result = self._result(start, now_ns)
+            result = self._result(start, now_ns, tables)
         except Exception as exc:  # never a silenced run: this interval is lost, counted, and the next one is written
             failed = type(exc).__name__
             if "flush" not in self._warned:
@@ -381,11 +397,14 @@ class Aggregator:
             result = IntervalResult(row, {}, r.Signals(interval_start_ns=start, interval_end_ns=now_ns))
         self._start_ns = now_ns
         self._reset()
+        if tables or failed:
+            self._reset_tables()
+            self._tables_since_ns = now_ns
         if failed:
             self.reject("intervals", failed)  # shown in the next interval's row
         return result
 
-    def _result(self, start_ns: int, now_ns: int) -> IntervalResult:
+    def _result(self, start_ns: int, now_ns: int, with_tables: bool = True) -> IntervalResult:
         seconds = max(0.0, (now_ns - start_ns) / 1e9)
         row: dict[str, float] = {"interval/time": now_ns / 1e9, "interval/seconds": seconds}
         tot = self._totals
@@ -448,6 +467,25 @@ class Aggregator:
         row["errors/groups"] = len(self.groups.groups)
 
         self._apply_key_budget(row)
+        tables = self._tables() if with_tables else {}
+
+        signals = r.Signals(
+            interval_start_ns=start_ns,
+            interval_end_ns=now_ns,
+            requests=requests,
+            errors=errors,
+            latency_ms=tuple(
+                self.span_metrics.latency_sample(self.cfg.latency_sample) if self.from_span_metrics else self._sample
+            ),
+            p95_ms=p95,
+            ai_cost_usd=ai_cost,
+            new_error_groups=tuple(errs.new_groups),
+        )
+        return IntervalResult(row, tables, signals)
+
+    def _tables(self) -> dict[str, Table]:
+        """The tables of what was seen since the last ones."""
+        errs = self.errors
         tables: dict[str, Table] = {}
         if errs.rows:
             tables["recent_errors"] = Table(list(ERROR_COLUMNS), errs.rows)
@@ -475,19 +513,7 @@ class Aggregator:
                 ],
             )
 
-        signals = r.Signals(
-            interval_start_ns=start_ns,
-            interval_end_ns=now_ns,
-            requests=requests,
-            errors=errors,
-            latency_ms=tuple(
-                self.span_metrics.latency_sample(self.cfg.latency_sample) if self.from_span_metrics else self._sample
-            ),
-            p95_ms=p95,
-            ai_cost_usd=ai_cost,
-            new_error_groups=tuple(errs.new_groups),
-        )
-        return IntervalResult(row, tables, signals)
+        return tables
 
     def _apply_key_budget(self, row: dict[str, float]) -> None:
         """Keys the run already has always pass; a new one passes while the run has fewer than ``max_keys``."""

@@ -30,6 +30,7 @@ Fingerprint = sha1 of ``type | normalized message | top in-app frame``:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -113,8 +114,10 @@ def top_app_frame(stacktrace: str) -> str:
     return best
 
 
+@functools.lru_cache(maxsize=4096)
 def fingerprint(exc_type: str, message: str, stacktrace: str = "") -> tuple[str, str, str]:
-    """Return ``(fingerprint, normalized message, top in-app frame)``."""
+    """Return ``(fingerprint, normalized message, top in-app frame)`` (cached: the same error comes back often, and
+    its normalization is the regex work of every error)."""
     norm = normalize_message(message or "")
     frame = top_app_frame(stacktrace)
     digest = hashlib.sha1(f"{exc_type}|{norm}|{frame}".encode("utf-8", "replace")).hexdigest()[:16]
@@ -193,14 +196,19 @@ class ErrorSection:
         self.groups = ErrorGroups(max_groups)
         self.max_rows = max_rows
         self.message_chars = message_chars
+        self.reset_tables()
         self.reset()
 
     def reset(self) -> None:
-        self.rows: list[list[str | float]] = []
+        """A new interval: its counts (the rows of the tables stay until ``reset_tables``)."""
         self.occurrences = 0
         self.new_groups: list[dict[str, str | int | list[str]]] = []
-        self.dirty = False  # a group changed: the error_groups table is due
         self._keys: set[tuple[str | None, str]] = set()
+
+    def reset_tables(self) -> None:
+        """The tables were written: the next ones start empty."""
+        self.rows: list[list[str | float]] = []
+        self.dirty = False  # a group changed: the error_groups table is due
         self._waiting: dict[str, list[list[str | float]]] = {}  # trace id -> rows without a route yet
 
     def exception(self, time_ns: int, trace_id: str | None, route: str, e: r.ExceptionInfo) -> None:
