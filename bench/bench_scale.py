@@ -7,15 +7,15 @@ Three chains on 127.0.0.1 (free ports, no root), each with its own W&B bridge (o
 - AGG: the same spans -> agent (``collector/agent.yaml``: span_metrics on every span, load_balancing with the
   ``static`` resolver to one gateway) -> gateway (``collector/gateway.yaml``: tail_sampling) -> bridge with
   ``WANDB_EXPORT_REQUEST_SOURCE=span_metrics``: the bridge gets the agent's span_metrics points and the gateway's
-  sampled traces (every error trace, the slow ones, 5 % of the rest), not every span.
-- AGG 1 %: AGG with ``TAIL_SAMPLING_BASELINE_PERCENT=1`` (the lever on what still reaches the bridge as spans).
+  error and slow traces (tail_sampling keeps 5 % of the rest too, for the backend only), not every span.
+- AGG+B: AGG with ``OTEL_GATEWAY_BRIDGE_SKIP_POLICY=none``: the bridge also gets the baseline share (as before the
+  gateway's filter/bridge_spans).
 
 Requests are traces shaped like the app's (a Flask SERVER span with the stable HTTP attributes, a SQLAlchemy CLIENT
 span; one request in five is an AI route with a gen_ai chat span and its httpx CLIENT span; 2 % answer 500 with
 status ERROR, ``error.type`` and an ``exception`` event), posted as OTLP/HTTP protobuf at a fixed rate.
 
-1. Interleaved rounds (RAW, AGG, AGG 1 %, rotating) at each of RATES, each a window of the same length
-   (sending + settling until the chain has delivered): CPU of every process from /proc/<pid>/stat (utime + stime;
+1. Interleaved rounds (RAW, AGG, AGG+B, rotating) at each of RATES, each a window of sustained traffic: CPU of every process from /proc/<pid>/stat (utime + stime;
    the bridge with its children, i.e. wandb-core). Bridge CPU per 1,000 requests, medians, and the ratio.
 2. Collector CPU per span in those rounds: spans per CPU-second of the agent, the gateway and the single collector.
 3. The idle cost of each bridge (the same window without traffic) and, from the marginal cost per request, the
@@ -62,7 +62,12 @@ STATUS_ERROR = 2
 # The measurement: request rates of the A/B rounds (the bridge's AGG cost is mostly per stream, not per request:
 # the ratio depends on the rate), seconds of sending, seconds of settling (the agent's span_metrics flush, 5 s by
 # default, plus batching and the gateway's decision wait), rounds per chain and rate, requests per OTLP export.
-RATES = (1000, 4000)
+RATES = (1000, 4000, 8000)
+# Steady traffic: each window is WINDOW_S seconds in the middle of sustained sending (WARM_S of the same traffic
+# before it: the span_metrics flushes, batches and the gateway's decision wait are under way, as in production), two
+# bridge intervals and four span_metrics flushes; DRAIN_S after it (outside) so one chain's tail does not overlap the
+# next window. The idle window is SEND_S + SETTLE_S long.
+WARM_S, WINDOW_S, DRAIN_S = 8.0, 20.0, 4.0
 SEND_S = 12.0
 SETTLE_S = 9.0
 ROUNDS = 3
@@ -328,8 +333,15 @@ def start_raw(stack: ExitStack, tmp: Path) -> Chain:
     return Chain("raw", col, bridge, {"collector": col})
 
 
-def start_agg(stack: ExitStack, tmp: Path, name: str = "agg", baseline_percent: str = "5") -> Chain:
-    """agent -> gateway -> bridge; ``baseline_percent`` is the gateway's TAIL_SAMPLING_BASELINE_PERCENT (5 by default)."""
+def start_agg(
+    stack: ExitStack,
+    tmp: Path,
+    name: str = "agg",
+    baseline_percent: str = "5",
+    gateway_env: dict[str, str] | None = None,
+) -> Chain:
+    """agent -> gateway -> bridge; ``baseline_percent`` is the gateway's TAIL_SAMPLING_BASELINE_PERCENT (5 by default),
+    ``gateway_env`` more of its settings."""
     bridge = topology.start_bridge(_bridge_env(tmp / name, "span_metrics"))
     stack.callback(bridge.stop, 60)
     gw_ports = topology.CollectorPorts()
@@ -339,6 +351,7 @@ def start_agg(stack: ExitStack, tmp: Path, name: str = "agg", baseline_percent: 
             "TAIL_SAMPLING_DECISION_WAIT": DECISION_WAIT,
             "TAIL_SAMPLING_BASELINE_PERCENT": baseline_percent,
             "OTEL_COLLECTOR_LOG_LEVEL": "warn",
+            **(gateway_env or {}),
         },
         tmp / name / "gateway" / "logs",
         queue_dir=tmp / name / "gateway" / "queue",
@@ -394,18 +407,43 @@ def make_batches(
 
 def measure(chain: Chain, batches: Sequence[Batch], rate: float, send_s: float, settle_s: float) -> Window:
     """Send ``batches`` evenly over ``send_s`` seconds (``rate`` requests/s), then settle; CPU over the whole window."""
+    return steady(chain, batches, rate, 0.0, send_s, settle_s)
+
+
+def steady(
+    chain: Chain, batches: Sequence[Batch], rate: float, warm_s: float, window_s: float, tail_s: float
+) -> Window:
+    """Sustained traffic: send ``batches`` evenly at ``rate`` requests/s from the start; the window is the
+    ``window_s`` seconds after ``warm_s`` (the chain busy with the same traffic already: steady state), with the
+    requests sent in it; sending stops with the window and ``tail_s`` seconds follow, outside it (``warm_s=0``: the
+    window holds the whole send and the tail, which is then the settling)."""
     period = PER_EXPORT / rate if rate > 0 else 0.0
-    in0, cpu0, t0 = chain.bridge_counts(), chain.cpu(), time.monotonic()
+    start = time.monotonic()
+    t0 = start + warm_s
+    in0, cpu0 = chain.bridge_counts(), chain.cpu()
+    opened = warm_s <= 0
     sent = spans = refused = 0
     for i, b in enumerate(batches):
+        at = start + i * period
+        if at >= t0 + window_s:
+            break
+        if not opened and at >= t0:
+            time.sleep(max(0.0, t0 - time.monotonic()))
+            in0, cpu0, t0, opened = chain.bridge_counts(), chain.cpu(), time.monotonic(), True
         if period:
-            time.sleep(max(0.0, t0 + i * period - time.monotonic()))
-        if _post(chain.entry.http_endpoint, b.body) == 200:
+            time.sleep(max(0.0, at - time.monotonic()))
+        ok = _post(chain.entry.http_endpoint, b.body) == 200
+        if opened and ok:
             sent, spans = sent + b.requests, spans + b.spans
-        else:
+        elif opened:
             refused += b.requests
-    time.sleep(max(0.0, t0 + send_s + settle_s - time.monotonic()))
+    if warm_s <= 0:
+        time.sleep(max(0.0, t0 + window_s + tail_s - time.monotonic()))
+    else:
+        time.sleep(max(0.0, t0 + window_s - time.monotonic()))
     cpu1, in1, t1 = chain.cpu(), chain.bridge_counts(), time.monotonic()
+    if warm_s > 0:
+        time.sleep(tail_s)
     return Window(
         chain.name,
         t1 - t0,
@@ -474,7 +512,7 @@ def drive(chain: Chain, batches: Sequence[Batch], senders: int = 2) -> dict[str,
 
 # -- the run -----------------------------------------------------------------------------------------------------------
 
-ARMS = ("raw", "agg", "agg1")  # agg1: the same as agg with TAIL_SAMPLING_BASELINE_PERCENT=1
+ARMS = ("raw", "agg", "aggb")  # aggb: agg with the baseline share of the sampled traces sent to the bridge too
 
 
 @contextmanager
@@ -483,7 +521,11 @@ def chains() -> Iterator[list[Chain]]:
         topology.build_collector()
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as d, ExitStack() as stack:
         tmp = Path(d)
-        yield [start_raw(stack, tmp), start_agg(stack, tmp), start_agg(stack, tmp, "agg1", baseline_percent="1")]
+        yield [
+            start_raw(stack, tmp),
+            start_agg(stack, tmp),
+            start_agg(stack, tmp, "aggb", gateway_env={"OTEL_GATEWAY_BRIDGE_SKIP_POLICY": "none"}),
+        ]
 
 
 def _med(values: Iterable[float]) -> float:
@@ -559,8 +601,9 @@ class Results:
 def measure_all(
     rates: tuple[int, ...] = RATES,
     rounds: int = ROUNDS,
-    send_s: float = SEND_S,
-    settle_s: float = SETTLE_S,
+    warm_s: float = WARM_S,
+    window_s: float = WINDOW_S,
+    drain_s: float = DRAIN_S,
     drive_requests: int = DRIVE_REQUESTS,
 ) -> Results:
     rng = random.Random(12)
@@ -572,14 +615,15 @@ def measure_all(
             t.start()
         for t in warm:
             t.join()
-        idle_s = send_s + settle_s
+        idle_s = SEND_S + SETTLE_S
         idles = idle(arms, idle_s)
         logger.info("scale: idle cores %s", {c: {k: round(v, 4) for k, v in d.items()} for c, d in idles.items()})
         for r in range(rounds):
             for rate in rates:
                 order = arms[r % len(arms) :] + arms[: r % len(arms)]  # rotate: each arm in each position once
                 for chain in order:
-                    w = measure(chain, make_batches(int(rate * send_s), rng), rate, send_s, settle_s)
+                    batches = make_batches(int(rate * (warm_s + window_s)) + PER_EXPORT, rng)
+                    w = steady(chain, batches, rate, warm_s, window_s, drain_s)
                     windows.append(w)
                     logger.info(
                         "scale: round %d %s @%d: %d requests (%d spans, %d refused) in %.1f s, cpu %s, bridge got %s",
@@ -598,7 +642,7 @@ def measure_all(
     return Results(windows, idles, fast, idle_s, rates)
 
 
-NAMES = {"raw": "RAW", "agg": "AGG", "agg1": "AGG 1 %"}
+NAMES = {"raw": "RAW", "agg": "AGG", "aggb": "AGG+B"}
 
 
 def section(res: Results) -> str:
@@ -648,13 +692,16 @@ def section(res: Results) -> str:
             "CPU includes wandb-core): **RAW** = app spans -> one collector (`otel-collector.yaml`) -> bridge (request "
             "source: spans); **AGG** = the same spans -> agent (`collector/agent.yaml`: span_metrics on every span, "
             "load_balancing, static resolver) -> gateway (`collector/gateway.yaml`: tail_sampling keeps every error "
-            "trace, the slow ones and 5 % of the rest) -> bridge (`WANDB_EXPORT_REQUEST_SOURCE=span_metrics`); "
-            "**AGG 1 %** = AGG with `TAIL_SAMPLING_BASELINE_PERCENT=1`. App-shaped traces: "
+            "trace, the slow ones and 5 % of the rest; the bridge is sent the error and slow ones, the baseline share "
+            "is for the backend) -> bridge (`WANDB_EXPORT_REQUEST_SOURCE=span_metrics`); **AGG+B** = AGG with "
+            "`OTEL_GATEWAY_BRIDGE_SKIP_POLICY=none` (the bridge gets the baseline share too). App-shaped traces: "
             f"{spr:.2f} spans per request (Flask server + SQLAlchemy span; 20 % AI routes add a gen_ai and an httpx "
             f"span), 2 % errors (500, `error.type`, exception event), {INSTANCES} app instances x {WORKERS} workers "
             f"(distinct `service.instance.id`, worker slots `app.worker.id` 0..{WORKERS - 1}), OTLP exports of {PER_EXPORT} "
-            f"requests. {n} rounds per chain and rate, interleaved (the order rotates): windows of {SEND_S:.0f} s "
-            f"sending + {SETTLE_S:.0f} s settling; bridge `WANDB_EXPORT_INTERVAL={EXPORT_INTERVAL_S}`, gateway "
+            f"requests. {n} rounds per chain and rate, interleaved (the order rotates); steady traffic: each window is "
+            f"{WINDOW_S:.0f} s in the middle of sustained sending ({WARM_S:.0f} s of the same traffic before it), CPU and "
+            f"requests sent in it; bridge `WANDB_EXPORT_INTERVAL={EXPORT_INTERVAL_S}` (tables at most every 60 s, the "
+            "default), gateway "
             f"decision wait {DECISION_WAIT}; every bridge warmed up first (its W&B run starts on the first data). "
             "CPU = utime + stime from /proc (10 ms ticks); medians.",
             "",
@@ -671,15 +718,13 @@ def section(res: Results) -> str:
                 else "**Goal (bridge CPU per 1,000 requests >= 10x lower with span_metrics): not met at the measured "
                 "rates** (see the model below for where it is). "
             )
-            + "The windows hold 12 s of traffic and 9 s of settling, so they charge the bridges' fixed cost of 21 s to 12 s "
-            "of requests: a conservative ratio. "
-            f"Bridge idle (cores, {res.idle_s:.0f} s without traffic): "
+            + f"Bridge idle (cores, {res.idle_s:.0f} s without traffic): "
             + ", ".join(f"{NAMES[a]} {res.idle[a]['bridge']:.4f}" for a in ARMS)
             + f". Cost split: {1e6 * per_span:.0f} µs per span (RAW rounds) and {1e6 * per_point:.0f} µs per "
             f"span_metrics point (AGG rounds minus their sampled spans at that cost); AGG receives "
             f"{res.points_per_s('agg'):.1f} points/s (a stream per host, worker slot and route/method/status or model/feature: "
             "cumulative, every 5 s) whatever "
-            "the request rate. The bridge's model, fixed cores + CPU per request (steady traffic, no settling):",
+            "the request rate. The bridge's model, fixed cores + CPU per request:",
             "",
             "| bridge of | fixed cores (idle + span_metrics points) | CPU per 1,000 requests (spans received) "
             "| cores at 1,000 req/s | req/s under one core | RAW / this, steady traffic at "

@@ -53,12 +53,12 @@ def test_section_renders_ratios_and_the_model() -> None:
         windows += [
             _window("raw", rate, 0.00008 * rate * 10, int(rate * 24), 0),
             _window("agg", rate, 0.02 + 0.000006 * rate * 10, int(rate * 1.8), 600),
-            _window("agg1", rate, 0.1 + 0.000003 * rate * 10, int(rate * 0.8), 600),
+            _window("aggb", rate, 0.1 + 0.000003 * rate * 10, int(rate * 0.8), 600),
         ]
     idle = {
         "raw": {"bridge": 0.002, "collector": 0.001},
         "agg": {"bridge": 0.004, "agent": 0.002, "gateway": 0.001},
-        "agg1": {"bridge": 0.004, "agent": 0.002, "gateway": 0.001},
+        "aggb": {"bridge": 0.004, "agent": 0.002, "gateway": 0.001},
     }
     fast = {k: 1.0 for k in ("agent_cores", "gateway_cores", "requests", "spans", "gateway_spans", "send_s", "total_s")}
     fast |= {"bridge_cores": 0.01, "agent_cores": 1.0, "gateway_cores": 0.7, "rate": 5000.0}
