@@ -572,30 +572,16 @@ class Results:
     def points_per_s(self, chain: str) -> float:
         return _med(w.bridge_in["metric_points"] / w.seconds for w in self.of(chain))
 
-    def bridge_cost_split(self, chain: str) -> tuple[float, float]:
-        """(CPU s per span, CPU s per metric point) of the bridge at the top rate (full collector batches, as under
-        load): per span from RAW (spans only), per point from ``chain``'s cost above idle minus its sampled spans at
-        the RAW cost per span."""
-        top = max(self.rates)
-        per_span = _med(
-            marginal(w.cpu["bridge"], self.idle["raw"]["bridge"], w.seconds, w.bridge_in["spans"])
-            for w in self.of("raw", top)
-            if w.bridge_in["spans"]
-        )
-        per_point = _med(
-            max(0.0, w.cpu["bridge"] - self.idle[chain]["bridge"] * w.seconds - per_span * w.bridge_in["spans"])
-            / w.bridge_in["metric_points"]
-            for w in self.of(chain, top)
-            if w.bridge_in["metric_points"]
-        )
-        return per_span, per_point
-
     def bridge_model(self, chain: str) -> tuple[float, float]:
-        """(fixed cores, CPU s per request) of the bridge: fixed = idle + the span_metrics points (per stream, every
-        flush, whatever the rate); per request = spans received per request x the cost per span."""
-        per_span, per_point = self.bridge_cost_split("agg" if chain == "raw" else chain)
-        fixed = self.idle[chain]["bridge"] + (self.points_per_s(chain) * per_point if chain != "raw" else 0.0)
-        return fixed, self.received(chain, "spans") * per_span
+        """(fixed cores, CPU s per request) of the bridge: the least-squares line through its median cores at each
+        rate (steady windows: cores = fixed + rate x per request). Fixed: idle, the span_metrics points (per stream,
+        every flush) and the per-interval work; per request: mostly the spans it receives."""
+        xs = list(self.rates)
+        ys = [self.cores(chain, "bridge", r) for r in xs]
+        mx, my = statistics.fmean(xs), statistics.fmean(ys)
+        sxx = sum((x - mx) ** 2 for x in xs)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
+        return max(0.0, my - slope * mx), max(0.0, slope)
 
 
 def measure_all(
@@ -647,7 +633,6 @@ NAMES = {"raw": "RAW", "agg": "AGG", "aggb": "AGG+B"}
 
 def section(res: Results) -> str:
     spr = res.spans_per_request
-    per_span, per_point = res.bridge_cost_split("agg")
     f = res.fast
     tiers = {"agent": f["agent_cores"], "gateway": f["gateway_cores"], "bridge": f["bridge_cores"]}
     first, busy = max(tiers, key=lambda k: tiers[k]), sum(tiers.values())
@@ -672,7 +657,9 @@ def section(res: Results) -> str:
         else:
             at = " / ".join(f"{(raw_model[0] + r * raw_model[1]) / (fixed + r * per_req):.1f}x" for r in res.rates)
             limit = raw_model[1] / per_req if per_req > 0 else float("inf")
-            vs = f"| {at} | {limit:.1f}x | {rate_for_ratio(raw_model, (fixed, per_req)):,.0f} |"
+            from_rate = rate_for_ratio(raw_model, (fixed, per_req))
+            reach = f"{from_rate:,.0f}" if from_rate != float("inf") else "never (its limit is below)"
+            vs = f"| {at} | {limit:.1f}x | {reach} |"
         model.append(
             f"| {NAMES[a]} | {fixed:.4f} | {1e6 * per_req:.2f} ms | {fixed + 1000 * per_req:.4f} "
             f"| {rate_under(1.0, fixed, per_req):,.0f} {vs}"
@@ -720,14 +707,14 @@ def section(res: Results) -> str:
             )
             + f"Bridge idle (cores, {res.idle_s:.0f} s without traffic): "
             + ", ".join(f"{NAMES[a]} {res.idle[a]['bridge']:.4f}" for a in ARMS)
-            + f". Cost split: {1e6 * per_span:.0f} µs per span (RAW rounds) and {1e6 * per_point:.0f} µs per "
-            f"span_metrics point (AGG rounds minus their sampled spans at that cost); AGG receives "
-            f"{res.points_per_s('agg'):.1f} points/s (a stream per host, worker slot and route/method/status or model/feature: "
-            "cumulative, every 5 s) whatever "
-            "the request rate. The bridge's model, fixed cores + CPU per request:",
+            + f". AGG receives {res.points_per_s('agg'):.1f} span_metrics points/s (a stream per host, worker slot and "
+            "route/method/status or model/feature: cumulative, every 5 s) whatever the request rate, and "
+            f"{res.received('agg', 'spans'):.3f} sampled spans per request (error traces). "
+            "The bridge's model: a line through its median cores at the measured rates, fixed cores + CPU per request "
+            "(a fit, so it extrapolates):",
             "",
-            "| bridge of | fixed cores (idle + span_metrics points) | CPU per 1,000 requests (spans received) "
-            "| cores at 1,000 req/s | req/s under one core | RAW / this, steady traffic at "
+            "| bridge of | fixed cores (fit) | CPU per 1,000 requests (fit) "
+            "| cores at 1,000 req/s | req/s under one core | RAW / this by the fit at "
             + " / ".join(f"{r:,}" for r in res.rates)
             + " req/s | RAW / this at high rates (limit) | RAW / this >= 10x from (req/s) |",
             "|---|---|---|---|---|---|---|---|",
