@@ -22,12 +22,18 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
+from app.telemetry._privacy import span_attributes, span_events
+
 logger = logging.getLogger(__name__)
 _KV_CACHE_MAX = 8192
 _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
 _pack_q = struct.Struct("<Q").pack
 _pack_d = struct.Struct("<d").pack
 _pack_i = struct.Struct("<I").pack
+_pack_times = struct.Struct("<BQBQ").pack  # start_time_unix_nano (field 7) and end_time_unix_nano (8), fixed64
+_IDS = b"\x0a\x10%b\x12\x08%b"  # trace_id (field 1), span_id (2)
+_FLAGS_LOCAL = b"\x85\x01" + _pack_i(_HAS_IS_REMOTE)  # flags (field 16, fixed32)
+_FLAGS_REMOTE = b"\x85\x01" + _pack_i(_HAS_IS_REMOTE | _IS_REMOTE)
 
 
 def _varint(n: int) -> bytes:
@@ -81,6 +87,8 @@ class SpanEncoder:
         self._kv_cache: dict[tuple[str, type, Any], bytes] = {}
         self._resources: dict[Any, bytes] = {}
         self._scopes: dict[Any, bytes] = {}
+        self._names: dict[tuple[str, int], bytes] = {}  # (span name, kind) -> their encoded fields (bounded)
+        self._last_resource: tuple[Any, bytes] = (None, b"")  # a process has one resource: no hashing per batch
 
     def attributes(self, tag: bytes, attrs: Mapping[str, Any] | None) -> bytes:
         if not attrs:
@@ -106,10 +114,13 @@ class SpanEncoder:
         return b"".join(parts)
 
     def resource(self, res: Any) -> bytes:
+        if res is self._last_resource[0]:
+            return self._last_resource[1]
         enc = self._resources.get(res)
         if enc is None:
             enc = _ld(b"\x0a", self.attributes(b"\x0a", res.attributes))
             self._resources = {res: enc} if len(self._resources) > 16 else {**self._resources, res: enc}
+        self._last_resource = (res, enc)
         return enc
 
     def scope(self, scope: Any) -> bytes:
@@ -130,25 +141,35 @@ class SpanEncoder:
 
     def span(self, s: ReadableSpan) -> bytes:
         ctx = s.context
-        out = [b"\x0a\x10", ctx.trace_id.to_bytes(16, "big"), b"\x12\x08", ctx.span_id.to_bytes(8, "big")]
+        parent = s.parent
+        out = [_IDS % (ctx.trace_id.to_bytes(16, "big"), ctx.span_id.to_bytes(8, "big"))]
         ts = ctx.trace_state
         if ts:
             out.append(_str(b"\x1a", ",".join(f"{k}={v}" for k, v in ts.items())))
-        parent = s.parent
         if parent is not None:
-            out += [b"\x22\x08", parent.span_id.to_bytes(8, "big")]
-        if s.name:
-            out.append(_str(b"\x2a", s.name))
-        kind = s.kind.value + 1  # SDK SpanKind INTERNAL=0 -> OTLP SPAN_KIND_INTERNAL=1, ...
-        out += [b"\x30", _varint(kind)]
-        if s.start_time:
-            out += [b"\x39", _pack_q(s.start_time)]
-        if s.end_time:
-            out += [b"\x41", _pack_q(s.end_time)]
-        out.append(self.attributes(b"\x4a", s.attributes))
+            out.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
+        name, kind = s.name, s.kind
+        nk = (name, kind._value_)
+        enc = self._names.get(nk)
+        if enc is None:
+            # SDK SpanKind INTERNAL=0 -> OTLP SPAN_KIND_INTERNAL=1, ...
+            enc = (_str(b"\x2a", name) if name else b"") + b"\x30" + _varint(kind._value_ + 1)
+            if len(self._names) > 1024:
+                self._names.clear()
+            self._names[nk] = enc
+        out.append(enc)
+        start, end = s.start_time, s.end_time
+        if start and end:
+            out.append(_pack_times(0x39, start, 0x41, end))
+        else:
+            if start:
+                out += [b"\x39", _pack_q(start)]
+            if end:
+                out += [b"\x41", _pack_q(end)]
+        out.append(self.attributes(b"\x4a", span_attributes(s)))
         if s.dropped_attributes:
             out += [b"\x50", _varint(s.dropped_attributes)]
-        for ev in s.events:
+        for ev in span_events(s):
             body = (
                 (b"\x09" + _pack_q(ev.timestamp) if ev.timestamp else b"")
                 + (_str(b"\x12", ev.name) if ev.name else b"")
@@ -160,7 +181,8 @@ class SpanEncoder:
             out.append(_ld(b"\x5a", body))
         if s.dropped_events:
             out += [b"\x60", _varint(s.dropped_events)]
-        for link in s.links:
+        links = getattr(s, "_links", None)
+        for link in s.links if links is None or len(links) else ():
             lc = link.context
             body = (
                 b"\x0a\x10"
@@ -177,20 +199,35 @@ class SpanEncoder:
             out += [b"\x70", _varint(s.dropped_links)]
         st = s.status
         if st is not None:
-            body = (_str(b"\x12", st.description) if st.description else b"") + (
-                b"\x18" + _varint(st.status_code.value) if st.status_code.value else b""
-            )
-            out.append(_ld(b"\x7a", body))
-        flags = _HAS_IS_REMOTE | (_IS_REMOTE if parent is not None and parent.is_remote else 0)
-        out += [b"\x85\x01", _pack_i(flags)]
+            code = st.status_code._value_
+            if not code and not st.description:
+                out.append(b"\x7a\x00")
+            else:
+                body = (_str(b"\x12", st.description) if st.description else b"") + (
+                    b"\x18" + _varint(code) if code else b""
+                )
+                out.append(_ld(b"\x7a", body))
+        out.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
         return b"".join(out)
 
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
+        # Resource.__hash__ is a sorted JSON dump of its attributes: hashing per span cost more than encoding the
+        # span. Each distinct resource and scope object is looked up by equality once per batch (equal ones share a
+        # group, as in the SDK's encoder), then by identity.
         groups: dict[Any, dict[Any, list[bytes]]] = {}
+        by_res: dict[int, dict[Any, list[bytes]]] = {}
+        by_scope: dict[tuple[int, int], list[bytes]] = {}
         for s in spans:
             res = s.resource
             scope = s.instrumentation_scope or None
-            groups.setdefault(res, {}).setdefault(scope, []).append(_ld(b"\x12", self.span(s)))
+            key = (id(res), id(scope))
+            encoded = by_scope.get(key)
+            if encoded is None:
+                scopes = by_res.get(key[0])
+                if scopes is None:
+                    scopes = by_res[key[0]] = groups.setdefault(res, {})
+                encoded = by_scope[key] = scopes.setdefault(scope, [])
+            encoded.append(_ld(b"\x12", self.span(s)))
         out = []
         for res, scopes in groups.items():
             body = [self.resource(res)]

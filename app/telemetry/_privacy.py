@@ -61,6 +61,8 @@ __all__ = [
     "redact_stacktrace",
     "redact_text",
     "redact_url",
+    "span_attributes",
+    "span_events",
 ]
 logger = logging.getLogger(__name__)
 
@@ -84,6 +86,28 @@ _ALWAYS_DROP_KEY = re.compile(
 _KEEP, _DROP, _URL, _QUERY, _EXC, _STACK = range(6)
 _URL_KEYS = frozenset({"url.query", "url.full", "http.target", "http.url", "url.original"})
 _RAW_PATH_KEYS = ("url.path", "http.target", "http.url", "url.full", "url.original")  # old and new semconv
+
+
+def span_attributes(span: ReadableSpan) -> Mapping[str, Any]:
+    """A finished SDK span's attributes as the plain dict the SDK keeps them in (``BoundedAttributes._dict``), else
+    ``span.attributes``. The public property wraps them in a MappingProxyType over BoundedAttributes, whose
+    ``items()`` is the pure-Python ``ItemsView`` (one ``__getitem__`` call per key): on the export thread that
+    iteration cost more than encoding the values. Read only, never modified."""
+    raw = getattr(span, "_attributes", None)
+    if type(raw) is dict:  # a ReadableSpan built from a dict (Policy.span's copies)
+        return raw
+    inner = getattr(raw, "_dict", None)
+    if type(inner) is dict:
+        return inner
+    return span.attributes or {}
+
+
+def span_events(span: ReadableSpan) -> Sequence[Event]:
+    """``span.events`` without the copy (a tuple under the list's lock) when the span has none."""
+    raw = getattr(span, "_events", None)
+    if raw is not None and not len(raw):
+        return ()
+    return span.events
 
 
 class Policy:
@@ -155,7 +179,7 @@ class Policy:
         return (out, True) if out is not None else (attrs, False)
 
     def span(self, span: ReadableSpan) -> ReadableSpan:
-        attrs, changed = self.attributes(span.attributes)
+        attrs, changed = self.attributes(span_attributes(span))
         name = span.name
         if span.kind == SpanKind.SERVER and attrs is not None and "http.route" not in attrs:
             # no route matched: the raw path is client-controlled text (the upstream span name uses it)
@@ -169,7 +193,7 @@ class Policy:
                     redacted[k] = REDACTED
                 attrs, changed = redacted, True
         events = []
-        for ev in span.events:
+        for ev in span_events(span):
             ev_attrs, ev_changed = self.attributes(ev.attributes)
             changed |= ev_changed
             events.append(Event(ev.name, ev_attrs, ev.timestamp) if ev_changed else ev)

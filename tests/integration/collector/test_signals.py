@@ -52,6 +52,15 @@ def test_collector_and_bridge_share_one_key_policy():
     assert text.count("OTEL_COLLECTOR_REDACT_KEYS") >= 2  # attributes everywhere + metric metadata
 
 
+def test_bridge_hop_is_uncompressed_only_where_it_stays_on_the_host():
+    """The single collector sends the bridge uncompressed by default (same host or compose network: gzip costs the
+    collector CPU and saves nothing there); the agent and gateway configs, whose hops cross hosts, keep gzip."""
+    pattern = r"compression: \$\{env:WANDB_BRIDGE_COMPRESSION:-(\w+)\}"
+    assert re.findall(pattern, COLLECTOR_CONFIG.read_text()) == ["none"]
+    for name in ("agent.yaml", "gateway.yaml"):
+        assert re.findall(pattern, (COLLECTOR_CONFIG.parent / "collector" / name).read_text()) == ["gzip"], name
+
+
 def _forbidden_everywhere_traces():
     """20 spans with forbidden keys on the resource, the scope, every span, a span event and a span link."""
     req = spans_request(20, attrs={**FORBIDDEN, **ALLOWED}, resource={**FORBIDDEN, "app.region": "eu"})

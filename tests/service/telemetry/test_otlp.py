@@ -25,6 +25,7 @@ from opentelemetry.trace import (
 )
 
 from app.telemetry._otlp import FastOTLPSpanExporter, SpanEncoder
+from app.telemetry._privacy import Policy, span_attributes, span_events
 from tests.support.telemetry import flush
 
 pytestmark = pytest.mark.telemetry  # apps use the telemetry_state providers (tests/conftest.py)
@@ -92,6 +93,44 @@ def test_synthetic_spans_encode_identically():
     same([])
     enc = SpanEncoder()
     assert enc.encode(spans) == enc.encode(spans)  # cached pieces give the same bytes
+
+
+def test_equal_resources_and_policy_copies_encode_identically():
+    """The encoder groups spans by identity, then merges equal resources and scopes (the SDK's encoder: one
+    ResourceSpans per equal resource, whatever the order); spans the privacy policy rebuilt (plain-dict attributes)
+    encode like the SDK's own."""
+    mem = InMemorySpanExporter()
+    tps = [TracerProvider(resource=Resource.create({"service.name": "same", "k": 1})) for _ in range(2)]
+    for tp in tps:
+        tp.add_span_processor(SimpleSpanProcessor(mem))
+    for i in range(3):
+        for tp in tps:  # interleaved: resource a, b, a, b ...
+            with tp.get_tracer("scope", "1.0").start_as_current_span(
+                "GET /x?token=abc" if i == 1 else "GET /api/entries/<id>",
+                kind=SpanKind.SERVER,
+                attributes={"http.request.method": "GET", "url.query": "token=abc"}
+                | (
+                    {"url.path": "/x/secret"}
+                    if i == 1
+                    else {"url.path": "/api/entries/1", "http.route": "/api/entries/<id>"}
+                ),
+            ) as sp:
+                if i == 2:
+                    sp.set_status(Status(StatusCode.ERROR, "failed for 'alice@example.com'"))
+                    sp.add_event("evt", {"exception.message": "value 'x' is bad"})
+    raw = mem.get_finished_spans()
+    assert raw[0].resource == raw[1].resource and raw[0].resource is not raw[1].resource
+    assert span_attributes(raw[0]) == dict(raw[0].attributes) and type(span_attributes(raw[0])) is dict
+    assert span_events(raw[0]) == () and len(span_events(raw[-1])) == 1
+    clean = [Policy().span(s) for s in raw]
+    assert all(c is not s for c, s in zip(clean, raw, strict=True))  # every span was rebuilt (query, path, status)
+    for spans in (raw, clean):
+        same(spans)
+        req = ExportTraceServiceRequest.FromString(SpanEncoder().encode(spans))
+        assert len(req.resource_spans) == 1 and len(req.resource_spans[0].scope_spans) == 1
+        assert len(req.resource_spans[0].scope_spans[0].spans) == len(raw)
+    encoded = ExportTraceServiceRequest.FromString(SpanEncoder().encode(clean)).resource_spans[0].scope_spans[0]
+    assert all("abc" not in str(s) and "alice" not in str(s) and "/x/secret" not in str(s) for s in encoded.spans)
 
 
 def test_app_spans_encode_identically(client, register, span_exporter):
