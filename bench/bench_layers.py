@@ -75,16 +75,10 @@ EXPORT_INTERVAL_S = 10  # metric reader and W&B interval (compose: 10 s metrics,
 
 
 def wandb_env(d: Path) -> dict[str, str]:
-    """An offline run with every wandb file under ``d`` (like app/demo's)."""
+    """An offline run with every wandb file under ``d`` (topology.wandb_files_env)."""
     return {
-        "WANDB_MODE": "offline",
-        "WANDB_DIR": str(d),
-        "WANDB_CONFIG_DIR": str(d / ".config"),
-        "WANDB_CACHE_DIR": str(d / ".cache"),
-        "WANDB_DATA_DIR": str(d / ".data"),
-        "WANDB_ARTIFACT_DIR": str(d / ".artifacts"),
+        **topology.wandb_files_env(d),
         "WANDB_PROJECT": "bench-layers",
-        "WANDB_SILENT": "true",
         "WANDB_EXPORT_INTERVAL": str(EXPORT_INTERVAL_S),
     }
 

@@ -288,14 +288,8 @@ def _post(endpoint: str, body: bytes) -> int:
 
 
 def _bridge_env(tmp: Path, source: str) -> dict[str, str]:
-    wandb_dir = tmp / f"wandb-{source}"
     return {
-        "WANDB_MODE": "offline",
-        "WANDB_DIR": str(wandb_dir),
-        "WANDB_CONFIG_DIR": str(wandb_dir / ".config"),
-        "WANDB_CACHE_DIR": str(wandb_dir / ".cache"),
-        "WANDB_DATA_DIR": str(wandb_dir / ".data"),
-        "WANDB_SILENT": "true",
+        **topology.wandb_files_env(tmp / f"wandb-{source}"),
         "WANDB_PROJECT": f"bench-scale-{source}",
         "WANDB_EXPORT_INTERVAL": EXPORT_INTERVAL_S,
         "WANDB_EXPORT_REQUEST_SOURCE": source,

@@ -16,6 +16,7 @@ import httpx
 
 from app.demo._config import DASHBOARD_PORT, REPO, DemoConfig
 from app.demo.procs import Proc, Procs, port_or_any
+from app.demo.topology import wandb_files_env
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +39,9 @@ OPENAI_TIMEOUT_S = "3"
 
 def wandb_env(cfg: DemoConfig) -> dict[str, str]:
     """W&B settings keeping every file under DEMO_OUT/wandb (config and cache dirs too)."""
-    wdir = cfg.out / "wandb"
     return {
-        "WANDB_MODE": cfg.wandb_mode,
-        "WANDB_DIR": str(wdir),
-        "WANDB_CONFIG_DIR": str(wdir / ".config"),
-        "WANDB_CACHE_DIR": str(wdir / ".cache"),
-        "WANDB_DATA_DIR": str(wdir / ".data"),
-        "WANDB_ARTIFACT_DIR": str(wdir / ".artifacts"),
+        **wandb_files_env(cfg.out / "wandb", cfg.wandb_mode),
         "WANDB_EXPORT_INTERVAL": f"{cfg.export_interval_s:g}",
-        "WANDB_SILENT": "true",
     }
 
 

@@ -128,6 +128,20 @@ class CollectorPorts:
     metrics: int = field(default_factory=free_port)
 
 
+def wandb_files_env(directory: Path, mode: str = "offline") -> dict[str, str]:
+    """W&B settings that keep every file of a run under ``directory`` (its config, cache, data and artifact dirs
+    too), quiet: the demo's, the benchmarks' and the tests' runs leave nothing in ~/.config or ~/.cache."""
+    return {
+        "WANDB_MODE": mode,
+        "WANDB_DIR": str(directory),
+        "WANDB_CONFIG_DIR": str(directory / ".config"),
+        "WANDB_CACHE_DIR": str(directory / ".cache"),
+        "WANDB_DATA_DIR": str(directory / ".data"),
+        "WANDB_ARTIFACT_DIR": str(directory / ".artifacts"),
+        "WANDB_SILENT": "true",
+    }
+
+
 # Passed to every collector started here (harmless where unused): the gateway's tail_sampling names the policy that
 # kept a trace, which its bridge pipeline reads (collector/gateway.yaml). Alpha upstream: off unless asked for.
 FEATURE_GATES = ("processor.tailsamplingprocessor.recordpolicy",)
