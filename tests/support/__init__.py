@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Self, TypeVar
 
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -202,3 +202,27 @@ def server_span(
         attributes["http.request.method"] = method
     name = f"{method or 'GET'} {route}"
     return records.SpanRecord(name, records.SERVER, 0, duration_ns, f"{i:032x}", f"{i:016x}", attributes=attributes)
+
+
+class ClientThreads:
+    """``clients`` threads running ``self.client(i)`` while the ``with`` block lasts: on exit ``stop`` is set and each
+    thread is joined within ``join_s`` seconds. Subclasses write ``client``, which loops until ``stop`` is set."""
+
+    join_s = 60.0
+
+    def __init__(self, clients: int) -> None:
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self.client, args=(i,), daemon=True) for i in range(clients)]
+
+    def client(self, i: int) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(self.join_s)

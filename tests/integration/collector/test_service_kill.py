@@ -12,14 +12,14 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import wait_until
+from tests.support import ClientThreads, wait_until
 from tests.support.collector import read_log_records
 from tests.support.compose import COLLECTOR_BIN, compose_topology
 
 CLIENTS = 6
 
 
-class Load:
+class Load(ClientThreads):
     """CLIENTS threads doing create / read / list against the API until stopped; every status is kept (and the
     slowest request's latency, reported, never asserted)."""
 
@@ -30,8 +30,7 @@ class Load:
         self.created = 0
         self.max_latency_s = 0.0
         self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._client, args=(i,)) for i in range(CLIENTS)]
+        super().__init__(CLIENTS)
 
     def _record(self, response: httpx.Response, started: float) -> httpx.Response:
         with self.lock:
@@ -39,7 +38,7 @@ class Load:
             self.max_latency_s = max(self.max_latency_s, time.monotonic() - started)
         return response
 
-    def _client(self, i: int) -> None:
+    def client(self, i: int) -> None:
         with httpx.Client(base_url=self.base, timeout=30, headers=self.headers) as client:
             n = 0
             while not self.stop.is_set():
@@ -57,16 +56,6 @@ class Load:
                 except httpx.HTTPError as exc:  # a transport failure is a failed request too
                     with self.lock:
                         self.errors.append(f"{type(exc).__name__}: {exc}")
-
-    def __enter__(self) -> Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(60)
 
     @property
     def served(self) -> int:

@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support import ClientThreads
 from tests.support.docker import APP_IMAGE, Harness, http_json, poll
 
 # the first run on a machine builds everything: Compose from Go modules (~3 min), the python stand-in (~1 min),
@@ -81,16 +82,17 @@ class Api:
             return len(self.errors) + sum(n for status, n in self.statuses.items() if status >= 500)
 
 
-class Traffic:
+class Traffic(ClientThreads):
     """CLIENTS threads creating, reading and listing entries (the diary text holds the canary), ~25 iterations/s in
     all, until stopped."""
 
+    join_s = 120.0
+
     def __init__(self, api: Api, token: str) -> None:
         self.api, self.token = api, token
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(CLIENTS)]
+        super().__init__(CLIENTS)
 
-    def _run(self, i: int) -> None:
+    def client(self, i: int) -> None:
         with self.api.client(self.token) as c:
             n = 0
             while not self.stop.is_set():
@@ -100,16 +102,6 @@ class Traffic:
                     self.api.request(c, "GET", f"/api/entries/{r.json()['id']}")
                 self.api.request(c, "GET", "/api/entries", params={"limit": 5})
                 self.stop.wait(0.15)
-
-    def __enter__(self) -> Traffic:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(120)
 
 
 def _say(text: str) -> None:
