@@ -11,9 +11,10 @@ counted it) and each agent has since delivered two more span_metrics exports to 
 way holds exactly the requests of its phase, so its p95 per route can be compared with the exact value.
 
 Phases: registration; mixed traffic with a few LLM failures (exact totals, p95 per route within 3 %); an LLM failure
-burst (500s) with an interval every 2 s until ``High Error Rate`` fires, then recovery until it resolves; mixed
-traffic during which gateway 2 is SIGKILLed -- the health checker takes it out of the agents' hosts files and its
-share moves to gateway 1 -- and a last wave that must reach gateway 1 alone. Every figure is printed (``-s``).
+burst (500s) with an interval every 2 s until ``High Error Rate`` fires (12 s at least), then recovery until it
+resolves; mixed traffic during which gateway 2 is SIGKILLed -- the health checker takes it out of the agents' hosts
+files and its share moves to gateway 1 -- and a last wave that must reach gateway 1 alone. Every figure is printed
+(``-s``).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ BURST_FAULTS = Faults(latency_ms=40, fail_500_rate=0.95, seed=13)
 NO_FAULTS = Faults(latency_ms=40, seed=14)
 RULE = "High Error Rate"
 P95_TOLERANCE = 0.03
+BURST_MIN_S = 12  # the burst runs on after the alert fired, so its error-trace count does not hang on how fast that was
 MAX_ERROR_ROWS = 50  # the bridge's recent_errors rows per interval (CoreConfig.max_error_rows)
 
 
@@ -389,14 +391,16 @@ def test_fleet_one_run_exact_counts_and_a_gateway_killed_mid_load(tmp_path: Path
                 return any(RULE in r.text and "RESOLVED" not in r.text.upper() for r in hooks.requests)
 
             n = 0
-            while not fired() and time.monotonic() - burst_at < 40:
+            while (not fired() or time.monotonic() - burst_at < BURST_MIN_S) and time.monotonic() - burst_at < 40:
                 time.sleep(2)
                 n += 1
                 fleet.flush(f"burst-{n}")
+                if fired() and "fired_after_s" not in fig:
+                    fig["fired_after_s"] = round(time.monotonic() - burst_at, 1)
             assert fired(), (
                 f"{RULE} did not fire within 40 s of the burst; webhook got {[r.text for r in hooks.requests]}"
             )
-            fig["fired_after_s"] = round(time.monotonic() - burst_at, 1)
+            fig.setdefault("fired_after_s", round(time.monotonic() - burst_at, 1))
             for t in fleet.traffics:
                 t.aborted.set()
             traffic.join(60)
