@@ -47,7 +47,7 @@ OTEL_CONFIG_FILE = "OTEL_CONFIG_FILE"
 SIGNALS = ("traces", "metrics", "logs")
 EXPORTER_VARIABLE = {s: f"OTEL_{s.upper()}_EXPORTER" for s in SIGNALS}
 ENDPOINT_VARIABLE = {s: f"OTEL_EXPORTER_OTLP_{s.upper()}_ENDPOINT" for s in SIGNALS}
-AI_DIARY_FAST_OTLP = "AI_DIARY_FAST_OTLP"  # false: the SDK's own OTLP/HTTP span encoder
+AI_DIARY_FAST_OTLP = "AI_DIARY_FAST_OTLP"  # false: the SDK's own OTLP span encoder (HTTP and gRPC)
 AI_DIARY_CAPTURE_GENAI_CONTENT = "AI_DIARY_CAPTURE_GENAI_CONTENT"  # true: prompts and completions leave the process
 AI_DIARY_GIL_SWITCH_INTERVAL_MS = "AI_DIARY_GIL_SWITCH_INTERVAL_MS"
 # the local OpenAI-compatible stand-in (app/local_llm/): injected latency and failures

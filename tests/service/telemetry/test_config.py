@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from opentelemetry import metrics, trace
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcOTLPSpanExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
@@ -150,7 +151,14 @@ def test_exporter_selection_follows_the_sdk(fresh):
     exps = telemetry_setup.load_exporters("traces", TelemetrySettings.from_env())
     assert [type(e).__name__ for e in exps] == ["ConsoleSpanExporter", "FastOTLPSpanExporter"]
     assert isinstance(exps[0], ConsoleSpanExporter) and isinstance(exps[1], OTLPSpanExporter)
+    fresh.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    exps += telemetry_setup.load_exporters("traces", TelemetrySettings.from_env())
+    assert [type(e).__name__ for e in exps[2:]] == ["ConsoleSpanExporter", "FastOTLPGrpcSpanExporter"]
+    assert isinstance(exps[-1], GrpcOTLPSpanExporter)
     fresh.setenv("AI_DIARY_FAST_OTLP", "false")
+    exps += telemetry_setup.load_exporters("traces", TelemetrySettings.from_env())
+    assert type(exps[-1]) is GrpcOTLPSpanExporter
+    fresh.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
     exps += telemetry_setup.load_exporters("traces", TelemetrySettings.from_env())
     assert type(exps[-1]) is OTLPSpanExporter
     for e in exps:

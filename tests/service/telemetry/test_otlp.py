@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from grpc import Compression
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcOTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
@@ -24,7 +30,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from app.telemetry._otlp import FastOTLPSpanExporter, SpanEncoder
+from app.telemetry._otlp import BytesTraceStub, FastOTLPGrpcSpanExporter, FastOTLPSpanExporter, SpanEncoder
 from app.telemetry._privacy import Policy, span_attributes, span_events
 from tests.support.telemetry import flush
 
@@ -180,4 +186,61 @@ def test_exporter_posts_parsable_batches(sink):
 def test_dead_endpoint_fails_without_raising():
     exp = FastOTLPSpanExporter(endpoint="http://127.0.0.1:9/v1/traces", timeout=1)
     assert exp.export(synthetic_spans()[:2]) == SpanExportResult.FAILURE
+    exp.shutdown()
+
+
+@pytest.fixture
+def grpc_sink():
+    """A real gRPC server with the OTLP TraceService's Export method, keeping each request's raw bytes."""
+    import grpc
+
+    bodies: list[bytes] = []
+
+    def export(request: bytes, context) -> ExportTraceServiceResponse:
+        bodies.append(request)
+        return ExportTraceServiceResponse()
+
+    handler = grpc.method_handlers_generic_handler(
+        "opentelemetry.proto.collector.trace.v1.TraceService",
+        {"Export": grpc.unary_unary_rpc_method_handler(export, response_serializer=_serialize_response)},
+    )
+    server = grpc.server(ThreadPoolExecutor(2))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}", bodies
+    server.stop(None)
+
+
+def _serialize_response(r: ExportTraceServiceResponse) -> bytes:
+    return r.SerializeToString()
+
+
+@pytest.mark.parametrize("compression", [None, Compression.Gzip])
+def test_grpc_exporter_sends_what_the_sdks_sends(grpc_sink, compression):
+    endpoint, bodies = grpc_sink
+    spans = synthetic_spans()
+    for cls in (FastOTLPGrpcSpanExporter, GrpcOTLPSpanExporter):
+        exp = cls(endpoint=endpoint, insecure=True, compression=compression, timeout=5)
+        assert exp.export(spans) == SpanExportResult.SUCCESS
+        exp.shutdown()
+    ours, sdk = (ExportTraceServiceRequest.FromString(b) for b in bodies)
+    assert ours == sdk and sum(len(ss.spans) for rs in ours.resource_spans for ss in rs.scope_spans) == len(spans)
+
+
+def test_grpc_reconnection_keeps_the_bytes_stub(grpc_sink):
+    endpoint, bodies = grpc_sink
+    exp = FastOTLPGrpcSpanExporter(endpoint=endpoint, insecure=True, timeout=5)
+    assert isinstance(exp._client, BytesTraceStub)
+    exp._initialize_channel_and_stub()  # what the SDK does after UNAVAILABLE
+    assert isinstance(exp._client, BytesTraceStub)
+    assert exp.export(synthetic_spans()[:2]) == SpanExportResult.SUCCESS
+    exp.shutdown()
+    assert len(ExportTraceServiceRequest.FromString(bodies[0]).resource_spans[0].scope_spans[0].spans) == 2
+
+
+def test_grpc_dead_endpoint_and_a_bad_batch_fail_without_raising():
+    exp = FastOTLPGrpcSpanExporter(endpoint="127.0.0.1:9", insecure=True, timeout=1)
+    assert exp.export(synthetic_spans()[:2]) == SpanExportResult.FAILURE
+    assert exp.export([object()]) == SpanExportResult.FAILURE  # the encoder raises: counted as a failed batch
     exp.shutdown()
