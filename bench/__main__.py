@@ -1,7 +1,8 @@
 """``python -m bench``: runs every benchmark module present and rewrites BENCHMARKS.md from their sections.
 
-Each module exposes ``run() -> str`` (a markdown section). Order: telemetry (issue 2), exporters, bridge, layers and
-scale (issue 12: what our layers cost per request; the bridge behind agents and gateways).
+Each module exposes ``run() -> str`` (a markdown section). Order: telemetry (issue 2), exporters, bridge, layers, parts
+and scale (issue 12: what our layers cost per request, some parts of it priced without a profiler; the bridge behind
+agents and gateways).
 A bench that fails gets a section saying so (with the error), and the exit code is 1; the others still run.
 ``python -m bench telemetry exporters`` runs a subset (the file then holds only those sections).
 Sections measured elsewhere (a heading followed by a ``<!-- kept by python -m bench ... -->`` line, e.g. the figures of
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ("bench_telemetry", "bench_exporters", "bench_bridge", "bench_layers", "bench_scale")
+MODULES = ("bench_telemetry", "bench_exporters", "bench_bridge", "bench_layers", "bench_parts", "bench_scale")
 KEPT = "<!-- kept by python -m bench"
 logger = logging.getLogger("bench")
 
