@@ -9,9 +9,9 @@ variant rotates each round), medians quoted:
                httpx, OpenAI, logging bridge) and providers, but no batch processor, exporter or metric reader.
   C. wandb  -- full telemetry in process: ``OTEL_{TRACES,METRICS,LOGS}_EXPORTER=wandb``, an offline W&B run in a
                temporary WANDB_DIR (wandb starts its own ``wandb-core`` process, a child of the worker).
-  D. otlp   -- full telemetry over OTLP/HTTP to the real collector (otel-collector.yaml, compose's settings: bearer
-               token, gzip, logs to the bridge too) -> the W&B bridge (``python -m otel_wandb.bridge``, offline run,
-               its own ``wandb-core``).
+  D. otlp   -- full telemetry over OTLP/gRPC, as compose's app sends it, to the real collector (otel-collector.yaml,
+               compose's settings: bearer token to the bridge, logs to the bridge too) -> the W&B bridge
+               (``python -m otel_wandb.bridge``, offline run, its own ``wandb-core``).
 
 CPU is read from ``/proc/<pid>/stat`` of every process of each tree (the gunicorn master and all its descendants;
 the collector; the bridge and its descendants), listed again at each sample: utime + stime + cutime + cstime, so a
@@ -103,7 +103,7 @@ def variant_env(name: str, env: Mapping[str, str], wandb_dir: Path, otlp_endpoin
         out.update(wandb_env(wandb_dir))
     elif name == "otlp":
         out.update(dict.fromkeys(signals, "otlp"))
-        out.update(OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf", OTEL_EXPORTER_OTLP_ENDPOINT=otlp_endpoint)
+        out.update(OTEL_EXPORTER_OTLP_PROTOCOL="grpc", OTEL_EXPORTER_OTLP_ENDPOINT=otlp_endpoint)  # compose's
     else:
         raise ValueError(f"unknown variant {name!r}")
     return out
@@ -167,7 +167,7 @@ def serving(
     """Start a variant's app server; yields (port, the roots to sample, (pid, W&B dir) to wait for) and stops it."""
     wdir = tmp / "app-wandb"
     port = free_port()
-    endpoint = topo.collector.http_endpoint if topo else ""
+    endpoint = topo.collector.grpc_endpoint if topo else ""
     proc = start_server(name, {**variant_env(name, env, wdir, endpoint), **(extra or {})}, port)
     try:
         roots = {"app": proc.pid}

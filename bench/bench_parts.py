@@ -48,6 +48,18 @@ DURATION_ATTRS: dict[str, str | int] = {
     "http.response.status_code": 200,
     "network.protocol.version": "1.1",
 }
+SERVER_ATTRS = {
+    **DURATION_ATTRS,
+    "server.address": "127.0.0.1",
+    "client.address": "127.0.0.1",
+    "enduser.pseudo.id": "u1",
+}
+QUERY_ATTRS = {
+    "db.system": "sqlite",
+    "db.name": "bench.sqlite3",
+    "db.operation": "SELECT",
+    "db.statement": "SELECT entries.id FROM entries WHERE entries.id = ?",
+}
 METRIC_VARIANTS = {
     "none": "no reader (B: the SDK drops the measurement)",
     "reader": "one reader, default exemplar filter (C, D)",
@@ -129,18 +141,15 @@ def trace_batch(traces: int = 150, seed: int = 1) -> bytes:
     )
     scope = rs.scope_spans.add()
     t = time.time_ns()
-    server = {**DURATION_ATTRS, "server.address": "127.0.0.1", "client.address": "127.0.0.1", "enduser.pseudo.id": "u1"}
-    query = {"db.system": "sqlite", "db.name": "bench.sqlite3", "db.operation": "SELECT"}
-    query["db.statement"] = "SELECT entries.id FROM entries WHERE entries.id = ?"
     for _ in range(traces):
         tid, root = rnd.randbytes(16), rnd.randbytes(8)
         span = scope.spans.add(trace_id=tid, span_id=root, name="GET /api/entries/<int:entry_id>", kind=2)
         span.start_time_unix_nano, span.end_time_unix_nano = t, t + 2_000_000
-        span.attributes.extend(attrs(server))
+        span.attributes.extend(attrs(SERVER_ATTRS))
         for _ in range(2):
             child = scope.spans.add(trace_id=tid, span_id=rnd.randbytes(8), parent_span_id=root, name="SELECT", kind=3)
             child.start_time_unix_nano, child.end_time_unix_nano = t, t + 200_000
-            child.attributes.extend(attrs(query))
+            child.attributes.extend(attrs(QUERY_ATTRS))
     return gzip.compress(req.SerializeToString())
 
 
@@ -211,13 +220,12 @@ def request_spans(requests: int) -> list[Any]:
         tp.get_tracer("opentelemetry.instrumentation.flask"),
         tp.get_tracer("opentelemetry.instrumentation.sqlalchemy"),
     )
-    server = {**DURATION_ATTRS, "server.address": "127.0.0.1", "client.address": "127.0.0.1", "enduser.pseudo.id": "u1"}
-    query = {"db.system": "sqlite", "db.name": "bench.sqlite3", "db.operation": "SELECT"}
-    query["db.statement"] = "SELECT entries.id FROM entries WHERE entries.id = ?"
     for _ in range(requests):
-        with flask.start_as_current_span("GET /api/entries/<int:entry_id>", kind=SpanKind.SERVER, attributes=server):
+        with flask.start_as_current_span(
+            "GET /api/entries/<int:entry_id>", kind=SpanKind.SERVER, attributes=SERVER_ATTRS
+        ):
             for _ in range(2):
-                sqla.start_span("SELECT", kind=SpanKind.CLIENT, attributes=query).end()
+                sqla.start_span("SELECT", kind=SpanKind.CLIENT, attributes=QUERY_ATTRS).end()
     return list(mem.get_finished_spans())
 
 
