@@ -12,6 +12,7 @@ variant rotates each round), medians quoted:
   D. otlp   -- full telemetry over OTLP/gRPC, as compose's app sends it, to the real collector (otel-collector.yaml,
                compose's settings: bearer token to the bridge, logs to the bridge too) -> the W&B bridge
                (``python -m otel_wandb.bridge``, offline run, its own ``wandb-core``).
+  D'. otlp_http -- the same over OTLP/HTTP (protobuf): the other protocol, side by side.
 
 CPU is read from ``/proc/<pid>/stat`` of every process of each tree (the gunicorn master and all its descendants;
 the collector; the bridge and its descendants), listed again at each sample: utime + stime + cutime + cstime, so a
@@ -60,12 +61,14 @@ from bench.proctree import HELPER, TICK, descendants, read_procs, sample, thread
 
 ROOT = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("bench")
-VARIANTS = ("off", "instr", "wandb", "otlp")
+VARIANTS = ("off", "instr", "wandb", "otlp", "otlp_http")
+FULL = ("wandb", "otlp", "otlp_http")  # the variants with the goals
 LABELS = {
     "off": "A. telemetry off",
     "instr": "B. instrumentation only (exporters none)",
     "wandb": "C. full, in-process W&B",
     "otlp": "D. full, OTLP -> collector -> bridge",
+    "otlp_http": "D'. the same over OTLP/HTTP",
 }
 TOKEN = "bench-layers-token"
 EXPORT_INTERVAL_S = 10  # metric reader and W&B interval (compose: 10 s metrics, 15 s W&B)
@@ -101,9 +104,10 @@ def variant_env(name: str, env: Mapping[str, str], wandb_dir: Path, otlp_endpoin
     elif name == "wandb":
         out.update(dict.fromkeys(signals, "wandb"))
         out.update(wandb_env(wandb_dir))
-    elif name == "otlp":
+    elif name in ("otlp", "otlp_http"):
         out.update(dict.fromkeys(signals, "otlp"))
-        out.update(OTEL_EXPORTER_OTLP_PROTOCOL="grpc", OTEL_EXPORTER_OTLP_ENDPOINT=otlp_endpoint)  # compose's
+        protocol = "grpc" if name == "otlp" else "http/protobuf"  # compose's: grpc
+        out.update(OTEL_EXPORTER_OTLP_PROTOCOL=protocol, OTEL_EXPORTER_OTLP_ENDPOINT=otlp_endpoint)
     else:
         raise ValueError(f"unknown variant {name!r}")
     return out
@@ -167,7 +171,7 @@ def serving(
     """Start a variant's app server; yields (port, the roots to sample, (pid, W&B dir) to wait for) and stops it."""
     wdir = tmp / "app-wandb"
     port = free_port()
-    endpoint = topo.collector.grpc_endpoint if topo else ""
+    endpoint = "" if topo is None else topo.collector.grpc_endpoint if name == "otlp" else topo.collector.http_endpoint
     proc = start_server(name, {**variant_env(name, env, wdir, endpoint), **(extra or {})}, port)
     try:
         roots = {"app": proc.pid}
@@ -211,7 +215,7 @@ def service(tmp: Path) -> Iterator[tuple[Load, dict[str, str]]]:
 def measure(
     seconds: float = 5.0, rounds: int = 5, warmup: float = 3.0, variants: tuple[str, ...] = VARIANTS
 ) -> dict[str, Any]:
-    if "otlp" in variants and not topology.COLLECTOR_BINARY.exists():
+    if any(v.startswith("otlp") for v in variants) and not topology.COLLECTOR_BINARY.exists():
         topology.build_collector()
     rps: dict[str, list[float]] = {v: [] for v in variants}
     cpu: dict[str, list[dict[str, float]]] = {v: [] for v in variants}  # per round: CPU µs/request per part
@@ -221,9 +225,9 @@ def measure(
         try:
             for r in range(rounds):
                 for name in variants[r % len(variants) :] + variants[: r % len(variants)]:
-                    if name == "otlp" and topo is None:
+                    if name.startswith("otlp") and topo is None:
                         topo = Topology.start(tmp / "otlp")
-                    used = topo if name == "otlp" else None
+                    used = topo if name.startswith("otlp") else None
                     with serving(name, env, tmp / f"r{r}-{name}", used) as (port, roots, waits):
                         got, n, win, wall = one_window(load, port, roots, waits, seconds, warmup)
                     rps[name].append(got)
@@ -489,7 +493,7 @@ def summarize(m: Mapping[str, Any]) -> dict[str, dict[str, float]]:
 def verdicts(m: Mapping[str, Any]) -> dict[str, tuple[float, bool]]:
     """Each goal of the issue: (the measured median, met)."""
     out: dict[str, tuple[float, bool]] = {}
-    for v in ("wandb", "otlp"):
+    for v in FULL:
         if v in m["cpu"] and "off" in m["cpu"]:
             x = _med(per_round(m, v, "off"))
             out[f"{v}/off"] = (x, x >= GOAL_VS_OFF)
@@ -591,7 +595,7 @@ def section(
 
     def part(v: str, k: str) -> str:
         x = s[v].get(f"cpu.{k}")
-        absent = v in ("off", "instr") or (v == "otlp" and k == "app.wandb")
+        absent = v in ("off", "instr") or (v.startswith("otlp") and k == "app.wandb")
         return "–" if x is None or (x == 0 and absent) else f"{x / 1000:.3f}"
 
     for v in vs:
@@ -627,7 +631,7 @@ def section(
     if "instr" in vs:
         lines += ["", "| our layers over instrumentation-only (CPU/request ÷ B − 1) | value | goal | verdict |"]
         lines.append("|---|---:|---:|---|")
-        for v in ("wandb", "otlp"):
+        for v in FULL:
             if v not in vs:
                 continue
             extra = [1 / r - 1 for r in per_round(m, v, "instr")]
@@ -636,10 +640,10 @@ def section(
                 f"| {LABELS[v]} | **{100 * _med(extra):+.0f} %** ({100 * min(extra):+.0f}…{100 * max(extra):+.0f}) "
                 f"| ≤ +{100 * GOAL_OVER_INSTR:.0f} % | {'met' if ok else '**missed**'} |"
             )
-            if v == "otlp":
+            if v.startswith("otlp"):
                 extra2 = [1 / r - 1 for r in per_round(m, v, "instr", skip="collector")]
                 lines.append(
-                    f"| … the same without the collector's CPU (app + bridge + their wandb-core) | "
+                    f"| … {LABELS[v].split('.')[0]} without the collector's CPU (app + bridge + their wandb-core) | "
                     f"{100 * _med(extra2):+.0f} % | – | – |"
                 )
     lines += ["", *verdict_lines(m, s, goals), ""]
@@ -818,7 +822,7 @@ def profile_data(
         (tmp / "hook" / "sitecustomize.py").write_text(PROFILE_HOOK)
         try:
             for name in variants:
-                if name == "otlp" and topo is None:
+                if name.startswith("otlp") and topo is None:
                     topo = Topology.start(tmp / "otlp")
                 out = tmp / f"prof-{name}"
                 out.mkdir()
@@ -827,7 +831,7 @@ def profile_data(
                     "BENCH_LAYERS_PROFILE_OUT": str(out),
                     "BENCH_LAYERS_CPROFILE": "1" if cprofile else "0",
                 }
-                used = topo if name == "otlp" else None
+                used = topo if name.startswith("otlp") else None
                 with serving(name, env, tmp / f"p-{name}", used, extra) as (port, roots, waits):
                     url = load.url.format(port=port)
                     run_wrk(load.wrk, url, load.token, warmup)
