@@ -17,7 +17,7 @@ unevenly, so its columns only rank. This bench prices three parts directly, each
    threads) to export 512-span batches of those traces (real SDK spans) to a real collector, with the SDK's
    OTLP/HTTP and gRPC exporters and ours (app/telemetry/_otlp.py), interleaved. compose sends gRPC.
 
-    python -m bench.bench_parts [--rounds 15] [--collector-rounds 3]
+    python -m bench.bench_parts [--rounds 15] [--collector-rounds 3] [--export-rounds 7]
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import logging
-import random
 import statistics
 import tempfile
 import time
@@ -117,40 +116,11 @@ def bench_metrics(rounds: int = 15, n: int = 20_000) -> dict[str, list[float]]:
     return out
 
 
-def trace_batch(traces: int = 150, seed: int = 1) -> bytes:
-    """One gzip'd OTLP/protobuf trace request: ``traces`` × (server span + two SQLite client spans)."""
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-    from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+def trace_batch(traces: int = 150) -> bytes:
+    """One gzip'd OTLP/protobuf trace request (the SDK's encoder) of ``request_spans(traces)``."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
-    def attrs(d: dict[str, Any]) -> list[KeyValue]:
-        out = []
-        for k, v in d.items():
-            kv = KeyValue(key=k)
-            if isinstance(v, int):
-                kv.value.int_value = v
-            else:
-                kv.value.string_value = v
-            out.append(kv)
-        return out
-
-    rnd = random.Random(seed)
-    req = ExportTraceServiceRequest()
-    rs = req.resource_spans.add()
-    rs.resource.attributes.extend(
-        attrs({"service.name": "ai-diary", "service.instance.id": "bench", "app.worker.id": "0"})
-    )
-    scope = rs.scope_spans.add()
-    t = time.time_ns()
-    for _ in range(traces):
-        tid, root = rnd.randbytes(16), rnd.randbytes(8)
-        span = scope.spans.add(trace_id=tid, span_id=root, name="GET /api/entries/<int:entry_id>", kind=2)
-        span.start_time_unix_nano, span.end_time_unix_nano = t, t + 2_000_000
-        span.attributes.extend(attrs(SERVER_ATTRS))
-        for _ in range(2):
-            child = scope.spans.add(trace_id=tid, span_id=rnd.randbytes(8), parent_span_id=root, name="SELECT", kind=3)
-            child.start_time_unix_nano, child.end_time_unix_nano = t, t + 200_000
-            child.attributes.extend(attrs(QUERY_ATTRS))
-    return gzip.compress(req.SerializeToString())
+    return gzip.compress(encode_spans(request_spans(traces)).SerializeToString())
 
 
 def collector_config(variant: str, out: Path) -> Path:
@@ -206,7 +176,7 @@ def bench_collector(rounds: int = 3, seconds: float = 15.0, traces: int = 150) -
 
 
 def request_spans(requests: int) -> list[Any]:
-    """Real SDK spans: ``requests`` × (a server span and two SQLite client spans), attributes as in trace_batch."""
+    """Real SDK spans: ``requests`` × (a server span and two SQLite client spans), the bench request's attributes."""
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -214,7 +184,9 @@ def request_spans(requests: int) -> list[Any]:
     from opentelemetry.trace import SpanKind
 
     mem = InMemorySpanExporter()
-    tp = TracerProvider(resource=Resource.create({"service.name": "ai-diary", "service.instance.id": "bench"}))
+    tp = TracerProvider(
+        resource=Resource.create({"service.name": "ai-diary", "service.instance.id": "bench", "app.worker.id": "0"})
+    )
     tp.add_span_processor(SimpleSpanProcessor(mem))
     flask, sqla = (
         tp.get_tracer("opentelemetry.instrumentation.flask"),
@@ -338,8 +310,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--collector-rounds", type=int, default=3)
+    ap.add_argument("--export-rounds", type=int, default=7)
     args = ap.parse_args()
-    logger.info("%s", run(args.rounds, args.collector_rounds))
+    logger.info("%s", run(args.rounds, args.collector_rounds, args.export_rounds))
 
 
 if __name__ == "__main__":
