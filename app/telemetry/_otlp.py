@@ -10,7 +10,7 @@ tests/service/telemetry/test_otlp.py checks that both encoders' output parses to
 Used by app/telemetry/_providers.py in place of ``otlp_proto_http`` and ``otlp_proto_grpc`` for traces unless
 ``AI_DIARY_FAST_OTLP=false``. Transport, retries, headers, compression, timeouts and endpoint variables are the SDK
 exporters' own; over gRPC the encoded bytes go through a stub whose request serializer passes them on (the SDK's
-stub serializes a message object): measured, the gRPC path cost the export thread ~2.5x the HTTP one before.
+stub serializes a message object). bench/bench_parts.py measures both exporters against the SDK's.
 """
 
 from __future__ import annotations
@@ -315,3 +315,10 @@ class FastOTLPGrpcSpanExporter(GrpcOTLPSpanExporter):
         except Exception:  # noqa: BLE001 - the SDK's retry loop catches RpcError only: an encoding error would escape
             logger.exception("Failed to encode or export span batch")
             return SpanExportResult.FAILURE
+
+
+# entry-point name (opentelemetry_traces_exporter) -> ours, for app/telemetry/_providers.py
+FAST_SPAN_EXPORTERS: dict[str, type[Any]] = {
+    "otlp_proto_http": FastOTLPSpanExporter,
+    "otlp_proto_grpc": FastOTLPGrpcSpanExporter,
+}

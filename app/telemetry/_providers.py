@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import _KNOWN_SAMPLERS
 
 from app.config import EXPORTER_VARIABLE, ConfigError, TelemetrySettings
-from app.telemetry._otlp import FastOTLPGrpcSpanExporter, FastOTLPSpanExporter
+from app.telemetry._otlp import FAST_SPAN_EXPORTERS
 from app.telemetry._privacy import Policy, PrivacyLogProcessor, PrivacySpanExporter, redact_error
 from app.telemetry.defaults import BASE2, EXP_HISTOGRAM_MAX_SIZE
 
@@ -58,9 +58,7 @@ def load_exporters(signal: Signal, settings: TelemetrySettings) -> list[Any]:
         raise ConfigError(f"{EXPORTER_VARIABLE[signal]}: {exc}") from None
     classes: dict[str, type[object]] = {**found[("traces", "metrics", "logs").index(signal)]}
     if signal == "traces" and settings.fast_otlp:
-        for name, fast in (("otlp_proto_http", FastOTLPSpanExporter), ("otlp_proto_grpc", FastOTLPGrpcSpanExporter)):
-            if name in classes:
-                classes[name] = fast
+        classes.update({name: fast for name, fast in FAST_SPAN_EXPORTERS.items() if name in classes})
     out = []
     for name, cls in classes.items():
         try:
