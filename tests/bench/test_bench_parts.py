@@ -40,7 +40,9 @@ def test_the_section_prices_each_part_as_a_difference_of_medians() -> None:
     export = {"sdk_http": [100.0] * 3, "fast_http": [40.0] * 3, "sdk_grpc": [200.0] * 3, "fast_grpc": [80.0] * 3}
     text = section(metrics, collector, export)
     assert "costs the request thread 23 µs per request over B (exemplars 8 µs of it)" in text
-    assert "`span_metrics` costs 8 µs per request and the second privacy wall 5 µs, of 36 µs in all" in text
+    assert "The collector spends 36 µs per request" in text
+    assert "without `span_metrics` it spends -8 µs, without the second privacy wall -5 µs" in text
+    assert "against a spread of 35–37 µs between rounds" in text
     assert "| one reader, default exemplar filter (C, D) | **38.0** (37.0–40.0) | +23.0 µs |" in text
     assert "gRPC export **2.5×** cheaper (200 → 80 µs per request) and the HTTP one 2.5×" in text
 
